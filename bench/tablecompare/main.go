@@ -1,0 +1,187 @@
+// Command tablecompare runs the sessioncache shared-memory table, fastcache and freecache on
+// the same workloads in one process and prints each result with its ratio to the baselines.
+// It also measures what only a shared table can do: two processes on one table, and the time
+// until the others progress after a lock holder is killed with SIGKILL.
+//
+//	go run ./tablecompare            (from the bench directory)
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/fastcache"
+	"github.com/coocood/freecache"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+var (
+	flagKeys   = flag.Int("keys", 100_000, "distinct keys")
+	flagKey    = flag.Int("key-size", 32, "key bytes")
+	flagValue  = flag.Int("value-size", 384, "value bytes")
+	flagOps    = flag.Int("ops", 2_000_000, "operations per measurement")
+	flagRounds = flag.Int("rounds", 5, "measurements per cell; the median is reported")
+	flagDir    = flag.String("dir", "/dev/shm", "directory for the shared table")
+	flagKills  = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
+	flagChild  = flag.String("child", "", "internal: run as a child process in this role")
+	flagPath   = flag.String("path", "", "internal: table path for a child")
+)
+
+// kv is the interface the workloads drive.
+type kv interface {
+	get(dst, k []byte) ([]byte, bool)
+	set(k, v []byte)
+}
+
+type gsTable struct{ t *sessioncache.Table }
+
+func (g gsTable) get(dst, k []byte) ([]byte, bool) {
+	v, _, err := g.t.GetAppend(dst, k)
+	return v, err == nil
+}
+func (g gsTable) set(k, v []byte) { _ = g.t.Set(k, v, time.Time{}) }
+
+type fastCache struct{ c *fastcache.Cache }
+
+func (f fastCache) get(dst, k []byte) ([]byte, bool) { return f.c.HasGet(dst, k) }
+func (f fastCache) set(k, v []byte)                  { f.c.Set(k, v) }
+
+type freeCache struct{ c *freecache.Cache }
+
+func (f freeCache) get(dst, k []byte) ([]byte, bool) {
+	v, err := f.c.GetWithBuf(k, dst[:cap(dst)])
+	return v, err == nil
+}
+func (f freeCache) set(k, v []byte) { _ = f.c.Set(k, v, 0) }
+
+func key(i int) []byte { return fmt.Appendf(nil, "%0*d", *flagKey, i) }
+
+func main() {
+	flag.Parse()
+	if *flagChild != "" {
+		os.Exit(child(*flagChild, *flagPath))
+	}
+	fmt.Printf("# tablecompare: %d keys of %d bytes, values of %d bytes, %d ops per cell, median of %d\n",
+		*flagKeys, *flagKey, *flagValue, *flagOps, *flagRounds)
+	fmt.Printf("# %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+
+	keys := make([][]byte, *flagKeys)
+	for i := range keys {
+		keys[i] = key(i)
+	}
+	value := make([]byte, *flagValue)
+	for i := range value {
+		value[i] = byte(i)
+	}
+	path := fmt.Sprintf("%s/tablecompare-%d.table", *flagDir, os.Getpid())
+	tbl, err := sessioncache.Open(sessioncache.Config{Path: path, Create: true, Replace: true,
+		ElementCount: *flagKeys * 5 / 4, RecordSize: *flagKey + *flagValue})
+	check(err)
+	defer tbl.Remove()
+	defer tbl.Close()
+	bytesNeeded := *flagKeys * (*flagKey + *flagValue + 64)
+	caches := []struct {
+		name string
+		kv   kv
+	}{
+		{"sessioncache", gsTable{tbl}},
+		{"fastcache", fastCache{fastcache.New(2 * bytesNeeded)}},
+		{"freecache", freeCache{freecache.NewCache(2 * bytesNeeded)}},
+	}
+	for _, c := range caches {
+		for _, k := range keys {
+			c.kv.set(k, value)
+		}
+		for _, k := range keys {
+			if _, ok := c.kv.get(make([]byte, 0, *flagValue), k); !ok {
+				fmt.Fprintf(os.Stderr, "%s lost a key while filling: size it larger\n", c.name)
+				os.Exit(1)
+			}
+		}
+	}
+
+	uniform := indexes(*flagKeys, 1)
+	hot := indexes(1000, 2)
+	type workload struct {
+		name       string
+		write      bool
+		idx        []int
+		goroutines int
+	}
+	workloads := []workload{
+		{"get uniform", false, uniform, 1}, {"get uniform", false, uniform, 2},
+		{"get hot-1000", false, hot, 1}, {"get hot-1000", false, hot, 2},
+		{"set uniform", true, uniform, 1}, {"set uniform", true, uniform, 2},
+		{"set hot-1000", true, hot, 1}, {"set hot-1000", true, hot, 2},
+	}
+	fmt.Println("| workload | goroutines | sessioncache ns/op | fastcache ns/op | freecache ns/op | vs fastcache | vs freecache |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, w := range workloads {
+		var ns [3]float64
+		for i, c := range caches {
+			var samples []float64
+			for range *flagRounds {
+				samples = append(samples, run(c.kv, keys, value, w.idx, w.write, w.goroutines))
+			}
+			ns[i] = median(samples)
+		}
+		fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n",
+			w.name, w.goroutines, ns[0], ns[1], ns[2], ns[0]/ns[1], ns[0]/ns[2])
+	}
+	fmt.Println()
+
+	twoProcesses(path)
+	recovery()
+	memory()
+}
+
+// indexes returns a fixed pseudo-random sequence of key indexes below n.
+func indexes(n int, seed uint64) []int {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	idx := make([]int, 1<<20)
+	for i := range idx {
+		idx[i] = rng.IntN(n)
+	}
+	return idx
+}
+
+// run performs *flagOps operations split over goroutines and returns wall ns per operation.
+func run(c kv, keys [][]byte, value []byte, idx []int, write bool, goroutines int) float64 {
+	per := *flagOps / goroutines
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range goroutines {
+		wg.Go(func() {
+			buf := make([]byte, 0, len(value))
+			off := g * 7919
+			for i := range per {
+				k := keys[idx[(off+i)&(len(idx)-1)]]
+				if write {
+					c.set(k, value)
+				} else if _, ok := c.get(buf[:0], k); !ok {
+					panic("miss")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(time.Since(start).Nanoseconds()) / float64(per*goroutines)
+}
+
+func median(s []float64) float64 {
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,291 @@
+package sessioncache
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Cross-process tests re-execute the test binary with GS_CHILD naming a role; TestMain runs
+// that role instead of the tests.
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv("GS_CHILD"); role != "" {
+		os.Exit(runChild(role))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(role string) int {
+	t, err := Open(Config{Path: os.Getenv("GS_PATH")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		return 2
+	}
+	defer t.Close()
+	id, _ := strconv.Atoi(os.Getenv("GS_ID"))
+	ops, _ := strconv.Atoi(os.Getenv("GS_OPS"))
+	keys, _ := strconv.Atoi(os.Getenv("GS_KEYS"))
+	switch role {
+	case "mixed":
+		if err := mixedLoad(t, id, ops, keys); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 1
+		}
+		return 0
+	case "crash":
+		// Announce each mid-write pause on stdout and stop there, so the parent kills this
+		// process while it holds a shard lock with a record half written.
+		if os.Getenv("GS_HOOK") != "" {
+			testHookMidWrite = func(key []byte) {
+				if string(key) == "crash-key" {
+					fmt.Println("midwrite")
+					select {}
+				}
+			}
+		}
+		fmt.Println("running")
+		rng := rand.New(rand.NewPCG(uint64(id), 1))
+		for i := 0; ; i++ {
+			if i == 2000 {
+				fmt.Println("progress") // the parent kills at whatever point the loop has reached
+			}
+			if i == 1000 && testHookMidWrite != nil {
+				_ = t.Set([]byte("crash-key"), checkedValue(rng, []byte("crash-key"), id, i, 200), time.Time{})
+			}
+			k := fmt.Appendf(nil, "key-%d", rng.IntN(keys))
+			if err := t.Set(k, checkedValue(rng, k, id, i, 100+rng.IntN(200)), time.Time{}); err != nil {
+				fmt.Fprintln(os.Stderr, "child set:", err)
+				return 1
+			}
+		}
+	}
+	fmt.Fprintln(os.Stderr, "unknown role", role)
+	return 2
+}
+
+// checkedValue builds a value that names its key and writer and ends in a CRC of the rest,
+// so a reader can tell a whole value from a torn or misplaced one.
+func checkedValue(rng *rand.Rand, key []byte, writer, seq, size int) []byte {
+	v := make([]byte, 0, size)
+	v = binary.AppendUvarint(v, uint64(len(key)))
+	v = append(v, key...)
+	v = binary.AppendUvarint(v, uint64(writer))
+	v = binary.AppendUvarint(v, uint64(seq))
+	for len(v) < size-4 {
+		v = append(v, byte(rng.Uint32()))
+	}
+	return binary.LittleEndian.AppendUint32(v, crc32.ChecksumIEEE(v))
+}
+
+// checkValue verifies a value built by checkedValue for key.
+func checkValue(key, v []byte) error {
+	if len(v) < 5 {
+		return fmt.Errorf("value of %q is %d bytes, too short", key, len(v))
+	}
+	body := v[:len(v)-4]
+	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(v[len(v)-4:]) {
+		return fmt.Errorf("value of %q fails its checksum (torn)", key)
+	}
+	n, w := binary.Uvarint(body)
+	if w <= 0 || int(n) > len(body)-w || string(body[w:w+int(n)]) != string(key) {
+		return fmt.Errorf("value read for %q belongs to another key", key)
+	}
+	return nil
+}
+
+func mixedLoad(t *Table, id, ops, keys int) error {
+	rng := rand.New(rand.NewPCG(uint64(id), 2))
+	buf := make([]byte, 0, t.RecordSize())
+	for i := range ops {
+		k := fmt.Appendf(nil, "key-%d", rng.IntN(keys))
+		switch r := rng.IntN(10); {
+		case r < 4:
+			if err := t.Set(k, checkedValue(rng, k, id, i, 100+rng.IntN(200)), time.Time{}); err != nil {
+				return err
+			}
+		case r < 5:
+			if _, err := t.Delete(k); err != nil {
+				return err
+			}
+		default:
+			v, _, err := t.GetAppend(buf[:0], k)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := checkValue(k, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// child is a running copy of the test binary in some role.
+type child struct {
+	cmd    *exec.Cmd
+	stdout *bufio.Reader
+	stderr *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+func startChild(tb testing.TB, role, path string, env ...string) *child {
+	tb.Helper()
+	exe, err := os.Executable()
+	require.NoError(tb, err)
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), append([]string{"GS_CHILD=" + role, "GS_PATH=" + path}, env...)...)
+	out, err := cmd.StdoutPipe()
+	require.NoError(tb, err)
+	c := &child{cmd: cmd, stdout: bufio.NewReader(out), stderr: &syncBuffer{}}
+	cmd.Stderr = c.stderr
+	require.NoError(tb, cmd.Start())
+	tb.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return c
+}
+
+// expectLine reads the child's next stdout line and checks it.
+func (c *child) expectLine(tb testing.TB, want string) {
+	tb.Helper()
+	line, err := c.stdout.ReadString('\n')
+	require.NoError(tb, err, "child stderr: %s", c.stderr)
+	require.Equal(tb, want+"\n", line)
+}
+
+func (c *child) wait(tb testing.TB) {
+	tb.Helper()
+	_, _ = io.Copy(io.Discard, c.stdout)
+	require.NoError(tb, c.cmd.Wait(), "child stderr: %s", c.stderr)
+}
+
+func (c *child) kill(tb testing.TB) {
+	tb.Helper()
+	require.NoError(tb, c.cmd.Process.Signal(syscall.SIGKILL))
+}
+
+func (c *child) reap() { _ = c.cmd.Wait() }
+
+// TestCrossProcessConcurrentReadWrite runs several processes reading, writing and deleting
+// the same keys, with more keys than records so eviction runs all the time. Every value any
+// process reads must be one some process wrote whole, for the key it asked for.
+func TestCrossProcessConcurrentReadWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.table")
+	tb := openTest(t, Config{Path: path, ElementCount: 2048, RecordSize: 384, Shards: 8})
+	ops := 40000
+	if testing.Short() {
+		ops = 5000
+	}
+	env := []string{"GS_OPS=" + strconv.Itoa(ops), "GS_KEYS=4096"}
+	var kids []*child
+	for i := range 3 {
+		kids = append(kids, startChild(t, "mixed", path, append(env, "GS_ID="+strconv.Itoa(i+1))...))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for g := range 2 {
+		wg.Go(func() { errs <- mixedLoad(tb, 100+g, ops, 4096) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	for _, k := range kids {
+		k.wait(t)
+	}
+	require.NoError(t, tb.Verify())
+	st := tb.Stats()
+	assert.NotZero(t, st.Evictions, "the load should overflow the table")
+	assert.NotZero(t, st.Hits)
+	t.Logf("stats after %d processes x %d ops: %+v", 5, ops, st)
+}
+
+// TestCrashWhileWriting kills processes with SIGKILL while they hold a shard lock with a
+// record half written (and, for good measure, at random points of a write loop), while
+// other processes keep working. The survivors must make progress, read no torn value, and
+// Verify must pass.
+func TestCrashWhileWriting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.table")
+	tb := openTest(t, Config{Path: path, ElementCount: 1024, RecordSize: 384, Shards: 4})
+	survivors := []*child{
+		startChild(t, "mixed", path, "GS_ID=1", "GS_OPS=100000", "GS_KEYS=2000"),
+		startChild(t, "mixed", path, "GS_ID=2", "GS_OPS=100000", "GS_KEYS=2000"),
+	}
+	rounds := 8
+	for round := range rounds {
+		before := tb.Stats().Recoveries
+		c := startChild(t, "crash", path, "GS_HOOK=1", "GS_ID="+strconv.Itoa(10+round), "GS_KEYS=2000")
+		c.expectLine(t, "running")
+		c.expectLine(t, "midwrite")
+		c.kill(t)
+		if round%2 == 0 {
+			c.reap() // odd rounds leave a zombie: it must count as dead too
+		}
+		start := time.Now()
+		v, err := tb.Get([]byte("crash-key"))
+		took := time.Since(start)
+		if err == nil {
+			require.NoError(t, checkValue([]byte("crash-key"), v))
+		} else {
+			require.ErrorIs(t, err, ErrNotFound)
+		}
+		require.NoError(t, tb.Verify())
+		assert.Greater(t, tb.Stats().Recoveries, before, "the dead writer's lock was not recovered")
+		t.Logf("round %d: the lock of a killed writer was recovered after %v", round, took)
+		c.reap()
+	}
+	// Kills at arbitrary points of a tight write loop.
+	for round := range 6 {
+		c := startChild(t, "crash", path, "GS_ID="+strconv.Itoa(100+round), "GS_KEYS=2000")
+		c.expectLine(t, "running")
+		c.expectLine(t, "progress")
+		c.kill(t)
+		c.reap()
+		require.NoError(t, tb.Verify())
+	}
+	for _, s := range survivors {
+		s.wait(t)
+	}
+	require.NoError(t, tb.Verify())
+	require.NoError(t, mixedLoad(tb, 99, 2000, 2000))
+}
