@@ -6,31 +6,14 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // testHookMidWrite, when set by a test, runs while a writer holds a shard lock with a record
 // half written, so crash tests can kill a process at exactly that point.
 var testHookMidWrite func(key []byte)
 
-// hash is the seeded xxhash of a key. The top bits pick the shard, the low 32 the bucket.
-func (t *Table) hash(key []byte) uint64 {
-	var d xxhash.Digest
-	d.ResetWithSeed(t.shape.seed)
-	d.Write(key)
-	return d.Sum64()
-}
-
-// locate returns the shard and the shard-local bucket of hash h.
-func (t *Table) locate(h uint64) (*shard, uint32) {
-	sh := &t.shards[h>>(64-t.shardBits)&(uint64(len(t.shards))-1)]
-	return sh, bucketOf(sh, uint32(h))
-}
-
-func bucketOf(sh *shard, h32 uint32) uint32 {
-	return uint32(uint64(h32) * uint64(sh.count) >> 32)
-}
+// hash is the seeded hash of a key.
+func (t *Table) hash(key []byte) uint64 { return seededHash(t.shape.seed, key) }
 
 func (t *Table) checkKey(key []byte) error {
 	if len(key) == 0 {
@@ -81,9 +64,7 @@ func (t *Table) get(dst, key []byte) ([]byte, int64, error) {
 	if err := t.checkKey(key); err != nil {
 		return dst, 0, err
 	}
-	h := t.hash(key)
-	sh, b := t.locate(h)
-	h32 := uint32(h)
+	sh, tag := t.locate(t.hash(key))
 	n0 := len(dst)
 	var w backoff
 	for {
@@ -92,7 +73,7 @@ func (t *Table) get(dst, key []byte) ([]byte, int64, error) {
 			t.awaitWriter(sh, &w)
 			continue
 		}
-		r, res := t.find(sh, b, h32, key)
+		r, res := t.find(sh, tag, key)
 		var exp int64
 		if res == lookupHit {
 			exp = r.expiry
@@ -109,7 +90,7 @@ func (t *Table) get(dst, key []byte) ([]byte, int64, error) {
 		}
 		switch {
 		case res == lookupBroken:
-			return dst[:n0], 0, fmt.Errorf("%w: shard %d of %s has a broken chain (run Verify)", ErrCorrupt, t.shardIndex(sh), t.path)
+			return dst[:n0], 0, t.corrupt(sh)
 		case res == lookupMiss || (exp != 0 && exp <= t.now()):
 			atomic.AddUint64(&sh.hdr.misses, 1)
 			return dst[:n0], 0, ErrNotFound
@@ -122,59 +103,20 @@ func (t *Table) get(dst, key []byte) ([]byte, int64, error) {
 	}
 }
 
-// find walks bucket b's chain without a lock. Every link and length is bounds-checked, since
-// a writer may be changing them; the caller validates the result with the sequence counter.
-func (t *Table) find(sh *shard, b, h32 uint32, key []byte) (*recordHeader, lookupResult) {
-	idx := *bucket(sh, b)
-	for hops := uint32(0); idx != 0; hops++ {
-		if idx > sh.count || hops >= sh.count {
-			return nil, lookupBroken
-		}
-		r := t.record(sh, idx-1)
-		if r.hash == h32 && int(r.keyLen) == len(key) && r.state == stateLive &&
-			bytes.Equal(unsafe.Slice((*byte)(t.recordData(r)), len(key)), key) {
-			return r, lookupHit
-		}
-		idx = r.next
-	}
-	return nil, lookupMiss
-}
-
-// nowIfExpiring returns the time for a locked shard's expiry checks: 0 (before every
-// expiry) when no entry of the shard expires, which saves reading the clock.
-func (t *Table) nowIfExpiring(sh *shard) int64 {
-	if sh.hdr.minExpiry == 0 {
-		return 0
-	}
-	return t.now()
-}
-
-// findLocked walks bucket b's chain under the shard lock. It returns the record holding key
-// (or nil) and the link that points to it. Expired entries of other keys met on the way are
-// reclaimed.
-func (t *Table) findLocked(sh *shard, b, h32 uint32, key []byte, now int64) (r *recordHeader, idx uint32, link *uint32) {
-	link = bucket(sh, b)
-	for *link != 0 {
-		i := *link - 1
-		r := t.record(sh, i)
-		if r.hash == h32 && int(r.keyLen) == len(key) && bytes.Equal(t.keyBytes(r), key) {
-			return r, i, link
-		}
-		if r.expiry != 0 && r.expiry <= now {
-			*link = r.next
-			t.free(sh, i, r)
-			sh.hdr.expired++
-			continue
-		}
-		link = &r.next
-	}
-	return nil, 0, nil
+func (t *Table) corrupt(sh *shard) error {
+	return fmt.Errorf("%w: shard %d of %s has a broken index (run Verify)", ErrCorrupt, t.shardIndex(sh), t.path)
 }
 
 // Set stores value under key until expiry (the zero Time means no expiry), replacing what
-// was there. When the shard is full the least recently used entry is pushed out (see
+// was there. When the key's shard is full its least recently used entry is pushed out (see
 // Config.OnEvict). An expiry in the past deletes the key. key and value may be changed by
 // the caller after Set returns.
+//
+// Set finds an existing entry by the 40-bit hash tag alone, so it never has to read the old
+// record (which keeps it off the cache misses of a large table). Two keys of one shard whose
+// tags collide (about once in 2^40 pairs) therefore replace each other, like an eviction
+// without the callback; a Get still compares the whole key, so neither can read the other's
+// value.
 func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	if t.closed.Load() {
 		return ErrClosed
@@ -193,9 +135,7 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 			return err
 		}
 	}
-	h := t.hash(key)
-	sh, b := t.locate(h)
-	h32 := uint32(h)
+	sh, tag := t.locate(t.hash(key))
 
 	var ev *evicted
 	if t.onEvict != nil {
@@ -203,25 +143,36 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 		defer t.evictBufs.Put(ev)
 	}
 	t.lockShard(sh)
-	now := t.nowIfExpiring(sh)
-	r, _, _ := t.findLocked(sh, b, h32, key, now)
-	if r != nil {
-		t.fill(r, h32, key, value, exp)
-		r.ref = 1
-	} else {
-		i := t.allocate(sh, now, ev)
-		r = t.record(sh, i)
-		t.fill(r, h32, key, value, exp)
-		head := bucket(sh, b)
-		r.next = *head
-		*head = i + 1
-		sh.hdr.live++
+	pos, s, ok := probeTag(sh, tag)
+	if ok && s != 0 {
+		if idx, inRange := slotRecord(sh, s); inRange {
+			r := t.record(sh, idx)
+			t.fill(r, key, value, exp)
+			r.ref = 1
+		} else {
+			ok = false
+		}
+	} else if ok {
+		idx := t.allocate(sh, t.nowIfExpiring(sh), ev)
+		// Allocation may have removed entries and shifted slots: probe again.
+		if pos, _, ok = probeTag(sh, tag); ok {
+			t.fill(t.record(sh, idx), key, value, exp)
+			*slot(sh, pos) = makeSlot(tag, idx)
+			sh.hdr.live++
+		} else {
+			t.pushFree(sh, idx, t.record(sh, idx))
+		}
 	}
-	if exp != 0 && (sh.hdr.minExpiry == 0 || exp < sh.hdr.minExpiry) {
-		sh.hdr.minExpiry = exp
+	if ok {
+		if exp != 0 && (sh.hdr.minExpiry == 0 || exp < sh.hdr.minExpiry) {
+			sh.hdr.minExpiry = exp
+		}
+		sh.hdr.sets++
 	}
-	sh.hdr.sets++
 	t.unlockShard(sh)
+	if !ok {
+		return t.corrupt(sh)
+	}
 	if ev != nil && ev.ok {
 		var e time.Time
 		if ev.expiry != 0 {
@@ -232,11 +183,19 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	return nil
 }
 
+// nowIfExpiring returns the time for a locked shard's expiry checks: 0 (before every
+// expiry) when no entry of the shard expires, which saves reading the clock.
+func (t *Table) nowIfExpiring(sh *shard) int64 {
+	if sh.hdr.minExpiry == 0 {
+		return 0
+	}
+	return t.now()
+}
+
 // fill writes a whole entry into r. The state is "writing" throughout, so a writer killed
 // half-way leaves a record that repair drops instead of a torn one that it would keep.
-func (t *Table) fill(r *recordHeader, h32 uint32, key, value []byte, exp int64) {
+func (t *Table) fill(r *recordHeader, key, value []byte, exp int64) {
 	storeRelease32(&r.state, stateWriting)
-	r.hash = h32
 	r.keyLen = uint16(len(key))
 	r.valLen = uint32(len(value))
 	r.expiry = exp
@@ -250,14 +209,19 @@ func (t *Table) fill(r *recordHeader, h32 uint32, key, value []byte, exp int64) 
 	storeRelease32(&r.state, stateLive)
 }
 
-// free marks shard-local record i free and pushes it on the free list. It must already be
-// unlinked from its chain.
+// free marks live shard-local record i free and pushes it on the free list. Its slot must
+// already be removed.
 func (t *Table) free(sh *shard, i uint32, r *recordHeader) {
+	t.pushFree(sh, i, r)
+	sh.hdr.live--
+}
+
+// pushFree marks record i free and pushes it on the free list.
+func (t *Table) pushFree(sh *shard, i uint32, r *recordHeader) {
 	storeRelease32(&r.state, stateFree)
 	r.ref = 0
-	r.next = sh.hdr.freeHead
+	r.valLen = sh.hdr.freeHead
 	sh.hdr.freeHead = i + 1
-	sh.hdr.live--
 }
 
 // Delete removes key and reports whether it held an unexpired entry.
@@ -268,17 +232,27 @@ func (t *Table) Delete(key []byte) (bool, error) {
 	if err := t.checkKey(key); err != nil {
 		return false, err
 	}
-	h := t.hash(key)
-	sh, b := t.locate(h)
+	sh, tag := t.locate(t.hash(key))
 	t.lockShard(sh)
-	now := t.nowIfExpiring(sh)
-	r, i, link := t.findLocked(sh, b, uint32(h), key, now)
 	found := false
-	if r != nil {
-		found = r.expiry == 0 || r.expiry > now
-		*link = r.next
-		t.free(sh, i, r)
-		sh.hdr.deletes++
+	i := home(sh, tag)
+	for range sh.nslots {
+		s := *slot(sh, i)
+		if s == 0 {
+			break
+		}
+		if s>>slotIndexBits == tag {
+			idx, _ := slotRecord(sh, s)
+			r := t.record(sh, idx)
+			if bytes.Equal(t.keyBytes(r), key) {
+				found = r.expiry == 0 || r.expiry > t.nowIfExpiring(sh)
+				removeSlot(sh, i)
+				t.free(sh, idx, r)
+				sh.hdr.deletes++
+				break
+			}
+		}
+		i = sh.next(i)
 	}
 	t.unlockShard(sh)
 	return found, nil
@@ -305,21 +279,19 @@ func (t *Table) DeleteExpired() (int, error) {
 func (t *Table) reclaimExpired(sh *shard, now int64) int {
 	n := 0
 	var minExp int64
-	for b := uint32(0); b < sh.count; b++ {
-		link := bucket(sh, b)
-		for *link != 0 {
-			i := *link - 1
-			r := t.record(sh, i)
-			if r.expiry != 0 && r.expiry <= now {
-				*link = r.next
-				t.free(sh, i, r)
-				n++
-				continue
-			}
-			if r.expiry != 0 && (minExp == 0 || r.expiry < minExp) {
-				minExp = r.expiry
-			}
-			link = &r.next
+	for i := range sh.count {
+		r := t.record(sh, i)
+		if r.state != stateLive || r.expiry == 0 {
+			continue
+		}
+		if r.expiry <= now {
+			t.unindex(sh, i, r)
+			t.free(sh, i, r)
+			n++
+			continue
+		}
+		if minExp == 0 || r.expiry < minExp {
+			minExp = r.expiry
 		}
 	}
 	sh.hdr.minExpiry = minExp

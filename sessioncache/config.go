@@ -145,6 +145,15 @@ func (c *Config) createShape() (shape, error) {
 		// Every shard needs at least one record.
 		sh = 1 << (bits.Len(uint(el)) - 1)
 	}
+	if perShard := (el + sh - 1) / sh; perShard > maxShardRecords {
+		if c.Shards != 0 {
+			return s, configError("shards", "%d shards of %d records exceed the %d records one shard can index",
+				sh, perShard, maxShardRecords)
+		}
+		for (el+sh-1)/sh > maxShardRecords {
+			sh *= 2
+		}
+	}
 	s.elCount, s.recordSize, s.maxKey, s.shards = uint32(el), uint32(rs), uint32(mk), uint32(sh)
 	if size := layoutFor(s).total; size > MaxSectionSize {
 		return s, configError("el_count", "%d records of %d bytes need %d bytes, more than %d",

@@ -7,10 +7,12 @@ import (
 
 // Eviction is CLOCK, an approximation of LRU chosen because it lets readers record use
 // without a lock: a Get sets the record's reference bit (only if it was clear, so hot records
-// cost no write at all). When a shard has no free record, its hand sweeps the shard's records:
-// an expired record is taken at once; a referenced one has its bit cleared and is passed
-// over; the first unreferenced one is evicted. New entries start unreferenced, so an entry
-// read since it was written outlives one that was not. LRU order holds per shard.
+// cost no write at all). When a shard has no free record, it first reclaims its expired
+// entries if its minimum expiry says there are some, so no unexpired entry is pushed out
+// while an expired one holds space. Otherwise its hand sweeps the shard's records: a
+// referenced one has its bit cleared and is passed over; the first unreferenced one is
+// evicted. New entries start unreferenced, so an entry read since it was written outlives
+// one that was not. LRU order holds per shard.
 
 // evicted carries an entry pushed out by a Set to the OnEvict callback, outside the lock.
 type evicted struct {
@@ -29,17 +31,16 @@ func (t *Table) evictBuf() *evicted {
 }
 
 // allocate returns a free shard-local record, evicting one if the shard is full. With ev
-// non-nil an evicted unexpired entry is copied into it. Before it evicts anything it reclaims
-// the shard's expired entries if its minimum expiry says there are some, so no unexpired
-// entry is pushed out while an expired one holds space.
+// non-nil an evicted unexpired entry is copied into it. The record returned is unindexed and
+// off the free list; the caller fills and indexes it.
 func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
 	if sh.hdr.freeHead == 0 && sh.hdr.minExpiry != 0 && sh.hdr.minExpiry <= now {
 		t.reclaimExpired(sh, now)
 	}
 	if f := sh.hdr.freeHead; f != 0 {
 		r := t.record(sh, f-1)
-		sh.hdr.freeHead = r.next
-		r.next = 0
+		sh.hdr.freeHead = r.valLen
+		r.valLen = 0
 		return f - 1
 	}
 	n := sh.count
@@ -48,44 +49,25 @@ func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
 	// full turns take whatever is under the hand.
 	for turn := uint32(0); ; turn++ {
 		i := hand
-		hand++
-		if hand == n {
+		if hand++; hand == n {
 			hand = 0
 		}
 		r := t.record(sh, i)
-		expired := r.expiry != 0 && r.expiry <= now
-		if !expired && atomic.LoadUint32(&r.ref) != 0 && turn < 2*n {
+		if atomic.LoadUint32(&r.ref) != 0 && turn < 2*n {
 			r.ref = 0 // a hint: a racing reader that sets it again only saves the record
 			continue
 		}
 		sh.hdr.hand = hand
-		t.unlink(sh, i, r)
-		if expired {
-			sh.hdr.expired++
-		} else {
-			sh.hdr.evictions++
-			if ev != nil {
-				ev.ok = true
-				ev.keyLen = int(r.keyLen)
-				ev.expiry = r.expiry
-				ev.buf = append(ev.buf[:0], unsafe.Slice((*byte)(t.recordData(r)), uint32(r.keyLen)+r.valLen)...)
-			}
+		t.unindex(sh, i, r)
+		sh.hdr.evictions++
+		if ev != nil {
+			ev.ok = true
+			ev.keyLen = int(r.keyLen)
+			ev.expiry = r.expiry
+			ev.buf = append(ev.buf[:0], unsafe.Slice((*byte)(t.recordData(r)), uint32(r.keyLen)+r.valLen)...)
 		}
 		r.ref = 0
 		sh.hdr.live--
-		r.next = 0
 		return i
-	}
-}
-
-// unlink removes live shard-local record i from its bucket chain.
-func (t *Table) unlink(sh *shard, i uint32, r *recordHeader) {
-	link := bucket(sh, bucketOf(sh, r.hash))
-	for *link != 0 {
-		if *link == i+1 {
-			*link = r.next
-			return
-		}
-		link = &t.record(sh, *link-1).next
 	}
 }

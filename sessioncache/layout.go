@@ -2,17 +2,22 @@ package sessioncache
 
 import "unsafe"
 
-// The section layout (all integers little-endian, as the host writes them):
+// The section layout (integers in the host's byte order):
 //
-//	offset 0                 tableHeader (128 bytes)
-//	offset 128               shardHeader x shards (128 bytes each)
-//	bucketsOff (64-aligned)  uint32 x el_count: bucket heads, shard by shard
-//	recordsOff (8-aligned)   record x el_count: 32-byte recordHeader + record_size bytes,
-//	                         padded to 8 bytes, shard by shard
+//	offset 0               tableHeader (128 bytes)
+//	offset 128             shardHeader x shards (128 bytes each)
+//	slotsOff (64-aligned)  uint64 slots, shard by shard: the index
+//	recordsOff (8-aligned) records, shard by shard: a 24-byte recordHeader, then key and value
+//	                       in record_size bytes padded to 8
 //
-// Shard i owns records [start(i), start(i)+count(i)) and the same range of buckets, where the
-// el_count records are split as evenly as possible. Links (bucket heads, next) are shard-local
-// record indexes plus one; zero is nil.
+// Shard i owns count(i) records, the el_count records split as evenly as possible, and
+// slotCount(count(i)) = count + count/4 + 1 slots, so the index is never full.
+//
+// The index is open addressing with linear probing. A slot is 0 when empty, else the low 40
+// bits of the key's hash (the tag) in its high 40 bits and the shard-local record index plus
+// one in its low 24 bits. A key's probe starts at its home slot, fastrange(low 32 bits of the
+// hash, slotCount); since those bits are part of the tag, a slot's home is known without
+// reading its record, which deletion (backward shift) and repair rely on.
 
 const (
 	sectionMagic  = "GSESSTBL"
@@ -21,8 +26,14 @@ const (
 
 	tableHeaderSize  = 128
 	shardHeaderSize  = 128
-	recordHeaderSize = 32
-	bucketSize       = 4
+	recordHeaderSize = 24
+	slotSize         = 8
+
+	slotIndexBits = 24
+	slotIndexMask = 1<<slotIndexBits - 1
+	tagMask       = 1<<40 - 1
+	// maxShardRecords is the most records one shard can index.
+	maxShardRecords = slotIndexMask - 1
 )
 
 // Record states. A record is free, being written (dropped by repair), or live.
@@ -53,16 +64,16 @@ type tableHeader struct {
 // The first cache line is written by writers only; the second mostly by readers (hit and
 // miss counters), so readers never dirty the line that holds the sequence counter.
 type shardHeader struct {
-	lock       uint64 // 0 or the owner word (pid<<32 | start-time token)
-	seq        uint64 // odd while a writer is changing the shard
-	live       uint32 // records in stateLive
-	freeHead   uint32 // free list (shard-local index+1)
-	hand       uint32 // CLOCK hand (shard-local index)
-	_          uint32
-	sets       uint64
-	deletes    uint64
-	evictions  uint64 // unexpired entries pushed out
-	minExpiry  int64  // no live entry expires before this; 0 when none expires
+	lock      uint64 // 0 or the owner word (pid<<32 | start-time token)
+	seq       uint64 // odd while a writer is changing the shard
+	live      uint32 // records in stateLive
+	freeHead  uint32 // free list (shard-local index+1)
+	hand      uint32 // CLOCK hand (shard-local index)
+	_         uint32
+	sets      uint64
+	deletes   uint64
+	evictions uint64 // unexpired entries pushed out
+	minExpiry int64  // no live entry expires before this; 0 when none expires
 
 	hits       uint64
 	misses     uint64
@@ -75,10 +86,8 @@ type shardHeader struct {
 type recordHeader struct {
 	state  uint32 // stateFree, stateWriting or stateLive
 	ref    uint32 // CLOCK reference bit, set by readers
-	hash   uint32 // low 32 bits of the key's hash
-	valLen uint32
 	expiry int64  // unix nanoseconds; 0 means no expiry
-	next   uint32 // next record in the bucket chain or free list (index+1)
+	valLen uint32 // value length; for a free record, the next free record (index+1)
 	keyLen uint16
 	_      uint16
 }
@@ -95,18 +104,26 @@ var (
 // layout holds the offsets derived from a shape.
 type layout struct {
 	stride     uint64 // bytes per record, header included
-	bucketsOff uint64
+	slotsOff   uint64
 	recordsOff uint64
 	total      uint64
 }
 
 func align(n, a uint64) uint64 { return (n + a - 1) &^ (a - 1) }
 
+// slotCount is the number of index slots of a shard with count records.
+func slotCount(count uint32) uint32 { return count + count/4 + 1 }
+
 func layoutFor(s shape) layout {
 	var l layout
 	l.stride = recordHeaderSize + align(uint64(s.recordSize), 8)
-	l.bucketsOff = align(tableHeaderSize+uint64(s.shards)*shardHeaderSize, 64)
-	l.recordsOff = align(l.bucketsOff+uint64(s.elCount)*bucketSize, 8)
+	l.slotsOff = align(tableHeaderSize+uint64(s.shards)*shardHeaderSize, 64)
+	var slots uint64
+	for i := range s.shards {
+		_, count := shardRange(s, i)
+		slots += uint64(slotCount(count))
+	}
+	l.recordsOff = l.slotsOff + slots*slotSize
 	l.total = l.recordsOff + uint64(s.elCount)*l.stride
 	return l
 }
@@ -122,7 +139,7 @@ func shardRange(s shape, i uint32) (start, count uint32) {
 	return start, count
 }
 
-// shapeOf reads the shape stored in a header.
+// shape reads the shape stored in a header.
 func (h *tableHeader) shape() shape {
 	return shape{elCount: h.elCount, recordSize: h.recordSize, maxKey: h.maxKey, seed: h.seed, shards: h.shards}
 }

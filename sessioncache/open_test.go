@@ -218,7 +218,7 @@ func TestSectionSize(t *testing.T) {
 		s, err := (&Config{ElementCount: tt.el, RecordSize: tt.rs}).createShape()
 		require.NoError(t, err)
 		l := layoutFor(s)
-		header := l.bucketsOff
+		header := l.slotsOff
 		perRecord := float64(l.total-header) / float64(tt.el)
 		assert.LessOrEqual(t, perRecord, float64(tt.rs+48), "el=%d rs=%d", tt.el, tt.rs)
 	}

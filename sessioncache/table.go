@@ -39,12 +39,13 @@ type Table struct {
 	evictBufs sync.Pool
 }
 
-// shard is this process's view of one shard: pointers into the section and its fixed range.
+// shard is this process's view of one shard: pointers into the section and its sizes.
 type shard struct {
 	hdr     *shardHeader
-	buckets unsafe.Pointer // first uint32 bucket head of the shard
+	slots   unsafe.Pointer // first uint64 index slot of the shard
 	records unsafe.Pointer // first record of the shard
-	count   uint32         // records (and buckets) in the shard
+	count   uint32         // records in the shard
+	nslots  uint32         // index slots in the shard
 }
 
 // Open creates or attaches to the section that cfg names. With cfg.Create it lays out a new
@@ -213,8 +214,9 @@ func mapSection(path string) (*Table, error) {
 		return fail("record_size %d out of range", s.recordSize)
 	case s.maxKey == 0 || s.maxKey > MaxKeyLimit || s.maxKey > s.recordSize:
 		return fail("max_key_size %d out of range", s.maxKey)
-	case s.shards == 0 || s.shards > MaxShards || s.shards&(s.shards-1) != 0 || s.shards > s.elCount:
-		return fail("shards %d invalid", s.shards)
+	case s.shards == 0 || s.shards > MaxShards || s.shards&(s.shards-1) != 0 || s.shards > s.elCount ||
+		(s.elCount+s.shards-1)/s.shards > maxShardRecords:
+		return fail("shards %d invalid for el_count %d", s.shards, s.elCount)
 	}
 	l := layoutFor(s)
 	if h.total != l.total || uint64(h.stride) != l.stride {
@@ -242,14 +244,17 @@ func newTable(path string, f *os.File, mem mmap.MMap, s shape) *Table {
 	for s.shards>>t.shardBits > 1 {
 		t.shardBits++
 	}
+	slotOff := uintptr(l.slotsOff)
 	for i := range t.shards {
 		start, count := shardRange(s, uint32(i))
 		t.shards[i] = shard{
 			hdr:     (*shardHeader)(unsafe.Add(t.base, tableHeaderSize+i*shardHeaderSize)),
-			buckets: unsafe.Add(t.base, uintptr(l.bucketsOff)+uintptr(start)*bucketSize),
+			slots:   unsafe.Add(t.base, slotOff),
 			records: unsafe.Add(t.base, uintptr(l.recordsOff)+uintptr(start)*t.stride),
 			count:   count,
+			nslots:  slotCount(count),
 		}
+		slotOff += uintptr(slotCount(count)) * slotSize
 	}
 	return t
 }
@@ -258,11 +263,8 @@ func newTable(path string, f *os.File, mem mmap.MMap, s shape) *Table {
 func (t *Table) initialize() {
 	for i := range t.shards {
 		sh := &t.shards[i]
-		for j := uint32(0); j < sh.count; j++ {
-			r := t.record(sh, j)
-			if j+1 < sh.count {
-				r.next = j + 2
-			}
+		for j := uint32(0); j+1 < sh.count; j++ {
+			t.record(sh, j).valLen = j + 2 // the free list, in record order
 		}
 		sh.hdr.freeHead = 1
 	}
@@ -335,7 +337,7 @@ func (t *Table) recordData(r *recordHeader) unsafe.Pointer {
 	return unsafe.Add(unsafe.Pointer(r), recordHeaderSize)
 }
 
-// bucket returns the address of shard-local bucket b.
-func bucket(sh *shard, b uint32) *uint32 {
-	return (*uint32)(unsafe.Add(sh.buckets, uintptr(b)*bucketSize))
+// slot returns the address of shard-local index slot i.
+func slot(sh *shard, i uint32) *uint64 {
+	return (*uint64)(unsafe.Add(sh.slots, uintptr(i)*slotSize))
 }

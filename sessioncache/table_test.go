@@ -2,7 +2,6 @@ package sessioncache
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -200,37 +199,74 @@ func TestEvictionOrderAndCallback(t *testing.T) {
 	require.NoError(t, tb.Verify())
 }
 
-// TestHashCollisionsNeverShareValues stores keys whose 32-bit stored hashes are equal and
-// checks that each reads only its own value: the key is compared, not just the hash.
-func TestHashCollisionsNeverShareValues(t *testing.T) {
-	tb := openTest(t, Config{ElementCount: 64, RecordSize: 64, Shards: 1})
-	seen := map[uint32]string{}
-	var a, b string
-	for i := 0; i < 1<<22 && a == ""; i++ {
-		k := fmt.Sprintf("session-%d", i)
-		h := uint32(tb.hash([]byte(k)))
-		if o, ok := seen[h]; ok {
-			a, b = o, k
+// TestHashCollisions checks that the key, not its hash, decides what a Get returns. Keys
+// that share a home slot live side by side; keys whose tags collide replace each other, and
+// neither ever reads the other's value.
+func TestHashCollisions(t *testing.T) {
+	t.Run("same home slot", func(t *testing.T) {
+		tb := openTest(t, Config{ElementCount: 64, RecordSize: 64, Shards: 1})
+		sh := &tb.shards[0]
+		var keys [][]byte
+		for i := 0; len(keys) < 20 && i < 1_000_000; i++ {
+			k := fmt.Appendf(nil, "key-%d", i)
+			if _, tag := tb.locate(tb.hash(k)); home(sh, tag) == 7 {
+				keys = append(keys, k)
+			}
 		}
-		seen[h] = k
-	}
-	require.NotEmpty(t, a, "no 32-bit collision found")
-	require.NoError(t, tb.Set([]byte(a), []byte("value of a"), time.Time{}))
-	_, err := tb.Get([]byte(b))
-	require.ErrorIs(t, err, ErrNotFound, "%q must not read %q's value", b, a)
-	require.NoError(t, tb.Set([]byte(b), []byte("value of b"), time.Time{}))
-	va, err := tb.Get([]byte(a))
-	require.NoError(t, err)
-	vb, err := tb.Get([]byte(b))
-	require.NoError(t, err)
-	assert.Equal(t, "value of a", string(va))
-	assert.Equal(t, "value of b", string(vb))
-	_, err = tb.Delete([]byte(a))
-	require.NoError(t, err)
-	vb, err = tb.Get([]byte(b))
-	require.NoError(t, err)
-	assert.Equal(t, "value of b", string(vb))
-	require.NoError(t, tb.Verify())
+		require.Len(t, keys, 20)
+		for i, k := range keys {
+			require.NoError(t, tb.Set(k, fmt.Appendf(nil, "v%d", i), time.Time{}))
+		}
+		for i, k := range keys {
+			v, err := tb.Get(k)
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprintf("v%d", i), string(v))
+		}
+		for i := 0; i < len(keys); i += 2 {
+			ok, err := tb.Delete(keys[i])
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.NoError(t, tb.Verify(), "after deleting %d", i)
+		}
+		for i, k := range keys {
+			v, err := tb.Get(k)
+			if i%2 == 0 {
+				require.ErrorIs(t, err, ErrNotFound)
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, fmt.Sprintf("v%d", i), string(v))
+			}
+		}
+	})
+	t.Run("same tag", func(t *testing.T) {
+		tb := openTest(t, Config{ElementCount: 64, RecordSize: 64, Shards: 1})
+		sh := &tb.shards[0]
+		require.NoError(t, tb.Set([]byte("alice"), []byte("alice's session"), time.Time{}))
+		// Make the index look as if bob's hash tag were alice's: her record now sits under
+		// bob's tag on bob's probe path.
+		_, aliceTag := tb.locate(tb.hash([]byte("alice")))
+		_, bobTag := tb.locate(tb.hash([]byte("bob")))
+		pos, s, ok := probeTag(sh, aliceTag)
+		require.True(t, ok)
+		idx, _ := slotRecord(sh, s)
+		removeSlot(sh, pos)
+		pos, _, _ = probeTag(sh, bobTag)
+		*slot(sh, pos) = makeSlot(bobTag, idx)
+
+		_, err := tb.Get([]byte("bob"))
+		require.ErrorIs(t, err, ErrNotFound, "bob must not read alice's value")
+		ok, err = tb.Delete([]byte("bob"))
+		require.NoError(t, err)
+		require.False(t, ok, "deleting bob must not delete alice")
+		require.NoError(t, tb.Set([]byte("bob"), []byte("bob's session"), time.Time{}))
+		_, err = tb.Get([]byte("alice"))
+		require.ErrorIs(t, err, ErrNotFound, "alice must not read bob's value")
+		v, err := tb.Get([]byte("bob"))
+		require.NoError(t, err)
+		assert.Equal(t, "bob's session", string(v))
+		require.NoError(t, tb.Verify())
+		assert.Equal(t, 1, tb.Len())
+	})
 }
 
 func TestStatsAndClose(t *testing.T) {
@@ -265,16 +301,26 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	assert.Contains(t, err.Error(), "live count")
 	sh.hdr.live--
 
-	r := tb.record(sh, *bucket(sh, bucketOf(sh, uint32(tb.hash([]byte("k3")))))-1)
+	_, tag := tb.locate(tb.hash([]byte("k3")))
+	pos, s, ok := probeTag(sh, tag)
+	require.True(t, ok)
+	require.NotZero(t, s)
+	idx, _ := slotRecord(sh, s)
+	r := tb.record(sh, idx)
 	r.keyLen = 0
 	err = tb.Verify()
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "bad lengths")
 	r.keyLen = 2
 
+	*slot(sh, pos) ^= 1 << 40
+	err = tb.Verify()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "tag")
+	*slot(sh, pos) ^= 1 << 40
+
 	sh.hdr.freeHead = sh.count + 5
 	err = tb.Verify()
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "free list links")
-	assert.True(t, errors.Is(err, ErrCorrupt))
 }

@@ -7,11 +7,11 @@ import (
 )
 
 // Verify checks every invariant of the section's layout, one shard at a time under its lock
-// (recovering locks left by dead processes first): the header; every bucket chain's links in
-// range, acyclic, through live and whole records that hash to that shard and bucket, with no
-// key twice; the free list's links in range, acyclic, through free records; every record on
-// exactly one of them; and the shard's live count. It returns nil or an error wrapping
-// ErrCorrupt that lists each violation.
+// (recovering locks left by dead processes first): the header; every index slot pointing in
+// range to a live, whole record whose key has the slot's tag and is reachable from its home
+// slot, with no tag twice; the free list's links in range, acyclic, through free records;
+// every record either indexed or free, exactly once; the live count, the CLOCK hand and the
+// minimum expiry. It returns nil or an error wrapping ErrCorrupt that lists each violation.
 func (t *Table) Verify() error {
 	if t.closed.Load() {
 		return ErrClosed
@@ -42,40 +42,45 @@ func (t *Table) verifyShard(s int, sh *shard) []error {
 		}
 	}
 	seen := make([]bool, sh.count)
-	var live uint32
-	for b := uint32(0); b < sh.count; b++ {
-		keys := map[string]bool{}
-		for idx, hops := *bucket(sh, b), uint32(0); idx != 0; hops++ {
-			if idx > sh.count {
-				bad("bucket %d links to record %d of %d", b, idx-1, sh.count)
-				break
+	var live, empty uint32
+	for i := range sh.nslots {
+		sl := *slot(sh, i)
+		if sl == 0 {
+			empty++
+			continue
+		}
+		idx, ok := slotRecord(sh, sl)
+		if !ok {
+			bad("slot %d points to record %d of %d", i, sl&slotIndexMask, sh.count)
+			continue
+		}
+		if seen[idx] {
+			bad("record %d is indexed twice (slot %d)", idx, i)
+			continue
+		}
+		seen[idx] = true
+		live++
+		r := t.record(sh, idx)
+		tag, whole := t.recordTag(sh, r)
+		switch {
+		case r.state != stateLive:
+			bad("record %d in slot %d is in state %d, not live", idx, i, r.state)
+		case !whole:
+			bad("record %d in slot %d has bad lengths or a key of another shard", idx, i)
+		case tag != sl>>slotIndexBits:
+			bad("slot %d has tag %#x, its record's key has %#x", i, sl>>slotIndexBits, tag)
+		case r.expiry != 0 && (sh.hdr.minExpiry == 0 || r.expiry < sh.hdr.minExpiry):
+			bad("record %d expires at %d, before the shard's minimum expiry %d", idx, r.expiry, sh.hdr.minExpiry)
+		default:
+			if pos, _, ok := probeTag(sh, tag); !ok || pos != i {
+				bad("slot %d is not where a probe for its tag ends (%d): unreachable or a repeated tag", i, pos)
 			}
-			i := idx - 1
-			if seen[i] {
-				bad("record %d is reached twice (bucket %d)", i, b)
-				break
-			}
-			seen[i] = true
-			r := t.record(sh, i)
-			switch {
-			case r.state != stateLive:
-				bad("record %d in bucket %d is in state %d, not live", i, b, r.state)
-			case !t.recordWhole(sh, r):
-				bad("record %d in bucket %d has bad lengths or a hash that is not its key's", i, b)
-			case bucketOf(sh, r.hash) != b:
-				bad("record %d is in bucket %d, its hash puts it in %d", i, b, bucketOf(sh, r.hash))
-			case keys[string(t.keyBytes(r))]:
-				bad("record %d repeats a key of bucket %d", i, b)
-			case r.expiry != 0 && (sh.hdr.minExpiry == 0 || r.expiry < sh.hdr.minExpiry):
-				bad("record %d expires at %d, before the shard's minimum expiry %d", i, r.expiry, sh.hdr.minExpiry)
-			default:
-				keys[string(t.keyBytes(r))] = true
-			}
-			live++
-			idx = r.next
 		}
 	}
-	for idx := sh.hdr.freeHead; idx != 0; {
+	if empty == 0 {
+		bad("the index has no empty slot")
+	}
+	for idx, n := sh.hdr.freeHead, uint32(0); idx != 0; n++ {
 		if idx > sh.count {
 			bad("free list links to record %d of %d", idx-1, sh.count)
 			break
@@ -90,15 +95,15 @@ func (t *Table) verifyShard(s int, sh *shard) []error {
 		if r.state != stateFree {
 			bad("record %d on the free list is in state %d", i, r.state)
 		}
-		idx = r.next
+		idx = r.valLen
 	}
 	for i, ok := range seen {
 		if !ok {
-			bad("record %d is neither in a bucket nor on the free list", i)
+			bad("record %d is neither indexed nor on the free list", i)
 		}
 	}
 	if live != sh.hdr.live {
-		bad("live count is %d, the chains hold %d", sh.hdr.live, live)
+		bad("live count is %d, the index holds %d", sh.hdr.live, live)
 	}
 	if sh.hdr.hand >= sh.count {
 		bad("clock hand %d is past the last record %d", sh.hdr.hand, sh.count-1)

@@ -1,0 +1,53 @@
+// Package sessioncache keeps login sessions and other small, short-lived objects in a
+// shared-memory LRU table that every process on a host can read and write.
+//
+// # Sharing a table
+//
+// A Table lives in a memory-mapped file on a shared-memory file system (/dev/shm by
+// default). One process per host creates the section (Config.Create, the seed's
+// manage_section or am_initializer); the others attach to it with the same Path. An
+// attaching process checks the section's header (magic, layout version, el_count,
+// record_size, max key size, seed, shards) against the non-zero fields of its Config and
+// refuses a mismatch with a *LayoutError that names the field and both values. A creator
+// that finds a section of the same shape reuses it, so sessions survive its restart; one of
+// another shape is an error unless Config.Replace is set.
+//
+// # Entries
+//
+// A key and its value share one record of Config.RecordSize bytes; keys are at most
+// Config.MaxKeySize bytes. Sizes are bytes. A Set that does not fit returns ErrValueTooLarge
+// or ErrKeyTooLarge and changes nothing. Every entry carries an absolute expiry (or none);
+// an expired entry is never returned, and its record is reused before any unexpired entry is
+// evicted. The whole key is stored and compared on every Get: the hash only picks where to
+// look, so two keys never read each other's value.
+//
+// # Eviction
+//
+// Each shard holds a fixed share of the records. When a shard is full, a Set evicts its
+// least recently used entry by the CLOCK approximation of LRU (see evict.go): a Get marks
+// its entry referenced without taking a lock, and the hand passes over referenced entries
+// once. Unexpired evicted entries go to Config.OnEvict, so a caller can keep them in another
+// tier instead of losing them.
+//
+// # Concurrency and crashes
+//
+// Any number of goroutines in any number of processes may use one table at once. Readers
+// take no lock: each shard has a sequence counter that writers make odd while they change
+// it, and a reader retries a lookup that overlapped a write, so it never sees a torn value
+// (a seqlock). Writers take the shard's lock, a word in the shared memory that holds the
+// owner's pid and process start time. A process killed while it holds a lock blocks the
+// others for about a millisecond: a waiter sees in /proc that the owner is gone (or is a
+// zombie, or its pid now names another process), takes the lock over and, if the dead
+// writer stopped half-way, rebuilds the shard from its records, dropping the record that
+// was being written. Verify checks every invariant of the layout.
+//
+// All processes sharing a table must see each other's pids, so they must share a pid
+// namespace. Lock recovery reads /proc, so tables work on Linux only; Open returns
+// ErrUnsupported elsewhere.
+//
+// # Memory
+//
+// The section is a 128-byte header, 128 bytes per shard, and el_count records of
+// record_size bytes plus at most 48 bytes of overhead each (a 24-byte record header,
+// padding to 8 bytes, and 10 bytes of index). Entries never live on the Go heap.
+package sessioncache
