@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ var (
 	flagRounds = flag.Int("rounds", 5, "measurements per cell; the median is reported")
 	flagDir    = flag.String("dir", "/dev/shm", "directory for the shared table")
 	flagKills  = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
+	flagOnly   = flag.String("only", "", "run only the workloads whose name contains this")
 	flagChild  = flag.String("child", "", "internal: run as a child process in this role")
 	flagPath   = flag.String("path", "", "internal: table path for a child")
 )
@@ -123,6 +125,9 @@ func main() {
 	fmt.Println("| workload | goroutines | sessioncache ns/op | fastcache ns/op | freecache ns/op | vs fastcache | vs freecache |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, w := range workloads {
+		if !strings.Contains(w.name, *flagOnly) {
+			continue
+		}
 		// Rounds interleave the caches so that noise from the shared machine falls on all
 		// of them alike.
 		samples := make([][]float64, len(caches))
@@ -156,6 +161,9 @@ func main() {
 	}
 	fmt.Print("\n\n")
 
+	if *flagOnly != "" {
+		return
+	}
 	twoProcesses(path)
 	recovery()
 	memory()
