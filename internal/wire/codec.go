@@ -1,0 +1,108 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Append appends f, length prefix included, to dst and returns the extended slice.
+// It fails only if a field is too long for its length field.
+func Append(dst []byte, f *Frame) ([]byte, error) {
+	if len(f.Path) > math.MaxUint16 || len(f.Key) > math.MaxUint16 || uint64(len(f.Value)) > math.MaxUint32-HeaderSize-2*math.MaxUint16 {
+		return dst, fmt.Errorf("%w: path %d, key %d, value %d bytes", ErrFrameTooLarge, len(f.Path), len(f.Key), len(f.Value))
+	}
+	n := f.Len()
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	dst = append(dst, Version, byte(f.Op), byte(f.Status), f.Flags)
+	dst = binary.BigEndian.AppendUint64(dst, f.ID)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(f.Expiry))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(f.Path)))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(f.Key)))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(f.Value)))
+	dst = append(dst, f.Path...)
+	dst = append(dst, f.Key...)
+	return append(dst, f.Value...), nil
+}
+
+// Decode parses one frame body (the bytes after the length prefix) into f. The frame's
+// slices point into body.
+func Decode(body []byte, f *Frame) error {
+	if len(body) < HeaderSize {
+		return fmt.Errorf("%w: %d bytes, the header alone needs %d", ErrMalformed, len(body), HeaderSize)
+	}
+	if body[0] != Version {
+		return fmt.Errorf("%w: version %d, this side speaks %d", ErrMalformed, body[0], Version)
+	}
+	op, status := Op(body[1]), Status(body[2])
+	if op == 0 || op > opMax {
+		return fmt.Errorf("%w: unknown op %d", ErrMalformed, body[1])
+	}
+	if status > statusMax || (op != OpReply && status != 0) {
+		return fmt.Errorf("%w: status %d on a %s frame", ErrMalformed, body[2], op)
+	}
+	pl := int(binary.BigEndian.Uint16(body[20:]))
+	kl := int(binary.BigEndian.Uint16(body[22:]))
+	vl := uint64(binary.BigEndian.Uint32(body[24:]))
+	if uint64(HeaderSize+pl+kl)+vl != uint64(len(body)) {
+		return fmt.Errorf("%w: fields of %d+%d+%d bytes in a %d-byte frame", ErrMalformed, pl, kl, vl, len(body))
+	}
+	*f = Frame{
+		Op:     op,
+		Status: status,
+		Flags:  body[3],
+		ID:     binary.BigEndian.Uint64(body[4:]),
+		Expiry: int64(binary.BigEndian.Uint64(body[12:])),
+	}
+	p := body[HeaderSize:]
+	f.Path, p = p[:pl:pl], p[pl:]
+	f.Key, p = p[:kl:kl], p[kl:]
+	f.Value = p
+	return nil
+}
+
+// Reader reads frames from a stream, reusing one buffer, so reading allocates nothing once
+// the buffer has grown to the largest frame seen.
+type Reader struct {
+	r      io.Reader
+	max    int
+	buf    []byte
+	prefix [4]byte
+}
+
+// NewReader returns a Reader that refuses frames longer than maxFrame bytes (after the
+// prefix); zero means DefaultMaxFrame. Give it a buffered reader.
+func NewReader(r io.Reader, maxFrame int) *Reader {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	return &Reader{r: r, max: maxFrame, buf: make([]byte, 0, 4096)}
+}
+
+// Read reads the next frame into f. f's slices are valid until the next Read. A frame
+// longer than the limit returns ErrFrameTooLarge without reading its body; io.EOF means the
+// stream ended cleanly between frames.
+func (r *Reader) Read(f *Frame) error {
+	if _, err := io.ReadFull(r.r, r.prefix[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(r.prefix[:])
+	if uint64(n) > uint64(r.max) {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrFrameTooLarge, n, r.max)
+	}
+	if n < HeaderSize {
+		return fmt.Errorf("%w: length %d, the header alone needs %d", ErrMalformed, n, HeaderSize)
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n)
+	}
+	body := r.buf[:n]
+	if _, err := io.ReadFull(r.r, body); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return Decode(body, f)
+}

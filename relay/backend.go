@@ -1,0 +1,102 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+)
+
+// Backend answers the entry requests that arrive over a relay connection: the sibling
+// answers its relay through one, a pressure-relief server answers its sibling through one.
+// *Client implements it too, so a tier can hand its requests on to a server below.
+type Backend interface {
+	// Get returns the entry under key on path, or an error matching ErrNotFound.
+	Get(ctx context.Context, path string, key []byte) (value []byte, expiry time.Time, err error)
+	// Set stores key=value until expiry on path.
+	Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error
+	// Delete removes key from path.
+	Delete(ctx context.Context, path string, key []byte) error
+	// Evict receives an entry pushed out of an upper tier's full table.
+	Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error
+}
+
+var _ Backend = (*Client)(nil)
+
+// backendDispatcher serves requests on a client connection with a Backend. Each request
+// runs in its own goroutine with copies of its fields, since a backend may block.
+type backendDispatcher struct {
+	b Backend
+}
+
+func (d backendDispatcher) serve(c *conn, f *wire.Frame) {
+	switch f.Op {
+	case wire.OpPing:
+		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+		return
+	case wire.OpGet, wire.OpSet, wire.OpDelete, wire.OpEvict:
+		if d.b == nil {
+			c.replyError(f.ID, f.Op.String()+": this client serves no requests")
+			return
+		}
+	default:
+		c.replyError(f.ID, f.Op.String()+" not accepted by a client")
+		return
+	}
+	req := copyFrame(f)
+	go serveBackend(context.Background(), d.b, c, req, c.timeout)
+}
+
+// serveBackend answers one request with a Backend and replies on c.
+func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeout time.Duration) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	path := string(f.Path)
+	var err error
+	switch f.Op {
+	case wire.OpGet:
+		var v []byte
+		var exp time.Time
+		v, exp, err = b.Get(ctx, path, f.Key)
+		if err == nil {
+			c.reply(f.ID, wire.StatusValue, 0, v, unixNano(exp))
+			return
+		}
+	case wire.OpSet:
+		err = b.Set(ctx, path, f.Key, f.Value, unixTime(f.Expiry))
+	case wire.OpDelete:
+		err = b.Delete(ctx, path, f.Key)
+	case wire.OpEvict:
+		err = b.Evict(ctx, path, f.Key, f.Value, unixTime(f.Expiry))
+	}
+	replyResult(c, f.ID, err)
+}
+
+// replyResult answers ok, not found or error according to err.
+func replyResult(c *conn, id uint64, err error) {
+	switch {
+	case err == nil:
+		c.reply(id, wire.StatusOK, 0, nil, 0)
+	case errors.Is(err, ErrNotFound):
+		c.reply(id, wire.StatusNotFound, 0, nil, 0)
+	default:
+		c.replyError(id, err.Error())
+	}
+}
+
+// copyFrame returns a frame whose slices are its own, for use after the reader moves on.
+func copyFrame(f *wire.Frame) *wire.Frame {
+	buf := make([]byte, 0, len(f.Path)+len(f.Key)+len(f.Value))
+	buf = append(buf, f.Path...)
+	buf = append(buf, f.Key...)
+	buf = append(buf, f.Value...)
+	g := *f
+	g.Path = buf[:len(f.Path):len(f.Path)]
+	g.Key = buf[len(f.Path) : len(f.Path)+len(f.Key) : len(f.Path)+len(f.Key)]
+	g.Value = buf[len(f.Path)+len(f.Key):]
+	return &g
+}

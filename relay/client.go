@@ -1,0 +1,436 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// ClientConfig configures a Client. The zero value of every field but Addr is a documented
+// default.
+type ClientConfig struct {
+	// Addr is the server's host:port.
+	Addr string
+	// TLS, when set, makes the client speak TLS; it must verify the server (see
+	// internal/tlsconfig for building one from the seed's tls block).
+	TLS *tls.Config
+	// Secret is sent in the hello; a server configured with a secret refuses others.
+	Secret string
+	// Name identifies this client in the server's logs. Empty means the local host name.
+	Name string
+	// DialTimeout bounds each connection attempt. Zero means 5s.
+	DialTimeout time.Duration
+	// RequestTimeout is the deadline of requests whose context has none. Zero means 5s.
+	RequestTimeout time.Duration
+	// Heartbeat is how often an idle connection is pinged; a peer silent for two intervals
+	// is dead and the client reconnects. Zero means 5s; negative disables heartbeats.
+	Heartbeat time.Duration
+	// BackoffMin and BackoffMax bound the exponential backoff, with jitter, between
+	// connection attempts. Zero means 50ms and 5s.
+	BackoffMin, BackoffMax time.Duration
+	// MaxFrame is the largest frame accepted from the server. Zero means 1 MiB.
+	MaxFrame int
+	// Backend answers requests the server sends to this client (a pressure-relief server
+	// answers its sibling this way). Nil refuses them.
+	Backend Backend
+	// Dial, when set, replaces the TCP dialer (for example to use an inherited socket).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Logger receives connection events. Nil means no logging.
+	Logger *slog.Logger
+}
+
+func (c *ClientConfig) setDefaults() {
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 5 * time.Second
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = 50 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Client is a connection to one relay server (or sibling endpoint) that many goroutines
+// share: requests are pipelined on one connection and matched to replies by id. It
+// reconnects with backoff when the connection is lost and re-establishes its subscriptions.
+// Every method is safe for concurrent use.
+type Client struct {
+	cfg    ClientConfig
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	conn     *conn         // nil while disconnected
+	ready    chan struct{} // closed when conn becomes non-nil or the client closes
+	lastErr  error
+	subs     map[string]func(sessioncache.Change)
+	connects int
+}
+
+var _ sessioncache.Remote = (*Client)(nil)
+
+// NewClient returns a client that connects to cfg.Addr in the background and keeps
+// reconnecting until Close. Requests made while it is disconnected wait for the connection
+// up to their deadline and then fail with ErrUnavailable.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Addr == "" && cfg.Dial == nil {
+		return nil, errors.New("relay: client config: addr is empty")
+	}
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, ready: make(chan struct{}),
+		subs: map[string]func(sessioncache.Change){}}
+	c.wg.Add(1)
+	go c.supervise()
+	return c, nil
+}
+
+// Dial is NewClient followed by waiting, up to ctx's deadline, for the first connection.
+func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	c, err := NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.current(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// supervise connects, waits for the connection to end, and reconnects with backoff.
+func (c *Client) supervise() {
+	defer c.wg.Done()
+	backoff := c.cfg.BackoffMin
+	for c.ctx.Err() == nil {
+		cn, err := c.connect()
+		if err != nil {
+			c.setErr(err)
+			c.cfg.Logger.Debug("relay: connect failed", "addr", c.cfg.Addr, "err", err, "retry_in", backoff)
+			// Full jitter: wait a random time up to the current backoff.
+			wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+			backoff = min(2*backoff, c.cfg.BackoffMax)
+			select {
+			case <-time.After(wait):
+			case <-c.ctx.Done():
+			}
+			continue
+		}
+		backoff = c.cfg.BackoffMin
+		c.cfg.Logger.Info("relay: connected", "addr", c.cfg.Addr)
+		hb := make(chan struct{})
+		go func() { defer close(hb); cn.heartbeat(c.cfg.Heartbeat) }()
+		select {
+		case <-cn.done:
+		case <-c.ctx.Done():
+			cn.close(ErrClosed)
+		}
+		<-hb
+		c.mu.Lock()
+		if c.conn == cn {
+			c.conn = nil
+			c.ready = make(chan struct{})
+		}
+		c.lastErr = cn.closedErr()
+		c.mu.Unlock()
+		if c.ctx.Err() == nil {
+			c.cfg.Logger.Warn("relay: connection lost, reconnecting", "addr", c.cfg.Addr, "err", cn.closedErr())
+		}
+	}
+	c.mu.Lock()
+	close(c.ready) // wake waiters; they see the client is closed
+	c.mu.Unlock()
+}
+
+func (c *Client) setErr(err error) {
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
+}
+
+// connect dials, says hello and resubscribes; on success the connection becomes current.
+func (c *Client) connect() (*conn, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	defer cancel()
+	var nc net.Conn
+	var err error
+	if c.cfg.Dial != nil {
+		nc, err = c.cfg.Dial(ctx, c.cfg.Addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", c.cfg.Addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, c.cfg.Addr, err)
+	}
+	if c.cfg.TLS != nil {
+		tc := tls.Client(nc, c.cfg.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("%w: TLS handshake with %s: %w", ErrUnavailable, c.cfg.Addr, err)
+		}
+		nc = tc
+	}
+	cn := newConn(nc, connConfig{
+		name:           c.cfg.Addr,
+		logger:         c.cfg.Logger,
+		dispatch:       backendDispatcher{c.cfg.Backend},
+		onMsg:          c.deliver,
+		requestTimeout: c.cfg.RequestTimeout,
+		writeTimeout:   c.cfg.RequestTimeout,
+		maxFrame:       c.cfg.MaxFrame,
+	})
+	cn.start()
+	if err := hello(ctx, cn, c.cfg.Name, c.cfg.Secret); err != nil {
+		cn.close(err)
+		return nil, err
+	}
+	c.mu.Lock()
+	paths := make([]string, 0, len(c.subs))
+	for p := range c.subs {
+		paths = append(paths, p)
+	}
+	c.mu.Unlock()
+	for _, p := range paths {
+		if err := simple(ctx, cn, &wire.Frame{Op: wire.OpSubscribe, Path: []byte(p)}); err != nil {
+			cn.close(err)
+			return nil, fmt.Errorf("resubscribe %q: %w", p, err)
+		}
+	}
+	c.mu.Lock()
+	c.conn = cn
+	close(c.ready)
+	c.lastErr = nil
+	c.connects++
+	c.mu.Unlock()
+	return cn, nil
+}
+
+// hello performs the opening exchange on a dialed connection.
+func hello(ctx context.Context, cn *conn, name, secret string) error {
+	v := append([]byte{wire.Version}, secret...)
+	cl, err := cn.roundTrip(ctx, &wire.Frame{Op: wire.OpHello, Key: []byte(name), Value: v})
+	if err != nil {
+		return fmt.Errorf("%w: hello to %s: %w", ErrUnavailable, cn.name, err)
+	}
+	defer putCall(cl)
+	if cl.status != wire.StatusOK {
+		return fmt.Errorf("%w: %s: %s", ErrRefused, cn.name, cl.value)
+	}
+	return nil
+}
+
+// simple sends a request whose only useful answer is ok.
+func simple(ctx context.Context, cn *conn, f *wire.Frame) error {
+	cl, err := cn.roundTrip(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer putCall(cl)
+	return replyErr(f.Op, cl)
+}
+
+func replyErr(op wire.Op, cl *call) error {
+	switch cl.status {
+	case wire.StatusOK, wire.StatusValue:
+		return nil
+	case wire.StatusNotFound:
+		return ErrNotFound
+	default:
+		return &RemoteError{Op: op.String(), Message: string(cl.value)}
+	}
+}
+
+// current returns the live connection, waiting for one up to ctx's deadline.
+func (c *Client) current(ctx context.Context) (*conn, error) {
+	for {
+		c.mu.Lock()
+		cn, ready, last := c.conn, c.ready, c.lastErr
+		c.mu.Unlock()
+		if c.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		if cn != nil {
+			return cn, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			c.mu.Lock()
+			if c.lastErr != nil {
+				last = c.lastErr
+			}
+			c.mu.Unlock()
+			if last != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Addr, last)
+			}
+			return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Addr, ctx.Err())
+		}
+	}
+}
+
+// do sends a request on the current connection, once more on the next connection if the
+// first one is lost with the request in flight (every operation is idempotent).
+func (c *Client) do(ctx context.Context, f *wire.Frame) (*call, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		defer cancel()
+	}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var cn *conn
+		if cn, err = c.current(ctx); err != nil {
+			return nil, err
+		}
+		var cl *call
+		if cl, err = cn.roundTrip(ctx, f); err == nil {
+			return cl, nil
+		}
+		if !errors.Is(err, ErrConnLost) || ctx.Err() != nil {
+			break
+		}
+	}
+	if errors.Is(err, ErrConnLost) {
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil, err
+}
+
+// Get returns the entry stored under key on path, or ErrNotFound.
+func (c *Client) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
+	cl, err := c.do(ctx, &wire.Frame{Op: wire.OpGet, Path: []byte(path), Key: key})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer putCall(cl)
+	if err := replyErr(wire.OpGet, cl); err != nil {
+		return nil, time.Time{}, err
+	}
+	return append([]byte(nil), cl.value...), unixTime(cl.expiry), nil
+}
+
+// Set stores key=value until expiry on path, on the server only.
+func (c *Client) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+	return c.send(ctx, &wire.Frame{Op: wire.OpSet, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+}
+
+// Publish stores key=value until expiry on path where the server intercepts the path, and
+// delivers it to the path's other subscribers. It returns once the server acknowledged.
+func (c *Client) Publish(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+	return c.send(ctx, &wire.Frame{Op: wire.OpPublish, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+}
+
+// Evict hands an entry pushed out of an upper tier's table to the server.
+func (c *Client) Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+	return c.send(ctx, &wire.Frame{Op: wire.OpEvict, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+}
+
+// Delete removes key from path on the server, below it, and at its subscribers.
+func (c *Client) Delete(ctx context.Context, path string, key []byte) error {
+	return c.send(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key})
+}
+
+// Ping measures one round trip to the server.
+func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	err := c.send(ctx, &wire.Frame{Op: wire.OpPing})
+	return time.Since(start), err
+}
+
+func (c *Client) send(ctx context.Context, f *wire.Frame) error {
+	cl, err := c.do(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer putCall(cl)
+	return replyErr(f.Op, cl)
+}
+
+// Subscribe delivers what other publishers publish or delete on path to fn, from now until
+// Unsubscribe or Close, across reconnections. fn runs on the connection's reader goroutine:
+// it must not block, and the slices it gets are valid only during the call.
+func (c *Client) Subscribe(ctx context.Context, path string, fn func(sessioncache.Change)) error {
+	c.mu.Lock()
+	c.subs[path] = fn
+	c.mu.Unlock()
+	return c.send(ctx, &wire.Frame{Op: wire.OpSubscribe, Path: []byte(path)})
+}
+
+// Unsubscribe stops the deliveries of path.
+func (c *Client) Unsubscribe(ctx context.Context, path string) error {
+	c.mu.Lock()
+	delete(c.subs, path)
+	c.mu.Unlock()
+	return c.send(ctx, &wire.Frame{Op: wire.OpUnsubscribe, Path: []byte(path)})
+}
+
+func (c *Client) deliver(f *wire.Frame) {
+	c.mu.Lock()
+	fn := c.subs[string(f.Path)]
+	c.mu.Unlock()
+	if fn == nil {
+		return
+	}
+	fn(sessioncache.Change{Key: f.Key, Value: f.Value, Expiry: unixTime(f.Expiry), Deleted: f.Flags&wire.FlagDeleted != 0})
+}
+
+// Connected reports whether the client has a live connection now.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
+// Connects returns how many connections the client has established so far, counting
+// reconnections.
+func (c *Client) Connects() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connects
+}
+
+// Addr returns the server address the client connects to.
+func (c *Client) Addr() string { return c.cfg.Addr }
+
+// Close closes the connection, fails requests in flight with ErrClosed and stops
+// reconnecting. It is idempotent.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}

@@ -1,0 +1,197 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// TestMain lets the test binary act as a child sibling (GS_TEST_ROLE=sibling).
+func TestMain(m *testing.M) {
+	if os.Getenv("GS_TEST_ROLE") == "sibling" {
+		os.Exit(runChildSibling())
+	}
+	os.Exit(m.Run())
+}
+
+func runChildSibling() int {
+	link, err := InheritedLink()
+	if err != nil || link == nil {
+		fmt.Fprintln(os.Stderr, "no inherited link:", err)
+		return 2
+	}
+	s, err := NewSibling(SiblingConfig{Addr: os.Getenv("GS_SIBLING_ADDR")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	<-s.ServeRelayConn(link)
+	s.Close()
+	return 0
+}
+
+func tableConfig(tb testing.TB, records int) sessioncache.Config {
+	return sessioncache.Config{Path: filepath.Join(tb.TempDir(), "relay.table"), ElementCount: records, RecordSize: 512}
+}
+
+func startRelay(tb testing.TB, cfg RelayConfig) *Relay {
+	tb.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Table.Path == "" {
+		cfg.Table = tableConfig(tb, 1000)
+	}
+	r, err := NewRelay(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() })
+	return r
+}
+
+func startSibling(tb testing.TB, cfg SiblingConfig) *Sibling {
+	tb.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	s, err := NewSibling(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func dial(tb testing.TB, cfg ClientConfig) *Client {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// changes collects what a subscription delivers and signals each arrival.
+type changes struct {
+	mu  sync.Mutex
+	got []sessioncache.Change
+	ch  chan struct{}
+}
+
+func newChanges() *changes { return &changes{ch: make(chan struct{}, 1000)} }
+
+func (c *changes) add(ch sessioncache.Change) {
+	c.mu.Lock()
+	c.got = append(c.got, sessioncache.Change{Key: clone(ch.Key), Value: clone(ch.Value), Expiry: ch.Expiry, Deleted: ch.Deleted})
+	c.mu.Unlock()
+	c.ch <- struct{}{}
+}
+
+// wait blocks until n changes arrived in all or the test's deadline passes.
+func (c *changes) wait(tb testing.TB, n int) []sessioncache.Change {
+	tb.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		c.mu.Lock()
+		if len(c.got) >= n {
+			out := append([]sessioncache.Change(nil), c.got...)
+			c.mu.Unlock()
+			return out
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.ch:
+		case <-deadline:
+			tb.Fatalf("waited for %d changes, got %d", n, len(c.got))
+		}
+	}
+}
+
+// memBackend is a relief-like backend in memory for tests.
+type memBackend struct {
+	mu      sync.Mutex
+	m       map[string]memEntry
+	evicted map[string]bool
+}
+
+type memEntry struct {
+	v   []byte
+	exp time.Time
+}
+
+func newMemBackend() *memBackend {
+	return &memBackend{m: map[string]memEntry{}, evicted: map[string]bool{}}
+}
+
+func (b *memBackend) Get(_ context.Context, _ string, key []byte) ([]byte, time.Time, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.m[string(key)]
+	if !ok {
+		return nil, time.Time{}, ErrNotFound
+	}
+	return e.v, e.exp, nil
+}
+
+func (b *memBackend) Set(_ context.Context, _ string, key, value []byte, exp time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m[string(key)] = memEntry{clone(value), exp}
+	return nil
+}
+
+func (b *memBackend) Delete(_ context.Context, _ string, key []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, string(key))
+	return nil
+}
+
+func (b *memBackend) Evict(ctx context.Context, path string, key, value []byte, exp time.Time) error {
+	b.mu.Lock()
+	b.evicted[string(key)] = true
+	b.mu.Unlock()
+	return b.Set(ctx, path, key, value, exp)
+}
+
+func (b *memBackend) has(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.m[key]
+	return ok
+}
+
+func (b *memBackend) wasEvicted(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.evicted[key]
+}
+
+// eventually polls cond (a bounded number of times) for state that arrives asynchronously
+// through another process or connection, where no signal exists to wait on.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for i := 0; i < 1000; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Fatalf("timed out waiting for %s", what)
+}

@@ -1,0 +1,301 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// DefaultAuthPath is the path sessions are published on when a config names none (the
+// seed's auth_path).
+const DefaultAuthPath = "auths"
+
+// RelayConfig configures the midway relay (the seed's edge_supported_relay mode).
+type RelayConfig struct {
+	// Addr is where front ends connect, host:port. ":0" picks a free port (see Addr()).
+	Addr string
+	// ServerOptions holds TLS, secret, frame limit, heartbeat, timeouts and logger.
+	ServerOptions
+	// AuthPath is the path type whose publications the relay intercepts: stores in its
+	// table, hands to its sibling and fans out. Empty means DefaultAuthPath.
+	AuthPath string
+	// Table is the relay's own shared-memory table. The relay creates it (Create is forced
+	// on, the seed's am_initializer) and hands its evictions to the sibling.
+	Table sessioncache.Config
+	// NoFanOut turns off delivering publications on the auth path to the other subscribed
+	// front ends (on by default).
+	NoFanOut bool
+	// Lower is the tier below: the sibling. Nil means none (misses end at the relay).
+	// NewSibling's *Sibling, a *Client to a sibling elsewhere, or a ChildSibling are typical.
+	Lower Backend
+	// TombstoneTTL is how long a deleted key is refused from lower tiers, so a fetch that
+	// raced with the delete cannot bring it back. Zero means one minute.
+	TombstoneTTL time.Duration
+	// LowerWorkers is how many goroutines hand publications, deletions and evictions to
+	// the lower tier. Zero means 4.
+	LowerWorkers int
+}
+
+// Relay is the midway relay: a server for front ends with its own table, in front of the
+// sibling that reaches the pressure-relief servers.
+type Relay struct {
+	cfg    RelayConfig
+	srv    *server
+	table  *sessioncache.Table
+	lower  Backend
+	log    *slog.Logger
+	jobs   chan lowerJob
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	tombs  *tombstones
+	once   sync.Once
+}
+
+// lowerJob is a change to hand to the lower tier.
+type lowerJob struct {
+	op         wire.Op
+	key, value []byte
+	expiry     int64
+}
+
+// NewRelay opens the relay's table, binds cfg.Addr and starts serving. Stop it with
+// Shutdown or Close.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	cfg.ServerOptions.setDefaults()
+	if cfg.AuthPath == "" {
+		cfg.AuthPath = DefaultAuthPath
+	}
+	if cfg.TombstoneTTL == 0 {
+		cfg.TombstoneTTL = time.Minute
+	}
+	if cfg.LowerWorkers == 0 {
+		cfg.LowerWorkers = 4
+	}
+	r := &Relay{cfg: cfg, lower: cfg.Lower, log: cfg.Logger, jobs: make(chan lowerJob, 1024),
+		tombs: newTombstones(cfg.TombstoneTTL)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	tcfg := cfg.Table
+	tcfg.Create = true
+	if tcfg.Logger == nil {
+		tcfg.Logger = cfg.Logger
+	}
+	tcfg.OnEvict = r.evicted
+	t, err := sessioncache.Open(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: table: %w", err)
+	}
+	r.table = t
+	ln, err := listen(cfg.Addr, &cfg.ServerOptions)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	r.srv = newServer(ln, cfg.ServerOptions, r)
+	for range cfg.LowerWorkers {
+		r.wg.Add(1)
+		go r.lowerWorker()
+	}
+	r.srv.serve()
+	r.log.Info("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path())
+	return r, nil
+}
+
+// Addr returns the address the relay listens on.
+func (r *Relay) Addr() net.Addr { return r.srv.ln.Addr() }
+
+// Table returns the relay's table.
+func (r *Relay) Table() *sessioncache.Table { return r.table }
+
+// serveRequest handles a front end's entry request.
+func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
+	c := p.c
+	auth := string(f.Path) == r.cfg.AuthPath
+	switch f.Op {
+	case wire.OpPublish, wire.OpSet, wire.OpEvict:
+		if !auth {
+			if f.Op == wire.OpPublish {
+				r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry}, p)
+				c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+				return
+			}
+			c.replyError(f.ID, fmt.Sprintf("%s: path %q is not stored here (the auth path is %q)", f.Op, f.Path, r.cfg.AuthPath))
+			return
+		}
+		if err := r.store(f.Key, f.Value, f.Expiry); err != nil {
+			c.replyError(f.ID, err.Error())
+			return
+		}
+		if f.Op == wire.OpPublish && !r.cfg.NoFanOut && f.Flags&wire.FlagNoFanout == 0 {
+			r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry}, p)
+		}
+		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+	case wire.OpGet:
+		if !auth {
+			c.replyError(f.ID, fmt.Sprintf("get: path %q is not stored here", f.Path))
+			return
+		}
+		r.get(c, f)
+	case wire.OpDelete:
+		if !auth {
+			c.replyError(f.ID, fmt.Sprintf("delete: path %q is not stored here", f.Path))
+			return
+		}
+		existed, err := r.remove(f.Key)
+		if err != nil {
+			c.replyError(f.ID, err.Error())
+			return
+		}
+		r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key}, p)
+		var flags uint8
+		if existed {
+			flags = wire.FlagExisted
+		}
+		c.reply(f.ID, wire.StatusOK, flags, nil, 0)
+	default:
+		c.replyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
+	}
+}
+
+// store puts an entry in the table and queues it for the lower tier.
+func (r *Relay) store(key, value []byte, expiry int64) error {
+	r.tombs.clear(key)
+	if err := r.table.Set(key, value, unixTime(expiry)); err != nil {
+		return err
+	}
+	if expiry == 0 || expiry > time.Now().UnixNano() {
+		r.enqueue(lowerJob{op: wire.OpSet, key: clone(key), value: clone(value), expiry: expiry})
+	}
+	return nil
+}
+
+// remove deletes key from the table and, through the lower tier, everywhere below.
+func (r *Relay) remove(key []byte) (bool, error) {
+	r.tombs.add(key)
+	existed, err := r.table.Delete(key)
+	if err != nil {
+		return false, err
+	}
+	r.enqueue(lowerJob{op: wire.OpDelete, key: clone(key)})
+	return existed, nil
+}
+
+// get answers from the table, or falls through to the lower tier in a goroutine so the
+// connection keeps serving meanwhile.
+func (r *Relay) get(c *conn, f *wire.Frame) {
+	buf := getBuf()
+	v, exp, err := r.table.GetAppend(buf[:0], f.Key)
+	if err == nil {
+		c.reply(f.ID, wire.StatusValue, 0, v, unixNano(exp))
+		putBuf(v)
+		return
+	}
+	putBuf(buf)
+	if !errors.Is(err, sessioncache.ErrNotFound) || r.lower == nil {
+		replyResult(c, f.ID, err)
+		return
+	}
+	id, key := f.ID, clone(f.Key)
+	start := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
+		defer cancel()
+		v, exp, err := r.lower.Get(ctx, r.cfg.AuthPath, key)
+		switch {
+		case err != nil:
+			if !errors.Is(err, ErrNotFound) {
+				r.log.Warn("relay: lower tier get failed", "err", err)
+				err = ErrNotFound // a missing tier is a miss, not a failure of the front end's request
+			}
+			replyResult(c, id, err)
+		case r.tombs.deletedSince(key, start) || (!exp.IsZero() && !exp.After(time.Now())):
+			replyResult(c, id, ErrNotFound)
+		default:
+			if err := r.table.Set(key, v, exp); err != nil {
+				r.log.Warn("relay: caching a lower tier's answer", "err", err)
+			}
+			c.reply(id, wire.StatusValue, 0, v, unixNano(exp))
+		}
+	}()
+}
+
+// evicted receives what the table pushes out and queues it for the lower tier (aging).
+func (r *Relay) evicted(key, value []byte, expiry time.Time) {
+	r.enqueue(lowerJob{op: wire.OpEvict, key: clone(key), value: clone(value), expiry: unixNano(expiry)})
+}
+
+func (r *Relay) enqueue(j lowerJob) {
+	if r.lower == nil {
+		return
+	}
+	select {
+	case r.jobs <- j:
+	case <-r.ctx.Done():
+	}
+}
+
+// lowerWorker hands queued changes to the lower tier.
+func (r *Relay) lowerWorker() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case j := <-r.jobs:
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
+			var err error
+			switch j.op {
+			case wire.OpSet:
+				err = r.lower.Set(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
+			case wire.OpDelete:
+				err = r.lower.Delete(ctx, r.cfg.AuthPath, j.key)
+			case wire.OpEvict:
+				err = r.lower.Evict(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
+			}
+			cancel()
+			if err != nil && r.ctx.Err() == nil {
+				r.log.Warn("relay: handing to the lower tier failed", "op", j.op.String(), "err", err)
+			}
+		}
+	}
+}
+
+func (r *Relay) peerGone(*peer) {}
+
+// Shutdown stops accepting, closes every connection, stops handing changes down and closes
+// the table, or returns ctx's error if that takes too long. It does not close cfg.Lower.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	var err error
+	r.once.Do(func() {
+		err = r.srv.shutdown(ctx)
+		r.cancel()
+		r.wg.Wait()
+		if cerr := r.table.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// Close is Shutdown without a deadline.
+func (r *Relay) Close() error { return r.Shutdown(context.Background()) }
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuf() []byte { return *(bufPool.Get().(*[]byte)) }
+
+func putBuf(b []byte) {
+	if cap(b) <= 1<<16 {
+		b = b[:0]
+		bufPool.Put(&b)
+	}
+}

@@ -1,0 +1,335 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRelaySetGetDelete(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+
+	_, _, err := c.Get(ctx, "auths", []byte("s1"))
+	require.ErrorIs(t, err, ErrNotFound)
+
+	exp := time.Now().Add(time.Hour).Truncate(0)
+	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), []byte("alice"), exp))
+	v, gotExp, err := c.Get(ctx, "auths", []byte("s1"))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", string(v))
+	assert.True(t, exp.Equal(gotExp))
+
+	local, err := r.Table().Get([]byte("s1"))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", string(local), "the relay keeps what it relays in its own table")
+
+	require.NoError(t, c.Delete(ctx, "auths", []byte("s1")))
+	_, _, err = c.Get(ctx, "auths", []byte("s1"))
+	require.ErrorIs(t, err, ErrNotFound)
+
+	rtt, err := c.Ping(ctx)
+	require.NoError(t, err)
+	assert.Positive(t, rtt)
+
+	err = c.Set(ctx, "other", []byte("k"), []byte("v"), time.Time{})
+	var re *RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Contains(t, re.Message, "not stored here")
+}
+
+func TestRelayFansOutToOtherSubscribers(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	ctx := ctxT(t)
+	a := dial(t, ClientConfig{Addr: r.Addr().String(), Name: "host-a"})
+	b := dial(t, ClientConfig{Addr: r.Addr().String(), Name: "host-b"})
+	gotA, gotB := newChanges(), newChanges()
+	require.NoError(t, a.Subscribe(ctx, "auths", gotA.add))
+	require.NoError(t, b.Subscribe(ctx, "auths", gotB.add))
+
+	require.NoError(t, a.Publish(ctx, "auths", []byte("s1"), []byte("from a"), time.Time{}))
+	ch := gotB.wait(t, 1)
+	assert.Equal(t, "s1", string(ch[0].Key))
+	assert.Equal(t, "from a", string(ch[0].Value))
+
+	require.NoError(t, b.Delete(ctx, "auths", []byte("s1")))
+	ch = gotA.wait(t, 1)
+	assert.True(t, ch[0].Deleted)
+	assert.Equal(t, "s1", string(ch[0].Key))
+
+	// Plain pub/sub on a path the relay does not store.
+	require.NoError(t, a.Subscribe(ctx, "news", gotA.add))
+	require.NoError(t, b.Publish(ctx, "news", []byte("n"), []byte("hello"), time.Time{}))
+	ch = gotA.wait(t, 2)
+	assert.Equal(t, "hello", string(ch[1].Value))
+	// The publisher does not receive its own publications.
+	gotB.mu.Lock()
+	assert.Len(t, gotB.got, 1)
+	gotB.mu.Unlock()
+}
+
+func TestRelayFallsThroughToSiblingAndRelief(t *testing.T) {
+	sib := startSibling(t, SiblingConfig{})
+	r := startRelay(t, RelayConfig{Lower: sib, Table: tableConfig(t, 4)})
+	ctx := ctxT(t)
+	relief := newMemBackend()
+	rc := dial(t, ClientConfig{Addr: sib.Addr().String(), Name: "relief", Backend: relief})
+	require.NoError(t, rc.Subscribe(ctx, "auths", func(sessioncache.Change) {}))
+	eventually(t, "the relief server to subscribe", func() bool { return sib.Relief() == 1 })
+
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), []byte("v1"), time.Time{}))
+	eventually(t, "the sibling to hand s1 to relief", func() bool { return relief.has("s1") })
+
+	// Push s1 out of the relay's 4-record table; it goes to relief as an eviction.
+	for i := range 8 {
+		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "fill-%d", i), []byte("x"), time.Time{}))
+	}
+	eventually(t, "an eviction to reach relief", func() bool {
+		for i := range 8 {
+			if relief.wasEvicted(fmt.Sprintf("fill-%d", i)) || relief.wasEvicted("s1") {
+				return true
+			}
+		}
+		return false
+	})
+	// Whatever the relay's table lost, a Get falls through and gets it back.
+	for _, k := range []string{"s1", "fill-0", "fill-1", "fill-7"} {
+		v, _, err := c.Get(ctx, "auths", []byte(k))
+		require.NoError(t, err, k)
+		assert.NotEmpty(t, v)
+	}
+	// A delete reaches relief, and the key never comes back.
+	require.NoError(t, c.Delete(ctx, "auths", []byte("s1")))
+	eventually(t, "the delete to reach relief", func() bool { return !relief.has("s1") })
+	_, _, err := c.Get(ctx, "auths", []byte("s1"))
+	require.ErrorIs(t, err, ErrNotFound)
+}
+
+
+// TestRelayReconnect restarts the relay on the same address: the client reconnects on its
+// own and its subscription works again.
+func TestRelayReconnect(t *testing.T) {
+	tcfg := tableConfig(t, 100)
+	r := startRelay(t, RelayConfig{Table: tcfg})
+	addr := r.Addr().String()
+	ctx := ctxT(t)
+	c := dial(t, ClientConfig{Addr: addr, BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	got := newChanges()
+	require.NoError(t, c.Subscribe(ctx, "auths", got.add))
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), []byte("v"), time.Time{}))
+
+	require.NoError(t, r.Close())
+	eventually(t, "the client to notice", func() bool { return !c.Connected() })
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, _, err := c.Get(short, "auths", []byte("k"))
+	cancel()
+	require.ErrorIs(t, err, ErrUnavailable)
+
+	r2 := startRelay(t, RelayConfig{Addr: addr, Table: tcfg})
+	// The table outlived the relay process: the creator reused it.
+	v, _, err := c.Get(ctx, "auths", []byte("k"))
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+	// The subscription was re-established on the new connection.
+	other := dial(t, ClientConfig{Addr: r2.Addr().String()})
+	require.NoError(t, other.Publish(ctx, "auths", []byte("k2"), []byte("v2"), time.Time{}))
+	ch := got.wait(t, 1)
+	assert.Equal(t, "k2", string(ch[0].Key))
+}
+
+func TestClientErrors(t *testing.T) {
+	t.Run("nothing listening", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		ln.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err = Dial(ctx, ClientConfig{Addr: addr, BackoffMin: time.Millisecond})
+		require.ErrorIs(t, err, ErrUnavailable)
+		assert.Contains(t, err.Error(), addr)
+	})
+	t.Run("wrong secret", func(t *testing.T) {
+		r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{Secret: "s3cret"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err := Dial(ctx, ClientConfig{Addr: r.Addr().String(), Secret: "guess", BackoffMin: 10 * time.Millisecond})
+		require.ErrorIs(t, err, ErrUnavailable)
+		assert.Contains(t, err.Error(), "wrong secret")
+		c := dial(t, ClientConfig{Addr: r.Addr().String(), Secret: "s3cret"})
+		_, err = c.Ping(ctxT(t))
+		require.NoError(t, err)
+	})
+	t.Run("closed client", func(t *testing.T) {
+		r := startRelay(t, RelayConfig{})
+		c := dial(t, ClientConfig{Addr: r.Addr().String()})
+		require.NoError(t, c.Close())
+		_, _, err := c.Get(ctxT(t), "auths", []byte("k"))
+		require.ErrorIs(t, err, ErrClosed)
+	})
+	t.Run("request deadline", func(t *testing.T) {
+		// A server that accepts the hello and then never answers.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		go func() {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			var f wire.Frame
+			rd := wire.NewReader(nc, 0)
+			if rd.Read(&f) != nil {
+				return
+			}
+			b, _ := wire.Append(nil, &wire.Frame{Op: wire.OpReply, ID: f.ID, Value: []byte{1}})
+			nc.Write(b)
+			for rd.Read(&f) == nil {
+			}
+		}()
+		c := dial(t, ClientConfig{Addr: ln.Addr().String(), Heartbeat: -1})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, _, err = c.Get(ctx, "auths", []byte("k"))
+		require.ErrorIs(t, err, ErrTimeout)
+	})
+}
+
+// TestServerSurvivesBadPeers sends garbage, oversize frames and requests before hello, and
+// keeps a client that never reads: each is disconnected, and a good client is served
+// throughout.
+func TestServerSurvivesBadPeers(t *testing.T) {
+	r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{MaxFrame: 4096, QueueLen: 8}})
+	ctx := ctxT(t)
+	good := dial(t, ClientConfig{Addr: r.Addr().String()})
+	check := func() {
+		t.Helper()
+		require.NoError(t, good.Publish(ctx, "auths", []byte("k"), []byte("v"), time.Time{}))
+		v, _, err := good.Get(ctx, "auths", []byte("k"))
+		require.NoError(t, err)
+		require.Equal(t, "v", string(v))
+	}
+	hello, _ := wire.Append(nil, &wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{1}})
+	tests := []struct {
+		name string
+		send []byte
+	}{
+		{"garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")},
+		{"oversize", append(append([]byte(nil), hello...), 0, 1, 0, 0)},
+		{"malformed after hello", append(append(append([]byte(nil), hello...), 0, 0, 0, 30), bytes.Repeat([]byte{7}, 30)...)},
+		{"request before hello", mustAppend(&wire.Frame{Op: wire.OpGet, ID: 1, Path: []byte("auths"), Key: []byte("k")})},
+		{"truncated", hello[:10]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", r.Addr().String())
+			require.NoError(t, err)
+			defer nc.Close()
+			_, err = nc.Write(tt.send)
+			require.NoError(t, err)
+			if tt.name == "truncated" {
+				nc.(*net.TCPConn).CloseWrite()
+			}
+			// The server closes the connection: reading reaches EOF (after any reply).
+			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err = bytes.NewBuffer(nil).ReadFrom(nc)
+			require.NoError(t, err, "the server should close the connection")
+			check()
+		})
+	}
+	t.Run("subscriber that never reads", func(t *testing.T) {
+		nc, err := net.Dial("tcp", r.Addr().String())
+		require.NoError(t, err)
+		defer nc.Close()
+		sub := mustAppend(&wire.Frame{Op: wire.OpSubscribe, ID: 2, Path: []byte("auths")})
+		_, err = nc.Write(append(append([]byte(nil), hello...), sub...))
+		require.NoError(t, err)
+		// Publish far more than the socket buffers and the 8-message queue hold.
+		big := bytes.Repeat([]byte("x"), 450)
+		var wg sync.WaitGroup
+		var failures atomic.Int64
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range 3000 {
+					if err := good.Publish(ctx, "auths", fmt.Appendf(nil, "p%d-%d", g, i), big, time.Time{}); err != nil {
+						if failures.Add(1) == 1 {
+							t.Log(err)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		assert.Zero(t, failures.Load(), "a stuck subscriber must not hold up publishers")
+		check()
+		// The stuck subscriber was disconnected: draining its socket ends in EOF.
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = bytes.NewBuffer(nil).ReadFrom(nc)
+		require.NoError(t, err)
+	})
+}
+
+func mustAppend(f *wire.Frame) []byte {
+	b, err := wire.Append(nil, f)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// TestChildSibling runs the sibling as a child process over an inherited socket pair,
+// kills it, and checks that the relay restarts it and keeps serving.
+func TestChildSibling(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	sibAddr := ln.Addr().String()
+	ln.Close()
+	child, err := NewChildSibling(ChildConfig{
+		Command: []string{exe},
+		Env:     []string{"GS_TEST_ROLE=sibling", "GS_SIBLING_ADDR=" + sibAddr},
+		Client:  ClientConfig{BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { child.Close() })
+	r := startRelay(t, RelayConfig{Lower: child})
+	ctx := ctxT(t)
+
+	relief := newMemBackend()
+	rc := dial(t, ClientConfig{Addr: sibAddr, Backend: relief, BackoffMin: 10 * time.Millisecond})
+	require.NoError(t, rc.Subscribe(ctx, "auths", func(sessioncache.Change) {}))
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k1"), []byte("v1"), time.Time{}))
+	eventually(t, "k1 to reach relief through the child", func() bool { return relief.has("k1") })
+
+	pid := child.Pid()
+	require.NotZero(t, pid)
+	proc, err := os.FindProcess(pid)
+	require.NoError(t, err)
+	require.NoError(t, proc.Kill())
+	eventually(t, "the child to be restarted and relief to reconnect to it", func() bool {
+		return child.Starts() >= 2 && child.Connected() && rc.Connects() >= 2 && rc.Connected()
+	})
+	assert.NotEqual(t, pid, child.Pid())
+
+	// The relief client reconnects to the new child and gets new entries again.
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k2"), []byte("v2"), time.Time{}))
+	eventually(t, "k2 to reach relief through the new child", func() bool { return relief.has("k2") })
+	require.NoError(t, child.Close())
+	assert.Zero(t, child.Pid(), "Close stops the child")
+}

@@ -1,0 +1,282 @@
+package relay
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+)
+
+// ServerOptions are the connection settings shared by the relay and the sibling endpoint.
+type ServerOptions struct {
+	// TLS, when set, makes the server speak TLS. Set ClientAuth in it to require client
+	// certificates (see internal/tlsconfig).
+	TLS *tls.Config
+	// Secret, when set, must be presented by every client in its hello.
+	Secret string
+	// MaxFrame is the largest frame accepted. Zero means 1 MiB.
+	MaxFrame int
+	// Heartbeat is how often an idle connection is pinged; a peer silent for two intervals
+	// is disconnected. Zero means 5s; negative disables heartbeats.
+	Heartbeat time.Duration
+	// RequestTimeout bounds requests the server makes (to its sibling, or to relief
+	// servers) and writes to a peer. Zero means 5s.
+	RequestTimeout time.Duration
+	// QueueLen is how many pushed messages may wait for a slow subscriber before it is
+	// disconnected. Zero means 4096.
+	QueueLen int
+	// Logger receives connection events and refusals. Nil means no logging.
+	Logger *slog.Logger
+}
+
+func (o *ServerOptions) setDefaults() {
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 5 * time.Second
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 5 * time.Second
+	}
+	if o.QueueLen == 0 {
+		o.QueueLen = 4096
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// roleHandler is what a server does with a peer's entry requests after the hello.
+type roleHandler interface {
+	serveRequest(p *peer, f *wire.Frame)
+	peerGone(p *peer)
+}
+
+// server accepts connections, runs the hello, tracks subscriptions and fans messages out.
+type server struct {
+	opts    ServerOptions
+	ln      net.Listener
+	role    roleHandler
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	peers   map[*peer]struct{}
+	subs    map[string]map[*peer]struct{}
+	closing bool
+	done    chan struct{}
+}
+
+// peer is one connected client of a server.
+type peer struct {
+	srv   *server
+	c     *conn
+	name  string
+	ready bool // hello done; only the reader goroutine touches it
+}
+
+func newServer(ln net.Listener, opts ServerOptions, role roleHandler) *server {
+	opts.setDefaults()
+	return &server{opts: opts, ln: ln, role: role, peers: map[*peer]struct{}{},
+		subs: map[string]map[*peer]struct{}{}, done: make(chan struct{})}
+}
+
+// listen binds addr for a server with opts.
+func listen(addr string, opts *ServerOptions) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("relay: listen %s: %w", addr, err)
+	}
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
+	}
+	return ln, nil
+}
+
+// serve accepts connections until the listener closes.
+func (s *server) serve() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		backoff := 5 * time.Millisecond
+		for {
+			nc, err := s.ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				s.opts.Logger.Warn("relay: accept", "err", err)
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+					return
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			backoff = 5 * time.Millisecond
+			s.serveConn(nc, nc.RemoteAddr().String())
+		}
+	}()
+}
+
+// serveConn runs the protocol on an accepted (or inherited) connection.
+func (s *server) serveConn(nc net.Conn, name string) *peer {
+	p := &peer{srv: s, name: name}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return nil
+	}
+	s.peers[p] = struct{}{}
+	s.mu.Unlock()
+	p.c = newConn(nc, connConfig{
+		name:           name,
+		logger:         s.opts.Logger,
+		dispatch:       p,
+		onClose:        func(_ *conn, err error) { s.drop(p, err) },
+		requestTimeout: s.opts.RequestTimeout,
+		writeTimeout:   s.opts.RequestTimeout,
+		maxFrame:       s.opts.MaxFrame,
+		queueLen:       s.opts.QueueLen,
+	})
+	p.c.start()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); p.c.heartbeat(s.opts.Heartbeat) }()
+	return p
+}
+
+// serve handles one frame from the peer: the hello first, then subscriptions and pings
+// here, and entry requests in the role.
+func (p *peer) serve(c *conn, f *wire.Frame) {
+	if !p.ready {
+		if f.Op != wire.OpHello {
+			c.replyError(f.ID, "hello expected first")
+			c.close(fmt.Errorf("%s sent %s before hello", p.name, f.Op))
+			return
+		}
+		if len(f.Value) < 1 || f.Value[0] < wire.Version {
+			c.replyError(f.ID, fmt.Sprintf("protocol version %d is required", wire.Version))
+			c.close(fmt.Errorf("%s speaks an older protocol", p.name))
+			return
+		}
+		secret := f.Value[1:]
+		if subtle.ConstantTimeCompare(secret, []byte(p.srv.opts.Secret)) != 1 {
+			p.srv.opts.Logger.Warn("relay: refused a client with a wrong secret", "peer", p.name)
+			c.replyError(f.ID, "wrong secret")
+			c.close(fmt.Errorf("%w: wrong secret from %s", ErrRefused, p.name))
+			return
+		}
+		if len(f.Key) > 0 {
+			p.name = fmt.Sprintf("%s (%s)", f.Key, p.name)
+		}
+		p.ready = true
+		c.reply(f.ID, wire.StatusOK, 0, []byte{wire.Version}, 0)
+		return
+	}
+	switch f.Op {
+	case wire.OpPing:
+		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+	case wire.OpHello:
+		c.replyError(f.ID, "hello already done")
+	case wire.OpSubscribe:
+		p.srv.subscribe(p, string(f.Path))
+		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+	case wire.OpUnsubscribe:
+		p.srv.unsubscribe(p, string(f.Path))
+		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+	default:
+		p.srv.role.serveRequest(p, f)
+	}
+}
+
+func (s *server) subscribe(p *peer, path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.subs[path]
+	if m == nil {
+		m = map[*peer]struct{}{}
+		s.subs[path] = m
+	}
+	m[p] = struct{}{}
+}
+
+func (s *server) unsubscribe(p *peer, path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.subs[path], p)
+}
+
+// subscribers returns the peers subscribed to path.
+func (s *server) subscribers(path string) []*peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.subs[path]
+	out := make([]*peer, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	return out
+}
+
+// fanOut pushes a message to every subscriber of f's path but except.
+func (s *server) fanOut(f *wire.Frame, except *peer) {
+	s.mu.Lock()
+	m := s.subs[string(f.Path)]
+	targets := make([]*peer, 0, len(m))
+	for p := range m {
+		if p != except {
+			targets = append(targets, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range targets {
+		p.c.push(f)
+	}
+}
+
+// drop forgets a closed peer.
+func (s *server) drop(p *peer, err error) {
+	s.mu.Lock()
+	delete(s.peers, p)
+	for _, m := range s.subs {
+		delete(m, p)
+	}
+	closing := s.closing
+	s.mu.Unlock()
+	if !closing && !errors.Is(err, ErrConnLost) {
+		s.opts.Logger.Info("relay: peer disconnected", "peer", p.name, "err", err)
+	}
+	s.role.peerGone(p)
+}
+
+// shutdown stops accepting, closes every connection and waits for the server's goroutines,
+// or returns ctx's error when it ends first.
+func (s *server) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	peers := make([]*peer, 0, len(s.peers))
+	for p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	for _, p := range peers {
+		p.c.close(ErrClosed)
+	}
+	waited := make(chan struct{})
+	go func() { s.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,214 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// SiblingConfig configures the relay's sibling endpoint (the seed's half_edge mode), the
+// server that pressure-relief servers connect to.
+type SiblingConfig struct {
+	// Addr is where pressure-relief servers connect, host:port.
+	Addr string
+	// ServerOptions holds TLS, secret, frame limit, heartbeat, timeouts and logger.
+	ServerOptions
+	// AuthPath is the path relief servers subscribe on. Empty means DefaultAuthPath.
+	AuthPath string
+	// Table, when its Path or Seed is set, is the relay's table, attached to (never
+	// created: Create is forced off, the seed's am_initializer false).
+	Table *sessioncache.Config
+}
+
+// Sibling is the endpoint below the relay. Pressure-relief servers are its clients: they
+// subscribe on the auth path, and the sibling hands them the entries the relay stores,
+// deletes and evicts, and asks them for entries the relay misses. It implements Backend,
+// which is how the relay reaches it (in process, or over IPC when it runs as a child).
+type Sibling struct {
+	cfg   SiblingConfig
+	srv   *server
+	table *sessioncache.Table
+	log   *slog.Logger
+	once  sync.Once
+}
+
+var _ Backend = (*Sibling)(nil)
+
+// NewSibling binds cfg.Addr and starts serving relief servers. Stop it with Shutdown.
+func NewSibling(cfg SiblingConfig) (*Sibling, error) {
+	cfg.ServerOptions.setDefaults()
+	if cfg.AuthPath == "" {
+		cfg.AuthPath = DefaultAuthPath
+	}
+	s := &Sibling{cfg: cfg, log: cfg.Logger}
+	if cfg.Table != nil {
+		tcfg := *cfg.Table
+		tcfg.Create = false
+		t, err := sessioncache.Open(tcfg)
+		if err != nil {
+			return nil, fmt.Errorf("sibling: attach the relay's table: %w", err)
+		}
+		s.table = t
+	}
+	ln, err := listen(cfg.Addr, &cfg.ServerOptions)
+	if err != nil {
+		if s.table != nil {
+			s.table.Close()
+		}
+		return nil, err
+	}
+	s.srv = newServer(ln, cfg.ServerOptions, s)
+	s.srv.serve()
+	s.log.Info("sibling: serving relief servers", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath)
+	return s, nil
+}
+
+// Addr returns the address relief servers connect to.
+func (s *Sibling) Addr() net.Addr { return s.srv.ln.Addr() }
+
+// Table returns the attached relay table, or nil.
+func (s *Sibling) Table() *sessioncache.Table { return s.table }
+
+// Relief returns how many relief servers are subscribed on the auth path.
+func (s *Sibling) Relief() int { return len(s.srv.subscribers(s.cfg.AuthPath)) }
+
+// ServeRelayConn serves the relay over an already connected link (the inherited socket of
+// child mode). The relay speaks first, as a client. The returned channel is closed when
+// the link ends, which tells a child sibling its relay is gone.
+func (s *Sibling) ServeRelayConn(nc net.Conn) <-chan struct{} {
+	done := make(chan struct{})
+	p := s.srv.serveConn(nc, "relay (ipc)")
+	if p == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		<-p.c.done
+		close(done)
+	}()
+	return done
+}
+
+// serveRequest handles a peer's entry request. Entry requests come from above (the
+// relay): they are answered by asking the relief servers.
+func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
+	switch f.Op {
+	case wire.OpGet, wire.OpSet, wire.OpDelete, wire.OpEvict:
+		go serveBackend(context.Background(), s, p.c, copyFrame(f), s.cfg.RequestTimeout)
+	case wire.OpPublish:
+		s.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry}, p)
+		p.c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+	default:
+		p.c.replyError(f.ID, fmt.Sprintf("%s is not a request the sibling serves", f.Op))
+	}
+}
+
+func (s *Sibling) peerGone(*peer) {}
+
+// owners returns the relief servers that hold key on path.
+func (s *Sibling) owners(path string, key []byte) []*peer {
+	return s.srv.subscribers(path)
+}
+
+// Get asks the relief servers that own key for it; the first live answer wins.
+func (s *Sibling) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
+	owners := s.owners(path, key)
+	if len(owners) == 0 {
+		return nil, time.Time{}, ErrNotFound
+	}
+	type answer struct {
+		v   []byte
+		exp int64
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answers := make(chan answer, len(owners))
+	for _, p := range owners {
+		go func() {
+			cl, err := p.c.roundTrip(ctx, &wire.Frame{Op: wire.OpGet, Path: []byte(path), Key: key})
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer putCall(cl)
+			if err := replyErr(wire.OpGet, cl); err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			answers <- answer{v: clone(cl.value), exp: cl.expiry}
+		}()
+	}
+	var firstErr error
+	for range owners {
+		a := <-answers
+		if a.err == nil {
+			return a.v, unixTime(a.exp), nil
+		}
+		if !errors.Is(a.err, ErrNotFound) && firstErr == nil {
+			firstErr = a.err
+		}
+	}
+	if firstErr != nil {
+		s.log.Debug("sibling: a relief server failed a get", "err", firstErr)
+	}
+	return nil, time.Time{}, ErrNotFound
+}
+
+// Set hands an entry to the relief servers that own its key.
+func (s *Sibling) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+	return s.toOwners(ctx, &wire.Frame{Op: wire.OpSet, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+}
+
+// Delete removes key from the relief servers that own it.
+func (s *Sibling) Delete(ctx context.Context, path string, key []byte) error {
+	return s.toOwners(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key})
+}
+
+// Evict hands an entry the relay's table pushed out to the relief servers that own it.
+func (s *Sibling) Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+	return s.toOwners(ctx, &wire.Frame{Op: wire.OpEvict, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+}
+
+// toOwners sends f to every owner of its key and waits for their answers.
+func (s *Sibling) toOwners(ctx context.Context, f *wire.Frame) error {
+	owners := s.owners(string(f.Path), f.Key)
+	errs := make(chan error, len(owners))
+	for _, p := range owners {
+		go func() {
+			g := *f
+			errs <- simple(ctx, p.c, &g)
+		}()
+	}
+	var all []error
+	for range owners {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// Shutdown stops serving, closes every connection and detaches from the table.
+func (s *Sibling) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		err = s.srv.shutdown(ctx)
+		if s.table != nil {
+			if cerr := s.table.Close(); err == nil {
+				err = cerr
+			}
+		}
+	})
+	return err
+}
+
+// Close is Shutdown without a deadline.
+func (s *Sibling) Close() error { return s.Shutdown(context.Background()) }
