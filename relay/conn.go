@@ -23,8 +23,8 @@ type conn struct {
 	nc       net.Conn
 	name     string // for logs: the peer's address or role
 	logger   *slog.Logger
-	dispatch dispatcher             // answers the peer's requests; nil refuses them
-	onMsg    func(f *wire.Frame)    // receives messages; nil drops them
+	dispatch dispatcher          // answers the peer's requests; nil refuses them
+	onMsg    func(f *wire.Frame) // receives messages; nil drops them
 	onClose  func(c *conn, err error)
 	timeout  time.Duration // default request deadline
 	wtimeout time.Duration // write deadline

@@ -31,4 +31,6 @@ type RemoteError struct {
 	Message string // what the peer said
 }
 
-func (e *RemoteError) Error() string { return fmt.Sprintf("relay: %s: peer replied: %s", e.Op, e.Message) }
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("relay: %s: peer replied: %s", e.Op, e.Message)
+}

@@ -118,7 +118,6 @@ func TestRelayFallsThroughToSiblingAndRelief(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 }
 
-
 // TestRelayReconnect restarts the relay on the same address: the client reconnects on its
 // own and its subscription works again.
 func TestRelayReconnect(t *testing.T) {
