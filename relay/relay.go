@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/tombstone"
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -55,7 +56,7 @@ type Relay struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	tombs  *tombstones
+	tombs  *tombstone.Set
 	once   sync.Once
 }
 
@@ -80,7 +81,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.LowerWorkers = 4
 	}
 	r := &Relay{cfg: cfg, lower: cfg.Lower, log: cfg.Logger, jobs: make(chan lowerJob, 1024),
-		tombs: newTombstones(cfg.TombstoneTTL)}
+		tombs: tombstone.New(cfg.TombstoneTTL)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	tcfg := cfg.Table
 	tcfg.Create = true
@@ -166,7 +167,7 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 
 // store puts an entry in the table and queues it for the lower tier.
 func (r *Relay) store(key, value []byte, expiry int64) error {
-	r.tombs.clear(key)
+	r.tombs.Clear(key)
 	if err := r.table.Set(key, value, unixTime(expiry)); err != nil {
 		return err
 	}
@@ -178,7 +179,7 @@ func (r *Relay) store(key, value []byte, expiry int64) error {
 
 // remove deletes key from the table and, through the lower tier, everywhere below.
 func (r *Relay) remove(key []byte) (bool, error) {
-	r.tombs.add(key)
+	r.tombs.Add(key)
 	existed, err := r.table.Delete(key)
 	if err != nil {
 		return false, err
@@ -215,7 +216,7 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 				err = ErrNotFound // a missing tier is a miss, not a failure of the front end's request
 			}
 			replyResult(c, id, err)
-		case r.tombs.deletedSince(key, start) || (!exp.IsZero() && !exp.After(time.Now())):
+		case r.tombs.DeletedSince(key, start) || (!exp.IsZero() && !exp.After(time.Now())):
 			replyResult(c, id, ErrNotFound)
 		default:
 			if err := r.table.Set(key, v, exp); err != nil {

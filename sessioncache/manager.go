@@ -1,0 +1,333 @@
+package sessioncache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/globalsession/globalsession/internal/rendezvous"
+	"github.com/globalsession/globalsession/internal/tombstone"
+)
+
+// DefaultAuthPath is the path a Manager publishes sessions on when its config names none
+// (the seed's auth_path).
+const DefaultAuthPath = "auths"
+
+// ErrInvalidTTL means a Set was asked to store an entry with no positive lifetime.
+var ErrInvalidTTL = errors.New("sessioncache: ttl must be positive")
+
+// ManagerConfig configures a Manager (the seed's SessionCacheManager).
+type ManagerConfig struct {
+	// Table is the local shared-memory table. Table.Create is the seed's manage_section:
+	// one process per host creates it, the others attach.
+	Table Config
+	// Remotes are the relays this host falls through to and publishes to (usually
+	// *relay.Client). Keys are spread over them by rendezvous hashing; a key whose relay is
+	// unavailable fails over to the next one in its order. None makes a local-only manager.
+	Remotes []Remote
+	// AuthPath is the path sessions are published and fetched on. Empty means
+	// DefaultAuthPath.
+	AuthPath string
+	// FireAndForget makes Set return after the local write, publishing in the background.
+	// By default Set waits for the relay's acknowledgement.
+	FireAndForget bool
+	// TombstoneTTL is how long a deleted key is refused from the relays, so a fetch that
+	// raced with the delete cannot bring it back. Zero means one minute.
+	TombstoneTTL time.Duration
+	// Logger receives failures of background publications and subscriptions. Nil means no
+	// logging.
+	Logger *slog.Logger
+}
+
+// Manager is a host's view of the session tier: a local shared-memory table in front of
+// one or more relays. A Get that hits locally costs a table lookup; a miss asks the key's
+// relay, once for any number of concurrent callers, and keeps the answer locally. Set and
+// Delete reach the relays, and through their subscriptions the other hosts. Every method is
+// safe for concurrent use.
+type Manager struct {
+	cfg    ManagerConfig
+	table  *Table
+	ring   *rendezvous.Ring[remoteNode]
+	flight singleflight.Group
+	tombs  *tombstone.Set
+	log    *slog.Logger
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+type remoteNode struct {
+	name string
+	r    Remote
+}
+
+// New is the seed's constructor, new SessionCacheManager(lru_conf, message_relays): a
+// Manager over the table that table describes and the given relays.
+func New(table Config, remotes ...Remote) (*Manager, error) {
+	return NewManager(ManagerConfig{Table: table, Remotes: remotes})
+}
+
+// NewManager opens (or creates) the local table and subscribes to the relays. Close
+// releases it; the remotes stay open, since the caller made them.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.AuthPath == "" {
+		cfg.AuthPath = DefaultAuthPath
+	}
+	if cfg.TombstoneTTL == 0 {
+		cfg.TombstoneTTL = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Table.Logger == nil {
+		cfg.Table.Logger = cfg.Logger
+	}
+	t, err := Open(cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]remoteNode, len(cfg.Remotes))
+	for i, r := range cfg.Remotes {
+		name := strconv.Itoa(i)
+		if a, ok := r.(interface{ Addr() string }); ok {
+			name = a.Addr()
+		}
+		nodes[i] = remoteNode{name: name, r: r}
+	}
+	m := &Manager{cfg: cfg, table: t, tombs: tombstone.New(cfg.TombstoneTTL), log: cfg.Logger,
+		ring: rendezvous.New(nodes, func(n remoteNode) string { return n.name })}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	for _, n := range nodes {
+		// A relay that is down now is subscribed to when it comes up (the client
+		// re-subscribes on every connection), so a failure here is only logged.
+		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+		if err := n.r.Subscribe(ctx, cfg.AuthPath, m.apply); err != nil {
+			m.log.Warn("sessioncache: subscribe to relay", "relay", n.name, "err", err)
+		}
+		cancel()
+	}
+	return m, nil
+}
+
+// Table returns the local table.
+func (m *Manager) Table() *Table { return m.table }
+
+// apply puts a change published by another front end into the local table.
+func (m *Manager) apply(ch Change) {
+	if m.ctx.Err() != nil {
+		return // closed: the table is gone
+	}
+	if ch.Deleted {
+		m.tombs.Add(ch.Key)
+		if _, err := m.table.Delete(ch.Key); err != nil {
+			m.log.Warn("sessioncache: applying a remote delete", "err", err)
+		}
+		return
+	}
+	m.tombs.Clear(ch.Key)
+	if err := m.table.Set(ch.Key, ch.Value, ch.Expiry); err != nil {
+		m.log.Warn("sessioncache: applying a remote publication", "err", err)
+	}
+}
+
+// owners returns the relays for key in the order to try them: rendezvous order, with the
+// relays known to be disconnected moved to the end, so a dead relay's keys fail over at once.
+func (m *Manager) owners(key []byte) []remoteNode {
+	all := m.ring.Owners(make([]remoteNode, 0, m.ring.Len()), key, m.ring.Len())
+	out := all[:0:0]
+	var down []remoteNode
+	for _, n := range all {
+		if c, ok := n.r.(interface{ Connected() bool }); ok && !c.Connected() {
+			down = append(down, n)
+			continue
+		}
+		out = append(out, n)
+	}
+	return append(out, down...)
+}
+
+// attempt gives one of several relays its share of what is left of ctx's time, so a relay
+// that does not answer leaves time for the next.
+func attempt(ctx context.Context, left int) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok || left <= 1 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(d)/time.Duration(left))
+}
+
+// eachOwner calls fn with key's relays in order until fn returns nil or ErrNotFound (which
+// it returns) or the relays run out (it returns every error, joined).
+func (m *Manager) eachOwner(ctx context.Context, key []byte, what string, fn func(context.Context, remoteNode) error) error {
+	owners := m.owners(key)
+	var errs []error
+	notFound := false
+	for i, n := range owners {
+		actx, cancel := attempt(ctx, len(owners)-i)
+		err := fn(actx, n)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrNotFound):
+			notFound = true
+			continue
+		}
+		errs = append(errs, fmt.Errorf("relay %s: %w", n.name, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if notFound {
+		return ErrNotFound
+	}
+	return fmt.Errorf("sessioncache: %s: %w", what, errors.Join(errs...))
+}
+
+// Set stores value under key for ttl in the local table and publishes it to the key's relay
+// (which keeps it, hands it down and tells the other hosts). It returns once the relay has
+// acknowledged, or right after the local write with FireAndForget.
+func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	expiry := time.Now().Add(ttl)
+	m.tombs.Clear(key)
+	if err := m.table.Set(key, value, expiry); err != nil {
+		return err
+	}
+	if m.ring.Len() == 0 {
+		return nil
+	}
+	if m.cfg.FireAndForget {
+		k, v := append([]byte(nil), key...), append([]byte(nil), value...)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+			defer cancel()
+			if err := m.publish(ctx, k, v, expiry); err != nil {
+				m.log.Warn("sessioncache: background publish failed", "err", err)
+			}
+		}()
+		return nil
+	}
+	return m.publish(ctx, key, value, expiry)
+}
+
+// publish sends the entry to the first relay of its order that takes it.
+func (m *Manager) publish(ctx context.Context, key, value []byte, expiry time.Time) error {
+	return m.eachOwner(ctx, key, "publish", func(ctx context.Context, n remoteNode) error {
+		return n.r.Publish(ctx, m.cfg.AuthPath, key, value, expiry)
+	})
+}
+
+// Get returns the value stored under key: from the local table, or else from the key's
+// relay (the answer is then kept locally). It returns ErrNotFound when no tier has it.
+func (m *Manager) Get(ctx context.Context, key []byte) ([]byte, error) {
+	v, _, err := m.GetAppend(ctx, nil, key)
+	return v, err
+}
+
+// GetAppend is Get appending the value to dst; a local hit allocates nothing when dst has
+// room. It also returns the entry's expiry.
+func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.Time, error) {
+	v, exp, err := m.table.GetAppend(dst, key)
+	if !errors.Is(err, ErrNotFound) || m.ring.Len() == 0 {
+		return v, exp, err
+	}
+	type found struct {
+		v   []byte
+		exp time.Time
+	}
+	res, err, _ := m.flight.Do(string(key), func() (any, error) {
+		start := time.Now()
+		v, exp, err := m.fetch(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if m.tombs.DeletedSince(key, start) {
+			return nil, ErrNotFound
+		}
+		if err := m.table.Set(key, v, exp); err != nil {
+			m.log.Warn("sessioncache: keeping a relay's answer locally", "err", err)
+		}
+		return found{v, exp}, nil
+	})
+	if err != nil {
+		return dst, time.Time{}, err
+	}
+	f := res.(found)
+	return append(dst, f.v...), f.exp, nil
+}
+
+// fetch asks the key's relays in order until one has it. A key published while its
+// first relay was down lives on the next one, so not found from one relay passes the
+// search on too.
+func (m *Manager) fetch(ctx context.Context, key []byte) ([]byte, time.Time, error) {
+	var v []byte
+	var exp time.Time
+	err := m.eachOwner(ctx, key, "get", func(ctx context.Context, n remoteNode) error {
+		var err error
+		v, exp, err = n.r.Get(ctx, m.cfg.AuthPath, key)
+		return err
+	})
+	return v, exp, err
+}
+
+// Delete removes key from the local table and, through the relays, from every tier and
+// every subscribed host (a logout). It tells every relay, not only the key's first one,
+// since a key published while that relay was down lives on another. A deleted key does not
+// come back from a relay's answer that was already on its way. Delete fails only if no
+// relay could be told.
+func (m *Manager) Delete(ctx context.Context, key []byte) error {
+	m.tombs.Add(key)
+	if _, err := m.table.Delete(key); err != nil {
+		return err
+	}
+	owners := m.owners(key)
+	if len(owners) == 0 {
+		return nil
+	}
+	errs := make([]error, len(owners))
+	var wg sync.WaitGroup
+	for i, n := range owners {
+		wg.Go(func() {
+			if err := n.r.Delete(ctx, m.cfg.AuthPath, key); err != nil {
+				errs[i] = fmt.Errorf("relay %s: %w", n.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			m.log.Warn("sessioncache: delete did not reach a relay", "err", err)
+		}
+	}
+	if failed == len(owners) {
+		return fmt.Errorf("sessioncache: delete: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Close waits for background publications, then closes the local table. It does not close
+// the remotes. Like Table.Close it must be called once the Manager's other calls have
+// returned; calls after it fail with ErrClosed.
+func (m *Manager) Close() error {
+	var err error
+	m.once.Do(func() {
+		m.wg.Wait()
+		m.cancel()
+		err = m.table.Close()
+	})
+	return err
+}

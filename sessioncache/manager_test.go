@@ -1,0 +1,214 @@
+package sessioncache_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+func startRelay(t *testing.T, lower relay.Backend) *relay.Relay {
+	t.Helper()
+	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0", Lower: lower,
+		Table: sessioncache.Config{Path: filepath.Join(t.TempDir(), "relay.table"), ElementCount: 1000, RecordSize: 256}})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func client(t *testing.T, addr string) *relay.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: addr, BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func manager(t *testing.T, path string, create bool, remotes ...sessioncache.Remote) *sessioncache.Manager {
+	t.Helper()
+	m, err := sessioncache.NewManager(sessioncache.ManagerConfig{
+		Table:   sessioncache.Config{Path: path, Create: create, ElementCount: 1000, RecordSize: 256},
+		Remotes: remotes,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls for state that another connection changes asynchronously; bounded.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestManagerAcrossHosts has two hosts (two tables) and, on the first, a second process
+// that only attaches, all behind one relay.
+func TestManagerAcrossHosts(t *testing.T) {
+	r := startRelay(t, nil)
+	dir := t.TempDir()
+	hostA := filepath.Join(dir, "a.table")
+	a := manager(t, hostA, true, client(t, r.Addr().String()))
+	a2 := manager(t, hostA, false, client(t, r.Addr().String()))
+	b := manager(t, filepath.Join(dir, "b.table"), true, client(t, r.Addr().String()))
+	ctx := ctxT(t)
+
+	require.NoError(t, a.Set(ctx, []byte("sid-1"), []byte("alice"), time.Hour))
+	// The other process of host A shares the table: a local hit.
+	v, err := a2.Table().Get([]byte("sid-1"))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", string(v))
+	// Host B got it through its subscription, or else falls through to the relay.
+	v, err = b.Get(ctx, []byte("sid-1"))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", string(v))
+	eventually(t, "the publication to reach host B's table", func() bool {
+		_, err := b.Table().Get([]byte("sid-1"))
+		return err == nil
+	})
+
+	// A key that only the relay has (B's table never saw it: it was set with fan-out off
+	// in effect because B subscribed later is not needed; delete it from B's table) is
+	// fetched and kept locally.
+	_, err = b.Table().Delete([]byte("sid-1"))
+	require.NoError(t, err)
+	v, err = b.Get(ctx, []byte("sid-1"))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", string(v))
+	_, err = b.Table().Get([]byte("sid-1"))
+	require.NoError(t, err, "a fetched answer is kept in the local table")
+
+	// Logout on B: gone from B, the relay, and host A (through its subscription).
+	require.NoError(t, b.Delete(ctx, []byte("sid-1")))
+	_, err = b.Get(ctx, []byte("sid-1"))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+	_, err = r.Table().Get([]byte("sid-1"))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+	eventually(t, "the delete to reach host A", func() bool {
+		_, err := a.Table().Get([]byte("sid-1"))
+		return err != nil
+	})
+	_, err = a2.Get(ctx, []byte("sid-1"))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+
+	require.ErrorIs(t, a.Set(ctx, []byte("k"), []byte("v"), 0), sessioncache.ErrInvalidTTL)
+}
+
+// countingRemote counts Gets and can hold them until released.
+type countingRemote struct {
+	sessioncache.Remote
+	gets    atomic.Int64
+	hold    chan struct{}
+	entered chan struct{}
+}
+
+func (c *countingRemote) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
+	c.gets.Add(1)
+	if c.entered != nil {
+		c.entered <- struct{}{}
+	}
+	if c.hold != nil {
+		<-c.hold
+	}
+	return c.Remote.Get(ctx, path, key)
+}
+
+func TestConcurrentMissesMakeOneRequest(t *testing.T) {
+	r := startRelay(t, nil)
+	ctx := ctxT(t)
+	setter := client(t, r.Addr().String())
+	require.NoError(t, setter.Publish(ctx, "auths", []byte("hot"), []byte("value"), time.Now().Add(time.Hour)))
+
+	cr := &countingRemote{Remote: client(t, r.Addr().String()), hold: make(chan struct{}), entered: make(chan struct{}, 100)}
+	m := manager(t, filepath.Join(t.TempDir(), "m.table"), true, cr)
+	var wg sync.WaitGroup
+	var started sync.WaitGroup
+	for range 50 {
+		started.Add(1)
+		wg.Go(func() {
+			started.Done()
+			v, err := m.Get(ctx, []byte("hot"))
+			assert.NoError(t, err)
+			assert.Equal(t, "value", string(v))
+		})
+	}
+	started.Wait()
+	<-cr.entered // the one remote request is in flight while the others pile up
+	time.Sleep(20 * time.Millisecond)
+	close(cr.hold)
+	wg.Wait()
+	assert.LessOrEqual(t, cr.gets.Load(), int64(2), "50 concurrent misses should make (about) one request")
+	// Now it is local: no more requests.
+	before := cr.gets.Load()
+	_, err := m.Get(ctx, []byte("hot"))
+	require.NoError(t, err)
+	assert.Equal(t, before, cr.gets.Load())
+}
+
+func TestDeletedKeyDoesNotComeBack(t *testing.T) {
+	r := startRelay(t, nil)
+	ctx := ctxT(t)
+	setter := client(t, r.Addr().String())
+	require.NoError(t, setter.Publish(ctx, "auths", []byte("s"), []byte("v"), time.Now().Add(time.Hour)))
+	cr := &countingRemote{Remote: client(t, r.Addr().String()), hold: make(chan struct{}), entered: make(chan struct{}, 1)}
+	m := manager(t, filepath.Join(t.TempDir(), "m.table"), true, cr)
+	done := make(chan error)
+	go func() {
+		_, err := m.Get(ctx, []byte("s"))
+		done <- err
+	}()
+	<-cr.entered
+	// The fetch is in flight and will find the entry at the relay... unless the logout
+	// that happens now wins, which it must.
+	require.NoError(t, m.Delete(ctx, []byte("s")))
+	close(cr.hold)
+	require.ErrorIs(t, <-done, sessioncache.ErrNotFound)
+	_, err := m.Table().Get([]byte("s"))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+}
+
+// TestRelaysFailOver spreads keys over two relays and keeps working when one goes away.
+func TestRelaysFailOver(t *testing.T) {
+	r1, r2 := startRelay(t, nil), startRelay(t, nil)
+	c1, c2 := client(t, r1.Addr().String()), client(t, r2.Addr().String())
+	m := manager(t, filepath.Join(t.TempDir(), "m.table"), true, c1, c2)
+	ctx := ctxT(t)
+	for i := range 40 {
+		require.NoError(t, m.Set(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), time.Hour))
+	}
+	n1, n2 := r1.Table().Len(), r2.Table().Len()
+	assert.Equal(t, 40, n1+n2)
+	assert.Positive(t, n1, "rendezvous hashing should use both relays")
+	assert.Positive(t, n2)
+
+	require.NoError(t, r1.Close())
+	eventually(t, "the client to notice", func() bool { return !c1.Connected() })
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for i := range 40 {
+		require.NoError(t, m.Set(short, fmt.Appendf(nil, "late%d", i), []byte("v"), time.Hour), "key %d", i)
+	}
+	assert.Equal(t, n2+40, r2.Table().Len(), "every key of the dead relay failed over to the live one")
+}
