@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/globalsession/globalsession/internal/tombstone"
@@ -33,8 +34,9 @@ type RelayConfig struct {
 	// NoFanOut turns off delivering publications on the auth path to the other subscribed
 	// front ends (on by default).
 	NoFanOut bool
-	// Lower is the tier below: the sibling. Nil means none (misses end at the relay).
-	// NewSibling's *Sibling, a *Client to a sibling elsewhere, or a ChildSibling are typical.
+	// Lower is the tier below: the sibling. Nil means none (misses end at the relay) until
+	// SetLower. NewSibling's *Sibling, a *Client to a sibling elsewhere, or a ChildSibling
+	// are typical.
 	Lower Backend
 	// TombstoneTTL is how long a deleted key is refused from lower tiers, so a fetch that
 	// raced with the delete cannot bring it back. Zero means one minute.
@@ -50,7 +52,7 @@ type Relay struct {
 	cfg    RelayConfig
 	srv    *server
 	table  *sessioncache.Table
-	lower  Backend
+	lower  atomic.Pointer[Backend]
 	log    *slog.Logger
 	jobs   chan lowerJob
 	ctx    context.Context
@@ -80,9 +82,10 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.LowerWorkers == 0 {
 		cfg.LowerWorkers = 4
 	}
-	r := &Relay{cfg: cfg, lower: cfg.Lower, log: cfg.Logger, jobs: make(chan lowerJob, 1024),
+	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make(chan lowerJob, 1024),
 		tombs: tombstone.New(cfg.TombstoneTTL)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.SetLower(cfg.Lower)
 	tcfg := cfg.Table
 	tcfg.Create = true
 	if tcfg.Logger == nil {
@@ -107,6 +110,24 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	r.srv.serve()
 	r.log.Info("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path())
 	return r, nil
+}
+
+// SetLower sets the tier below the relay (its sibling), replacing RelayConfig.Lower; nil
+// means none. A sibling that attaches to the relay's table can only be made once the relay
+// has created it, hence this method.
+func (r *Relay) SetLower(b Backend) {
+	if b == nil {
+		r.lower.Store(nil)
+		return
+	}
+	r.lower.Store(&b)
+}
+
+func (r *Relay) lowerTier() Backend {
+	if p := r.lower.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Addr returns the address the relay listens on.
@@ -199,7 +220,8 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 		return
 	}
 	putBuf(buf)
-	if !errors.Is(err, sessioncache.ErrNotFound) || r.lower == nil {
+	lower := r.lowerTier()
+	if !errors.Is(err, sessioncache.ErrNotFound) || lower == nil {
 		replyResult(c, f.ID, err)
 		return
 	}
@@ -208,7 +230,7 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 	go func() {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 		defer cancel()
-		v, exp, err := r.lower.Get(ctx, r.cfg.AuthPath, key)
+		v, exp, err := lower.Get(ctx, r.cfg.AuthPath, key)
 		switch {
 		case err != nil:
 			if !errors.Is(err, ErrNotFound) {
@@ -233,7 +255,7 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 }
 
 func (r *Relay) enqueue(j lowerJob) {
-	if r.lower == nil {
+	if r.lowerTier() == nil {
 		return
 	}
 	select {
@@ -250,15 +272,19 @@ func (r *Relay) lowerWorker() {
 		case <-r.ctx.Done():
 			return
 		case j := <-r.jobs:
+			lower := r.lowerTier()
+			if lower == nil {
+				continue
+			}
 			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 			var err error
 			switch j.op {
 			case wire.OpSet:
-				err = r.lower.Set(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
+				err = lower.Set(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
 			case wire.OpDelete:
-				err = r.lower.Delete(ctx, r.cfg.AuthPath, j.key)
+				err = lower.Delete(ctx, r.cfg.AuthPath, j.key)
 			case wire.OpEvict:
-				err = r.lower.Evict(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
+				err = lower.Evict(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
 			}
 			cancel()
 			if err != nil && r.ctx.Err() == nil {

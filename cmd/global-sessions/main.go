@@ -1,0 +1,45 @@
+// Command global-sessions runs one part of the session tier, chosen by its config file:
+//
+//	global-sessions relay.conf     the midway relay and its sibling (edge_supported_relay)
+//	global-sessions sibling.conf   a sibling endpoint on its own (half_edge)
+//	global-sessions                an embedded single-host deployment on loopback
+//
+// Config files are JSON with the seed's field names; // comments are allowed. SIGINT or
+// SIGTERM stops it cleanly.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	level := flag.String("log-level", "info", "log level: debug, info, warn or error")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: global-sessions [-log-level L] [config-file]\n\n"+
+			"With no config file it runs an embedded single-host deployment on loopback.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintln(os.Stderr, "global-sessions: -log-level:", err)
+		os.Exit(2)
+	}
+	if flag.NArg() > 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, flag.Arg(0), os.Stdout, log); err != nil {
+		fmt.Fprintln(os.Stderr, "global-sessions:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/config"
+	"github.com/globalsession/globalsession/relay"
+)
+
+//go:embed default.conf
+var defaultConf []byte
+
+// shutdownTimeout bounds a clean stop.
+const shutdownTimeout = 10 * time.Second
+
+// run loads the config (or the embedded default), runs its role until ctx ends, and stops.
+// It prints where each part listens to out.
+func run(ctx context.Context, path string, out io.Writer, log *slog.Logger) error {
+	var f *config.File
+	var err error
+	if path == "" {
+		f, err = config.Parse(defaultConf, "embedded default", "")
+	} else {
+		f, err = config.Load(path)
+	}
+	if err != nil {
+		return err
+	}
+	return runFile(ctx, f, out, log)
+}
+
+// runFile runs the role of a loaded config.
+func runFile(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) error {
+	switch f.Role() {
+	case config.RoleRelay:
+		return runRelay(ctx, f, out, log)
+	case config.RoleSibling:
+		return runSibling(ctx, f, out, log)
+	default:
+		return &config.Error{File: f.Name, Msg: "full_edge (pressure relief) is not available in this build yet"}
+	}
+}
+
+// stopper collects what must be stopped, in reverse order of starting.
+type stopper []func(context.Context) error
+
+func (s stopper) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(s) - 1; i >= 0; i-- {
+		errs = append(errs, s[i](ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func runRelay(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) (err error) {
+	var stops stopper
+	defer func() {
+		if serr := stops.stop(); err == nil {
+			err = serr
+		}
+	}()
+	rc, err := f.RelayConfig(log)
+	if err != nil {
+		return err
+	}
+	r, err := relay.NewRelay(rc)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, r.Shutdown)
+	fmt.Fprintf(out, "relay: serving front ends on %s (auth path %q, table %s)\n", r.Addr(), rc.AuthPath, r.Table().Path())
+
+	plan, err := f.RelaySibling(rc, log)
+	if err != nil {
+		return err
+	}
+	if plan.Command != nil {
+		child, err := relay.NewChildSibling(relay.ChildConfig{Command: plan.Command, Logger: log})
+		if err != nil {
+			return err
+		}
+		if plan.StopChild {
+			stops = append(stops, func(context.Context) error { return child.Close() })
+		} else {
+			stops = append(stops, func(context.Context) error { return child.Client.Close() })
+		}
+		r.SetLower(child)
+		fmt.Fprintf(out, "sibling: child process %q\n", plan.Command)
+	} else {
+		s, err := relay.NewSibling(*plan.Config)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, s.Shutdown)
+		r.SetLower(s)
+		fmt.Fprintf(out, "sibling: serving pressure-relief servers on %s\n", s.Addr())
+	}
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping")
+	return nil
+}
+
+func runSibling(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) (err error) {
+	sc, err := f.SiblingConfig(log)
+	if err != nil {
+		return err
+	}
+	link, err := relay.InheritedLink()
+	if err != nil {
+		return err
+	}
+	s, err := relay.NewSibling(sc)
+	if err != nil {
+		if link != nil {
+			link.Close()
+		}
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if serr := s.Shutdown(sctx); err == nil {
+			err = serr
+		}
+	}()
+	fmt.Fprintf(out, "sibling: serving pressure-relief servers on %s\n", s.Addr())
+	var relayGone <-chan struct{}
+	if link != nil {
+		relayGone = s.ServeRelayConn(link)
+		fmt.Fprintln(out, "sibling: serving its relay over the inherited link")
+	}
+	select {
+	case <-ctx.Done():
+	case <-relayGone:
+		fmt.Fprintln(out, "sibling: the relay is gone; stopping")
+	}
+	return nil
+}

@@ -1,0 +1,312 @@
+// Package config reads the JSON configuration files of the global-sessions binary, with the
+// seed's field names and meanings, and turns them into the library's configs.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/globalsession/globalsession/internal/tlsconfig"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// File is one configuration file. Which role it selects depends on its flags: the seed's
+// edge_supported_relay (the midway relay, with its sibling), half_edge (a sibling endpoint)
+// and full_edge (a pressure-relief server).
+type File struct {
+	// Name is the file the config was read from ("embedded default" for the default).
+	Name string `json:"-"`
+	// Dir is the directory relative paths in the file are resolved against.
+	Dir string `json:"-"`
+
+	EdgeSupportedRelay bool                `json:"edge_supported_relay"`
+	HalfEdge           bool                `json:"half_edge"`
+	FullEdge           bool                `json:"full_edge"`
+	AuthPath           string              `json:"auth_path"`
+	Port               *int                `json:"port"`
+	Address            string              `json:"address"`
+	Secret             string              `json:"secret"`
+	TLS                *tlsconfig.Config   `json:"tls"`
+	PathTypes          map[string]PathType `json:"path_types"`
+	Cache              *Cache              `json:"cache"`
+	Sibling            *Endpoint           `json:"sibling"`
+	LRU                *LRU                `json:"lru"`
+	MessageRelay       *Endpoint           `json:"message_relay"`
+	// FanOut turns delivery of publications to other front ends on or off (default on).
+	FanOut *bool `json:"fan_out"`
+	// MaxFrame is the largest protocol frame accepted, in bytes (default 1 MiB).
+	MaxFrame int `json:"max_frame"`
+}
+
+// PathType configures one path type of the relay (the seed's path_types entries).
+type PathType struct {
+	Relay *RelayLink `json:"relay"`
+	Cache *Cache     `json:"cache"`
+}
+
+// RelayLink says how the relay reaches its sibling: proc_name runs it as a child process.
+type RelayLink struct {
+	ProcName []string `json:"proc_name"`
+}
+
+// Cache describes a shared-memory table (the seed's cache block).
+type Cache struct {
+	// TokenPath names the section, as the seed's ftok token file does: processes giving the
+	// same token_path and seed share one section. It is not read or created.
+	TokenPath string `json:"token_path"`
+	// Path, if set, is the section file itself (overrides token_path).
+	Path          string `json:"path"`
+	AmInitializer *bool  `json:"am_initializer"`
+	Seed          uint64 `json:"seed"`
+	RecordSize    int    `json:"record_size"`
+	ElCount       int    `json:"el_count"`
+	MaxKeySize    int    `json:"max_key_size"`
+	StopChild     *bool  `json:"stop_child"`
+	// Replace lets a creator replace a section of another shape.
+	Replace bool `json:"replace"`
+}
+
+// LRU is the seed's lru block of a client or relief server.
+type LRU struct {
+	ManageSection bool   `json:"manage_section"`
+	Cache         *Cache `json:"cache"`
+}
+
+// Endpoint is an address to serve on or connect to, with its TLS block (the seed's
+// message_relay block, and this project's sibling block).
+type Endpoint struct {
+	AuthPath string            `json:"auth_path"`
+	Address  string            `json:"address"`
+	Port     *int              `json:"port"`
+	TLS      *tlsconfig.Config `json:"tls"`
+	Secret   string            `json:"secret"`
+}
+
+// Error is a problem with a config file: which file, which field and what is wrong.
+type Error struct {
+	File  string
+	Field string // JSON path of the field, e.g. "path_types.auths.cache.el_count"; may be empty
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("config %s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("config %s: %s: %s", e.File, e.Field, e.Msg)
+}
+
+// Load reads and checks the config file at path.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, path, filepath.Dir(abs))
+}
+
+// Parse decodes config bytes; name is used in errors and dir resolves relative paths. The
+// JSON may carry // comments, as the seed's examples do. Unknown fields are errors.
+func Parse(b []byte, name, dir string) (*File, error) {
+	clean := stripComments(b)
+	dec := json.NewDecoder(bytes.NewReader(clean))
+	dec.DisallowUnknownFields()
+	f := &File{Name: name, Dir: dir}
+	if err := dec.Decode(f); err != nil {
+		return nil, decodeError(name, clean, err)
+	}
+	if dec.More() {
+		return nil, &Error{File: name, Msg: "more than one JSON value in the file"}
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// decodeError turns a JSON error into one that names the file, the line and the field.
+func decodeError(name string, b []byte, err error) error {
+	line := func(off int64) int { return 1 + bytes.Count(b[:min(int(off), len(b))], []byte("\n")) }
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return &Error{File: name, Msg: fmt.Sprintf("line %d: %v", line(se.Offset), se)}
+	case errors.As(err, &te):
+		return &Error{File: name, Field: te.Field, Msg: fmt.Sprintf("line %d: is %s, want %s", line(te.Offset), te.Value, te.Type)}
+	}
+	const unknown = "json: unknown field "
+	if msg := err.Error(); len(msg) > len(unknown) && msg[:len(unknown)] == unknown {
+		return &Error{File: name, Field: msg[len(unknown):], Msg: "unknown field"}
+	}
+	return &Error{File: name, Msg: err.Error()}
+}
+
+// stripComments blanks // comments outside strings, keeping every newline and offset.
+func stripComments(b []byte) []byte {
+	out := append([]byte(nil), b...)
+	inString, escaped := false, false
+	for i := 0; i < len(out); i++ {
+		c := out[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '/' && i+1 < len(out) && out[i+1] == '/':
+			for ; i < len(out) && out[i] != '\n'; i++ {
+				out[i] = ' '
+			}
+		}
+	}
+	return out
+}
+
+// Role is what a config file runs.
+type Role string
+
+// Roles.
+const (
+	RoleRelay   Role = "edge_supported_relay"
+	RoleSibling Role = "half_edge"
+	RoleRelief  Role = "full_edge"
+)
+
+// Role returns the role the file selects. A file with none of the flags but an lru and a
+// message_relay block is a pressure-relief server, as the seed's example is.
+func (f *File) Role() Role {
+	switch {
+	case f.EdgeSupportedRelay:
+		return RoleRelay
+	case f.HalfEdge:
+		return RoleSibling
+	default:
+		return RoleRelief
+	}
+}
+
+func (f *File) check() error {
+	n := 0
+	for _, on := range []bool{f.EdgeSupportedRelay, f.HalfEdge, f.FullEdge} {
+		if on {
+			n++
+		}
+	}
+	if n > 1 {
+		return &Error{File: f.Name, Msg: "more than one of edge_supported_relay, half_edge and full_edge is set"}
+	}
+	if n == 0 && (f.LRU == nil || f.MessageRelay == nil) {
+		return &Error{File: f.Name, Msg: "no role: set edge_supported_relay, half_edge or full_edge (or give lru and message_relay for a relief server)"}
+	}
+	if f.Port != nil && (*f.Port < 0 || *f.Port > 65535) {
+		return &Error{File: f.Name, Field: "port", Msg: fmt.Sprintf("%d is not a TCP port", *f.Port)}
+	}
+	switch f.Role() {
+	case RoleRelay, RoleSibling:
+		if f.Port == nil {
+			return &Error{File: f.Name, Field: "port", Msg: "required"}
+		}
+	}
+	if f.Role() == RoleRelay && f.PathTypes != nil {
+		if _, ok := f.PathTypes[f.authPath()]; !ok {
+			return &Error{File: f.Name, Field: "path_types", Msg: fmt.Sprintf("no entry for auth_path %q", f.authPath())}
+		}
+	}
+	if f.MaxFrame < 0 {
+		return &Error{File: f.Name, Field: "max_frame", Msg: "negative"}
+	}
+	return nil
+}
+
+func (f *File) authPath() string {
+	if f.AuthPath != "" {
+		return f.AuthPath
+	}
+	return sessioncache.DefaultAuthPath
+}
+
+// addr joins an address and a port; an empty address means all interfaces.
+func addr(address string, port *int) string {
+	p := 0
+	if port != nil {
+		p = *port
+	}
+	return fmt.Sprintf("%s:%d", bracket(address), p)
+}
+
+func bracket(host string) string {
+	if bytes.IndexByte([]byte(host), ':') >= 0 {
+		return "[" + host + "]"
+	}
+	return host
+}
+
+// TableConfig turns a cache block into a table config. create is the default for
+// am_initializer when the block does not say.
+func (f *File) TableConfig(c *Cache, field string, create bool) (sessioncache.Config, error) {
+	var tc sessioncache.Config
+	if c == nil {
+		tc.Create = create
+		return tc, nil
+	}
+	if c.AmInitializer != nil {
+		create = *c.AmInitializer
+	}
+	tc = sessioncache.Config{
+		Path:         c.Path,
+		Create:       create,
+		Replace:      c.Replace,
+		ElementCount: c.ElCount,
+		RecordSize:   c.RecordSize,
+		MaxKeySize:   c.MaxKeySize,
+		Seed:         c.Seed,
+	}
+	if c.ElCount < 0 || c.RecordSize < 0 || c.MaxKeySize < 0 {
+		return tc, &Error{File: f.Name, Field: field, Msg: "el_count, record_size and max_key_size must not be negative"}
+	}
+	if tc.Path == "" && c.TokenPath != "" {
+		tc.Path = SectionPath(f.resolve(c.TokenPath), c.Seed)
+	} else if tc.Path != "" {
+		tc.Path = f.resolve(tc.Path)
+	}
+	return tc, nil
+}
+
+// SectionPath names the shared-memory section for a token path and seed, as ftok does for
+// System V segments: every process giving the same token and seed gets the same section.
+func SectionPath(token string, seed uint64) string {
+	return filepath.Join(sessioncache.DefaultDir, fmt.Sprintf("globalsession-%016x-%d.table", xxhash.Sum64String(token), seed))
+}
+
+func (f *File) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) || f.Dir == "" {
+		return p
+	}
+	return filepath.Join(f.Dir, p)
+}
+
+// tlsBlock resolves a TLS block's paths against the file's directory.
+func (f *File) tlsBlock(t *tlsconfig.Config) *tlsconfig.Config {
+	if t == nil || !t.Enabled() {
+		return nil
+	}
+	r := t.Resolve(f.Dir)
+	return &r
+}
