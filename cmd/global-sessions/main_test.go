@@ -304,6 +304,9 @@ func TestEndToEnd(t *testing.T) {
 	r2.expect(t, `^relay: serving front ends on `+regexp.QuoteMeta(addr))
 	require.Equal(t, "ok", b1.do(t, "forget sid-2"))
 	require.Equal(t, "value bob", b1.do(t, "get sid-2"))
+	// A miss on host A waits for its client to reconnect, which re-subscribes before it
+	// serves requests; from then on host A hears host B's publications again.
+	require.Equal(t, "notfound", a1.do(t, "get no-such-session"))
 	require.Equal(t, "ok", b1.do(t, "set sid-3 carol"))
 	waitFor(t, a1, "local sid-3", "value carol")
 }

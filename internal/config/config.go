@@ -141,7 +141,7 @@ func decodeError(name string, b []byte, err error) error {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return &Error{File: name, Msg: fmt.Sprintf("line %d: %v", line(se.Offset), se)}
+		return &Error{File: name, Msg: fmt.Sprintf("line %d: %v", line(se.Offset-1), se)}
 	case errors.As(err, &te):
 		return &Error{File: name, Field: te.Field, Msg: fmt.Sprintf("line %d: is %s, want %s", line(te.Offset), te.Value, te.Type)}
 	}
