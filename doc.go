@@ -4,8 +4,11 @@
 // The module is a set of packages:
 //
 //   - [github.com/globalsession/globalsession/sessioncache]: a shared-memory LRU table that
-//     the processes of one host create or attach to, with lock-free reads, recoverable
-//     cross-process locks, per-entry expiry and an eviction callback.
+//     the processes of one host create or attach to, and the Manager that puts it in front
+//     of the relay tier.
+//   - [github.com/globalsession/globalsession/relay]: the relay client, the midway relay
+//     with its own table, and the sibling endpoint that pressure-relief servers use.
+//   - cmd/global-sessions: the reference binary, configured by the seed's JSON files.
 //
 // See README.md for the whole picture and how to run it.
 package globalsession
