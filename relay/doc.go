@@ -1,0 +1,44 @@
+// Package relay is the relay tier of global-sessions: the client front ends use, the
+// midway relay, and the sibling endpoint that pressure-relief servers connect to.
+//
+// # Shape
+//
+//	front end (sessioncache.Manager) --Client--> Relay --Backend--> Sibling <--Client-- relief
+//
+// Every hop speaks the binary frame protocol of internal/wire over TCP, TLS or (between a
+// relay and a child sibling) an inherited socket pair. Either end of a connection may send
+// requests; each is matched to its reply by id, so many are in flight at once.
+//
+// # Client
+//
+// A Client keeps one connection to one server and shares it between goroutines. Requests
+// carry the context's deadline (RequestTimeout when it has none) and fail with ErrTimeout,
+// ErrUnavailable or ErrClosed rather than wait forever. The client reconnects with
+// exponential backoff and jitter when the connection is lost, detects a silent peer with
+// heartbeats, and re-subscribes on every new connection. A request in flight when the
+// connection is lost is sent once more on the next one; every operation is idempotent.
+//
+// # Relay
+//
+// A Relay serves front ends. It keeps its own shared-memory table (it creates it), and for
+// its auth path it stores publications in the table, hands them to the tier below (its
+// Lower Backend, the sibling) and delivers them to the other subscribed front ends. A Get
+// that misses the table asks the sibling and keeps the answer. Deletes reach the table, the
+// sibling and the subscribers; a deleted key is refused from the sibling for TombstoneTTL
+// so an answer already on its way cannot bring it back. Entries the table evicts are handed
+// to the sibling as evictions. Other paths are plain publish/subscribe.
+//
+// # Sibling
+//
+// A Sibling is the endpoint below the relay. Pressure-relief servers connect to it as
+// clients and subscribe on the auth path; the sibling then sends them requests over those
+// connections: it hands them entries, evictions and deletions, and asks them for entries
+// the relay misses. It runs in the relay's process, or as a child process (ChildSibling)
+// that the relay starts, restarts when it dies, and stops on shutdown.
+//
+// # Faults
+//
+// A peer that sends a malformed or oversized frame is disconnected with a logged reason; a
+// subscriber that does not keep up with its messages is disconnected rather than allowed to
+// hold up publishers; nothing one peer does affects the others' connections.
+package relay
