@@ -66,6 +66,7 @@ type server struct {
 	mu      sync.Mutex
 	peers   map[*peer]struct{}
 	subs    map[string]map[*peer]struct{}
+	gen     uint64 // counts changes of subs, so roles can cache what they derive from it
 	closing bool
 	done    chan struct{}
 }
@@ -75,7 +76,8 @@ type peer struct {
 	srv   *server
 	c     *conn
 	name  string
-	ready bool // hello done; only the reader goroutine touches it
+	ready bool   // hello done; only the reader goroutine touches it
+	id    string // the name the peer gave in its hello; set before it can subscribe
 }
 
 func newServer(ln net.Listener, opts ServerOptions, role roleHandler) *server {
@@ -172,6 +174,7 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 			return
 		}
 		if len(f.Key) > 0 {
+			p.id = string(f.Key)
 			p.name = fmt.Sprintf("%s (%s)", f.Key, p.name)
 		}
 		p.ready = true
@@ -203,16 +206,19 @@ func (s *server) subscribe(p *peer, path string) {
 		s.subs[path] = m
 	}
 	m[p] = struct{}{}
+	s.gen++
 }
 
 func (s *server) unsubscribe(p *peer, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.subs[path], p)
+	s.gen++
 }
 
-// subscribers returns the peers subscribed to path.
-func (s *server) subscribers(path string) []*peer {
+// subscribers returns the peers subscribed to path, and the generation of the
+// subscriptions they were read at.
+func (s *server) subscribers(path string) ([]*peer, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.subs[path]
@@ -220,7 +226,7 @@ func (s *server) subscribers(path string) []*peer {
 	for p := range m {
 		out = append(out, p)
 	}
-	return out
+	return out, s.gen
 }
 
 // fanOut pushes a message to every subscriber of f's path but except.
@@ -246,6 +252,7 @@ func (s *server) drop(p *peer, err error) {
 	for _, m := range s.subs {
 		delete(m, p)
 	}
+	s.gen++
 	closing := s.closing
 	s.mu.Unlock()
 	if !closing && !errors.Is(err, ErrConnLost) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/rendezvous"
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -22,9 +23,12 @@ type SiblingConfig struct {
 	ServerOptions
 	// AuthPath is the path relief servers subscribe on. Empty means DefaultAuthPath.
 	AuthPath string
-	// Table, when its Path or Seed is set, is the relay's table, attached to (never
-	// created: Create is forced off, the seed's am_initializer false).
+	// Table, when set, is the relay's table, attached to (never created: Create is
+	// forced off, the seed's am_initializer false).
 	Table *sessioncache.Config
+	// Replicas is how many relief servers of each kind hold each key. Zero means 1; 2 is
+	// recommended so a relief server can die without losing its keys.
+	Replicas int
 }
 
 // Sibling is the endpoint below the relay. Pressure-relief servers are its clients: they
@@ -37,6 +41,19 @@ type Sibling struct {
 	table *sessioncache.Table
 	log   *slog.Logger
 	once  sync.Once
+
+	mu    sync.Mutex
+	rings *reliefRings
+}
+
+// reliefRings spreads keys over the relief servers of each kind, as of one generation of
+// the subscriptions.
+type reliefRings struct {
+	gen       uint64
+	expansion *rendezvous.Ring[*peer]
+	aging     *rendezvous.Ring[*peer]
+	other     []*peer // subscribers that are not relief servers: they get everything
+	all       []*peer
 }
 
 var _ Backend = (*Sibling)(nil)
@@ -46,6 +63,9 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 	cfg.ServerOptions.setDefaults()
 	if cfg.AuthPath == "" {
 		cfg.AuthPath = DefaultAuthPath
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
 	}
 	s := &Sibling{cfg: cfg, log: cfg.Logger}
 	if cfg.Table != nil {
@@ -76,8 +96,49 @@ func (s *Sibling) Addr() net.Addr { return s.srv.ln.Addr() }
 // Table returns the attached relay table, or nil.
 func (s *Sibling) Table() *sessioncache.Table { return s.table }
 
-// Relief returns how many relief servers are subscribed on the auth path.
-func (s *Sibling) Relief() int { return len(s.srv.subscribers(s.cfg.AuthPath)) }
+// Relief returns how many relief servers (and other subscribers) are subscribed on the
+// auth path.
+func (s *Sibling) Relief() int { return len(s.currentRings().all) }
+
+// ReliefOf returns how many relief servers of a kind (ReliefExpansion or ReliefAging) are
+// subscribed on the auth path.
+func (s *Sibling) ReliefOf(kind string) int {
+	r := s.currentRings()
+	switch kind {
+	case ReliefExpansion:
+		return r.expansion.Len()
+	case ReliefAging:
+		return r.aging.Len()
+	}
+	return 0
+}
+
+// currentRings returns the rings for the current subscriptions, rebuilding them when the
+// subscriptions changed.
+func (s *Sibling) currentRings() *reliefRings {
+	peers, gen := s.srv.subscribers(s.cfg.AuthPath)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rings != nil && s.rings.gen == gen {
+		return s.rings
+	}
+	var exp, aging []*peer
+	r := &reliefRings{gen: gen, all: peers}
+	for _, p := range peers {
+		switch kind, _, _ := ParseReliefName(p.id); kind {
+		case ReliefExpansion:
+			exp = append(exp, p)
+		case ReliefAging:
+			aging = append(aging, p)
+		default:
+			r.other = append(r.other, p)
+		}
+	}
+	name := func(p *peer) string { return p.id }
+	r.expansion, r.aging = rendezvous.New(exp, name), rendezvous.New(aging, name)
+	s.rings = r
+	return r
+}
 
 // ServeRelayConn serves the relay over an already connected link (the inherited socket of
 // child mode). The relay speaks first, as a client. The returned channel is closed when
@@ -112,14 +173,32 @@ func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
 
 func (s *Sibling) peerGone(*peer) {}
 
-// owners returns the relief servers that hold key on path.
-func (s *Sibling) owners(path string, key []byte) []*peer {
-	return s.srv.subscribers(path)
+// owners returns the relief servers that a request of op for key goes to: the key's
+// expansion servers for entries the relay stores, its aging servers for evictions, both
+// for gets, and every relief server for deletes (a key may linger on a server that owned
+// it before others joined). Subscribers that are not relief servers get everything.
+func (s *Sibling) owners(op wire.Op, key []byte) []*peer {
+	r := s.currentRings()
+	if op == wire.OpDelete {
+		return r.all
+	}
+	out := append([]*peer(nil), r.other...)
+	n := s.cfg.Replicas
+	switch op {
+	case wire.OpSet:
+		out = r.expansion.Owners(out, key, n)
+	case wire.OpEvict:
+		out = r.aging.Owners(out, key, n)
+	case wire.OpGet:
+		out = r.expansion.Owners(out, key, n)
+		out = r.aging.Owners(out, key, n)
+	}
+	return out
 }
 
-// Get asks the relief servers that own key for it; the first live answer wins.
+// Get asks the relief servers that may hold key, all at once; the first live answer wins.
 func (s *Sibling) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
-	owners := s.owners(path, key)
+	owners := s.owners(wire.OpGet, key)
 	if len(owners) == 0 {
 		return nil, time.Time{}, ErrNotFound
 	}
@@ -162,24 +241,24 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) ([]byte, tim
 	return nil, time.Time{}, ErrNotFound
 }
 
-// Set hands an entry to the relief servers that own its key.
+// Set hands an entry the relay stored to the key's expansion servers.
 func (s *Sibling) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
 	return s.toOwners(ctx, &wire.Frame{Op: wire.OpSet, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
 }
 
-// Delete removes key from the relief servers that own it.
+// Delete removes key from every relief server.
 func (s *Sibling) Delete(ctx context.Context, path string, key []byte) error {
 	return s.toOwners(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key})
 }
 
-// Evict hands an entry the relay's table pushed out to the relief servers that own it.
+// Evict hands an entry the relay's table pushed out to the key's aging servers.
 func (s *Sibling) Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
 	return s.toOwners(ctx, &wire.Frame{Op: wire.OpEvict, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
 }
 
 // toOwners sends f to every owner of its key and waits for their answers.
 func (s *Sibling) toOwners(ctx context.Context, f *wire.Frame) error {
-	owners := s.owners(string(f.Path), f.Key)
+	owners := s.owners(f.Op, f.Key)
 	errs := make(chan error, len(owners))
 	for _, p := range owners {
 		go func() {

@@ -1,0 +1,94 @@
+package relay
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// reliefClients connects n relief backends of a kind to the sibling.
+func reliefClients(t *testing.T, s *Sibling, kind string, n int) ([]*memBackend, []*Client) {
+	t.Helper()
+	var bs []*memBackend
+	var cs []*Client
+	for i := range n {
+		b := newMemBackend()
+		c := dial(t, ClientConfig{Addr: s.Addr().String(), Name: ReliefName(kind, fmt.Sprintf("%s-%d", kind, i)), Backend: b})
+		require.NoError(t, c.Subscribe(ctxT(t), "auths", func(sessioncache.Change) {}))
+		bs, cs = append(bs, b), append(cs, c)
+	}
+	return bs, cs
+}
+
+func holders(bs []*memBackend, key string) int {
+	n := 0
+	for _, b := range bs {
+		if b.has(key) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSiblingSpreadsKeysByKind(t *testing.T) {
+	for _, replicas := range []int{1, 2} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			s := startSibling(t, SiblingConfig{Replicas: replicas})
+			exp, _ := reliefClients(t, s, ReliefExpansion, 3)
+			aging, agingClients := reliefClients(t, s, ReliefAging, 3)
+			eventually(t, "relief servers to subscribe", func() bool {
+				return s.ReliefOf(ReliefExpansion) == 3 && s.ReliefOf(ReliefAging) == 3
+			})
+			ctx := ctxT(t)
+			const keys = 60
+			for i := range keys {
+				k := fmt.Appendf(nil, "k%d", i)
+				require.NoError(t, s.Set(ctx, "auths", k, []byte("new"), time.Time{}))
+				require.NoError(t, s.Evict(ctx, "auths", fmt.Appendf(nil, "old%d", i), []byte("old"), time.Time{}))
+			}
+			spread := map[int]int{}
+			for i := range keys {
+				require.Equal(t, replicas, holders(exp, fmt.Sprintf("k%d", i)), "new entries go to their expansion owners only")
+				require.Zero(t, holders(aging, fmt.Sprintf("k%d", i)))
+				require.Equal(t, replicas, holders(aging, fmt.Sprintf("old%d", i)), "evictions go to their aging owners only")
+				for j, b := range aging {
+					if b.has(fmt.Sprintf("old%d", i)) {
+						spread[j]++
+					}
+				}
+			}
+			assert.Len(t, spread, 3, "keys are spread over every aging server")
+
+			// Gets find both kinds; deletes reach everyone.
+			v, _, err := s.Get(ctx, "auths", []byte("old7"))
+			require.NoError(t, err)
+			assert.Equal(t, "old", string(v))
+			require.NoError(t, s.Delete(ctx, "auths", []byte("old7")))
+			assert.Zero(t, holders(aging, "old7"))
+
+			// One aging server goes away: with two replicas every key is still found.
+			require.NoError(t, agingClients[0].Close())
+			eventually(t, "the sibling to notice", func() bool { return s.ReliefOf(ReliefAging) == 2 })
+			missing := 0
+			for i := range keys {
+				if i == 7 {
+					continue
+				}
+				if _, _, err := s.Get(ctx, "auths", fmt.Appendf(nil, "old%d", i)); err != nil {
+					missing++
+					assert.True(t, aging[0].has(fmt.Sprintf("old%d", i)), "only the dead server's keys may be missing")
+				}
+			}
+			if replicas == 2 {
+				assert.Zero(t, missing)
+			} else {
+				assert.Positive(t, missing)
+			}
+		})
+	}
+}
