@@ -67,6 +67,7 @@ type lowerJob struct {
 	op         wire.Op
 	key, value []byte
 	expiry     int64
+	at         time.Time // when it was queued: a deletion after that cancels it
 }
 
 // NewRelay opens the relay's table, binds cfg.Addr and starts serving. Stop it with
@@ -180,7 +181,23 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 		if existed {
 			flags = wire.FlagExisted
 		}
-		c.reply(f.ID, wire.StatusOK, flags, nil, 0)
+		lower := r.lowerTier()
+		if lower == nil {
+			c.reply(f.ID, wire.StatusOK, flags, nil, 0)
+			return
+		}
+		// A logout is acknowledged once the tiers below have forgotten the key too, so
+		// none of them can bring it back.
+		id, key := f.ID, clone(f.Key)
+		go func() {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
+			defer cancel()
+			if err := lower.Delete(ctx, r.cfg.AuthPath, key); err != nil {
+				c.replyError(id, "delete below the relay: "+err.Error())
+				return
+			}
+			c.reply(id, wire.StatusOK, flags, nil, 0)
+		}()
 	default:
 		c.replyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
 	}
@@ -198,15 +215,10 @@ func (r *Relay) store(key, value []byte, expiry int64) error {
 	return nil
 }
 
-// remove deletes key from the table and, through the lower tier, everywhere below.
+// remove deletes key from the table and remembers the deletion.
 func (r *Relay) remove(key []byte) (bool, error) {
 	r.tombs.Add(key)
-	existed, err := r.table.Delete(key)
-	if err != nil {
-		return false, err
-	}
-	r.enqueue(lowerJob{op: wire.OpDelete, key: clone(key)})
-	return existed, nil
+	return r.table.Delete(key)
 }
 
 // get answers from the table, or falls through to the lower tier in a goroutine so the
@@ -258,6 +270,7 @@ func (r *Relay) enqueue(j lowerJob) {
 	if r.lowerTier() == nil {
 		return
 	}
+	j.at = time.Now()
 	select {
 	case r.jobs <- j:
 	case <-r.ctx.Done():
@@ -273,16 +286,14 @@ func (r *Relay) lowerWorker() {
 			return
 		case j := <-r.jobs:
 			lower := r.lowerTier()
-			if lower == nil {
-				continue
+			if lower == nil || r.tombs.DeletedSince(j.key, j.at) {
+				continue // a logout overtook it: handing it down would bring the key back
 			}
 			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 			var err error
 			switch j.op {
 			case wire.OpSet:
 				err = lower.Set(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
-			case wire.OpDelete:
-				err = lower.Delete(ctx, r.cfg.AuthPath, j.key)
 			case wire.OpEvict:
 				err = lower.Evict(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
 			}

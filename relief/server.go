@@ -1,0 +1,228 @@
+package relief
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// Kinds of relief server (see relay.ReliefExpansion and relay.ReliefAging).
+const (
+	Expansion = relay.ReliefExpansion
+	Aging     = relay.ReliefAging
+)
+
+// DefaultExpansionLife is how long an expansion server keeps an entry at most, whatever
+// its expiry: expansion servers take the newest entries for a short while.
+const DefaultExpansionLife = 15 * time.Minute
+
+// Config configures a relief server.
+type Config struct {
+	// Kind is Expansion or Aging. Empty means Expansion.
+	Kind string
+	// ID is the server's stable identity: the sibling spreads keys over servers by it, so a
+	// server that restarts with the same ID gets its keys back. Empty means the host name
+	// and the kind.
+	ID string
+	// Sibling says where the sibling endpoint is and how to reach it (the seed's
+	// message_relay block: address, port, tls). Name and Backend are set by the server.
+	Sibling relay.ClientConfig
+	// AuthPath is the path to subscribe on. Empty means relay.DefaultAuthPath.
+	AuthPath string
+	// Store keeps the entries. Nil means a MemoryStore over Memory.
+	Store Store
+	// Memory is the table of the default MemoryStore (the seed's lru block).
+	Memory sessioncache.Config
+	// MaxLife caps how long an entry is kept, whatever its own expiry. Zero means
+	// DefaultExpansionLife for expansion servers and no cap for aging servers; negative
+	// means no cap.
+	MaxLife time.Duration
+	// Logger receives connection events and store failures. Nil means no logging.
+	Logger *slog.Logger
+}
+
+// Server is a pressure-relief server: a client of the sibling endpoint that keeps the
+// entries the sibling hands it (newest entries for an expansion server, entries the relay's
+// table pushed out for an aging one) and answers the sibling's requests for them. It offers
+// no further way down.
+//
+// Extend it by embedding: a type that embeds *Server and overrides some of Get, Set,
+// Delete and Evict (calling the Server's own for the actual work) is passed to Start, and
+// the sibling's requests then reach its methods. See examples/custom-relief.
+type Server struct {
+	cfg    Config
+	store  Store
+	client *relay.Client
+	log    *slog.Logger
+	once   sync.Once
+
+	sets, evictions, gets, hits, deletes atomic.Int64
+}
+
+var _ relay.Backend = (*Server)(nil)
+
+// New prepares a relief server: it opens its store but does not connect yet (see Start).
+func New(cfg Config) (*Server, error) {
+	if cfg.Kind == "" {
+		cfg.Kind = Expansion
+	}
+	if cfg.Kind != Expansion && cfg.Kind != Aging {
+		return nil, fmt.Errorf("relief: kind %q is neither %q nor %q", cfg.Kind, Expansion, Aging)
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = host + "-" + cfg.Kind
+	}
+	if cfg.AuthPath == "" {
+		cfg.AuthPath = relay.DefaultAuthPath
+	}
+	if cfg.MaxLife == 0 && cfg.Kind == Expansion {
+		cfg.MaxLife = DefaultExpansionLife
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger}
+	if s.store == nil {
+		m, err := NewMemoryStore(cfg.Memory)
+		if err != nil {
+			return nil, fmt.Errorf("relief: memory store: %w", err)
+		}
+		s.store = m
+	}
+	return s, nil
+}
+
+// Start connects to the sibling and subscribes on the auth path; from then on h answers
+// the sibling's requests. A nil h means the server itself; a type that embeds *Server
+// passes itself. Start returns once the subscription is requested; the client reconnects
+// on its own if the sibling goes away.
+func (s *Server) Start(ctx context.Context, h relay.Backend) error {
+	if h == nil {
+		h = s
+	}
+	cc := s.cfg.Sibling
+	cc.Name = relay.ReliefName(s.cfg.Kind, s.cfg.ID)
+	cc.Backend = h
+	if cc.Logger == nil {
+		cc.Logger = s.log
+	}
+	c, err := relay.NewClient(cc)
+	if err != nil {
+		return err
+	}
+	s.client = c
+	if err := c.Subscribe(ctx, s.cfg.AuthPath, func(sessioncache.Change) {}); err != nil {
+		// The subscription is remembered and made on every connection; a sibling that
+		// is not up yet is not an error.
+		s.log.Warn("relief: sibling not reachable yet; will keep trying", "sibling", cc.Addr, "err", err)
+	}
+	s.log.Info("relief: started", "kind", s.cfg.Kind, "id", s.cfg.ID, "sibling", cc.Addr)
+	return nil
+}
+
+// Kind returns Expansion or Aging.
+func (s *Server) Kind() string { return s.cfg.Kind }
+
+// ID returns the server's identity.
+func (s *Server) ID() string { return s.cfg.ID }
+
+// Store returns the server's store.
+func (s *Server) Store() Store { return s.store }
+
+// Client returns the connection to the sibling (nil before Start), for extensions that
+// publish or subscribe on their own paths.
+func (s *Server) Client() *relay.Client { return s.client }
+
+// Stats are a relief server's counters.
+type Stats struct {
+	Entries   int   // entries in the store
+	Sets      int64 // new entries handed in
+	Evictions int64 // evicted entries handed in
+	Gets      int64 // lookups asked
+	Hits      int64 // lookups answered with an entry
+	Deletes   int64 // deletions
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Entries: s.store.Len(), Sets: s.sets.Load(), Evictions: s.evictions.Load(),
+		Gets: s.gets.Load(), Hits: s.hits.Load(), Deletes: s.deletes.Load()}
+}
+
+// capExpiry applies MaxLife.
+func (s *Server) capExpiry(expiry time.Time) time.Time {
+	if s.cfg.MaxLife <= 0 {
+		return expiry
+	}
+	limit := time.Now().Add(s.cfg.MaxLife)
+	if expiry.IsZero() || expiry.After(limit) {
+		return limit
+	}
+	return expiry
+}
+
+// Get answers the sibling's lookup from the store.
+func (s *Server) Get(_ context.Context, _ string, key []byte) ([]byte, time.Time, error) {
+	s.gets.Add(1)
+	v, exp, err := s.store.Get(key)
+	if err == nil {
+		s.hits.Add(1)
+	}
+	return v, exp, err
+}
+
+// Set keeps an entry the sibling hands over (a new entry), for at most MaxLife.
+func (s *Server) Set(_ context.Context, _ string, key, value []byte, expiry time.Time) error {
+	s.sets.Add(1)
+	return s.keep(key, value, expiry)
+}
+
+// Evict keeps an entry the relay's table pushed out, for at most MaxLife.
+func (s *Server) Evict(_ context.Context, _ string, key, value []byte, expiry time.Time) error {
+	s.evictions.Add(1)
+	return s.keep(key, value, expiry)
+}
+
+func (s *Server) keep(key, value []byte, expiry time.Time) error {
+	if !expiry.IsZero() && !expiry.After(time.Now()) {
+		return nil // already expired: nothing to keep
+	}
+	if err := s.store.Set(key, value, s.capExpiry(expiry)); err != nil {
+		s.log.Warn("relief: store refused an entry", "err", err)
+		return err
+	}
+	return nil
+}
+
+// Delete removes key from the store.
+func (s *Server) Delete(_ context.Context, _ string, key []byte) error {
+	s.deletes.Add(1)
+	err := s.store.Delete(key)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Close disconnects from the sibling and closes the store.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		if s.client != nil {
+			err = s.client.Close()
+		}
+		if cerr := s.store.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
