@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cespare/xxhash/v2"
 	"log/slog"
 	"net"
 	"sync"
@@ -54,7 +55,7 @@ type Relay struct {
 	table  *sessioncache.Table
 	lower  atomic.Pointer[Backend]
 	log    *slog.Logger
-	jobs   chan lowerJob
+	jobs   []chan lowerJob // one queue per worker; a key always goes to the same one
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -83,7 +84,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.LowerWorkers == 0 {
 		cfg.LowerWorkers = 4
 	}
-	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make(chan lowerJob, 1024),
+	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make([]chan lowerJob, cfg.LowerWorkers),
 		tombs: tombstone.New(cfg.TombstoneTTL)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.SetLower(cfg.Lower)
@@ -104,9 +105,10 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, err
 	}
 	r.srv = newServer(ln, cfg.ServerOptions, r)
-	for range cfg.LowerWorkers {
+	for i := range r.jobs {
+		r.jobs[i] = make(chan lowerJob, 256)
 		r.wg.Add(1)
-		go r.lowerWorker()
+		go r.lowerWorker(r.jobs[i])
 	}
 	r.srv.serve()
 	r.log.Info("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path())
@@ -271,20 +273,22 @@ func (r *Relay) enqueue(j lowerJob) {
 		return
 	}
 	j.at = time.Now()
+	// Changes of one key go through one queue, so they reach the lower tier in order.
+	q := r.jobs[xxhash.Sum64(j.key)%uint64(len(r.jobs))]
 	select {
-	case r.jobs <- j:
+	case q <- j:
 	case <-r.ctx.Done():
 	}
 }
 
 // lowerWorker hands queued changes to the lower tier.
-func (r *Relay) lowerWorker() {
+func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 	defer r.wg.Done()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
-		case j := <-r.jobs:
+		case j := <-jobs:
 			lower := r.lowerTier()
 			if lower == nil || r.tombs.DeletedSince(j.key, j.at) {
 				continue // a logout overtook it: handing it down would bring the key back
