@@ -1,0 +1,91 @@
+package relief
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// startRedis runs a real redis-server on a free loopback port for the test. Without one
+// installed the test is skipped, except in CI (.ci/run installs Debian's redis-server).
+func startRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is not installed; .ci/run should have installed it")
+		}
+		t.Skip("redis-server is not installed (apt-get install redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", t.TempDir())
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 500 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("redis-server did not start")
+	return ""
+}
+
+func TestRedisStore(t *testing.T) {
+	addr := startRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: "test:"})
+	require.NoError(t, err)
+	defer s.Close()
+
+	_, _, err = s.Get([]byte("k"))
+	require.ErrorIs(t, err, ErrNotFound)
+	exp := time.Now().Add(time.Hour).Truncate(0)
+	require.NoError(t, s.Set([]byte("k"), []byte("session"), exp))
+	require.NoError(t, s.Set([]byte("forever"), []byte("x"), time.Time{}))
+	v, gotExp, err := s.Get([]byte("k"))
+	require.NoError(t, err)
+	assert.Equal(t, "session", string(v))
+	assert.True(t, exp.Equal(gotExp))
+	_, noExp, err := s.Get([]byte("forever"))
+	require.NoError(t, err)
+	assert.True(t, noExp.IsZero())
+	assert.Equal(t, 2, s.Len())
+
+	require.NoError(t, s.Set([]byte("past"), []byte("x"), time.Now().Add(-time.Second)))
+	_, _, err = s.Get([]byte("past"))
+	require.ErrorIs(t, err, ErrNotFound, "an expired entry is never returned")
+
+	require.NoError(t, s.Delete([]byte("k")))
+	_, _, err = s.Get([]byte("k"))
+	require.ErrorIs(t, err, ErrNotFound)
+
+	// A relief server on Redis keeps its entries across its own restart.
+	srv, err := New(Config{Kind: Aging, Store: s})
+	require.NoError(t, err)
+	require.NoError(t, srv.Evict(ctx, "auths", []byte("aged"), []byte("out"), exp))
+	s2, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: "test:"})
+	require.NoError(t, err)
+	defer s2.Close()
+	v, _, err = s2.Get([]byte("aged"))
+	require.NoError(t, err)
+	assert.Equal(t, "out", string(v))
+
+	_, err = NewRedisStore(ctx, RedisConfig{Addrs: []string{"127.0.0.1:1"}, Timeout: 200 * time.Millisecond})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "127.0.0.1:1")
+}
