@@ -352,7 +352,12 @@ func TestDefaultRuns(t *testing.T) {
 	require.Equal(t, 7878, *f.Port)
 	zero := 0
 	f.Port, f.Sibling.Port = &zero, &zero
-	f.PathTypes["auths"].Cache.Path = filepath.Join(t.TempDir(), "default.table")
+	dir := t.TempDir()
+	f.PathTypes["auths"].Cache.Path = filepath.Join(dir, "default.table")
+	require.Len(t, f.ReliefServers, 2)
+	for i, r := range f.ReliefServers {
+		r.LRU.Cache.Path = filepath.Join(dir, fmt.Sprintf("relief-%d.table", i))
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -363,7 +368,7 @@ func TestDefaultRuns(t *testing.T) {
 	var lines []string
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
-		if strings.HasPrefix(sc.Text(), "sibling:") {
+		if strings.HasPrefix(sc.Text(), "relief: aging") {
 			cancel()
 		}
 	}
@@ -371,5 +376,7 @@ func TestDefaultRuns(t *testing.T) {
 	all := strings.Join(lines, "\n")
 	require.Contains(t, all, "relay: serving front ends on 127.0.0.1:")
 	require.Contains(t, all, "sibling: serving pressure-relief servers on 127.0.0.1:")
+	require.Contains(t, all, `relief: expansion server "default-expansion"`)
+	require.Contains(t, all, `relief: aging server "default-aging"`)
 	require.Contains(t, all, "stopping")
 }

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/relief"
 )
 
 //go:embed default.conf
@@ -43,8 +46,38 @@ func runFile(ctx context.Context, f *config.File, out io.Writer, log *slog.Logge
 	case config.RoleSibling:
 		return runSibling(ctx, f, out, log)
 	default:
-		return &config.Error{File: f.Name, Msg: "full_edge (pressure relief) is not available in this build yet"}
+		var stops stopper
+		err := startRelief(ctx, f, out, log, &stops)
+		if err == nil {
+			<-ctx.Done()
+			fmt.Fprintln(out, "stopping")
+		}
+		if serr := stops.stop(); err == nil {
+			err = serr
+		}
+		return err
 	}
+}
+
+// startRelief starts the relief server a relief config describes.
+func startRelief(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger, stops *stopper) error {
+	rc, err := f.ReliefConfig(ctx, log)
+	if err != nil {
+		return err
+	}
+	s, err := relief.New(rc)
+	if err != nil {
+		if rc.Store != nil {
+			rc.Store.Close()
+		}
+		return err
+	}
+	*stops = append(*stops, func(context.Context) error { return s.Close() })
+	if err := s.Start(ctx, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "relief: %s server %q, client of the sibling at %s\n", s.Kind(), s.ID(), rc.Sibling.Addr)
+	return nil
 }
 
 // stopper collects what must be stopped, in reverse order of starting.
@@ -102,6 +135,19 @@ func runRelay(ctx context.Context, f *config.File, out io.Writer, log *slog.Logg
 		stops = append(stops, s.Shutdown)
 		r.SetLower(s)
 		fmt.Fprintf(out, "sibling: serving pressure-relief servers on %s\n", s.Addr())
+		// Relief servers of the same process connect to this sibling unless told otherwise.
+		host, port, _ := net.SplitHostPort(s.Addr().String())
+		for _, rf := range f.ReliefServers {
+			if rf.MessageRelay.Port == nil {
+				p, _ := strconv.Atoi(port)
+				rf.MessageRelay.Address, rf.MessageRelay.Port = host, &p
+			}
+		}
+	}
+	for _, rf := range f.ReliefServers {
+		if err := startRelief(ctx, rf, out, log, &stops); err != nil {
+			return err
+		}
 	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -42,6 +43,62 @@ type File struct {
 	FanOut *bool `json:"fan_out"`
 	// MaxFrame is the largest protocol frame accepted, in bytes (default 1 MiB).
 	MaxFrame int `json:"max_frame"`
+	// Replicas is how many relief servers of each kind the sibling gives each key
+	// (default 1; 2 recommended).
+	Replicas int `json:"replicas"`
+	// Relief configures a pressure-relief server (full_edge).
+	Relief *Relief `json:"relief"`
+	// ReliefServers are relief servers to run in the relay's process (the embedded default
+	// uses this for a whole deployment in one process). Each is a relief config file's
+	// content; their message_relay defaults to this relay's sibling.
+	ReliefServers []*File `json:"relief_servers"`
+}
+
+// Relief holds what a relief server needs beyond the seed's lru and message_relay blocks.
+type Relief struct {
+	// Kind is "expansion" (default) or "aging".
+	Kind string `json:"kind"`
+	// ID is the server's stable identity (default: host name and kind).
+	ID string `json:"id"`
+	// MaxLife caps how long an entry is kept, e.g. "15m" (default 15m for expansion, none
+	// for aging).
+	MaxLife Duration `json:"max_life"`
+	// Log makes the store a durable append-only log (for aging servers).
+	Log *LogBlock `json:"log"`
+	// Redis makes the store Redis (one address, or several for a Redis Cluster).
+	Redis *RedisBlock `json:"redis"`
+}
+
+// LogBlock configures a durable log store.
+type LogBlock struct {
+	Path string `json:"path"`
+	// Sync is "interval" (default), "always" or "never".
+	Sync      string   `json:"sync"`
+	SyncEvery Duration `json:"sync_every"`
+}
+
+// RedisBlock configures a Redis store.
+type RedisBlock struct {
+	Addrs    []string `json:"addrs"`
+	Password string   `json:"password"`
+	Prefix   string   `json:"prefix"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("15m") in JSON.
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"15m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // PathType configures one path type of the relay (the seed's path_types entries).
@@ -127,6 +184,15 @@ func Parse(b []byte, name, dir string) (*File, error) {
 	}
 	if dec.More() {
 		return nil, &Error{File: name, Msg: "more than one JSON value in the file"}
+	}
+	for i, r := range f.ReliefServers {
+		if r == nil {
+			return nil, &Error{File: name, Field: fmt.Sprintf("relief_servers[%d]", i), Msg: "null"}
+		}
+		r.Name, r.Dir = fmt.Sprintf("%s (relief_servers[%d])", name, i), dir
+		if r.MessageRelay == nil {
+			r.MessageRelay = &Endpoint{} // filled in with the relay's sibling when it runs
+		}
 	}
 	if err := f.check(); err != nil {
 		return nil, err
@@ -231,6 +297,12 @@ func (f *File) check() error {
 	}
 	if f.MaxFrame < 0 {
 		return &Error{File: f.Name, Field: "max_frame", Msg: "negative"}
+	}
+	if f.Role() == RoleRelief && f.MessageRelay == nil {
+		return &Error{File: f.Name, Field: "message_relay", Msg: "required: the sibling to connect to"}
+	}
+	if len(f.ReliefServers) > 0 && f.Role() != RoleRelay {
+		return &Error{File: f.Name, Field: "relief_servers", Msg: "only a relay config runs relief servers in its process"}
 	}
 	return nil
 }

@@ -123,6 +123,7 @@ func (f *File) RelaySibling(rc relay.RelayConfig, log *slog.Logger) (SiblingPlan
 		ServerOptions: opts,
 		AuthPath:      rc.AuthPath,
 		Table:         &table,
+		Replicas:      f.Replicas,
 	}}, nil
 }
 
@@ -133,7 +134,7 @@ func (f *File) SiblingConfig(log *slog.Logger) (relay.SiblingConfig, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg = relay.SiblingConfig{Addr: addr(f.Address, f.Port), ServerOptions: opts, AuthPath: f.authPath()}
+	cfg = relay.SiblingConfig{Addr: addr(f.Address, f.Port), ServerOptions: opts, AuthPath: f.authPath(), Replicas: f.Replicas}
 	if f.Cache != nil {
 		tc, err := f.TableConfig(f.Cache, "cache", false)
 		if err != nil {
