@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,6 +84,21 @@ func frontend() int {
 			_, err = m.Table().Delete([]byte(f[1]))
 		case "del":
 			err = m.Delete(rctx, []byte(f[1]))
+		case "fill": // fill PREFIX N: set PREFIX0..PREFIX(N-1)
+			n, _ := strconv.Atoi(f[2])
+			for i := 0; i < n && err == nil; i++ {
+				err = m.Set(rctx, fmt.Appendf(nil, "%s%d", f[1], i), fmt.Appendf(nil, "value-%s%d", f[1], i), time.Hour)
+			}
+		case "check": // check PREFIX N: how many of PREFIX0..PREFIX(N-1) are missing or wrong
+			n, _ := strconv.Atoi(f[2])
+			missing := 0
+			for i := range n {
+				v, gerr := m.Get(rctx, fmt.Appendf(nil, "%s%d", f[1], i))
+				if gerr != nil || string(v) != fmt.Sprintf("value-%s%d", f[1], i) {
+					missing++
+				}
+			}
+			v = fmt.Appendf(nil, "missing=%d", missing)
 		}
 		cancel()
 		switch {

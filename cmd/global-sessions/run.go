@@ -76,7 +76,11 @@ func startRelief(ctx context.Context, f *config.File, out io.Writer, log *slog.L
 	if err := s.Start(ctx, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "relief: %s server %q, client of the sibling at %s\n", s.Kind(), s.ID(), rc.Sibling.Addr)
+	state := "subscribed to"
+	if !s.Client().Connected() {
+		state = "waiting for"
+	}
+	fmt.Fprintf(out, "relief: %s server %q %s the sibling at %s\n", s.Kind(), s.ID(), state, rc.Sibling.Addr)
 	return nil
 }
 
