@@ -40,8 +40,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// frontend runs a Manager on the table GS_TABLE (creating it if GS_CREATE=1) behind the
-// relay at GS_RELAY, and answers one line per command line:
+// frontend runs a Manager on the table GS_TABLE (creating it if GS_CREATE=1, with
+// GS_RECORDS records, default 1000) behind the relay at GS_RELAY, and answers one line per
+// command line:
 //
 //	set KEY VALUE   -> ok
 //	get KEY         -> value VALUE | notfound
@@ -56,8 +57,12 @@ func frontend() int {
 		return 1
 	}
 	defer c.Close()
+	records := 1000
+	if n, err := strconv.Atoi(os.Getenv("GS_RECORDS")); err == nil {
+		records = n
+	}
 	m, err := sessioncache.NewManager(sessioncache.ManagerConfig{
-		Table:   sessioncache.Config{Path: os.Getenv("GS_TABLE"), Create: os.Getenv("GS_CREATE") == "1", ElementCount: 1000, RecordSize: 256},
+		Table:   sessioncache.Config{Path: os.Getenv("GS_TABLE"), Create: os.Getenv("GS_CREATE") == "1", ElementCount: records, RecordSize: 256},
 		Remotes: []sessioncache.Remote{c},
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})

@@ -77,7 +77,7 @@ func reliefEndToEnd(t *testing.T, replicas int) {
 	startRelief("aging", "aging-2")
 
 	fe := func(name string) *proc {
-		p := start(t, []string{"GS_FRONTEND=1", "GS_RELAY=" + addr, "GS_TABLE=" + filepath.Join(dir, name+".table"), "GS_CREATE=1"})
+		p := start(t, []string{"GS_FRONTEND=1", "GS_RELAY=" + addr, "GS_TABLE=" + filepath.Join(dir, name+".table"), "GS_CREATE=1", "GS_RECORDS=64"})
 		require.Equal(t, "ready", p.line(t))
 		return p
 	}
@@ -100,6 +100,7 @@ func reliefEndToEnd(t *testing.T, replicas int) {
 	var got string
 	for range 50 {
 		got = b.do(t, fmt.Sprintf("check s %d", n))
+		t.Log("after the kills:", got)
 		if got2 := b.do(t, fmt.Sprintf("check s %d", n)); got2 == got {
 			break
 		}
