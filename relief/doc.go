@@ -1,0 +1,31 @@
+// Package relief provides the pressure-relief servers of global-sessions (the seed's
+// full_edge mode): clients of the relay's sibling that take load and aged sessions off the
+// relay.
+//
+// # Kinds
+//
+// An expansion server takes the newest entries, for a short while (Config.MaxLife, 15
+// minutes by default), so capacity grows and shrinks with traffic. An aging server keeps
+// the entries the relay's table pushed out under pressure, until they expire, so a session
+// evicted by a burst of logins can still be recovered.
+//
+// The sibling spreads keys over the servers of each kind by rendezvous hashing of their
+// IDs (relay.SiblingConfig.Replicas copies each, 1 by default, 2 recommended). When a
+// server joins or leaves, only the keys it owns move; a server restarted with the same ID
+// owns the same keys again. A lookup asks the key's servers of both kinds at once, and the
+// first live answer wins.
+//
+// # Stores
+//
+// A server keeps its entries in a Store: MemoryStore (a shared-memory LRU table of its
+// own, the default), LogStore (a durable append-only log with an fsync policy and
+// compaction, for aging servers that must keep what they acknowledged across restarts), or
+// RedisStore (a Redis server or cluster, for aged sessions that outgrow the relief boxes).
+//
+// # Extending
+//
+// Embed *Server in a type of your own and override any of Get, Set, Delete and Evict,
+// calling the embedded method to do the storing; pass your value to Start so the sibling's
+// requests reach it. Client gives access to the connection, to publish or subscribe on
+// paths of your own (for administration commands, say). examples/custom-relief shows it.
+package relief
