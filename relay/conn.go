@@ -42,6 +42,7 @@ type conn struct {
 	wbuf    []byte
 
 	done chan struct{}
+	br   *bufio.Reader
 	rd   *wire.Reader
 
 	// Messages pushed to this connection (fan-out) go through a bounded queue so that a
@@ -97,19 +98,30 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		bw:       bufio.NewWriterSize(nc, 64<<10),
 		done:     make(chan struct{}),
 		queue:    make(chan []byte, max(cfg.queueLen, 1)),
-		rd:       wire.NewReader(bufio.NewReaderSize(nc, 64<<10), cfg.maxFrame),
+		br:       bufio.NewReaderSize(nc, 64<<10),
 	}
+	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	return c
 }
 
 // start begins reading; call it once the connection is reachable from its owner.
 func (c *conn) start() { go c.readLoop() }
 
-// readLoop reads frames until the connection fails.
+// readLoop reads frames until the connection fails. While more frames are already
+// buffered it holds back flushing (it counts itself as a queued writer), so the replies to
+// a batch of pipelined requests leave in one write instead of one each.
 func (c *conn) readLoop() {
 	var f wire.Frame
+	held := false
 	for {
+		if held && c.br.Buffered() == 0 {
+			c.unhold()
+			held = false
+		}
 		if err := c.rd.Read(&f); err != nil {
+			if held {
+				c.unhold()
+			}
 			switch {
 			case errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed):
 				c.logger.Warn("relay: closing connection after a bad frame", "peer", c.name, "err", err)
@@ -121,6 +133,10 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.framesR.Add(1)
+		if !held && c.br.Buffered() > 0 {
+			c.waiting.Add(1)
+			held = true
+		}
 		switch {
 		case f.Op == wire.OpReply:
 			c.complete(&f)
@@ -212,6 +228,20 @@ func putCall(cl *call) {
 	callPool.Put(cl)
 }
 
+// unhold ends the reader's hold on flushing and flushes if no writer is queued.
+func (c *conn) unhold() {
+	if c.waiting.Add(-1) != 0 {
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.waiting.Load() == 0 && c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
+		}
+	}
+}
+
 // write encodes f and flushes it unless another writer is queued behind, which will.
 func (c *conn) write(f *wire.Frame) error {
 	c.waiting.Add(1)
@@ -220,7 +250,13 @@ func (c *conn) write(f *wire.Frame) error {
 	var err error
 	c.wbuf, err = wire.Append(c.wbuf[:0], f)
 	if err != nil {
-		c.waiting.Add(-1)
+		// Nothing to write, but a writer ahead may have left its frame for this one to
+		// flush.
+		if c.waiting.Add(-1) == 0 && c.bw.Buffered() > 0 {
+			if ferr := c.bw.Flush(); ferr != nil {
+				go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, ferr))
+			}
+		}
 		return err
 	}
 	return c.writeLocked(c.wbuf)

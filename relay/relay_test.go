@@ -332,3 +332,28 @@ func TestChildSibling(t *testing.T) {
 	require.NoError(t, child.Close())
 	assert.Zero(t, child.Pid(), "Close stops the child")
 }
+
+// TestRefusedRequestDoesNotStallOthers sends requests that cannot be encoded (a key too
+// long for its length field) alongside valid ones on one connection: the valid ones must
+// still be answered promptly.
+func TestRefusedRequestDoesNotStallOthers(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	c := dial(t, ClientConfig{Addr: r.Addr().String(), Heartbeat: -1})
+	ctx := ctxT(t)
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), []byte("v"), time.Time{}))
+	huge := make([]byte, 70000)
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			short, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_, _, err := c.Get(short, "auths", []byte("k"))
+			assert.NoError(t, err)
+		})
+		wg.Go(func() {
+			_, _, err := c.Get(ctx, "auths", huge)
+			assert.ErrorIs(t, err, wire.ErrFrameTooLarge)
+		})
+	}
+	wg.Wait()
+}

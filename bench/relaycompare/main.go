@@ -1,0 +1,293 @@
+// Command relaycompare measures, in one run on loopback, remote GET and SET through the
+// project's relay (relay.Client to a relay.Relay, over plain TCP and over TLS) against a real
+// redis-server through github.com/redis/go-redis/v9, with a raw Go TCP round trip of the same
+// bytes as the floor. Every figure is also stated as a ratio to a baseline measured in the
+// same run.
+//
+// Each server runs in its own process: the relays and the raw echo server are this program
+// re-executed with a hidden flag (-serve-relay, -serve-echo), redis-server is started from
+// PATH on a free port without persistence. The workload is uniform random GETs and SETs of
+// preloaded keys; the matrix is {relay, relay TLS, redis} x {GET, SET} x {1, 4 connections}
+// x {1, 16 requests in flight}, each cell a fixed number of operations after a warm-up,
+// repeated in rounds that interleave the systems so that noise hits them all; the median is
+// reported. Latency is that of every GET with 1 connection and 1 request in flight. A cell
+// runs -ops operations (200,000), or fewer when its slowest system would need more than
+// -budget (2s) for them, so that the whole run stays within about three minutes; the count
+// is fixed in the first round and the same for every system.
+//
+// Run it from the bench directory (redis-server must be installed, e.g. with
+// `apt-get install -y redis-server`); the markdown report goes to stdout, progress to stderr:
+//
+//	go run ./relaycompare
+//	go run ./relaycompare -ops 50000 -rounds 1     (a quick look)
+package main
+
+import (
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	flagKeys      = flag.Int("keys", 10_000, "distinct keys, preloaded in every server")
+	flagKeySize   = flag.Int("key-size", 32, "key bytes")
+	flagValueSize = flag.Int("value-size", 384, "value bytes")
+	flagOps       = flag.Int("ops", 200_000, "operations per measurement, after a warm-up (see -budget)")
+	flagRounds    = flag.Int("rounds", 3, "rounds; the median over rounds is reported")
+	flagBudget    = flag.Duration("budget", 2*time.Second, "time budget of one measurement: a cell whose slowest "+
+		"system would need longer for -ops operations runs fewer, the same count for every system and round (0: no limit)")
+
+	// Hidden: the roles of the re-executed child processes.
+	flagServeRelay = flag.Bool("serve-relay", false, "internal: serve a relay, print its address, stop when stdin closes")
+	flagServeEcho  = flag.Bool("serve-echo", false, "internal: serve the raw TCP echo, print its address, stop when stdin closes")
+	flagTLSCert    = flag.String("tls-cert", "", "internal: server certificate for -serve-relay")
+	flagTLSKey     = flag.String("tls-key", "", "internal: server key for -serve-relay")
+)
+
+func main() {
+	flag.Parse()
+	switch {
+	case *flagServeRelay:
+		exitOn(serveRelay(*flagTLSCert, *flagTLSKey))
+		return
+	case *flagServeEcho:
+		exitOn(serveEcho())
+		return
+	}
+	if *flagKeys < 1 || *flagOps < 16 || *flagRounds < 1 || *flagKeySize < 1 || *flagValueSize < 1 {
+		fmt.Fprintln(os.Stderr, "relaycompare: -keys, -key-size, -value-size and -rounds must be positive, -ops at least 16")
+		os.Exit(2)
+	}
+	// A closed stdout (say, piped into head) must not kill the program before it stops the
+	// servers: writes then fail with EPIPE instead.
+	signal.Ignore(syscall.SIGPIPE)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "relaycompare: %v, stopping the servers\n", s)
+		runCleanups()
+		os.Exit(130)
+	}()
+	err := compare()
+	runCleanups()
+	exitOn(err)
+}
+
+func exitOn(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relaycompare:", err)
+		os.Exit(1)
+	}
+}
+
+// cleanups stop every process started and remove temporary files, last registered first,
+// once: at the end of main, on error paths and on SIGINT/SIGTERM.
+var cleanups struct {
+	sync.Mutex
+	fns []func()
+}
+
+func atCleanup(fn func()) {
+	cleanups.Lock()
+	cleanups.fns = append(cleanups.fns, fn)
+	cleanups.Unlock()
+}
+
+func runCleanups() {
+	cleanups.Lock()
+	defer cleanups.Unlock()
+	for i := len(cleanups.fns) - 1; i >= 0; i-- {
+		cleanups.fns[i]()
+	}
+	cleanups.fns = nil
+}
+
+// The systems measured, in the order of the report's columns.
+const (
+	sysRelay    = "relay"
+	sysRelayTLS = "relay TLS"
+	sysRedis    = "redis"
+	sysRaw      = "raw TCP"
+)
+
+type cell struct {
+	op              opKind
+	conns, inflight int
+}
+
+var (
+	connCounts    = []int{1, 4}
+	inflightSizes = []int{1, 16}
+	opKinds       = []opKind{opGet, opSet}
+)
+
+// measurements holds every round's throughput per cell and system, and the pooled GET
+// latencies with 1 connection and 1 request in flight per system.
+type measurements struct {
+	tput  map[cell]map[string][]float64
+	ops   map[cell]int // operations per measurement, fixed in the first round
+	lat   map[string][]time.Duration
+	redis string // redis-server version
+}
+
+func compare() error {
+	tmp, err := os.MkdirTemp("", "relaycompare-")
+	if err != nil {
+		return err
+	}
+	atCleanup(func() { os.RemoveAll(tmp) })
+
+	rs, err := startRedis(tmp)
+	if err != nil {
+		return err
+	}
+	atCleanup(rs.stop)
+	p, err := newPKI(tmp)
+	if err != nil {
+		return err
+	}
+	sizes := []string{"-keys", strconv.Itoa(*flagKeys), "-key-size", strconv.Itoa(*flagKeySize),
+		"-value-size", strconv.Itoa(*flagValueSize)}
+	plain, err := startChild("relay", append([]string{"-serve-relay"}, sizes...)...)
+	if err != nil {
+		return err
+	}
+	atCleanup(plain.stop)
+	secure, err := startChild("relay TLS", append([]string{"-serve-relay", "-tls-cert", p.certFile, "-tls-key", p.keyFile}, sizes...)...)
+	if err != nil {
+		return err
+	}
+	atCleanup(secure.stop)
+	echo, err := startChild("echo", "-serve-echo")
+	if err != nil {
+		return err
+	}
+	atCleanup(echo.stop)
+
+	w := newWorkload(*flagKeys, *flagKeySize, *flagValueSize)
+	progress("preloading %d keys", len(w.keys))
+	if err := preloadRelay(w, plain.addr, nil); err != nil {
+		return fmt.Errorf("preload relay: %w", err)
+	}
+	if err := preloadRelay(w, secure.addr, p.clientTLS()); err != nil {
+		return fmt.Errorf("preload relay TLS: %w", err)
+	}
+	if err := preloadRedis(w, rs.addr); err != nil {
+		return fmt.Errorf("preload redis: %w", err)
+	}
+
+	// A relay GET is a 4-byte length, a 28-byte header, the path and the key; its answer a
+	// length, a header and the value. The raw floor moves exactly as many bytes.
+	reqSize := 4 + 28 + len("auths") + *flagKeySize
+	replySize := 4 + 28 + *flagValueSize
+	dial := map[string]func(conns int) (session, error){
+		sysRelay:    func(n int) (session, error) { return dialRelay(w, plain.addr, nil, n) },
+		sysRelayTLS: func(n int) (session, error) { return dialRelay(w, secure.addr, p.clientTLS(), n) },
+		sysRedis:    func(n int) (session, error) { return dialRedis(w, rs.addr, n) },
+		sysRaw:      func(int) (session, error) { return dialRaw(echo.addr, reqSize, replySize) },
+	}
+	m := &measurements{tput: map[cell]map[string][]float64{}, ops: map[cell]int{}, lat: map[string][]time.Duration{}, redis: rs.version}
+	start := time.Now()
+	for round := range *flagRounds {
+		for _, conns := range connCounts {
+			if err := measureRound(m, dial, w, round, conns); err != nil {
+				return err
+			}
+		}
+	}
+	progress("measured in %v", time.Since(start).Round(time.Second))
+	report(os.Stdout, m, reqSize, replySize)
+	return nil
+}
+
+// measureRound measures every cell with conns connections once, the systems interleaved
+// in an order that rotates with the round.
+func measureRound(m *measurements, dial map[string]func(int) (session, error), w *workload, round, conns int) error {
+	names := []string{sysRelay, sysRelayTLS, sysRedis}
+	if conns == 1 {
+		names = append(names, sysRaw)
+	}
+	sessions := map[string]session{}
+	defer func() {
+		for _, s := range sessions {
+			s.close()
+		}
+	}()
+	for _, n := range names {
+		s, err := dial[n](conns)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", n, err)
+		}
+		sessions[n] = s
+	}
+	for oi, op := range opKinds {
+		for ii, inflight := range inflightSizes {
+			c := cell{op, conns, inflight}
+			latCell := op == opGet && inflight == 1 && conns == 1
+			order := make([]string, 0, len(names))
+			for i := range names {
+				n := names[(i+round)%len(names)]
+				if n != sysRaw || latCell {
+					order = append(order, n)
+				}
+			}
+			seed := uint64(round*100 + conns*10 + oi*2 + ii)
+			rates := map[string]float64{}
+			for _, n := range order {
+				rate, err := warmUp(sessions[n], op, inflight, max(*flagOps/20, 1000), len(w.keys), *flagBudget/10, seed^0x5eed)
+				if err != nil {
+					return fmt.Errorf("%s %s conns=%d in-flight=%d: %w", n, op, conns, inflight, err)
+				}
+				rates[n] = rate
+			}
+			count := m.ops[c]
+			if count == 0 { // first round: size the cell by its slowest system
+				count = cellOps(slices.Min(slices.Collect(maps.Values(rates))))
+				m.ops[c] = count
+			}
+			for _, n := range order {
+				res, err := measure(sessions[n], op, inflight, count, len(w.keys), seed)
+				if err != nil {
+					return fmt.Errorf("%s %s conns=%d in-flight=%d: %w", n, op, conns, inflight, err)
+				}
+				progress("round %d/%d: %s conns=%d in-flight=%-2d %-9s %7.0f ops/s, median %v (%d ops)", round+1, *flagRounds,
+					op, conns, inflight, n, res.opsPerSec, percentile(slices.Clone(res.lat), 0.5).Round(100*time.Nanosecond), count)
+				if m.tput[c] == nil {
+					m.tput[c] = map[string][]float64{}
+				}
+				m.tput[c][n] = append(m.tput[c][n], res.opsPerSec)
+				if latCell {
+					m.lat[n] = append(m.lat[n], res.lat...)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// cellOps is -ops, or fewer when the slowest system, at rate ops/s, would need more than
+// -budget for them (rounded down to a thousand, at least a thousand).
+func cellOps(rate float64) int {
+	n := *flagOps
+	if *flagBudget > 0 {
+		n = min(n, max(int(rate*flagBudget.Seconds())/1000*1000, 1000))
+	}
+	return n
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "relaycompare: "+format+"\n", args...)
+}
+
+func machine() string {
+	return fmt.Sprintf("%d CPUs, %s/%s, %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
