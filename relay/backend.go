@@ -24,6 +24,16 @@ type Backend interface {
 
 var _ Backend = (*Client)(nil)
 
+// InlineBackend is a Backend whose calls always return quickly (an in-memory store, say).
+// When ServesInline reports true, a connection answers requests with it on its reader
+// goroutine instead of one goroutine per request, which is cheaper and lets the replies to
+// a batch of requests leave in one write. A backend that may block (on a disk flush or a
+// remote store) must not claim it: it would hold up every request behind it.
+type InlineBackend interface {
+	Backend
+	ServesInline() bool
+}
+
 // backendDispatcher serves requests on a client connection with a Backend. Each request
 // runs in its own goroutine with copies of its fields, since a backend may block.
 type backendDispatcher struct {
@@ -42,6 +52,10 @@ func (d backendDispatcher) serve(c *conn, f *wire.Frame) {
 		}
 	default:
 		c.replyError(f.ID, f.Op.String()+" not accepted by a client")
+		return
+	}
+	if ib, ok := d.b.(InlineBackend); ok && ib.ServesInline() {
+		serveBackend(context.Background(), d.b, c, f, 0)
 		return
 	}
 	req := copyFrame(f)
@@ -72,6 +86,11 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 		err = b.Delete(ctx, path, f.Key)
 	case wire.OpEvict:
 		err = b.Evict(ctx, path, f.Key, f.Value, unixTime(f.Expiry))
+	}
+	if err == nil && f.Op != wire.OpGet {
+		// The ack of a hand-down is bulk traffic: let it share a write with others.
+		_ = c.writeDeferred(&wire.Frame{Op: wire.OpReply, ID: f.ID, Status: wire.StatusOK})
+		return
 	}
 	replyResult(c, f.ID, err)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,9 @@ type conn struct {
 	done chan struct{}
 	br   *bufio.Reader
 	rd   *wire.Reader
+
+	flushReq    chan struct{}
+	flusherOnce sync.Once
 
 	// Messages pushed to this connection (fan-out) go through a bounded queue so that a
 	// slow subscriber never blocks a publisher.
@@ -99,6 +103,7 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		done:     make(chan struct{}),
 		queue:    make(chan []byte, max(cfg.queueLen, 1)),
 		br:       bufio.NewReaderSize(nc, 64<<10),
+		flushReq: make(chan struct{}, 1),
 	}
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	return c
@@ -170,6 +175,17 @@ func (c *conn) complete(f *wire.Frame) {
 // connection's end. With no deadline in ctx the connection's default timeout applies.
 // The returned call must be released with putCall.
 func (c *conn) roundTrip(ctx context.Context, f *wire.Frame) (*call, error) {
+	return c.roundTripMode(ctx, f, false)
+}
+
+// roundTripDeferred is roundTrip for bulk traffic (hand-downs to relief servers): the
+// request is flushed by the connection's flusher a moment later, together with whatever
+// other requests arrive meanwhile, rather than in a write system call of its own.
+func (c *conn) roundTripDeferred(ctx context.Context, f *wire.Frame) (*call, error) {
+	return c.roundTripMode(ctx, f, true)
+}
+
+func (c *conn) roundTripMode(ctx context.Context, f *wire.Frame, deferred bool) (*call, error) {
 	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -187,7 +203,11 @@ func (c *conn) roundTrip(ctx context.Context, f *wire.Frame) (*call, error) {
 	}
 	c.pending[f.ID] = cl
 	c.mu.Unlock()
-	if err := c.write(f); err != nil {
+	write := c.write
+	if deferred {
+		write = c.writeDeferred
+	}
+	if err := write(f); err != nil {
 		c.forget(f.ID, cl)
 		return nil, err
 	}
@@ -236,6 +256,7 @@ func (c *conn) unhold() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.waiting.Load() == 0 && c.bw.Buffered() > 0 {
+		c.deadline()
 		if err := c.bw.Flush(); err != nil {
 			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
 		}
@@ -253,6 +274,7 @@ func (c *conn) write(f *wire.Frame) error {
 		// Nothing to write, but a writer ahead may have left its frame for this one to
 		// flush.
 		if c.waiting.Add(-1) == 0 && c.bw.Buffered() > 0 {
+			c.deadline()
 			if ferr := c.bw.Flush(); ferr != nil {
 				go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, ferr))
 			}
@@ -264,11 +286,9 @@ func (c *conn) write(f *wire.Frame) error {
 
 // writeLocked writes an encoded frame; c.wmu is held and c.waiting counts this writer.
 func (c *conn) writeLocked(b []byte) error {
-	if c.wtimeout > 0 && c.bw.Buffered() == 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.wtimeout))
-	}
-	_, err := c.bw.Write(b)
-	if c.waiting.Add(-1) == 0 && err == nil {
+	_, err := c.buffer(b)
+	if c.waiting.Add(-1) == 0 && err == nil && c.bw.Buffered() > 0 {
+		c.deadline()
 		err = c.bw.Flush()
 	}
 	if err != nil {
@@ -276,6 +296,63 @@ func (c *conn) writeLocked(b []byte) error {
 		go c.close(err)
 	}
 	return err
+}
+
+// writeDeferred encodes f into the buffer and leaves the flush to the flusher goroutine,
+// which yields once first so that other writers ready to run can add their frames.
+func (c *conn) writeDeferred(f *wire.Frame) error {
+	c.wmu.Lock()
+	var err error
+	c.wbuf, err = wire.Append(c.wbuf[:0], f)
+	if err == nil {
+		_, err = c.buffer(c.wbuf)
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.flusherOnce.Do(func() { go c.flusher() })
+	select {
+	case c.flushReq <- struct{}{}:
+	default: // a flush is already due
+	}
+	return nil
+}
+
+// flusher flushes deferred writes until the connection closes.
+func (c *conn) flusher() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.flushReq:
+		}
+		runtime.Gosched()
+		c.waiting.Add(1)
+		c.wmu.Lock()
+		err := c.writeLocked(nil)
+		c.wmu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// buffer adds b to the write buffer; c.wmu is held. When b does not fit, the buffer
+// writes to the socket, so the write deadline is set first.
+func (c *conn) buffer(b []byte) (int, error) {
+	if len(b) > c.bw.Available() {
+		c.deadline()
+	}
+	return c.bw.Write(b)
+}
+
+// deadline bounds the next socket write, so a peer that stops reading cannot block a
+// writer forever; c.wmu is held.
+func (c *conn) deadline() {
+	if c.wtimeout > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.wtimeout))
+	}
 }
 
 // reply answers request id.

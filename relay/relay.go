@@ -83,7 +83,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.TombstoneTTL = time.Minute
 	}
 	if cfg.LowerWorkers == 0 {
-		cfg.LowerWorkers = 4
+		cfg.LowerWorkers = 64
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make([]chan lowerJob, cfg.LowerWorkers),
 		tombs: tombstone.New(cfg.TombstoneTTL)}

@@ -256,15 +256,25 @@ func (s *Sibling) Evict(ctx context.Context, path string, key, value []byte, exp
 	return s.toOwners(ctx, &wire.Frame{Op: wire.OpEvict, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
 }
 
-// toOwners sends f to every owner of its key and waits for their answers.
+// toOwners sends f to every owner of its key and waits for their answers. Hand-downs are
+// bulk traffic: their writes are deferred so that many share one system call.
 func (s *Sibling) toOwners(ctx context.Context, f *wire.Frame) error {
 	owners := s.owners(f.Op, f.Key)
+	send := func(p *peer) error {
+		g := *f
+		cl, err := p.c.roundTripDeferred(ctx, &g)
+		if err != nil {
+			return err
+		}
+		defer putCall(cl)
+		return replyErr(g.Op, cl)
+	}
+	if len(owners) == 1 {
+		return send(owners[0])
+	}
 	errs := make(chan error, len(owners))
 	for _, p := range owners {
-		go func() {
-			g := *f
-			errs <- simple(ctx, p.c, &g)
-		}()
+		go func() { errs <- send(p) }()
 	}
 	var all []error
 	for range owners {

@@ -129,6 +129,15 @@ func (s *Server) Start(ctx context.Context, h relay.Backend) error {
 	return nil
 }
 
+// ServesInline reports whether the server's store answers at memory speed, so the
+// sibling's requests can be served on the connection's reader (see relay.InlineBackend).
+// A type that embeds *Server and overrides methods with slow work should shadow this with
+// one that returns false.
+func (s *Server) ServesInline() bool {
+	_, mem := s.store.(*MemoryStore)
+	return mem
+}
+
 // Kind returns Expansion or Aging.
 func (s *Server) Kind() string { return s.cfg.Kind }
 

@@ -118,4 +118,3 @@ func reliefEndToEnd(t *testing.T, replicas int) {
 	startRelief("aging", "aging-1")
 	waitFor(t, b, fmt.Sprintf("check s %d", n), "value missing=0")
 }
-

@@ -1,0 +1,217 @@
+// Command tiercompare measures the session tier with pressure relief, on loopback, each
+// server in its own process:
+//
+//   - the single-client median latency of a Get for an entry that only aging relief holds
+//     (front end -> relay -> sibling -> aging relief -> back), against one raw TCP round
+//     trip of the same sizes measured in the same run;
+//
+//   - the tier's Set (publish) throughput with an expansion and an aging relief server
+//     attached, against the same tier without relief.
+//
+//     cd bench && go run ./tiercompare
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/globalsession/globalsession/relay"
+)
+
+var (
+	flagKeys   = flag.Int("keys", 20000, "entries published before the fall-through measurement")
+	flagSets   = flag.Int("sets", 100000, "publishes per throughput measurement")
+	flagRounds = flag.Int("rounds", 5, "rounds, interleaving with and without relief; medians are reported")
+	flagChild  = flag.String("child", "", "internal: run as a server process (tier or echo)")
+	flagExp    = flag.Int("expansion", 0, "internal: expansion relief servers in a tier child")
+	flagAging  = flag.Int("aging", 0, "internal: aging relief servers in a tier child")
+)
+
+const (
+	keySize   = 32
+	valueSize = 384
+	relayRecs = 64 // the relay's table is tiny, so nearly every entry is pushed down
+)
+
+func main() {
+	flag.Parse()
+	if *flagChild != "" {
+		if err := serve(*flagChild); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "tiercompare:", err)
+		os.Exit(1)
+	}
+}
+
+func key(i int) []byte { return fmt.Appendf(nil, "%0*d", keySize, i) }
+
+func run() error {
+	fmt.Printf("# the tier with pressure relief, on loopback\n\n%d-byte keys, %d-byte values; relay table of %d records; "+
+		"every server in its own process. Machine: %d CPUs, %s/%s, %s.\n\n",
+		keySize, valueSize, relayRecs, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	ctx := context.Background()
+
+	echo, err := spawn("echo")
+	if err != nil {
+		return err
+	}
+	defer echo.stop()
+	agingTier, err := spawn("tier", "-aging", "1")
+	if err != nil {
+		return err
+	}
+	defer agingTier.stop()
+	fall, hit, err := fallThrough(ctx, agingTier.addr)
+	if err != nil {
+		return err
+	}
+	raw, err := rawRoundTrips(echo.addr, len(fall))
+	if err != nil {
+		return err
+	}
+	fmt.Println("## Get latency, 1 client, 1 request in flight")
+	fmt.Println()
+	fmt.Println("| path | median | p99 | median / raw round trip |")
+	fmt.Println("|---|--:|--:|--:|")
+	rawMed := pct(raw, 50)
+	for _, row := range []struct {
+		name string
+		d    []time.Duration
+	}{{"raw TCP round trip", raw}, {"relay table hit", hit}, {"fall-through to aging relief", fall}} {
+		fmt.Printf("| %s | %v | %v | %.2fx |\n", row.name, pct(row.d, 50).Round(100*time.Nanosecond),
+			pct(row.d, 99).Round(100*time.Nanosecond), float64(pct(row.d, 50))/float64(rawMed))
+	}
+	fmt.Printf("\n%d fall-through samples: entries published, pushed out of the relay's table to the aging server, "+
+		"then each read once.\n\n", len(fall))
+
+	with, err := spawn("tier", "-expansion", "1", "-aging", "1")
+	if err != nil {
+		return err
+	}
+	defer with.stop()
+	without, err := spawn("tier")
+	if err != nil {
+		return err
+	}
+	defer without.stop()
+	var w, wo []float64
+	for range *flagRounds {
+		a, err := setThroughput(ctx, with.addr)
+		if err != nil {
+			return err
+		}
+		b, err := setThroughput(ctx, without.addr)
+		if err != nil {
+			return err
+		}
+		w, wo = append(w, a), append(wo, b)
+	}
+	mw, mwo := median(w), median(wo)
+	fmt.Println("## Set throughput, 1 connection, 16 publishes in flight")
+	fmt.Println()
+	fmt.Println("| tier | publishes/s | ratio to without relief |")
+	fmt.Println("|---|--:|--:|")
+	fmt.Printf("| without relief | %.0f | 1.00x |\n| with expansion + aging relief | %.0f | %.2fx |\n\n", mwo, mw, mw/mwo)
+	fmt.Printf("Targets: fall-through median <= 3x the raw round trip: %.2fx; Set throughput with relief >= 0.8x without: %.2fx.\n",
+		float64(pct(fall, 50))/float64(rawMed), mw/mwo)
+	return nil
+}
+
+// fallThrough publishes *flagKeys entries, waits until the first has reached aging relief,
+// and reads each once: all but the last relayRecs miss the relay's table. It returns the
+// latencies of those fall-throughs and of table hits.
+func fallThrough(ctx context.Context, addr string) (fall, hit []time.Duration, err error) {
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: addr})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	value := make([]byte, valueSize)
+	if err := pipeline(16, *flagKeys, func(i int) error {
+		return c.Publish(ctx, "auths", key(i), value, time.Now().Add(time.Hour))
+	}); err != nil {
+		return nil, nil, err
+	}
+	// Evictions reach aging relief in the background: wait (bounded) for the last pushed out.
+	last := key(*flagKeys - relayRecs - 1)
+	for i := 0; ; i++ {
+		if _, _, err := c.Get(ctx, "auths", last); err == nil {
+			break
+		} else if i == 1000 {
+			return nil, nil, fmt.Errorf("entry never reached aging relief: %w", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 0; i < *flagKeys-2*relayRecs; i++ {
+		start := time.Now()
+		if _, _, err := c.Get(ctx, "auths", key(i)); err != nil {
+			return nil, nil, fmt.Errorf("get %d: %w", i, err)
+		}
+		fall = append(fall, time.Since(start))
+	}
+	for range len(fall) {
+		start := time.Now()
+		if _, _, err := c.Get(ctx, "auths", key(0)); err != nil {
+			return nil, nil, err
+		}
+		hit = append(hit, time.Since(start))
+	}
+	return fall, hit, nil
+}
+
+// setThroughput publishes *flagSets entries, 16 in flight on one connection.
+func setThroughput(ctx context.Context, addr string) (float64, error) {
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: addr})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	value := make([]byte, valueSize)
+	start := time.Now()
+	err = pipeline(16, *flagSets, func(i int) error {
+		return c.Publish(ctx, "auths", key(i%50000), value, time.Now().Add(time.Hour))
+	})
+	return float64(*flagSets) / time.Since(start).Seconds(), err
+}
+
+// pipeline runs fn(0..n-1) on `inFlight` goroutines.
+func pipeline(inFlight, n int, fn func(int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, inFlight)
+	for g := range inFlight {
+		wg.Go(func() {
+			for i := g; i < n; i += inFlight {
+				if err := fn(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func median(f []float64) float64 {
+	s := slices.Clone(f)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/relief"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// child is a server process started by this program; it serves until its stdin closes.
+type child struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	addr string
+}
+
+func spawn(role string, args ...string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, append([]string{"-child", role}, args...)...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		in.Close()
+		cmd.Wait()
+		return nil, fmt.Errorf("%s server did not start: %w", role, err)
+	}
+	return &child{cmd: cmd, in: in, addr: strings.TrimSpace(line)}, nil
+}
+
+func (c *child) stop() {
+	c.in.Close()
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// serve runs a child role until stdin closes.
+func serve(role string) error {
+	dir, err := os.MkdirTemp(tableDir(), "tiercompare")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	switch role {
+	case "echo":
+		return serveEcho()
+	case "tier":
+		return serveTier(dir)
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+func tableDir() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return "/dev/shm"
+	}
+	return os.TempDir()
+}
+
+// serveTier runs a relay, its sibling in process, and the relief servers the flags ask for.
+func serveTier(dir string) error {
+	table := func(name string, records int) sessioncache.Config {
+		return sessioncache.Config{Path: filepath.Join(dir, name+".table"), Create: true, ElementCount: records, RecordSize: keySize + valueSize}
+	}
+	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0", Table: table("relay", relayRecs)})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	sib, err := relay.NewSibling(relay.SiblingConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	defer sib.Close()
+	r.SetLower(sib)
+	ctx := context.Background()
+	var servers []*relief.Server
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	start := func(kind string, n, records int) error {
+		for i := range n {
+			s, err := relief.New(relief.Config{Kind: kind, ID: fmt.Sprintf("%s-%d", kind, i),
+				Sibling: relay.ClientConfig{Addr: sib.Addr().String()}, Memory: table(fmt.Sprintf("%s-%d", kind, i), records)})
+			if err != nil {
+				return err
+			}
+			servers = append(servers, s)
+			if err := s.Start(ctx, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := start(relief.Expansion, *flagExp, 4*(*flagKeys)); err != nil {
+		return err
+	}
+	if err := start(relief.Aging, *flagAging, 4*(*flagKeys)); err != nil {
+		return err
+	}
+	if p := os.Getenv("TIERCOMPARE_CPUPROFILE"); p != "" && *flagExp > 0 {
+		f, err := os.Create(p)
+		if err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	fmt.Println(r.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
+// serveEcho answers each 69-byte request (a relay get's size) with a 416-byte reply (the
+// size of the relay's answer to it).
+func serveEcho() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println(ln.Addr())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, reply := make([]byte, 69), make([]byte, 416)
+				binary.BigEndian.PutUint32(reply, 412)
+				for {
+					if _, err := io.ReadFull(c, req); err != nil {
+						return
+					}
+					if _, err := c.Write(reply); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
+// rawRoundTrips measures n round trips of the echo's sizes on one connection.
+func rawRoundTrips(addr string, n int) ([]time.Duration, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	req, reply := make([]byte, 69), make([]byte, 416)
+	out := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if _, err := c.Write(req); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, reply); err != nil {
+			return nil, errors.Join(errors.New("echo"), err)
+		}
+		out = append(out, time.Since(start))
+	}
+	return out, nil
+}
