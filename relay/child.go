@@ -81,7 +81,7 @@ func NewChildSibling(cfg ChildConfig) (*ChildSibling, error) {
 // dial (re)starts the child with one end of a new socket pair and returns the other.
 func (cs *ChildSibling) dial(ctx context.Context, _ string) (net.Conn, error) {
 	cs.stopChild() // a lost link means the child is gone or wedged: start afresh
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := socketpair()
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
 	}
