@@ -248,19 +248,12 @@ func putCall(cl *call) {
 	callPool.Put(cl)
 }
 
-// unhold ends the reader's hold on flushing and flushes if no writer is queued.
+// unhold ends the reader's hold on flushing (it counted as a queued writer) and flushes
+// if no other writer is queued.
 func (c *conn) unhold() {
-	if c.waiting.Add(-1) != 0 {
-		return
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.waiting.Load() == 0 && c.bw.Buffered() > 0 {
-		c.deadline()
-		if err := c.bw.Flush(); err != nil {
-			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
-		}
-	}
+	_ = c.writeLocked(nil)
 }
 
 // write encodes f and flushes it unless another writer is queued behind, which will.
@@ -269,22 +262,17 @@ func (c *conn) write(f *wire.Frame) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	var err error
-	c.wbuf, err = wire.Append(c.wbuf[:0], f)
-	if err != nil {
+	if c.wbuf, err = wire.Append(c.wbuf[:0], f); err != nil {
 		// Nothing to write, but a writer ahead may have left its frame for this one to
 		// flush.
-		if c.waiting.Add(-1) == 0 && c.bw.Buffered() > 0 {
-			c.deadline()
-			if ferr := c.bw.Flush(); ferr != nil {
-				go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, ferr))
-			}
-		}
+		_ = c.writeLocked(nil)
 		return err
 	}
 	return c.writeLocked(c.wbuf)
 }
 
-// writeLocked writes an encoded frame; c.wmu is held and c.waiting counts this writer.
+// writeLocked writes an encoded frame (or nothing, for b nil) and flushes if this was the
+// last writer in line; c.wmu is held and c.waiting counts this writer.
 func (c *conn) writeLocked(b []byte) error {
 	_, err := c.buffer(b)
 	if c.waiting.Add(-1) == 0 && err == nil && c.bw.Buffered() > 0 {
