@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,12 @@ import (
 // startRedis runs a real redis-server on a free loopback port for the test. Without one
 // installed the test is skipped, except in CI (.ci/run installs Debian's redis-server).
 func startRedis(t *testing.T) string {
+	t.Helper()
+	return startRedisNode(t)
+}
+
+// startRedisNode starts one redis-server with extra arguments in a directory of its own.
+func startRedisNode(t *testing.T, args ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -28,8 +35,8 @@ func startRedis(t *testing.T) string {
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir())
+	cmd := exec.Command(bin, append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", t.TempDir()}, args...)...)
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -88,4 +95,47 @@ func TestRedisStore(t *testing.T) {
 	_, err = NewRedisStore(ctx, RedisConfig{Addrs: []string{"127.0.0.1:1"}, Timeout: 200 * time.Millisecond})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "127.0.0.1:1")
+}
+
+// TestRedisStoreCluster runs the store against a real three-node Redis Cluster on loopback.
+func TestRedisStoreCluster(t *testing.T) {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-cli is not installed; .ci/run should have installed redis-server")
+		}
+		t.Skip("redis-cli is not installed")
+	}
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, startRedisNode(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+	}
+	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The cluster agrees on its slots a moment after create returns: wait (bounded).
+	for i := 0; ; i++ {
+		o, _ := exec.Command(cli, "-h", "127.0.0.1", "-p", addrs[0][len("127.0.0.1:"):], "cluster", "info").Output()
+		if strings.Contains(string(o), "cluster_state:ok") {
+			break
+		}
+		require.Less(t, i, 200, "cluster never became ok: %s", o)
+		time.Sleep(50 * time.Millisecond)
+	}
+	s, err := NewRedisStore(ctx, RedisConfig{Addrs: addrs})
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 300 {
+		require.NoError(t, s.Set(fmt.Appendf(nil, "k%d", i), fmt.Appendf(nil, "v%d", i), time.Now().Add(time.Hour)))
+	}
+	for i := range 300 {
+		v, _, err := s.Get(fmt.Appendf(nil, "k%d", i))
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprintf("v%d", i), string(v))
+	}
+	assert.Equal(t, 300, s.Len(), "keys are spread over the masters and all counted")
+	require.NoError(t, s.Delete([]byte("k7")))
+	_, _, err = s.Get([]byte("k7"))
+	require.ErrorIs(t, err, ErrNotFound)
 }
