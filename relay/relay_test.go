@@ -357,3 +357,44 @@ func TestRefusedRequestDoesNotStallOthers(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestHeartbeatDetectsSilentPeer uses a server that completes the hello and then stays
+// silent without closing the connection: the client's heartbeat declares it dead and
+// reconnects.
+func TestHeartbeatDetectsSilentPeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- nc
+			go func() {
+				var f wire.Frame
+				rd := wire.NewReader(nc, 0)
+				if rd.Read(&f) != nil {
+					return
+				}
+				b, _ := wire.Append(nil, &wire.Frame{Op: wire.OpReply, ID: f.ID, Value: []byte{1}})
+				nc.Write(b)
+				for rd.Read(&f) == nil { // swallow pings, never answer
+				}
+			}()
+		}
+	}()
+	c := dial(t, ClientConfig{Addr: ln.Addr().String(), Heartbeat: 20 * time.Millisecond, BackoffMin: time.Millisecond})
+	first := <-accepted
+	defer first.Close()
+	// Two silent intervals later the client gives up on it and dials again.
+	select {
+	case second := <-accepted:
+		second.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client never noticed the silent peer")
+	}
+	assert.GreaterOrEqual(t, c.Connects(), 1)
+}
