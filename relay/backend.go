@@ -71,6 +71,11 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	}
 	path := string(f.Path)
 	var err error
+	defer func() {
+		if err != nil && f.Flags&wire.FlagNoReply != 0 {
+			c.logger.Warn("relay: a hand-down failed", "op", f.Op.String(), "peer", c.name, "err", err)
+		}
+	}()
 	switch f.Op {
 	case wire.OpGet:
 		var v []byte
@@ -87,12 +92,15 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	case wire.OpEvict:
 		err = b.Evict(ctx, path, f.Key, f.Value, unixTime(f.Expiry))
 	}
-	if err == nil && f.Op != wire.OpGet {
+	switch {
+	case f.Flags&wire.FlagNoReply != 0:
+		// Nothing waits for it.
+	case err == nil && f.Op != wire.OpGet:
 		// The ack of a hand-down is bulk traffic: let it share a write with others.
 		_ = c.writeDeferred(&wire.Frame{Op: wire.OpReply, ID: f.ID, Status: wire.StatusOK})
-		return
+	default:
+		replyResult(c, f.ID, err)
 	}
-	replyResult(c, f.ID, err)
 }
 
 // replyResult answers ok, not found or error according to err.

@@ -256,25 +256,28 @@ func (s *Sibling) Evict(ctx context.Context, path string, key, value []byte, exp
 	return s.toOwners(ctx, &wire.Frame{Op: wire.OpEvict, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
 }
 
-// toOwners sends f to every owner of its key and waits for their answers. Hand-downs are
-// bulk traffic: their writes are deferred so that many share one system call.
+// toOwners sends f to every owner of its key. Entries and evictions are a stream that
+// nothing waits on: they go without a reply, in deferred writes that many share. Deletes
+// wait for every owner's answer, since a logout must not be left behind anywhere.
 func (s *Sibling) toOwners(ctx context.Context, f *wire.Frame) error {
 	owners := s.owners(f.Op, f.Key)
-	send := func(p *peer) error {
+	if f.Op == wire.OpSet || f.Op == wire.OpEvict {
 		g := *f
-		cl, err := p.c.roundTripDeferred(ctx, &g)
-		if err != nil {
-			return err
+		g.Flags |= wire.FlagNoReply
+		var errs []error
+		for _, p := range owners {
+			if err := p.c.writeDeferred(&g); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		defer putCall(cl)
-		return replyErr(g.Op, cl)
-	}
-	if len(owners) == 1 {
-		return send(owners[0])
+		return errors.Join(errs...)
 	}
 	errs := make(chan error, len(owners))
 	for _, p := range owners {
-		go func() { errs <- send(p) }()
+		go func() {
+			g := *f
+			errs <- simple(ctx, p.c, &g)
+		}()
 	}
 	var all []error
 	for range owners {

@@ -51,6 +51,16 @@ func TestSiblingSpreadsKeysByKind(t *testing.T) {
 				require.NoError(t, s.Set(ctx, "auths", k, []byte("new"), time.Time{}))
 				require.NoError(t, s.Evict(ctx, "auths", fmt.Appendf(nil, "old%d", i), []byte("old"), time.Time{}))
 			}
+			// Entries and evictions are a stream without replies: wait until all arrived.
+			eventually(t, "the hand-downs to arrive", func() bool {
+				n := 0
+				for _, b := range append(exp, aging...) {
+					b.mu.Lock()
+					n += len(b.m)
+					b.mu.Unlock()
+				}
+				return n == 2*keys*replicas
+			})
 			spread := map[int]int{}
 			for i := range keys {
 				require.Equal(t, replicas, holders(exp, fmt.Sprintf("k%d", i)), "new entries go to their expansion owners only")

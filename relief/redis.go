@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -120,11 +121,11 @@ func (r *RedisStore) Delete(key []byte) error {
 func (r *RedisStore) Len() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*r.timeout)
 	defer cancel()
-	n := 0
+	var n atomic.Int64 // ForEachMaster scans the masters concurrently
 	scan := func(ctx context.Context, c *redis.Client) error {
 		it := c.Scan(ctx, 0, r.prefix+"*", 1000).Iterator()
 		for it.Next(ctx) {
-			n++
+			n.Add(1)
 		}
 		return it.Err()
 	}
@@ -134,7 +135,7 @@ func (r *RedisStore) Len() int {
 	case *redis.Client:
 		_ = scan(ctx, c)
 	}
-	return n
+	return int(n.Load())
 }
 
 // Close implements Store.

@@ -48,6 +48,9 @@
 //	11 evict        key=value until expiry was pushed out of an upper tier's full table;
 //	                keep it if you can. Answer: ok.
 //
+// A set or evict with flag 0x04 (no reply) is not answered and carries id 0: the sibling
+// hands entries to pressure-relief servers this way, as a stream nothing waits on.
+//
 // # Requests and replies
 //
 // Either side may send requests. Each side numbers its own requests 1, 2, 3, ... on a

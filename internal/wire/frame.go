@@ -82,6 +82,9 @@ const (
 	// FlagNoFanout, on a publish, asks the relay to store and forward below but not to
 	// deliver to other subscribers.
 	FlagNoFanout uint8 = 1 << 1
+	// FlagNoReply, on a set or evict, says the sender wants no reply (its id is 0): bulk
+	// hand-downs that nothing waits for.
+	FlagNoReply uint8 = 1 << 2
 )
 
 // Frame is one protocol unit. Path, Key and Value of a decoded frame point into the
