@@ -69,7 +69,7 @@ type lowerJob struct {
 	op         wire.Op
 	key, value []byte
 	expiry     int64
-	at         time.Time // when it was queued: a deletion after that cancels it
+	seq        uint64 // the deletion sequence when it was queued: a later deletion cancels it
 }
 
 // NewRelay opens the relay's table, binds cfg.Addr and starts serving. Stop it with
@@ -212,9 +212,8 @@ func (r *Relay) store(key, value []byte, expiry int64) error {
 	if err := r.table.Set(key, value, unixTime(expiry)); err != nil {
 		return err
 	}
-	if expiry == 0 || expiry > time.Now().UnixNano() {
-		r.enqueue(lowerJob{op: wire.OpSet, key: clone(key), value: clone(value), expiry: expiry})
-	}
+	// (An entry already expired reaches relief too; relief drops it.)
+	r.enqueue(lowerJob{op: wire.OpSet, key: clone(key), value: clone(value), expiry: expiry})
 	return nil
 }
 
@@ -241,7 +240,7 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 		return
 	}
 	id, key := f.ID, clone(f.Key)
-	start := time.Now()
+	seq := r.tombs.Seq()
 	go func() {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 		defer cancel()
@@ -253,7 +252,7 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 				err = ErrNotFound // a missing tier is a miss, not a failure of the front end's request
 			}
 			replyResult(c, id, err)
-		case r.tombs.DeletedSince(key, start) || (!exp.IsZero() && !exp.After(time.Now())):
+		case r.tombs.DeletedAfter(key, seq) || (!exp.IsZero() && !exp.After(time.Now())):
 			replyResult(c, id, ErrNotFound)
 		default:
 			if err := r.table.Set(key, v, exp); err != nil {
@@ -273,7 +272,7 @@ func (r *Relay) enqueue(j lowerJob) {
 	if r.lowerTier() == nil {
 		return
 	}
-	j.at = time.Now()
+	j.seq = r.tombs.Seq()
 	// Changes of one key go through one queue, so they reach the lower tier in order.
 	q := r.jobs[xxhash.Sum64(j.key)%uint64(len(r.jobs))]
 	select {
@@ -291,7 +290,7 @@ func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 			return
 		case j := <-jobs:
 			lower := r.lowerTier()
-			if lower == nil || r.tombs.DeletedSince(j.key, j.at) {
+			if lower == nil || r.tombs.DeletedAfter(j.key, j.seq) {
 				continue // a logout overtook it: handing it down would bring the key back
 			}
 			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)

@@ -248,12 +248,12 @@ func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.
 		exp time.Time
 	}
 	res, err, _ := m.flight.Do(string(key), func() (any, error) {
-		start := time.Now()
+		seq := m.tombs.Seq()
 		v, exp, err := m.fetch(ctx, key)
 		if err != nil {
 			return nil, err
 		}
-		if m.tombs.DeletedSince(key, start) {
+		if m.tombs.DeletedAfter(key, seq) {
 			return nil, ErrNotFound
 		}
 		if err := m.table.Set(key, v, exp); err != nil {

@@ -4,20 +4,27 @@ package tombstone
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Set is a set of deleted keys, each kept for a fixed time. It is safe for concurrent use.
 type Set struct {
 	ttl   time.Duration
+	seq   atomic.Uint64 // counts deletions; a cheap clock for DeletedAfter
 	mu    sync.Mutex
-	at    map[string]time.Time
+	at    map[string]mark
 	sweep time.Time
+}
+
+type mark struct {
+	at  time.Time
+	seq uint64
 }
 
 // New returns a set that keeps each deletion for ttl.
 func New(ttl time.Duration) *Set {
-	return &Set{ttl: ttl, at: map[string]time.Time{}}
+	return &Set{ttl: ttl, at: map[string]mark{}}
 }
 
 // Add records that key was deleted now.
@@ -25,10 +32,10 @@ func (t *Set) Add(key []byte) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.at[string(key)] = now
+	t.at[string(key)] = mark{at: now, seq: t.seq.Add(1)}
 	if now.Sub(t.sweep) > t.ttl {
-		for k, at := range t.at {
-			if now.Sub(at) > t.ttl {
+		for k, m := range t.at {
+			if now.Sub(m.at) > t.ttl {
 				delete(t.at, k)
 			}
 		}
@@ -38,6 +45,9 @@ func (t *Set) Add(key []byte) {
 
 // Clear forgets key: it was set again.
 func (t *Set) Clear(key []byte) {
+	if t.seq.Load() == 0 {
+		return // nothing was ever deleted
+	}
 	t.mu.Lock()
 	if len(t.at) > 0 {
 		delete(t.at, string(key))
@@ -45,10 +55,17 @@ func (t *Set) Clear(key []byte) {
 	t.mu.Unlock()
 }
 
-// DeletedSince reports whether key was deleted at or after start.
-func (t *Set) DeletedSince(key []byte, start time.Time) bool {
+// Seq returns the current deletion sequence: pass it to DeletedAfter later to ask whether
+// a key was deleted in between. It costs an atomic load, not a clock read.
+func (t *Set) Seq() uint64 { return t.seq.Load() }
+
+// DeletedAfter reports whether key was deleted after Seq returned seq (and within the TTL).
+func (t *Set) DeletedAfter(key []byte, seq uint64) bool {
+	if t.seq.Load() == seq {
+		return false // nothing was deleted since: no lock needed
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	at, ok := t.at[string(key)]
-	return ok && !at.Before(start)
+	m, ok := t.at[string(key)]
+	return ok && m.seq > seq
 }

@@ -1,0 +1,31 @@
+package tombstone
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestDeletedAfter(t *testing.T) {
+	s := New(time.Minute)
+	before := s.Seq()
+	assert.False(t, s.DeletedAfter([]byte("k"), before))
+	s.Add([]byte("k"))
+	assert.True(t, s.DeletedAfter([]byte("k"), before), "deleted after the sequence was read")
+	assert.False(t, s.DeletedAfter([]byte("other"), before))
+	after := s.Seq()
+	assert.False(t, s.DeletedAfter([]byte("k"), after), "deleted before the sequence was read")
+	s.Clear([]byte("k"))
+	assert.False(t, s.DeletedAfter([]byte("k"), before), "set again: no longer deleted")
+}
+
+func TestExpires(t *testing.T) {
+	s := New(time.Nanosecond)
+	seq := s.Seq()
+	s.Add([]byte("old"))
+	time.Sleep(time.Millisecond) // the TTL is wall-clock time by definition
+	s.Add([]byte("new"))         // sweeps what is older than the TTL
+	assert.False(t, s.DeletedAfter([]byte("old"), seq))
+	assert.True(t, s.DeletedAfter([]byte("new"), seq))
+}
