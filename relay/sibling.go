@@ -196,43 +196,59 @@ func (s *Sibling) owners(op wire.Op, key []byte) []*peer {
 	return out
 }
 
-// Get asks the relief servers that may hold key, all at once; the first live answer wins.
+// Get asks the relief servers that may hold key, all at once. An expansion server's answer
+// wins as soon as it comes; an aging server's only once every expansion server has said
+// it has nothing, since an expansion server holds the newest version of an entry.
 func (s *Sibling) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
 	owners := s.owners(wire.OpGet, key)
 	if len(owners) == 0 {
 		return nil, time.Time{}, ErrNotFound
 	}
+	aging := map[*peer]bool{}
+	for _, p := range s.currentRings().aging.Owners(nil, key, s.cfg.Replicas) {
+		aging[p] = true
+	}
 	type answer struct {
-		v   []byte
-		exp int64
-		err error
+		v     []byte
+		exp   int64
+		err   error
+		aging bool
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	answers := make(chan answer, len(owners))
 	for _, p := range owners {
 		go func() {
+			a := answer{aging: aging[p]}
 			cl, err := p.c.roundTrip(ctx, &wire.Frame{Op: wire.OpGet, Path: []byte(path), Key: key})
-			if err != nil {
-				answers <- answer{err: err}
-				return
+			if err == nil {
+				if err = replyErr(wire.OpGet, cl); err == nil {
+					a.v, a.exp = clone(cl.value), cl.expiry
+				}
+				putCall(cl)
 			}
-			defer putCall(cl)
-			if err := replyErr(wire.OpGet, cl); err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			answers <- answer{v: clone(cl.value), exp: cl.expiry}
+			a.err = err
+			answers <- a
 		}()
 	}
+	var fallback *answer
 	var firstErr error
+	fresh := len(owners) - len(aging) // answers still awaited from servers that are not aging
 	for range owners {
 		a := <-answers
-		if a.err == nil {
-			return a.v, unixTime(a.exp), nil
+		if !a.aging {
+			fresh--
 		}
-		if !errors.Is(a.err, ErrNotFound) && firstErr == nil {
+		switch {
+		case a.err == nil && !a.aging:
+			return a.v, unixTime(a.exp), nil
+		case a.err == nil && fallback == nil:
+			fallback = &a
+		case a.err != nil && !errors.Is(a.err, ErrNotFound) && firstErr == nil:
 			firstErr = a.err
+		}
+		if fallback != nil && fresh == 0 {
+			return fallback.v, unixTime(fallback.exp), nil
 		}
 	}
 	if firstErr != nil {
@@ -257,17 +273,27 @@ func (s *Sibling) Evict(ctx context.Context, path string, key, value []byte, exp
 }
 
 // toOwners sends f to every owner of its key. Entries and evictions are a stream that
-// nothing waits on: they go without a reply, in deferred writes that many share. Deletes
-// wait for every owner's answer, since a logout must not be left behind anywhere.
+// nothing waits on: they go without a reply, in deferred writes that many share; an entry
+// also tells the key's aging servers to drop the older version they may hold. Deletes wait
+// for every owner's answer, since a logout must not be left behind anywhere.
 func (s *Sibling) toOwners(ctx context.Context, f *wire.Frame) error {
 	owners := s.owners(f.Op, f.Key)
 	if f.Op == wire.OpSet || f.Op == wire.OpEvict {
 		g := *f
 		g.Flags |= wire.FlagNoReply
 		var errs []error
-		for _, p := range owners {
-			if err := p.c.writeDeferred(&g); err != nil {
+		send := func(p *peer, fr *wire.Frame) {
+			if err := p.c.writeDeferred(fr); err != nil {
 				errs = append(errs, err)
+			}
+		}
+		for _, p := range owners {
+			send(p, &g)
+		}
+		if f.Op == wire.OpSet {
+			drop := wire.Frame{Op: wire.OpDelete, Flags: wire.FlagNoReply, Path: f.Path, Key: f.Key}
+			for _, p := range s.currentRings().aging.Owners(nil, f.Key, s.cfg.Replicas) {
+				send(p, &drop)
 			}
 		}
 		return errors.Join(errs...)

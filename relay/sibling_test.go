@@ -102,3 +102,38 @@ func TestSiblingSpreadsKeysByKind(t *testing.T) {
 		})
 	}
 }
+
+// TestSiblingNeverServesAStaleVersion: an aging server holds an old version of an entry
+// that was set again since; the new version wins, and the old one is gone from aging.
+func TestSiblingNeverServesAStaleVersion(t *testing.T) {
+	s := startSibling(t, SiblingConfig{})
+	exp, expClients := reliefClients(t, s, ReliefExpansion, 1)
+	aging, _ := reliefClients(t, s, ReliefAging, 1)
+	eventually(t, "relief servers to subscribe", func() bool {
+		return s.ReliefOf(ReliefExpansion) == 1 && s.ReliefOf(ReliefAging) == 1
+	})
+	ctx := ctxT(t)
+	require.NoError(t, s.Evict(ctx, "auths", []byte("sid"), []byte("v1"), time.Time{}))
+	eventually(t, "v1 to reach aging", func() bool { return aging[0].has("sid") })
+	require.NoError(t, s.Set(ctx, "auths", []byte("sid"), []byte("v2"), time.Time{}))
+	eventually(t, "v2 to reach expansion and v1 to leave aging", func() bool {
+		return exp[0].has("sid") && !aging[0].has("sid")
+	})
+	v, _, err := s.Get(ctx, "auths", []byte("sid"))
+	require.NoError(t, err)
+	assert.Equal(t, "v2", string(v))
+
+	// Both hold a version: the expansion server's wins, even if aging answers first.
+	require.NoError(t, aging[0].Set(ctx, "auths", []byte("sid"), []byte("old"), time.Time{}))
+	for range 20 {
+		v, _, err := s.Get(ctx, "auths", []byte("sid"))
+		require.NoError(t, err)
+		require.Equal(t, "v2", string(v))
+	}
+	// Without the expansion server the aging version is all there is.
+	require.NoError(t, expClients[0].Close())
+	eventually(t, "the sibling to notice", func() bool { return s.ReliefOf(ReliefExpansion) == 0 })
+	v, _, err = s.Get(ctx, "auths", []byte("sid"))
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(v))
+}
