@@ -32,8 +32,11 @@
 //
 // A Sibling is the endpoint below the relay. Pressure-relief servers connect to it as
 // clients and subscribe on the auth path; the sibling then sends them requests over those
-// connections: it hands them entries, evictions and deletions, and asks them for entries
-// the relay misses. It runs in the relay's process, or as a child process (ChildSibling)
+// connections. It spreads keys over the servers of each kind by rendezvous hashing with
+// replicas. New entries go to their expansion servers (and drop older versions from their
+// aging servers), evictions to their aging servers, both as a stream without replies;
+// deletions go to every relief server and are acknowledged; a miss of the relay asks the
+// key's servers of both kinds, preferring an expansion server's answer. It runs in the relay's process, or as a child process (ChildSibling)
 // that the relay starts, restarts when it dies, and stops on shutdown.
 //
 // # Faults
