@@ -1,0 +1,72 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// A relay with its own table, and a client that publishes a session and reads it back.
+func Example() {
+	dir, _ := os.MkdirTemp("", "relay-example")
+	defer os.RemoveAll(dir)
+	r, err := relay.NewRelay(relay.RelayConfig{
+		Addr:  "127.0.0.1:0",
+		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 1000},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer r.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: r.Addr().String(), Name: "front-1"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	_ = c.Publish(ctx, relay.DefaultAuthPath, []byte("sid-1"), []byte("alice"), time.Now().Add(time.Hour))
+	v, _, err := c.Get(ctx, relay.DefaultAuthPath, []byte("sid-1"))
+	fmt.Println(string(v), err)
+	_, _, err = c.Get(ctx, relay.DefaultAuthPath, []byte("sid-2"))
+	fmt.Println(err)
+	// Output:
+	// alice <nil>
+	// sessioncache: not found
+}
+
+// Two front ends subscribe on the auth path: what one publishes or deletes reaches the other.
+func ExampleClient_Subscribe() {
+	dir, _ := os.MkdirTemp("", "relay-example")
+	defer os.RemoveAll(dir)
+	r, _ := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
+		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 1000}})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, _ := relay.Dial(ctx, relay.ClientConfig{Addr: r.Addr().String()})
+	defer a.Close()
+	b, _ := relay.Dial(ctx, relay.ClientConfig{Addr: r.Addr().String()})
+	defer b.Close()
+
+	got := make(chan string, 2)
+	_ = b.Subscribe(ctx, "auths", func(ch sessioncache.Change) {
+		got <- fmt.Sprintf("%s deleted=%v value=%q", ch.Key, ch.Deleted, ch.Value)
+	})
+	_ = a.Publish(ctx, "auths", []byte("sid-9"), []byte("bob"), time.Time{})
+	_ = a.Delete(ctx, "auths", []byte("sid-9"))
+	fmt.Println(<-got)
+	fmt.Println(<-got)
+	// Output:
+	// sid-9 deleted=false value="bob"
+	// sid-9 deleted=true value=""
+}
