@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/globalsession/globalsession/discovery"
 	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/relief"
@@ -45,6 +47,8 @@ func runFile(ctx context.Context, f *config.File, out io.Writer, log *slog.Logge
 		return runRelay(ctx, f, out, log)
 	case config.RoleSibling:
 		return runSibling(ctx, f, out, log)
+	case config.RoleDiscovery:
+		return runDiscovery(ctx, f, out, log)
 	default:
 		var stops stopper
 		err := startRelief(ctx, f, out, log, &stops)
@@ -193,4 +197,41 @@ func runSibling(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		fmt.Fprintln(out, "sibling: the relay is gone; stopping")
 	}
 	return nil
+}
+
+// runDiscovery runs a discovery service and its session service over HTTP.
+func runDiscovery(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) error {
+	dcfg, scfg, addr, err := f.DiscoveryConfig(log)
+	if err != nil {
+		return err
+	}
+	d, err := discovery.New(dcfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	scfg.Source = d
+	sessions, err := discovery.NewSessionService(scfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("discovery: listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: discovery.Handler(d, sessions), ReadHeaderTimeout: 10 * time.Second}
+	d.Refresh(ctx) // serve a first list from the start
+	d.Start()
+	fmt.Fprintf(out, "discovery: serving the Mira API, the session service and a status page on http://%s/\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	fmt.Fprintln(out, "stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }

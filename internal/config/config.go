@@ -48,6 +48,8 @@ type File struct {
 	Replicas int `json:"replicas"`
 	// Relief configures a pressure-relief server (full_edge).
 	Relief *Relief `json:"relief"`
+	// Discovery configures a discovery service (and its session service).
+	Discovery *Discovery `json:"discovery"`
 	// ReliefServers are relief servers to run in the relay's process (the embedded default
 	// uses this for a whole deployment in one process). Each is a relief config file's
 	// content; their message_relay defaults to this relay's sibling.
@@ -250,9 +252,10 @@ type Role string
 
 // Roles.
 const (
-	RoleRelay   Role = "edge_supported_relay"
-	RoleSibling Role = "half_edge"
-	RoleRelief  Role = "full_edge"
+	RoleRelay     Role = "edge_supported_relay"
+	RoleSibling   Role = "half_edge"
+	RoleRelief    Role = "full_edge"
+	RoleDiscovery Role = "discovery"
 )
 
 // Role returns the role the file selects. A file with none of the flags but an lru and a
@@ -263,6 +266,8 @@ func (f *File) Role() Role {
 		return RoleRelay
 	case f.HalfEdge:
 		return RoleSibling
+	case f.Discovery != nil && !f.FullEdge && f.LRU == nil:
+		return RoleDiscovery
 	default:
 		return RoleRelief
 	}
@@ -278,8 +283,11 @@ func (f *File) check() error {
 	if n > 1 {
 		return &Error{File: f.Name, Msg: "more than one of edge_supported_relay, half_edge and full_edge is set"}
 	}
-	if n == 0 && (f.LRU == nil || f.MessageRelay == nil) {
-		return &Error{File: f.Name, Msg: "no role: set edge_supported_relay, half_edge or full_edge (or give lru and message_relay for a relief server)"}
+	if n == 0 && f.Discovery == nil && (f.LRU == nil || f.MessageRelay == nil) {
+		return &Error{File: f.Name, Msg: "no role: set edge_supported_relay, half_edge or full_edge, give lru and message_relay for a relief server, or a discovery block"}
+	}
+	if n > 0 && f.Discovery != nil {
+		return &Error{File: f.Name, Field: "discovery", Msg: "a discovery service runs from a file of its own"}
 	}
 	if f.Port != nil && (*f.Port < 0 || *f.Port > 65535) {
 		return &Error{File: f.Name, Field: "port", Msg: fmt.Sprintf("%d is not a TCP port", *f.Port)}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/internal/config"
+)
+
+// TestDiscoveryRole runs `global-sessions discovery.conf` (in process) with a static
+// provider and checks the Mira API and the session service it serves.
+func TestDiscoveryRole(t *testing.T) {
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			io.WriteString(w, "qix_active_sessions 2\n")
+		}
+	}))
+	defer engine.Close()
+	addr := strings.TrimPrefix(engine.URL, "http://")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "discovery.conf")
+	writeFile(t, path, fmt.Sprintf(`{
+    // a Mira-style discovery service with one engine
+    "discovery" : {
+        "address" : "127.0.0.1", "port" : 0,
+        "static" : [ { "id" : "engine-1", "addr" : %q } ],
+        "load_metric" : "qix_active_sessions"
+    }
+}`, addr))
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- runFile(ctx, f, pw, slog.New(slog.DiscardHandler)); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	require.True(t, sc.Scan())
+	m := regexp.MustCompile(`on (http://\S+)/`).FindStringSubmatch(sc.Text())
+	require.NotNil(t, m, sc.Text())
+	base := m[1]
+	go io.Copy(io.Discard, pr)
+
+	var engines []struct {
+		ID      string
+		Healthy bool
+		Metrics map[string]float64
+	}
+	resp, err := http.Get(base + "/v1/engines")
+	require.NoError(t, err)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&engines))
+	resp.Body.Close()
+	require.Len(t, engines, 1)
+	assert.True(t, engines[0].Healthy)
+	assert.Equal(t, 2.0, engines[0].Metrics["qix_active_sessions"])
+
+	resp, err = http.Get(base + "/v1/route?session=alice&document=sales.qvf")
+	require.NoError(t, err)
+	var route struct{ URL, Instance string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&route))
+	resp.Body.Close()
+	assert.Equal(t, "ws://"+addr+"/app/sales.qvf", route.URL)
+	assert.Equal(t, "engine-1", route.Instance)
+
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestDiscoveryConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct{ name, text, want string }{
+		{"two providers", `{"discovery": {"port": 0, "static": [], "file": "x.json"}}`, "exactly one provider"},
+		{"no port", `{"discovery": {"static": []}}`, "discovery.port: required"},
+		{"bad dns", `{"discovery": {"port": 0, "dns": {"name": ""}}}`, "discovery.dns"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".conf")
+			writeFile(t, path, tt.text)
+			err := run(context.Background(), path, io.Discard, slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), path)
+		})
+	}
+}
