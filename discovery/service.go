@@ -32,7 +32,8 @@ type Config struct {
 	MetricsPath string
 	// Scheme is "http" (default) or "https".
 	Scheme string
-	// Client makes the requests. Nil means a client that follows at most 3 redirects.
+	// Client makes the requests. Nil means a client that keeps a connection to every
+	// instance between polls and follows at most 3 redirects.
 	Client *http.Client
 	// Concurrency bounds the polls in flight at once. Zero means 64.
 	Concurrency int
@@ -60,7 +61,14 @@ func (c *Config) setDefaults() {
 		c.Scheme = "http"
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		// Keep a connection to every instance between polls: the default transport keeps
+		// only 100 idle connections in all, which at 1,000 instances would mean a new TCP
+		// connection for most requests of every poll.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns = 0
+		tr.MaxIdleConnsPerHost = 2
+		tr.IdleConnTimeout = 3 * max(c.PollInterval, c.RefreshInterval)
+		c.Client = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {
 				return fmt.Errorf("stopped after %d redirects", len(via))
 			}

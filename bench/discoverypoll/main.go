@@ -1,0 +1,136 @@
+// Command discoverypoll measures what polling costs the discovery service: 1,000
+// instances (HTTP servers in a child process, each with a health endpoint and a metrics
+// endpoint of 20 series) polled every second, and the CPU time the discovery process
+// spends on it, as a share of one core.
+//
+//	cd bench && go run ./discoverypoll
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/globalsession/globalsession/discovery"
+)
+
+var (
+	flagN     = flag.Int("instances", 1000, "instances to poll")
+	flagFor   = flag.Duration("for", 10*time.Second, "how long to measure")
+	flagChild = flag.Bool("child", false, "internal: serve the instances")
+)
+
+func main() {
+	flag.Parse()
+	if *flagChild {
+		serve(*flagN)
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "discoverypoll:", err)
+		os.Exit(1)
+	}
+}
+
+// serve starts n HTTP servers on loopback, prints their addresses, and serves until stdin
+// closes.
+func serve(n int) {
+	var metrics strings.Builder
+	metrics.WriteString("# TYPE qix_active_sessions gauge\nqix_active_sessions 12\n")
+	for i := range 19 {
+		fmt.Fprintf(&metrics, "# TYPE engine_metric_%d counter\nengine_metric_%d{kind=\"x\"} %d\n", i, i, i*1000)
+	}
+	body := metrics.String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
+	w := bufio.NewWriter(os.Stdout)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		go http.Serve(ln, mux)
+		fmt.Fprintln(w, ln.Addr())
+	}
+	fmt.Fprintln(w, "ready")
+	w.Flush()
+	io.Copy(io.Discard, os.Stdin)
+}
+
+func cpu() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func run() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "-child", "-instances", fmt.Sprint(*flagN))
+	cmd.Stderr = os.Stderr
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { in.Close(); cmd.Wait() }()
+	var targets discovery.Static
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "ready" {
+		targets = append(targets, discovery.Target{Addr: sc.Text()})
+	}
+	if len(targets) != *flagN {
+		return fmt.Errorf("child served %d instances, want %d", len(targets), *flagN)
+	}
+
+	s, err := discovery.New(discovery.Config{Provider: targets, PollInterval: time.Second, RefreshInterval: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	s.Refresh(context.Background()) // warm up: connections, first metrics
+	if h := len(s.Healthy()); h != *flagN {
+		return fmt.Errorf("%d of %d instances healthy after the first poll", h, *flagN)
+	}
+	if p := os.Getenv("DISCOVERYPOLL_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	start, c0 := time.Now(), cpu()
+	polls, slowest := 0, time.Duration(0)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for time.Since(start) < *flagFor {
+		<-tick.C
+		t := time.Now()
+		s.Poll(context.Background())
+		slowest = max(slowest, time.Since(t))
+		polls++
+	}
+	wall, used := time.Since(start), cpu()-c0
+	fmt.Printf("# discovery polling: %d instances every second, %d polls over %v (%d CPUs, %s)\n\n",
+		*flagN, polls, wall.Round(time.Millisecond), runtime.NumCPU(), runtime.Version())
+	fmt.Println("| instances | poll interval | slowest poll | CPU time of the discovery process | share of one core |")
+	fmt.Println("|--:|--:|--:|--:|--:|")
+	fmt.Printf("| %d | 1s | %v | %v | %.1f%% |\n", *flagN, slowest.Round(time.Millisecond), used.Round(time.Millisecond),
+		100*float64(used)/float64(wall))
+	fmt.Printf("\nTarget: under 10%% of one core: %.1f%%.\n", 100*float64(used)/float64(wall))
+	return nil
+}
