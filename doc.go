@@ -8,6 +8,10 @@
 //     of the relay tier.
 //   - [github.com/globalsession/globalsession/relay]: the relay client, the midway relay
 //     with its own table, and the sibling endpoint that pressure-relief servers use.
+//   - [github.com/globalsession/globalsession/relief]: pressure-relief servers (expansion
+//     and aging) with memory, durable-log and Redis stores, extensible by embedding.
+//   - [github.com/globalsession/globalsession/discovery]: a Mira-style discovery service
+//     and the session service that picks an instance for each session.
 //   - cmd/global-sessions: the reference binary, configured by the seed's JSON files.
 //
 // See README.md for the whole picture and how to run it.
