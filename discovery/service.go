@@ -30,6 +30,9 @@ type Config struct {
 	// MetricsPath is the instances' Prometheus metrics endpoint. Empty means "/metrics";
 	// "-" turns metrics polling off.
 	MetricsPath string
+	// Metrics, when set, names the metric families to keep (say, the load metric the
+	// session service uses); only those are parsed. Empty keeps every family.
+	Metrics []string
 	// Scheme is "http" (default) or "https".
 	Scheme string
 	// Client makes the requests. Nil means a client that keeps a connection to every
@@ -100,6 +103,10 @@ type Service struct {
 	lastRefresh time.Time
 	watchers    map[chan struct{}]struct{}
 
+	keep  map[string]bool // Config.Metrics as a set
+	lean  bool            // poll with the lean HTTP/1.1 poller (poller.go)
+	conns conns // its connections
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -141,8 +148,15 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Provider == nil {
 		return nil, ErrNoProvider
 	}
+	lean := cfg.Client == nil && (cfg.Scheme == "" || cfg.Scheme == "http")
 	cfg.setDefaults()
-	s := &Service{cfg: cfg, state: map[string]*Instance{}, watchers: map[chan struct{}]struct{}{}}
+	s := &Service{cfg: cfg, state: map[string]*Instance{}, watchers: map[chan struct{}]struct{}{}, lean: lean}
+	if len(cfg.Metrics) > 0 {
+		s.keep = map[string]bool{}
+		for _, m := range cfg.Metrics {
+			s.keep[m] = true
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.snap.Store(&Snapshot{Provider: cfg.Provider.Name()})
 	return s, nil
@@ -172,11 +186,12 @@ func (s *Service) Start() {
 	}()
 }
 
-// Close stops refreshing and polling.
+// Close stops refreshing and polling and closes the connections to the instances.
 func (s *Service) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.wg.Wait()
+		s.conns.keep(nil)
 	})
 	return nil
 }
@@ -227,11 +242,15 @@ func (s *Service) Refresh(ctx context.Context) {
 			}
 			s.state[k] = &Instance{Target: t, Since: time.Now(), LastError: "not checked yet"}
 		}
-		for k := range s.state {
+		live := map[string]bool{}
+		for k, in := range s.state {
 			if !seen[k] {
 				delete(s.state, k)
+				continue
 			}
+			live[in.Addr] = true
 		}
+		s.conns.keep(live)
 	}
 	s.publishLocked()
 	s.mu.Unlock()
@@ -303,6 +322,9 @@ func (s *Service) Poll(ctx context.Context) {
 
 // check asks an instance's health endpoint: healthy means 2xx within the timeout.
 func (s *Service) check(ctx context.Context, t Target) error {
+	if s.lean {
+		return s.leanGet(ctx, t.Addr, s.cfg.HealthPath, func(io.Reader) error { return nil })
+	}
 	resp, err := s.get(ctx, t, s.cfg.HealthPath)
 	if err != nil {
 		return err
@@ -317,6 +339,15 @@ func (s *Service) check(ctx context.Context, t Target) error {
 
 // metrics polls an instance's metrics endpoint.
 func (s *Service) metrics(ctx context.Context, t Target) (map[string]float64, error) {
+	if s.lean {
+		var m map[string]float64
+		err := s.leanGet(ctx, t.Addr, s.cfg.MetricsPath, func(r io.Reader) error {
+			var err error
+			m, err = parseMetrics(r, s.keep)
+			return err
+		})
+		return m, err
+	}
 	resp, err := s.get(ctx, t, s.cfg.MetricsPath)
 	if err != nil {
 		return nil, err
@@ -325,7 +356,7 @@ func (s *Service) metrics(ctx context.Context, t Target) (map[string]float64, er
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, fmt.Errorf("metrics %s: status %d", t.Addr, resp.StatusCode)
 	}
-	m, err := parseMetrics(resp.Body)
+	m, err := parseMetrics(resp.Body, s.keep)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Addr, err)
 	}

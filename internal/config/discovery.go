@@ -23,6 +23,8 @@ type Discovery struct {
 	Timeout         Duration `json:"timeout"`
 	HealthPath      string   `json:"health_path"`
 	MetricsPath     string   `json:"metrics_path"`
+	// Metrics names the metric families to keep; empty keeps all.
+	Metrics []string `json:"metrics"`
 	// LoadMetric makes the session service pick the less loaded instance by this metric;
 	// without it, round-robin.
 	LoadMetric string `json:"load_metric"`
@@ -89,7 +91,7 @@ func (f *File) DiscoveryConfig(log *slog.Logger) (discovery.Config, discovery.Se
 		return cfg, scfg, "", &Error{File: f.Name, Field: field("port"), Msg: "required"}
 	}
 	cfg.RefreshInterval, cfg.PollInterval, cfg.Timeout = time.Duration(d.RefreshInterval), time.Duration(d.PollInterval), time.Duration(d.Timeout)
-	cfg.HealthPath, cfg.MetricsPath, cfg.Logger = d.HealthPath, d.MetricsPath, log
+	cfg.HealthPath, cfg.MetricsPath, cfg.Metrics, cfg.Logger = d.HealthPath, d.MetricsPath, d.Metrics, log
 	scfg = discovery.SessionConfig{Metric: d.LoadMetric, NotSticky: d.NotSticky}
 	return cfg, scfg, addr(d.Address, d.Port), nil
 }
