@@ -105,7 +105,7 @@ type Service struct {
 
 	keep  map[string]bool // Config.Metrics as a set
 	lean  bool            // poll with the lean HTTP/1.1 poller (poller.go)
-	conns conns // its connections
+	conns conns           // its connections
 
 	ctx    context.Context
 	cancel context.CancelFunc
