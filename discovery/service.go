@@ -162,13 +162,15 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Start refreshes and polls once, then keeps doing so at the configured intervals until
-// Close.
+// Start refreshes and polls once (unless Refresh was already called), then keeps doing so
+// at the configured intervals until Close.
 func (s *Service) Start() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.Refresh(s.ctx)
+		if s.Snapshot().Version == 0 {
+			s.Refresh(s.ctx)
+		}
 		refresh := time.NewTicker(s.cfg.RefreshInterval)
 		poll := time.NewTicker(s.cfg.PollInterval)
 		defer refresh.Stop()

@@ -44,7 +44,7 @@ type RelayConfig struct {
 	// raced with the delete cannot bring it back. Zero means one minute.
 	TombstoneTTL time.Duration
 	// LowerWorkers is how many goroutines hand publications, deletions and evictions to
-	// the lower tier. Zero means 4.
+	// the lower tier. Zero means 64.
 	LowerWorkers int
 }
 
