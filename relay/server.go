@@ -216,6 +216,13 @@ func (s *server) unsubscribe(p *peer, path string) {
 	s.gen++
 }
 
+// generation returns the current generation of the subscriptions.
+func (s *server) generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
 // subscribers returns the peers subscribed to path, and the generation of the
 // subscriptions they were read at.
 func (s *server) subscribers(path string) ([]*peer, uint64) {

@@ -116,12 +116,13 @@ func (s *Sibling) ReliefOf(kind string) int {
 // currentRings returns the rings for the current subscriptions, rebuilding them when the
 // subscriptions changed.
 func (s *Sibling) currentRings() *reliefRings {
-	peers, gen := s.srv.subscribers(s.cfg.AuthPath)
+	gen := s.srv.generation()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rings != nil && s.rings.gen == gen {
 		return s.rings
 	}
+	peers, gen := s.srv.subscribers(s.cfg.AuthPath)
 	var exp, aging []*peer
 	r := &reliefRings{gen: gen, all: peers}
 	for _, p := range peers {
