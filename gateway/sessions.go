@@ -1,0 +1,178 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// Defaults of SessionsConfig.
+const (
+	DefaultCookieName = "gs_session"
+	DefaultSessionTTL = 30 * time.Minute
+	DefaultMaxSession = 12 * time.Hour
+)
+
+// ErrNoSession means a request carries no session cookie, or one whose session is gone
+// (expired, logged out, never existed).
+var ErrNoSession = errors.New("gateway: no session")
+
+// SessionsConfig configures Sessions.
+type SessionsConfig struct {
+	// Store keeps the session records: the host's shared-memory table in front of the
+	// relay tier. Required.
+	Store *sessioncache.Manager
+	// Signer signs each session's JWT. Required.
+	Signer *TokenSigner
+	// CookieName is the session cookie's name. Empty means DefaultCookieName.
+	CookieName string
+	// TTL is how long a session lives without use; each use within it extends it (it
+	// slides). Zero means DefaultSessionTTL.
+	TTL time.Duration
+	// MaxAge bounds a session's whole life, however much it is used. Zero means
+	// DefaultMaxSession.
+	MaxAge time.Duration
+}
+
+// Sessions are the gateway's login sessions: a random 256-bit id in a cookie (HttpOnly,
+// SameSite=Lax, Secure over TLS) naming a record in the session store that holds the
+// user's identity and the JWT the gateway signed for the backends.
+type Sessions struct {
+	cfg SessionsConfig
+	now func() time.Time // replaced by tests
+}
+
+// Session is a session record.
+type Session struct {
+	// ID is the session id (the cookie's value).
+	ID string `json:"-"`
+	Identity
+	// Token is the JWT for the backends. It never goes to the browser.
+	Token string `json:"jwt"`
+	// Created is when the user logged in.
+	Created time.Time `json:"created"`
+	// Expires is when the session ends unless it is used before.
+	Expires time.Time `json:"expires"`
+	// MaxExpires is when the session ends however much it is used.
+	MaxExpires time.Time `json:"max_expires"`
+}
+
+// NewSessions returns the gateway's sessions over cfg.Store.
+func NewSessions(cfg SessionsConfig) (*Sessions, error) {
+	if cfg.Store == nil || cfg.Signer == nil {
+		return nil, errors.New("gateway: sessions need a store and a signer")
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = DefaultCookieName
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultSessionTTL
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxSession
+	}
+	return &Sessions{cfg: cfg, now: time.Now}, nil
+}
+
+func randomID(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("gateway: random id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// Create starts a session for id, stores it, and sets its cookie on w.
+func (s *Sessions) Create(ctx context.Context, w http.ResponseWriter, r *http.Request, id Identity) (*Session, error) {
+	sid, err := randomID(32)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	sess := &Session{ID: sid, Identity: id, Created: now, MaxExpires: now.Add(s.cfg.MaxAge)}
+	sess.Expires = minTime(now.Add(s.cfg.TTL), sess.MaxExpires)
+	if sess.Token, err = s.cfg.Signer.Sign(id, sid, sess.MaxExpires); err != nil {
+		return nil, fmt.Errorf("gateway: sign the session's token: %w", err)
+	}
+	if err := s.store(ctx, sess); err != nil {
+		return nil, err
+	}
+	http.SetCookie(w, &http.Cookie{Name: s.cfg.CookieName, Value: sid, Path: "/", HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	return sess, nil
+}
+
+func (s *Sessions) store(ctx context.Context, sess *Session) error {
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	ttl := sess.Expires.Sub(s.now())
+	if ttl <= 0 {
+		return ErrNoSession
+	}
+	if err := s.cfg.Store.Set(ctx, []byte(sess.ID), b, ttl); err != nil {
+		return fmt.Errorf("gateway: store session: %w", err)
+	}
+	return nil
+}
+
+// Lookup returns the session of r's cookie, extending it when more than half of its TTL has
+// passed (never past MaxExpires). It returns ErrNoSession when there is none.
+func (s *Sessions) Lookup(ctx context.Context, r *http.Request) (*Session, error) {
+	c, err := r.Cookie(s.cfg.CookieName)
+	if err != nil || c.Value == "" {
+		return nil, ErrNoSession
+	}
+	b, err := s.cfg.Store.Get(ctx, []byte(c.Value))
+	if errors.Is(err, sessioncache.ErrNotFound) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway: session store: %w", err)
+	}
+	sess := &Session{ID: c.Value}
+	if err := json.Unmarshal(b, sess); err != nil {
+		return nil, fmt.Errorf("gateway: session %s…: bad record: %w", c.Value[:min(6, len(c.Value))], err)
+	}
+	now := s.now()
+	if !now.Before(sess.Expires) {
+		return nil, ErrNoSession
+	}
+	if sess.Expires.Sub(now) < s.cfg.TTL/2 && sess.Expires.Before(sess.MaxExpires) {
+		sess.Expires = minTime(now.Add(s.cfg.TTL), sess.MaxExpires)
+		if err := s.store(ctx, sess); err != nil {
+			return nil, err
+		}
+	}
+	return sess, nil
+}
+
+// Logout deletes r's session everywhere (the local table, the relay tier, other hosts) and
+// clears the cookie.
+func (s *Sessions) Logout(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	http.SetCookie(w, &http.Cookie{Name: s.cfg.CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	c, err := r.Cookie(s.cfg.CookieName)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	if err := s.cfg.Store.Delete(ctx, []byte(c.Value)); err != nil {
+		return fmt.Errorf("gateway: logout: %w", err)
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

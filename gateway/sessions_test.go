@@ -1,0 +1,199 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+func testSessions(t *testing.T, cfg SessionsConfig) *Sessions {
+	t.Helper()
+	m, err := sessioncache.New(sessioncache.Config{Path: filepath.Join(t.TempDir(), "gw.table"), Create: true, ElementCount: 1000, RecordSize: 1024})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	signer, err := NewHS256Signer([]byte(strings.Repeat("k", 32)), "gateway-test")
+	require.NoError(t, err)
+	cfg.Store, cfg.Signer = m, signer
+	s, err := NewSessions(cfg)
+	require.NoError(t, err)
+	return s
+}
+
+func usersFile(t *testing.T) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "users")
+	require.NoError(t, os.WriteFile(p, []byte("# users\nalice:"+string(h)+":admin,editor\n"), 0o600))
+	return p
+}
+
+func client(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return &http.Client{Jar: jar}
+}
+
+func TestLoginSessionLogout(t *testing.T) {
+	sessions := testSessions(t, SessionsConfig{})
+	users, err := NewUsersFile(usersFile(t))
+	require.NoError(t, err)
+	srv := httptest.NewServer(&Login{Sessions: sessions, Authenticator: users, Anonymous: true})
+	defer srv.Close()
+	c := client(t)
+
+	resp, err := c.Get(srv.URL + "/session")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	resp, err = c.PostForm(srv.URL+"/login", url.Values{"user": {"alice"}, "password": {"wrong"}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, err = c.PostForm(srv.URL+"/login", url.Values{"user": {"mallory"}, "password": {"s3cret"}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	resp, err = c.PostForm(srv.URL+"/login", url.Values{"user": {"alice"}, "password": {"s3cret"}})
+	require.NoError(t, err)
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "alice", body["user"])
+	assert.NotContains(t, body, "jwt", "the browser never sees the JWT")
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == DefaultCookieName {
+			cookie = ck
+		}
+	}
+	require.NotNil(t, cookie)
+	assert.True(t, cookie.HttpOnly)
+	assert.Equal(t, http.SameSiteLaxMode, cookie.SameSite)
+	assert.GreaterOrEqual(t, len(cookie.Value), 43, "a 256-bit id")
+
+	// The record holds a JWT a backend can verify.
+	raw, err := sessions.cfg.Store.Get(context.Background(), []byte(cookie.Value))
+	require.NoError(t, err)
+	var rec Session
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	claims, err := sessions.cfg.Signer.Verify(rec.Token)
+	require.NoError(t, err)
+	assert.Equal(t, "alice", claims.Subject)
+	assert.Equal(t, cookie.Value, claims.Session)
+	assert.Equal(t, []string{"admin", "editor"}, claims.Roles)
+
+	resp, err = c.Get(srv.URL + "/session")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	resp, err = c.Post(srv.URL+"/logout", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	_, err = sessions.cfg.Store.Get(context.Background(), []byte(cookie.Value))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound, "logout deletes the record")
+	resp, err = c.Get(srv.URL + "/session")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	// Anonymous login.
+	resp, err = c.Post(srv.URL+"/login/anonymous", "", nil)
+	require.NoError(t, err)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	resp.Body.Close()
+	assert.Equal(t, true, body["anonymous"])
+	assert.True(t, strings.HasPrefix(body["user"].(string), "anonymous-"))
+}
+
+func TestSessionsSlideWithinMaxAge(t *testing.T) {
+	s := testSessions(t, SessionsConfig{TTL: 10 * time.Minute, MaxAge: 25 * time.Minute})
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/login", nil)
+	sess, err := s.Create(context.Background(), rec, req, Identity{User: "bob"})
+	require.NoError(t, err)
+	get := httptest.NewRequest("GET", "/", nil)
+	get.AddCookie(rec.Result().Cookies()[0])
+
+	now = now.Add(4 * time.Minute) // less than half the TTL: no slide
+	got, err := s.Lookup(context.Background(), get)
+	require.NoError(t, err)
+	assert.True(t, sess.Expires.Equal(got.Expires), "no slide before half the TTL")
+
+	for range 4 { // used every 6 minutes: each use slides it
+		now = now.Add(6 * time.Minute)
+		got, err = s.Lookup(context.Background(), get)
+		if err != nil {
+			break
+		}
+		assert.False(t, got.Expires.After(sess.MaxExpires), "never past the absolute maximum")
+	}
+	now = sess.MaxExpires
+	_, err = s.Lookup(context.Background(), get)
+	require.ErrorIs(t, err, ErrNoSession, "ends at MaxAge however much it is used")
+}
+
+func TestSigners(t *testing.T) {
+	_, err := NewHS256Signer([]byte("short"), "x")
+	require.Error(t, err)
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "es256.pem")
+	require.NoError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600))
+	s, err := NewES256Signer(p, "gw")
+	require.NoError(t, err)
+	tok, err := s.Sign(Identity{User: "carol"}, "sid", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	c, err := s.Verify(tok)
+	require.NoError(t, err)
+	assert.Equal(t, "carol", c.Subject)
+
+	hs, _ := NewHS256Signer([]byte(strings.Repeat("k", 32)), "gw")
+	_, err = hs.Verify(tok)
+	require.Error(t, err, "a token of another algorithm is refused")
+	expired, err := s.Sign(Identity{User: "carol"}, "sid", time.Now().Add(-time.Minute))
+	require.NoError(t, err)
+	_, err = s.Verify(expired)
+	require.Error(t, err)
+}
+
+func TestUsersFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, err := NewUsersFile(filepath.Join(dir, "missing"))
+	require.Error(t, err)
+	bad := filepath.Join(dir, "bad")
+	require.NoError(t, os.WriteFile(bad, []byte("alice:plaintext\n"), 0o600))
+	_, err = NewUsersFile(bad)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 1")
+	assert.Contains(t, err.Error(), "not a bcrypt hash")
+}
