@@ -1,0 +1,195 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// ended says how one direction of a proxied pair stopped.
+type ended struct {
+	from *websocket.Conn // the side whose read ended
+	err  error           // a *websocket.CloseError when that side sent a close frame
+	out  bool            // the write to the other side failed, not the read
+}
+
+// pipe relays frames between the browser's connection and the backend's until both are
+// done, then closes them.
+func (p *Proxy) pipe(front, back *websocket.Conn) {
+	defer p.untrack(front, back)
+	defer lingerClose(front)
+	defer lingerClose(back)
+	wait := 2 * p.cfg.PingInterval
+	other := func(c *websocket.Conn) *websocket.Conn {
+		if c == front {
+			return back
+		}
+		return front
+	}
+	for _, c := range []*websocket.Conn{front, back} {
+		c.SetReadLimit(p.cfg.MaxMessageSize)
+		c.SetReadDeadline(time.Now().Add(wait))
+		// Pings and pongs go through to the other side (which answers for itself); they
+		// also show this side is alive.
+		c.SetPingHandler(func(data string) error {
+			c.SetReadDeadline(time.Now().Add(wait))
+			return ignoreClosed(other(c).WriteControl(websocket.PingMessage, []byte(data), time.Now().Add(p.cfg.WriteTimeout)))
+		})
+		c.SetPongHandler(func(data string) error {
+			c.SetReadDeadline(time.Now().Add(wait))
+			if data == keepalivePayload {
+				return nil // the answer to our own keepalive
+			}
+			return ignoreClosed(other(c).WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(p.cfg.WriteTimeout)))
+		})
+		// A close frame is not answered here: it goes to the other side first, whose own
+		// close answers it (see below).
+		c.SetCloseHandler(func(int, string) error { return nil })
+	}
+
+	results := make(chan ended, 2)
+	go p.copyFrames(front, back, wait, results)
+	go p.copyFrames(back, front, wait, results)
+	done := make(chan struct{})
+	defer close(done)
+	go p.keepalive(done, front, back)
+
+	first := <-results
+	p.forwardEnd(first, other(first.from), front)
+	// Give the other side a moment to answer the close it was sent; its answer completes
+	// the handshake with the side that began it.
+	select {
+	case second := <-results:
+		if ce := (*websocket.CloseError)(nil); errors.As(second.err, &ce) && !second.out {
+			closeWith(other(second.from), ce.Code, ce.Text, p.cfg.WriteTimeout)
+		}
+	case <-time.After(p.cfg.WriteTimeout):
+	}
+}
+
+// forwardEnd tells the other side how its peer's direction ended, with a close code every
+// client accepts: the peer's own code, an empty close for "no status", and for a peer that
+// vanished without a close, 1011 when it was the backend (1014, "bad gateway", is rejected
+// by some client libraries), 1001 (going away) when it was the browser; 1011 too when a
+// message was too large or a write failed.
+func (p *Proxy) forwardEnd(e ended, to, front *websocket.Conn) {
+	var ce *websocket.CloseError
+	switch {
+	case e.out:
+		closeWith(e.from, websocket.CloseInternalServerErr, "the other side failed", p.cfg.WriteTimeout)
+		closeWith(to, websocket.CloseInternalServerErr, "write failed", p.cfg.WriteTimeout)
+	case errors.Is(e.err, websocket.ErrReadLimit):
+		// The reader already told the sender 1009.
+		closeWith(to, websocket.CloseInternalServerErr, "the peer sent a message that was too large", p.cfg.WriteTimeout)
+	case errors.As(e.err, &ce) && ce.Code != websocket.CloseAbnormalClosure && ce.Code != websocket.CloseTLSHandshake:
+		closeWith(to, ce.Code, ce.Text, p.cfg.WriteTimeout)
+	case e.from == front:
+		closeWith(to, websocket.CloseGoingAway, "the client went away", p.cfg.WriteTimeout)
+	default:
+		closeWith(to, websocket.CloseInternalServerErr, "the backend went away", p.cfg.WriteTimeout)
+	}
+}
+
+// copyFrames streams messages from src to dst until either fails.
+func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results chan<- ended) {
+	for {
+		mt, r, err := src.NextReader()
+		if err != nil {
+			results <- ended{from: src, err: err}
+			return
+		}
+		src.SetReadDeadline(time.Now().Add(wait))
+		dst.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
+		w, err := dst.NextWriter(mt)
+		if err == nil {
+			if _, err = io.Copy(w, r); err == nil {
+				err = w.Close()
+			}
+		}
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				results <- ended{from: src, err: err}
+			} else {
+				results <- ended{from: src, err: err, out: true}
+			}
+			return
+		}
+	}
+}
+
+const keepalivePayload = "gs-keepalive"
+
+// keepalive pings both sides every PingInterval until done.
+func (p *Proxy) keepalive(done <-chan struct{}, conns ...*websocket.Conn) {
+	t := time.NewTicker(p.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			for _, c := range conns {
+				_ = c.WriteControl(websocket.PingMessage, []byte(keepalivePayload), time.Now().Add(p.cfg.WriteTimeout))
+			}
+		}
+	}
+}
+
+// closeWith sends a close frame; 1005 becomes a close frame without a code, as the
+// protocol requires (1005, 1006 and 1015 never go on the wire).
+func closeWith(c *websocket.Conn, code int, text string, timeout time.Duration) {
+	if code == websocket.CloseAbnormalClosure || code == websocket.CloseTLSHandshake {
+		code = websocket.CloseInternalServerErr
+	}
+	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(timeout))
+}
+
+// lingerClose closes a connection without losing what was sent last: closing a socket with
+// unread data makes the kernel reset it, which can destroy the close frame just written.
+// So the write side is shut first and what the peer still sends is read away, briefly.
+func lingerClose(c *websocket.Conn) {
+	nc := c.UnderlyingConn()
+	if tc, ok := nc.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+	}
+	nc.Close()
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, websocket.ErrCloseSent) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown closes every proxied connection with 1001 (going away) on both sides and waits
+// for them to finish, or returns ctx's error. New upgrades are refused from then on.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	conns := make([]*websocket.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	// Every side hears 1001 first; only then are the connections closed, so no side is
+	// told instead that its peer failed.
+	for _, c := range conns {
+		closeWith(c, websocket.CloseGoingAway, "server shutting down", p.cfg.WriteTimeout)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waited := make(chan struct{})
+	go func() { p.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,217 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Backend is where a WebSocket is proxied to.
+type Backend struct {
+	// URL is the backend's WebSocket URL (ws:// or wss://).
+	URL string
+	// Header is sent with the backend's upgrade request (the JWT as Authorization, the
+	// session header, ...).
+	Header http.Header
+}
+
+// HTTPError is an error with the HTTP status to answer it with before the upgrade.
+type HTTPError struct {
+	Status int
+	Msg    string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Msg) }
+
+// ProxyConfig configures a Proxy. Zero values are documented defaults.
+type ProxyConfig struct {
+	// Route says where a request goes, before the client's upgrade is completed: the
+	// backend's URL and the headers to send it. An *HTTPError return is answered with its
+	// status; any other error with 502.
+	Route func(r *http.Request) (Backend, error)
+	// AllowedOrigins lists the Origin values accepted (e.g. "https://app.example.com").
+	// Empty means only the request's own host. A request without Origin (not a browser) is
+	// accepted.
+	AllowedOrigins []string
+	// MaxMessageSize bounds a message in either direction, in bytes. Zero means 1 MiB.
+	MaxMessageSize int64
+	// PingInterval is how often both sides are pinged; a side that sends nothing (not even
+	// a pong) for two intervals is gone. Zero means 30s.
+	PingInterval time.Duration
+	// WriteTimeout bounds each write. Zero means 10s.
+	WriteTimeout time.Duration
+	// HandshakeTimeout bounds dialing the backend. Zero means 10s.
+	HandshakeTimeout time.Duration
+	// Logger receives refusals and failures. Nil means no logging.
+	Logger *slog.Logger
+}
+
+// Proxy is an http.Handler that completes a browser's WebSocket upgrade only once it has
+// connected to the backend Route chose, and then relays frames both ways: text and binary
+// messages (fragmented ones streamed, not buffered whole), pings and pongs, and the close
+// handshake with the peers' own codes. Shutdown closes the connections it holds, which
+// http.Server.Shutdown does not (they are hijacked).
+type Proxy struct {
+	cfg    ProxyConfig
+	dialer websocket.Dialer
+	mu     sync.Mutex
+	conns  map[*websocket.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewProxy returns a proxy.
+func NewProxy(cfg ProxyConfig) (*Proxy, error) {
+	if cfg.Route == nil {
+		return nil, errors.New("gateway: proxy needs a Route")
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = 1 << 20
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{cfg: cfg, conns: map[*websocket.Conn]struct{}{},
+		dialer: websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment}}, nil
+}
+
+// isWebSocketUpgrade reports whether r asks for a WebSocket upgrade, and nothing else.
+func isWebSocketUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *Proxy) originOK(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(p.cfg.AllowedOrigins) == 0 {
+		u := strings.TrimPrefix(strings.TrimPrefix(origin, "https://"), "http://")
+		return strings.EqualFold(u, r.Host)
+	}
+	for _, o := range p.cfg.AllowedOrigins {
+		if strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !isWebSocketUpgrade(r) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "this endpoint only accepts WebSocket upgrades (Upgrade: websocket)", http.StatusBadRequest)
+		return
+	}
+	if !p.originOK(r) {
+		p.cfg.Logger.Warn("gateway: refused a cross-site WebSocket", "origin", r.Header.Get("Origin"), "host", r.Host)
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	be, err := p.cfg.Route(r)
+	if err != nil {
+		var he *HTTPError
+		if errors.As(err, &he) {
+			http.Error(w, he.Msg, he.Status)
+		} else {
+			http.Error(w, "no route: "+err.Error(), http.StatusBadGateway)
+		}
+		return
+	}
+	h := be.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		h.Set("X-Forwarded-For", host)
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	h.Set("X-Forwarded-Proto", proto)
+	h.Set("X-Forwarded-Host", r.Host)
+	if sp := r.Header.Values("Sec-WebSocket-Protocol"); len(sp) > 0 {
+		h["Sec-WebSocket-Protocol"] = sp
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.HandshakeTimeout)
+	back, resp, err := p.dialer.DialContext(ctx, be.URL, h)
+	cancel()
+	if err != nil {
+		status := http.StatusBadGateway
+		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			status = resp.StatusCode // the backend refused this session: say so
+		}
+		p.cfg.Logger.Warn("gateway: backend unreachable", "backend", be.URL, "err", err)
+		http.Error(w, "backend unreachable", status)
+		return
+	}
+	rh := http.Header{}
+	if sp := back.Subprotocol(); sp != "" {
+		rh.Set("Sec-WebSocket-Protocol", sp)
+	}
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	front, err := up.Upgrade(w, r, rh)
+	if err != nil {
+		back.Close()
+		return
+	}
+	if !p.track(front, back) {
+		closeWith(front, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
+		closeWith(back, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
+		front.Close()
+		back.Close()
+		return
+	}
+	p.pipe(front, back)
+}
+
+// track registers both connections for Shutdown; false if shutting down.
+func (p *Proxy) track(a, b *websocket.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[a], p.conns[b] = struct{}{}, struct{}{}
+	p.wg.Add(1)
+	return true
+}
+
+func (p *Proxy) untrack(a, b *websocket.Conn) {
+	p.mu.Lock()
+	delete(p.conns, a)
+	delete(p.conns, b)
+	p.mu.Unlock()
+	p.wg.Done()
+}
