@@ -206,7 +206,9 @@ func TestProxyRefusals(t *testing.T) {
 		status int
 	}{
 		{"cross-site origin", routeTo(b.wsURL()), http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
-		{"no session", func(*http.Request) (Backend, error) { return Backend{}, &HTTPError{http.StatusUnauthorized, "log in first"} }, nil, http.StatusUnauthorized},
+		{"no session", func(*http.Request) (Backend, error) {
+			return Backend{}, &HTTPError{http.StatusUnauthorized, "log in first"}
+		}, nil, http.StatusUnauthorized},
 		{"backend unreachable", routeTo(deadURL), nil, http.StatusBadGateway},
 	}
 	for _, tt := range tests {
