@@ -1,6 +1,6 @@
 // Package gateway is the front door of global-sessions for browsers: login and session
-// cookies, and (being built) the WebSocket proxy that routes each session to its backend
-// and the push hub.
+// cookies, and the WebSocket proxy that routes each session to its backend (the push hub
+// is being built).
 //
 // # Sessions
 //
@@ -12,3 +12,16 @@
 // browser never sees the JWT. Sessions slide: a use after half the TTL extends it, never
 // past MaxAge. Logout deletes the session everywhere.
 package gateway
+//
+// # The WebSocket proxy
+//
+// A Proxy completes a browser's upgrade only once its Route has chosen a backend and the
+// backend has accepted the connection, so a failure is a plain HTTP error (401 without a
+// session, 403 for a foreign Origin, 503 with no healthy backend, 502 when it cannot be
+// reached). SessionRoute is the seed's logic: login cookie, session, JWT (sent as
+// Authorization: Bearer with the session header), session service. Frames then flow both
+// ways: messages streamed (fragments are not buffered whole), pings and pongs passed
+// through, the close handshake relayed with each side's own code (never the reserved 1005,
+// 1006 or 1015 on the wire: a backend that vanishes is reported with 1011), a read limit in
+// each direction, write deadlines and keepalive pings so a dead peer frees its goroutines.
+// Shutdown closes the connections it holds with 1001, which http.Server.Shutdown would not.

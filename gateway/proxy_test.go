@@ -34,6 +34,9 @@ func newEchoBackend(t *testing.T) *echoBackend {
 	b := &echoBackend{closes: make(chan *websocket.CloseError, 4)}
 	up := websocket.Upgrader{Subprotocols: []string{"v2", "v1"}}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return // 200: for discovery's health checks
+		}
 		b.mu.Lock()
 		b.headers = r.Header.Clone()
 		b.mu.Unlock()

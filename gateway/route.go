@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/globalsession/globalsession/discovery"
+)
+
+// Router chooses a backend for a user's session and document: *discovery.SessionService
+// in process, *discovery.RemoteSessions over HTTP.
+type Router interface {
+	Route(ctx context.Context, session, document string) (discovery.Route, error)
+}
+
+// RouteConfig configures SessionRoute.
+type RouteConfig struct {
+	// Sessions looks the login cookie up.
+	Sessions *Sessions
+	// Router chooses the backend.
+	Router Router
+	// Document extracts the document (or resource) from the request. Nil means the path
+	// after its last "/app/" (the seed's /app/<document>), else the whole path.
+	Document func(r *http.Request) string
+	// SessionHeader names the header that tells the backend which session to attach to
+	// (the QIX engine's X-Qlik-Session). Empty means "X-Session-Id".
+	SessionHeader string
+}
+
+// SessionRoute is the seed's gateway logic as a Route for a Proxy: login cookie to
+// session, session to JWT, session service to backend. A request without a live session is
+// refused with 401; no healthy backend gives 503.
+func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
+	if cfg.SessionHeader == "" {
+		cfg.SessionHeader = "X-Session-Id"
+	}
+	if cfg.Document == nil {
+		cfg.Document = func(r *http.Request) string {
+			p := r.URL.Path
+			if i := strings.LastIndex(p, "/app/"); i >= 0 {
+				return p[i+len("/app/"):]
+			}
+			return strings.TrimPrefix(p, "/")
+		}
+	}
+	return func(r *http.Request) (Backend, error) {
+		s, err := cfg.Sessions.Lookup(r.Context(), r)
+		if errors.Is(err, ErrNoSession) {
+			return Backend{}, &HTTPError{Status: http.StatusUnauthorized, Msg: "log in first"}
+		}
+		if err != nil {
+			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: "session store: " + err.Error()}
+		}
+		doc := cfg.Document(r)
+		if doc == "" {
+			return Backend{}, &HTTPError{Status: http.StatusBadRequest, Msg: "no document in the path"}
+		}
+		route, err := cfg.Router.Route(r.Context(), s.ID, doc)
+		if errors.Is(err, discovery.ErrNoHealthyInstance) {
+			return Backend{}, &HTTPError{Status: http.StatusServiceUnavailable, Msg: err.Error()}
+		}
+		if err != nil {
+			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: err.Error()}
+		}
+		h := http.Header{}
+		for k, v := range route.Headers {
+			h.Set(k, v)
+		}
+		h.Set("Authorization", "Bearer "+s.Token)
+		sid := route.SessionID
+		if sid == "" {
+			sid = s.ID
+		}
+		h.Set(cfg.SessionHeader, sid)
+		return Backend{URL: route.URL, Header: h}, nil
+	}
+}

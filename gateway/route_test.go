@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/discovery"
+)
+
+// TestSessionRouteEndToEnd: log in, open a WebSocket with the cookie, and reach a backend
+// chosen by the session service, which receives the JWT and the session header.
+func TestSessionRouteEndToEnd(t *testing.T) {
+	b := newEchoBackend(t)
+	backendAddr := strings.TrimPrefix(b.srv.URL, "http://")
+	d, err := discovery.New(discovery.Config{Provider: discovery.Static{{ID: "engine-1", Addr: backendAddr}}, MetricsPath: "-"})
+	require.NoError(t, err)
+	defer d.Close()
+	d.Refresh(context.Background())
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d,
+		URL: func(in discovery.Instance, doc string) string { return "ws://" + in.Addr + "/app/" + doc }})
+	require.NoError(t, err)
+
+	sessions := testSessions(t, SessionsConfig{})
+	mux := http.NewServeMux()
+	login := &Login{Sessions: sessions, Anonymous: true}
+	mux.Handle("/login/", login)
+	proxy, err := NewProxy(ProxyConfig{Route: SessionRoute(RouteConfig{Sessions: sessions, Router: ss, SessionHeader: "X-Qlik-Session"})})
+	require.NoError(t, err)
+	mux.Handle("/app/", proxy)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer proxy.Shutdown(context.Background())
+
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/app/sales.qvf"
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL, nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no cookie, no WebSocket")
+
+	c := client(t)
+	lr, err := c.Post(srv.URL+"/login/anonymous", "", nil)
+	require.NoError(t, err)
+	lr.Body.Close()
+	hdr := http.Header{}
+	for _, ck := range c.Jar.Cookies(lr.Request.URL) {
+		hdr.Add("Cookie", ck.Name+"="+ck.Value)
+	}
+	conn, _, err := websocket.DefaultDialer.Dial(wsURL, hdr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("hi")))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := conn.ReadMessage()
+	require.NoError(t, err)
+	assert.Equal(t, "hi", string(msg))
+
+	b.mu.Lock()
+	auth, sess := b.headers.Get("Authorization"), b.headers.Get("X-Qlik-Session")
+	b.mu.Unlock()
+	require.True(t, strings.HasPrefix(auth, "Bearer "))
+	claims, err := sessions.cfg.Signer.Verify(strings.TrimPrefix(auth, "Bearer "))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(claims.Subject, "anonymous-"))
+	assert.Equal(t, claims.Session, sess)
+}
