@@ -11,7 +11,6 @@
 // identity and a JWT the gateway signs (TokenSigner, HS256 or ES256) for the backends; the
 // browser never sees the JWT. Sessions slide: a use after half the TTL extends it, never
 // past MaxAge. Logout deletes the session everywhere.
-package gateway
 //
 // # The WebSocket proxy
 //
@@ -25,3 +24,4 @@ package gateway
 // 1006 or 1015 on the wire: a backend that vanishes is reported with 1011), a read limit in
 // each direction, write deadlines and keepalive pings so a dead peer frees its goroutines.
 // Shutdown closes the connections it holds with 1001, which http.Server.Shutdown would not.
+package gateway
