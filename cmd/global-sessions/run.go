@@ -49,6 +49,8 @@ func runFile(ctx context.Context, f *config.File, out io.Writer, log *slog.Logge
 		return runSibling(ctx, f, out, log)
 	case config.RoleDiscovery:
 		return runDiscovery(ctx, f, out, log)
+	case config.RoleGateway:
+		return runGateway(ctx, f, out, log)
 	default:
 		var stops stopper
 		err := startRelief(ctx, f, out, log, &stops)
@@ -234,4 +236,37 @@ func runDiscovery(ctx context.Context, f *config.File, out io.Writer, log *slog.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// runGateway runs the login endpoints and the WebSocket proxy.
+func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) error {
+	parts, err := f.GatewayParts(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer parts.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/login", parts.Login)
+	mux.Handle("/login/", parts.Login)
+	mux.Handle("/logout", parts.Login)
+	mux.Handle("/session", parts.Login)
+	mux.Handle("/app/", parts.Proxy)
+	ln, err := net.Listen("tcp", parts.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen %s: %w", parts.Addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(out, "gateway: login on http://%s/login, WebSockets on ws://%s/app/<document>\n", ln.Addr(), ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	fmt.Fprintln(out, "stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy closes them.
+	return errors.Join(srv.Shutdown(sctx), parts.Proxy.Shutdown(sctx))
 }

@@ -50,6 +50,8 @@ type File struct {
 	Relief *Relief `json:"relief"`
 	// Discovery configures a discovery service (and its session service).
 	Discovery *Discovery `json:"discovery"`
+	// Gateway configures the WebSocket gateway with its login sessions.
+	Gateway *Gateway `json:"gateway"`
 	// ReliefServers are relief servers to run in the relay's process (the embedded default
 	// uses this for a whole deployment in one process). Each is a relief config file's
 	// content; their message_relay defaults to this relay's sibling.
@@ -256,6 +258,7 @@ const (
 	RoleSibling   Role = "half_edge"
 	RoleRelief    Role = "full_edge"
 	RoleDiscovery Role = "discovery"
+	RoleGateway   Role = "gateway"
 )
 
 // Role returns the role the file selects. A file with none of the flags but an lru and a
@@ -268,6 +271,8 @@ func (f *File) Role() Role {
 		return RoleSibling
 	case f.Discovery != nil && !f.FullEdge && f.LRU == nil:
 		return RoleDiscovery
+	case f.Gateway != nil && !f.FullEdge && f.LRU == nil:
+		return RoleGateway
 	default:
 		return RoleRelief
 	}
@@ -283,11 +288,14 @@ func (f *File) check() error {
 	if n > 1 {
 		return &Error{File: f.Name, Msg: "more than one of edge_supported_relay, half_edge and full_edge is set"}
 	}
-	if n == 0 && f.Discovery == nil && (f.LRU == nil || f.MessageRelay == nil) {
+	if n == 0 && f.Discovery == nil && f.Gateway == nil && (f.LRU == nil || f.MessageRelay == nil) {
 		return &Error{File: f.Name, Msg: "no role: set edge_supported_relay, half_edge or full_edge, give lru and message_relay for a relief server, or a discovery block"}
 	}
 	if n > 0 && f.Discovery != nil {
 		return &Error{File: f.Name, Field: "discovery", Msg: "a discovery service runs from a file of its own"}
+	}
+	if f.Gateway != nil && (n > 0 || f.Discovery != nil) {
+		return &Error{File: f.Name, Field: "gateway", Msg: "a gateway runs from a file of its own"}
 	}
 	if f.Port != nil && (*f.Port < 0 || *f.Port > 65535) {
 		return &Error{File: f.Name, Field: "port", Msg: fmt.Sprintf("%d is not a TCP port", *f.Port)}

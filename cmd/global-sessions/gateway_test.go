@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/internal/config"
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// TestGatewayRole runs `global-sessions gateway.conf` (in process) in front of a relay, a
+// session service and a WebSocket backend: an anonymous login, then a WebSocket to a
+// document, echoed by the backend; the session lives in the relay tier too.
+func TestGatewayRole(t *testing.T) {
+	dir := t.TempDir()
+	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
+		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 100, RecordSize: 1024}})
+	require.NoError(t, err)
+	defer r.Close()
+
+	up := websocket.Upgrader{}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/health" {
+			return
+		}
+		c, err := up.Upgrade(w, req, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.WriteMessage(mt, append([]byte(req.Header.Get("X-Qlik-Session")[:4]+":"), msg...))
+		}
+	}))
+	defer backend.Close()
+	d, err := discovery.New(discovery.Config{Provider: discovery.Static{{ID: "engine-1", Addr: strings.TrimPrefix(backend.URL, "http://")}}, MetricsPath: "-"})
+	require.NoError(t, err)
+	defer d.Close()
+	d.Refresh(context.Background())
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d})
+	require.NoError(t, err)
+	sessionService := httptest.NewServer(discovery.Handler(d, ss))
+	defer sessionService.Close()
+
+	key := filepath.Join(dir, "jwt.key")
+	require.NoError(t, os.WriteFile(key, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600))
+	path := filepath.Join(dir, "gateway.conf")
+	_, relayPort, _ := strings.Cut(r.Addr().String(), ":")
+	writeFile(t, path, fmt.Sprintf(`{
+    "gateway" : {
+        "address" : "127.0.0.1", "port" : 0,
+        "anonymous" : true,
+        "jwt" : { "hs256_key_file" : "jwt.key" },
+        "session_header" : "X-Qlik-Session",
+        "session_service" : %q,
+        "lru" : { "manage_section" : true, "cache" : { "path" : "gateway.table", "el_count" : 100, "record_size" : 1024 } },
+        "message_relay" : { "address" : "127.0.0.1", "port" : %s }
+    }
+}`, sessionService.URL, relayPort))
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- runFile(ctx, f, pw, slog.New(slog.DiscardHandler)); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	require.True(t, sc.Scan())
+	m := regexp.MustCompile(`login on (http://\S+)/login`).FindStringSubmatch(sc.Text())
+	require.NotNil(t, m, sc.Text())
+	base := m[1]
+	go io.Copy(io.Discard, pr)
+
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Post(base+"/login/anonymous", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 1, r.Table().Len(), "the session was published to the relay tier")
+
+	hdr := http.Header{}
+	for _, ck := range jar.Cookies(resp.Request.URL) {
+		hdr.Add("Cookie", ck.Name+"="+ck.Value)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/app/sales.qvf", hdr)
+	require.NoError(t, err)
+	defer ws.Close()
+	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("hello")))
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(string(msg), ":hello"), string(msg))
+
+	// Stopping the gateway closes the proxied WebSocket with 1001.
+	cancel()
+	require.NoError(t, <-done)
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseGoingAway, ce.Code)
+}
+
+func TestGatewayConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct{ name, text, want string }{
+		{"no port", `{"gateway": {"session_service": "http://x"}}`, "gateway.port: required"},
+		{"no session service", `{"gateway": {"port": 0}}`, "gateway.session_service"},
+		{"no jwt key", `{"gateway": {"port": 0, "session_service": "http://x"}}`, "gateway.jwt"},
+		{"short key", `{"gateway": {"port": 0, "session_service": "http://x", "jwt": {"hs256_key_file": "short.key"}}}`, "at least 32"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "short.key"), []byte("short"), 0o600))
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".conf")
+			writeFile(t, path, tt.text)
+			err := run(context.Background(), path, io.Discard, slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), path)
+		})
+	}
+}
