@@ -70,3 +70,75 @@ func TestSessionRouteEndToEnd(t *testing.T) {
 	assert.True(t, strings.HasPrefix(claims.Subject, "anonymous-"))
 	assert.Equal(t, claims.Session, sess)
 }
+
+// TestReconnectAfterBackendCrash: the backend serving a session dies; the browser gets a
+// close frame (1011), and its reconnection is routed to a live backend (seed 002's coarse
+// fault tolerance).
+func TestReconnectAfterBackendCrash(t *testing.T) {
+	a, b := newEchoBackend(t), newEchoBackend(t)
+	d, err := discovery.New(discovery.Config{Provider: discovery.Static{
+		{ID: "a", Addr: strings.TrimPrefix(a.srv.URL, "http://")},
+		{ID: "b", Addr: strings.TrimPrefix(b.srv.URL, "http://")},
+	}, MetricsPath: "-"})
+	require.NoError(t, err)
+	defer d.Close()
+	d.Refresh(context.Background())
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d})
+	require.NoError(t, err)
+	sessions := testSessions(t, SessionsConfig{})
+	proxy, err := NewProxy(ProxyConfig{Route: SessionRoute(RouteConfig{Sessions: sessions, Router: ss})})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/login/", &Login{Sessions: sessions, Anonymous: true})
+	mux.Handle("/app/", proxy)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer proxy.Shutdown(context.Background())
+
+	c := client(t)
+	lr, err := c.Post(srv.URL+"/login/anonymous", "", nil)
+	require.NoError(t, err)
+	lr.Body.Close()
+	hdr := http.Header{}
+	for _, ck := range c.Jar.Cookies(lr.Request.URL) {
+		hdr.Add("Cookie", ck.Name+"="+ck.Value)
+	}
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/app/doc"
+	served := func() (*websocket.Conn, *echoBackend) {
+		conn, _, err := websocket.DefaultDialer.Dial(wsURL, hdr)
+		require.NoError(t, err)
+		for _, e := range []*echoBackend{a, b} {
+			e.mu.Lock()
+			seen := e.headers != nil
+			e.headers = nil
+			e.mu.Unlock()
+			if seen {
+				return conn, e
+			}
+		}
+		t.Fatal("no backend saw the connection")
+		return nil, nil
+	}
+	conn, first := served()
+	// The backend crashes: its connections drop (vanish) and it stops listening. The
+	// open WebSocket is closed with 1011.
+	require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("vanish")))
+	first.srv.Listener.Close()
+	first.srv.CloseClientConnections() // and the kept-alive ones discovery polls on
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err = conn.ReadMessage()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseInternalServerErr, ce.Code)
+	conn.Close()
+	// Discovery notices; the reconnection goes to the live backend.
+	d.Poll(context.Background())
+	conn, second := served()
+	defer conn.Close()
+	assert.NotSame(t, first, second)
+	require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("still here")))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := conn.ReadMessage()
+	require.NoError(t, err)
+	assert.Equal(t, "still here", string(msg))
+}
