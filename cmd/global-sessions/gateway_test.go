@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/globalsession/globalsession/discovery"
 	"github.com/globalsession/globalsession/internal/config"
+	"github.com/globalsession/globalsession/internal/testpki"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -30,6 +33,12 @@ import (
 // session service and a WebSocket backend: an anonymous login, then a WebSocket to a
 // document, echoed by the backend; the session lives in the relay tier too.
 func TestGatewayRole(t *testing.T) {
+	for _, https := range []bool{false, true} {
+		t.Run(fmt.Sprintf("https=%v", https), func(t *testing.T) { gatewayRole(t, https) })
+	}
+}
+
+func gatewayRole(t *testing.T, https bool) {
 	dir := t.TempDir()
 	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
 		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 100, RecordSize: 1024}})
@@ -68,9 +77,19 @@ func TestGatewayRole(t *testing.T) {
 	require.NoError(t, os.WriteFile(key, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600))
 	path := filepath.Join(dir, "gateway.conf")
 	_, relayPort, _ := strings.Cut(r.Addr().String(), ":")
+	tlsBlock := ""
+	var pool *x509.CertPool
+	if https {
+		pki := testpki.New(t)
+		tlsBlock = fmt.Sprintf(`"tls" : { "server_cert" : %q, "server_key" : %q },`, pki.ServerCert, pki.ServerKey)
+		pem, err := os.ReadFile(pki.CACert)
+		require.NoError(t, err)
+		pool = x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+	}
 	writeFile(t, path, fmt.Sprintf(`{
     "gateway" : {
-        "address" : "127.0.0.1", "port" : 0,
+        "address" : "127.0.0.1", "port" : 0, %s
         "anonymous" : true,
         "jwt" : { "hs256_key_file" : "jwt.key" },
         "session_header" : "X-Qlik-Session",
@@ -78,7 +97,7 @@ func TestGatewayRole(t *testing.T) {
         "lru" : { "manage_section" : true, "cache" : { "path" : "gateway.table", "el_count" : 100, "record_size" : 1024 } },
         "message_relay" : { "address" : "127.0.0.1", "port" : %s }
     }
-}`, sessionService.URL, relayPort))
+}`, tlsBlock, sessionService.URL, relayPort))
 	f, err := config.Load(path)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -88,24 +107,29 @@ func TestGatewayRole(t *testing.T) {
 	go func() { done <- runFile(ctx, f, pw, slog.New(slog.DiscardHandler)); pw.Close() }()
 	sc := bufio.NewScanner(pr)
 	require.True(t, sc.Scan())
-	m := regexp.MustCompile(`login on (http://\S+)/login`).FindStringSubmatch(sc.Text())
+	m := regexp.MustCompile(`login on (https?://\S+)/login`).FindStringSubmatch(sc.Text())
 	require.NotNil(t, m, sc.Text())
 	base := m[1]
 	go io.Copy(io.Discard, pr)
 
 	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
+	tlsc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	c := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: tlsc}}
 	resp, err := c.Post(base+"/login/anonymous", "", nil)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, 1, r.Table().Len(), "the session was published to the relay tier")
+	for _, ck := range resp.Cookies() {
+		assert.Equal(t, https, ck.Secure, "the cookie is Secure over HTTPS")
+	}
 
 	hdr := http.Header{}
 	for _, ck := range jar.Cookies(resp.Request.URL) {
 		hdr.Add("Cookie", ck.Name+"="+ck.Value)
 	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/app/sales.qvf", hdr)
+	dialer := websocket.Dialer{TLSClientConfig: tlsc, HandshakeTimeout: 10 * time.Second}
+	ws, _, err := dialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/app/sales.qvf", hdr)
 	require.NoError(t, err)
 	defer ws.Close()
 	require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("hello")))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -255,8 +256,13 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", parts.Addr, err)
 	}
+	scheme, ws := "http", "ws"
+	if parts.TLS != nil {
+		ln = tls.NewListener(ln, parts.TLS)
+		scheme, ws = "https", "wss"
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "gateway: login on http://%s/login, WebSockets on ws://%s/app/<document>\n", ln.Addr(), ln.Addr())
+	fmt.Fprintf(out, "gateway: login on %s://%s/login, WebSockets on %s://%s/app/<document>\n", scheme, ln.Addr(), ws, ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/globalsession/globalsession/discovery"
 	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/internal/tlsconfig"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -19,6 +21,8 @@ import (
 type Gateway struct {
 	Address string `json:"address"`
 	Port    *int   `json:"port"`
+	// TLS makes the gateway serve HTTPS (server_key, server_cert; cookies are then Secure).
+	TLS *tlsconfig.Config `json:"tls"`
 	// CookieName, SessionTTL and MaxAge configure the login sessions.
 	CookieName string   `json:"cookie_name"`
 	SessionTTL Duration `json:"session_ttl"`
@@ -47,6 +51,7 @@ type Gateway struct {
 // GatewayParts are what a gateway block builds; Close releases them.
 type GatewayParts struct {
 	Addr     string
+	TLS      *tls.Config // nil: plain HTTP
 	Sessions *gateway.Sessions
 	Login    *gateway.Login
 	Proxy    *gateway.Proxy
@@ -76,12 +81,16 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		return nil, bad("session_service", "required: the URL of the session service")
 	}
 	parts := &GatewayParts{Addr: addr(g.Address, g.Port)}
+	tc, err := f.serverTLS(g.TLS, field("tls"))
+	if err != nil {
+		return nil, err
+	}
+	parts.TLS = tc
 	fail := func(err error) (*GatewayParts, error) {
 		parts.Close()
 		return nil, err
 	}
 	var signer *gateway.TokenSigner
-	var err error
 	issuer := g.JWT.Issuer
 	if issuer == "" {
 		issuer = "global-sessions"
