@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/gorilla/websocket"
+)
+
+// child is a server process: this program re-executed, or nginx.
+type child struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// stop asks the process to end with sig and kills it if it has not within 5s.
+func (c *child) stop(sig os.Signal) {
+	_ = c.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// startChild re-executes this program with -child mode and reads the address it listens on
+// from the first line of its stdout.
+func startChild(mode string, args ...string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, append([]string{"-child", mode}, args...)...)
+	cmd.Stderr = os.Stderr
+	dieWithParent(cmd)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd}
+	atCleanup(func() { c.stop(syscall.SIGTERM) })
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(out).ReadString('\n')
+		line <- s
+	}()
+	select {
+	case s := <-line:
+		c.addr = strings.TrimSpace(strings.TrimPrefix(s, "LISTEN "))
+	case <-time.After(10 * time.Second):
+		return nil, errors.New("no address within 10s")
+	}
+	if c.addr == "" {
+		return nil, errors.New("exited before listening")
+	}
+	return c, waitAccepting(c.addr)
+}
+
+// waitAccepting dials addr until it accepts, for at most 10s.
+func waitAccepting(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting after 10s: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// listenAndAnnounce listens on a free loopback port, prints it and serves h forever.
+func listenAndAnnounce(h http.Handler) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		logf("listen: %v", err)
+		os.Exit(1)
+	}
+	fmt.Printf("LISTEN %s\n", ln.Addr())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.Serve(ln); err != nil {
+		logf("serve: %v", err)
+		os.Exit(1)
+	}
+}
+
+// serveBackend is the echo backend: every message comes back as it was.
+func serveBackend() {
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	listenAndAnnounce(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(mt, msg); err != nil {
+				return
+			}
+		}
+	}))
+}
+
+// serveGateway serves gateway.Proxy with every connection routed to backendURL.
+func serveGateway(backendURL string) {
+	p, err := gateway.NewProxy(gateway.ProxyConfig{Route: func(*http.Request) (gateway.Backend, error) {
+		return gateway.Backend{URL: backendURL, Header: http.Header{}}, nil
+	}})
+	if err != nil {
+		logf("gateway: %v", err)
+		os.Exit(1)
+	}
+	go func() {
+		// Shut the proxy down on SIGTERM, briefly, so its connections are closed cleanly.
+		sig := make(chan os.Signal, 1)
+		signalNotify(sig)
+		<-sig
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = p.Shutdown(ctx)
+		cancel()
+		os.Exit(0)
+	}()
+	listenAndAnnounce(p)
+}

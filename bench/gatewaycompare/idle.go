@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// idleResult is the gateway's resident memory before and after opening idle connections.
+type idleResult struct {
+	want, opened        int
+	err                 error // why fewer than want were opened
+	rssBefore, rssAfter int64 // bytes
+	openTime            time.Duration
+}
+
+// rss reads a process's VmRSS from /proc, in bytes.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// measureIdle opens n WebSockets through the gateway at url (pid), each checked with one
+// echo and then left idle (a reader answers the gateway's pings, as a browser would), and
+// reads the gateway's RSS before and once they are all open.
+func measureIdle(url string, pid, n int) idleResult {
+	res := idleResult{want: n}
+	var err error
+	if res.rssBefore, err = rss(pid); err != nil {
+		res.err = err
+		return res
+	}
+	logf("idle: opening %d connections through the gateway", n)
+	conns := make([]*websocket.Conn, n)
+	var next, opened atomic.Int64
+	var failed atomic.Bool
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	msg := bytes.Repeat([]byte("i"), 64)
+	start := time.Now()
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || failed.Load() {
+					return
+				}
+				c, err := openIdle(url, msg)
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("connection %d: %w", i+1, err) })
+					failed.Store(true)
+					return
+				}
+				conns[i] = c
+				opened.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	res.openTime = time.Since(start)
+	res.opened = int(opened.Load())
+	res.err = firstErr
+	time.Sleep(2 * time.Second) // let the gateway settle
+	res.rssAfter, err = rss(pid)
+	if err != nil && res.err == nil {
+		res.err = err
+	}
+	logf("idle: %d open in %v, gateway RSS %d -> %d MiB", res.opened, res.openTime.Round(time.Millisecond), res.rssBefore>>20, res.rssAfter>>20)
+	for _, c := range conns {
+		if c != nil {
+			c.NetConn().Close()
+		}
+	}
+	return res
+}
+
+func openIdle(url string, msg []byte) (*websocket.Conn, error) {
+	c, _, err := dialer.Dial(url, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	err = c.WriteMessage(websocket.TextMessage, msg)
+	if err == nil {
+		_, _, err = c.ReadMessage()
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetReadDeadline(time.Time{})
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	return c, nil
+}

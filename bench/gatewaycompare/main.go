@@ -1,0 +1,149 @@
+// Command gatewaycompare measures, on loopback, the cost of proxying WebSockets through this
+// project's gateway.Proxy against Debian's nginx as a WebSocket reverse proxy, with the echo
+// backend reached directly as the floor.
+//
+// Each server runs in its own process: the echo backend (gorilla/websocket, echoes every
+// message) and the gateway (gateway.NewProxy with a Route that always returns the backend)
+// are this program re-executed with a hidden flag (-child backend, -child gateway); nginx is
+// started from PATH with a minimal config written to a temp dir. The load generator is this
+// process. Workloads: 64-byte text messages, each connection a goroutine writing one message
+// and reading its echo in a loop, with 1 and with 100 connections; each cell runs -warmup
+// then counts messages for -duration, and records every round trip's latency. Rounds
+// (-rounds) interleave the three systems; medians over rounds are reported. Finally -idle
+// (10,000) idle WebSockets are opened through the gateway and its resident memory (VmRSS)
+// is read before and after.
+//
+// Run it from the bench directory (nginx must be installed: `apt-get install -y nginx`);
+// the markdown report goes to stdout, progress to stderr:
+//
+//	go run ./gatewaycompare
+//	go run ./gatewaycompare -rounds 1 -duration 1s -idle 1000     (a quick look)
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	flagChild    = flag.String("child", "", "internal: run as a child server (backend|gateway)")
+	flagBackend  = flag.String("backend", "", "internal: the gateway child's backend URL")
+	flagRounds   = flag.Int("rounds", 3, "rounds interleaving the three systems")
+	flagDuration = flag.Duration("duration", 3*time.Second, "measured time per cell")
+	flagWarmup   = flag.Duration("warmup", time.Second, "warm-up time per cell")
+	flagIdle     = flag.Int("idle", 10000, "idle WebSockets to open through the gateway")
+)
+
+// cleanups run at the end, on error and on SIGINT/SIGTERM, last registered first.
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+func atCleanup(f func()) {
+	cleanupMu.Lock()
+	cleanups = append(cleanups, f)
+	cleanupMu.Unlock()
+}
+
+func runCleanups() {
+	cleanupMu.Lock()
+	fs := cleanups
+	cleanups = nil
+	cleanupMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+func main() {
+	flag.Parse()
+	nofile := raiseNofile()
+	switch *flagChild {
+	case "backend":
+		serveBackend()
+		return
+	case "gateway":
+		serveGateway(*flagBackend)
+		return
+	case "":
+	default:
+		logf("unknown -child %q", *flagChild)
+		os.Exit(2)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		logf("interrupted: stopping servers")
+		runCleanups()
+		os.Exit(1)
+	}()
+	err := run(nofile)
+	runCleanups()
+	if err != nil {
+		logf("gatewaycompare: %v", err)
+		os.Exit(1)
+	}
+}
+
+// raiseNofile raises RLIMIT_NOFILE's soft limit to the hard limit (first trying to raise
+// both to 65536, which works as root: a proxied connection holds two descriptors, so
+// 10,000 of them need more than the common 20,000). Children inherit it. It returns the
+// resulting soft limit.
+func raiseNofile() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	if lim.Max < 65536 {
+		want := syscall.Rlimit{Cur: 65536, Max: 65536}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) == nil {
+			return want.Cur
+		}
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return lim.Cur
+}
+
+func run(nofile uint64) error {
+	if _, err := nginxPath(); err != nil {
+		return err
+	}
+	logf("RLIMIT_NOFILE: %d", nofile)
+	backend, err := startChild("backend")
+	if err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	backendURL := "ws://" + backend.addr + "/"
+	gw, err := startChild("gateway", "-backend", backendURL)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	ngx, err := startNginx(backend.addr)
+	if err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
+	systems := []system{
+		{name: "direct", url: backendURL},
+		{name: "gateway", url: "ws://" + gw.addr + "/"},
+		{name: "nginx", url: "ws://" + ngx.addr + "/"},
+	}
+	res, err := measureAll(systems)
+	if err != nil {
+		return err
+	}
+	idle := measureIdle("ws://"+gw.addr+"/", gw.pid(), *flagIdle)
+	printReport(res, idle, nofile)
+	return nil
+}

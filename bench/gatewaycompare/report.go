@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+)
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+
+func mark(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// printReport writes the markdown report to stdout.
+func printReport(res results, idle idleResult, nofile uint64) {
+	fmt.Printf("# gateway.Proxy vs nginx vs direct (WebSocket echo, loopback)\n\n")
+	fmt.Printf("Machine: %d CPUs, %s/%s, %s, %s, RLIMIT_NOFILE %d. Load generator, backend, "+
+		"gateway and nginx (1 worker) share the machine.\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), nginxVersion(), nofile)
+	fmt.Printf("64-byte text messages, write-then-read per connection; %v measured after %v warm-up; "+
+		"median of %d rounds interleaving the systems.\n\n", *flagDuration, *flagWarmup, *flagRounds)
+	fmt.Println("| conns | system | msg/s | median RTT | p99 RTT |")
+	fmt.Println("|---:|---|---:|---:|---:|")
+	for _, n := range workloads {
+		for _, s := range []string{"direct", "gateway", "nginx"} {
+			c := res[n][s]
+			fmt.Printf("| %d | %s | %.0f | %s | %s |\n", n, s, c.rate, ms(c.p50), ms(c.p99))
+		}
+	}
+	fmt.Println()
+	fmt.Println("| conns | msg/s gateway/nginx | msg/s gateway/direct | added median RTT gateway | added median RTT nginx | added gateway/nginx |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|")
+	thrOK, latOK := true, true
+	for _, n := range workloads {
+		d, g, x := res[n]["direct"], res[n]["gateway"], res[n]["nginx"]
+		addG, addX := g.p50-d.p50, x.p50-d.p50
+		ratio := float64(addG) / float64(addX)
+		thrOK = thrOK && g.rate >= x.rate
+		latOK = latOK && addX > 0 && ratio <= 1.2
+		fmt.Printf("| %d | %.2fx | %.2fx | %s | %s | %.2fx |\n", n, g.rate/x.rate, g.rate/d.rate, ms(addG), ms(addX), ratio)
+	}
+	fmt.Println()
+	fmt.Printf("Idle connections through the gateway: %d of %d opened in %v", idle.opened, idle.want, idle.openTime.Round(time.Millisecond))
+	if idle.err != nil {
+		fmt.Printf(" (stopped: %v)", idle.err)
+	}
+	perConn := 0.0
+	if idle.opened > 0 {
+		perConn = float64(idle.rssAfter-idle.rssBefore) / float64(idle.opened)
+	}
+	fmt.Printf("; gateway VmRSS %.1f MiB before, %.1f MiB after, %.1f KiB per connection.\n\n",
+		float64(idle.rssBefore)/(1<<20), float64(idle.rssAfter)/(1<<20), perConn/1024)
+	memOK := idle.err == nil && idle.opened == idle.want && idle.want >= 10000 && idle.rssAfter < 1<<30
+	fmt.Println("Targets:")
+	fmt.Printf("- gateway throughput >= 1.0x nginx's (every workload): %s\n", mark(thrOK))
+	fmt.Printf("- added median latency <= 1.2x nginx's (every workload): %s\n", mark(latOK))
+	fmt.Printf("- 10,000 idle proxied connections under 1 GiB (gateway VmRSS): %s\n", mark(memOK))
+}
