@@ -93,16 +93,27 @@ func (p *Proxy) forwardEnd(e ended, to, front *websocket.Conn) {
 	}
 }
 
-// copyFrames streams messages from src to dst until either fails.
+// copyFrames streams messages from src to dst until either fails. Deadlines are moved
+// only when a quarter of their span has passed, not on every message: moving one costs a
+// timer update, and a busy connection would pay it twice per message. A read deadline is
+// thus between 3/4 and all of wait away, a write at most 5/4 of WriteTimeout long.
 func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results chan<- ended) {
+	var readSet, writeSet time.Time
 	for {
 		mt, r, err := src.NextReader()
 		if err != nil {
 			results <- ended{from: src, err: err}
 			return
 		}
-		src.SetReadDeadline(time.Now().Add(wait))
-		dst.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
+		now := time.Now()
+		if now.Sub(readSet) > wait/4 {
+			src.SetReadDeadline(now.Add(wait))
+			readSet = now
+		}
+		if now.Sub(writeSet) > p.cfg.WriteTimeout/4 {
+			dst.SetWriteDeadline(now.Add(p.cfg.WriteTimeout))
+			writeSet = now
+		}
 		w, err := dst.NextWriter(mt)
 		if err == nil {
 			if _, err = io.Copy(w, r); err == nil {
