@@ -131,6 +131,13 @@ func (s *Sessions) Lookup(ctx context.Context, r *http.Request) (*Session, error
 	if err != nil || c.Value == "" {
 		return nil, ErrNoSession
 	}
+	return s.LookupID(ctx, c.Value)
+}
+
+// LookupID is Lookup by session id (for checks made away from a request, such as the
+// hub's cycles).
+func (s *Sessions) LookupID(ctx context.Context, id string) (*Session, error) {
+	c := &http.Cookie{Value: id}
 	b, err := s.cfg.Store.Get(ctx, []byte(c.Value))
 	if errors.Is(err, sessioncache.ErrNotFound) {
 		return nil, ErrNoSession
