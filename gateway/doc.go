@@ -1,6 +1,5 @@
 // Package gateway is the front door of global-sessions for browsers: login and session
-// cookies, and the WebSocket proxy that routes each session to its backend (the push hub
-// is being built).
+// cookies, the WebSocket proxy that routes each session to its backend, and the push hub.
 //
 // # Sessions
 //
@@ -24,4 +23,15 @@
 // 1006 or 1015 on the wire: a backend that vanishes is reported with 1011), a read limit in
 // each direction, write deadlines and keepalive pings so a dead peer frees its goroutines.
 // Shutdown closes the connections it holds with 1001, which http.Server.Shutdown would not.
+//
+// # The push hub
+//
+// A Hub (seed 001) is a WebSocket endpoint authenticated by the same cookie. Clients send
+// JSON commands, {"type": name, "params": {...}}, from an extensible registry (Register):
+// each command lists its required and optional parameters and has one handler, which does
+// the setup and may add loop functions; a bad command gets a JSON error and the channel
+// stays open. Channels are grouped per user: the tabs of a user share one short loop (5 s)
+// and one long loop (3 min), every message (User.Send) reaches all of them, and the loops
+// stop when the last tab closes. Every cycle first checks the session (and Validate); a
+// session that ended gets an error and its channels are closed.
 package gateway
