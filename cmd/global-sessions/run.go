@@ -252,6 +252,7 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 	mux.Handle("/logout", parts.Login)
 	mux.Handle("/session", parts.Login)
 	mux.Handle("/app/", parts.Proxy)
+	mux.Handle("/hub", parts.Hub)
 	ln, err := net.Listen("tcp", parts.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", parts.Addr, err)
@@ -262,7 +263,8 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		scheme, ws = "https", "wss"
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "gateway: login on %s://%s/login, WebSockets on %s://%s/app/<document>\n", scheme, ln.Addr(), ws, ln.Addr())
+	fmt.Fprintf(out, "gateway: login on %s://%s/login, WebSockets on %s://%s/app/<document>, push hub on %s://%s/hub\n",
+		scheme, ln.Addr(), ws, ln.Addr(), ws, ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -274,5 +276,5 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy closes them.
-	return errors.Join(srv.Shutdown(sctx), parts.Proxy.Shutdown(sctx))
+	return errors.Join(srv.Shutdown(sctx), parts.Proxy.Shutdown(sctx), parts.Hub.Shutdown(sctx))
 }

@@ -55,6 +55,7 @@ type GatewayParts struct {
 	Sessions *gateway.Sessions
 	Login    *gateway.Login
 	Proxy    *gateway.Proxy
+	Hub      *gateway.Hub
 	closers  []func() error
 }
 
@@ -166,6 +167,10 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		AllowedOrigins: g.AllowedOrigins,
 		Logger:         log,
 	})
+	if err != nil {
+		return fail(err)
+	}
+	parts.Hub, err = gateway.NewHub(gateway.HubConfig{Sessions: parts.Sessions, AllowedOrigins: g.AllowedOrigins, Logger: log})
 	if err != nil {
 		return fail(err)
 	}
