@@ -42,6 +42,10 @@ type HubConfig struct {
 	MaxMessageSize int64
 	// AllowedOrigins as for ProxyConfig: empty means the request's own host.
 	AllowedOrigins []string
+	// Events, when set, adds the built-in "subscribe" and "unsubscribe" commands (param
+	// "topic"): events of a topic are pushed to every user following it, from one upstream
+	// subscription per topic.
+	Events EventSource
 	// Logger receives command failures. Nil means no logging.
 	Logger *slog.Logger
 }
@@ -57,6 +61,7 @@ type Hub struct {
 	users    map[string]*User
 	closed   bool
 	wg       sync.WaitGroup
+	topics   *topics
 }
 
 // User is one user's channels and state on the hub.
@@ -96,7 +101,28 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{cfg: cfg, commands: map[string]Command{}, users: map[string]*User{}}, nil
+	h := &Hub{cfg: cfg, commands: map[string]Command{}, users: map[string]*User{}}
+	if cfg.Events != nil {
+		h.topics = &topics{src: cfg.Events, subs: map[string]*topic{}, owner: h}
+		h.commands["subscribe"] = Command{Name: "subscribe", Required: []string{"topic"},
+			Handle: func(ctx context.Context, u *User, p map[string]any) (any, error) {
+				name, ok := p["topic"].(string)
+				if !ok || name == "" {
+					return nil, errors.New("topic must be a non-empty string")
+				}
+				return name, h.topics.subscribe(ctx, u, name)
+			}}
+		h.commands["unsubscribe"] = Command{Name: "unsubscribe", Required: []string{"topic"},
+			Handle: func(_ context.Context, u *User, p map[string]any) (any, error) {
+				name, _ := p["topic"].(string)
+				if name == "" {
+					return nil, errors.New("topic must be a non-empty string")
+				}
+				h.topics.unsubscribe(u, name)
+				return name, nil
+			}}
+	}
+	return h, nil
 }
 
 // Register adds a command. Names are unique.
@@ -232,14 +258,18 @@ func (h *Hub) join(user string, ch *channel) (*User, bool) {
 func (h *Hub) leave(u *User, ch *channel) {
 	ch.conn.Close()
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	u.mu.Lock()
 	delete(u.channels, ch)
 	last := len(u.channels) == 0
 	u.mu.Unlock()
-	if last && h.users[u.ID] == u {
+	gone := last && h.users[u.ID] == u
+	if gone {
 		delete(h.users, u.ID)
 		close(u.stop)
+	}
+	h.mu.Unlock()
+	if gone && h.topics != nil {
+		h.topics.unsubscribe(u, "") // upstream subscriptions nobody follows now end
 	}
 }
 
