@@ -33,5 +33,7 @@
 // stays open. Channels are grouped per user: the tabs of a user share one short loop (5 s)
 // and one long loop (3 min), every message (User.Send) reaches all of them, and the loops
 // stop when the last tab closes. Every cycle first checks the session (and Validate); a
-// session that ended gets an error and its channels are closed.
+// session that ended gets an error and its channels are closed. With an EventSource (SSE
+// is provided) the hub adds subscribe and unsubscribe over topics, one upstream
+// subscription per topic for all its followers.
 package gateway
