@@ -158,8 +158,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "log in first", http.StatusUnauthorized)
 		return
 	}
-	p := &Proxy{cfg: ProxyConfig{AllowedOrigins: h.cfg.AllowedOrigins}}
-	if !isWebSocketUpgrade(r) || !p.originOK(r) {
+	if !isWebSocketUpgrade(r) || !originAllowed(r, h.cfg.AllowedOrigins) {
 		http.Error(w, "a WebSocket upgrade from an allowed origin is required", http.StatusBadRequest)
 		return
 	}
