@@ -94,10 +94,9 @@ func readStream(ctx context.Context, c *http.Client, u string, fn func([]byte)) 
 
 // topics fans one upstream subscription per topic out to the users following it.
 type topics struct {
-	src   EventSource
-	mu    sync.Mutex
-	subs  map[string]*topic
-	owner *Hub
+	src  EventSource
+	mu   sync.Mutex
+	subs map[string]*topic
 }
 
 type topic struct {

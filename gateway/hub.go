@@ -103,7 +103,7 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 	}
 	h := &Hub{cfg: cfg, commands: map[string]Command{}, users: map[string]*User{}}
 	if cfg.Events != nil {
-		h.topics = &topics{src: cfg.Events, subs: map[string]*topic{}, owner: h}
+		h.topics = &topics{src: cfg.Events, subs: map[string]*topic{}}
 		h.commands["subscribe"] = Command{Name: "subscribe", Required: []string{"topic"},
 			Handle: func(ctx context.Context, u *User, p map[string]any) (any, error) {
 				name, ok := p["topic"].(string)
