@@ -222,10 +222,16 @@ func runDiscovery(ctx context.Context, f *config.File, out io.Writer, log *slog.
 	if err != nil {
 		return fmt.Errorf("discovery: listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: discovery.Handler(d, sessions), ReadHeaderTimeout: 10 * time.Second}
 	d.Refresh(ctx) // serve a first list from the start
 	d.Start()
 	fmt.Fprintf(out, "discovery: serving the Mira API, the session service and a status page on http://%s/\n", ln.Addr())
+	return serveUntil(ctx, ln, discovery.Handler(d, sessions), out)
+}
+
+// serveUntil serves handler on ln until ctx ends (or serving fails), then shuts the server
+// down and calls also, each with the shutdown deadline.
+func serveUntil(ctx context.Context, ln net.Listener, handler http.Handler, out io.Writer, also ...func(context.Context) error) error {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -236,7 +242,11 @@ func runDiscovery(ctx context.Context, f *config.File, out io.Writer, log *slog.
 	fmt.Fprintln(out, "stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	errs := []error{srv.Shutdown(sctx)}
+	for _, f := range also {
+		errs = append(errs, f(sctx))
+	}
+	return errors.Join(errs...)
 }
 
 // runGateway runs the login endpoints and the WebSocket proxy.
@@ -262,19 +272,8 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		ln = tls.NewListener(ln, parts.TLS)
 		scheme, ws = "https", "wss"
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(out, "gateway: login on %s://%s/login, WebSockets on %s://%s/app/<document>, push hub on %s://%s/hub\n",
 		scheme, ln.Addr(), ws, ln.Addr(), ws, ln.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		return err
-	}
-	fmt.Fprintln(out, "stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy closes them.
-	return errors.Join(srv.Shutdown(sctx), parts.Proxy.Shutdown(sctx), parts.Hub.Shutdown(sctx))
+	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy and the hub close theirs.
+	return serveUntil(ctx, ln, mux, out, parts.Proxy.Shutdown, parts.Hub.Shutdown)
 }
