@@ -40,19 +40,7 @@ func TestDiscoveryRole(t *testing.T) {
         "load_metric" : "qix_active_sessions"
     }
 }`, addr))
-	f, err := config.Load(path)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- runFile(ctx, f, pw, slog.New(slog.DiscardHandler)); pw.Close() }()
-	sc := bufio.NewScanner(pr)
-	require.True(t, sc.Scan())
-	m := regexp.MustCompile(`on (http://\S+)/`).FindStringSubmatch(sc.Text())
-	require.NotNil(t, m, sc.Text())
-	base := m[1]
-	go io.Copy(io.Discard, pr)
+	base, stop := runRole(t, path, `on (http://\S+)/`)
 
 	var engines []struct {
 		ID      string
@@ -75,8 +63,7 @@ func TestDiscoveryRole(t *testing.T) {
 	assert.Equal(t, "ws://"+addr+"/app/sales.qvf", route.URL)
 	assert.Equal(t, "engine-1", route.Instance)
 
-	cancel()
-	require.NoError(t, <-done)
+	require.NoError(t, stop())
 }
 
 func TestDiscoveryConfigErrors(t *testing.T) {
@@ -95,4 +82,39 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), path)
 		})
 	}
+}
+
+// runRole runs the role of the config file at path in process and returns the first
+// submatch of pattern in its first line of output (where it listens), and a function that
+// stops it and returns run's error.
+func runRole(t *testing.T, path, pattern string) (string, func() error) {
+	t.Helper()
+	f, err := config.Load(path)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- runFile(ctx, f, pw, slog.New(slog.DiscardHandler)); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	if !sc.Scan() {
+		cancel()
+		t.Fatalf("the role printed nothing: %v", <-done)
+	}
+	m := regexp.MustCompile(pattern).FindStringSubmatch(sc.Text())
+	if m == nil {
+		cancel()
+		t.Fatalf("%q does not match %q", sc.Text(), pattern)
+	}
+	go io.Copy(io.Discard, pr)
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() { stop() })
+	return m[1], stop
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,7 +12,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +21,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/discovery"
-	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/internal/testpki"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -98,19 +95,7 @@ func gatewayRole(t *testing.T, https bool) {
         "message_relay" : { "address" : "127.0.0.1", "port" : %s }
     }
 }`, tlsBlock, sessionService.URL, relayPort))
-	f, err := config.Load(path)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- runFile(ctx, f, pw, slog.New(slog.DiscardHandler)); pw.Close() }()
-	sc := bufio.NewScanner(pr)
-	require.True(t, sc.Scan())
-	m := regexp.MustCompile(`login on (https?://\S+)/login`).FindStringSubmatch(sc.Text())
-	require.NotNil(t, m, sc.Text())
-	base := m[1]
-	go io.Copy(io.Discard, pr)
+	base, stop := runRole(t, path, `login on (https?://\S+)/login`)
 
 	jar, _ := cookiejar.New(nil)
 	tlsc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
@@ -139,8 +124,7 @@ func gatewayRole(t *testing.T, https bool) {
 	assert.True(t, strings.HasSuffix(string(msg), ":hello"), string(msg))
 
 	// Stopping the gateway closes the proxied WebSocket with 1001.
-	cancel()
-	require.NoError(t, <-done)
+	require.NoError(t, stop())
 	_, _, err = ws.ReadMessage()
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)
