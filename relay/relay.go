@@ -213,7 +213,7 @@ func (r *Relay) store(key, value []byte, expiry int64) error {
 		return err
 	}
 	// (An entry already expired reaches relief too; relief drops it.)
-	r.enqueue(lowerJob{op: wire.OpSet, key: clone(key), value: clone(value), expiry: expiry})
+	r.enqueue(wire.OpSet, key, value, expiry)
 	return nil
 }
 
@@ -265,13 +265,19 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 
 // evicted receives what the table pushes out and queues it for the lower tier (aging).
 func (r *Relay) evicted(key, value []byte, expiry time.Time) {
-	r.enqueue(lowerJob{op: wire.OpEvict, key: clone(key), value: clone(value), expiry: unixNano(expiry)})
+	r.enqueue(wire.OpEvict, key, value, unixNano(expiry))
 }
 
-func (r *Relay) enqueue(j lowerJob) {
+// enqueue queues a change for the lower tier, copying key and value; with no lower tier it
+// does nothing (and copies nothing).
+func (r *Relay) enqueue(op wire.Op, key, value []byte, expiry int64) {
 	if r.lowerTier() == nil {
 		return
 	}
+	buf := make([]byte, len(key)+len(value)) // one allocation for both copies
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	j := lowerJob{op: op, key: buf[:len(key):len(key)], value: buf[len(key):], expiry: expiry}
 	j.seq = r.tombs.Seq()
 	// Changes of one key go through one queue, so they reach the lower tier in order.
 	q := r.jobs[xxhash.Sum64(j.key)%uint64(len(r.jobs))]
