@@ -315,8 +315,6 @@ func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 	}
 }
 
-func (r *Relay) peerGone(*peer) {}
-
 // Shutdown stops accepting, closes every connection, stops handing changes down and closes
 // the table, or returns ctx's error if that takes too long. It does not close cfg.Lower.
 func (r *Relay) Shutdown(ctx context.Context) error {

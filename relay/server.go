@@ -54,7 +54,6 @@ func (o *ServerOptions) setDefaults() {
 // roleHandler is what a server does with a peer's entry requests after the hello.
 type roleHandler interface {
 	serveRequest(p *peer, f *wire.Frame)
-	peerGone(p *peer)
 }
 
 // server accepts connections, runs the hello, tracks subscriptions and fans messages out.
@@ -265,7 +264,6 @@ func (s *server) drop(p *peer, err error) {
 	if !closing && !errors.Is(err, ErrConnLost) {
 		s.opts.Logger.Info("relay: peer disconnected", "peer", p.name, "err", err)
 	}
-	s.role.peerGone(p)
 }
 
 // shutdown stops accepting, closes every connection and waits for the server's goroutines,

@@ -172,8 +172,6 @@ func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
 	}
 }
 
-func (s *Sibling) peerGone(*peer) {}
-
 // owners returns the relief servers that a request of op for key goes to: the key's
 // expansion servers for entries the relay stores, its aging servers for evictions, both
 // for gets, and every relief server for deletes (a key may linger on a server that owned
