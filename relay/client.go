@@ -84,6 +84,7 @@ type Client struct {
 	ready    chan struct{} // closed when conn becomes non-nil or the client closes
 	lastErr  error
 	subs     map[string]func(sessioncache.Change)
+	queues   map[string]queueMembership
 	connects int
 }
 
@@ -99,7 +100,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, ready: make(chan struct{}),
-		subs: map[string]func(sessioncache.Change){}}
+		subs: map[string]func(sessioncache.Change){}, queues: map[string]queueMembership{}}
 	c.wg.Add(1)
 	go c.supervise()
 	return c, nil
@@ -194,7 +195,7 @@ func (c *Client) connect() (*conn, error) {
 	cn := newConn(nc, connConfig{
 		name:           c.cfg.Addr,
 		logger:         c.cfg.Logger,
-		dispatch:       backendDispatcher{c.cfg.Backend},
+		dispatch:       clientDispatcher{c},
 		onMsg:          c.deliver,
 		requestTimeout: c.cfg.RequestTimeout,
 		writeTimeout:   c.cfg.RequestTimeout,
@@ -206,15 +207,18 @@ func (c *Client) connect() (*conn, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	paths := make([]string, 0, len(c.subs))
+	again := make([]*wire.Frame, 0, len(c.subs)+len(c.queues))
 	for p := range c.subs {
-		paths = append(paths, p)
+		again = append(again, &wire.Frame{Op: wire.OpSubscribe, Path: []byte(p)})
+	}
+	for p, q := range c.queues {
+		again = append(again, &wire.Frame{Op: wire.OpSubscribe, Flags: wire.FlagQueue, Path: []byte(p), Key: []byte(q.label)})
 	}
 	c.mu.Unlock()
-	for _, p := range paths {
-		if err := simple(ctx, cn, &wire.Frame{Op: wire.OpSubscribe, Path: []byte(p)}); err != nil {
+	for _, f := range again {
+		if err := simple(ctx, cn, f); err != nil {
 			cn.close(err)
-			return nil, fmt.Errorf("resubscribe %q: %w", p, err)
+			return nil, fmt.Errorf("resubscribe %q: %w", f.Path, err)
 		}
 	}
 	c.mu.Lock()

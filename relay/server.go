@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,10 @@ type ServerOptions struct {
 	// QueueLen is how many pushed messages may wait for a slow subscriber before it is
 	// disconnected. Zero means 4096.
 	QueueLen int
+	// QueueAttempts is how many queue members a request is offered to, one after another,
+	// when members' connections are lost while they hold it. Zero means
+	// DefaultQueueAttempts.
+	QueueAttempts int
 	// Logger receives connection events and refusals. Nil means no logging.
 	Logger *slog.Logger
 }
@@ -45,6 +50,9 @@ func (o *ServerOptions) setDefaults() {
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = 4096
+	}
+	if o.QueueAttempts == 0 {
+		o.QueueAttempts = DefaultQueueAttempts
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -65,6 +73,7 @@ type server struct {
 	mu      sync.Mutex
 	peers   map[*peer]struct{}
 	subs    map[string]map[*peer]struct{}
+	queues  map[string]*queue
 	gen     uint64 // counts changes of subs, so roles can cache what they derive from it
 	closing bool
 	done    chan struct{}
@@ -82,7 +91,7 @@ type peer struct {
 func newServer(ln net.Listener, opts ServerOptions, role roleHandler) *server {
 	opts.setDefaults()
 	return &server{opts: opts, ln: ln, role: role, peers: map[*peer]struct{}{},
-		subs: map[string]map[*peer]struct{}{}, done: make(chan struct{})}
+		subs: map[string]map[*peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{})}
 }
 
 // listen binds addr for a server with opts.
@@ -186,11 +195,27 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 	case wire.OpHello:
 		c.replyError(f.ID, "hello already done")
 	case wire.OpSubscribe:
-		p.srv.subscribe(p, string(f.Path))
+		if f.Flags&wire.FlagQueue != 0 {
+			if err := validLabel(string(f.Key)); err != nil {
+				c.replyError(f.ID, err.Error())
+				return
+			}
+			p.srv.join(p, string(f.Path), string(f.Key))
+		} else {
+			p.srv.subscribe(p, string(f.Path))
+		}
 		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 	case wire.OpUnsubscribe:
-		p.srv.unsubscribe(p, string(f.Path))
+		if f.Flags&wire.FlagQueue != 0 {
+			p.srv.leave(p, string(f.Path))
+		} else {
+			p.srv.unsubscribe(p, string(f.Path))
+		}
 		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+	case wire.OpRequest:
+		go p.srv.request(p, copyFrame(f))
+	case wire.OpMembers:
+		c.reply(f.ID, wire.StatusValue, 0, []byte(strings.Join(p.srv.members(string(f.Path)), "\n")), 0)
 	default:
 		p.srv.role.serveRequest(p, f)
 	}
@@ -257,6 +282,9 @@ func (s *server) drop(p *peer, err error) {
 	delete(s.peers, p)
 	for _, m := range s.subs {
 		delete(m, p)
+	}
+	for path := range s.queues {
+		s.leaveLocked(p, path)
 	}
 	s.gen++
 	closing := s.closing

@@ -47,6 +47,19 @@
 //	                deleted, else key=value until expiry was published.
 //	11 evict        key=value until expiry was pushed out of an upper tier's full table;
 //	                keep it if you can. Answer: ok.
+//	12 request      hand key=value to exactly one member of path's queue (see below); expiry
+//	                is the sender's deadline (0: the receiver's default). Answer: the
+//	                member's answer (ok or value with the member's value, or error).
+//	13 members      list the members of path's queue. Answer: value, the members' labels
+//	                separated by newlines.
+//
+// A subscribe or unsubscribe with flag 0x08 (queue) joins or leaves path's queue: key is
+// the member's label (its advertised address, say; no newline), and the member stays in the
+// queue until it leaves or its connection closes. The server hands each request on path to
+// one member, the one with the fewest requests in flight (taking turns among equals), as a
+// request of its own; when that member's connection is lost before it answered, the server
+// tries another member, and answers error when none is left or none could answer. A member
+// that answers error is not retried: the error goes back to the sender.
 //
 // A set or evict with flag 0x04 (no reply) is not answered and carries id 0: the sibling
 // hands entries to pressure-relief servers this way, as a stream nothing waits on.

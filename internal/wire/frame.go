@@ -31,11 +31,13 @@ const (
 	OpReply       Op = 9  // the answer to a request: Status says which kind
 	OpMessage     Op = 10 // a publication or deletion pushed to a subscriber (ID 0)
 	OpEvict       Op = 11 // an entry pushed out of an upper tier's table: keep it if you can
-	opMax         Op = 11
+	OpRequest     Op = 12 // hand Key=Value to one member of Path's queue; its answer is the reply
+	OpMembers     Op = 13 // list the members of Path's queue
+	opMax         Op = 13
 )
 
 var opNames = [...]string{"", "hello", "set", "get", "delete", "publish", "subscribe",
-	"unsubscribe", "ping", "reply", "message", "evict"}
+	"unsubscribe", "ping", "reply", "message", "evict", "request", "members"}
 
 func (o Op) String() string {
 	if o == 0 || o > opMax {
@@ -85,6 +87,9 @@ const (
 	// FlagNoReply, on a set or evict, says the sender wants no reply (its id is 0): bulk
 	// hand-downs that nothing waits for.
 	FlagNoReply uint8 = 1 << 2
+	// FlagQueue, on a subscribe or unsubscribe, joins or leaves Path's queue instead of
+	// its publications; Key is the member's label.
+	FlagQueue uint8 = 1 << 3
 )
 
 // Frame is one protocol unit. Path, Key and Value of a decoded frame point into the

@@ -1,0 +1,184 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// startQueueMember dials r and joins path's queue as name, answering "name:value".
+func startQueueMember(t *testing.T, r *Relay, path, name string, served *sync.Map) *Client {
+	t.Helper()
+	c := dial(t, ClientConfig{Addr: r.Addr().String(), Name: name})
+	require.NoError(t, c.Join(ctxT(t), path, name, func(_ context.Context, key, value []byte) ([]byte, error) {
+		if served != nil {
+			n, _ := served.LoadOrStore(name, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		}
+		return []byte(name + ":" + string(value)), nil
+	}))
+	return c
+}
+
+func TestQueueDeliversEachRequestToOneMember(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	var served sync.Map
+	names := []string{"w1", "w2", "w3"}
+	for _, n := range names {
+		startQueueMember(t, r, "jobs", n, &served)
+	}
+	sender := dial(t, ClientConfig{Addr: r.Addr().String()})
+	const requests = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, requests)
+	for i := range requests {
+		wg.Go(func() {
+			v, err := sender.Request(ctxT(t), "jobs", []byte("k"), fmt.Appendf(nil, "%d", i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			name, val, ok := bytesCut(v)
+			if !ok || !slices.Contains(names, name) || val != fmt.Sprint(i) {
+				errs <- fmt.Errorf("request %d: answer %q", i, v)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	total := int64(0)
+	for _, n := range names {
+		v, ok := served.Load(n)
+		require.True(t, ok, "%s served nothing", n)
+		got := v.(*atomic.Int64).Load()
+		total += got
+		// Requests go to the least busy member, taking turns: none is starved.
+		require.Greater(t, got, int64(requests/10), "%s served %d of %d", n, got, requests)
+	}
+	require.Equal(t, int64(requests), total, "every request was handled exactly once")
+}
+
+func bytesCut(v []byte) (string, string, bool) {
+	for i, b := range v {
+		if b == ':' {
+			return string(v[:i]), string(v[i+1:]), true
+		}
+	}
+	return "", "", false
+}
+
+func TestQueueRetriesWhenAMemberIsLost(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	started := make(chan string, 2)
+	var first atomic.Bool
+	members := map[string]*Client{}
+	for _, name := range []string{"a", "b"} {
+		c := dial(t, ClientConfig{Addr: r.Addr().String(), Name: name})
+		require.NoError(t, c.Join(ctxT(t), "jobs", name, func(ctx context.Context, _, value []byte) ([]byte, error) {
+			started <- name
+			if first.CompareAndSwap(false, true) {
+				<-ctx.Done() // holds the request until its client dies
+				return nil, ctx.Err()
+			}
+			return []byte(name), nil
+		}))
+		members[name] = c
+	}
+	sender := dial(t, ClientConfig{Addr: r.Addr().String()})
+	answer := make(chan []byte, 1)
+	failed := make(chan error, 1)
+	go func() {
+		v, err := sender.Request(ctxT(t), "jobs", nil, []byte("work"))
+		if err != nil {
+			failed <- err
+			return
+		}
+		answer <- v
+	}()
+	holder := <-started
+	members[holder].Close() // the member dies holding the request
+	other := <-started
+	require.NotEqual(t, holder, other)
+	select {
+	case v := <-answer:
+		require.Equal(t, other, string(v))
+	case err := <-failed:
+		t.Fatalf("request failed instead of moving to %s: %v", other, err)
+	}
+}
+
+func TestQueueErrors(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	sender := dial(t, ClientConfig{Addr: r.Addr().String()})
+
+	_, err := sender.Request(ctxT(t), "nobody", nil, []byte("x"))
+	var re *RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Contains(t, re.Message, `no member in queue "nobody"`)
+
+	var calls atomic.Int32
+	w := dial(t, ClientConfig{Addr: r.Addr().String()})
+	require.NoError(t, w.Join(ctxT(t), "failing", "w", func(context.Context, []byte, []byte) ([]byte, error) {
+		calls.Add(1)
+		return nil, errors.New("cell A1 is not a number")
+	}))
+	startQueueMember(t, r, "failing", "w2", nil)
+	// A member's error goes back as it is, and is not retried elsewhere: try until the
+	// failing member got one.
+	for i := 0; i < 10 && calls.Load() == 0; i++ {
+		_, err = sender.Request(ctxT(t), "failing", nil, []byte("x"))
+		if calls.Load() > 0 {
+			require.ErrorAs(t, err, &re)
+			require.Contains(t, re.Message, "cell A1 is not a number")
+		}
+	}
+	require.Equal(t, int32(1), calls.Load())
+
+	require.ErrorContains(t, w.Join(ctxT(t), "q", "two\nlines", func(context.Context, []byte, []byte) ([]byte, error) { return nil, nil }), "newline")
+	require.Error(t, w.Join(ctxT(t), "q", "x", nil))
+}
+
+func TestQueueMembersFollowConnections(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	obs := dial(t, ClientConfig{Addr: r.Addr().String()})
+	m1 := startQueueMember(t, r, "gateways", `{"id":"gw-1"}`, nil)
+	startQueueMember(t, r, "gateways", `{"id":"gw-2"}`, nil)
+	got, err := obs.Members(ctxT(t), "gateways")
+	require.NoError(t, err)
+	require.Equal(t, []string{`{"id":"gw-1"}`, `{"id":"gw-2"}`}, got)
+
+	m1.Close()
+	eventually(t, "gw-1 to leave when its connection closed", func() bool {
+		got, err := obs.Members(ctxT(t), "gateways")
+		return err == nil && slices.Equal(got, []string{`{"id":"gw-2"}`})
+	})
+
+	empty, err := obs.Members(ctxT(t), "nothing")
+	require.NoError(t, err)
+	require.Empty(t, empty)
+}
+
+func TestQueueMembershipSurvivesReconnect(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	addr := r.Addr().String()
+	m := startQueueMember(t, r, "jobs", "w", nil)
+	require.NoError(t, m.Leave(ctxT(t), "jobs"))
+	require.NoError(t, m.Join(ctxT(t), "jobs", "w", func(_ context.Context, _, v []byte) ([]byte, error) { return v, nil }))
+	before := m.Connects()
+	r.Close()
+	r2 := startRelay(t, RelayConfig{Addr: addr})
+	eventually(t, "the member to reconnect", func() bool { return m.Connects() > before && m.Connected() })
+	sender := dial(t, ClientConfig{Addr: r2.Addr().String()})
+	v, err := sender.Request(ctxT(t), "jobs", nil, []byte("again"))
+	require.NoError(t, err)
+	require.Equal(t, "again", string(v))
+}
