@@ -24,7 +24,8 @@ type queueMembership struct {
 // say; no newline): the server hands each request on path (see Request) to one member,
 // the least busy one, and when a member's connection is lost while it holds a request,
 // to another. h runs in a goroutine of its own per request, with a context that ends at
-// the requester's deadline or when the client closes. The membership lasts until Leave or
+// the requester's deadline or when the client closes (a request whose handler is cut short
+// by Close is not answered: the server hands it to another member). The membership lasts until Leave or
 // Close and is renewed on every reconnection; a member whose connection drops leaves the
 // queue at once.
 func (c *Client) Join(ctx context.Context, path, label string, h QueueHandler) error {
@@ -122,6 +123,11 @@ func (d clientDispatcher) serve(cn *conn, f *wire.Frame) {
 			defer cancel()
 		}
 		v, err := q.h(ctx, req.Key, req.Value)
+		if d.c.ctx.Err() != nil {
+			// The client is closing under the handler: leave the request unanswered, so
+			// the server, seeing the connection go, hands it to another member.
+			return
+		}
 		if err != nil {
 			cn.replyError(req.ID, err.Error())
 			return

@@ -106,7 +106,12 @@ func TestQueueRetriesWhenAMemberIsLost(t *testing.T) {
 	}()
 	holder := <-started
 	members[holder].Close() // the member dies holding the request
-	other := <-started
+	var other string
+	select {
+	case other = <-started:
+	case err := <-failed:
+		t.Fatalf("request failed instead of moving to another member: %v", err)
+	}
 	require.NotEqual(t, holder, other)
 	select {
 	case v := <-answer:
