@@ -62,6 +62,15 @@ type Session struct {
 	Expires time.Time `json:"expires"`
 	// MaxExpires is when the session ends however much it is used.
 	MaxExpires time.Time `json:"max_expires"`
+	// Assigned records, per group (workbook, document), the gateway instance an Assigner
+	// chose, so the session keeps it while the instance lives.
+	Assigned map[string]Assignment `json:"assigned,omitempty"`
+}
+
+// Assignment is the gateway instance a session was assigned for a group.
+type Assignment struct {
+	Instance string `json:"instance"`
+	URL      string `json:"url"`
 }
 
 // NewSessions returns the gateway's sessions over cfg.Store.
@@ -108,6 +117,10 @@ func (s *Sessions) Create(ctx context.Context, w http.ResponseWriter, r *http.Re
 		Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	return sess, nil
 }
+
+// Save stores a changed session record (its Assigned, say) under its id, keeping its
+// expiry.
+func (s *Sessions) Save(ctx context.Context, sess *Session) error { return s.store(ctx, sess) }
 
 func (s *Sessions) store(ctx context.Context, sess *Session) error {
 	b, err := json.Marshal(sess)

@@ -1,0 +1,409 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// brokerFixture is a relay, a session store shared by every gateway instance (as the
+// session tier makes it), and whatever instances and workers a test starts.
+type brokerFixture struct {
+	relay    *relay.Relay
+	sessions *Sessions
+}
+
+func newBrokerFixture(t *testing.T) *brokerFixture {
+	t.Helper()
+	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
+		Table: sessioncache.Config{Path: filepath.Join(t.TempDir(), "relay.table"), ElementCount: 1000, RecordSize: 512}})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	return &brokerFixture{relay: r, sessions: testSessions(t, SessionsConfig{})}
+}
+
+func (f *brokerFixture) client(t *testing.T, name string) *relay.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: f.relay.Addr().String(), Name: name})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// gatewayInstance is one Broker behind an HTTP server with login, health and metrics.
+type gatewayInstance struct {
+	broker *Broker
+	srv    *httptest.Server
+}
+
+func (f *brokerFixture) instance(t *testing.T, name string, cfg BrokerConfig) *gatewayInstance {
+	t.Helper()
+	mux := http.NewServeMux()
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Start()
+	cfg.Relay, cfg.Sessions, cfg.Instance = f.client(t, name), f.sessions, name
+	if cfg.Advertise == "" {
+		cfg.Advertise = srv.URL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := NewBroker(ctx, cfg)
+	require.NoError(t, err)
+	mux.Handle("/login/", &Login{Sessions: f.sessions, Anonymous: true})
+	mux.Handle("/ws/", b)
+	mux.Handle("/health", b.Health())
+	mux.Handle("/metrics", b.Metrics())
+	g := &gatewayInstance{broker: b, srv: srv}
+	t.Cleanup(g.stop)
+	return g
+}
+
+func (g *gatewayInstance) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g.broker.Shutdown(ctx)
+	g.srv.Close()
+}
+
+func (f *brokerFixture) worker(t *testing.T, name string, h HandlerFunc) *Worker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := NewWorker(ctx, WorkerConfig{Relay: f.client(t, name), Name: name, Handler: h})
+	require.NoError(t, err)
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// loginCookie logs in anonymously at g and returns the cookie header.
+func loginCookie(t *testing.T, g *gatewayInstance) http.Header {
+	t.Helper()
+	c := client(t)
+	resp, err := c.Post(g.srv.URL+"/login/anonymous", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	h := http.Header{}
+	for _, ck := range c.Jar.Cookies(resp.Request.URL) {
+		h.Add("Cookie", ck.Name+"="+ck.Value)
+	}
+	return h
+}
+
+// wsClient is a test client of a Broker.
+type wsClient struct {
+	conn *websocket.Conn
+	id   string
+}
+
+func openGroup(t *testing.T, g *gatewayInstance, cookie http.Header, group string) *wsClient {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(g.srv.URL, "http")+"/ws/"+group, cookie)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	wc := &wsClient{conn: c}
+	n := wc.notice(t)
+	require.Equal(t, "joined", n.Event)
+	require.Equal(t, group, n.Group)
+	require.Equal(t, g.broker.Instance(), n.Instance)
+	wc.id = n.Client
+	return wc
+}
+
+func (c *wsClient) read(t *testing.T) string {
+	t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, b, err := c.conn.ReadMessage()
+	require.NoError(t, err)
+	return string(b)
+}
+
+func (c *wsClient) notice(t *testing.T) noticeBody {
+	t.Helper()
+	var n notice
+	require.NoError(t, json.Unmarshal([]byte(c.read(t)), &n), "a notice")
+	return n.Gateway
+}
+
+func (c *wsClient) send(t *testing.T, msg string) {
+	t.Helper()
+	require.NoError(t, c.conn.WriteMessage(websocket.TextMessage, []byte(msg)))
+}
+
+// workbook is the test workers' logic: "set X" answers the sender "ok X" and tells the
+// group "X by <worker>"; "tell CLIENT X" sends X to one client; "fail" fails; "panic" panics.
+func workbook(name string) HandlerFunc {
+	return func(_ context.Context, m *Message) ([]Reply, error) {
+		cmd, arg, _ := strings.Cut(string(m.Data), " ")
+		switch cmd {
+		case "set":
+			return []Reply{ToSender([]byte("ok " + arg)), ToGroup(m.Group, []byte(arg+" by "+name))}, nil
+		case "tell":
+			to, text, _ := strings.Cut(arg, " ")
+			return []Reply{ToClient(to, []byte(text))}, nil
+		case "fail":
+			return nil, errors.New("cell " + arg + " is not a number")
+		case "panic":
+			panic("bad cell")
+		}
+		return []Reply{ToSender([]byte("echo " + string(m.Data)))}, nil
+	}
+}
+
+func TestBrokerRoutesRepliesToSenderGroupAndClient(t *testing.T) {
+	f := newBrokerFixture(t)
+	a := f.instance(t, "gw-a", BrokerConfig{})
+	b := f.instance(t, "gw-b", BrokerConfig{})
+	f.worker(t, "w1", workbook("w1"))
+	f.worker(t, "w2", workbook("w2"))
+	cookie := loginCookie(t, a)
+	onA := openGroup(t, a, cookie, "wb1")
+	onB := openGroup(t, b, cookie, "wb1")
+	other := openGroup(t, a, cookie, "wb2")
+
+	onA.send(t, "set A1=5")
+	require.Equal(t, "ok A1=5", onA.read(t))
+	upd := onA.read(t)
+	require.Regexp(t, `^A1=5 by w[12]$`, upd)
+	require.Equal(t, upd, onB.read(t), "the group member on the other instance")
+
+	// A client reply crosses instances through the relay.
+	onB.send(t, "tell "+onA.id+" hello-from-b")
+	require.Equal(t, "hello-from-b", onA.read(t))
+
+	// Both workers take part.
+	seen := map[string]bool{}
+	for i := 0; i < 20 && len(seen) < 2; i++ {
+		onB.send(t, fmt.Sprintf("set B%d=1", i))
+		require.Equal(t, fmt.Sprintf("ok B%d=1", i), onB.read(t))
+		u := onB.read(t)
+		require.Equal(t, u, onA.read(t))
+		seen[u[strings.LastIndex(u, " ")+1:]] = true
+	}
+	require.Len(t, seen, 2, "replies came from both workers")
+
+	// The other group heard nothing: its next message is its own answer.
+	other.send(t, "ping")
+	require.Equal(t, "echo ping", other.read(t))
+
+	// Binary messages stay binary.
+	require.NoError(t, other.conn.WriteMessage(websocket.BinaryMessage, []byte{0, 1, 2}))
+	other.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	mt, data, err := other.conn.ReadMessage()
+	require.NoError(t, err)
+	require.Equal(t, websocket.TextMessage, mt, "the worker answered with a text reply")
+	require.Equal(t, "echo \x00\x01\x02", string(data))
+}
+
+func TestBrokerErrorNotices(t *testing.T) {
+	f := newBrokerFixture(t)
+	g := f.instance(t, "gw", BrokerConfig{MaxMessageSize: 1024})
+	cookie := loginCookie(t, g)
+	c := openGroup(t, g, cookie, "wb")
+
+	// No worker yet: an error, never silence.
+	c.send(t, "set A1=1")
+	n := c.notice(t)
+	require.Equal(t, "error", n.Event)
+	require.Equal(t, uint64(1), n.Seq)
+	require.Contains(t, n.Error, "no member in queue")
+
+	f.worker(t, "w", workbook("w"))
+	c.send(t, "fail B2")
+	n = c.notice(t)
+	require.Equal(t, uint64(2), n.Seq)
+	require.Equal(t, "cell B2 is not a number", n.Error)
+
+	c.send(t, "panic")
+	n = c.notice(t)
+	require.Equal(t, uint64(3), n.Seq)
+	require.Contains(t, n.Error, "failed on the message")
+
+	// The connection stays usable.
+	c.send(t, "set C3=1")
+	require.Equal(t, "ok C3=1", c.read(t))
+	require.Equal(t, "C3=1 by w", c.read(t))
+
+	// A message over the limit closes the connection with 1009.
+	c.send(t, strings.Repeat("x", 2048))
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := c.conn.ReadMessage()
+	require.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "got %v", err)
+}
+
+func TestBrokerRefusals(t *testing.T) {
+	f := newBrokerFixture(t)
+	g := f.instance(t, "gw", BrokerConfig{})
+	url := "ws" + strings.TrimPrefix(g.srv.URL, "http") + "/ws/"
+	cookie := loginCookie(t, g)
+	for _, tc := range []struct {
+		name   string
+		path   string
+		header http.Header
+		status int
+	}{
+		{"no session", "wb", http.Header{}, http.StatusUnauthorized},
+		{"no group", "", cookie, http.StatusBadRequest},
+		{"foreign origin", "wb", func() http.Header {
+			h := cookie.Clone()
+			h.Set("Origin", "https://evil.example")
+			return h
+		}(), http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, resp, err := websocket.DefaultDialer.Dial(url+tc.path, tc.header)
+			require.Error(t, err)
+			require.NotNil(t, resp)
+			resp.Body.Close()
+			require.Equal(t, tc.status, resp.StatusCode)
+		})
+	}
+}
+
+func TestBrokerShutdownClosesClientsWithGoingAway(t *testing.T) {
+	f := newBrokerFixture(t)
+	g := f.instance(t, "gw", BrokerConfig{})
+	c := openGroup(t, g, loginCookie(t, g), "wb")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, g.broker.Shutdown(ctx))
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := c.conn.ReadMessage()
+	require.True(t, websocket.IsCloseError(err, websocket.CloseGoingAway), "got %v", err)
+	require.Zero(t, g.broker.Clients())
+}
+
+func TestAssignerKeepsALiveInstanceAndMovesOffADeadOne(t *testing.T) {
+	f := newBrokerFixture(t)
+	a := f.instance(t, "gw-a", BrokerConfig{})
+	b := f.instance(t, "gw-b", BrokerConfig{})
+	disc, err := discovery.New(discovery.Config{Provider: MemberProvider{Relay: f.client(t, "main")},
+		RefreshInterval: time.Hour, PollInterval: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { disc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	disc.Refresh(ctx)
+	disc.Poll(ctx)
+	require.Len(t, disc.Healthy(), 2)
+	svc, err := discovery.NewSessionService(discovery.SessionConfig{Source: disc, Metric: "gateway_broker_clients", URL: BrokerURL})
+	require.NoError(t, err)
+	as, err := NewAssigner(AssignerConfig{Sessions: f.sessions, Router: svc, Instances: disc})
+	require.NoError(t, err)
+	main := httptest.NewServer(as)
+	t.Cleanup(main.Close)
+
+	cookie := loginCookie(t, a)
+	assign := func(group string) (Assignment, int) {
+		req, _ := http.NewRequest("GET", main.URL+"?group="+group, nil)
+		req.Header = cookie.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var rec Assignment
+		json.NewDecoder(resp.Body).Decode(&rec)
+		return rec, resp.StatusCode
+	}
+	first, code := assign("wb1")
+	require.Equal(t, http.StatusOK, code)
+	byName := map[string]*gatewayInstance{"gw-a": a, "gw-b": b}
+	chosen := byName[first.Instance]
+	require.NotNil(t, chosen, "assigned %+v", first)
+	require.Equal(t, "ws"+strings.TrimPrefix(chosen.srv.URL, "http")+"/ws/wb1", first.URL)
+	for range 5 {
+		again, _ := assign("wb1")
+		require.Equal(t, first, again, "the session keeps its instance")
+	}
+	// The assignment is in the session record, where any main server reads it.
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.Header = cookie.Clone()
+	s, err := f.sessions.Lookup(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, first, s.Assigned["wb1"])
+
+	// The chosen instance dies: it leaves the relay's member list and fails its health.
+	chosen.stop()
+	disc.Refresh(ctx)
+	disc.Poll(ctx)
+	moved, code := assign("wb1")
+	require.Equal(t, http.StatusOK, code)
+	require.NotEqual(t, first.Instance, moved.Instance)
+	c := openGroup(t, byName[moved.Instance], cookie, "wb1")
+	require.NotEmpty(t, c.id)
+
+	// Without a session: 401; with no instance left: 503.
+	resp, err := http.Get(main.URL + "?group=wb1")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	byName[moved.Instance].stop()
+	disc.Refresh(ctx)
+	disc.Poll(ctx)
+	_, code = assign("wb1")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+}
+
+func TestEnvelopes(t *testing.T) {
+	m := &Message{Client: "gw/1", User: "alice", Group: "wb", Token: "jwt", Data: []byte("set A1=1"), Binary: true}
+	b, err := encodeRequest(m)
+	require.NoError(t, err)
+	got, err := decodeRequest("gw/1", b)
+	require.NoError(t, err)
+	require.Equal(t, m, got)
+
+	replies := []Reply{ToSender([]byte("a")), ToGroup("wb", []byte("b")), ToClient("gw/2", []byte("c")), {Kind: ReplyToSender, Data: []byte{0}, Binary: true}}
+	b, err = encodeReplies(replies)
+	require.NoError(t, err)
+	back, err := decodeReplies(b)
+	require.NoError(t, err)
+	require.Equal(t, replies, back)
+
+	for _, bad := range [][]byte{nil, {2, 0, 0}, {1, 0, 1}, append(bytes.Clone(b), 9)} {
+		_, err := decodeReplies(bad)
+		require.ErrorIs(t, err, ErrBadEnvelope, "%x", bad)
+	}
+	_, err = encodeReplies([]Reply{{Kind: 9}})
+	require.ErrorIs(t, err, ErrBadEnvelope)
+	_, err = encodeReplies([]Reply{ToClient("nobody", nil)})
+	require.ErrorContains(t, err, `"nobody"`)
+	_, err = decodeRequest("x", []byte{1, 0, 0, 5, 'a'})
+	require.ErrorContains(t, err, "user: 5 bytes announced, 1 left")
+}
+
+func FuzzDecodeReplies(f *testing.F) {
+	b, _ := encodeReplies([]Reply{ToSender([]byte("a")), ToGroup("wb", []byte("b"))})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		replies, err := decodeReplies(data)
+		if err != nil {
+			return
+		}
+		again, err := encodeReplies(replies)
+		if err != nil {
+			t.Fatalf("decoded replies do not encode: %v", err)
+		}
+		if !bytes.Equal(again, data) {
+			t.Fatalf("round trip changed the bytes")
+		}
+	})
+}
