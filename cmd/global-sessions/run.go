@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/gateway"
 	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/relief"
@@ -249,7 +250,8 @@ func serveUntil(ctx context.Context, ln net.Listener, handler http.Handler, out 
 	return errors.Join(errs...)
 }
 
-// runGateway runs the login endpoints and the WebSocket proxy.
+// runGateway runs the login endpoints, the WebSocket proxy, the push hub and, with a broker
+// block, the broker mode with its assignment endpoint.
 func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) error {
 	parts, err := f.GatewayParts(ctx, log)
 	if err != nil {
@@ -261,8 +263,14 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 	mux.Handle("/login/", parts.Login)
 	mux.Handle("/logout", parts.Login)
 	mux.Handle("/session", parts.Login)
-	mux.Handle("/app/", parts.Proxy)
 	mux.Handle("/hub", parts.Hub)
+	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy, the hub and the
+	// broker close theirs.
+	also := []func(context.Context) error{parts.Hub.Shutdown}
+	if parts.Proxy != nil {
+		mux.Handle("/app/", parts.Proxy)
+		also = append(also, parts.Proxy.Shutdown)
+	}
 	ln, err := net.Listen("tcp", parts.Addr)
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", parts.Addr, err)
@@ -274,6 +282,27 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 	}
 	fmt.Fprintf(out, "gateway: login on %s://%s/login, WebSockets on %s://%s/app/<document>, push hub on %s://%s/hub\n",
 		scheme, ln.Addr(), ws, ln.Addr(), ws, ln.Addr())
-	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy and the hub close theirs.
-	return serveUntil(ctx, ln, mux, out, parts.Proxy.Shutdown, parts.Hub.Shutdown)
+	if parts.Broker != nil {
+		bp, err := parts.StartBroker(ctx, scheme+"://"+ln.Addr().String(), log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer bp.Close()
+		mux.Handle("/ws/", bp.Broker)
+		mux.Handle("/v1/assign", bp.Assigner)
+		mux.Handle("/health", bp.Broker.Health())
+		mux.Handle("/metrics", bp.Broker.Metrics())
+		also = append(also, bp.Broker.Shutdown)
+		fmt.Fprintf(out, "gateway: broker instance %s: %s://%s/ws/<group> to queue %q, assignments on %s://%s/v1/assign?group=<group>\n",
+			bp.Broker.Instance(), ws, ln.Addr(), queueName(parts.Broker.Queue), scheme, ln.Addr())
+	}
+	return serveUntil(ctx, ln, mux, out, also...)
+}
+
+func queueName(q string) string {
+	if q == "" {
+		return gateway.DefaultQueue
+	}
+	return q
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/globalsession/globalsession/discovery"
@@ -41,11 +43,33 @@ type Gateway struct {
 	AllowedOrigins []string `json:"allowed_origins"`
 	// SessionHeader names the header telling the backend its session (default X-Session-Id).
 	SessionHeader string `json:"session_header"`
-	// SessionService is the base URL of the session service (a discovery process).
+	// SessionService is the base URL of the session service (a discovery process) that
+	// routes /app/<document> to backends. Required unless a broker block is given.
 	SessionService string `json:"session_service"`
+	// Broker turns on seed 002's broker mode: /ws/<group> WebSockets whose messages go to
+	// workers through the message relay, and /v1/assign. Requires message_relay.
+	Broker *BrokerBlock `json:"broker"`
 	// LRU is the host's session table; MessageRelay the relay behind it.
 	LRU          *LRU      `json:"lru"`
 	MessageRelay *Endpoint `json:"message_relay"`
+}
+
+// BrokerBlock configures the gateway's broker mode.
+type BrokerBlock struct {
+	// Queue is the worker queue (default "workers").
+	Queue string `json:"queue"`
+	// Instance names this gateway instance (default: random).
+	Instance string `json:"instance"`
+	// Advertise is the base URL clients reach this instance at (default: the address it
+	// listens on, http or https).
+	Advertise string `json:"advertise"`
+	// RequestTimeout bounds one message's handling by a worker (default 30s).
+	RequestTimeout Duration `json:"request_timeout"`
+	// MaxMessageSize bounds a client's message in bytes (default 65536).
+	MaxMessageSize int64 `json:"max_message_size"`
+	// PollInterval is how often /v1/assign's discovery of the gateway instances refreshes
+	// the member list and polls their health and load (default 2s).
+	PollInterval Duration `json:"poll_interval"`
 }
 
 // GatewayParts are what a gateway block builds; Close releases them.
@@ -54,9 +78,58 @@ type GatewayParts struct {
 	TLS      *tls.Config // nil: plain HTTP
 	Sessions *gateway.Sessions
 	Login    *gateway.Login
-	Proxy    *gateway.Proxy
+	Proxy    *gateway.Proxy // nil without session_service
 	Hub      *gateway.Hub
-	closers  []func() error
+	// Broker is the broker block's settings, without Advertise when the block leaves it
+	// to the listening address; nil without a broker block. StartBroker starts it.
+	Broker  *gateway.BrokerConfig
+	poll    time.Duration
+	relay   *relay.Client
+	closers []func() error
+}
+
+// BrokerParts are what StartBroker starts; Close stops them.
+type BrokerParts struct {
+	Broker    *gateway.Broker
+	Assigner  *gateway.Assigner
+	Discovery *discovery.Service
+}
+
+// Close stops the discovery of gateway instances. Shut the Broker down first.
+func (b *BrokerParts) Close() error { return b.Discovery.Close() }
+
+// StartBroker starts the broker mode once the gateway listens: the Broker, registered
+// with advertise unless the block names its own URL, and the Assigner over a discovery of
+// the live gateway instances.
+func (g *GatewayParts) StartBroker(ctx context.Context, advertise string, log *slog.Logger) (*BrokerParts, error) {
+	cfg := *g.Broker
+	if cfg.Advertise == "" {
+		cfg.Advertise = advertise
+	}
+	b, err := gateway.NewBroker(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	d, err := discovery.New(discovery.Config{Provider: gateway.MemberProvider{Relay: g.relay},
+		RefreshInterval: g.poll, PollInterval: g.poll, Metrics: []string{"gateway_broker_clients"}, Logger: log})
+	if err != nil {
+		b.Shutdown(ctx)
+		return nil, err
+	}
+	d.Start()
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: "gateway_broker_clients", URL: gateway.BrokerURL})
+	if err != nil {
+		d.Close()
+		b.Shutdown(ctx)
+		return nil, err
+	}
+	as, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: ss, Instances: d})
+	if err != nil {
+		d.Close()
+		b.Shutdown(ctx)
+		return nil, err
+	}
+	return &BrokerParts{Broker: b, Assigner: as, Discovery: d}, nil
 }
 
 // Close releases what GatewayParts opened, in reverse order.
@@ -78,8 +151,11 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 	if g.Port == nil {
 		return nil, bad("port", "required")
 	}
-	if g.SessionService == "" {
-		return nil, bad("session_service", "required: the URL of the session service")
+	if g.SessionService == "" && g.Broker == nil {
+		return nil, bad("session_service", "required (the URL of the session service) unless a broker block is given")
+	}
+	if g.Broker != nil && g.MessageRelay == nil {
+		return nil, bad("broker", "needs message_relay: the relay brokers the messages")
 	}
 	parts := &GatewayParts{Addr: addr(g.Address, g.Port)}
 	tc, err := f.serverTLS(g.TLS, field("tls"))
@@ -142,6 +218,7 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		}
 		parts.closers = append(parts.closers, c.Close)
 		remotes = append(remotes, c)
+		parts.relay = c
 	}
 	m, err := sessioncache.NewManager(sessioncache.ManagerConfig{Table: table, Remotes: remotes, AuthPath: authPathOf(g.MessageRelay), Logger: log})
 	if err != nil {
@@ -161,14 +238,36 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		}
 		parts.Login.Authenticator = u
 	}
-	parts.Proxy, err = gateway.NewProxy(gateway.ProxyConfig{
-		Route: gateway.SessionRoute(gateway.RouteConfig{Sessions: parts.Sessions,
-			Router: &discovery.RemoteSessions{URL: g.SessionService}, SessionHeader: g.SessionHeader}),
-		AllowedOrigins: g.AllowedOrigins,
-		Logger:         log,
-	})
-	if err != nil {
-		return fail(err)
+	if g.SessionService != "" {
+		parts.Proxy, err = gateway.NewProxy(gateway.ProxyConfig{
+			Route: gateway.SessionRoute(gateway.RouteConfig{Sessions: parts.Sessions,
+				Router: &discovery.RemoteSessions{URL: g.SessionService}, SessionHeader: g.SessionHeader}),
+			AllowedOrigins: g.AllowedOrigins,
+			Logger:         log,
+		})
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if bb := g.Broker; bb != nil {
+		if strings.Contains(bb.Instance, "/") {
+			return fail(bad("broker.instance", fmt.Sprintf("%q contains a slash", bb.Instance)))
+		}
+		if bb.Advertise != "" {
+			if u, err := url.Parse(bb.Advertise); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+				return fail(bad("broker.advertise", fmt.Sprintf("%q is not an http(s) URL with a host", bb.Advertise)))
+			}
+		}
+		if bb.MaxMessageSize < 0 || bb.RequestTimeout < 0 || bb.PollInterval < 0 {
+			return fail(bad("broker", "max_message_size, request_timeout and poll_interval must not be negative"))
+		}
+		parts.Broker = &gateway.BrokerConfig{Relay: parts.relay, Sessions: parts.Sessions, Queue: bb.Queue,
+			Instance: bb.Instance, Advertise: bb.Advertise, AllowedOrigins: g.AllowedOrigins,
+			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, Logger: log}
+		parts.poll = time.Duration(bb.PollInterval)
+		if parts.poll == 0 {
+			parts.poll = 2 * time.Second
+		}
 	}
 	parts.Hub, err = gateway.NewHub(gateway.HubConfig{Sessions: parts.Sessions, AllowedOrigins: g.AllowedOrigins, Logger: log})
 	if err != nil {
