@@ -344,3 +344,126 @@ func TestBrokerEndToEnd(t *testing.T) {
 	require.Equal(t, "B2", cell["cell"])
 	require.Equal(t, back.client, cell["client"])
 }
+
+// TestBrokerLoad runs 500 browsers in 50 workbooks through 2 gateway instances and 4
+// workers, each browser sending a bounded number of edits, and checks that every edit's
+// cell update reached every member of its workbook exactly once, and every sender its ack.
+func TestBrokerLoad(t *testing.T) {
+	const (
+		clients  = 500
+		groups   = 50
+		perGroup = clients / groups
+		edits    = 4 // per client
+	)
+	d := newBrokerDeployment(t, 7312)
+	gws := []*gatewayProc{d.gateway("gw-1"), d.gateway("gw-2")}
+	for i := 1; i <= 4; i++ {
+		d.worker(fmt.Sprintf("w%d", i))
+	}
+	cookies := make([]http.Header, 10)
+	for i := range cookies {
+		cookies[i] = login(t, gws[i%2].url)
+	}
+	// Connect everyone first, so that every member hears every edit of its workbook.
+	conns := make([]*wsConn, clients)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			g := gws[i%2]
+			c, resp, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws%s/ws/wb-%d", strings.TrimPrefix(g.url, "http"), i%groups), cookies[i%len(cookies)])
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %w", i, err)
+				return
+			}
+			resp.Body.Close()
+			c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			var n struct {
+				Gateway struct{ Event, Client string }
+			}
+			if err := c.ReadJSON(&n); err != nil || n.Gateway.Event != "joined" {
+				errs <- fmt.Errorf("client %d: joined: %v %+v", i, err, n)
+				c.Close()
+				return
+			}
+			conns[i] = &wsConn{c: c, client: n.Gateway.Client}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.c.Close()
+		}
+	}()
+
+	type cellMsg struct {
+		Type, Cell, Client, Worker string
+		ID                     int
+	}
+	// seen[i] counts, for client i, each (sender, id) it received.
+	seen := make([]map[string]int, clients)
+	acks := make([]int, clients)
+	readErrs := make(chan error, clients)
+	start := time.Now()
+	var rg sync.WaitGroup
+	for i, c := range conns {
+		seen[i] = map[string]int{}
+		rg.Go(func() {
+			want := perGroup*edits + edits
+			for got := 0; got < want; got++ {
+				c.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+				var m cellMsg
+				if err := c.c.ReadJSON(&m); err != nil {
+					readErrs <- fmt.Errorf("client %d after %d messages: %w", i, got, err)
+					return
+				}
+				switch m.Type {
+				case "ack":
+					acks[i]++
+				case "cell":
+					seen[i][fmt.Sprintf("%s#%d", m.Client, m.ID)]++
+				default:
+					readErrs <- fmt.Errorf("client %d: unexpected %+v", i, m)
+					return
+				}
+			}
+		})
+	}
+	var sg sync.WaitGroup
+	for i, c := range conns {
+		sg.Go(func() {
+			for e := 1; e <= edits; e++ {
+				b, _ := json.Marshal(map[string]any{"op": "set", "cell": fmt.Sprintf("C%d", e), "value": "v", "id": e})
+				if err := c.c.WriteMessage(websocket.TextMessage, b); err != nil {
+					readErrs <- fmt.Errorf("client %d send: %w", i, err)
+					return
+				}
+			}
+		})
+	}
+	sg.Wait()
+	rg.Wait()
+	close(readErrs)
+	for err := range readErrs {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	for i := range conns {
+		require.Equal(t, edits, acks[i], "client %d acks", i)
+		require.Len(t, seen[i], perGroup*edits, "client %d: distinct edits of its workbook", i)
+		for key, n := range seen[i] {
+			require.Equal(t, 1, n, "client %d received %s %d times", i, key, n)
+		}
+		// Every edit it saw came from a member of its own workbook.
+		for j := i % groups; j < clients; j += groups {
+			for e := 1; e <= edits; e++ {
+				require.Contains(t, seen[i], fmt.Sprintf("%s#%d", conns[j].client, e))
+			}
+		}
+	}
+	t.Logf("%d edits, %d deliveries in %v", clients*edits, clients*(perGroup*edits+edits), elapsed)
+}
