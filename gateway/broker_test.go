@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ type brokerFixture struct {
 	sessions *Sessions
 }
 
-func newBrokerFixture(t *testing.T) *brokerFixture {
+func newBrokerFixture(t testing.TB) *brokerFixture {
 	t.Helper()
 	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
 		Table: sessioncache.Config{Path: filepath.Join(t.TempDir(), "relay.table"), ElementCount: 1000, RecordSize: 512}})
@@ -37,7 +38,7 @@ func newBrokerFixture(t *testing.T) *brokerFixture {
 	return &brokerFixture{relay: r, sessions: testSessions(t, SessionsConfig{})}
 }
 
-func (f *brokerFixture) client(t *testing.T, name string) *relay.Client {
+func (f *brokerFixture) client(t testing.TB, name string) *relay.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -53,7 +54,7 @@ type gatewayInstance struct {
 	srv    *httptest.Server
 }
 
-func (f *brokerFixture) instance(t *testing.T, name string, cfg BrokerConfig) *gatewayInstance {
+func (f *brokerFixture) instance(t testing.TB, name string, cfg BrokerConfig) *gatewayInstance {
 	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewUnstartedServer(mux)
@@ -82,7 +83,7 @@ func (g *gatewayInstance) stop() {
 	g.srv.Close()
 }
 
-func (f *brokerFixture) worker(t *testing.T, name string, h HandlerFunc) *Worker {
+func (f *brokerFixture) worker(t testing.TB, name string, h HandlerFunc) *Worker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -93,7 +94,7 @@ func (f *brokerFixture) worker(t *testing.T, name string, h HandlerFunc) *Worker
 }
 
 // loginCookie logs in anonymously at g and returns the cookie header.
-func loginCookie(t *testing.T, g *gatewayInstance) http.Header {
+func loginCookie(t testing.TB, g *gatewayInstance) http.Header {
 	t.Helper()
 	c := client(t)
 	resp, err := c.Post(g.srv.URL+"/login/anonymous", "", nil)
@@ -113,7 +114,7 @@ type wsClient struct {
 	id   string
 }
 
-func openGroup(t *testing.T, g *gatewayInstance, cookie http.Header, group string) *wsClient {
+func openGroup(t testing.TB, g *gatewayInstance, cookie http.Header, group string) *wsClient {
 	t.Helper()
 	c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(g.srv.URL, "http")+"/ws/"+group, cookie)
 	if resp != nil && resp.Body != nil {
@@ -130,7 +131,7 @@ func openGroup(t *testing.T, g *gatewayInstance, cookie http.Header, group strin
 	return wc
 }
 
-func (c *wsClient) read(t *testing.T) string {
+func (c *wsClient) read(t testing.TB) string {
 	t.Helper()
 	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, b, err := c.conn.ReadMessage()
@@ -138,14 +139,14 @@ func (c *wsClient) read(t *testing.T) string {
 	return string(b)
 }
 
-func (c *wsClient) notice(t *testing.T) noticeBody {
+func (c *wsClient) notice(t testing.TB) noticeBody {
 	t.Helper()
 	var n notice
 	require.NoError(t, json.Unmarshal([]byte(c.read(t)), &n), "a notice")
 	return n.Gateway
 }
 
-func (c *wsClient) send(t *testing.T, msg string) {
+func (c *wsClient) send(t testing.TB, msg string) {
 	t.Helper()
 	require.NoError(t, c.conn.WriteMessage(websocket.TextMessage, []byte(msg)))
 }
@@ -405,5 +406,96 @@ func FuzzDecodeReplies(f *testing.F) {
 		if !bytes.Equal(again, data) {
 			t.Fatalf("round trip changed the bytes")
 		}
+	})
+}
+
+// BenchmarkBroker measures messages through client → gateway → relay → worker → replies,
+// in one process on loopback: "sender" waits for each message's reply; "group" sends an
+// edit to a workbook of 10 clients on two instances and waits until its own copy arrives
+// (every member gets one). Compare with "echo", a WebSocket echo server without the
+// broker: the floor of one client's round trip.
+func BenchmarkBroker(b *testing.B) {
+	f := newBrokerFixture(b)
+	a := f.instance(b, "gw-a", BrokerConfig{})
+	g2 := f.instance(b, "gw-b", BrokerConfig{})
+	f.worker(b, "w1", workbook("w1"))
+	f.worker(b, "w2", workbook("w2"))
+	cookie := loginCookie(b, a)
+
+	b.Run("echo", func(b *testing.B) {
+		up := websocket.Upgrader{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for {
+				mt, m, err := c.ReadMessage()
+				if err != nil || c.WriteMessage(mt, m) != nil {
+					return
+				}
+			}
+		}))
+		defer srv.Close()
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		require.NoError(b, err)
+		defer c.Close()
+		msg := []byte("set A1=5")
+		b.ResetTimer()
+		for range b.N {
+			require.NoError(b, c.WriteMessage(websocket.TextMessage, msg))
+			_, _, err := c.ReadMessage()
+			require.NoError(b, err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("sender", func(b *testing.B) {
+		c := openGroup(b, a, cookie, "bench-sender")
+		msg := []byte("ping")
+		b.ResetTimer()
+		for range b.N {
+			require.NoError(b, c.conn.WriteMessage(websocket.TextMessage, msg))
+			_, _, err := c.conn.ReadMessage()
+			require.NoError(b, err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("group", func(b *testing.B) {
+		var members []*wsClient
+		for i := range 10 {
+			g := a
+			if i%2 == 1 {
+				g = g2
+			}
+			members = append(members, openGroup(b, g, cookie, "bench-group"))
+		}
+		// The other members read everything they get.
+		var wg sync.WaitGroup
+		for _, m := range members[1:] {
+			wg.Go(func() {
+				for {
+					if _, _, err := m.conn.ReadMessage(); err != nil {
+						return
+					}
+				}
+			})
+		}
+		sender := members[0]
+		b.ResetTimer()
+		for i := range b.N {
+			require.NoError(b, sender.conn.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "set A%d=1", i)))
+			for range 2 { // the ack and the sender's own copy of the edit
+				_, _, err := sender.conn.ReadMessage()
+				require.NoError(b, err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		b.ReportMetric(float64(b.N*len(members))/b.Elapsed().Seconds(), "deliveries/s")
+		for _, m := range members {
+			m.conn.Close()
+		}
+		wg.Wait()
 	})
 }

@@ -25,7 +25,7 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-func testSessions(t *testing.T, cfg SessionsConfig) *Sessions {
+func testSessions(t testing.TB, cfg SessionsConfig) *Sessions {
 	t.Helper()
 	m, err := sessioncache.New(sessioncache.Config{Path: filepath.Join(t.TempDir(), "gw.table"), Create: true, ElementCount: 1000, RecordSize: 1024})
 	require.NoError(t, err)
@@ -47,7 +47,7 @@ func usersFile(t *testing.T) string {
 	return p
 }
 
-func client(t *testing.T) *http.Client {
+func client(t testing.TB) *http.Client {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	return &http.Client{Jar: jar}
