@@ -36,4 +36,29 @@
 // session that ended gets an error and its channels are closed. With an EventSource (SSE
 // is provided) the hub adds subscribe and unsubscribe over topics, one upstream
 // subscription per topic for all its followers.
+//
+// # Broker mode, assignment and workers
+//
+// Seed 002's WebSocket service instances are gateway instances in broker mode. A Broker
+// serves /ws/<group> to logged-in clients: each message goes on the relay to a worker
+// queue (relay queues: exactly one live worker handles it, another one if the first dies
+// holding it), and the worker's replies go to the sender, to one client (ToClient), or to
+// every client of a group (ToGroup, a workbook) on whichever instance it is connected to:
+// the instance that gets the replies delivers to its own members and publishes on the
+// group's relay path, which reaches the other instances with members, each once. A failure
+// is an error notice to the sender, never silence.
+//
+// Writing a worker is a Handler and NewWorker:
+//
+//	w, err := gateway.NewWorker(ctx, gateway.WorkerConfig{Relay: relayClient,
+//		Handler: gateway.HandlerFunc(func(ctx context.Context, m *gateway.Message) ([]gateway.Reply, error) {
+//			return []gateway.Reply{gateway.ToGroup(m.Group, m.Data)}, nil
+//		})})
+//
+// Instances and workers register on start and disappear when their relay connection drops.
+// MemberProvider lists the live instances for a discovery.Service, and an Assigner (the
+// seed's main server duty) tells a client which instance to use for a group, chosen by a
+// discovery.SessionService and recorded in the session so the client keeps it while it is
+// healthy. A client whose instance dies sees its connection close, asks again, gets a live
+// instance and rejoins its group.
 package gateway

@@ -28,6 +28,17 @@
 // so an answer already on its way cannot bring it back. Entries the table evicts are handed
 // to the sibling as evictions. Other paths are plain publish/subscribe.
 //
+// # Queues
+//
+// Every server also brokers work: clients Join a path's queue under a label, and a Request
+// on that path goes to exactly one member, the one with the fewest requests in flight
+// (taking turns among equals); the member's answer is the requester's reply. A member whose
+// connection is lost while it holds a request loses the request to another member (up to
+// QueueAttempts members in all); with no member left the requester gets an error, never
+// silence. A member leaves when it calls Leave or its connection drops, so Members always
+// lists the live ones: gateway instances register this way (see gateway.MemberProvider),
+// and gateway workers serve their queue this way (see gateway.Worker).
+//
 // # Sibling
 //
 // A Sibling is the endpoint below the relay. Pressure-relief servers connect to it as
@@ -36,8 +47,8 @@
 // replicas. New entries go to their expansion servers (and drop older versions from their
 // aging servers), evictions to their aging servers, both as a stream without replies;
 // deletions go to every relief server and are acknowledged; a miss of the relay asks the
-// key's servers of both kinds, preferring an expansion server's answer. It runs in the relay's process, or as a child process (ChildSibling)
-// that the relay starts, restarts when it dies, and stops on shutdown.
+// key's servers of both kinds, preferring an expansion server's answer. It runs in the relay's process, or as a child
+// process (ChildSibling) that the relay starts, restarts when it dies, and stops on shutdown.
 //
 // # Faults
 //

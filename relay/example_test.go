@@ -70,3 +70,46 @@ func ExampleClient_Subscribe() {
 	// sid-9 deleted=false value="bob"
 	// sid-9 deleted=true value=""
 }
+
+// A queue: two members join "jobs", and each request goes to one of them.
+func ExampleClient_Join() {
+	dir, _ := os.MkdirTemp("", "relay-queue-example")
+	defer os.RemoveAll(dir)
+	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
+		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 1000}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"worker-1", "worker-2"} {
+		m, err := relay.Dial(ctx, relay.ClientConfig{Addr: r.Addr().String(), Name: name})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer m.Close()
+		err = m.Join(ctx, "jobs", name, func(_ context.Context, _, value []byte) ([]byte, error) {
+			return []byte("done: " + string(value)), nil
+		})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: r.Addr().String()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	members, _ := c.Members(ctx, "jobs")
+	fmt.Println(members)
+	answer, err := c.Request(ctx, "jobs", nil, []byte("resize image 7"))
+	fmt.Println(string(answer), err)
+	// Output:
+	// [worker-1 worker-2]
+	// done: resize image 7 <nil>
+}

@@ -138,6 +138,10 @@ func TestGatewayConfigErrors(t *testing.T) {
 		{"no session service", `{"gateway": {"port": 0}}`, "gateway.session_service"},
 		{"no jwt key", `{"gateway": {"port": 0, "session_service": "http://x"}}`, "gateway.jwt"},
 		{"short key", `{"gateway": {"port": 0, "session_service": "http://x", "jwt": {"hs256_key_file": "short.key"}}}`, "at least 32"},
+		{"broker without relay", `{"gateway": {"port": 0, "broker": {}}}`, "gateway.broker: needs message_relay"},
+		{"broker bad advertise", `{"gateway": {"port": 0, "message_relay": {"port": 1}, "broker": {"advertise": "gw-1:80"}}}`, "gateway.broker.advertise"},
+		{"broker slash", `{"gateway": {"port": 0, "message_relay": {"port": 1}, "broker": {"instance": "a/b"}}}`, "gateway.broker.instance"},
+		{"broker negative", `{"gateway": {"port": 0, "message_relay": {"port": 1}, "broker": {"request_timeout": "-1s"}}}`, "must not be negative"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "short.key"), []byte("short"), 0o600))

@@ -154,8 +154,21 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 	if g.SessionService == "" && g.Broker == nil {
 		return nil, bad("session_service", "required (the URL of the session service) unless a broker block is given")
 	}
-	if g.Broker != nil && g.MessageRelay == nil {
-		return nil, bad("broker", "needs message_relay: the relay brokers the messages")
+	if bb := g.Broker; bb != nil {
+		if g.MessageRelay == nil {
+			return nil, bad("broker", "needs message_relay: the relay brokers the messages")
+		}
+		if strings.Contains(bb.Instance, "/") {
+			return nil, bad("broker.instance", fmt.Sprintf("%q contains a slash", bb.Instance))
+		}
+		if bb.Advertise != "" {
+			if u, err := url.Parse(bb.Advertise); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+				return nil, bad("broker.advertise", fmt.Sprintf("%q is not an http(s) URL with a host", bb.Advertise))
+			}
+		}
+		if bb.MaxMessageSize < 0 || bb.RequestTimeout < 0 || bb.PollInterval < 0 {
+			return nil, bad("broker", "max_message_size, request_timeout and poll_interval must not be negative")
+		}
 	}
 	parts := &GatewayParts{Addr: addr(g.Address, g.Port)}
 	tc, err := f.serverTLS(g.TLS, field("tls"))
@@ -250,17 +263,6 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		}
 	}
 	if bb := g.Broker; bb != nil {
-		if strings.Contains(bb.Instance, "/") {
-			return fail(bad("broker.instance", fmt.Sprintf("%q contains a slash", bb.Instance)))
-		}
-		if bb.Advertise != "" {
-			if u, err := url.Parse(bb.Advertise); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-				return fail(bad("broker.advertise", fmt.Sprintf("%q is not an http(s) URL with a host", bb.Advertise)))
-			}
-		}
-		if bb.MaxMessageSize < 0 || bb.RequestTimeout < 0 || bb.PollInterval < 0 {
-			return fail(bad("broker", "max_message_size, request_timeout and poll_interval must not be negative"))
-		}
 		parts.Broker = &gateway.BrokerConfig{Relay: parts.relay, Sessions: parts.Sessions, Queue: bb.Queue,
 			Instance: bb.Instance, Advertise: bb.Advertise, AllowedOrigins: g.AllowedOrigins,
 			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, Logger: log}
