@@ -402,7 +402,7 @@ func TestBrokerLoad(t *testing.T) {
 
 	type cellMsg struct {
 		Type, Cell, Client, Worker string
-		ID                     int
+		ID                         int
 	}
 	// seen[i] counts, for client i, each (sender, id) it received.
 	seen := make([]map[string]int, clients)
