@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -459,6 +460,32 @@ func BenchmarkBroker(b *testing.B) {
 			_, _, err := c.conn.ReadMessage()
 			require.NoError(b, err)
 		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("sender-parallel", func(b *testing.B) {
+		// Many clients at once, over both instances: throughput rather than latency.
+		var n atomic.Int64
+		b.SetParallelism(32)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			g := a
+			if n.Add(1)%2 == 0 {
+				g = g2
+			}
+			c := openGroup(b, g, cookie, fmt.Sprintf("bench-parallel-%d", n.Load()))
+			defer c.conn.Close()
+			msg := []byte("ping")
+			for pb.Next() {
+				if err := c.conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, _, err := c.conn.ReadMessage(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 	b.Run("group", func(b *testing.B) {

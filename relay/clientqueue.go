@@ -116,16 +116,17 @@ func (d clientDispatcher) serve(cn *conn, f *wire.Frame) {
 	}
 	req := copyFrame(f)
 	go func() {
-		ctx, cancel := context.WithCancel(d.c.ctx)
-		defer cancel()
+		// The handler stops when the requester's deadline passes or the connection
+		// closes (Close closes it): the server hands the request to another member.
+		ctx, cancel := cn.ctx, context.CancelFunc(func() {})
 		if req.Expiry != 0 {
 			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, req.Expiry))
-			defer cancel()
 		}
+		defer cancel()
 		v, err := q.h(ctx, req.Key, req.Value)
-		if d.c.ctx.Err() != nil {
-			// The client is closing under the handler: leave the request unanswered, so
-			// the server, seeing the connection go, hands it to another member.
+		if d.c.ctx.Err() != nil || cn.ctx.Err() != nil {
+			// The client is closing under the handler, or the connection is gone: leave
+			// the request unanswered, so the server hands it to another member.
 			return
 		}
 		if err != nil {

@@ -43,7 +43,10 @@ type conn struct {
 	wbuf    []byte
 
 	done chan struct{}
-	br   *bufio.Reader
+	// ctx ends when the connection closes: work done for the peer derives from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	br     *bufio.Reader
 	rd   *wire.Reader
 
 	flushReq    chan struct{}
@@ -106,6 +109,7 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		flushReq: make(chan struct{}, 1),
 	}
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
@@ -401,6 +405,7 @@ func (c *conn) close(err error) {
 	c.pending = map[uint64]*call{}
 	c.mu.Unlock()
 	close(c.done)
+	c.cancel()
 	c.nc.Close()
 	for _, cl := range pending {
 		cl.err = err

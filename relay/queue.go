@@ -110,22 +110,15 @@ func (s *server) pick(path string, tried []*peer) *member {
 // request hands a request for path's queue to one member after another until one answers,
 // and answers the sender with that member's answer. f is a copy the call may keep.
 func (s *server) request(from *peer, f *wire.Frame) {
-	ctx := context.Background()
+	// The sender's connection closing abandons the request.
+	var ctx context.Context
 	var cancel context.CancelFunc
 	if f.Expiry != 0 {
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, f.Expiry))
+		ctx, cancel = context.WithDeadline(from.c.ctx, time.Unix(0, f.Expiry))
 	} else {
-		ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
+		ctx, cancel = context.WithTimeout(from.c.ctx, s.opts.RequestTimeout)
 	}
 	defer cancel()
-	go func() {
-		// The sender's connection closing abandons the request.
-		select {
-		case <-from.c.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var tried []*peer
 	var lastErr error
 	for attempt := 0; attempt < s.opts.QueueAttempts; attempt++ {
