@@ -343,6 +343,12 @@ func TestBrokerEndToEnd(t *testing.T) {
 	cell = mine.next(t)
 	require.Equal(t, "B2", cell["cell"])
 	require.Equal(t, back.client, cell["client"])
+
+	// Stopping an instance (SIGTERM) closes its clients with 1001, going away.
+	survivor.stop()
+	back.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, _, err = back.c.ReadMessage()
+	require.True(t, websocket.IsCloseError(err, websocket.CloseGoingAway), "got %v", err)
 }
 
 // TestBrokerLoad runs 500 browsers in 50 workbooks through 2 gateway instances and 4
