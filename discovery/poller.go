@@ -70,9 +70,28 @@ func (ic *instConn) close() {
 
 var errRedirect = errors.New("redirects are not followed")
 
+// exchange is one request of a batch sent on an instance's connection: its path, what
+// reads its 2xx answer's body, and its outcome.
+type exchange struct {
+	path string
+	read func(io.Reader) error
+	err  error
+	done bool
+}
+
 // leanGet requests path from addr and hands the 2xx answer's body to read. It returns the
 // status for non-2xx answers as an error.
 func (s *Service) leanGet(ctx context.Context, addr, path string, read func(io.Reader) error) error {
+	ex := &exchange{path: path, read: read}
+	s.leanDo(ctx, addr, ex)
+	return ex.err
+}
+
+// leanDo sends the requests to addr in one write (HTTP/1.1 pipelining: health and metrics
+// cost one write and usually one read instead of two each) and reads the answers in order.
+// A kept-alive connection that turns out closed gets one fresh try; so do the requests
+// left unanswered when an instance closes the connection after an answer.
+func (s *Service) leanDo(ctx context.Context, addr string, exs ...*exchange) {
 	ic := s.conns.get(addr)
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
@@ -81,12 +100,24 @@ func (s *Service) leanGet(ctx context.Context, addr, path string, read func(io.R
 		deadline = d
 	}
 	for attempt := 0; ; attempt++ {
-		reused := ic.nc != nil
-		err := ic.roundTrip(ctx, addr, path, deadline, s.cfg.Timeout, read)
-		if err == nil || !reused || attempt > 0 || !isStale(err) {
-			return err
+		var pending []*exchange
+		for _, ex := range exs {
+			if !ex.done {
+				pending = append(pending, ex)
+			}
 		}
-		// A kept-alive connection the instance had closed: one fresh try.
+		if len(pending) == 0 {
+			return
+		}
+		reused := ic.nc != nil
+		answered, err := ic.exchange(ctx, addr, deadline, s.cfg.Timeout, pending)
+		retry := attempt == 0 && ((reused && answered == 0 && isStale(err)) || (answered > 0 && errors.Is(err, errClosedAfter)))
+		if !retry {
+			for _, ex := range pending[answered:] {
+				ex.err, ex.done = err, true
+			}
+			return
+		}
 	}
 }
 
@@ -96,28 +127,50 @@ func isStale(err error) bool {
 		errors.Is(err, errConnReset)
 }
 
-var errConnReset = errors.New("connection reset")
+var (
+	errConnReset = errors.New("connection reset")
+	// errClosedAfter means the instance closed the connection after an answer, leaving
+	// later requests of the batch unanswered.
+	errClosedAfter = errors.New("connection closed by the instance")
+)
 
-func (ic *instConn) roundTrip(ctx context.Context, addr, path string, deadline time.Time, timeout time.Duration, read func(io.Reader) error) error {
+// exchange writes the requests and reads their answers in order. It returns how many
+// were answered (their outcome is in them) and the error that stopped the rest.
+func (ic *instConn) exchange(ctx context.Context, addr string, deadline time.Time, timeout time.Duration, exs []*exchange) (int, error) {
 	if ic.nc == nil {
 		d := net.Dialer{Deadline: deadline}
 		nc, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		ic.nc, ic.br = nc, bufio.NewReaderSize(nc, 16<<10)
 	}
 	ic.nc.SetDeadline(deadline)
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: globalsession-discovery\r\nAccept: text/plain\r\n\r\n"
-	if _, err := io.WriteString(ic.nc, req); err != nil {
-		ic.close()
-		return timeoutOr(err, addr, path, timeout, errConnReset)
+	req := make([]byte, 0, 128*len(exs))
+	for _, ex := range exs {
+		req = fmt.Appendf(req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: globalsession-discovery\r\nAccept: text/plain\r\n\r\n", ex.path, addr)
 	}
-	resp, err := http.ReadResponse(ic.br, nil)
-	if err != nil {
+	if _, err := ic.nc.Write(req); err != nil {
 		ic.close()
-		return timeoutOr(err, addr, path, timeout, err)
+		return 0, timeoutOr(err, addr, exs[0].path, timeout, errConnReset)
 	}
+	for i, ex := range exs {
+		if ic.nc == nil {
+			return i, errClosedAfter
+		}
+		resp, err := http.ReadResponse(ic.br, nil)
+		if err != nil {
+			ic.close()
+			return i, timeoutOr(err, addr, ex.path, timeout, err)
+		}
+		ex.err, ex.done = ic.answer(resp, addr, ex, timeout), true
+	}
+	return len(exs), nil
+}
+
+// answer checks one response and hands its body to ex.read, keeping the connection only
+// when the body was read to its end.
+func (ic *instConn) answer(resp *http.Response, addr string, ex *exchange, timeout time.Duration) error {
 	defer func() {
 		// Drain what is left (bounded) so the connection can be kept; else drop it.
 		if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)); err != nil || resp.Close {
@@ -127,13 +180,13 @@ func (ic *instConn) roundTrip(ctx context.Context, addr, path string, deadline t
 	}()
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return fmt.Errorf("%s%s: status %d to %q: %w", addr, path, resp.StatusCode, resp.Header.Get("Location"), errRedirect)
+		return fmt.Errorf("%s%s: status %d to %q: %w", addr, ex.path, resp.StatusCode, resp.Header.Get("Location"), errRedirect)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return fmt.Errorf("%s%s: status %d", addr, path, resp.StatusCode)
+		return fmt.Errorf("%s%s: status %d", addr, ex.path, resp.StatusCode)
 	}
-	if err := read(resp.Body); err != nil {
+	if err := ex.read(resp.Body); err != nil {
 		ic.close()
-		return timeoutOr(err, addr, path, timeout, err)
+		return timeoutOr(err, addr, ex.path, timeout, err)
 	}
 	return nil
 }

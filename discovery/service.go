@@ -277,20 +277,39 @@ func (s *Service) Poll(ctx context.Context) {
 		metricsPolled, alive bool
 	}
 	results := make([]result, len(targets))
-	sem := make(chan struct{}, s.cfg.Concurrency)
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			r := result{key: t.Key()}
+	poll := func(i int, t Target) {
+		r := result{key: t.Key(), metricsPolled: s.cfg.MetricsPath != "-"}
+		if s.lean && r.metricsPolled {
+			// Both requests in one write on the instance's connection.
+			health := &exchange{path: s.cfg.HealthPath, read: func(io.Reader) error { return nil }}
+			metrics := &exchange{path: s.cfg.MetricsPath, read: func(rd io.Reader) error {
+				var err error
+				r.metrics, err = parseMetrics(rd, s.keep)
+				return err
+			}}
+			s.leanDo(ctx, t.Addr, health, metrics)
+			r.healthErr, r.metricsErr, r.checked = health.err, metrics.err, time.Now()
+			if r.metricsErr != nil {
+				r.metrics = nil
+			}
+		} else {
 			r.healthErr = s.check(ctx, t)
 			r.checked = time.Now()
-			if s.cfg.MetricsPath != "-" {
-				r.metricsPolled = true
+			if r.metricsPolled {
 				r.metrics, r.metricsErr = s.metrics(ctx, t)
 			}
-			results[i] = r
+		}
+		results[i] = r
+	}
+	// A fixed set of goroutines takes the instances in turn: each grows its stack for the
+	// parser once per poll, not once per instance.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(s.cfg.Concurrency, len(targets)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(targets); i = int(next.Add(1) - 1) {
+				poll(i, targets[i])
+			}
 		})
 	}
 	wg.Wait()

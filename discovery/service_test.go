@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -233,4 +234,65 @@ func TestAPI(t *testing.T) {
 	assert.Equal(t, "ws://"+e.addr()+"/app/doc.qvf", r.URL)
 	rec = get("/v1/route?session=s1")
 	assert.Equal(t, 400, rec.Code)
+}
+
+// The poller sends health and metrics requests in one write on a kept connection; an
+// instance that closes the connection after the first answer still gets its metrics read
+// (on a fresh connection), and one that closes kept connections between polls too.
+func TestPollerPipelinesAndSurvivesClosedConnections(t *testing.T) {
+	closing := http.NewServeMux()
+	closing.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+	})
+	closing.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "# HELP qix_active_sessions Sessions.\n# TYPE qix_active_sessions gauge\nqix_active_sessions 4\n")
+	})
+	srv, conns := countingServer(t, closing)
+	s := newService(t, Static{{ID: "e", Addr: strings.TrimPrefix(srv.URL, "http://")}}, Config{})
+	for range 3 {
+		s.Refresh(context.Background())
+		in := s.Instances()[0]
+		require.True(t, in.Healthy, in.LastError)
+		require.Empty(t, in.MetricsError)
+		require.Equal(t, 4.0, in.Metrics["qix_active_sessions"])
+	}
+	// Each poll, the pair goes on the connection kept from before and the instance
+	// closes it after health; the metrics left unanswered go on a fresh connection, which
+	// the next poll uses: 1 + 3 connections.
+	require.Equal(t, int64(4), conns.Load())
+
+	// An instance that keeps connections: one connection for every poll.
+	keeping := http.NewServeMux()
+	keeping.HandleFunc("/health", func(http.ResponseWriter, *http.Request) {})
+	keeping.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "qix_active_sessions 2\n")
+	})
+	srv2, kept := countingServer(t, keeping)
+	s2 := newService(t, Static{{ID: "e", Addr: strings.TrimPrefix(srv2.URL, "http://")}}, Config{})
+	for range 3 {
+		s2.Refresh(context.Background())
+		require.Equal(t, 2.0, s2.Instances()[0].Metrics["qix_active_sessions"])
+	}
+	require.Equal(t, int64(1), kept.Load())
+	// The instance drops its idle connections: the next poll reconnects once.
+	srv2.CloseClientConnections()
+	s2.Refresh(context.Background())
+	in := s2.Instances()[0]
+	require.True(t, in.Healthy, in.LastError)
+	require.Equal(t, 2.0, in.Metrics["qix_active_sessions"])
+	require.Equal(t, int64(2), kept.Load())
+}
+
+// countingServer starts h and counts the connections made to it.
+func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			n.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &n
 }
