@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -53,9 +54,8 @@ func (p *Proxy) pipe(front, back *websocket.Conn) {
 	results := make(chan ended, 2)
 	go p.copyFrames(front, back, wait, results)
 	go p.copyFrames(back, front, wait, results)
-	done := make(chan struct{})
-	defer close(done)
-	go p.keepalive(done, front, back)
+	stopPings := p.keepalive(front, back)
+	defer stopPings()
 
 	first := <-results
 	p.forwardEnd(first, other(first.from), front)
@@ -133,19 +133,29 @@ func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results
 
 const keepalivePayload = "gs-keepalive"
 
-// keepalive pings both sides every PingInterval until done.
-func (p *Proxy) keepalive(done <-chan struct{}, conns ...*websocket.Conn) {
-	t := time.NewTicker(p.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			for _, c := range conns {
-				_ = c.WriteControl(websocket.PingMessage, []byte(keepalivePayload), time.Now().Add(p.cfg.WriteTimeout))
-			}
+// keepalive pings both sides every PingInterval until the returned function is called. A
+// timer does it, not a goroutine: an idle connection should cost as little as possible.
+func (p *Proxy) keepalive(conns ...*websocket.Conn) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(p.cfg.PingInterval, func() {
+		for _, c := range conns {
+			_ = c.WriteControl(websocket.PingMessage, []byte(keepalivePayload), time.Now().Add(p.cfg.WriteTimeout))
 		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(p.cfg.PingInterval)
+		}
+		mu.Unlock()
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
 	}
 }
 

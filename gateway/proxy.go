@@ -54,6 +54,10 @@ type ProxyConfig struct {
 	Logger *slog.Logger
 }
 
+// writeBuffers lends the proxied connections their write buffers only while they write,
+// so an idle connection holds none.
+var writeBuffers = &sync.Pool{}
+
 // Proxy is an http.Handler that completes a browser's WebSocket upgrade only once it has
 // connected to the backend Route chose, and then relays frames both ways: text and binary
 // messages (fragmented ones streamed, not buffered whole), pings and pongs, and the close
@@ -89,7 +93,8 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Proxy{cfg: cfg, conns: map[*websocket.Conn]struct{}{},
-		dialer: websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment}}, nil
+		dialer: websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment,
+			WriteBufferPool: writeBuffers}}, nil
 }
 
 // isWebSocketUpgrade reports whether r asks for a WebSocket upgrade, and nothing else.
@@ -183,7 +188,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sp := back.Subprotocol(); sp != "" {
 		rh.Set("Sec-WebSocket-Protocol", sp)
 	}
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }, WriteBufferPool: writeBuffers}
 	front, err := up.Upgrade(w, r, rh)
 	if err != nil {
 		back.Close()

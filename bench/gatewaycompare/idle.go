@@ -16,9 +16,29 @@ import (
 // idleResult is the gateway's resident memory before and after opening idle connections.
 type idleResult struct {
 	want, opened        int
+	procs               int   // gateway processes holding them
 	err                 error // why fewer than want were opened
-	rssBefore, rssAfter int64 // bytes
+	rssBefore, rssAfter int64 // bytes, summed over the processes
 	openTime            time.Duration
+}
+
+// idleTarget is a gateway process that holds idle connections.
+type idleTarget struct {
+	url string
+	pid int
+}
+
+// rssSum adds up the VmRSS of the targets.
+func rssSum(ts []idleTarget) (int64, error) {
+	var sum int64
+	for _, t := range ts {
+		n, err := rss(t.pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
 }
 
 // rss reads a process's VmRSS from /proc, in bytes.
@@ -36,13 +56,13 @@ func rss(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
-// measureIdle opens n WebSockets through the gateway at url (pid), each checked with one
-// echo and then left idle (a reader answers the gateway's pings, as a browser would), and
-// reads the gateway's RSS before and once they are all open.
-func measureIdle(url string, pid, n int) idleResult {
-	res := idleResult{want: n}
+// measureIdle opens n WebSockets through the gateway processes ts (in turn), each checked
+// with one echo and then left idle (a reader answers the gateway's pings, as a browser
+// would), and reads the gateways' RSS before and once they are all open.
+func measureIdle(ts []idleTarget, n int) idleResult {
+	res := idleResult{want: n, procs: len(ts)}
 	var err error
-	if res.rssBefore, err = rss(pid); err != nil {
+	if res.rssBefore, err = rssSum(ts); err != nil {
 		res.err = err
 		return res
 	}
@@ -64,7 +84,7 @@ func measureIdle(url string, pid, n int) idleResult {
 				if i >= n || failed.Load() {
 					return
 				}
-				c, err := openIdle(url, msg)
+				c, err := openIdle(ts[i%len(ts)].url, msg)
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("connection %d: %w", i+1, err) })
 					failed.Store(true)
@@ -80,7 +100,7 @@ func measureIdle(url string, pid, n int) idleResult {
 	res.opened = int(opened.Load())
 	res.err = firstErr
 	time.Sleep(2 * time.Second) // let the gateway settle
-	res.rssAfter, err = rss(pid)
+	res.rssAfter, err = rssSum(ts)
 	if err != nil && res.err == nil {
 		res.err = err
 	}

@@ -11,7 +11,10 @@
 // then counts messages for -duration, and records every round trip's latency. Rounds
 // (-rounds) interleave the three systems; medians over rounds are reported. Finally -idle
 // (10,000) idle WebSockets are opened through the gateway and its resident memory (VmRSS)
-// is read before and after.
+// is read before and after. Each proxied connection holds two sockets in the gateway: when
+// the per-process limit of open files (RLIMIT_NOFILE, raised as far as allowed) cannot hold
+// them all, they are spread over as many gateway processes as needed and their memory is
+// summed.
 //
 // Run it from the bench directory (nginx must be installed: `apt-get install -y nginx`);
 // the markdown report goes to stdout, progress to stderr:
@@ -143,7 +146,18 @@ func run(nofile uint64) error {
 	if err != nil {
 		return err
 	}
-	idle := measureIdle("ws://"+gw.addr+"/", gw.pid(), *flagIdle)
+	// Each proxied connection holds two sockets in the gateway; when the per-process limit
+	// of open files cannot hold -idle of them, more gateway processes share them.
+	targets := []idleTarget{{url: "ws://" + gw.addr + "/", pid: gw.pid()}}
+	perProc := max(1, (int(nofile)-256)/2)
+	for len(targets)*perProc < *flagIdle {
+		more, err := startChild("gateway", "-backend", backendURL)
+		if err != nil {
+			return fmt.Errorf("gateway for idle connections: %w", err)
+		}
+		targets = append(targets, idleTarget{url: "ws://" + more.addr + "/", pid: more.pid()})
+	}
+	idle := measureIdle(targets, *flagIdle)
 	printReport(res, idle, nofile)
 	return nil
 }

@@ -44,7 +44,11 @@ func printReport(res results, idle idleResult, nofile uint64) {
 		fmt.Printf("| %d | %.2fx | %.2fx | %s | %s | %.2fx |\n", n, g.rate/x.rate, g.rate/d.rate, ms(addG), ms(addX), ratio)
 	}
 	fmt.Println()
-	fmt.Printf("Idle connections through the gateway: %d of %d opened in %v", idle.opened, idle.want, idle.openTime.Round(time.Millisecond))
+	procs := "one gateway process"
+	if idle.procs > 1 {
+		procs = fmt.Sprintf("%d gateway processes, %d each (RLIMIT_NOFILE %d; two sockets per connection)", idle.procs, idle.want/idle.procs, nofile)
+	}
+	fmt.Printf("Idle connections through %s: %d of %d opened in %v", procs, idle.opened, idle.want, idle.openTime.Round(time.Millisecond))
 	if idle.err != nil {
 		fmt.Printf(" (stopped: %v)", idle.err)
 	}
@@ -52,7 +56,7 @@ func printReport(res results, idle idleResult, nofile uint64) {
 	if idle.opened > 0 {
 		perConn = float64(idle.rssAfter-idle.rssBefore) / float64(idle.opened)
 	}
-	fmt.Printf("; gateway VmRSS %.1f MiB before, %.1f MiB after, %.1f KiB per connection.\n\n",
+	fmt.Printf("; gateway VmRSS (summed) %.1f MiB before, %.1f MiB after, %.1f KiB per connection.\n\n",
 		float64(idle.rssBefore)/(1<<20), float64(idle.rssAfter)/(1<<20), perConn/1024)
 	memOK := idle.err == nil && idle.opened == idle.want && idle.want >= 10000 && idle.rssAfter < 1<<30
 	fmt.Println("Targets:")
