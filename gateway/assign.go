@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/globalsession/globalsession/discovery"
@@ -18,6 +21,11 @@ type AssignerConfig struct {
 	// behind the Router). Nil means recorded instances are not checked here: the Router is
 	// asked every time (a sticky SessionService keeps the instance while it is healthy).
 	Instances interface{ Snapshot() *discovery.Snapshot }
+	// ByUser routes by the user rather than by the session: all of a user's sessions (other
+	// browsers, other devices) are sent to the instance chosen first, while it is healthy.
+	// The push hub needs this: a user's channels share one set of loops only when they
+	// are on one instance.
+	ByUser bool
 }
 
 // Assigner is seed 002's main server duty: GET ?group=G (or ?document=G) tells a logged-in
@@ -65,7 +73,7 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAssignment(w, rec)
 		return
 	}
-	route, err := a.cfg.Router.Route(r.Context(), s.ID, group)
+	rec, err := a.choose(r.Context(), s, group)
 	if errors.Is(err, discovery.ErrNoHealthyInstance) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -74,7 +82,6 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	rec := Assignment{Instance: route.Instance, URL: route.URL}
 	if s.Assigned == nil {
 		s.Assigned = map[string]Assignment{}
 	}
@@ -84,6 +91,34 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeAssignment(w, rec)
+}
+
+// choose asks the Router for an instance. ByUser, the user's choice is kept in the session
+// store (so every main server and every session of the user reads it) and reused while
+// its instance is healthy.
+func (a *Assigner) choose(ctx context.Context, s *Session, group string) (Assignment, error) {
+	if !a.cfg.ByUser {
+		route, err := a.cfg.Router.Route(ctx, s.ID, group)
+		return Assignment{Instance: route.Instance, URL: route.URL}, err
+	}
+	store := a.cfg.Sessions.cfg.Store
+	key := []byte("gs-assign\x00" + s.User + "\x00" + group)
+	if b, err := store.Get(ctx, key); err == nil {
+		var rec Assignment
+		if json.Unmarshal(b, &rec) == nil && a.alive(rec.Instance) {
+			return rec, nil
+		}
+	}
+	route, err := a.cfg.Router.Route(ctx, "user\x00"+s.User, group)
+	if err != nil {
+		return Assignment{}, err
+	}
+	rec := Assignment{Instance: route.Instance, URL: route.URL}
+	b, _ := json.Marshal(rec)
+	if err := store.Set(ctx, key, b, a.cfg.Sessions.cfg.MaxAge); err != nil {
+		return Assignment{}, fmt.Errorf("gateway: record the user's instance: %w", err)
+	}
+	return rec, nil
 }
 
 // alive reports whether a recorded instance may be kept.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -525,4 +526,67 @@ func BenchmarkBroker(b *testing.B) {
 		}
 		wg.Wait()
 	})
+}
+
+// ByUser, every session of a user is sent to the same instance (the hub's channels of a
+// user must share one instance), where a round-robin choice per session would alternate.
+func TestAssignerByUserKeepsAUsersSessionsTogether(t *testing.T) {
+	f := newBrokerFixture(t)
+	f.instance(t, "gw-a", BrokerConfig{})
+	f.instance(t, "gw-b", BrokerConfig{})
+	disc, err := discovery.New(discovery.Config{Provider: MemberProvider{Relay: f.client(t, "main")},
+		RefreshInterval: time.Hour, PollInterval: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { disc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	disc.Refresh(ctx)
+	require.Len(t, disc.Healthy(), 2)
+	users, err := NewUsersFile(usersFile(t))
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/login", &Login{Sessions: f.sessions, Authenticator: users})
+	for _, byUser := range []bool{false, true} {
+		svc, err := discovery.NewSessionService(discovery.SessionConfig{Source: disc, Selector: &discovery.RoundRobin{},
+			URL: func(in discovery.Instance, _ string) string { return BrokerURL(in, "hub") }})
+		require.NoError(t, err)
+		as, err := NewAssigner(AssignerConfig{Sessions: f.sessions, Router: svc, Instances: disc, ByUser: byUser})
+		require.NoError(t, err)
+		mux.Handle(fmt.Sprintf("/assign-%v", byUser), as)
+	}
+	main := httptest.NewServer(mux)
+	t.Cleanup(main.Close)
+	aliceSession := func() http.Header {
+		c := client(t)
+		resp, err := c.PostForm(main.URL+"/login", url.Values{"user": {"alice"}, "password": {"s3cret"}})
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		h := http.Header{}
+		for _, ck := range c.Jar.Cookies(resp.Request.URL) {
+			h.Add("Cookie", ck.Name+"="+ck.Value)
+		}
+		return h
+	}
+	assign := func(path string, cookie http.Header) string {
+		req, _ := http.NewRequest("GET", main.URL+path+"?group=hub", nil)
+		req.Header = cookie
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var rec Assignment
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&rec))
+		require.True(t, strings.HasSuffix(rec.URL, "/ws/hub"), rec.URL)
+		return rec.Instance
+	}
+	perSession := map[string]bool{}
+	for range 4 {
+		perSession[assign("/assign-false", aliceSession())] = true
+	}
+	require.Len(t, perSession, 2, "per session, round-robin alternates")
+	first := assign("/assign-true", aliceSession())
+	for range 4 {
+		require.Equal(t, first, assign("/assign-true", aliceSession()), "every session of alice on one instance")
+	}
 }
