@@ -13,10 +13,11 @@ import (
 )
 
 // A lean HTTP/1.1 poller for plain-HTTP instances: one kept-alive connection per instance,
-// used by the polling goroutine itself (a request is one write, its answer read in place),
-// with net/http's own request writer and response reader. net/http's client hands every
-// request between three goroutines, which on a machine with costly wake-ups made polling
-// 1,000 instances a second cost a fifth of a core. Redirects are not followed: a health or
+// used by the polling goroutine itself (an instance's health and metrics requests go in
+// one write, HTTP/1.1 pipelining, and their answers are read in place), with net/http's
+// response reader. net/http's client hands every request between three goroutines, which
+// on a machine with costly wake-ups made polling 1,000 instances a second cost a fifth of
+// a core. Redirects are not followed: a health or
 // metrics endpoint must answer itself. With Config.Client set, or https, net/http's client
 // is used instead.
 
