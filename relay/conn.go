@@ -47,7 +47,7 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	br     *bufio.Reader
-	rd   *wire.Reader
+	rd     *wire.Reader
 
 	flushReq    chan struct{}
 	flusherOnce sync.Once
