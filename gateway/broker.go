@@ -135,16 +135,24 @@ type Broker struct {
 
 	mu      sync.Mutex
 	clients map[string]*brokerClient
-	groups  map[string]map[*brokerClient]struct{}
+	groups  map[string]*group
 	closed  bool
 	wg      sync.WaitGroup // connections being served
-
-	memberMu   sync.Mutex      // serializes group subscriptions on the relay
-	subscribed map[string]bool // groups subscribed on the relay; under memberMu
 
 	next                                  atomic.Uint64
 	messages, failures, delivered, pushes atomic.Uint64
 }
+
+// group is a group with clients on this instance (or joining, or being left).
+type group struct {
+	mu         sync.Mutex                  // serializes the group's subscribe and unsubscribe
+	subscribed bool                        // on the relay; under mu
+	refs       int                         // clients joined or joining; under Broker.mu
+	members    map[*brokerClient]struct{} // joined clients; under Broker.mu
+}
+
+// errShuttingDown refuses a client that arrives while the broker shuts down.
+var errShuttingDown = errors.New("gateway: broker shutting down")
 
 // brokerClient is one client connection of a Broker.
 type brokerClient struct {
@@ -185,8 +193,7 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, clients: map[string]*brokerClient{}, groups: map[string]map[*brokerClient]struct{}{},
-		subscribed: map[string]bool{}}
+	b := &Broker{cfg: cfg, clients: map[string]*brokerClient{}, groups: map[string]*group{}}
 	b.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	if err := cfg.Relay.Subscribe(ctx, InboxPath(cfg.Instance), b.fromInbox); err != nil {
 		return nil, fmt.Errorf("gateway: broker %s: subscribe its inbox: %w", cfg.Instance, err)
@@ -263,9 +270,17 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
 	conn.SetReadLimit(b.cfg.MaxMessageSize)
-	if err := b.join(r.Context(), c); err != nil {
-		b.cfg.Logger.Warn("gateway: a client could not join its group", "group", group, "err", err)
-		closeWith(conn, websocket.CloseTryAgainLater, "cannot join the group now", b.cfg.WriteTimeout)
+	jctx, jcancel := context.WithTimeout(r.Context(), b.cfg.WriteTimeout)
+	err = b.join(jctx, c)
+	jcancel()
+	if err != nil {
+		code, text := websocket.CloseTryAgainLater, "cannot join the group now"
+		if errors.Is(err, errShuttingDown) {
+			code, text = websocket.CloseGoingAway, "server shutting down"
+		} else {
+			b.cfg.Logger.Warn("gateway: a client could not join its group", "group", group, "err", err)
+		}
+		closeWith(conn, code, text, b.cfg.WriteTimeout)
 		lingerClose(conn)
 		return
 	}
@@ -417,9 +432,12 @@ func (b *Broker) deliver(c *brokerClient, m outMsg) {
 
 func (b *Broker) deliverGroup(group string, m outMsg) {
 	b.mu.Lock()
-	members := make([]*brokerClient, 0, len(b.groups[group]))
-	for c := range b.groups[group] {
-		members = append(members, c)
+	var members []*brokerClient
+	if g := b.groups[group]; g != nil {
+		members = make([]*brokerClient, 0, len(g.members))
+		for c := range g.members {
+			members = append(members, c)
+		}
 	}
 	b.mu.Unlock()
 	for _, c := range members {
@@ -456,49 +474,93 @@ func (b *Broker) fromGroup(group string) func(sessioncache.Change) {
 }
 
 // join registers c and adds it to its group, subscribing the group on the relay when it
-// is the instance's first member.
+// is the instance's first member. Each group has its own lock for this, so a slow relay
+// holds up only the clients of the groups it is subscribing.
 func (b *Broker) join(ctx context.Context, c *brokerClient) error {
-	b.memberMu.Lock()
-	defer b.memberMu.Unlock()
-	if !b.subscribed[c.group] {
-		if err := b.cfg.Relay.Subscribe(ctx, GroupPath(c.group), b.fromGroup(c.group)); err != nil {
-			return err
-		}
-		b.subscribed[c.group] = true
-	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.clients[c.id] = c
-	m := b.groups[c.group]
-	if m == nil {
-		m = map[*brokerClient]struct{}{}
-		b.groups[c.group] = m
+	if b.closed {
+		b.mu.Unlock()
+		return errShuttingDown
 	}
-	m[c] = struct{}{}
+	g := b.groups[c.group]
+	if g == nil {
+		g = &group{members: map[*brokerClient]struct{}{}}
+		b.groups[c.group] = g
+	}
+	g.refs++
+	b.mu.Unlock()
+
+	g.mu.Lock()
+	var err error
+	if !g.subscribed {
+		if err = b.cfg.Relay.Subscribe(ctx, GroupPath(c.group), b.fromGroup(c.group)); err == nil {
+			g.subscribed = true
+		}
+	}
+	g.mu.Unlock()
+
+	b.mu.Lock()
+	if err == nil && b.closed {
+		err = errShuttingDown
+	}
+	if err != nil {
+		last := g.release()
+		b.mu.Unlock()
+		if last {
+			b.unsubscribe(c.group, g)
+		}
+		return err
+	}
+	b.clients[c.id] = c
+	g.members[c] = struct{}{}
+	b.mu.Unlock()
 	return nil
 }
 
 // leave forgets c, unsubscribing its group when it was the instance's last member.
 func (b *Broker) leave(c *brokerClient) {
-	b.memberMu.Lock()
-	defer b.memberMu.Unlock()
 	b.mu.Lock()
 	delete(b.clients, c.id)
-	m := b.groups[c.group]
-	delete(m, c)
-	last := len(m) == 0
+	g := b.groups[c.group]
+	delete(g.members, c)
+	last := g.release()
+	b.mu.Unlock()
 	if last {
-		delete(b.groups, c.group)
+		b.unsubscribe(c.group, g)
+	}
+}
+
+// release drops a reference to the group; Broker.mu is held. It reports whether it was the
+// last.
+func (g *group) release() bool {
+	g.refs--
+	return g.refs == 0
+}
+
+// unsubscribe ends the relay subscription of a group nobody here is in, unless a client
+// joined meanwhile. The group stays in b.groups until then, so a client that joins during
+// the unsubscribe waits on the same lock and subscribes again after it.
+func (b *Broker) unsubscribe(name string, g *group) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b.mu.Lock()
+	idle := g.refs == 0
+	b.mu.Unlock()
+	if idle && g.subscribed {
+		// With the relay unreachable the subscription is gone there already; the client
+		// forgets it at once, so a short wait is enough.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := b.cfg.Relay.Unsubscribe(ctx, GroupPath(name)); err != nil {
+			b.cfg.Logger.Debug("gateway: unsubscribe a group", "group", name, "err", err)
+		}
+		cancel()
+		g.subscribed = false
+	}
+	b.mu.Lock()
+	if g.refs == 0 && b.groups[name] == g {
+		delete(b.groups, name)
 	}
 	b.mu.Unlock()
-	if last && b.subscribed[c.group] {
-		delete(b.subscribed, c.group)
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
-		defer cancel()
-		if err := b.cfg.Relay.Unsubscribe(ctx, GroupPath(c.group)); err != nil {
-			b.cfg.Logger.Info("gateway: unsubscribe a group", "group", c.group, "err", err)
-		}
-	}
 }
 
 // writeLoop writes c's queued messages and pings until c's reader ends.

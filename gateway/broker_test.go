@@ -590,3 +590,30 @@ func TestAssignerByUserKeepsAUsersSessionsTogether(t *testing.T) {
 		require.Equal(t, first, assign("/assign-true", aliceSession()), "every session of alice on one instance")
 	}
 }
+
+// Clients joining and leaving one group at once, on one instance, leave its relay
+// subscription right: afterwards a member there still hears edits from another instance.
+func TestBrokerGroupChurn(t *testing.T) {
+	f := newBrokerFixture(t)
+	a := f.instance(t, "gw-a", BrokerConfig{})
+	b := f.instance(t, "gw-b", BrokerConfig{})
+	f.worker(t, "w", workbook("w"))
+	cookie := loginCookie(t, a)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 10 {
+				c := openGroup(t, a, cookie, "churn")
+				c.conn.Close()
+			}
+		})
+	}
+	wg.Wait()
+	// The last churned clients may still be leaving (unsubscribing) as this one joins.
+	stay := openGroup(t, a, cookie, "churn")
+	editor := openGroup(t, b, cookie, "churn")
+	editor.send(t, "set Z9=1")
+	require.Equal(t, "ok Z9=1", editor.read(t))
+	require.Equal(t, "Z9=1 by w", editor.read(t))
+	require.Equal(t, "Z9=1 by w", stay.read(t), "the instance is subscribed again")
+}
