@@ -145,9 +145,9 @@ type Broker struct {
 
 // group is a group with clients on this instance (or joining, or being left).
 type group struct {
-	mu         sync.Mutex                  // serializes the group's subscribe and unsubscribe
-	subscribed bool                        // on the relay; under mu
-	refs       int                         // clients joined or joining; under Broker.mu
+	mu         sync.Mutex                 // serializes the group's subscribe and unsubscribe
+	subscribed bool                       // on the relay; under mu
+	refs       int                        // clients joined or joining; under Broker.mu
 	members    map[*brokerClient]struct{} // joined clients; under Broker.mu
 }
 
