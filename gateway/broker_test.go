@@ -617,3 +617,19 @@ func TestBrokerGroupChurn(t *testing.T) {
 	require.Equal(t, "Z9=1 by w", editor.read(t))
 	require.Equal(t, "Z9=1 by w", stay.read(t), "the instance is subscribed again")
 }
+
+func TestMemberProviderSkipsBadLabels(t *testing.T) {
+	f := newBrokerFixture(t)
+	g := f.instance(t, "gw-a", BrokerConfig{})
+	rogue := f.client(t, "rogue")
+	require.NoError(t, rogue.Join(context.Background(), GatewaysPath, "not json", func(context.Context, []byte, []byte) ([]byte, error) { return nil, nil }))
+	p := MemberProvider{Relay: f.client(t, "main")}
+	ts, err := p.Targets(context.Background())
+	require.NoError(t, err)
+	require.Len(t, ts, 1)
+	require.Equal(t, "gw-a", ts[0].ID)
+	require.Equal(t, strings.TrimPrefix(g.srv.URL, "http://"), ts[0].Addr)
+	g.stop() // leaves the member list
+	_, err = p.Targets(context.Background())
+	require.ErrorContains(t, err, "not json")
+}

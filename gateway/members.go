@@ -19,7 +19,8 @@ type memberLabel struct {
 // MemberProvider is a discovery.Provider of the gateway instances that are live now: those
 // whose Broker joined GatewaysPath with an Advertise URL and whose relay connection has not
 // dropped. Each target's ID is the instance name, its Addr the URL's host:port, and its
-// "url" label the advertised URL (see BrokerURL).
+// "url" label the advertised URL (see BrokerURL). A member whose label is not one a Broker
+// writes is left out, so one bad member cannot hide the others.
 type MemberProvider struct {
 	// Relay is the relay the gateway instances register with.
 	Relay *relay.Client
@@ -37,16 +38,21 @@ func (p MemberProvider) Targets(ctx context.Context) ([]discovery.Target, error)
 		return nil, err
 	}
 	out := make([]discovery.Target, 0, len(labels))
+	var bad []string
 	for _, l := range labels {
 		var m memberLabel
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			return nil, fmt.Errorf("gateway: member label %q: %w", l, err)
+		u, err := (*url.URL)(nil), json.Unmarshal([]byte(l), &m)
+		if err == nil {
+			u, err = url.Parse(m.URL)
 		}
-		u, err := url.Parse(m.URL)
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("gateway: member %s advertises %q, not a URL with a host", m.ID, m.URL)
+		if err != nil || m.ID == "" || u.Host == "" {
+			bad = append(bad, l)
+			continue
 		}
 		out = append(out, discovery.Target{ID: m.ID, Addr: u.Host, Labels: map[string]string{"url": m.URL}})
+	}
+	if len(out) == 0 && len(bad) > 0 {
+		return nil, fmt.Errorf("gateway: no usable member label on %s: %q", GatewaysPath, bad)
 	}
 	return out, nil
 }

@@ -16,6 +16,10 @@ import (
 // when members' connections are lost while they hold it.
 const DefaultQueueAttempts = 3
 
+// MaxQueueWait bounds how long the server waits for a member's answer, whatever deadline
+// the requester sent, so a request cannot pin the server's resources indefinitely.
+const MaxQueueWait = 10 * time.Minute
+
 // queue is one path's queue group: the peers that joined it, each request going to one.
 type queue struct {
 	members []*member
@@ -114,7 +118,7 @@ func (s *server) request(from *peer, f *wire.Frame) {
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if f.Expiry != 0 {
-		ctx, cancel = context.WithDeadline(from.c.ctx, time.Unix(0, f.Expiry))
+		ctx, cancel = context.WithDeadline(from.c.ctx, time.Unix(0, min(f.Expiry, time.Now().Add(MaxQueueWait).UnixNano())))
 	} else {
 		ctx, cancel = context.WithTimeout(from.c.ctx, s.opts.RequestTimeout)
 	}
