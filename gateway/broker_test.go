@@ -96,19 +96,7 @@ func (f *brokerFixture) worker(t testing.TB, name string, h HandlerFunc) *Worker
 }
 
 // loginCookie logs in anonymously at g and returns the cookie header.
-func loginCookie(t testing.TB, g *gatewayInstance) http.Header {
-	t.Helper()
-	c := client(t)
-	resp, err := c.Post(g.srv.URL+"/login/anonymous", "", nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	h := http.Header{}
-	for _, ck := range c.Jar.Cookies(resp.Request.URL) {
-		h.Add("Cookie", ck.Name+"="+ck.Value)
-	}
-	return h
-}
+func loginCookie(t testing.TB, g *gatewayInstance) http.Header { return anonymousLogin(t, g.srv.URL) }
 
 // wsClient is a test client of a Broker.
 type wsClient struct {
@@ -562,11 +550,7 @@ func TestAssignerByUserKeepsAUsersSessionsTogether(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		h := http.Header{}
-		for _, ck := range c.Jar.Cookies(resp.Request.URL) {
-			h.Add("Cookie", ck.Name+"="+ck.Value)
-		}
-		return h
+		return cookieHeader(c, resp.Request.URL)
 	}
 	assign := func(path string, cookie http.Header) string {
 		req, _ := http.NewRequest("GET", main.URL+path+"?group=hub", nil)

@@ -41,18 +41,7 @@ func startHub(t *testing.T, cfg HubConfig) *hubFixture {
 }
 
 // login returns the cookie header of a fresh anonymous session.
-func (f *hubFixture) login(t *testing.T) http.Header {
-	t.Helper()
-	c := client(t)
-	resp, err := c.Post(f.srv.URL+"/login/anonymous", "", nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	h := http.Header{}
-	for _, ck := range c.Jar.Cookies(resp.Request.URL) {
-		h.Add("Cookie", ck.Name+"="+ck.Value)
-	}
-	return h
-}
+func (f *hubFixture) login(t *testing.T) http.Header { return anonymousLogin(t, f.srv.URL) }
 
 func (f *hubFixture) tab(t *testing.T, cookie http.Header) *websocket.Conn {
 	t.Helper()

@@ -44,14 +44,7 @@ func TestSessionRouteEndToEnd(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no cookie, no WebSocket")
 
-	c := client(t)
-	lr, err := c.Post(srv.URL+"/login/anonymous", "", nil)
-	require.NoError(t, err)
-	lr.Body.Close()
-	hdr := http.Header{}
-	for _, ck := range c.Jar.Cookies(lr.Request.URL) {
-		hdr.Add("Cookie", ck.Name+"="+ck.Value)
-	}
+	hdr := anonymousLogin(t, srv.URL)
 	conn, _, err := websocket.DefaultDialer.Dial(wsURL, hdr)
 	require.NoError(t, err)
 	defer conn.Close()
@@ -95,14 +88,7 @@ func TestReconnectAfterBackendCrash(t *testing.T) {
 	defer srv.Close()
 	defer proxy.Shutdown(context.Background())
 
-	c := client(t)
-	lr, err := c.Post(srv.URL+"/login/anonymous", "", nil)
-	require.NoError(t, err)
-	lr.Body.Close()
-	hdr := http.Header{}
-	for _, ck := range c.Jar.Cookies(lr.Request.URL) {
-		hdr.Add("Cookie", ck.Name+"="+ck.Value)
-	}
+	hdr := anonymousLogin(t, srv.URL)
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/app/doc"
 	served := func() (*websocket.Conn, *echoBackend) {
 		conn, _, err := websocket.DefaultDialer.Dial(wsURL, hdr)

@@ -53,6 +53,26 @@ func client(t testing.TB) *http.Client {
 	return &http.Client{Jar: jar}
 }
 
+// cookieHeader returns the Cookie header that c's jar holds for u.
+func cookieHeader(c *http.Client, u *url.URL) http.Header {
+	h := http.Header{}
+	for _, ck := range c.Jar.Cookies(u) {
+		h.Add("Cookie", ck.Name+"="+ck.Value)
+	}
+	return h
+}
+
+// anonymousLogin logs in anonymously at base and returns the new session's Cookie header.
+func anonymousLogin(t testing.TB, base string) http.Header {
+	t.Helper()
+	c := client(t)
+	resp, err := c.Post(base+"/login/anonymous", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return cookieHeader(c, resp.Request.URL)
+}
+
 func TestLoginSessionLogout(t *testing.T) {
 	sessions := testSessions(t, SessionsConfig{})
 	users, err := NewUsersFile(usersFile(t))
