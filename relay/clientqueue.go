@@ -24,10 +24,10 @@ type queueMembership struct {
 // say; no newline): the server hands each request on path (see Request) to one member,
 // the least busy one, and when a member's connection is lost while it holds a request,
 // to another. h runs in a goroutine of its own per request, with a context that ends at
-// the requester's deadline or when the client closes (a request whose handler is cut short
-// by Close is not answered: the server hands it to another member). The membership lasts until Leave or
-// Close and is renewed on every reconnection; a member whose connection drops leaves the
-// queue at once.
+// the requester's deadline or when the connection closes; a request whose handler is cut
+// short that way is not answered, and the server hands it to another member. The
+// membership lasts until Leave or Close and is renewed on every reconnection; a member
+// whose connection drops leaves the queue at once.
 func (c *Client) Join(ctx context.Context, path, label string, h QueueHandler) error {
 	if h == nil {
 		return errors.New("relay: join: nil handler")

@@ -143,7 +143,7 @@ func (s *server) request(from *peer, f *wire.Frame) {
 			break // a timeout: the member may still be working on it, so do not repeat it
 		}
 		s.opts.Logger.Info("relay: queue member lost with a request, trying another",
-			"path", string(f.Path), "member", m.label, "err", err)
+			"path", string(f.Path), "member", m.p.name, "err", err)
 	}
 	switch {
 	case len(tried) == 0:
