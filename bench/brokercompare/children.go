@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 // A child announces itself with one line on stdout, "<WORD> <value>": "LISTEN host:port"
@@ -23,7 +25,7 @@ func announce(word, value string) { fmt.Printf("%s %s\n", word, value) }
 // waitStop blocks a child until it is told to stop.
 func waitStop() {
 	sig := make(chan os.Signal, 1)
-	stopSignals(sig)
+	procs.NotifyStop(sig)
 	<-sig
 }
 
@@ -50,7 +52,7 @@ var (
 func markDied(err error) {
 	diedOnce.Do(func() {
 		diedErr = err
-		logf("ERROR: %v", err)
+		procs.Logf("ERROR: %v", err)
 		close(died)
 	})
 }
@@ -88,7 +90,7 @@ func startChild(name, mode, word string, args ...string) (*child, error) {
 	}
 	cmd := exec.Command(exe, append([]string{"-child", mode}, args...)...)
 	cmd.Stderr = os.Stderr
-	dieWithParent(cmd)
+	procs.DieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -97,7 +99,7 @@ func startChild(name, mode, word string, args ...string) (*child, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
-	atCleanup(c.stop)
+	procs.AtCleanup(c.stop)
 	line := make(chan string, 1)
 	drained := make(chan struct{})
 	go func() {
@@ -147,7 +149,7 @@ func (c *child) stop() {
 	select {
 	case <-c.done:
 	case <-time.After(5 * time.Second):
-		logf("%s did not stop within 5s: killing it", c)
+		procs.Logf("%s did not stop within 5s: killing it", c)
 		_ = c.cmd.Process.Kill()
 		<-c.done
 	}

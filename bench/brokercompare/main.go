@@ -35,10 +35,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 var (
@@ -52,59 +51,28 @@ var (
 	flagWorkers  = flag.Int("workers", 2, "worker processes serving the queue")
 )
 
-// cleanups run at the end, on error and on SIGINT/SIGTERM, last registered first.
-var (
-	cleanupMu sync.Mutex
-	cleanups  []func()
-)
-
-func atCleanup(f func()) {
-	cleanupMu.Lock()
-	cleanups = append(cleanups, f)
-	cleanupMu.Unlock()
-}
-
-func runCleanups() {
-	cleanupMu.Lock()
-	fs := cleanups
-	cleanups = nil
-	cleanupMu.Unlock()
-	for i := len(fs) - 1; i >= 0; i-- {
-		fs[i]()
-	}
-}
-
-func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-
 func main() {
 	flag.Parse()
 	if *flagChild != "" {
 		if err := runChild(*flagChild); err != nil {
-			logf("brokercompare child %s %s: %v", *flagChild, *flagName, err)
+			procs.Logf("brokercompare child %s %s: %v", *flagChild, *flagName, err)
 			os.Exit(1)
 		}
 		return
 	}
 	if *flagRounds < 1 || *flagWorkers < 1 || *flagDuration <= 0 || *flagWarmup < 0 {
-		logf("brokercompare: -rounds and -workers must be at least 1, -duration positive")
+		procs.Logf("brokercompare: -rounds and -workers must be at least 1, -duration positive")
 		os.Exit(2)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sig
-		logf("interrupted: stopping servers")
-		runCleanups()
-		os.Exit(1)
-	}()
+	procs.ExitOnSignal(1, func(os.Signal) { procs.Logf("interrupted: stopping servers") })
 	failed, err := run()
-	runCleanups()
+	procs.RunCleanups()
 	if err != nil {
-		logf("brokercompare: %v", err)
+		procs.Logf("brokercompare: %v", err)
 		os.Exit(1)
 	}
 	if failed {
-		logf("brokercompare: the group delivery check FAILED (see the report)")
+		procs.Logf("brokercompare: the group delivery check FAILED (see the report)")
 		os.Exit(1)
 	}
 }

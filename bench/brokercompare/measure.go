@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 // Cell kinds.
@@ -66,7 +68,7 @@ func measureAll(t *topology) (*results, error) {
 				res.readers += spec.n * (groupSize - 1)
 				for _, m := range g.mismatches {
 					m = fmt.Sprintf("round %d, %v: %s", r+1, spec, m)
-					logf("ERROR: delivery check: %s", m)
+					procs.Logf("ERROR: delivery check: %s", m)
 					res.mismatches = append(res.mismatches, m)
 				}
 			}
@@ -77,7 +79,7 @@ func measureAll(t *topology) (*results, error) {
 			if spec.kind == kindGroup {
 				line = fmt.Sprintf("round %d  %-14v %9.0f edits/s %9.0f deliveries/s  p50 %-10v p99 %v", r+1, spec, s.rate, s.deliveries, s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond))
 			}
-			logf("%s", line)
+			procs.Logf("%s", line)
 			raw[spec] = append(raw[spec], s)
 		}
 	}

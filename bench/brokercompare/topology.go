@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 // topology is the set of servers of the run, as the load generator reaches them.
@@ -32,12 +34,12 @@ func startTopology(workers int) (*topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	atCleanup(func() { os.RemoveAll(dir) }) // registered first: runs after the children stopped
+	procs.AtCleanup(func() { os.RemoveAll(dir) }) // registered first: runs after the children stopped
 	rel, err := startChild("relay", "relay", "LISTEN", "-table", filepath.Join(dir, "relay.table"))
 	if err != nil {
 		return nil, err
 	}
-	logf("relay on %s", rel.value)
+	procs.Logf("relay on %s", rel.value)
 	t := &topology{}
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("gw-%d", i)
@@ -46,7 +48,7 @@ func startTopology(workers int) (*topology, error) {
 		if err != nil {
 			return nil, err
 		}
-		logf("gateway %s on %s", name, gw.value)
+		procs.Logf("gateway %s on %s", name, gw.value)
 		t.gateways = append(t.gateways, gw.value)
 	}
 	for i := 1; i <= workers; i++ {
@@ -55,13 +57,13 @@ func startTopology(workers int) (*topology, error) {
 			return nil, err
 		}
 	}
-	logf("%d workers joined the queue", workers)
+	procs.Logf("%d workers joined the queue", workers)
 	echo, err := startChild("echo", "echo", "LISTEN")
 	if err != nil {
 		return nil, err
 	}
 	t.echoAddr = echo.value
-	logf("echo on %s", echo.value)
+	procs.Logf("echo on %s", echo.value)
 	if t.header, err = login(t.gateways); err != nil {
 		return nil, blame(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/globalsession/globalsession/gateway"
 	"github.com/gorilla/websocket"
 )
@@ -47,7 +48,7 @@ func startChild(mode string, args ...string) (*child, error) {
 	}
 	cmd := exec.Command(exe, append([]string{"-child", mode}, args...)...)
 	cmd.Stderr = os.Stderr
-	dieWithParent(cmd)
+	procs.DieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -56,7 +57,7 @@ func startChild(mode string, args ...string) (*child, error) {
 		return nil, err
 	}
 	c := &child{cmd: cmd}
-	atCleanup(func() { c.stop(syscall.SIGTERM) })
+	procs.AtCleanup(func() { c.stop(syscall.SIGTERM) })
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(out).ReadString('\n')
@@ -94,13 +95,13 @@ func waitAccepting(addr string) error {
 func listenAndAnnounce(h http.Handler) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		logf("listen: %v", err)
+		procs.Logf("listen: %v", err)
 		os.Exit(1)
 	}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.Serve(ln); err != nil {
-		logf("serve: %v", err)
+		procs.Logf("serve: %v", err)
 		os.Exit(1)
 	}
 }
@@ -132,13 +133,13 @@ func serveGateway(backendURL string) {
 		return gateway.Backend{URL: backendURL, Header: http.Header{}}, nil
 	}})
 	if err != nil {
-		logf("gateway: %v", err)
+		procs.Logf("gateway: %v", err)
 		os.Exit(1)
 	}
 	go func() {
 		// Shut the proxy down on SIGTERM, briefly, so its connections are closed cleanly.
 		sig := make(chan os.Signal, 1)
-		signalNotify(sig)
+		procs.NotifyStop(sig)
 		<-sig
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = p.Shutdown(ctx)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/gorilla/websocket"
 )
 
@@ -66,7 +67,7 @@ func measureIdle(ts []idleTarget, n int) idleResult {
 		res.err = err
 		return res
 	}
-	logf("idle: opening %d connections through the gateway", n)
+	procs.Logf("idle: opening %d connections through the gateway", n)
 	conns := make([]*websocket.Conn, n)
 	var next, opened atomic.Int64
 	var failed atomic.Bool
@@ -104,7 +105,7 @@ func measureIdle(ts []idleTarget, n int) idleResult {
 	if err != nil && res.err == nil {
 		res.err = err
 	}
-	logf("idle: %d open in %v, gateway RSS %d -> %d MiB", res.opened, res.openTime.Round(time.Millisecond), res.rssBefore>>20, res.rssAfter>>20)
+	procs.Logf("idle: %d open in %v, gateway RSS %d -> %d MiB", res.opened, res.openTime.Round(time.Millisecond), res.rssBefore>>20, res.rssAfter>>20)
 	for _, c := range conns {
 		if c != nil {
 			c.NetConn().Close()

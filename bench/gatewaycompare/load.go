@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/gorilla/websocket"
 )
 
@@ -41,7 +42,7 @@ func measureAll(systems []system) (results, error) {
 				if err != nil {
 					return nil, fmt.Errorf("%s, %d connections: %w", s.name, n, err)
 				}
-				logf("round %d  %-7s %3d conns: %9.0f msg/s  p50 %-10v p99 %v", r+1, s.name, n, c.rate, c.p50, c.p99)
+				procs.Logf("round %d  %-7s %3d conns: %9.0f msg/s  p50 %-10v p99 %v", r+1, s.name, n, c.rate, c.p50, c.p99)
 				raw[n][s.name] = append(raw[n][s.name], c)
 			}
 		}

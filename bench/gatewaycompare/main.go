@@ -27,10 +27,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 var (
@@ -41,30 +41,6 @@ var (
 	flagWarmup   = flag.Duration("warmup", time.Second, "warm-up time per cell")
 	flagIdle     = flag.Int("idle", 10000, "idle WebSockets to open through the gateway")
 )
-
-// cleanups run at the end, on error and on SIGINT/SIGTERM, last registered first.
-var (
-	cleanupMu sync.Mutex
-	cleanups  []func()
-)
-
-func atCleanup(f func()) {
-	cleanupMu.Lock()
-	cleanups = append(cleanups, f)
-	cleanupMu.Unlock()
-}
-
-func runCleanups() {
-	cleanupMu.Lock()
-	fs := cleanups
-	cleanups = nil
-	cleanupMu.Unlock()
-	for i := len(fs) - 1; i >= 0; i-- {
-		fs[i]()
-	}
-}
-
-func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
 func main() {
 	flag.Parse()
@@ -78,21 +54,14 @@ func main() {
 		return
 	case "":
 	default:
-		logf("unknown -child %q", *flagChild)
+		procs.Logf("unknown -child %q", *flagChild)
 		os.Exit(2)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sig
-		logf("interrupted: stopping servers")
-		runCleanups()
-		os.Exit(1)
-	}()
+	procs.ExitOnSignal(1, func(os.Signal) { procs.Logf("interrupted: stopping servers") })
 	err := run(nofile)
-	runCleanups()
+	procs.RunCleanups()
 	if err != nil {
-		logf("gatewaycompare: %v", err)
+		procs.Logf("gatewaycompare: %v", err)
 		os.Exit(1)
 	}
 }
@@ -123,7 +92,7 @@ func run(nofile uint64) error {
 	if _, err := nginxPath(); err != nil {
 		return err
 	}
-	logf("RLIMIT_NOFILE: %d", nofile)
+	procs.Logf("RLIMIT_NOFILE: %d", nofile)
 	backend, err := startChild("backend")
 	if err != nil {
 		return fmt.Errorf("backend: %w", err)

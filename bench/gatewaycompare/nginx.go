@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 // nginxPath finds nginx in PATH or /usr/sbin, with a clear message when it is missing.
@@ -70,7 +72,7 @@ func startNginx(backendAddr string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	atCleanup(func() { os.RemoveAll(dir) })
+	procs.AtCleanup(func() { os.RemoveAll(dir) })
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -82,13 +84,13 @@ func startNginx(backendAddr string) (*child, error) {
 	cmd := exec.Command(path, "-c", conf, "-p", dir+"/")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	dieWithParent(cmd)
+	procs.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	c := &child{cmd: cmd, addr: addr}
 	// SIGTERM is nginx's fast shutdown; its workers end with the master.
-	atCleanup(func() { c.stop(syscall.SIGTERM) })
+	procs.AtCleanup(func() { c.stop(syscall.SIGTERM) })
 	if err := waitAccepting(addr); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		return nil, fmt.Errorf("%w\nstderr: %s\nerror.log: %s", err, stderr.String(), log)

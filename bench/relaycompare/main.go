@@ -31,9 +31,10 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 var (
@@ -69,16 +70,11 @@ func main() {
 	// A closed stdout (say, piped into head) must not kill the program before it stops the
 	// servers: writes then fail with EPIPE instead.
 	signal.Ignore(syscall.SIGPIPE)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		s := <-sig
+	procs.ExitOnSignal(130, func(s os.Signal) {
 		fmt.Fprintf(os.Stderr, "relaycompare: %v, stopping the servers\n", s)
-		runCleanups()
-		os.Exit(130)
-	}()
+	})
 	err := compare()
-	runCleanups()
+	procs.RunCleanups()
 	exitOn(err)
 }
 
@@ -87,28 +83,6 @@ func exitOn(err error) {
 		fmt.Fprintln(os.Stderr, "relaycompare:", err)
 		os.Exit(1)
 	}
-}
-
-// cleanups stop every process started and remove temporary files, last registered first,
-// once: at the end of main, on error paths and on SIGINT/SIGTERM.
-var cleanups struct {
-	sync.Mutex
-	fns []func()
-}
-
-func atCleanup(fn func()) {
-	cleanups.Lock()
-	cleanups.fns = append(cleanups.fns, fn)
-	cleanups.Unlock()
-}
-
-func runCleanups() {
-	cleanups.Lock()
-	defer cleanups.Unlock()
-	for i := len(cleanups.fns) - 1; i >= 0; i-- {
-		cleanups.fns[i]()
-	}
-	cleanups.fns = nil
 }
 
 // The systems measured, in the order of the report's columns.
@@ -144,13 +118,13 @@ func compare() error {
 	if err != nil {
 		return err
 	}
-	atCleanup(func() { os.RemoveAll(tmp) })
+	procs.AtCleanup(func() { os.RemoveAll(tmp) })
 
 	rs, err := startRedis(tmp)
 	if err != nil {
 		return err
 	}
-	atCleanup(rs.stop)
+	procs.AtCleanup(rs.stop)
 	p, err := newPKI(tmp)
 	if err != nil {
 		return err
@@ -161,17 +135,17 @@ func compare() error {
 	if err != nil {
 		return err
 	}
-	atCleanup(plain.stop)
+	procs.AtCleanup(plain.stop)
 	secure, err := startChild("relay TLS", append([]string{"-serve-relay", "-tls-cert", p.certFile, "-tls-key", p.keyFile}, sizes...)...)
 	if err != nil {
 		return err
 	}
-	atCleanup(secure.stop)
+	procs.AtCleanup(secure.stop)
 	echo, err := startChild("echo", "-serve-echo")
 	if err != nil {
 		return err
 	}
-	atCleanup(echo.stop)
+	procs.AtCleanup(echo.stop)
 
 	w := newWorkload(*flagKeys, *flagKeySize, *flagValueSize)
 	progress("preloading %d keys", len(w.keys))

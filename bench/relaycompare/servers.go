@@ -11,14 +11,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 	"github.com/redis/go-redis/v9"
@@ -34,7 +33,7 @@ func waitStop() {
 		stop <- struct{}{}
 	}()
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	procs.NotifyStop(sig)
 	select {
 	case <-stop:
 	case <-sig:
@@ -234,7 +233,7 @@ func startRedis(dir string) (*redisServer, error) {
 	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
-	dieWithParent(s.cmd)
+	procs.DieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
