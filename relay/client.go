@@ -200,6 +200,7 @@ func (c *Client) connect() (*conn, error) {
 		requestTimeout: c.cfg.RequestTimeout,
 		writeTimeout:   c.cfg.RequestTimeout,
 		maxFrame:       c.cfg.MaxFrame,
+		dialed:         true,
 	})
 	cn.start()
 	if err := hello(ctx, cn, c.cfg.Name, c.cfg.Secret); err != nil {

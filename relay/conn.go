@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/globalsession/globalsession/internal/wire"
@@ -38,8 +39,10 @@ type conn struct {
 	err     error // set once the connection is closed
 
 	wmu     sync.Mutex
-	waiting atomic.Int32 // writers queued for wmu
-	bw      *bufio.Writer
+	waiting atomic.Int32    // writers queued for wmu
+	out     []byte          // encoded frames not yet written; under wmu
+	raw     syscall.RawConn // for writes that must not block; nil over TLS
+	dialed  bool            // this side dialed the connection
 	wbuf    []byte
 
 	done chan struct{}
@@ -51,6 +54,7 @@ type conn struct {
 
 	flushReq    chan struct{}
 	flusherOnce sync.Once
+	refusing    atomic.Bool // closeAfterFlush was called: later frames are dropped
 
 	// Messages pushed to this connection (fan-out) go through a bounded queue so that a
 	// slow subscriber never blocks a publisher.
@@ -89,6 +93,7 @@ type connConfig struct {
 	writeTimeout   time.Duration
 	maxFrame       int
 	queueLen       int
+	dialed         bool // this side dialed (a client)
 }
 
 func newConn(nc net.Conn, cfg connConfig) *conn {
@@ -102,13 +107,14 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		timeout:  cfg.requestTimeout,
 		wtimeout: cfg.writeTimeout,
 		pending:  make(map[uint64]*call),
-		bw:       bufio.NewWriterSize(nc, 64<<10),
+		out:      make([]byte, 0, 64<<10),
 		done:     make(chan struct{}),
 		queue:    make(chan []byte, max(cfg.queueLen, 1)),
 		br:       bufio.NewReaderSize(nc, 64<<10),
 		flushReq: make(chan struct{}, 1),
 	}
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
+	c.raw, c.dialed = rawConn(nc), cfg.dialed
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
@@ -142,6 +148,9 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.framesR.Add(1)
+		if c.refusing.Load() {
+			continue
+		}
 		if !held && c.br.Buffered() > 0 {
 			c.waiting.Add(1)
 			held = true
@@ -252,12 +261,29 @@ func putCall(cl *call) {
 	callPool.Put(cl)
 }
 
-// unhold ends the reader's hold on flushing (it counted as a queued writer) and flushes
-// if no other writer is queued.
+// The write path. Frames are appended to c.out under c.wmu and a flush writes c.out to the
+// socket. Writers queue on c.wmu and the last one in line flushes, so frames written at
+// the same time share a write system call. Replies and the reader's own flushes do not
+// wait for the socket (see flushSoftLocked): they write what it takes at once and leave
+// the rest to the flusher goroutine. The reader answers requests inline, so otherwise two
+// peers whose send buffers are full could both stop reading, each waiting for the other.
+
+const (
+	// flushAt is how much may be buffered before a writer flushes whoever is queued.
+	flushAt = 64 << 10
+	// maxUnsent bounds what may wait unsent; a peer that lets more pile up by not reading
+	// is disconnected.
+	maxUnsent = 64 << 20
+)
+
+// unhold ends the reader's hold on flushing (it counted as a queued writer) and flushes, as
+// far as the socket takes it at once, if no other writer is queued.
 func (c *conn) unhold() {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.writeLocked(nil)
+	if c.waiting.Add(-1) == 0 {
+		c.wmu.Lock()
+		c.flushSoftLocked()
+		c.wmu.Unlock()
+	}
 }
 
 // write encodes f and flushes it unless another writer is queued behind, which will.
@@ -275,13 +301,14 @@ func (c *conn) write(f *wire.Frame) error {
 	return c.writeLocked(c.wbuf)
 }
 
-// writeLocked writes an encoded frame (or nothing, for b nil) and flushes if this was the
-// last writer in line; c.wmu is held and c.waiting counts this writer.
+// writeLocked appends an encoded frame (or nothing, for b nil) and flushes if this was the
+// last writer in line or much is buffered; c.wmu is held and c.waiting counts this writer.
 func (c *conn) writeLocked(b []byte) error {
-	_, err := c.buffer(b)
-	if c.waiting.Add(-1) == 0 && err == nil && c.bw.Buffered() > 0 {
+	c.out = append(c.out, b...)
+	var err error
+	if (c.waiting.Add(-1) == 0 || len(c.out) >= flushAt) && len(c.out) > 0 {
 		c.deadline()
-		err = c.bw.Flush()
+		err = c.flushOut(c.nc.Write)
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err)
@@ -290,28 +317,96 @@ func (c *conn) writeLocked(b []byte) error {
 	return err
 }
 
+// flushOut writes c.out with write and keeps what it did not take; c.wmu is held.
+func (c *conn) flushOut(write func([]byte) (int, error)) error {
+	n, err := write(c.out)
+	rest := copy(c.out, c.out[n:])
+	c.out = c.out[:rest]
+	if cap(c.out) > 4*flushAt && rest < flushAt {
+		c.out = append(make([]byte, 0, flushAt), c.out...) // let a burst's buffer go
+	}
+	return err
+}
+
+// flushSoftLocked writes what the socket takes now, without waiting, and leaves the rest
+// to the flusher goroutine; c.wmu is held. Over TLS, whose writes cannot be tried without
+// waiting, the side that dialed leaves the whole flush to the flusher and the side that
+// accepted writes and waits: one end of every connection keeps reading, which is enough.
+func (c *conn) flushSoftLocked() {
+	if len(c.out) == 0 {
+		return
+	}
+	if c.raw == nil && !c.dialed {
+		c.deadline()
+		if err := c.flushOut(c.nc.Write); err != nil {
+			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
+		}
+		return
+	}
+	if c.raw != nil {
+		err := c.flushOut(func(b []byte) (int, error) { return writeNow(c.raw, b) })
+		if err != nil && !errors.Is(err, errWouldBlock) {
+			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
+			return
+		}
+		if len(c.out) == 0 {
+			return
+		}
+	}
+	c.requestFlush()
+}
+
+// writeSoft appends f and flushes it as flushSoftLocked does when no writer is queued to do
+// it. It never blocks on the socket.
+func (c *conn) writeSoft(f *wire.Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.appendUnsent(f); err != nil {
+		return err
+	}
+	if c.waiting.Load() == 0 {
+		c.flushSoftLocked()
+	}
+	return nil
+}
+
+// appendUnsent encodes f onto c.out, disconnecting a peer that does not read; c.wmu is
+// held.
+func (c *conn) appendUnsent(f *wire.Frame) error {
+	if len(c.out) > maxUnsent {
+		err := fmt.Errorf("%w: %s does not read what is sent to it (%d bytes unsent)", ErrConnLost, c.name, len(c.out))
+		go c.close(err)
+		return err
+	}
+	var err error
+	c.out, err = wire.Append(c.out, f)
+	return err
+}
+
 // writeDeferred encodes f into the buffer and leaves the flush to the flusher goroutine,
-// which yields once first so that other writers ready to run can add their frames.
+// which yields once first so that other writers ready to run can add their frames: for
+// bulk traffic (hand-downs to relief servers). It never blocks on the socket.
 func (c *conn) writeDeferred(f *wire.Frame) error {
 	c.wmu.Lock()
-	var err error
-	c.wbuf, err = wire.Append(c.wbuf[:0], f)
-	if err == nil {
-		_, err = c.buffer(c.wbuf)
-	}
+	err := c.appendUnsent(f)
 	c.wmu.Unlock()
 	if err != nil {
 		return err
 	}
+	c.requestFlush()
+	return nil
+}
+
+// requestFlush asks the flusher goroutine to flush.
+func (c *conn) requestFlush() {
 	c.flusherOnce.Do(func() { go c.flusher() })
 	select {
 	case c.flushReq <- struct{}{}:
 	default: // a flush is already due
 	}
-	return nil
 }
 
-// flusher flushes deferred writes until the connection closes.
+// flusher flushes until the connection closes, when asked.
 func (c *conn) flusher() {
 	for {
 		select {
@@ -330,15 +425,6 @@ func (c *conn) flusher() {
 	}
 }
 
-// buffer adds b to the write buffer; c.wmu is held. When b does not fit, the buffer
-// writes to the socket, so the write deadline is set first.
-func (c *conn) buffer(b []byte) (int, error) {
-	if len(b) > c.bw.Available() {
-		c.deadline()
-	}
-	return c.bw.Write(b)
-}
-
 // deadline bounds the next socket write, so a peer that stops reading cannot block a
 // writer forever; c.wmu is held.
 func (c *conn) deadline() {
@@ -347,9 +433,10 @@ func (c *conn) deadline() {
 	}
 }
 
-// reply answers request id.
+// reply answers request id. It never blocks on the socket (see writeSoft): the reader
+// goroutine answers requests inline.
 func (c *conn) reply(id uint64, status wire.Status, flags uint8, value []byte, expiry int64) {
-	_ = c.write(&wire.Frame{Op: wire.OpReply, ID: id, Status: status, Flags: flags, Value: value, Expiry: expiry})
+	_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: status, Flags: flags, Value: value, Expiry: expiry})
 }
 
 func (c *conn) replyError(id uint64, msg string) {
@@ -388,6 +475,22 @@ func (c *conn) drain() {
 			return
 		}
 	}
+}
+
+// closeAfterFlush sends what is buffered (an error reply, say) and then closes the
+// connection with err. The flush runs in a goroutine of its own, bounded by the write
+// deadline, so the reader does not block on it; the reader drops the peer's later frames.
+func (c *conn) closeAfterFlush(err error) {
+	c.refusing.Store(true)
+	go func() {
+		c.wmu.Lock()
+		if len(c.out) > 0 {
+			c.deadline()
+			_ = c.flushOut(c.nc.Write)
+		}
+		c.wmu.Unlock()
+		c.close(err)
+	}()
 }
 
 // close ends the connection and fails every call in flight. It is idempotent.

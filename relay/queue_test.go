@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -186,4 +188,58 @@ func TestQueueMembershipSurvivesReconnect(t *testing.T) {
 	v, err := sender.Request(ctxT(t), "jobs", nil, []byte("again"))
 	require.NoError(t, err)
 	require.Equal(t, "again", string(v))
+}
+
+// TestPeersNeverWedgeEachOther runs a client and the relay over a connection with no
+// buffering at all (net.Pipe: every write waits for the other side to read), with many
+// requests in flight and publications flowing back at the same time. Both readers answer
+// and flush inline; if either waited on the socket while the other did too, this would
+// hang.
+func TestPeersNeverWedgeEachOther(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	dialPipe := func(context.Context, string) (net.Conn, error) {
+		a, b := net.Pipe()
+		r.srv.serveConn(b, "pipe")
+		return a, nil
+	}
+	c := dial(t, ClientConfig{Addr: "pipe", Dial: dialPipe})
+	pub := dial(t, ClientConfig{Addr: r.Addr().String()})
+	got := newChanges()
+	require.NoError(t, c.Subscribe(ctxT(t), "news", got.add))
+	entry, news := make([]byte, 400), make([]byte, 4096)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for g := range 32 {
+			wg.Go(func() {
+				for i := range 20 {
+					k := fmt.Appendf(nil, "k-%d-%d", g, i)
+					if err := c.Set(ctxT(t), DefaultAuthPath, k, entry, time.Time{}); err != nil {
+						t.Error(err)
+						return
+					}
+					if _, _, err := c.Get(ctxT(t), DefaultAuthPath, k); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			for i := range 200 {
+				if err := pub.Publish(ctxT(t), "news", fmt.Appendf(nil, "n-%d", i), news, time.Time{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the client and the relay wedged each other")
+	}
+	got.wait(t, 200)
 }

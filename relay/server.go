@@ -166,19 +166,19 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 	if !p.ready {
 		if f.Op != wire.OpHello {
 			c.replyError(f.ID, "hello expected first")
-			c.close(fmt.Errorf("%s sent %s before hello", p.name, f.Op))
+			c.closeAfterFlush(fmt.Errorf("%s sent %s before hello", p.name, f.Op))
 			return
 		}
 		if len(f.Value) < 1 || f.Value[0] < wire.Version {
 			c.replyError(f.ID, fmt.Sprintf("protocol version %d is required", wire.Version))
-			c.close(fmt.Errorf("%s speaks an older protocol", p.name))
+			c.closeAfterFlush(fmt.Errorf("%s speaks an older protocol", p.name))
 			return
 		}
 		secret := f.Value[1:]
 		if subtle.ConstantTimeCompare(secret, []byte(p.srv.opts.Secret)) != 1 {
 			p.srv.opts.Logger.Warn("relay: refused a client with a wrong secret", "peer", p.name)
 			c.replyError(f.ID, "wrong secret")
-			c.close(fmt.Errorf("%w: wrong secret from %s", ErrRefused, p.name))
+			c.closeAfterFlush(fmt.Errorf("%w: wrong secret from %s", ErrRefused, p.name))
 			return
 		}
 		if len(f.Key) > 0 {

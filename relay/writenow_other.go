@@ -1,0 +1,17 @@
+//go:build !unix
+
+package relay
+
+import (
+	"errors"
+	"net"
+	"syscall"
+)
+
+// rawConn returns nil: without unix sockets, writes that must not wait go through the
+// flusher goroutine.
+func rawConn(net.Conn) syscall.RawConn { return nil }
+
+var errWouldBlock = errors.New("relay: socket send buffer full")
+
+func writeNow(syscall.RawConn, []byte) (int, error) { return 0, errWouldBlock }
