@@ -41,6 +41,8 @@ type conn struct {
 	wmu     sync.Mutex
 	waiting atomic.Int32    // writers queued for wmu
 	out     []byte          // encoded frames not yet written; under wmu
+	softMu  sync.Mutex      // never held across I/O
+	soft    []byte          // frames of writers that must not wait for wmu; under softMu
 	raw     syscall.RawConn // for writes that must not block; nil over TLS
 	dialed  bool            // this side dialed the connection
 	wbuf    []byte
@@ -263,10 +265,15 @@ func putCall(cl *call) {
 
 // The write path. Frames are appended to c.out under c.wmu and a flush writes c.out to the
 // socket. Writers queue on c.wmu and the last one in line flushes, so frames written at
-// the same time share a write system call. Replies and the reader's own flushes do not
-// wait for the socket (see flushSoftLocked): they write what it takes at once and leave
-// the rest to the flusher goroutine. The reader answers requests inline, so otherwise two
-// peers whose send buffers are full could both stop reading, each waiting for the other.
+// the same time share a write system call.
+//
+// The reader goroutine answers requests inline, so if it could wait for the socket, or
+// for c.wmu held by a writer waiting for the socket, two peers whose send buffers are full
+// could both stop reading, each waiting for the other. So replies, deferred writes and the
+// reader's own flushes never wait: their frames go to c.soft (a lock never held across
+// I/O), and whoever holds c.wmu next moves them to c.out. If c.wmu is free they flush at
+// once, writing only what the socket takes without waiting (flushSoftLocked), and the
+// flusher goroutine writes the rest.
 
 const (
 	// flushAt is how much may be buffered before a writer flushes whoever is queued.
@@ -280,9 +287,7 @@ const (
 // far as the socket takes it at once, if no other writer is queued.
 func (c *conn) unhold() {
 	if c.waiting.Add(-1) == 0 {
-		c.wmu.Lock()
-		c.flushSoftLocked()
-		c.wmu.Unlock()
+		c.flushSoft()
 	}
 }
 
@@ -304,6 +309,7 @@ func (c *conn) write(f *wire.Frame) error {
 // writeLocked appends an encoded frame (or nothing, for b nil) and flushes if this was the
 // last writer in line or much is buffered; c.wmu is held and c.waiting counts this writer.
 func (c *conn) writeLocked(b []byte) error {
+	c.takeSoftLocked()
 	c.out = append(c.out, b...)
 	var err error
 	if (c.waiting.Add(-1) == 0 || len(c.out) >= flushAt) && len(c.out) > 0 {
@@ -317,6 +323,20 @@ func (c *conn) writeLocked(b []byte) error {
 	return err
 }
 
+// takeSoftLocked moves the frames of writers that did not wait onto c.out; c.wmu is held.
+func (c *conn) takeSoftLocked() {
+	c.softMu.Lock()
+	if len(c.soft) > 0 {
+		c.out = append(c.out, c.soft...)
+		if cap(c.soft) > 4*flushAt {
+			c.soft = nil
+		} else {
+			c.soft = c.soft[:0]
+		}
+	}
+	c.softMu.Unlock()
+}
+
 // flushOut writes c.out with write and keeps what it did not take; c.wmu is held.
 func (c *conn) flushOut(write func([]byte) (int, error)) error {
 	n, err := write(c.out)
@@ -326,6 +346,18 @@ func (c *conn) flushOut(write func([]byte) (int, error)) error {
 		c.out = append(make([]byte, 0, flushAt), c.out...) // let a burst's buffer go
 	}
 	return err
+}
+
+// flushSoft flushes as flushSoftLocked does if c.wmu is free, and otherwise leaves the
+// flush to the flusher goroutine (the holder may be waiting for the socket).
+func (c *conn) flushSoft() {
+	if !c.wmu.TryLock() {
+		c.requestFlush()
+		return
+	}
+	c.takeSoftLocked()
+	c.flushSoftLocked()
+	c.wmu.Unlock()
 }
 
 // flushSoftLocked writes what the socket takes now, without waiting, and leaves the rest
@@ -344,6 +376,9 @@ func (c *conn) flushSoftLocked() {
 		return
 	}
 	if c.raw != nil {
+		// The raw write does not wait, but it fails outright on a write deadline left
+		// behind by an earlier flush that has since passed: renew it.
+		c.deadline()
 		err := c.flushOut(func(b []byte) (int, error) { return writeNow(c.raw, b) })
 		if err != nil && !errors.Is(err, errWouldBlock) {
 			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
@@ -356,41 +391,39 @@ func (c *conn) flushSoftLocked() {
 	c.requestFlush()
 }
 
-// writeSoft appends f and flushes it as flushSoftLocked does when no writer is queued to do
-// it. It never blocks on the socket.
+// writeSoft adds f without waiting for c.wmu or the socket and flushes it (see flushSoft);
+// with writers queued, one of them or the flusher goroutine flushes it instead.
 func (c *conn) writeSoft(f *wire.Frame) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.appendUnsent(f); err != nil {
+	if err := c.appendSoft(f); err != nil {
 		return err
 	}
 	if c.waiting.Load() == 0 {
-		c.flushSoftLocked()
+		c.flushSoft()
+	} else {
+		c.requestFlush() // a queued writer may already be past taking c.soft
 	}
 	return nil
 }
 
-// appendUnsent encodes f onto c.out, disconnecting a peer that does not read; c.wmu is
-// held.
-func (c *conn) appendUnsent(f *wire.Frame) error {
-	if len(c.out) > maxUnsent {
-		err := fmt.Errorf("%w: %s does not read what is sent to it (%d bytes unsent)", ErrConnLost, c.name, len(c.out))
+// appendSoft encodes f onto c.soft, disconnecting a peer that does not read.
+func (c *conn) appendSoft(f *wire.Frame) error {
+	c.softMu.Lock()
+	defer c.softMu.Unlock()
+	if len(c.soft) > maxUnsent {
+		err := fmt.Errorf("%w: %s does not read what is sent to it (%d bytes unsent)", ErrConnLost, c.name, len(c.soft))
 		go c.close(err)
 		return err
 	}
 	var err error
-	c.out, err = wire.Append(c.out, f)
+	c.soft, err = wire.Append(c.soft, f)
 	return err
 }
 
-// writeDeferred encodes f into the buffer and leaves the flush to the flusher goroutine,
-// which yields once first so that other writers ready to run can add their frames: for
-// bulk traffic (hand-downs to relief servers). It never blocks on the socket.
+// writeDeferred adds f like writeSoft and leaves the flush to the flusher goroutine, which
+// yields once first so that other writers ready to run can add their frames: for bulk
+// traffic (hand-downs to relief servers). It never waits.
 func (c *conn) writeDeferred(f *wire.Frame) error {
-	c.wmu.Lock()
-	err := c.appendUnsent(f)
-	c.wmu.Unlock()
-	if err != nil {
+	if err := c.appendSoft(f); err != nil {
 		return err
 	}
 	c.requestFlush()
@@ -484,6 +517,7 @@ func (c *conn) closeAfterFlush(err error) {
 	c.refusing.Store(true)
 	go func() {
 		c.wmu.Lock()
+		c.takeSoftLocked()
 		if len(c.out) > 0 {
 			c.deadline()
 			_ = c.flushOut(c.nc.Write)

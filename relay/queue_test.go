@@ -243,3 +243,23 @@ func TestPeersNeverWedgeEachOther(t *testing.T) {
 	}
 	got.wait(t, 200)
 }
+
+// A reply written long after the connection's last write must not trip over that write's
+// expired deadline.
+func TestRepliesAfterAQuietSpell(t *testing.T) {
+	r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{RequestTimeout: 50 * time.Millisecond, Heartbeat: -1}})
+	c := dial(t, ClientConfig{Addr: r.Addr().String(), RequestTimeout: 50 * time.Millisecond, Heartbeat: -1})
+	require.NoError(t, c.Set(ctxT(t), DefaultAuthPath, []byte("k"), []byte("v"), time.Time{}))
+	// A publication pushed to c is a waiting write on the relay's side, which sets the
+	// connection's write deadline there.
+	got := newChanges()
+	require.NoError(t, c.Subscribe(ctxT(t), "news", got.add))
+	pub := dial(t, ClientConfig{Addr: r.Addr().String(), Heartbeat: -1})
+	require.NoError(t, pub.Publish(ctxT(t), "news", []byte("n"), []byte("x"), time.Time{}))
+	got.wait(t, 1)
+	time.Sleep(150 * time.Millisecond) // the write deadlines of both ends pass
+	v, _, err := c.Get(ctxT(t), DefaultAuthPath, []byte("k"))
+	require.NoError(t, err)
+	require.Equal(t, "v", string(v))
+	require.Equal(t, 1, c.Connects(), "the connection survived")
+}

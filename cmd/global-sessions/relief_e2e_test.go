@@ -66,6 +66,14 @@ func reliefEndToEnd(t *testing.T, replicas int) {
 		return path
 	}
 	relief := map[string]*proc{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("relay stderr:\n%s", r.stderr)
+			for id, p := range relief {
+				t.Logf("%s stderr:\n%s", id, p.stderr)
+			}
+		}
+	})
 	startRelief := func(kind, id string) {
 		p := start(t, mainEnv, reliefConf(kind, id))
 		p.expect(t, `^relief: `+kind+` server "`+id+`" subscribed to the sibling`)
