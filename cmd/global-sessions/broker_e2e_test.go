@@ -352,6 +352,28 @@ func TestBrokerEndToEnd(t *testing.T) {
 	require.Equal(t, "B2", cell["cell"])
 	require.Equal(t, back.client, cell["client"])
 
+	// A gateway instance started now is recognised without restarting anything: new
+	// sessions are assigned to it (it is the least loaded), and it serves the workbook.
+	g3 := d.gateway("gw-3")
+	var fresh assignment
+	var carol http.Header
+	// Bounded: the main server's discovery sees the instance within a poll interval.
+	for i := 0; i < 300 && fresh.Instance != "gw-3"; i++ {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		carol = login(t, survivor.url)
+		fresh = assign(t, survivor.url, carol, "budget", "")
+	}
+	require.Equal(t, "gw-3", fresh.Instance, "the new instance was assigned")
+	onG3 := openWS(t, fresh.URL, carol)
+	require.Equal(t, g3.name, onG3.instance)
+	onG3.send(t, map[string]any{"op": "set", "cell": "C3", "value": "new", "id": 1})
+	cell = mine.next(t)
+	require.Equal(t, "C3", cell["cell"])
+	cell = back.next(t)
+	require.Equal(t, "C3", cell["cell"])
+
 	// Stopping an instance (SIGTERM) closes its clients with 1001, going away.
 	survivor.stop()
 	back.c.SetReadDeadline(time.Now().Add(30 * time.Second))
