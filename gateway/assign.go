@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/globalsession/globalsession/discovery"
 )
@@ -26,6 +28,9 @@ type AssignerConfig struct {
 	// The push hub needs this: a user's channels share one set of loops only when they
 	// are on one instance.
 	ByUser bool
+	// Group, when set, is the only group this Assigner answers for, and requests need no
+	// group parameter (an Assigner for the push hub, say).
+	Group string
 }
 
 // Assigner is seed 002's main server duty: GET ?group=G (or ?document=G) tells a logged-in
@@ -61,7 +66,10 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "session store: "+err.Error())
 		return
 	}
-	group := r.URL.Query().Get("group")
+	group := a.cfg.Group
+	if group == "" {
+		group = r.URL.Query().Get("group")
+	}
 	if group == "" {
 		group = r.URL.Query().Get("document")
 	}
@@ -121,13 +129,21 @@ func (a *Assigner) choose(ctx context.Context, s *Session, group string) (Assign
 	return rec, nil
 }
 
-// alive reports whether a recorded instance may be kept.
+// alive reports whether a recorded instance may be kept: it is healthy, or this server's
+// discovery has listed it but not checked it yet (having just started, say), which is no
+// reason to move the user.
 func (a *Assigner) alive(instance string) bool {
 	if a.cfg.Instances == nil {
 		return false // let the Router decide; a sticky one keeps the instance while healthy
 	}
-	_, ok := a.cfg.Instances.Snapshot().HealthyIndex(instance)
-	return ok
+	snap := a.cfg.Instances.Snapshot()
+	if _, ok := snap.HealthyIndex(instance); ok {
+		return true
+	}
+	i, found := slices.BinarySearchFunc(snap.All, instance, func(in discovery.Instance, key string) int {
+		return strings.Compare(in.Key(), key)
+	})
+	return found && snap.All[i].LastCheck.IsZero()
 }
 
 func writeAssignment(w http.ResponseWriter, rec Assignment) { writeJSON(w, http.StatusOK, rec) }

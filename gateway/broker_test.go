@@ -617,3 +617,50 @@ func TestMemberProviderSkipsBadLabels(t *testing.T) {
 	_, err = p.Targets(context.Background())
 	require.ErrorContains(t, err, "not json")
 }
+
+type fixedSource struct{ snap *discovery.Snapshot }
+
+func (f fixedSource) Snapshot() *discovery.Snapshot { return f.snap }
+
+type fixedRouter struct{ route discovery.Route }
+
+func (f fixedRouter) Route(context.Context, string, string) (discovery.Route, error) {
+	return f.route, nil
+}
+
+// A main server whose discovery lists the recorded instance but has not checked it yet
+// keeps the user there; one that checked it and found it down moves the user.
+func TestAssignerTrustsARecordUntilItsInstanceIsChecked(t *testing.T) {
+	sessions := testSessions(t, SessionsConfig{})
+	mux := http.NewServeMux()
+	mux.Handle("/login/", &Login{Sessions: sessions, Anonymous: true})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	cookie := anonymousLogin(t, srv.URL)
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.Header = cookie
+	s, err := sessions.Lookup(context.Background(), req)
+	require.NoError(t, err)
+	s.Assigned = map[string]Assignment{"wb": {Instance: "gw-old", URL: "ws://old/ws/wb"}}
+	require.NoError(t, sessions.Save(context.Background(), s))
+
+	assignWith := func(old discovery.Instance) Assignment {
+		snap := &discovery.Snapshot{All: []discovery.Instance{old}}
+		as, err := NewAssigner(AssignerConfig{Sessions: sessions, Instances: fixedSource{snap},
+			Router: fixedRouter{discovery.Route{Instance: "gw-new", URL: "ws://new/ws/wb"}}})
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/v1/assign?group=wb", nil)
+		r.Header = cookie
+		as.ServeHTTP(rec, r)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		var a Assignment
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
+		return a
+	}
+	unchecked := discovery.Instance{Target: discovery.Target{ID: "gw-old", Addr: "old"}}
+	require.Equal(t, "gw-old", assignWith(unchecked).Instance)
+	checkedDown := unchecked
+	checkedDown.LastCheck, checkedDown.LastError = time.Now(), "connection refused"
+	require.Equal(t, "gw-new", assignWith(checkedDown).Instance)
+}

@@ -61,9 +61,15 @@ func (p MemberProvider) Targets(ctx context.Context) ([]discovery.Target, error)
 // MemberProvider: the WebSocket URL of group on the instance ("ws://host:port/ws/<group>",
 // wss for an https instance).
 func BrokerURL(in discovery.Instance, group string) string {
+	return InstanceURL(in, "/ws/"+url.PathEscape(group))
+}
+
+// InstanceURL is the WebSocket URL of path on a gateway instance found by a MemberProvider
+// (wss for an https instance): InstanceURL(in, "/hub") is its push hub.
+func InstanceURL(in discovery.Instance, path string) string {
 	scheme := "ws"
 	if u, err := url.Parse(in.Labels["url"]); err == nil && u.Scheme == "https" {
 		scheme = "wss"
 	}
-	return scheme + "://" + in.Addr + "/ws/" + url.PathEscape(group)
+	return scheme + "://" + in.Addr + path
 }

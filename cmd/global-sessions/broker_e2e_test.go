@@ -222,6 +222,21 @@ func assign(t *testing.T, base string, cookie http.Header, group string, avoid s
 	return assignment{}
 }
 
+// assignURL asks an assignment endpoint (a URL with its parameters) for the session's
+// instance.
+func assignURL(t *testing.T, url string, cookie http.Header) assignment {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header = cookie.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var a assignment
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&a))
+	return a
+}
+
 // wsConn is a browser's connection to a gateway instance in broker mode.
 type wsConn struct {
 	c        *websocket.Conn
@@ -270,11 +285,42 @@ func TestBrokerEndToEnd(t *testing.T) {
 
 	// Assignment: from either main server, a session keeps its instance for a workbook.
 	alice := login(t, g1.url)
-	a := assign(t, g1.url, alice, "budget", "")
+	// (Bounded: a main server whose discovery has not listed an instance yet does not
+	// keep the session on it.)
+	var a assignment
+	for i := 0; i < 300; i++ {
+		if a = assign(t, g1.url, alice, "budget", ""); assign(t, g2.url, alice, "budget", "") == a {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for range 3 {
 		require.Equal(t, a, assign(t, g2.url, alice, "budget", ""), "the other main server reads the same record")
 	}
 	require.Contains(t, []string{"gw-1", "gw-2"}, a.Instance)
+
+	// The push hub is assigned by user: the same instance from either main server.
+	// (Bounded: a main server that has not polled an instance's health yet does not keep
+	// the user on it.)
+	var hub assignment
+	for i := 0; i < 300; i++ {
+		if hub = assignURL(t, g1.url+"/v1/hub", alice); assignURL(t, g2.url+"/v1/hub", alice) == hub {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Equal(t, hub, assignURL(t, g2.url+"/v1/hub", alice))
+	require.Equal(t, hub, assignURL(t, g1.url+"/v1/hub", alice))
+	require.True(t, strings.HasSuffix(hub.URL, "/hub"), hub.URL)
+	hc, resp, err := websocket.DefaultDialer.Dial(hub.URL, alice)
+	require.NoError(t, err)
+	resp.Body.Close()
+	hc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var ready map[string]any
+	require.NoError(t, hc.ReadJSON(&ready))
+	require.Equal(t, "ready", ready["type"])
+	hc.Close()
+
 	mine := openWS(t, a.URL, alice)
 	require.Equal(t, a.Instance, mine.instance)
 	// A second browser of the workbook on the other instance.
@@ -336,7 +382,7 @@ func TestBrokerEndToEnd(t *testing.T) {
 	victim := d.gateways[theirs.instance]
 	require.NoError(t, victim.cmd.Process.Kill())
 	theirs.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	_, _, err := theirs.c.ReadMessage()
+	_, _, err = theirs.c.ReadMessage()
 	require.Error(t, err, "the dead instance's client was disconnected")
 	survivor := d.gateways[mine.instance]
 	again := assign(t, survivor.url, bob, "budget", victim.name)

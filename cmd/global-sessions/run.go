@@ -291,11 +291,12 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		defer bp.Close()
 		mux.Handle("/ws/", bp.Broker)
 		mux.Handle("/v1/assign", bp.Assigner)
+		mux.Handle("/v1/hub", bp.HubAssigner)
 		mux.Handle("/health", bp.Broker.Health())
 		mux.Handle("/metrics", bp.Broker.Metrics())
 		also = append(also, bp.Broker.Shutdown)
-		fmt.Fprintf(out, "gateway: broker instance %s: %s://%s/ws/<group> to queue %q, assignments on %s://%s/v1/assign?group=<group>\n",
-			bp.Broker.Instance(), ws, ln.Addr(), queueName(parts.Broker.Queue), scheme, ln.Addr())
+		fmt.Fprintf(out, "gateway: broker instance %s: %s://%s/ws/<group> to queue %q, assignments on %s://%s/v1/assign?group=<group> and (the hub, by user) %s://%s/v1/hub\n",
+			bp.Broker.Instance(), ws, ln.Addr(), queueName(parts.Broker.Queue), scheme, ln.Addr(), scheme, ln.Addr())
 	}
 	return serveUntil(ctx, ln, mux, out, also...)
 }

@@ -90,9 +90,11 @@ type GatewayParts struct {
 
 // BrokerParts are what StartBroker starts; Close stops them.
 type BrokerParts struct {
-	Broker    *gateway.Broker
-	Assigner  *gateway.Assigner
-	Discovery *discovery.Service
+	Broker   *gateway.Broker
+	Assigner *gateway.Assigner
+	// HubAssigner says which instance's push hub a user's tabs should all use.
+	HubAssigner *gateway.Assigner
+	Discovery   *discovery.Service
 }
 
 // Close stops the discovery of gateway instances. Shut the Broker down first.
@@ -129,7 +131,23 @@ func (g *GatewayParts) StartBroker(ctx context.Context, advertise string, log *s
 		b.Shutdown(ctx)
 		return nil, err
 	}
-	return &BrokerParts{Broker: b, Assigner: as, Discovery: d}, nil
+	// The push hub's channels of a user share one set of loops only on one instance: its
+	// assignment is by user.
+	hubRouter, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: "gateway_broker_clients",
+		URL: func(in discovery.Instance, _ string) string { return gateway.InstanceURL(in, "/hub") }})
+	if err != nil {
+		d.Close()
+		b.Shutdown(ctx)
+		return nil, err
+	}
+	hub, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: hubRouter, Instances: d,
+		ByUser: true, Group: "hub"})
+	if err != nil {
+		d.Close()
+		b.Shutdown(ctx)
+		return nil, err
+	}
+	return &BrokerParts{Broker: b, Assigner: as, HubAssigner: hub, Discovery: d}, nil
 }
 
 // Close releases what GatewayParts opened, in reverse order.
