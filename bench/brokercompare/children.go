@@ -84,18 +84,8 @@ func blame(err error) error {
 // startChild re-executes this program with -child mode and waits, at most 10s, for its
 // announcement, which must start with word. The child is stopped at cleanup.
 func startChild(name, mode, word string, args ...string) (*child, error) {
-	exe, err := os.Executable()
+	cmd, out, err := procs.StartChild(mode, args...)
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, append([]string{"-child", mode}, args...)...)
-	cmd.Stderr = os.Stderr
-	procs.DieWithParent(cmd)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	c := &child{name: name, cmd: cmd, done: make(chan struct{})}

@@ -6,29 +6,13 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/globalsession/globalsession/bench/internal/wsecho"
 )
 
 // serveEcho is the baseline (the child "echo"): a plain gorilla/websocket server that
 // sends every message back as it came, until SIGTERM.
 func serveEcho() error {
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
-	})
+	h := wsecho.Handler()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/bench/internal/procs"
+	"github.com/globalsession/globalsession/bench/internal/wsecho"
 	"github.com/globalsession/globalsession/gateway"
-	"github.com/gorilla/websocket"
 )
 
 // child is a server process: this program re-executed, or nginx.
@@ -42,18 +42,8 @@ func (c *child) stop(sig os.Signal) {
 // startChild re-executes this program with -child mode and reads the address it listens on
 // from the first line of its stdout.
 func startChild(mode string, args ...string) (*child, error) {
-	exe, err := os.Executable()
+	cmd, out, err := procs.StartChild(mode, args...)
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, append([]string{"-child", mode}, args...)...)
-	cmd.Stderr = os.Stderr
-	procs.DieWithParent(cmd)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	c := &child{cmd: cmd}
@@ -107,25 +97,7 @@ func listenAndAnnounce(h http.Handler) {
 }
 
 // serveBackend is the echo backend: every message comes back as it was.
-func serveBackend() {
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	listenAndAnnounce(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
-	}))
-}
+func serveBackend() { listenAndAnnounce(wsecho.Handler()) }
 
 // serveGateway serves gateway.Proxy with every connection routed to backendURL.
 func serveGateway(backendURL string) {

@@ -7,7 +7,9 @@ package procs
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -59,3 +61,23 @@ func NotifyStop(c chan<- os.Signal) { signal.Notify(c, os.Interrupt, syscall.SIG
 
 // Logf prints a line on stderr: format and args as for fmt.Printf, then a newline.
 func Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+// StartChild re-executes this program with "-child mode" and args, its stderr going to
+// ours, killed if this process dies, and returns it started with its stdout to read.
+func StartChild(mode string, args ...string) (*exec.Cmd, io.ReadCloser, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(exe, append([]string{"-child", mode}, args...)...)
+	cmd.Stderr = os.Stderr
+	DieWithParent(cmd)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	return cmd, out, nil
+}
