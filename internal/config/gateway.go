@@ -104,6 +104,34 @@ func (b *BrokerParts) Close() error { return b.Discovery.Close() }
 // with advertise unless the block names its own URL, and the Assigner over a discovery of
 // the live gateway instances.
 func (g *GatewayParts) StartBroker(ctx context.Context, advertise string, log *slog.Logger) (*BrokerParts, error) {
+	const load = "gateway_broker_clients" // the least loaded instance has the fewest clients
+	// Discovery, its session services and the assigners start nothing until d.Start, so
+	// only the broker, made last, can leave something to undo.
+	d, err := discovery.New(discovery.Config{Provider: gateway.MemberProvider{Relay: g.relay},
+		RefreshInterval: g.poll, PollInterval: g.poll, Metrics: []string{load}, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: load, URL: gateway.BrokerURL})
+	if err != nil {
+		return nil, err
+	}
+	as, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: ss, Instances: d})
+	if err != nil {
+		return nil, err
+	}
+	// The push hub's channels of a user share one set of loops only on one instance: its
+	// assignment is by user.
+	hubRouter, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: load,
+		URL: func(in discovery.Instance, _ string) string { return gateway.InstanceURL(in, "/hub") }})
+	if err != nil {
+		return nil, err
+	}
+	hub, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: hubRouter, Instances: d,
+		ByUser: true, Group: "hub"})
+	if err != nil {
+		return nil, err
+	}
 	cfg := *g.Broker
 	if cfg.Advertise == "" {
 		cfg.Advertise = advertise
@@ -112,41 +140,7 @@ func (g *GatewayParts) StartBroker(ctx context.Context, advertise string, log *s
 	if err != nil {
 		return nil, err
 	}
-	d, err := discovery.New(discovery.Config{Provider: gateway.MemberProvider{Relay: g.relay},
-		RefreshInterval: g.poll, PollInterval: g.poll, Metrics: []string{"gateway_broker_clients"}, Logger: log})
-	if err != nil {
-		b.Shutdown(ctx)
-		return nil, err
-	}
 	d.Start()
-	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: "gateway_broker_clients", URL: gateway.BrokerURL})
-	if err != nil {
-		d.Close()
-		b.Shutdown(ctx)
-		return nil, err
-	}
-	as, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: ss, Instances: d})
-	if err != nil {
-		d.Close()
-		b.Shutdown(ctx)
-		return nil, err
-	}
-	// The push hub's channels of a user share one set of loops only on one instance: its
-	// assignment is by user.
-	hubRouter, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: "gateway_broker_clients",
-		URL: func(in discovery.Instance, _ string) string { return gateway.InstanceURL(in, "/hub") }})
-	if err != nil {
-		d.Close()
-		b.Shutdown(ctx)
-		return nil, err
-	}
-	hub, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: hubRouter, Instances: d,
-		ByUser: true, Group: "hub"})
-	if err != nil {
-		d.Close()
-		b.Shutdown(ctx)
-		return nil, err
-	}
 	return &BrokerParts{Broker: b, Assigner: as, HubAssigner: hub, Discovery: d}, nil
 }
 
