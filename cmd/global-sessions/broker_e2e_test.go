@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -201,39 +202,41 @@ func assign(t *testing.T, base string, cookie http.Header, group string, avoid s
 	t.Helper()
 	var last string
 	for range 300 {
-		req, _ := http.NewRequest("GET", base+"/v1/assign?group="+group, nil)
-		req.Header = cookie.Clone()
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		var a assignment
-		b := new(strings.Builder)
-		_, _ = bufio.NewReader(resp.Body).WriteTo(b)
-		resp.Body.Close()
-		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
-		if resp.StatusCode == http.StatusOK {
-			require.NoError(t, json.Unmarshal([]byte(b.String()), &a))
-			if a.Instance != avoid {
-				return a
-			}
+		a, status, body := getAssignment(t, base+"/v1/assign?group="+group, cookie)
+		if status == http.StatusOK && a.Instance != avoid {
+			return a
 		}
+		last = fmt.Sprintf("%d %s", status, body)
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no assignment for %s: last answer %s", group, last)
 	return assignment{}
 }
 
-// assignURL asks an assignment endpoint (a URL with its parameters) for the session's
-// instance.
-func assignURL(t *testing.T, url string, cookie http.Header) assignment {
+// getAssignment asks an assignment endpoint (a URL with its parameters) once, and returns
+// the answer, its status and its body.
+func getAssignment(t *testing.T, url string, cookie http.Header) (assignment, int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Header = cookie.Clone()
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
 	var a assignment
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&a))
+	if resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.Unmarshal(body, &a), "%s", body)
+	}
+	return a, resp.StatusCode, body
+}
+
+// assignURL asks an assignment endpoint (a URL with its parameters) for the session's
+// instance.
+func assignURL(t *testing.T, url string, cookie http.Header) assignment {
+	t.Helper()
+	a, status, body := getAssignment(t, url, cookie)
+	require.Equal(t, http.StatusOK, status, "%s", body)
 	return a
 }
 
