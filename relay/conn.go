@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -124,14 +125,15 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 // start begins reading; call it once the connection is reachable from its owner.
 func (c *conn) start() { go c.readLoop() }
 
-// readLoop reads frames until the connection fails. While more frames are already
+// readLoop reads frames until the connection fails. While more whole frames are already
 // buffered it holds back flushing (it counts itself as a queued writer), so the replies to
-// a batch of pipelined requests leave in one write instead of one each.
+// a batch of pipelined requests leave in one write instead of one each. It never holds
+// while a read could wait: the peer may be waiting for a reply before it sends the rest.
 func (c *conn) readLoop() {
 	var f wire.Frame
 	held := false
 	for {
-		if held && c.br.Buffered() == 0 {
+		if held && !c.frameBuffered() {
 			c.unhold()
 			held = false
 		}
@@ -153,7 +155,7 @@ func (c *conn) readLoop() {
 		if c.refusing.Load() {
 			continue
 		}
-		if !held && c.br.Buffered() > 0 {
+		if !held && c.frameBuffered() {
 			c.waiting.Add(1)
 			held = true
 		}
@@ -170,6 +172,17 @@ func (c *conn) readLoop() {
 			c.replyError(f.ID, fmt.Sprintf("%s not accepted on this connection", f.Op))
 		}
 	}
+}
+
+// frameBuffered reports whether a whole frame is buffered, so that reading it cannot wait
+// for the peer.
+func (c *conn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < 4 {
+		return false
+	}
+	p, _ := c.br.Peek(4)
+	return uint64(n) >= 4+uint64(binary.BigEndian.Uint32(p))
 }
 
 // complete hands a reply to the call waiting for it.

@@ -400,3 +400,31 @@ func TestHeartbeatDetectsSilentPeer(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, c.Connects(), 1)
 }
+
+// TestReplyWhileAFrameIsHalfRead checks that a reply is sent while the rest of the peer's
+// next frame has not arrived: the peer may send it only once it has the reply.
+func TestReplyWhileAFrameIsHalfRead(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	nc, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer nc.Close()
+	next := mustAppend(&wire.Frame{Op: wire.OpPing, ID: 3})
+	var b []byte
+	b = append(b, mustAppend(&wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{1}})...)
+	b = append(b, mustAppend(&wire.Frame{Op: wire.OpPing, ID: 2})...)
+	b = append(b, next[:6]...) // the next frame's length and a little of it
+	_, err = nc.Write(b)
+	require.NoError(t, err)
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rd := wire.NewReader(nc, 1<<20)
+	var f wire.Frame
+	for _, id := range []uint64{1, 2} {
+		require.NoError(t, rd.Read(&f), "no reply to frame %d while the next is half sent", id)
+		require.Equal(t, wire.OpReply, f.Op)
+		require.Equal(t, id, f.ID)
+	}
+	_, err = nc.Write(next[6:])
+	require.NoError(t, err)
+	require.NoError(t, rd.Read(&f))
+	require.Equal(t, uint64(3), f.ID)
+}
