@@ -2,6 +2,7 @@ package sessioncache
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -146,6 +147,23 @@ func BenchmarkSetEvicting(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		if err := t.Set(keys[i%len(keys)], v, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSetUniform replaces entries in uniformly random order, the tablecompare
+// workload: with a table larger than the processor's caches most records are out of them.
+func BenchmarkSetUniform(b *testing.B) {
+	t := benchTable(b, benchValueSize)
+	keys := fillBench(b, t, benchValueSize)
+	order := rand.New(rand.NewPCG(1, 1)).Perm(benchKeys)
+	v := make([]byte, benchValueSize)
+	b.ReportAllocs()
+	b.SetBytes(benchValueSize)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if err := t.Set(keys[order[i%benchKeys]], v, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
 	}
