@@ -1,0 +1,69 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/gorilla/websocket"
+)
+
+// A proxy in front of one WebSocket backend: the browser's upgrade is completed only once
+// the backend's is, with the headers Route chose, and messages then flow both ways.
+func ExampleNewProxy() {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user := r.Header.Get("X-User") // set by Route, never by the browser
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			_, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.WriteMessage(websocket.TextMessage, []byte(user+" said "+string(msg)))
+		}
+	}))
+	defer backend.Close()
+
+	p, err := gateway.NewProxy(gateway.ProxyConfig{
+		Route: func(r *http.Request) (gateway.Backend, error) {
+			// A real Route looks up the session behind the request's cookie (see
+			// SessionRoute); this one sends everyone to the one backend as alice.
+			return gateway.Backend{
+				URL:    "ws" + strings.TrimPrefix(backend.URL, "http") + "/app/budget.qvf",
+				Header: http.Header{"X-User": {"alice"}},
+			}, nil
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	front := httptest.NewServer(p)
+	defer front.Close()
+	defer p.Shutdown(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	browser, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(front.URL, "http"), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer browser.Close()
+	browser.WriteMessage(websocket.TextMessage, []byte("hello"))
+	_, reply, err := browser.ReadMessage()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(reply))
+	// Output: alice said hello
+}
