@@ -19,8 +19,18 @@ tidy:
 bench:
 	go test -run '^$$' -bench . ./...
 
+# Every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).
+FUZZTIME ?= 30s
 fuzz:
-	go test -run '^$$' -fuzz FuzzTableModel -fuzztime 60s ./sessioncache
+	go test -run '^$$' -fuzz '^FuzzTableModel$$' -fuzztime $(FUZZTIME) ./sessioncache
+	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/wire
+	go test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./internal/wire
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
+	go test -run '^$$' -fuzz '^FuzzParseMetrics$$' -fuzztime $(FUZZTIME) ./discovery
+	go test -run '^$$' -fuzz '^FuzzFileParse$$' -fuzztime $(FUZZTIME) ./discovery
+	go test -run '^$$' -fuzz '^FuzzDecodeReplies$$' -fuzztime $(FUZZTIME) ./gateway
+	go test -run '^$$' -fuzz '^FuzzScanEvents$$' -fuzztime $(FUZZTIME) ./gateway
+	go test -run '^$$' -fuzz '^FuzzParseUsers$$' -fuzztime $(FUZZTIME) ./gateway
 
 compare:
 	cd bench && go run ./tablecompare

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -92,8 +93,19 @@ func (u *UsersFile) load() error {
 		return fmt.Errorf("gateway: users file: %w", err)
 	}
 	defer f.Close()
+	users, err := parseUsers(f, u.path)
+	if err != nil {
+		return err
+	}
+	u.users, u.stamp = users, stamp
+	return nil
+}
+
+// parseUsers reads a users file: one user:bcrypt-hash[:role,role...] per line; blank lines
+// and lines starting with # are skipped. Errors name path and the line.
+func parseUsers(r io.Reader, path string) (map[string]fileUser, error) {
 	users := map[string]fileUser{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -101,10 +113,10 @@ func (u *UsersFile) load() error {
 		}
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) < 2 || parts[0] == "" {
-			return fmt.Errorf("gateway: users file %s line %d: want user:bcrypt-hash[:roles]", u.path, n)
+			return nil, fmt.Errorf("gateway: users file %s line %d: want user:bcrypt-hash[:roles]", path, n)
 		}
 		if _, err := bcrypt.Cost([]byte(parts[1])); err != nil {
-			return fmt.Errorf("gateway: users file %s line %d: user %q: not a bcrypt hash: %w", u.path, n, parts[0], err)
+			return nil, fmt.Errorf("gateway: users file %s line %d: user %q: not a bcrypt hash: %w", path, n, parts[0], err)
 		}
 		fu := fileUser{hash: []byte(parts[1])}
 		if len(parts) == 3 && parts[2] != "" {
@@ -113,10 +125,9 @@ func (u *UsersFile) load() error {
 		users[parts[0]] = fu
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("gateway: users file %s: %w", u.path, err)
+		return nil, fmt.Errorf("gateway: users file %s: %w", path, err)
 	}
-	u.users, u.stamp = users, stamp
-	return nil
+	return users, nil
 }
 
 // dummyHash makes a check for an unknown user cost what one for a known user does, so the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -73,8 +74,20 @@ func readStream(ctx context.Context, c *http.Client, u string, fn func([]byte)) 
 	if resp.StatusCode != http.StatusOK {
 		return false
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 4096), 1<<20)
+	_ = scanEvents(resp.Body, fn)
+	return true
+}
+
+// maxEventLine bounds one line of an event stream.
+const maxEventLine = 1 << 20
+
+// scanEvents reads a text/event-stream and calls fn with the data of each event: its data
+// lines joined with newlines. Other fields (event, id, retry) and comments are skipped. It
+// returns when r ends, with r's error, or with bufio.ErrTooLong for a line longer than
+// maxEventLine.
+func scanEvents(r io.Reader, fn func([]byte)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), maxEventLine)
 	var data bytes.Buffer
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -89,7 +102,7 @@ func readStream(ctx context.Context, c *http.Client, u string, fn func([]byte)) 
 			data.WriteByte('\n')
 		}
 	}
-	return true
+	return sc.Err()
 }
 
 // topics fans one upstream subscription per topic out to the users following it.
