@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// WebSocket frame headers (RFC 6455 section 5.2), for relaying a stream of frames without
+// decoding their payloads: the scanner follows frame boundaries, so that control frames can be
+// injected between frames, and sizes, so that a message over the limit is refused.
+
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// Errors a frame scanner reports, with the close code the sender is answered with.
+var (
+	errFrameTooLarge = errors.New("message too large")
+	errFrameProtocol = errors.New("protocol error")
+)
+
+// frameScanner follows the frames of one direction of a WebSocket stream.
+type frameScanner struct {
+	max    int64 // largest message, in bytes
+	masked bool  // frames must be masked (they come from a browser); else must not be
+
+	hdr    [14]byte
+	hdrN   int   // header bytes collected
+	need   int64 // payload bytes of the current frame still to come
+	msg    int64 // payload bytes of the current data message so far
+	inMsg  bool  // a fragmented data message is open
+	opcode byte  // the current frame's opcode
+	closed bool  // a close frame went by
+}
+
+// headerLen returns the length of a header whose first two bytes are b0 and b1.
+func headerLen(b1 byte) int {
+	n := 2
+	switch b1 & 0x7F {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// atBoundary reports whether the stream is between frames, so that a frame may be inserted.
+func (s *frameScanner) atBoundary() bool { return s.hdrN == 0 && s.need == 0 }
+
+// scan follows b, the next bytes of the stream. It returns an error wrapping
+// errFrameTooLarge or errFrameProtocol at the first frame that breaks the rules; the bytes
+// before that frame are valid.
+func (s *frameScanner) scan(b []byte) error {
+	for len(b) > 0 {
+		if s.need > 0 {
+			n := min(int64(len(b)), s.need)
+			s.need -= n
+			b = b[n:]
+			continue
+		}
+		// Collect a header.
+		if s.hdrN < 2 {
+			s.hdr[s.hdrN] = b[0]
+			s.hdrN++
+			b = b[1:]
+			continue
+		}
+		want := headerLen(s.hdr[1])
+		if s.hdrN < want {
+			n := copy(s.hdr[s.hdrN:want], b)
+			s.hdrN += n
+			b = b[n:]
+			if s.hdrN < want {
+				return nil
+			}
+		}
+		if err := s.header(); err != nil {
+			return err
+		}
+	}
+	// A header of a frame without payload is complete as soon as it is collected.
+	if s.hdrN >= 2 && s.hdrN == headerLen(s.hdr[1]) {
+		return s.header()
+	}
+	return nil
+}
+
+// header checks a complete header and starts its payload.
+func (s *frameScanner) header() error {
+	b0, b1 := s.hdr[0], s.hdr[1]
+	fin, op := b0&0x80 != 0, b0&0x0F
+	var n int64
+	switch l := b1 & 0x7F; l {
+	case 126:
+		n = int64(binary.BigEndian.Uint16(s.hdr[2:4]))
+	case 127:
+		u := binary.BigEndian.Uint64(s.hdr[2:10])
+		if u > 1<<62 {
+			return fmt.Errorf("%w: frame length %d", errFrameProtocol, u)
+		}
+		n = int64(u)
+	default:
+		n = int64(l)
+	}
+	switch {
+	case b0&0x70 != 0:
+		return fmt.Errorf("%w: reserved bits set (no extension was negotiated)", errFrameProtocol)
+	case (b1&0x80 != 0) != s.masked:
+		if s.masked {
+			return fmt.Errorf("%w: a client frame must be masked", errFrameProtocol)
+		}
+		return fmt.Errorf("%w: a server frame must not be masked", errFrameProtocol)
+	}
+	switch op {
+	case opClose, opPing, opPong:
+		if !fin || n > 125 {
+			return fmt.Errorf("%w: a control frame must be whole and at most 125 bytes", errFrameProtocol)
+		}
+		if op == opClose {
+			s.closed = true
+		}
+	case opText, opBinary, opContinuation:
+		if (op == opContinuation) != s.inMsg {
+			return fmt.Errorf("%w: a continuation frame must follow a fragment, and only it", errFrameProtocol)
+		}
+		if op != opContinuation {
+			s.msg = 0
+		}
+		s.msg += n
+		if s.msg > s.max {
+			return fmt.Errorf("%w: %d bytes so far, the limit is %d", errFrameTooLarge, s.msg, s.max)
+		}
+		s.inMsg = !fin
+	default:
+		return fmt.Errorf("%w: reserved opcode %#x", errFrameProtocol, op)
+	}
+	s.opcode, s.need, s.hdrN = op, n, 0
+	return nil
+}
+
+// controlFrame encodes a control frame with payload p (at most 125 bytes), masked when it
+// goes to a server.
+func controlFrame(op byte, p []byte, masked bool) []byte {
+	b := make([]byte, 0, 6+len(p))
+	b = append(b, 0x80|op)
+	if !masked {
+		return append(append(b, byte(len(p))), p...)
+	}
+	var key [4]byte
+	rand.Read(key[:])
+	b = append(b, 0x80|byte(len(p)))
+	b = append(b, key[:]...)
+	for i, c := range p {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+// closeFrame encodes a close frame with code and reason (cut to fit in 125 bytes).
+func closeFrame(code int, reason string, masked bool) []byte {
+	p := binary.BigEndian.AppendUint16(nil, uint16(code))
+	p = append(p, reason[:min(len(reason), 123)]...)
+	return controlFrame(opClose, p, masked)
+}
