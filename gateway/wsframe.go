@@ -58,42 +58,51 @@ func headerLen(b1 byte) int {
 // atBoundary reports whether the stream is between frames, so that a frame may be inserted.
 func (s *frameScanner) atBoundary() bool { return s.hdrN == 0 && s.need == 0 }
 
-// scan follows b, the next bytes of the stream. It returns an error wrapping
-// errFrameTooLarge or errFrameProtocol at the first frame that breaks the rules; the bytes
-// before that frame are valid.
-func (s *frameScanner) scan(b []byte) error {
-	for len(b) > 0 {
+// scan follows b, the next bytes of the stream. At the first frame that breaks the rules
+// it returns an error wrapping errFrameTooLarge or errFrameProtocol, and how many bytes of b
+// came before that frame (-1 when the frame began in an earlier call): those can still be
+// relayed, and the stream stays whole.
+func (s *frameScanner) scan(b []byte) (int, error) {
+	start := -1 // where in b the header being collected began
+	if s.hdrN == 0 && s.need == 0 {
+		start = 0
+	}
+	for i := 0; i < len(b); {
 		if s.need > 0 {
-			n := min(int64(len(b)), s.need)
+			n := min(int64(len(b)-i), s.need)
 			s.need -= n
-			b = b[n:]
+			i += int(n)
 			continue
 		}
-		// Collect a header.
+		if s.hdrN == 0 {
+			start = i
+		}
 		if s.hdrN < 2 {
-			s.hdr[s.hdrN] = b[0]
+			s.hdr[s.hdrN] = b[i]
 			s.hdrN++
-			b = b[1:]
+			i++
 			continue
 		}
 		want := headerLen(s.hdr[1])
 		if s.hdrN < want {
-			n := copy(s.hdr[s.hdrN:want], b)
+			n := copy(s.hdr[s.hdrN:want], b[i:])
 			s.hdrN += n
-			b = b[n:]
+			i += n
 			if s.hdrN < want {
-				return nil
+				return len(b), nil
 			}
 		}
 		if err := s.header(); err != nil {
-			return err
+			return start, err
 		}
 	}
 	// A header of a frame without payload is complete as soon as it is collected.
 	if s.hdrN >= 2 && s.hdrN == headerLen(s.hdr[1]) {
-		return s.header()
+		if err := s.header(); err != nil {
+			return start, err
+		}
 	}
-	return nil
+	return len(b), nil
 }
 
 // header checks a complete header and starts its payload.

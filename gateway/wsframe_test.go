@@ -55,17 +55,21 @@ func TestFrameScannerFollowsBoundaries(t *testing.T) {
 	for _, step := range []int{1, 2, 3, 7, 100, 4096, len(stream)} {
 		s := frameScanner{max: 1 << 20, masked: true}
 		for off := 0; off < len(stream); off += step {
-			require.NoError(t, s.scan(stream[off:min(off+step, len(stream))]), "step %d", step)
+			_, err := s.scan(stream[off:min(off+step, len(stream))])
+			require.NoError(t, err, "step %d", step)
 		}
 		assert.True(t, s.atBoundary(), "step %d", step)
 		assert.True(t, s.closed, "step %d", step)
 	}
 	s := frameScanner{max: 1 << 20, masked: true}
-	require.NoError(t, s.scan(stream[:3]))
+	_, err := s.scan(stream[:3])
+	require.NoError(t, err)
 	assert.False(t, s.atBoundary(), "in the middle of a header")
-	require.NoError(t, s.scan(stream[3:9]))
+	_, err = s.scan(stream[3:9])
+	require.NoError(t, err)
 	assert.False(t, s.atBoundary(), "in the middle of a payload")
-	require.NoError(t, s.scan(stream[9:11]))
+	_, err = s.scan(stream[9:11])
+	require.NoError(t, err)
 	assert.True(t, s.atBoundary())
 }
 
@@ -75,24 +79,29 @@ func TestFrameScannerRefuses(t *testing.T) {
 		masked bool
 		stream []byte
 		want   error
+		at     int // where in stream the bad frame starts
 	}{
-		{"message over the limit", true, frame(true, opText, make([]byte, 101), true), errFrameTooLarge},
-		{"fragments over the limit", true, append(frame(false, opText, make([]byte, 60), true), frame(true, opContinuation, make([]byte, 60), true)...), errFrameTooLarge},
-		{"unmasked client frame", true, frame(true, opText, []byte("x"), false), errFrameProtocol},
-		{"masked server frame", false, frame(true, opText, []byte("x"), true), errFrameProtocol},
-		{"long control frame", true, frame(true, opPing, make([]byte, 126), true), errFrameProtocol},
-		{"fragmented control frame", true, frame(false, opPing, nil, true), errFrameProtocol},
-		{"continuation without a start", true, frame(true, opContinuation, nil, true), errFrameProtocol},
-		{"data frame inside a fragmented message", true, append(frame(false, opText, nil, true), frame(true, opText, nil, true)...), errFrameProtocol},
-		{"reserved opcode", true, frame(true, 0x3, nil, true), errFrameProtocol},
-		{"reserved bits", true, append([]byte{0xC1, 0x80}, 1, 2, 3, 4), errFrameProtocol},
+		{"message over the limit", true, frame(true, opText, make([]byte, 101), true), errFrameTooLarge, 0},
+		{"fragments over the limit", true, append(frame(false, opText, make([]byte, 60), true), frame(true, opContinuation, make([]byte, 60), true)...), errFrameTooLarge, 66},
+		{"unmasked client frame", true, frame(true, opText, []byte("x"), false), errFrameProtocol, 0},
+		{"masked server frame", false, frame(true, opText, []byte("x"), true), errFrameProtocol, 0},
+		{"long control frame", true, frame(true, opPing, make([]byte, 126), true), errFrameProtocol, 0},
+		{"fragmented control frame", true, frame(false, opPing, nil, true), errFrameProtocol, 0},
+		{"continuation without a start", true, frame(true, opContinuation, nil, true), errFrameProtocol, 0},
+		{"data frame inside a fragmented message", true, append(frame(false, opText, nil, true), frame(true, opText, nil, true)...), errFrameProtocol, 6},
+		{"reserved opcode", true, frame(true, 0x3, nil, true), errFrameProtocol, 0},
+		{"reserved bits", true, append([]byte{0xC1, 0x80}, 1, 2, 3, 4), errFrameProtocol, 0},
 	}
+
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := frameScanner{max: 100, masked: tt.masked}
-			err := s.scan(tt.stream)
+			// A good frame first: the scanner says where the bad one starts.
+			good := frame(true, opText, []byte("fine"), tt.masked)
+			valid, err := s.scan(append(append([]byte(nil), good...), tt.stream...))
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, tt.want), "%v", err)
+			assert.Equal(t, len(good)+tt.at, valid, "where the bad frame starts")
 		})
 	}
 }
@@ -100,10 +109,12 @@ func TestFrameScannerRefuses(t *testing.T) {
 func TestControlFrames(t *testing.T) {
 	for _, masked := range []bool{false, true} {
 		s := frameScanner{max: 10, masked: masked}
-		require.NoError(t, s.scan(closeFrame(1001, "going away", masked)))
+		_, err := s.scan(closeFrame(1001, "going away", masked))
+		require.NoError(t, err)
 		assert.True(t, s.closed)
 		assert.True(t, s.atBoundary())
-		require.NoError(t, s.scan(controlFrame(opPing, []byte("keepalive"), masked)))
+		_, err = s.scan(controlFrame(opPing, []byte("keepalive"), masked))
+		require.NoError(t, err)
 		assert.True(t, s.atBoundary())
 	}
 	assert.Equal(t, []byte{0x88, 4, 0x03, 0xE9, 'b', 'y'}, closeFrame(1001, "by", false))
@@ -120,11 +131,23 @@ func FuzzFrameScanner(f *testing.F) {
 			return
 		}
 		whole := frameScanner{max: 1000, masked: masked}
-		errWhole := whole.scan(stream)
+		validWhole, errWhole := whole.scan(stream)
 		split := frameScanner{max: 1000, masked: masked}
-		errSplit := split.scan(stream[:cut])
+		valid, errSplit := split.scan(stream[:cut])
 		if errSplit == nil {
-			errSplit = split.scan(stream[cut:])
+			var v2 int
+			v2, errSplit = split.scan(stream[cut:])
+			if v2 >= 0 {
+				valid = cut + v2
+			} else {
+				valid = -1
+			}
+		}
+		if errWhole != nil && errSplit != nil && valid >= 0 && valid != validWhole {
+			t.Fatalf("the bad frame starts at %d whole, at %d when cut at %d", validWhole, valid, cut)
+		}
+		if errWhole == nil && validWhole != len(stream) {
+			t.Fatalf("a valid stream of %d bytes reported %d valid", len(stream), validWhole)
 		}
 		if (errWhole == nil) != (errSplit == nil) {
 			t.Fatalf("whole: %v, cut at %d: %v", errWhole, cut, errSplit)
