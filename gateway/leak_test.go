@@ -9,10 +9,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// active counts the proxied connections' sides, in the goroutine pipe and in event loops.
 func (p *Proxy) active() int {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
+	n := len(p.conns)
+	p.mu.Unlock()
+	if p.tunnels != nil {
+		n += 2 * p.tunnels.open()
+	}
+	return n
 }
 
 // TestNoGoroutineLeaks drops browsers and backends without a close handshake: every

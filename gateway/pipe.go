@@ -197,6 +197,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	p.mu.Unlock()
+	if p.tunnels != nil {
+		p.tunnels.shutdown()
+	}
 	// Every side hears 1001 first; only then are the connections closed, so no side is
 	// told instead that its peer failed.
 	for _, c := range conns {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,6 +53,13 @@ type ProxyConfig struct {
 	HandshakeTimeout time.Duration
 	// Logger receives refusals and failures. Nil means no logging.
 	Logger *slog.Logger
+	// GoroutinePipe makes every connection use the goroutine pipe: two goroutines that
+	// decode each frame and encode it again. By default, on Linux, a connection that is
+	// plain TCP on both sides is instead relayed by a few event loops (epoll) that move its
+	// bytes as they come and read only frame headers: no goroutine per connection and one
+	// wake-up of an already waiting thread per message. Both enforce the same limits,
+	// pings and close codes.
+	GoroutinePipe bool
 }
 
 // writeBuffers lends the proxied connections their write buffers only while they write,
@@ -64,12 +72,13 @@ var writeBuffers = &sync.Pool{}
 // handshake with the peers' own codes. Shutdown closes the connections it holds, which
 // http.Server.Shutdown does not (they are hijacked).
 type Proxy struct {
-	cfg    ProxyConfig
-	dialer websocket.Dialer
-	mu     sync.Mutex
-	conns  map[*websocket.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	cfg     ProxyConfig
+	dialer  websocket.Dialer
+	tunnels *tunnels // the event loops; nil for the goroutine pipe only
+	mu      sync.Mutex
+	conns   map[*websocket.Conn]struct{}
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // NewProxy returns a proxy.
@@ -92,9 +101,23 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{cfg: cfg, conns: map[*websocket.Conn]struct{}{},
+	p := &Proxy{cfg: cfg, conns: map[*websocket.Conn]struct{}{},
 		dialer: websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment,
-			WriteBufferPool: writeBuffers}}, nil
+			WriteBufferPool: writeBuffers}}
+	if !cfg.GoroutinePipe {
+		p.tunnels = newTunnels(&p.cfg)
+	}
+	if p.tunnels != nil {
+		var d net.Dialer
+		p.dialer.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &handshakeConn{Conn: c, on: true}, nil
+		}
+	}
+	return p, nil
 }
 
 // isWebSocketUpgrade reports whether r asks for a WebSocket upgrade, and nothing else.
@@ -194,14 +217,70 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		back.Close()
 		return
 	}
+	early, tunnel := p.tunnelable(front, back)
+	if tunnel {
+		if !p.admit() {
+			p.refuse(front, back)
+			return
+		}
+		hc := back.UnderlyingConn().(*handshakeConn)
+		if err := p.tunnels.take(front.UnderlyingConn(), hc.Conn, early, p.wg.Done); err == nil {
+			return
+		}
+		p.wg.Done() // the goroutine pipe takes the pair after all
+	}
 	if !p.track(front, back) {
-		closeWith(front, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
-		closeWith(back, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
-		front.Close()
-		back.Close()
+		p.refuse(front, back)
 		return
 	}
 	p.pipe(front, back)
+}
+
+// refuse closes a pair that arrived during Shutdown.
+func (p *Proxy) refuse(front, back *websocket.Conn) {
+	closeWith(front, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
+	closeWith(back, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
+	front.Close()
+	back.Close()
+}
+
+// tunnelable reports whether a pair can go to an event loop (both sides plain TCP, the
+// backend's handshake recorded), and what the backend sent after its 101. It ends the
+// recording of the backend's handshake in any case.
+func (p *Proxy) tunnelable(front, back *websocket.Conn) ([]byte, bool) {
+	hc, ok := back.UnderlyingConn().(*handshakeConn)
+	if !ok {
+		return nil, false // a TLS backend, or no event loops
+	}
+	rec := hc.stop()
+	if _, ok := front.UnderlyingConn().(*net.TCPConn); !ok {
+		return nil, false
+	}
+	if _, ok := hc.Conn.(*net.TCPConn); !ok {
+		return nil, false
+	}
+	// What the library read beyond the 101's header (after a proxy's CONNECT answer, if
+	// any) came from the backend's stream.
+	i := bytes.Index(rec, []byte("HTTP/1.1 101"))
+	if i < 0 {
+		return nil, false
+	}
+	end := bytes.Index(rec[i:], []byte("\r\n\r\n"))
+	if end < 0 {
+		return nil, false
+	}
+	return rec[i+end+4:], true
+}
+
+// admit counts a pair in for Shutdown; false if shutting down.
+func (p *Proxy) admit() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
 }
 
 // track registers both connections for Shutdown; false if shutting down.
@@ -214,6 +293,36 @@ func (p *Proxy) track(a, b *websocket.Conn) bool {
 	p.conns[a], p.conns[b] = struct{}{}, struct{}{}
 	p.wg.Add(1)
 	return true
+}
+
+// handshakeConn records what is read from a backend connection until stop, so that bytes
+// the backend sent right after its 101, which the WebSocket library may have read ahead,
+// are not lost when the connection goes to an event loop.
+type handshakeConn struct {
+	net.Conn
+	mu  sync.Mutex
+	on  bool
+	rec []byte
+}
+
+func (c *handshakeConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.mu.Lock()
+	if c.on {
+		c.rec = append(c.rec, b[:max(n, 0)]...)
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+// stop ends the recording and returns what was read.
+func (c *handshakeConn) stop() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = false
+	rec := c.rec
+	c.rec = nil
+	return rec
 }
 
 func (p *Proxy) untrack(a, b *websocket.Conn) {

@@ -79,8 +79,13 @@ func newEchoBackend(t *testing.T) *echoBackend {
 
 func (b *echoBackend) wsURL() string { return "ws" + strings.TrimPrefix(b.srv.URL, "http") }
 
+// goroutinePipeOnly makes startProxy's proxies use the goroutine pipe only (see
+// TestProxyGoroutinePipe); by default they use the event loops where they can.
+var goroutinePipeOnly bool
+
 func startProxy(t *testing.T, cfg ProxyConfig) (*Proxy, *httptest.Server) {
 	t.Helper()
+	cfg.GoroutinePipe = cfg.GoroutinePipe || goroutinePipeOnly
 	p, err := NewProxy(cfg)
 	require.NoError(t, err)
 	srv := httptest.NewServer(p)
@@ -107,6 +112,23 @@ func dialWS(t *testing.T, srv *httptest.Server, h http.Header) (*websocket.Conn,
 		t.Cleanup(func() { c.Close() })
 	}
 	return c, resp, err
+}
+
+// TestProxyGoroutinePipe runs the proxy's tests again with the goroutine pipe, which
+// serves TLS connections and other systems, in place of the event loops.
+func TestProxyGoroutinePipe(t *testing.T) {
+	goroutinePipeOnly = true
+	defer func() { goroutinePipeOnly = false }()
+	for _, tt := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"relays", TestProxyRelays}, {"close codes", TestProxyCloseCodes}, {"read limit", TestProxyReadLimit},
+		{"shutdown", TestProxyShutdownClosesHijackedConnections}, {"bytes with the upgrade", TestProxyKeepsBytesBufferedWithTheUpgrade},
+		{"no goroutine leaks", TestNoGoroutineLeaks},
+	} {
+		t.Run(tt.name, tt.test)
+	}
 }
 
 func TestProxyRelays(t *testing.T) {

@@ -1,0 +1,499 @@
+//go:build linux
+
+package gateway
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The event-loop data path. A proxied connection whose two sides are plain TCP is handed,
+// once both upgrades are done, to one of a few loop goroutines, each on a thread of its own
+// waiting in epoll for all of its connections. A loop moves the bytes each side sends to the
+// other as they come, following frame headers only (frameScanner): to refuse a message over
+// the limit, and to put pings and close frames between frames. An idle connection costs no
+// goroutine, and a message costs one wake-up of a thread that is already waiting, where the
+// goroutine pipe (pipe.go) wakes a goroutine per direction and decodes every frame.
+
+// tunnels holds the loops of a Proxy.
+type tunnels struct {
+	cfg   *ProxyConfig
+	loops []*loop
+	next  uint32
+	mu    sync.Mutex
+	n     int // tunnels open
+}
+
+func newTunnels(cfg *ProxyConfig) *tunnels {
+	t := &tunnels{cfg: cfg}
+	for range max(1, min(runtime.GOMAXPROCS(0), 4)) {
+		t.loops = append(t.loops, &loop{t: t, epfd: -1, byFD: map[int32]*tunnelSide{}, all: map[*tunnel]struct{}{}})
+	}
+	return t
+}
+
+// open reports how many tunnels are open.
+func (t *tunnels) open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
+
+// take hands a pair of upgraded connections to a loop. early is what the backend sent right
+// after its 101 (already read from its socket); done runs when the tunnel is closed. It
+// fails, leaving both connections to the caller, when they are not plain TCP.
+func (t *tunnels) take(front, back net.Conn, early []byte, done func()) error {
+	t.mu.Lock()
+	l := t.loops[t.next%uint32(len(t.loops))]
+	t.next++
+	t.mu.Unlock()
+	if err := l.setup(); err != nil {
+		return err
+	}
+	ff, err := dupTCP(front)
+	if err != nil {
+		return err
+	}
+	bf, err := dupTCP(back)
+	if err != nil {
+		syscall.Close(ff)
+		return err
+	}
+	// The dups keep the sockets; closing the originals takes them out of Go's poller.
+	front.Close()
+	back.Close()
+	syscall.SetNonblock(ff, true)
+	syscall.SetNonblock(bf, true)
+	now := time.Now()
+	tu := &tunnel{lastPing: now, early: early, done: done}
+	tu.side[0] = tunnelSide{tu: tu, i: 0, fd: ff, lastIn: now, scan: frameScanner{max: t.cfg.MaxMessageSize, masked: true}}
+	tu.side[1] = tunnelSide{tu: tu, i: 1, fd: bf, lastIn: now, scan: frameScanner{max: t.cfg.MaxMessageSize}}
+	t.mu.Lock()
+	t.n++
+	t.mu.Unlock()
+	l.add(tu)
+	return nil
+}
+
+// shutdown sends 1001 to both sides of every tunnel and closes them.
+func (t *tunnels) shutdown() {
+	for _, l := range t.loops {
+		l.mu.Lock()
+		l.stopping = true
+		running := l.running
+		l.mu.Unlock()
+		if running {
+			l.wakeUp()
+		}
+	}
+}
+
+// dupTCP returns a duplicate of a TCP connection's descriptor.
+func dupTCP(c net.Conn) (int, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return -1, errors.New("gateway: not a TCP connection")
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = syscall.Dup(int(s)) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	syscall.CloseOnExec(fd)
+	return fd, nil
+}
+
+// tunnel is one proxied connection in a loop: side 0 is the browser, side 1 the backend.
+type tunnel struct {
+	side     [2]tunnelSide
+	early    []byte
+	lastPing time.Time
+	closing  bool      // closing: no more bytes are relayed; the sockets end at closeBy
+	closeBy  time.Time // when a closing tunnel's sockets are closed whatever the peers do
+	shut     bool      // both write sides are shut (the lingering close has begun)
+	done     func()
+}
+
+// tunnelSide is one socket of a tunnel.
+type tunnelSide struct {
+	tu       *tunnel
+	i        int
+	fd       int
+	scan     frameScanner // the frames this side sends
+	out      []byte       // bytes waiting to be written to this side
+	outSince time.Time    // when out stopped being empty
+	pending  [][]byte     // control frames for this side, waiting for a frame boundary
+	lastIn   time.Time
+	eof      bool   // this side's read half ended
+	events   uint32 // what the loop waits for on the socket
+	watched  bool   // the socket is in the epoll set
+}
+
+func (s *tunnelSide) peer() *tunnelSide { return &s.tu.side[1-s.i] }
+
+// loop is one event loop.
+type loop struct {
+	t        *tunnels
+	mu       sync.Mutex
+	epfd     int
+	wakeFD   int
+	running  bool
+	stopping bool
+	added    []*tunnel
+	byFD     map[int32]*tunnelSide // loop goroutine only
+	all      map[*tunnel]struct{}  // loop goroutine only
+	buf      []byte
+}
+
+// setup creates the loop's epoll instance and wake-up descriptor, once.
+func (l *loop) setup() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.epfd >= 0 {
+		return nil
+	}
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if e != 0 {
+		syscall.Close(epfd)
+		return e
+	}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(r), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(r)}); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(int(r))
+		return err
+	}
+	l.epfd, l.wakeFD = epfd, int(r)
+	return nil
+}
+
+// add gives the loop a tunnel, starting the loop if it is not running.
+func (l *loop) add(tu *tunnel) {
+	l.mu.Lock()
+	l.added = append(l.added, tu)
+	start := !l.running
+	l.running = true
+	l.mu.Unlock()
+	if start {
+		go l.run()
+	} else {
+		l.wakeUp()
+	}
+}
+
+func (l *loop) wakeUp() {
+	one := [8]byte{1}
+	syscall.Write(l.wakeFD, one[:])
+}
+
+// tick is how often the loop looks at its tunnels' clocks: pings, dead peers, deadlines.
+func (l *loop) tick() time.Duration {
+	return min(l.t.cfg.PingInterval/4, l.t.cfg.WriteTimeout/4, 250*time.Millisecond)
+}
+
+// run is the loop: it ends when it has no tunnel left.
+func (l *loop) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if l.buf == nil {
+		l.buf = make([]byte, 64<<10)
+	}
+	events := make([]syscall.EpollEvent, 128)
+	tick := l.tick()
+	lastTick := time.Now()
+	for {
+		l.mu.Lock()
+		added, stopping := l.added, l.stopping
+		l.added = nil
+		if len(added) == 0 && len(l.all) == 0 {
+			l.running = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		for _, tu := range added {
+			l.register(tu)
+		}
+		if stopping {
+			for tu := range l.all {
+				if !tu.closing {
+					l.inject(&tu.side[0], closeFrame(1001, "server shutting down", false))
+					l.inject(&tu.side[1], closeFrame(1001, "server shutting down", true))
+					l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
+				}
+			}
+		}
+		n, err := syscall.EpollWait(l.epfd, events, int(tick/time.Millisecond)+1)
+		if err != nil && err != syscall.EINTR {
+			n = 0
+		}
+		for _, ev := range events[:max(n, 0)] {
+			if int(ev.Fd) == l.wakeFD {
+				var b [8]byte
+				syscall.Read(l.wakeFD, b[:])
+				continue
+			}
+			s := l.byFD[ev.Fd]
+			if s == nil {
+				continue
+			}
+			if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && len(s.out) > 0 {
+				l.flush(s)
+			}
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && !s.eof {
+				l.read(s)
+			}
+		}
+		if now := time.Now(); now.Sub(lastTick) >= tick {
+			lastTick = now
+			l.clock(now)
+		}
+		for tu := range l.all {
+			l.settle(tu)
+		}
+	}
+}
+
+// register adds a new tunnel's sockets to the loop and sends the backend's early bytes.
+func (l *loop) register(tu *tunnel) {
+	l.all[tu] = struct{}{}
+	for i := range tu.side {
+		s := &tu.side[i]
+		l.byFD[int32(s.fd)] = s
+		l.watch(s, syscall.EPOLLIN)
+	}
+	if len(tu.early) > 0 {
+		l.relay(&tu.side[1], tu.early)
+		tu.early = nil
+	}
+}
+
+// read reads what side s sent and relays it to its peer.
+func (l *loop) read(s *tunnelSide) {
+	n, err := syscall.Read(s.fd, l.buf)
+	switch {
+	case n > 0:
+		s.lastIn = time.Now()
+		if !s.tu.closing {
+			l.relay(s, l.buf[:n])
+		}
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+	default: // end of stream or a reset
+		s.eof = true
+		l.ended(s)
+	}
+}
+
+// relay checks the frames in b, which side s sent, and sends them on to its peer.
+func (l *loop) relay(s *tunnelSide, b []byte) {
+	valid, err := s.scan.scan(b)
+	if valid > 0 {
+		l.send(s.peer(), b[:valid])
+	}
+	if err == nil {
+		return
+	}
+	// The sender broke the rules: it hears why, the other side that its peer failed.
+	code, other := 1002, "the peer broke the protocol"
+	if errors.Is(err, errFrameTooLarge) {
+		code, other = 1009, "the peer sent a message that was too large"
+	}
+	l.t.cfg.Logger.Info("gateway: closing a proxied connection", "side", sideName(s.i), "err", err)
+	if valid >= 0 {
+		// Nothing more is relayed from s: the stream to the peer ends with the frame
+		// before the bad one, between frames.
+		s.scan.hdrN, s.scan.need = 0, 0
+		l.inject(s.peer(), closeFrame(1011, other, s.peer().i == 1))
+	}
+	l.inject(s, closeFrame(code, err.Error(), s.i == 1))
+	l.startClosing(s.tu, time.Now().Add(l.t.cfg.WriteTimeout))
+}
+
+func sideName(i int) string {
+	if i == 0 {
+		return "browser"
+	}
+	return "backend"
+}
+
+// ended handles the end of what side s sends.
+func (l *loop) ended(s *tunnelSide) {
+	tu := s.tu
+	if tu.closing {
+		return
+	}
+	if !s.scan.closed {
+		// It vanished without a close frame: the other side hears so, as it would from
+		// the goroutine pipe.
+		if s.i == 1 {
+			l.inject(s.peer(), closeFrame(1011, "the backend went away", false))
+		} else {
+			l.inject(s.peer(), closeFrame(1001, "the client went away", true))
+		}
+	}
+	l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
+}
+
+// inject sends a control frame to side s as soon as the stream to it is between frames.
+func (l *loop) inject(s *tunnelSide, f []byte) {
+	if s.peer().scan.atBoundary() && len(s.pending) == 0 {
+		l.send(s, f)
+		return
+	}
+	s.pending = append(s.pending, f)
+}
+
+// send writes b to side s, keeping what the socket does not take.
+func (l *loop) send(s *tunnelSide, b []byte) {
+	if len(s.out) == 0 {
+		n, err := syscall.Write(s.fd, b)
+		if n < 0 {
+			n = 0
+		}
+		if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+			l.startClosing(s.tu, time.Now()) // the socket is gone
+			return
+		}
+		b = b[n:]
+		if len(b) == 0 {
+			return
+		}
+		s.outSince = time.Now()
+	}
+	s.out = append(s.out, b...)
+}
+
+// flush writes what side s's socket did not take before.
+func (l *loop) flush(s *tunnelSide) {
+	n, err := syscall.Write(s.fd, s.out)
+	if n > 0 {
+		s.out = s.out[:copy(s.out, s.out[n:])]
+		s.outSince = time.Now()
+	}
+	if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
+		s.out = s.out[:0]
+		l.startClosing(s.tu, time.Now())
+	}
+	if len(s.out) == 0 && cap(s.out) > 256<<10 {
+		s.out = nil
+	}
+}
+
+// startClosing stops relaying; the tunnel's sockets are shut once what is owed is written,
+// and closed when the peers have closed theirs or at by.
+func (l *loop) startClosing(tu *tunnel, by time.Time) {
+	if !tu.closing || by.Before(tu.closeBy) {
+		tu.closeBy = by
+	}
+	tu.closing = true
+}
+
+// clock runs the tunnels' timers: keepalive pings, dead peers, stuck writes.
+func (l *loop) clock(now time.Time) {
+	ping, wait := l.t.cfg.PingInterval, 2*l.t.cfg.PingInterval
+	for tu := range l.all {
+		if tu.closing {
+			continue
+		}
+		for i := range tu.side {
+			s := &tu.side[i]
+			switch {
+			case now.Sub(s.lastIn) > wait:
+				l.t.cfg.Logger.Info("gateway: a side of a proxied connection sent nothing, not even a pong", "side", sideName(i), "for", wait)
+				l.ended(s)
+			case len(s.out) > 0 && now.Sub(s.outSince) > l.t.cfg.WriteTimeout:
+				l.startClosing(tu, now)
+			}
+		}
+		if !tu.closing && now.Sub(tu.lastPing) >= ping {
+			tu.lastPing = now
+			l.inject(&tu.side[0], controlFrame(opPing, []byte(keepalivePayload), false))
+			l.inject(&tu.side[1], controlFrame(opPing, []byte(keepalivePayload), true))
+		}
+	}
+}
+
+// settle sends pending control frames that can go now, sets what the loop waits for on each
+// socket, and closes a closing tunnel whose time has come.
+func (l *loop) settle(tu *tunnel) {
+	for i := range tu.side {
+		s := &tu.side[i]
+		for len(s.pending) > 0 && s.peer().scan.atBoundary() {
+			f := s.pending[0]
+			s.pending = s.pending[1:]
+			l.send(s, f)
+		}
+	}
+	if tu.closing {
+		done := len(tu.side[0].out) == 0 && len(tu.side[1].out) == 0
+		if done && !tu.shut {
+			// Lingering close: shut the write halves, then read until the peers close
+			// theirs, so that the last frames are not reset away by unread data.
+			tu.shut = true
+			syscall.Shutdown(tu.side[0].fd, syscall.SHUT_WR)
+			syscall.Shutdown(tu.side[1].fd, syscall.SHUT_WR)
+			tu.closeBy = time.Now().Add(time.Second)
+		}
+		if (tu.shut && tu.side[0].eof && tu.side[1].eof) || !time.Now().Before(tu.closeBy) {
+			l.close(tu)
+			return
+		}
+	}
+	for i := range tu.side {
+		s := &tu.side[i]
+		var want uint32
+		if !s.eof && len(s.peer().out) == 0 {
+			want |= syscall.EPOLLIN // read only what the peer can take
+		}
+		if len(s.out) > 0 {
+			want |= syscall.EPOLLOUT
+		}
+		l.watch(s, want)
+	}
+}
+
+// watch sets what the loop waits for on side s's socket. With nothing to wait for, the
+// socket leaves the epoll set: a closed socket would otherwise be reported again and again.
+func (l *loop) watch(s *tunnelSide, want uint32) {
+	switch {
+	case want == s.events && (want == 0) == !s.watched:
+	case want == 0:
+		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
+		s.watched = false
+	case !s.watched:
+		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, s.fd, &syscall.EpollEvent{Events: want, Fd: int32(s.fd)})
+		s.watched = true
+	default:
+		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, s.fd, &syscall.EpollEvent{Events: want, Fd: int32(s.fd)})
+	}
+	s.events = want
+}
+
+// close closes a tunnel's sockets and forgets it.
+func (l *loop) close(tu *tunnel) {
+	for i := range tu.side {
+		s := &tu.side[i]
+		l.watch(s, 0)
+		delete(l.byFD, int32(s.fd))
+		syscall.Close(s.fd)
+	}
+	delete(l.all, tu)
+	l.t.mu.Lock()
+	l.t.n--
+	l.t.mu.Unlock()
+	tu.done()
+}
