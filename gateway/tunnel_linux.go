@@ -122,6 +122,7 @@ type tunnel struct {
 	closing  bool      // closing: no more bytes are relayed; the sockets end at closeBy
 	closeBy  time.Time // when a closing tunnel's sockets are closed whatever the peers do
 	shut     bool      // both write sides are shut (the lingering close has begun)
+	dirty    bool      // in its loop's dirty list
 	done     func()
 }
 
@@ -153,6 +154,7 @@ type loop struct {
 	added    []*tunnel
 	byFD     map[int32]*tunnelSide // loop goroutine only
 	all      map[*tunnel]struct{}  // loop goroutine only
+	dirty    []*tunnel             // touched since the last settle; loop goroutine only
 	buf      []byte
 }
 
@@ -230,6 +232,7 @@ func (l *loop) run() {
 		}
 		if stopping {
 			for tu := range l.all {
+				l.touch(tu)
 				if !tu.closing {
 					l.inject(&tu.side[0], closeFrame(1001, "server shutting down", false))
 					l.inject(&tu.side[1], closeFrame(1001, "server shutting down", true))
@@ -251,6 +254,7 @@ func (l *loop) run() {
 			if s == nil {
 				continue
 			}
+			l.touch(s.tu)
 			if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && len(s.out) > 0 {
 				l.flush(s)
 			}
@@ -261,16 +265,33 @@ func (l *loop) run() {
 		if now := time.Now(); now.Sub(lastTick) >= tick {
 			lastTick = now
 			l.clock(now)
+			for tu := range l.all {
+				l.touch(tu)
+			}
 		}
-		for tu := range l.all {
+		// Only the tunnels something happened to are looked at after each wait: a loop
+		// may hold thousands of idle ones.
+		for _, tu := range l.dirty {
+			tu.dirty = false
 			l.settle(tu)
 		}
+		clear(l.dirty)
+		l.dirty = l.dirty[:0]
+	}
+}
+
+// touch marks a tunnel for settle after this round of events.
+func (l *loop) touch(tu *tunnel) {
+	if !tu.dirty {
+		tu.dirty = true
+		l.dirty = append(l.dirty, tu)
 	}
 }
 
 // register adds a new tunnel's sockets to the loop and sends the backend's early bytes.
 func (l *loop) register(tu *tunnel) {
 	l.all[tu] = struct{}{}
+	l.touch(tu)
 	for i := range tu.side {
 		s := &tu.side[i]
 		l.byFD[int32(s.fd)] = s
