@@ -1,0 +1,79 @@
+//go:build linux
+
+package gateway
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEventLoopHoldsIdleConnectionsWithoutGoroutines checks the point of the event loops:
+// idle proxied connections cost no goroutine each (the goroutine pipe spends at least two).
+func TestEventLoopHoldsIdleConnectionsWithoutGoroutines(t *testing.T) {
+	b := newEchoBackend(t)
+	p, srv := startProxy(t, ProxyConfig{Route: routeTo(b.wsURL())})
+	require.NotNil(t, p.tunnels, "Linux proxies use event loops by default")
+	// The backend holds a goroutine per connection, and so do the test's clients' own
+	// connections; count the proxy's alone by its tunnels and the goroutines it adds.
+	base := runtime.NumGoroutine()
+	const n = 50
+	for range n {
+		c, _, err := dialWS(t, srv, nil)
+		require.NoError(t, err)
+		require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte("hi")))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, msg, err := c.ReadMessage()
+		require.NoError(t, err)
+		require.Equal(t, "hi", string(msg))
+	}
+	assert.Equal(t, n, p.tunnels.open())
+	// Per connection: the backend's handler goroutine; the loops are a few in all.
+	assert.LessOrEqual(t, runtime.NumGoroutine()-base, n+len(p.tunnels.loops)+4)
+}
+
+// TestEventLoopBackpressure checks that a browser that stops reading holds back the backend
+// instead of the gateway buffering what it sends, and that the connection is closed once
+// a write has waited WriteTimeout.
+func TestEventLoopBackpressure(t *testing.T) {
+	sent := make(chan int, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		chunk := make([]byte, 64<<10)
+		total := 0
+		for total < 1<<30 { // bounded: 1 GiB
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if err := c.WriteMessage(websocket.BinaryMessage, chunk); err != nil {
+				break
+			}
+			total += len(chunk)
+		}
+		sent <- total
+	}))
+	defer backend.Close()
+	p, srv := startProxy(t, ProxyConfig{Route: routeTo("ws" + strings.TrimPrefix(backend.URL, "http")),
+		WriteTimeout: 300 * time.Millisecond, MaxMessageSize: 1 << 20})
+	c, _, err := dialWS(t, srv, nil)
+	require.NoError(t, err)
+	defer c.Close()
+	// The browser reads nothing. The backend gets stuck once the sockets' buffers and the
+	// gateway's one pending write are full, and the gateway closes both after WriteTimeout.
+	select {
+	case total := <-sent:
+		assert.Less(t, total, 64<<20, "the gateway read far more than it could pass on")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the backend was never held back or released")
+	}
+	require.Eventually(t, func() bool { return p.active() == 0 }, 10*time.Second, 10*time.Millisecond)
+}
