@@ -214,6 +214,12 @@ func TestProxyCloseCodes(t *testing.T) {
 		require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte("closeempty")))
 		assert.Equal(t, websocket.CloseNoStatusReceived, readClose(c).Code, "an empty close frame, not a 1005 on the wire")
 	})
+	t.Run("backend sends a reserved code", func(t *testing.T) {
+		c, _, err := dialWS(t, srv, nil)
+		require.NoError(t, err)
+		require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte("close:1006")))
+		assert.Equal(t, websocket.CloseInternalServerErr, readClose(c).Code, "1011, never the reserved 1006 on the wire")
+	})
 	t.Run("backend vanishes", func(t *testing.T) {
 		c, _, err := dialWS(t, srv, nil)
 		require.NoError(t, err)

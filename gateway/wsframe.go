@@ -38,6 +38,9 @@ type frameScanner struct {
 	inMsg  bool  // a fragmented data message is open
 	opcode byte  // the current frame's opcode
 	closed bool  // a close frame went by
+	code   [2]byte
+	codeN  int     // bytes of a close frame's code collected
+	key    [4]byte // the close frame's mask key
 }
 
 // headerLen returns the length of a header whose first two bytes are b0 and b1.
@@ -69,6 +72,19 @@ func (s *frameScanner) scan(b []byte) (int, error) {
 	}
 	for i := 0; i < len(b); {
 		if s.need > 0 {
+			if s.opcode == opClose && s.codeN < 2 {
+				// A close frame's status code is checked: it reaches the other side.
+				s.code[s.codeN] = b[i] ^ s.key[s.codeN]
+				s.codeN++
+				s.need--
+				i++
+				if s.codeN == 2 {
+					if code := int(binary.BigEndian.Uint16(s.code[:])); !validCloseCode(code) {
+						return start, fmt.Errorf("%w: close code %d may not be sent", errFrameProtocol, code)
+					}
+				}
+				continue
+			}
 			n := min(int64(len(b)-i), s.need)
 			s.need -= n
 			i += int(n)
@@ -137,7 +153,13 @@ func (s *frameScanner) header() error {
 			return fmt.Errorf("%w: a control frame must be whole and at most 125 bytes", errFrameProtocol)
 		}
 		if op == opClose {
-			s.closed = true
+			if n == 1 {
+				return fmt.Errorf("%w: a close frame of one byte", errFrameProtocol)
+			}
+			s.closed, s.codeN, s.key = true, 0, [4]byte{}
+			if b1&0x80 != 0 {
+				copy(s.key[:], s.hdr[headerLen(b1)-4:])
+			}
 		}
 	case opText, opBinary, opContinuation:
 		if (op == opContinuation) != s.inMsg {
@@ -156,6 +178,19 @@ func (s *frameScanner) header() error {
 	}
 	s.opcode, s.need, s.hdrN = op, n, 0
 	return nil
+}
+
+// validCloseCode reports whether code may be sent in a close frame: the reserved 1004, 1005,
+// 1006 and 1015, and codes below 1000 or in the unassigned ranges, may not (browsers fail the
+// connection on them).
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 3000 && code <= 4999:
+		return true
+	case code >= 1000 && code <= 1014:
+		return code != 1004 && code != 1005 && code != 1006
+	}
+	return false
 }
 
 // controlFrame encodes a control frame with payload p (at most 125 bytes), masked when it

@@ -91,6 +91,10 @@ func TestFrameScannerRefuses(t *testing.T) {
 		{"data frame inside a fragmented message", true, append(frame(false, opText, nil, true), frame(true, opText, nil, true)...), errFrameProtocol, 6},
 		{"reserved opcode", true, frame(true, 0x3, nil, true), errFrameProtocol, 0},
 		{"reserved bits", true, append([]byte{0xC1, 0x80}, 1, 2, 3, 4), errFrameProtocol, 0},
+		{"reserved close code 1006", false, frame(true, opClose, []byte{0x03, 0xEE}, false), errFrameProtocol, 0},
+		{"reserved close code 1005, masked", true, frame(true, opClose, []byte{0x03, 0xED, 'x'}, true), errFrameProtocol, 0},
+		{"close code 999", false, frame(true, opClose, []byte{0x03, 0xE7}, false), errFrameProtocol, 0},
+		{"close frame of one byte", false, frame(true, opClose, []byte{0x03}, false), errFrameProtocol, 0},
 	}
 
 	for _, tt := range tests {
@@ -118,6 +122,14 @@ func TestControlFrames(t *testing.T) {
 		assert.True(t, s.atBoundary())
 	}
 	assert.Equal(t, []byte{0x88, 4, 0x03, 0xE9, 'b', 'y'}, closeFrame(1001, "by", false))
+	for _, code := range []int{1000, 1001, 1011, 1014, 3000, 4999} {
+		s := frameScanner{max: 10, masked: true}
+		_, err := s.scan(closeFrame(code, "", true))
+		require.NoError(t, err, "close code %d", code)
+	}
+	s := frameScanner{max: 10}
+	_, err := s.scan(frame(true, opClose, nil, false))
+	require.NoError(t, err, "a close frame without a code")
 }
 
 // FuzzFrameScanner checks that where reads cut a stream does not matter: scanning it whole
