@@ -212,6 +212,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	go func() { p.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
+		if p.tunnels != nil {
+			p.tunnels.release()
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

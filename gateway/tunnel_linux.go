@@ -85,11 +85,10 @@ func (t *tunnels) shutdown() {
 	for _, l := range t.loops {
 		l.mu.Lock()
 		l.stopping = true
-		running := l.running
-		l.mu.Unlock()
-		if running {
-			l.wakeUp()
+		if l.running {
+			l.wakeUpLocked()
 		}
+		l.mu.Unlock()
 	}
 }
 
@@ -105,6 +104,20 @@ func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 		return -1, e
 	}
 	return int(n), nil
+}
+
+// release closes the loops' epoll and wake-up descriptors; Shutdown calls it once every
+// tunnel is closed. A loop still running (a tunnel admitted late) keeps its own.
+func (t *tunnels) release() {
+	for _, l := range t.loops {
+		l.mu.Lock()
+		if !l.running && l.epfd >= 0 {
+			syscall.Close(l.epfd)
+			syscall.Close(l.wakeFD)
+			l.epfd, l.wakeFD = -1, -1
+		}
+		l.mu.Unlock()
+	}
 }
 
 // dupTCP returns a duplicate of a TCP connection's descriptor.
@@ -202,20 +215,21 @@ func (l *loop) setup() error {
 // add gives the loop a tunnel, starting the loop if it is not running.
 func (l *loop) add(tu *tunnel) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.added = append(l.added, tu)
-	start := !l.running
-	l.running = true
-	l.mu.Unlock()
-	if start {
-		go l.run()
-	} else {
-		l.wakeUp()
+	if l.running {
+		l.wakeUpLocked()
+		return
 	}
+	l.running = true
+	go l.run()
 }
 
-func (l *loop) wakeUp() {
+// wakeUpLocked makes a waiting loop return from its wait; l.mu is held, so the descriptor
+// cannot be closed meanwhile.
+func (l *loop) wakeUpLocked() {
 	one := [8]byte{1}
-	syscall.Write(l.wakeFD, one[:])
+	rawIO(syscall.SYS_WRITE, l.wakeFD, one[:])
 }
 
 // tick is how often the loop looks at its tunnels' clocks: pings, dead peers, deadlines.
@@ -239,6 +253,11 @@ func (l *loop) run() {
 		l.added = nil
 		if len(added) == 0 && len(l.all) == 0 {
 			l.running = false
+			if stopping { // the proxy is shut down: nothing will come again
+				syscall.Close(l.epfd)
+				syscall.Close(l.wakeFD)
+				l.epfd, l.wakeFD = -1, -1
+			}
 			l.mu.Unlock()
 			return
 		}
