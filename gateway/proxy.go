@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -248,11 +249,18 @@ func (p *Proxy) refuse(front, back *websocket.Conn) {
 // backend's handshake recorded), and what the backend sent after its 101. It ends the
 // recording of the backend's handshake in any case.
 func (p *Proxy) tunnelable(front, back *websocket.Conn) ([]byte, bool) {
-	hc, ok := back.UnderlyingConn().(*handshakeConn)
+	nc, overTLS := back.UnderlyingConn(), false
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc, overTLS = tc.NetConn(), true
+	}
+	hc, ok := nc.(*handshakeConn)
 	if !ok {
-		return nil, false // a TLS backend, or no event loops
+		return nil, false // no event loops
 	}
 	rec := hc.stop()
+	if overTLS {
+		return nil, false
+	}
 	if _, ok := front.UnderlyingConn().(*net.TCPConn); !ok {
 		return nil, false
 	}
