@@ -31,6 +31,7 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzDecodeReplies$$' -fuzztime $(FUZZTIME) ./gateway
 	go test -run '^$$' -fuzz '^FuzzScanEvents$$' -fuzztime $(FUZZTIME) ./gateway
 	go test -run '^$$' -fuzz '^FuzzParseUsers$$' -fuzztime $(FUZZTIME) ./gateway
+	go test -run '^$$' -fuzz '^FuzzFrameScanner$$' -fuzztime $(FUZZTIME) ./gateway
 
 compare:
 	cd bench && go run ./tablecompare
