@@ -218,14 +218,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		back.Close()
 		return
 	}
-	early, tunnel := p.tunnelable(front, back)
-	if tunnel {
+	if backTCP, early, ok := p.tunnelable(front, back); ok {
 		if !p.admit() {
 			p.refuse(front, back)
 			return
 		}
-		hc := back.UnderlyingConn().(*handshakeConn)
-		if err := p.tunnels.take(front.UnderlyingConn(), hc.Conn, early, p.wg.Done); err == nil {
+		if err := p.tunnels.take(front.UnderlyingConn(), backTCP, early, p.wg.Done); err == nil {
 			return
 		}
 		p.wg.Done() // the goroutine pipe takes the pair after all
@@ -246,38 +244,34 @@ func (p *Proxy) refuse(front, back *websocket.Conn) {
 }
 
 // tunnelable reports whether a pair can go to an event loop (both sides plain TCP, the
-// backend's handshake recorded), and what the backend sent after its 101. It ends the
-// recording of the backend's handshake in any case.
-func (p *Proxy) tunnelable(front, back *websocket.Conn) ([]byte, bool) {
+// backend's handshake recorded); if so it returns the backend's TCP connection and what the
+// backend sent after its 101. It ends the recording of the backend's handshake in any case.
+func (p *Proxy) tunnelable(front, back *websocket.Conn) (net.Conn, []byte, bool) {
 	nc, overTLS := back.UnderlyingConn(), false
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc, overTLS = tc.NetConn(), true
 	}
 	hc, ok := nc.(*handshakeConn)
 	if !ok {
-		return nil, false // no event loops
+		return nil, nil, false // no event loops
 	}
 	rec := hc.stop()
-	if overTLS {
-		return nil, false
-	}
-	if _, ok := front.UnderlyingConn().(*net.TCPConn); !ok {
-		return nil, false
-	}
-	if _, ok := hc.Conn.(*net.TCPConn); !ok {
-		return nil, false
+	_, frontTCP := front.UnderlyingConn().(*net.TCPConn)
+	_, backTCP := hc.Conn.(*net.TCPConn)
+	if overTLS || !frontTCP || !backTCP {
+		return nil, nil, false
 	}
 	// What the library read beyond the 101's header (after a proxy's CONNECT answer, if
 	// any) came from the backend's stream.
 	i := bytes.Index(rec, []byte("HTTP/1.1 101"))
 	if i < 0 {
-		return nil, false
+		return nil, nil, false
 	}
 	end := bytes.Index(rec[i:], []byte("\r\n\r\n"))
 	if end < 0 {
-		return nil, false
+		return nil, nil, false
 	}
-	return rec[i+end+4:], true
+	return hc.Conn, rec[i+end+4:], true
 }
 
 // admit counts a pair in for Shutdown; false if shutting down.

@@ -247,6 +247,7 @@ func (l *loop) run() {
 	events := make([]syscall.EpollEvent, 128)
 	tick := l.tick()
 	lastTick := time.Now()
+	shutDown := false // every tunnel was told the proxy is shutting down
 	for {
 		l.mu.Lock()
 		added, stopping := l.added, l.stopping
@@ -264,15 +265,14 @@ func (l *loop) run() {
 		l.mu.Unlock()
 		for _, tu := range added {
 			l.register(tu)
+			if stopping && shutDown {
+				l.goAway(tu) // admitted just before the shutdown
+			}
 		}
-		if stopping {
+		if stopping && !shutDown {
+			shutDown = true
 			for tu := range l.all {
-				l.touch(tu)
-				if !tu.closing {
-					l.inject(&tu.side[0], closeFrame(1001, "server shutting down", false))
-					l.inject(&tu.side[1], closeFrame(1001, "server shutting down", true))
-					l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
-				}
+				l.goAway(tu)
 			}
 		}
 		n, err := syscall.EpollWait(l.epfd, events, int(tick/time.Millisecond)+1)
@@ -313,6 +313,16 @@ func (l *loop) run() {
 		}
 		clear(l.dirty)
 		l.dirty = l.dirty[:0]
+	}
+}
+
+// goAway tells both sides of a tunnel that the proxy is shutting down, and closes it.
+func (l *loop) goAway(tu *tunnel) {
+	l.touch(tu)
+	if !tu.closing {
+		l.inject(&tu.side[0], closeFrame(1001, "server shutting down", false))
+		l.inject(&tu.side[1], closeFrame(1001, "server shutting down", true))
+		l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
 	}
 }
 

@@ -43,7 +43,7 @@ type frameScanner struct {
 	key    [4]byte // the close frame's mask key
 }
 
-// headerLen returns the length of a header whose first two bytes are b0 and b1.
+// headerLen returns the length of a header whose second byte is b1 (mask bit and length).
 func headerLen(b1 byte) int {
 	n := 2
 	switch b1 & 0x7F {
