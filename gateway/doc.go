@@ -25,7 +25,7 @@
 // Shutdown closes the connections it holds with 1001, which http.Server.Shutdown would not.
 //
 // On Linux, a connection that is plain TCP on both sides is relayed by a few event loops
-// (epoll, one thread each) that move its bytes as they arrive and read only the frame
+// (a goroutine each, waiting in epoll) that move its bytes as they arrive and read only the frame
 // headers (to enforce the read limit and close codes, and to put pings and close frames
 // between frames): an idle connection costs about 2 KiB and no goroutine, and a message one
 // wake-up of a waiting thread. Connections over TLS, and all of them elsewhere or with

@@ -13,8 +13,8 @@ import (
 )
 
 // The event-loop data path. A proxied connection whose two sides are plain TCP is handed,
-// once both upgrades are done, to one of a few loop goroutines, each on a thread of its own
-// waiting in epoll for all of its connections. A loop moves the bytes each side sends to the
+// once both upgrades are done, to one of a few loop goroutines, each waiting in epoll (in a
+// system call, so on a thread of its own while it waits) for all of its connections. A loop moves the bytes each side sends to the
 // other as they come, following frame headers only (frameScanner): to refuse a message over
 // the limit, and to put pings and close frames between frames. An idle connection costs no
 // goroutine, and a message costs one wake-up of a thread that is already waiting, where the
@@ -92,18 +92,28 @@ func (t *tunnels) shutdown() {
 	}
 }
 
-// rawIO reads or writes a non-blocking socket. It never blocks, so it goes without the
-// scheduler's bookkeeping for system calls that may (syscall.Read and Write do it), which
-// is a measurable part of relaying a small message.
-func rawIO(trap uintptr, fd int, b []byte) (int, error) {
+// rawIO makes a read-like or write-like system call on a non-blocking descriptor. It never
+// blocks, so it goes without the scheduler's bookkeeping for system calls that may
+// (syscall.Read and Write do it), which is a measurable part of relaying a small message.
+func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	n, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	n, _, e := syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), flags, 0, 0)
 	if e != 0 {
 		return -1, e
 	}
 	return int(n), nil
+}
+
+// recvRaw and sendRaw read and write a non-blocking socket with recvfrom and sendto rather
+// than read and write: the socket calls skip the file layer (about 5% less CPU per relayed
+// message, measured with bench/gatewaycompare), and MSG_NOSIGNAL turns a write to a reset
+// connection into EPIPE without a SIGPIPE.
+func recvRaw(fd int, b []byte) (int, error) { return rawIO(syscall.SYS_RECVFROM, fd, b, 0) }
+
+func sendRaw(fd int, b []byte) (int, error) {
+	return rawIO(syscall.SYS_SENDTO, fd, b, syscall.MSG_NOSIGNAL)
 }
 
 // release closes the loops' epoll and wake-up descriptors; Shutdown calls it once every
@@ -229,8 +239,17 @@ func (l *loop) add(tu *tunnel) {
 // cannot be closed meanwhile.
 func (l *loop) wakeUpLocked() {
 	one := [8]byte{1}
-	rawIO(syscall.SYS_WRITE, l.wakeFD, one[:])
+	rawIO(syscall.SYS_WRITE, l.wakeFD, one[:], 0)
 }
+
+// loopYieldInterval is how often a loop gives the scheduler a turn of its own accord. The
+// runtime preempts a goroutine that has not been rescheduled for 10ms with a signal, which
+// also cuts the wait short; a busy loop never blocks that long, and yielding itself costs
+// less. The loop is not locked to its thread for the same reason: a preempted or yielding
+// locked goroutine hands its thread off to another through futex wake-ups, where an
+// unlocked one simply resumes on the same processor (measured with bench/gatewaycompare:
+// 15-25% less CPU per message at one connection).
+const loopYieldInterval = 2 * time.Millisecond
 
 // tick is how often the loop looks at its tunnels' clocks: pings, dead peers, deadlines.
 func (l *loop) tick() time.Duration {
@@ -239,14 +258,13 @@ func (l *loop) tick() time.Duration {
 
 // run is the loop: it ends when it has no tunnel left.
 func (l *loop) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if l.buf == nil {
 		l.buf = make([]byte, 64<<10)
 	}
 	events := make([]syscall.EpollEvent, 128)
 	tick := l.tick()
 	lastTick := time.Now()
+	lastYield := lastTick
 	shutDown := false // every tunnel was told the proxy is shutting down
 	for {
 		l.mu.Lock()
@@ -297,6 +315,10 @@ func (l *loop) run() {
 			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && !s.eof {
 				l.read(s)
 			}
+		}
+		if l.now.Sub(lastYield) >= loopYieldInterval {
+			lastYield = l.now
+			runtime.Gosched()
 		}
 		if now := l.now; now.Sub(lastTick) >= tick {
 			lastTick = now
@@ -351,7 +373,7 @@ func (l *loop) register(tu *tunnel) {
 
 // read reads what side s sent and relays it to its peer.
 func (l *loop) read(s *tunnelSide) {
-	n, err := rawIO(syscall.SYS_READ, s.fd, l.buf)
+	n, err := recvRaw(s.fd, l.buf)
 	switch {
 	case n > 0:
 		s.lastIn = l.now
@@ -427,7 +449,7 @@ func (l *loop) inject(s *tunnelSide, f []byte) {
 // send writes b to side s, keeping what the socket does not take.
 func (l *loop) send(s *tunnelSide, b []byte) {
 	if len(s.out) == 0 {
-		n, err := rawIO(syscall.SYS_WRITE, s.fd, b)
+		n, err := sendRaw(s.fd, b)
 		if n < 0 {
 			n = 0
 		}
@@ -446,7 +468,7 @@ func (l *loop) send(s *tunnelSide, b []byte) {
 
 // flush writes what side s's socket did not take before.
 func (l *loop) flush(s *tunnelSide) {
-	n, err := rawIO(syscall.SYS_WRITE, s.fd, s.out)
+	n, err := sendRaw(s.fd, s.out)
 	if n > 0 {
 		s.out = s.out[:copy(s.out, s.out[n:])]
 		s.outSince = time.Now()

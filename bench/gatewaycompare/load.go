@@ -12,13 +12,19 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-type system struct{ name, url string }
+// system is a server to measure: its URL and the process whose CPU time is counted (for
+// "direct" the backend, else the proxy, nginx's master with its worker).
+type system struct {
+	name, url string
+	pid       int
+}
 
-// cell is one measurement: messages per second over all connections and round-trip
-// latency percentiles.
+// cell is one measurement: messages per second over all connections, round-trip latency
+// percentiles, and the CPU time the measured server process used per echoed message.
 type cell struct {
 	rate     float64
 	p50, p99 time.Duration
+	cpu      time.Duration
 }
 
 // workloads are the connection counts measured.
@@ -38,11 +44,11 @@ func measureAll(systems []system) (results, error) {
 			}
 			for i := range systems {
 				s := systems[(i+r)%len(systems)]
-				c, err := runCell(s.url, n)
+				c, err := runCell(s, n)
 				if err != nil {
 					return nil, fmt.Errorf("%s, %d connections: %w", s.name, n, err)
 				}
-				procs.Logf("round %d  %-7s %3d conns: %9.0f msg/s  p50 %-10v p99 %v", r+1, s.name, n, c.rate, c.p50, c.p99)
+				procs.Logf("round %d  %-7s %3d conns: %9.0f msg/s  p50 %-10v p99 %-10v cpu/msg %v", r+1, s.name, n, c.rate, c.p50, c.p99, c.cpu)
 				raw[n][s.name] = append(raw[n][s.name], c)
 			}
 		}
@@ -55,6 +61,7 @@ func measureAll(systems []system) (results, error) {
 				rate: median(cs, func(c cell) float64 { return c.rate }),
 				p50:  time.Duration(median(cs, func(c cell) float64 { return float64(c.p50) })),
 				p99:  time.Duration(median(cs, func(c cell) float64 { return float64(c.p99) })),
+				cpu:  time.Duration(median(cs, func(c cell) float64 { return float64(c.cpu) })),
 			}
 		}
 	}
@@ -81,9 +88,10 @@ func closeConn(c *websocket.Conn) {
 	c.Close()
 }
 
-// runCell opens n connections to url; each echoes 64-byte text messages in a loop for the
+// runCell opens n connections to s; each echoes 64-byte text messages in a loop for the
 // warm-up and then the measured duration.
-func runCell(url string, n int) (cell, error) {
+func runCell(s system, n int) (cell, error) {
+	url := s.url
 	conns := make([]*websocket.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -133,10 +141,10 @@ func runCell(url string, n int) (cell, error) {
 	}
 	time.Sleep(*flagWarmup)
 	measuring.Store(true)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU(s.pid)
 	time.Sleep(*flagDuration)
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU(s.pid)-cpu0
 	stop.Store(true)
 	wg.Wait()
 	if firstErr != nil {
@@ -151,5 +159,6 @@ func runCell(url string, n int) (cell, error) {
 		rate: float64(len(all)) / elapsed.Seconds(),
 		p50:  all[len(all)/2],
 		p99:  all[len(all)*99/100],
+		cpu:  cpu / time.Duration(len(all)),
 	}, nil
 }

@@ -107,9 +107,9 @@ func run(nofile uint64) error {
 		return fmt.Errorf("nginx: %w", err)
 	}
 	systems := []system{
-		{name: "direct", url: backendURL},
-		{name: "gateway", url: "ws://" + gw.addr + "/"},
-		{name: "nginx", url: "ws://" + ngx.addr + "/"},
+		{name: "direct", url: backendURL, pid: backend.pid()},
+		{name: "gateway", url: "ws://" + gw.addr + "/", pid: gw.pid()},
+		{name: "nginx", url: "ws://" + ngx.addr + "/", pid: ngx.pid()},
 	}
 	res, err := measureAll(systems)
 	if err != nil {

@@ -23,17 +23,18 @@ func printReport(res results, idle idleResult, nofile uint64) {
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), nginxVersion(), nofile)
 	fmt.Printf("64-byte text messages, write-then-read per connection; %v measured after %v warm-up; "+
 		"median of %d rounds interleaving the systems.\n\n", *flagDuration, *flagWarmup, *flagRounds)
-	fmt.Println("| conns | system | msg/s | median RTT | p99 RTT |")
-	fmt.Println("|---:|---|---:|---:|---:|")
+	fmt.Println("| conns | system | msg/s | median RTT | p99 RTT | server CPU per message |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|")
 	for _, n := range workloads {
 		for _, s := range []string{"direct", "gateway", "nginx"} {
 			c := res[n][s]
-			fmt.Printf("| %d | %s | %.0f | %s | %s |\n", n, s, c.rate, ms(c.p50), ms(c.p99))
+			fmt.Printf("| %d | %s | %.0f | %s | %s | %.1f µs |\n", n, s, c.rate, ms(c.p50), ms(c.p99), float64(c.cpu)/1e3)
 		}
 	}
+	fmt.Println("\n(Server CPU: the backend's for direct, the proxy process's otherwise.)")
 	fmt.Println()
-	fmt.Println("| conns | msg/s gateway/nginx | msg/s gateway/direct | added median RTT gateway | added median RTT nginx | added gateway/nginx |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| conns | msg/s gateway/nginx | msg/s gateway/direct | added median RTT gateway | added median RTT nginx | added gateway/nginx | CPU per message gateway/nginx |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
 	thrOK, latOK := true, true
 	for _, n := range workloads {
 		d, g, x := res[n]["direct"], res[n]["gateway"], res[n]["nginx"]
@@ -41,7 +42,7 @@ func printReport(res results, idle idleResult, nofile uint64) {
 		ratio := float64(addG) / float64(addX)
 		thrOK = thrOK && g.rate >= x.rate
 		latOK = latOK && addX > 0 && ratio <= 1.2
-		fmt.Printf("| %d | %.2fx | %.2fx | %s | %s | %.2fx |\n", n, g.rate/x.rate, g.rate/d.rate, ms(addG), ms(addX), ratio)
+		fmt.Printf("| %d | %.2fx | %.2fx | %s | %s | %.2fx | %.2fx |\n", n, g.rate/x.rate, g.rate/d.rate, ms(addG), ms(addX), ratio, float64(g.cpu)/float64(x.cpu))
 	}
 	fmt.Println()
 	procs := "one gateway process"
