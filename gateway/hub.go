@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,12 @@ type LoopFunc func(ctx context.Context, u *User) error
 type HubConfig struct {
 	// Sessions authenticates channels by the login cookie and is checked every cycle.
 	Sessions *Sessions
+	// AcceptBearer also admits channels that a front gateway proxies here (a Proxy with
+	// SessionRoute, which sends no cookie): the session is the one named by the JWT in the
+	// Authorization header, which must verify with Sessions' signer and whose session must
+	// still be live. With several hub instances behind the front, RouteConfig.ByUser and
+	// a sticky session service keep each user on one instance.
+	AcceptBearer bool
 	// ShortInterval and LongInterval are the two loops' periods. Zero means 5s and 3m.
 	ShortInterval, LongInterval time.Duration
 	// Validate, when set, checks more than the session's existence each cycle (the seed's
@@ -153,7 +160,7 @@ func (h *Hub) Commands() []string {
 
 // ServeHTTP upgrades an authenticated request to a hub channel.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s, err := h.cfg.Sessions.Lookup(r.Context(), r)
+	s, err := h.session(r)
 	if err != nil {
 		http.Error(w, "log in first", http.StatusUnauthorized)
 		return
@@ -193,6 +200,27 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.run(r.Context(), u, ch, msg.Type, msg.ID, msg.Params)
 	}
+}
+
+// session finds the session of a channel request: by the login cookie, or with
+// AcceptBearer by the token a front gateway put in the Authorization header.
+func (h *Hub) session(r *http.Request) (*Session, error) {
+	s, err := h.cfg.Sessions.Lookup(r.Context(), r)
+	if !errors.Is(err, ErrNoSession) || !h.cfg.AcceptBearer {
+		return s, err
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return nil, ErrNoSession
+	}
+	c, err := h.cfg.Sessions.cfg.Signer.Verify(token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
+	}
+	if c.Session == "" {
+		return nil, fmt.Errorf("%w: the token names no session", ErrNoSession)
+	}
+	return h.cfg.Sessions.LookupID(r.Context(), c.Session)
 }
 
 // run executes one command and answers on ch.

@@ -27,6 +27,12 @@ type RouteConfig struct {
 	// SessionHeader names the header that tells the backend which session to attach to
 	// (the QIX engine's X-Qlik-Session). Empty means "X-Session-Id".
 	SessionHeader string
+	// ByUser asks the Router for a route by the session's user instead of its id, so a
+	// sticky Router sends every session of one user (other browsers and devices as well as
+	// tabs) to the same instance: what push hub instances behind a front gateway need, so
+	// that a user's channels share one set of loops (see HubConfig.AcceptBearer). The
+	// Router's Preparer then gets the user name where it would get the session id.
+	ByUser bool
 }
 
 // SessionRoute is the seed's gateway logic as a Route for a Proxy: login cookie to
@@ -57,7 +63,11 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 		if doc == "" {
 			return Backend{}, &HTTPError{Status: http.StatusBadRequest, Msg: "no document in the path"}
 		}
-		route, err := cfg.Router.Route(r.Context(), s.ID, doc)
+		key := s.ID
+		if cfg.ByUser {
+			key = s.User
+		}
+		route, err := cfg.Router.Route(r.Context(), key, doc)
 		if errors.Is(err, discovery.ErrNoHealthyInstance) {
 			return Backend{}, &HTTPError{Status: http.StatusServiceUnavailable, Msg: err.Error()}
 		}
