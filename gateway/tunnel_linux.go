@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -116,15 +117,13 @@ func sendRaw(fd int, b []byte) (int, error) {
 	return rawIO(syscall.SYS_SENDTO, fd, b, syscall.MSG_NOSIGNAL)
 }
 
-// release closes the loops' epoll and wake-up descriptors; Shutdown calls it once every
+// release closes the loops' epoll, wake-up and io_uring descriptors; Shutdown calls it once every
 // tunnel is closed. A loop still running (a tunnel admitted late) keeps its own.
 func (t *tunnels) release() {
 	for _, l := range t.loops {
 		l.mu.Lock()
-		if !l.running && l.epfd >= 0 {
-			syscall.Close(l.epfd)
-			syscall.Close(l.wakeFD)
-			l.epfd, l.wakeFD = -1, -1
+		if !l.running {
+			l.closeDescriptors()
 		}
 		l.mu.Unlock()
 	}
@@ -175,6 +174,8 @@ type tunnelSide struct {
 	pending  [][]byte     // control frames for this side, waiting for a frame boundary
 	lastIn   time.Time
 	eof      bool   // this side's read half ended
+	gone     bool   // a write failed: nothing more is written
+	queued   bool   // in the loop's write batch
 	events   uint32 // what the loop waits for on the socket
 	watched  bool   // the socket is in the epoll set
 }
@@ -194,7 +195,12 @@ type loop struct {
 	all      map[*tunnel]struct{}  // loop goroutine only
 	dirty    []*tunnel             // touched since the last settle; loop goroutine only
 	now      time.Time             // when the last wait returned; loop goroutine only
-	buf      []byte
+	slab     []byte                // the read batch's buffer
+	ring     *ioRing               // nil: calls are made one by one; set under mu
+	noRing   bool                  // io_uring is missing or failed; set under mu
+	ops      []ioOp                // a batch's calls, reused
+	reading  []*tunnelSide         // the round's read batch
+	writing  []*tunnelSide         // the round's write batch
 }
 
 // setup creates the loop's epoll instance and wake-up descriptor, once.
@@ -256,11 +262,26 @@ func (l *loop) tick() time.Duration {
 	return min(l.t.cfg.PingInterval/4, l.t.cfg.WriteTimeout/4, 250*time.Millisecond)
 }
 
-// run is the loop: it ends when it has no tunnel left.
+// run is the loop: it ends when it has no tunnel left. Each round waits for events, reads
+// every socket that has something (one batch), relays what came, runs the clock, and
+// writes everything owed (another batch) before it settles the tunnels it touched.
 func (l *loop) run() {
-	if l.buf == nil {
-		l.buf = make([]byte, 64<<10)
+	if l.slab == nil {
+		l.slab = make([]byte, readSlabSize)
 	}
+	l.mu.Lock()
+	if l.ring == nil && !l.noRing {
+		if r, err := newIORing(); err == nil && !forceNoIORing.Load() {
+			l.ring = r
+		} else {
+			if r != nil {
+				r.close()
+			}
+			l.noRing = true
+			l.t.cfg.Logger.Debug("gateway: event loop makes its socket calls one by one", "err", err)
+		}
+	}
+	l.mu.Unlock()
 	events := make([]syscall.EpollEvent, 128)
 	tick := l.tick()
 	lastTick := time.Now()
@@ -273,9 +294,7 @@ func (l *loop) run() {
 		if len(added) == 0 && len(l.all) == 0 {
 			l.running = false
 			if stopping { // the proxy is shut down: nothing will come again
-				syscall.Close(l.epfd)
-				syscall.Close(l.wakeFD)
-				l.epfd, l.wakeFD = -1, -1
+				l.closeDescriptors()
 			}
 			l.mu.Unlock()
 			return
@@ -293,7 +312,11 @@ func (l *loop) run() {
 				l.goAway(tu)
 			}
 		}
-		n, err := syscall.EpollWait(l.epfd, events, int(tick/time.Millisecond)+1)
+		wait := int(tick/time.Millisecond) + 1
+		if len(l.dirty) > 0 {
+			wait = 0 // something to settle already
+		}
+		n, err := syscall.EpollWait(l.epfd, events, wait)
 		if err != nil && err != syscall.EINTR {
 			n = 0
 		}
@@ -310,12 +333,13 @@ func (l *loop) run() {
 			}
 			l.touch(s.tu)
 			if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && len(s.out) > 0 {
-				l.flush(s)
+				l.queueWrite(s)
 			}
 			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && !s.eof {
-				l.read(s)
+				l.reading = append(l.reading, s)
 			}
 		}
+		l.readAll()
 		if l.now.Sub(lastYield) >= loopYieldInterval {
 			lastYield = l.now
 			runtime.Gosched()
@@ -330,11 +354,133 @@ func (l *loop) run() {
 		// Only the tunnels something happened to are looked at after each wait: a loop
 		// may hold thousands of idle ones.
 		for _, tu := range l.dirty {
+			l.sendPending(tu)
+		}
+		l.writeAll()
+		for _, tu := range l.dirty {
 			tu.dirty = false
 			l.settle(tu)
 		}
 		clear(l.dirty)
 		l.dirty = l.dirty[:0]
+	}
+}
+
+// closeDescriptors closes the loop's epoll, wake-up and io_uring descriptors; l.mu is held
+// and the loop is not running.
+func (l *loop) closeDescriptors() {
+	if l.epfd >= 0 {
+		syscall.Close(l.epfd)
+		syscall.Close(l.wakeFD)
+		l.epfd, l.wakeFD = -1, -1
+	}
+	if l.ring != nil {
+		l.ring.close()
+		l.ring = nil
+	}
+}
+
+// readSlabSize is the loop's read buffer, shared by the sockets of one batch: 64 KiB each
+// when few are read at once, down to 2 KiB each for a full batch of 128 (a socket with
+// more to read stays ready and is read again after the next wait).
+const readSlabSize = 256 << 10
+
+// forceNoIORing makes new loops make their calls one by one, as where io_uring is missing
+// (set by tests to cover that path).
+var forceNoIORing atomic.Bool
+
+// readAll reads every socket in l.reading, in one batch, and relays what each sent.
+func (l *loop) readAll() {
+	if len(l.reading) == 0 {
+		return
+	}
+	chunk := min(64<<10, len(l.slab)/len(l.reading))
+	ops := l.ops[:0]
+	for i, s := range l.reading {
+		ops = append(ops, ioOp{fd: s.fd, buf: l.slab[i*chunk : (i+1)*chunk]})
+	}
+	l.io(ops)
+	for i, s := range l.reading {
+		op := &ops[i]
+		switch {
+		case op.err == 0 && op.n > 0:
+			s.lastIn = l.now
+			if !s.tu.closing {
+				l.relay(s, op.buf[:op.n])
+			}
+		case op.err == syscall.EAGAIN || op.err == syscall.EINTR:
+		default: // end of stream or a reset
+			s.eof = true
+			l.ended(s)
+		}
+	}
+	clear(l.reading)
+	l.reading = l.reading[:0]
+	l.ops = ops[:0]
+}
+
+// writeAll writes what is owed to every socket in l.writing, in one batch. What a socket
+// does not take waits for it to be writable again.
+func (l *loop) writeAll() {
+	ops := l.ops[:0]
+	sides := l.writing[:0]
+	for _, s := range l.writing {
+		s.queued = false
+		if len(s.out) > 0 && !s.gone {
+			ops = append(ops, ioOp{fd: s.fd, buf: s.out, send: true})
+			sides = append(sides, s)
+		}
+	}
+	l.io(ops)
+	for i, s := range sides {
+		op := &ops[i]
+		switch {
+		case op.err == 0 && op.n > 0:
+			s.out = s.out[:copy(s.out, s.out[op.n:])]
+			s.outSince = l.now
+			if len(s.out) == 0 && cap(s.out) > 256<<10 {
+				s.out = nil
+			}
+		case op.err == 0 || op.err == syscall.EAGAIN || op.err == syscall.EINTR:
+		default: // the socket is gone
+			s.out, s.gone = s.out[:0], true
+			l.startClosing(s.tu, l.now)
+		}
+	}
+	clear(sides)
+	l.writing = sides[:0]
+	l.ops = ops[:0]
+}
+
+// io performs a batch of socket calls: through the loop's io_uring when it has one, else
+// one by one.
+func (l *loop) io(ops []ioOp) {
+	if len(ops) == 0 {
+		return
+	}
+	if l.ring != nil {
+		if err := l.ring.do(ops); err != nil {
+			l.t.cfg.Logger.Warn("gateway: event loop goes on without io_uring", "err", err)
+			l.mu.Lock()
+			l.ring.close()
+			l.ring, l.noRing = nil, true
+			l.mu.Unlock()
+		}
+		return
+	}
+	for i := range ops {
+		op := &ops[i]
+		var n int
+		var err error
+		if op.send {
+			n, err = sendRaw(op.fd, op.buf)
+		} else {
+			n, err = recvRaw(op.fd, op.buf)
+		}
+		op.n, op.err, op.done = max(n, 0), 0, true
+		if errno, ok := err.(syscall.Errno); ok {
+			op.err = errno
+		}
 	}
 }
 
@@ -368,22 +514,6 @@ func (l *loop) register(tu *tunnel) {
 	if len(tu.early) > 0 {
 		l.relay(&tu.side[1], tu.early)
 		tu.early = nil
-	}
-}
-
-// read reads what side s sent and relays it to its peer.
-func (l *loop) read(s *tunnelSide) {
-	n, err := recvRaw(s.fd, l.buf)
-	switch {
-	case n > 0:
-		s.lastIn = l.now
-		if !s.tu.closing {
-			l.relay(s, l.buf[:n])
-		}
-	case err == syscall.EAGAIN || err == syscall.EINTR:
-	default: // end of stream or a reset
-		s.eof = true
-		l.ended(s)
 	}
 }
 
@@ -446,39 +576,23 @@ func (l *loop) inject(s *tunnelSide, f []byte) {
 	s.pending = append(s.pending, f)
 }
 
-// send writes b to side s, keeping what the socket does not take.
+// send queues b for side s; the round's write batch sends it.
 func (l *loop) send(s *tunnelSide, b []byte) {
+	if s.gone {
+		return
+	}
 	if len(s.out) == 0 {
-		n, err := sendRaw(s.fd, b)
-		if n < 0 {
-			n = 0
-		}
-		if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
-			l.startClosing(s.tu, time.Now()) // the socket is gone
-			return
-		}
-		b = b[n:]
-		if len(b) == 0 {
-			return
-		}
-		s.outSince = time.Now()
+		s.outSince = l.now
 	}
 	s.out = append(s.out, b...)
+	l.queueWrite(s)
 }
 
-// flush writes what side s's socket did not take before.
-func (l *loop) flush(s *tunnelSide) {
-	n, err := sendRaw(s.fd, s.out)
-	if n > 0 {
-		s.out = s.out[:copy(s.out, s.out[n:])]
-		s.outSince = time.Now()
-	}
-	if err != nil && err != syscall.EAGAIN && err != syscall.EINTR {
-		s.out = s.out[:0]
-		l.startClosing(s.tu, time.Now())
-	}
-	if len(s.out) == 0 && cap(s.out) > 256<<10 {
-		s.out = nil
+// queueWrite puts side s in the round's write batch.
+func (l *loop) queueWrite(s *tunnelSide) {
+	if !s.queued {
+		s.queued = true
+		l.writing = append(l.writing, s)
 	}
 }
 
@@ -516,9 +630,8 @@ func (l *loop) clock(now time.Time) {
 	}
 }
 
-// settle sends pending control frames that can go now, sets what the loop waits for on each
-// socket, and closes a closing tunnel whose time has come.
-func (l *loop) settle(tu *tunnel) {
+// sendPending sends the control frames waiting for a frame boundary that has come.
+func (l *loop) sendPending(tu *tunnel) {
 	for i := range tu.side {
 		s := &tu.side[i]
 		for len(s.pending) > 0 && s.peer().scan.atBoundary() {
@@ -527,6 +640,11 @@ func (l *loop) settle(tu *tunnel) {
 			l.send(s, f)
 		}
 	}
+}
+
+// settle sets what the loop waits for on each socket of a tunnel the round touched, after
+// its writes, and closes a closing tunnel whose time has come.
+func (l *loop) settle(tu *tunnel) {
 	if tu.closing {
 		done := len(tu.side[0].out) == 0 && len(tu.side[1].out) == 0
 		if done && !tu.shut {

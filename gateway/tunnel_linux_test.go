@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -76,4 +77,57 @@ func TestEventLoopBackpressure(t *testing.T) {
 		t.Fatal("the backend was never held back or released")
 	}
 	require.Eventually(t, func() bool { return p.active() == 0 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// TestEventLoopsUseIORing checks that where the system has io_uring the loops batch their
+// socket calls through it (the other tests then cover that path), and that the proxy
+// releases it on Shutdown.
+func TestEventLoopsUseIORing(t *testing.T) {
+	r, err := newIORing()
+	if err != nil {
+		t.Skipf("no io_uring here (%v): TestProxyEventLoopsWithoutIORing covers the loops", err)
+	}
+	r.close()
+	b := newEchoBackend(t)
+	p, srv := startProxy(t, ProxyConfig{Route: routeTo(b.wsURL())})
+	c, _, err := dialWS(t, srv, nil)
+	require.NoError(t, err)
+	require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte("hi")))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := c.ReadMessage()
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(msg))
+	rings := 0
+	for _, l := range p.tunnels.loops {
+		l.mu.Lock()
+		if l.ring != nil {
+			rings++
+		}
+		l.mu.Unlock()
+	}
+	assert.Equal(t, 1, rings, "the loop relaying the connection has an io_uring")
+	c.Close()
+	require.NoError(t, p.Shutdown(context.Background()))
+	for _, l := range p.tunnels.loops {
+		l.mu.Lock()
+		assert.Nil(t, l.ring, "released on Shutdown")
+		l.mu.Unlock()
+	}
+}
+
+// TestProxyEventLoopsWithoutIORing runs the event-loop tests again with the socket calls
+// made one by one, as on systems without io_uring.
+func TestProxyEventLoopsWithoutIORing(t *testing.T) {
+	forceNoIORing.Store(true)
+	defer forceNoIORing.Store(false)
+	for _, tt := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"relays", TestProxyRelays}, {"close codes", TestProxyCloseCodes}, {"read limit", TestProxyReadLimit},
+		{"shutdown", TestProxyShutdownClosesHijackedConnections}, {"bytes with the upgrade", TestProxyKeepsBytesBufferedWithTheUpgrade},
+		{"no goroutine leaks", TestNoGoroutineLeaks}, {"backpressure", TestEventLoopBackpressure},
+	} {
+		t.Run(tt.name, tt.test)
+	}
 }
