@@ -28,7 +28,9 @@
 // (a goroutine each, waiting in epoll) that move its bytes as they arrive and read only the frame
 // headers (to enforce the read limit and close codes, and to put pings and close frames
 // between frames): an idle connection costs about 2 KiB and no goroutine, and a message one
-// wake-up of a waiting thread. Connections over TLS, and all of them elsewhere or with
+// wake-up of a waiting thread. A loop reads all the sockets that are ready, and writes what
+// it relays, in batches of one io_uring system call each where the kernel has io_uring
+// (one call per socket otherwise). Connections over TLS, and all of them elsewhere or with
 // ProxyConfig.GoroutinePipe, use two goroutines that decode and re-encode every frame.
 //
 // # The push hub

@@ -15,11 +15,13 @@ import (
 
 // The event-loop data path. A proxied connection whose two sides are plain TCP is handed,
 // once both upgrades are done, to one of a few loop goroutines, each waiting in epoll (in a
-// system call, so on a thread of its own while it waits) for all of its connections. A loop moves the bytes each side sends to the
-// other as they come, following frame headers only (frameScanner): to refuse a message over
-// the limit, and to put pings and close frames between frames. An idle connection costs no
-// goroutine, and a message costs one wake-up of a thread that is already waiting, where the
-// goroutine pipe (pipe.go) wakes a goroutine per direction and decodes every frame.
+// system call, so on a thread of its own while it waits) for all of its connections. A loop
+// moves the bytes each side sends to the other as they come, following frame headers only
+// (frameScanner): to refuse a message over the limit, and to put pings and close frames
+// between frames. It reads the ready sockets and writes what it relays in batches
+// (uring_linux.go). An idle connection costs no goroutine, and a message costs one wake-up
+// of a thread that is already waiting, where the goroutine pipe (pipe.go) wakes a goroutine
+// per direction and decodes every frame.
 
 // tunnels holds the loops of a Proxy.
 type tunnels struct {
