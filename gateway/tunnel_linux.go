@@ -425,7 +425,8 @@ func (l *loop) readAll() {
 // does not take waits for it to be writable again.
 func (l *loop) writeAll() {
 	ops := l.ops[:0]
-	sides := l.writing[:0]
+	queued := len(l.writing)
+	sides := l.writing[:0] // filtered in place
 	for _, s := range l.writing {
 		s.queued = false
 		if len(s.out) > 0 && !s.gone {
@@ -449,8 +450,8 @@ func (l *loop) writeAll() {
 			l.startClosing(s.tu, l.now)
 		}
 	}
-	clear(sides)
-	l.writing = sides[:0]
+	clear(l.writing[:queued])
+	l.writing = l.writing[:0]
 	l.ops = ops[:0]
 }
 
