@@ -109,16 +109,6 @@ func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, error) {
 	return int(n), nil
 }
 
-// recvRaw and sendRaw read and write a non-blocking socket with recvfrom and sendto rather
-// than read and write: the socket calls skip the file layer (about 5% less CPU per relayed
-// message, measured with bench/gatewaycompare), and MSG_NOSIGNAL turns a write to a reset
-// connection into EPIPE without a SIGPIPE.
-func recvRaw(fd int, b []byte) (int, error) { return rawIO(syscall.SYS_RECVFROM, fd, b, 0) }
-
-func sendRaw(fd int, b []byte) (int, error) {
-	return rawIO(syscall.SYS_SENDTO, fd, b, syscall.MSG_NOSIGNAL)
-}
-
 // release closes the loops' epoll, wake-up and io_uring descriptors; Shutdown calls it once every
 // tunnel is closed. A loop still running (a tunnel admitted late) keeps its own.
 func (t *tunnels) release() {
