@@ -162,6 +162,7 @@ type tunnelSide struct {
 	fd       int
 	scan     frameScanner // the frames this side sends
 	out      []byte       // bytes waiting to be written to this side
+	borrowed []byte       // bytes for this side in the round's write batch, not copied
 	outSince time.Time    // when out stopped being empty
 	pending  [][]byte     // control frames for this side, waiting for a frame boundary
 	lastIn   time.Time
@@ -412,32 +413,48 @@ func (l *loop) readAll() {
 }
 
 // writeAll writes what is owed to every socket in l.writing, in one batch. What a socket
-// does not take waits for it to be writable again.
+// does not take is kept in its out buffer until it is writable again.
 func (l *loop) writeAll() {
 	ops := l.ops[:0]
 	queued := len(l.writing)
 	sides := l.writing[:0] // filtered in place
 	for _, s := range l.writing {
 		s.queued = false
-		if len(s.out) > 0 && !s.gone {
-			ops = append(ops, ioOp{fd: s.fd, buf: s.out, send: true})
-			sides = append(sides, s)
+		buf := s.out
+		if len(buf) == 0 {
+			buf = s.borrowed
 		}
+		if s.gone || len(buf) == 0 {
+			s.borrowed = nil
+			continue
+		}
+		ops = append(ops, ioOp{fd: s.fd, buf: buf, send: true})
+		sides = append(sides, s)
 	}
 	l.io(ops)
 	for i, s := range sides {
 		op := &ops[i]
-		switch {
-		case op.err == 0 && op.n > 0:
-			s.out = s.out[:copy(s.out, s.out[op.n:])]
+		n := 0
+		if op.err == 0 {
+			n = op.n
+		}
+		if len(s.out) > 0 {
+			s.out = s.out[:copy(s.out, s.out[n:])]
+		} else {
+			// The bytes were borrowed: keep what the socket did not take.
+			s.out = append(s.out, s.borrowed[n:]...)
 			s.outSince = l.now
-			if len(s.out) == 0 && cap(s.out) > 256<<10 {
-				s.out = nil
-			}
-		case op.err == 0 || op.err == syscall.EAGAIN || op.err == syscall.EINTR:
-		default: // the socket is gone
+		}
+		s.borrowed = nil
+		if n > 0 {
+			s.outSince = l.now
+		}
+		if op.err != 0 && op.err != syscall.EAGAIN && op.err != syscall.EINTR { // the socket is gone
 			s.out, s.gone = s.out[:0], true
 			l.startClosing(s.tu, l.now)
+		}
+		if len(s.out) == 0 && cap(s.out) > 256<<10 {
+			s.out = nil
 		}
 	}
 	clear(l.writing[:queued])
@@ -569,15 +586,24 @@ func (l *loop) inject(s *tunnelSide, f []byte) {
 	s.pending = append(s.pending, f)
 }
 
-// send queues b for side s; the round's write batch sends it.
+// send queues b for side s; the round's write batch sends it. b is borrowed rather than
+// copied when nothing else waits for the socket: it stays unchanged until the batch (it is
+// the round's read buffer, a control frame or the early bytes), and usually the socket
+// takes it all.
 func (l *loop) send(s *tunnelSide, b []byte) {
 	if s.gone {
 		return
 	}
-	if len(s.out) == 0 {
+	switch {
+	case len(s.out) == 0 && s.borrowed == nil:
+		s.borrowed = b
+	case len(s.out) == 0:
+		s.out = append(append(s.out, s.borrowed...), b...)
+		s.borrowed = nil
 		s.outSince = l.now
+	default:
+		s.out = append(s.out, b...)
 	}
-	s.out = append(s.out, b...)
 	l.queueWrite(s)
 }
 
