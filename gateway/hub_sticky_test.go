@@ -21,12 +21,7 @@ import (
 // returns the new session's Cookie header: each call is another browser of that user.
 func loginAs(t *testing.T, base, user string) http.Header {
 	t.Helper()
-	c := client(t)
-	resp, err := c.PostForm(base+"/login", url.Values{"user": {user}})
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	return cookieHeader(c, resp.Request.URL)
+	return loginWith(t, base+"/login", url.Values{"user": {user}})
 }
 
 // TestHubInstancesBehindAFrontAreStickyByUser: two hub instances behind a front gateway

@@ -65,8 +65,15 @@ func cookieHeader(c *http.Client, u *url.URL) http.Header {
 // anonymousLogin logs in anonymously at base and returns the new session's Cookie header.
 func anonymousLogin(t testing.TB, base string) http.Header {
 	t.Helper()
+	return loginWith(t, base+"/login/anonymous", nil)
+}
+
+// loginWith posts form to a login URL, expects success and returns the new session's
+// Cookie header.
+func loginWith(t testing.TB, loginURL string, form url.Values) http.Header {
+	t.Helper()
 	c := client(t)
-	resp, err := c.Post(base+"/login/anonymous", "", nil)
+	resp, err := c.PostForm(loginURL, form)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)

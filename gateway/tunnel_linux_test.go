@@ -16,6 +16,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// echoThrough opens a WebSocket through the proxy at srv and has one message echoed.
+func echoThrough(t *testing.T, srv *httptest.Server) *websocket.Conn {
+	t.Helper()
+	c, _, err := dialWS(t, srv, nil)
+	require.NoError(t, err)
+	require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte("hi")))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := c.ReadMessage()
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(msg))
+	return c
+}
+
 // TestEventLoopHoldsIdleConnectionsWithoutGoroutines checks the point of the event loops:
 // idle proxied connections cost no goroutine each (the goroutine pipe spends at least two).
 func TestEventLoopHoldsIdleConnectionsWithoutGoroutines(t *testing.T) {
@@ -27,13 +40,7 @@ func TestEventLoopHoldsIdleConnectionsWithoutGoroutines(t *testing.T) {
 	base := runtime.NumGoroutine()
 	const n = 50
 	for range n {
-		c, _, err := dialWS(t, srv, nil)
-		require.NoError(t, err)
-		require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte("hi")))
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, msg, err := c.ReadMessage()
-		require.NoError(t, err)
-		require.Equal(t, "hi", string(msg))
+		echoThrough(t, srv)
 	}
 	assert.Equal(t, n, p.tunnels.open())
 	// Per connection: the backend's handler goroutine; the loops are a few in all.
@@ -90,13 +97,7 @@ func TestEventLoopsUseIORing(t *testing.T) {
 	r.close()
 	b := newEchoBackend(t)
 	p, srv := startProxy(t, ProxyConfig{Route: routeTo(b.wsURL())})
-	c, _, err := dialWS(t, srv, nil)
-	require.NoError(t, err)
-	require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte("hi")))
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, msg, err := c.ReadMessage()
-	require.NoError(t, err)
-	require.Equal(t, "hi", string(msg))
+	c := echoThrough(t, srv)
 	rings := 0
 	for _, l := range p.tunnels.loops {
 		l.mu.Lock()
