@@ -45,13 +45,7 @@ func TestHubInstancesBehindAFrontAreStickyByUser(t *testing.T) {
 		mux := http.NewServeMux()
 		mux.Handle("/hub", h)
 		mux.HandleFunc("/health", func(http.ResponseWriter, *http.Request) {}) // for discovery
-		srv := httptest.NewServer(mux)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			h.Shutdown(ctx)
-			srv.Close()
-		})
+		srv := serveHub(t, h, mux)
 		hubs[name] = h
 		instances = append(instances, discovery.Target{ID: name, Addr: strings.TrimPrefix(srv.URL, "http://")})
 	}

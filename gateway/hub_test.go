@@ -30,6 +30,13 @@ func startHub(t *testing.T, cfg HubConfig) *hubFixture {
 	mux.Handle("/login/", &Login{Sessions: sessions, Anonymous: true})
 	mux.Handle("/logout", &Login{Sessions: sessions})
 	mux.Handle("/hub", h)
+	return &hubFixture{hub: h, srv: serveHub(t, h, mux), sessions: sessions}
+}
+
+// serveHub serves mux, which routes to h, until the test ends; then it shuts h down and
+// stops the server.
+func serveHub(t *testing.T, h *Hub, mux *http.ServeMux) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -37,7 +44,7 @@ func startHub(t *testing.T, cfg HubConfig) *hubFixture {
 		h.Shutdown(ctx)
 		srv.Close()
 	})
-	return &hubFixture{hub: h, srv: srv, sessions: sessions}
+	return srv
 }
 
 // login returns the cookie header of a fresh anonymous session.
