@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -167,4 +168,24 @@ func BenchmarkSetUniform(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSetUniformParallel is BenchmarkSetUniform with GOMAXPROCS goroutines, each
+// replacing entries in its own random order.
+func BenchmarkSetUniformParallel(b *testing.B) {
+	t := benchTable(b, benchValueSize)
+	keys := fillBench(b, t, benchValueSize)
+	var seed atomic.Uint64
+	b.ReportAllocs()
+	b.SetBytes(benchValueSize)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		order := rand.New(rand.NewPCG(seed.Add(1), 1)).Perm(benchKeys)
+		v := make([]byte, benchValueSize)
+		for i := 0; pb.Next(); i++ {
+			if err := t.Set(keys[order[i%benchKeys]], v, time.Time{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
