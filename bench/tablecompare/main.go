@@ -23,16 +23,17 @@ import (
 )
 
 var (
-	flagKeys   = flag.Int("keys", 100_000, "distinct keys")
-	flagKey    = flag.Int("key-size", 32, "key bytes")
-	flagValue  = flag.Int("value-size", 384, "value bytes")
-	flagOps    = flag.Int("ops", 2_000_000, "operations per measurement")
-	flagRounds = flag.Int("rounds", 5, "measurements per cell; the median is reported")
-	flagDir    = flag.String("dir", "/dev/shm", "directory for the shared table")
-	flagKills  = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
-	flagOnly   = flag.String("only", "", "run only the workloads whose name contains this")
-	flagChild  = flag.String("child", "", "internal: run as a child process in this role")
-	flagPath   = flag.String("path", "", "internal: table path for a child")
+	flagKeys        = flag.Int("keys", 100_000, "distinct keys")
+	flagKey         = flag.Int("key-size", 32, "key bytes")
+	flagValue       = flag.Int("value-size", 384, "value bytes")
+	flagOps         = flag.Int("ops", 2_000_000, "operations per measurement")
+	flagProcessTime = flag.Duration("process-time", time.Second, "how long each process runs in the two-process measurement")
+	flagRounds      = flag.Int("rounds", 5, "measurements per cell; the median is reported")
+	flagDir         = flag.String("dir", "/dev/shm", "directory for the shared table")
+	flagKills       = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
+	flagOnly        = flag.String("only", "", "run only the workloads whose name contains this, or with \"processes\" only the shared-table measurement")
+	flagChild       = flag.String("child", "", "internal: run as a child process in this role")
+	flagPath        = flag.String("path", "", "internal: table path for a child")
 )
 
 // kv is the interface the workloads drive.
@@ -106,6 +107,11 @@ func main() {
 				os.Exit(1)
 			}
 		}
+	}
+
+	if *flagOnly == "processes" {
+		twoProcesses(path)
+		return
 	}
 
 	uniform := indexes(*flagKeys, 1)
