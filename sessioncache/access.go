@@ -8,9 +8,14 @@ import (
 	"unsafe"
 )
 
-// testHookMidWrite, when set by a test, runs while a writer holds a shard lock with a record
-// half written, so crash tests can kill a process at exactly that point.
-var testHookMidWrite func(key []byte)
+// Crash tests set these hooks to kill a process at exactly one point of a write.
+var (
+	// testHookMidWrite runs while a writer holds a shard lock with a record half written.
+	testHookMidWrite func(key []byte)
+	// testHookMidUpdate runs while a writer updating an entry out of place has written
+	// the new version whole and not yet given up the old one.
+	testHookMidUpdate func(key []byte)
+)
 
 // hash is the seeded hash of a key.
 func (t *Table) hash(key []byte) uint64 { return seededHash(t.shape.seed, key) }
@@ -117,6 +122,13 @@ func (t *Table) corrupt(sh *shard) error {
 // tags collide (about once in 2^40 pairs) therefore replace each other, like an eviction
 // without the callback; a Get still compares the whole key, so neither can read the other's
 // value.
+//
+// A Set that replaces an entry whose record was not among its shard's recent writes writes
+// the new version out of place, into the shard's next free record, points the index at it
+// and gives the old record up without touching it: successive Sets of random keys then write
+// neighbouring records, which the processor fetches ahead, instead of wherever each old
+// version lies. A recently written record (likely still in the processor's caches, as the
+// records of a hot set are) and any record of a full shard are overwritten in place.
 func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	if t.closed.Load() {
 		return ErrClosed
@@ -145,22 +157,21 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	t.lockShard(sh)
 	pos, s, ok := probeTag(sh, tag)
 	if ok && s != 0 {
-		if idx, inRange := slotRecord(sh, s); inRange {
-			r := t.record(sh, idx)
-			t.fill(r, key, value, exp)
-			r.ref = 1
-		} else {
-			ok = false
+		var idx uint32
+		if idx, ok = slotRecord(sh, s); ok {
+			t.replace(sh, pos, tag, idx, key, value, exp)
 		}
 	} else if ok {
 		idx := t.allocate(sh, t.nowIfExpiring(sh), ev)
 		// Allocation may have removed entries and shifted slots: probe again.
 		if pos, _, ok = probeTag(sh, tag); ok {
-			t.fill(t.record(sh, idx), key, value, exp)
+			r := t.record(sh, idx)
+			t.fill(r, key, value, exp)
+			r.ref = 0 // new entries start unreferenced (evict.go)
 			*slot(sh, pos) = makeSlot(tag, idx)
 			sh.hdr.live++
 		} else {
-			t.pushFree(sh, idx, t.record(sh, idx))
+			giveUp(sh, idx)
 		}
 	}
 	if ok {
@@ -181,6 +192,35 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 		t.onEvict(ev.buf[:ev.keyLen], ev.buf[ev.keyLen:], e)
 	}
 	return nil
+}
+
+// replace writes a new version of the entry in record idx, indexed by the slot at pos, of a
+// locked shard. A record written recently (so probably still in the processor's caches) is
+// overwritten in place; any other goes out of place into the shard's next free record, when
+// it has one, so that successive updates of random keys write neighbouring records.
+func (t *Table) replace(sh *shard, pos uint32, tag uint64, idx uint32, key, value []byte, exp int64) {
+	next, free := uint32(0), false
+	if !recentlyWritten(sh, idx) {
+		next, free = t.takeFree(sh)
+	}
+	if !free {
+		r := t.record(sh, idx)
+		t.fill(r, key, value, exp)
+		r.ref = 1
+		return
+	}
+	// The new version is whole before the old record is given up, and that is pending
+	// before the index points to the new one: a writer that dies here leaves the old
+	// version, the new one, or both (repair keeps one), but never the old one after a
+	// reader may have seen the new one.
+	r := t.record(sh, next)
+	t.fill(r, key, value, exp)
+	r.ref = 1
+	if testHookMidUpdate != nil {
+		testHookMidUpdate(key)
+	}
+	giveUp(sh, idx)
+	*slot(sh, pos) = makeSlot(tag, next)
 }
 
 // nowIfExpiring returns the time for a locked shard's expiry checks: 0 (before every
@@ -209,19 +249,10 @@ func (t *Table) fill(r *recordHeader, key, value []byte, exp int64) {
 	storeRelease32(&r.state, stateLive)
 }
 
-// free marks live shard-local record i free and pushes it on the free list. Its slot must
-// already be removed.
-func (t *Table) free(sh *shard, i uint32, r *recordHeader) {
-	t.pushFree(sh, i, r)
+// free gives up indexed shard-local record i, whose slot must already be removed.
+func (t *Table) free(sh *shard, i uint32) {
+	giveUp(sh, i)
 	sh.hdr.live--
-}
-
-// pushFree marks record i free and pushes it on the free list.
-func (t *Table) pushFree(sh *shard, i uint32, r *recordHeader) {
-	storeRelease32(&r.state, stateFree)
-	r.ref = 0
-	r.valLen = sh.hdr.freeHead
-	sh.hdr.freeHead = i + 1
 }
 
 // Delete removes key and reports whether it held an unexpired entry.
@@ -247,7 +278,7 @@ func (t *Table) Delete(key []byte) (bool, error) {
 			if bytes.Equal(t.keyBytes(r), key) {
 				found = r.expiry == 0 || r.expiry > t.nowIfExpiring(sh)
 				removeSlot(sh, i)
-				t.free(sh, idx, r)
+				t.free(sh, idx)
 				sh.hdr.deletes++
 				break
 			}
@@ -277,16 +308,21 @@ func (t *Table) DeleteExpired() (int, error) {
 // reclaimExpired frees every expired entry of a locked shard, recomputes its minimum expiry
 // and returns how many it freed.
 func (t *Table) reclaimExpired(sh *shard, now int64) int {
+	releaseAll(sh) // now a set bit means an indexed record
 	n := 0
 	var minExp int64
 	for i := range sh.count {
+		if !inUse(sh, i) {
+			continue
+		}
 		r := t.record(sh, i)
-		if r.state != stateLive || r.expiry == 0 {
+		if r.expiry == 0 {
 			continue
 		}
 		if r.expiry <= now {
 			t.unindex(sh, i, r)
-			t.free(sh, i, r)
+			markFree(sh, i)
+			sh.hdr.live--
 			n++
 			continue
 		}

@@ -47,7 +47,8 @@
 //
 // # Memory
 //
-// The section is a 128-byte header, 128 bytes per shard, and el_count records of
+// The section is a 128-byte header, 192 bytes per shard, and el_count records of
 // record_size bytes plus at most 48 bytes of overhead each (a 24-byte record header,
-// padding to 8 bytes, and 10 bytes of index). Entries never live on the Go heap.
+// padding to 8 bytes, 10 bytes of index and one bit of a bitmap that says which records are
+// taken). Entries never live on the Go heap.
 package sessioncache

@@ -30,19 +30,21 @@ func (t *Table) evictBuf() *evicted {
 	return &evicted{buf: make([]byte, 0, t.shape.recordSize)}
 }
 
-// allocate returns a free shard-local record, evicting one if the shard is full. With ev
-// non-nil an evicted unexpired entry is copied into it. The record returned is unindexed and
-// off the free list; the caller fills and indexes it.
+// allocate returns an unindexed shard-local record for a new entry, with its bit set: a free
+// one, or one whose entry it evicts when the shard is full. With ev non-nil an evicted
+// unexpired entry is copied into it. The caller fills and indexes the record.
 func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
-	if sh.hdr.freeHead == 0 && sh.hdr.minExpiry != 0 && sh.hdr.minExpiry <= now {
+	if i, ok := t.takeFree(sh); ok {
+		return i
+	}
+	if sh.hdr.minExpiry != 0 && sh.hdr.minExpiry <= now {
 		t.reclaimExpired(sh, now)
+		if i, ok := t.takeFree(sh); ok {
+			return i
+		}
 	}
-	if f := sh.hdr.freeHead; f != 0 {
-		r := t.record(sh, f-1)
-		sh.hdr.freeHead = r.valLen
-		r.valLen = 0
-		return f - 1
-	}
+	// The shard is full: takeFree released the pending records and found none free, so
+	// every record with its bit set is indexed.
 	n := sh.count
 	hand := sh.hdr.hand % n
 	// Readers may set reference bits while the hand sweeps, so bound the sweep: after two
@@ -51,6 +53,11 @@ func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
 		i := hand
 		if hand++; hand == n {
 			hand = 0
+		}
+		if !inUse(sh, i) {
+			sh.hdr.hand = hand
+			markUsed(sh, i)
+			return i // only if the section was damaged; Verify reports it
 		}
 		r := t.record(sh, i)
 		if atomic.LoadUint32(&r.ref) != 0 && turn < 2*n {
@@ -66,7 +73,6 @@ func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
 			ev.expiry = r.expiry
 			ev.buf = append(ev.buf[:0], unsafe.Slice((*byte)(t.recordData(r)), uint32(r.keyLen)+r.valLen)...)
 		}
-		r.ref = 0
 		sh.hdr.live--
 		return i
 	}

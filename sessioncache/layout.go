@@ -5,11 +5,17 @@ import "unsafe"
 // The section layout (integers in the host's byte order):
 //
 //	offset 0               tableHeader (128 bytes)
-//	offset 128             shardHeader x shards (128 bytes each)
+//	offset 128             shardHeader x shards (192 bytes each)
 //	slotsOff (64-aligned)  uint64 slots, shard by shard: the index
+//	usedOff (8-aligned)    uint64 words, shard by shard: the in-use bitmap, one bit per record
 //	recordsOff (8-aligned) records, shard by shard: a 24-byte recordHeader, then key and value
 //	                       in record_size bytes padded to 8
 //
+// A record's bit (bit i%64 of word i/64 of its shard's bitmap) is set while it is indexed,
+// reserved for a coming write or pending release (the shard header's short lists, see
+// used.go); a record is free when its bit is clear, and then its content means nothing.
+// Giving a record up leaves it as it was, so a Delete or an update never writes to the
+// record it gives up.
 // Shard i owns count(i) records, the el_count records split as evenly as possible, and
 // slotCount(count(i)) = count + count/4 + 1 slots, so the index is never full.
 //
@@ -21,11 +27,11 @@ import "unsafe"
 
 const (
 	sectionMagic  = "GSESSTBL"
-	layoutVersion = 1
+	layoutVersion = 2
 	readyValue    = 0x52454459 // "REDY": the creator finished laying out the section
 
 	tableHeaderSize  = 128
-	shardHeaderSize  = 128
+	shardHeaderSize  = 192
 	recordHeaderSize = 24
 	slotSize         = 8
 
@@ -36,7 +42,8 @@ const (
 	maxShardRecords = slotIndexMask - 1
 )
 
-// Record states. A record is free, being written (dropped by repair), or live.
+// Record states. An in-use record is being written (dropped by repair) or live; a record
+// that is not in use may hold any state.
 const (
 	stateFree    = 0
 	stateWriting = 1
@@ -60,34 +67,48 @@ type tableHeader struct {
 	_          [64]byte
 }
 
-// shardHeader holds one shard's lock, sequence counter, allocation state and statistics.
-// The first cache line is written by writers only; the second mostly by readers (hit and
-// miss counters), so readers never dirty the line that holds the sequence counter.
+// shardHeader holds one shard's lock, sequence counter, allocation state and statistics in
+// three cache lines. The first holds everything a Set writes (lock, sequence, counters and
+// the reserved and pending records, see used.go), so that a Set that finds it in another
+// processor's cache moves one line, not several; the second what writers change rarely; the
+// third the hit and miss counters that readers write, so readers never dirty a writer's line.
 type shardHeader struct {
 	lock      uint64 // 0 or the owner word (pid<<32 | start-time token)
 	seq       uint64 // odd while a writer is changing the shard
-	live      uint32 // records in stateLive
-	freeHead  uint32 // free list (shard-local index+1)
-	hand      uint32 // CLOCK hand (shard-local index)
-	_         uint32
 	sets      uint64
-	deletes   uint64
-	evictions uint64 // unexpired entries pushed out
-	minExpiry int64  // no live entry expires before this; 0 when none expires
+	live      uint32 // indexed records
+	cursor    uint32 // where the search for free records starts (shard-local index)
+	nReserved uint16
+	nPending  uint16
+	reserved  [reserveCap]uint32 // free records taken for the next writes, lowest last
+	pending   [pendingCap]uint32 // records given up, not yet cleared in the bitmap
 
-	hits       uint64
-	misses     uint64
+	hand       uint32 // CLOCK hand (shard-local index)
+	_          uint32
+	deletes    uint64
+	evictions  uint64 // unexpired entries pushed out
+	minExpiry  int64  // no live entry expires before this; 0 when none expires
 	expired    uint64 // expired entries reclaimed (by writers, rarely)
 	recoveries uint64 // locks taken over from dead processes
-	_          [4]uint64
+	_          [2]uint64
+
+	hits   uint64
+	misses uint64
+	_      [6]uint64
 }
+
+// The sizes of a shard's reserved and pending lists, which fill its first cache line.
+const (
+	reserveCap = 4
+	pendingCap = 3
+)
 
 // recordHeader precedes each record's key and value bytes.
 type recordHeader struct {
-	state  uint32 // stateFree, stateWriting or stateLive
+	state  uint32 // stateWriting or stateLive while in use
 	ref    uint32 // CLOCK reference bit, set by readers
 	expiry int64  // unix nanoseconds; 0 means no expiry
-	valLen uint32 // value length; for a free record, the next free record (index+1)
+	valLen uint32 // value length
 	keyLen uint16
 	_      uint16
 }
@@ -105,6 +126,7 @@ var (
 type layout struct {
 	stride     uint64 // bytes per record, header included
 	slotsOff   uint64
+	usedOff    uint64
 	recordsOff uint64
 	total      uint64
 }
@@ -118,15 +140,20 @@ func layoutFor(s shape) layout {
 	var l layout
 	l.stride = recordHeaderSize + align(uint64(s.recordSize), 8)
 	l.slotsOff = align(tableHeaderSize+uint64(s.shards)*shardHeaderSize, 64)
-	var slots uint64
+	var slots, words uint64
 	for i := range s.shards {
 		_, count := shardRange(s, i)
 		slots += uint64(slotCount(count))
+		words += uint64(usedWords(count))
 	}
-	l.recordsOff = l.slotsOff + slots*slotSize
+	l.usedOff = l.slotsOff + slots*slotSize
+	l.recordsOff = l.usedOff + words*8
 	l.total = l.recordsOff + uint64(s.elCount)*l.stride
 	return l
 }
+
+// usedWords is the number of bitmap words of a shard with count records.
+func usedWords(count uint32) uint32 { return (count + 63) / 64 }
 
 // shardRange returns the first record and the record count of shard i.
 func shardRange(s shape, i uint32) (start, count uint32) {

@@ -49,15 +49,20 @@ func runChild(role string) int {
 		}
 		return 0
 	case "crash":
-		// Announce each mid-write pause on stdout and stop there, so the parent kills this
-		// process while it holds a shard lock with a record half written.
-		if os.Getenv("GS_HOOK") != "" {
-			testHookMidWrite = func(key []byte) {
-				if string(key) == "crash-key" {
-					fmt.Println("midwrite")
-					select {}
-				}
+		// Announce the pause on stdout and stop there, so the parent kills this process
+		// while it holds a shard lock with a record half written (GS_HOOK=write) or two
+		// versions of an entry in use (GS_HOOK=update).
+		pause := func(key []byte) {
+			if string(key) == "crash-key" {
+				fmt.Println("midwrite")
+				select {}
 			}
+		}
+		switch os.Getenv("GS_HOOK") {
+		case "write":
+			testHookMidWrite = pause
+		case "update":
+			testHookMidUpdate = pause
 		}
 		fmt.Println("running")
 		rng := rand.New(rand.NewPCG(uint64(id), 1))
@@ -65,7 +70,10 @@ func runChild(role string) int {
 			if i == 2000 {
 				fmt.Println("progress") // the parent kills at whatever point the loop has reached
 			}
-			if i == 1000 && testHookMidWrite != nil {
+			// From the 1000th write on, write crash-key each time until a hook stops this
+			// process there (an update goes out of place only once its record is no longer
+			// among the shard's recent writes).
+			if i >= 1000 && (testHookMidWrite != nil || testHookMidUpdate != nil) {
 				_ = t.Set([]byte("crash-key"), checkedValue(rng, []byte("crash-key"), id, i, 200), time.Time{})
 			}
 			k := fmt.Appendf(nil, "key-%d", rng.IntN(keys))
@@ -254,7 +262,7 @@ func TestCrashWhileWriting(t *testing.T) {
 	rounds := 8
 	for round := range rounds {
 		before := tb.Stats().Recoveries
-		c := startChild(t, "crash", path, "GS_HOOK=1", "GS_ID="+strconv.Itoa(10+round), "GS_KEYS=2000")
+		c := startChild(t, "crash", path, "GS_HOOK=write", "GS_ID="+strconv.Itoa(10+round), "GS_KEYS=2000")
 		c.expectLine(t, "running")
 		c.expectLine(t, "midwrite")
 		c.kill(t)
@@ -288,4 +296,39 @@ func TestCrashWhileWriting(t *testing.T) {
 	}
 	require.NoError(t, tb.Verify())
 	require.NoError(t, mixedLoad(tb, 99, 2000, 2000))
+}
+
+// TestCrashWhileUpdatingOutOfPlace kills writers in the middle of updates while the table
+// has free records: half-way through writing a record (in place, which drops the entry, or
+// out of place, which keeps the old version), and with an out-of-place update's new version
+// whole before the old one is given up, which must keep the entry, old or new. No value read
+// afterwards is torn, and Verify passes.
+func TestCrashWhileUpdatingOutOfPlace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "u.table")
+	tb := openTest(t, Config{Path: path, ElementCount: 1024, RecordSize: 384, Shards: 4})
+	survivor := startChild(t, "mixed", path, "GS_ID=1", "GS_OPS=50000", "GS_KEYS=300")
+	rng := rand.New(rand.NewPCG(7, 7))
+	key := []byte("crash-key")
+	for round := range 6 {
+		hook := []string{"write", "update"}[round%2]
+		require.NoError(t, tb.Set(key, checkedValue(rng, key, 0, round, 200), time.Time{}))
+		c := startChild(t, "crash", path, "GS_HOOK="+hook, "GS_ID="+strconv.Itoa(20+round), "GS_KEYS=300")
+		c.expectLine(t, "running")
+		c.expectLine(t, "midwrite")
+		c.kill(t)
+		c.reap()
+		v, err := tb.Get(key)
+		if hook == "update" {
+			require.NoError(t, err, "round %d: the entry was lost", round)
+		}
+		if err == nil {
+			require.NoError(t, checkValue(key, v))
+		} else {
+			require.ErrorIs(t, err, ErrNotFound)
+		}
+		require.NoError(t, tb.Verify())
+	}
+	survivor.wait(t)
+	require.NoError(t, tb.Verify())
+	assert.Less(t, tb.Len(), tb.Capacity(), "the table had free records throughout")
 }

@@ -1,37 +1,63 @@
 package sessioncache
 
-// repair rebuilds a shard that a dead writer left half-changed. The records are the truth:
-// a record is kept only if it is live and whole (lengths in range, its key hashing to this
-// shard, no other kept record with its tag); every other record becomes free. The index, the
-// free list, the live count and the minimum expiry are then rebuilt from them. The caller
-// holds the lock with the sequence odd. A record the dead writer was filling is in state
-// "writing" and is dropped, so no torn value survives.
+// repair rebuilds a shard that a dead writer left half-changed. The records whose bits are
+// set and that are on neither the reserved nor the pending list are the truth: one is kept
+// only if it is live and whole (lengths in range, its key hashing to this shard, no other
+// kept record with its tag); every other record becomes free. The index, the bitmap, both
+// lists, the live count and the minimum expiry are then rebuilt from them. The caller holds
+// the lock with the sequence odd. A record the dead writer was writing is in state "writing"
+// and is dropped, so no torn value survives; of an entry it was updating out of place it
+// leaves the old version, or both whole versions (one is kept), or only the new one once
+// the old is pending (see used.go).
 func (t *Table) repair(sh *shard) {
 	for i := range sh.nslots {
 		*slot(sh, i) = 0
 	}
-	sh.hdr.freeHead = 0
+	var wasUsed []uint64
+	for w := range usedWords(sh.count) {
+		wasUsed = append(wasUsed, *usedWord(sh, w))
+		*usedWord(sh, w) = 0
+	}
+	unset := func(i uint32) {
+		if i < sh.count {
+			wasUsed[i/64] &^= 1 << (i % 64)
+		}
+	}
+	for _, i := range sh.hdr.reserved[:min(sh.hdr.nReserved, reserveCap)] {
+		unset(i)
+	}
+	for _, i := range sh.hdr.pending[:min(sh.hdr.nPending, pendingCap)] {
+		unset(i)
+	}
+	sh.hdr.nReserved, sh.hdr.nPending = 0, 0
 	var live uint32
 	var minExp int64
 	for i := sh.count; i > 0; i-- {
-		r := t.record(sh, i-1)
-		if r.state == stateLive {
-			if tag, ok := t.recordTag(sh, r); ok {
-				if pos, s, ok := probeTag(sh, tag); ok && s == 0 {
-					*slot(sh, pos) = makeSlot(tag, i-1)
-					live++
-					if r.expiry != 0 && (minExp == 0 || r.expiry < minExp) {
-						minExp = r.expiry
-					}
-					continue
-				}
+		idx := i - 1
+		if wasUsed[idx/64]&(1<<(idx%64)) == 0 {
+			continue
+		}
+		r := t.record(sh, idx)
+		if r.state != stateLive {
+			continue
+		}
+		tag, ok := t.recordTag(sh, r)
+		if !ok {
+			continue
+		}
+		if pos, s, ok := probeTag(sh, tag); ok && s == 0 {
+			*slot(sh, pos) = makeSlot(tag, idx)
+			markUsed(sh, idx)
+			live++
+			if r.expiry != 0 && (minExp == 0 || r.expiry < minExp) {
+				minExp = r.expiry
 			}
 		}
-		t.pushFree(sh, i-1, r)
 	}
 	sh.hdr.live = live
 	sh.hdr.minExpiry = minExp
 	sh.hdr.hand %= sh.count
+	sh.hdr.cursor %= sh.count
 }
 
 // recordTag returns the tag of r's key and whether r's lengths are in range and its key

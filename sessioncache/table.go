@@ -43,6 +43,7 @@ type Table struct {
 type shard struct {
 	hdr     *shardHeader
 	slots   unsafe.Pointer // first uint64 index slot of the shard
+	used    unsafe.Pointer // first uint64 word of the shard's in-use bitmap
 	records unsafe.Pointer // first record of the shard
 	count   uint32         // records in the shard
 	nslots  uint32         // index slots in the shard
@@ -244,30 +245,26 @@ func newTable(path string, f *os.File, mem mmap.MMap, s shape) *Table {
 	for s.shards>>t.shardBits > 1 {
 		t.shardBits++
 	}
-	slotOff := uintptr(l.slotsOff)
+	slotOff, usedOff := uintptr(l.slotsOff), uintptr(l.usedOff)
 	for i := range t.shards {
 		start, count := shardRange(s, uint32(i))
 		t.shards[i] = shard{
 			hdr:     (*shardHeader)(unsafe.Add(t.base, tableHeaderSize+i*shardHeaderSize)),
 			slots:   unsafe.Add(t.base, slotOff),
+			used:    unsafe.Add(t.base, usedOff),
 			records: unsafe.Add(t.base, uintptr(l.recordsOff)+uintptr(start)*t.stride),
 			count:   count,
 			nslots:  slotCount(count),
 		}
 		slotOff += uintptr(slotCount(count)) * slotSize
+		usedOff += uintptr(usedWords(count)) * 8
 	}
 	return t
 }
 
-// initialize lays out a fresh (zero-filled) section: every record free, header last.
+// initialize lays out a fresh (zero-filled) section, in which every record is free and
+// every index slot empty: it writes the header, the ready word last.
 func (t *Table) initialize() {
-	for i := range t.shards {
-		sh := &t.shards[i]
-		for j := uint32(0); j+1 < sh.count; j++ {
-			t.record(sh, j).valLen = j + 2 // the free list, in record order
-		}
-		sh.hdr.freeHead = 1
-	}
 	h := t.hdr
 	h.version = layoutVersion
 	h.elCount, h.recordSize, h.maxKey = t.shape.elCount, t.shape.recordSize, t.shape.maxKey

@@ -319,8 +319,37 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	assert.Contains(t, err.Error(), "tag")
 	*slot(sh, pos) ^= 1 << 40
 
-	sh.hdr.freeHead = sh.count + 5
+	free := uint32(0)
+	for inUse(sh, free) {
+		free++
+	}
+	markUsed(sh, free)
 	err = tb.Verify()
 	require.ErrorIs(t, err, ErrCorrupt)
-	assert.Contains(t, err.Error(), "free list links")
+	assert.Contains(t, err.Error(), "neither indexed nor listed")
+	markFree(sh, free)
+
+	markFree(sh, idx)
+	err = tb.Verify()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "has its bit clear")
+	markUsed(sh, idx)
+
+	n := sh.hdr.nPending
+	sh.hdr.pending[n], sh.hdr.nPending = idx, n+1
+	err = tb.Verify()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "on the pending list and indexed")
+	sh.hdr.nPending = pendingCap + 1
+	err = tb.Verify()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "at most")
+	sh.hdr.nPending = n
+
+	sh.hdr.cursor = sh.count + 1
+	err = tb.Verify()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "allocation cursor")
+	sh.hdr.cursor = 0
+	require.NoError(t, tb.Verify())
 }

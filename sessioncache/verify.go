@@ -9,9 +9,10 @@ import (
 // Verify checks every invariant of the section's layout, one shard at a time under its lock
 // (recovering locks left by dead processes first): the header; every index slot pointing in
 // range to a live, whole record whose key has the slot's tag and is reachable from its home
-// slot, with no tag twice; the free list's links in range, acyclic, through free records;
-// every record either indexed or free, exactly once; the live count, the CLOCK hand and the
-// minimum expiry. It returns nil or an error wrapping ErrCorrupt that lists each violation.
+// slot, with no tag twice; the reserved and pending lists in range, with their records'
+// bits set, unindexed and listed once; every record whose bit is set indexed exactly once or
+// listed, and every indexed record's bit set, with no bit set past the last record; the live
+// count, the CLOCK hand, the allocation cursor and the minimum expiry. It returns nil or an error wrapping ErrCorrupt that lists each violation.
 func (t *Table) Verify() error {
 	if t.closed.Load() {
 		return ErrClosed
@@ -63,6 +64,8 @@ func (t *Table) verifyShard(s int, sh *shard) []error {
 		r := t.record(sh, idx)
 		tag, whole := t.recordTag(sh, r)
 		switch {
+		case !inUse(sh, idx):
+			bad("record %d in slot %d has its bit clear", idx, i)
 		case r.state != stateLive:
 			bad("record %d in slot %d is in state %d, not live", idx, i, r.state)
 		case !whole:
@@ -80,33 +83,45 @@ func (t *Table) verifyShard(s int, sh *shard) []error {
 	if empty == 0 {
 		bad("the index has no empty slot")
 	}
-	for idx, n := sh.hdr.freeHead, uint32(0); idx != 0; n++ {
-		if idx > sh.count {
-			bad("free list links to record %d of %d", idx-1, sh.count)
-			break
+	listed := make([]bool, sh.count)
+	checkList := func(name string, list []uint32, n, limit uint16) {
+		if n > limit {
+			bad("the %s list holds %d records, at most %d fit", name, n, limit)
+			return
 		}
-		i := idx - 1
-		if seen[i] {
-			bad("record %d is reached twice (free list)", i)
-			break
+		for _, i := range list[:n] {
+			switch {
+			case i >= sh.count:
+				bad("the %s list holds record %d of %d", name, i, sh.count)
+			case seen[i]:
+				bad("record %d is on the %s list and indexed", i, name)
+			case listed[i]:
+				bad("record %d is listed twice (%s list)", i, name)
+			case !inUse(sh, i):
+				bad("record %d is on the %s list with its bit clear", i, name)
+			default:
+				listed[i] = true
+			}
 		}
-		seen[i] = true
-		r := t.record(sh, i)
-		if r.state != stateFree {
-			bad("record %d on the free list is in state %d", i, r.state)
-		}
-		idx = r.valLen
 	}
-	for i, ok := range seen {
-		if !ok {
-			bad("record %d is neither indexed nor on the free list", i)
+	checkList("reserved", sh.hdr.reserved[:], sh.hdr.nReserved, reserveCap)
+	checkList("pending", sh.hdr.pending[:], sh.hdr.nPending, pendingCap)
+	for i, indexed := range seen {
+		if inUse(sh, uint32(i)) && !indexed && !listed[i] {
+			bad("record %d is marked in use but neither indexed nor listed", i)
 		}
+	}
+	if tail := sh.count % 64; tail != 0 && *usedWord(sh, usedWords(sh.count)-1)>>tail != 0 {
+		bad("the in-use bitmap has bits set past the last record %d", sh.count-1)
 	}
 	if live != sh.hdr.live {
 		bad("live count is %d, the index holds %d", sh.hdr.live, live)
 	}
 	if sh.hdr.hand >= sh.count {
 		bad("clock hand %d is past the last record %d", sh.hdr.hand, sh.count-1)
+	}
+	if sh.hdr.cursor > sh.count {
+		bad("allocation cursor %d is past the record count %d", sh.hdr.cursor, sh.count)
 	}
 	return errs
 }

@@ -1,0 +1,143 @@
+package sessioncache
+
+import (
+	"math/bits"
+	"unsafe"
+)
+
+// This file holds how a shard finds free records and gives records up: its bitmap (see
+// layout.go) and two short lists in the first line of its header. Only lock holders use
+// them.
+//
+// A write takes its record from the reserved list, which a refill fills with the next free
+// records at or after the shard's cursor, in address order: consecutive writes of a shard
+// land on neighbouring records, which the processor fetches ahead. A record given up (the
+// old version of an updated entry, a deleted one) goes on the pending list, whose records a
+// refill clears in the bitmap. So a Set touches the bitmap only on about one write in four,
+// and otherwise only the header line it has already taken with the lock.
+//
+// Crash safety: a record leaves the reserved list only once its state says "writing", and an
+// updated entry's old record is pending before the index points to the new one, so repair
+// (which ignores both lists) never keeps a version older than one a reader may have seen.
+
+// usedWord returns the address of word w of sh's bitmap.
+func usedWord(sh *shard, w uint32) *uint64 {
+	return (*uint64)(unsafe.Add(sh.used, uintptr(w)*8))
+}
+
+// inUse reports whether record i of sh has its bit set.
+func inUse(sh *shard, i uint32) bool {
+	return *usedWord(sh, i/64)&(1<<(i%64)) != 0
+}
+
+// markUsed sets record i's bit.
+func markUsed(sh *shard, i uint32) { *usedWord(sh, i/64) |= 1 << (i % 64) }
+
+// markFree clears record i's bit without touching the record.
+func markFree(sh *shard, i uint32) { *usedWord(sh, i/64) &^= 1 << (i % 64) }
+
+// recentWindow is how many records before the cursor count as recently written.
+const recentWindow = 64
+
+// recentlyWritten reports whether record i of sh is among the recentWindow records before the
+// cursor, the last ones the shard's writes were given.
+func recentlyWritten(sh *shard, i uint32) bool {
+	c := sh.hdr.cursor
+	if c == 0 || c > sh.count {
+		c = sh.count
+	}
+	d := c - 1 - i // distance behind the cursor, wrapping around
+	if i >= c {
+		d += sh.count
+	}
+	return d < recentWindow
+}
+
+// takeFree returns a free record for a write, in state "writing", or false when the shard
+// has none (every record is indexed).
+func (t *Table) takeFree(sh *shard) (uint32, bool) {
+	if sh.hdr.nReserved == 0 && !t.refill(sh) {
+		return 0, false
+	}
+	n := sh.hdr.nReserved - 1
+	i := sh.hdr.reserved[n]
+	storeRelease32(&t.record(sh, i).state, stateWriting)
+	sh.hdr.nReserved = n
+	return i, true
+}
+
+// giveUp puts unindexed record i on the pending list, releasing the list first if full.
+func giveUp(sh *shard, i uint32) {
+	if sh.hdr.nPending == pendingCap {
+		releasePending(sh)
+	}
+	sh.hdr.pending[sh.hdr.nPending] = i
+	sh.hdr.nPending++
+}
+
+// releasePending clears the bits of the pending records.
+func releasePending(sh *shard) {
+	for _, i := range sh.hdr.pending[:sh.hdr.nPending] {
+		markFree(sh, i)
+	}
+	sh.hdr.nPending = 0
+}
+
+// releaseAll clears the bits of the pending and reserved records, so that afterwards a set
+// bit means an indexed record.
+func releaseAll(sh *shard) {
+	releasePending(sh)
+	for _, i := range sh.hdr.reserved[:sh.hdr.nReserved] {
+		markFree(sh, i)
+	}
+	sh.hdr.nReserved = 0
+}
+
+// refill releases the pending records and reserves up to reserveCap free records at or
+// after the cursor, wrapping around. It reports whether it found any. The list is written
+// before the bits are set, so a writer that dies in between leaves records that are free.
+func (t *Table) refill(sh *shard) bool {
+	releasePending(sh)
+	var found [reserveCap]uint32
+	n := 0
+	words := usedWords(sh.count)
+	start := sh.hdr.cursor
+	if start >= sh.count {
+		start = 0
+	}
+	w := start / 64
+	free := ^*usedWord(sh, w) &^ (1<<(start%64) - 1)
+	for range words + 1 {
+		for free != 0 && n < reserveCap {
+			i := w*64 + uint32(bits.TrailingZeros64(free))
+			if i >= sh.count {
+				break // bits past the last record
+			}
+			found[n] = i
+			n++
+			free &= free - 1
+		}
+		if n == reserveCap {
+			break
+		}
+		if w++; w == words {
+			w = 0
+		}
+		free = ^*usedWord(sh, w)
+		if w == start/64 {
+			free &= 1<<(start%64) - 1 // the part of the first word before start
+		}
+	}
+	if n == 0 {
+		return false
+	}
+	for k := range n {
+		sh.hdr.reserved[n-1-k] = found[k] // lowest last: taken first
+	}
+	sh.hdr.nReserved = uint16(n)
+	for _, i := range found[:n] {
+		markUsed(sh, i)
+	}
+	sh.hdr.cursor = found[n-1] + 1
+	return true
+}
