@@ -353,3 +353,37 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	sh.hdr.cursor = 0
 	require.NoError(t, tb.Verify())
 }
+
+// TestDamagedListsAreNotFollowed damages a shard's reserved and pending lists (lengths past
+// their capacity, entries past the last record), as a stray write to the section could:
+// Verify reports it, and writes go on without following the bad entries, leaving a shard
+// that Verify accepts again.
+func TestDamagedListsAreNotFollowed(t *testing.T) {
+	tb := openTest(t, Config{ElementCount: 64, RecordSize: 64, Shards: 1})
+	require.NoError(t, tb.Set([]byte("a"), []byte("1"), time.Time{}))
+	sh := &tb.shards[0]
+	releaseAll(sh) // the damage below then leaks no record
+	sh.hdr.nReserved, sh.hdr.nPending = 1000, 1000
+	for i := range sh.hdr.reserved {
+		sh.hdr.reserved[i] = sh.count + uint32(i)
+	}
+	for i := range sh.hdr.pending {
+		sh.hdr.pending[i] = 1 << 31
+	}
+	err := tb.Verify()
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "at most")
+
+	for i := range 200 {
+		key := fmt.Appendf(nil, "k%d", i%40)
+		require.NoError(t, tb.Set(key, key, time.Time{}))
+		if i%3 == 0 {
+			_, err := tb.Delete(key)
+			require.NoError(t, err)
+		}
+	}
+	v, err := tb.Get([]byte("a"))
+	require.NoError(t, err)
+	assert.Equal(t, []byte("1"), v)
+	require.NoError(t, tb.Verify())
+}

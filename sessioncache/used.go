@@ -54,21 +54,33 @@ func recentlyWritten(sh *shard, i uint32) bool {
 }
 
 // takeFree returns a free record for a write, in state "writing", or false when the shard
-// has none (every record is indexed).
+// has none (every record is indexed). The lists live in shared memory, so their lengths and
+// entries are checked: a damaged entry is skipped (Verify reports it), never followed.
 func (t *Table) takeFree(sh *shard) (uint32, bool) {
-	if sh.hdr.nReserved == 0 && !t.refill(sh) {
-		return 0, false
+	for range reserveCap + 2 {
+		n := min(sh.hdr.nReserved, reserveCap)
+		if n == 0 {
+			if !t.refill(sh) {
+				return 0, false
+			}
+			continue
+		}
+		n--
+		i := sh.hdr.reserved[n]
+		if i >= sh.count {
+			sh.hdr.nReserved = n
+			continue
+		}
+		storeRelease32(&t.record(sh, i).state, stateWriting)
+		sh.hdr.nReserved = n
+		return i, true
 	}
-	n := sh.hdr.nReserved - 1
-	i := sh.hdr.reserved[n]
-	storeRelease32(&t.record(sh, i).state, stateWriting)
-	sh.hdr.nReserved = n
-	return i, true
+	return 0, false
 }
 
 // giveUp puts unindexed record i on the pending list, releasing the list first if full.
 func giveUp(sh *shard, i uint32) {
-	if sh.hdr.nPending == pendingCap {
+	if sh.hdr.nPending >= pendingCap {
 		releasePending(sh)
 	}
 	sh.hdr.pending[sh.hdr.nPending] = i
@@ -77,9 +89,7 @@ func giveUp(sh *shard, i uint32) {
 
 // releasePending clears the bits of the pending records.
 func releasePending(sh *shard) {
-	for _, i := range sh.hdr.pending[:sh.hdr.nPending] {
-		markFree(sh, i)
-	}
+	releaseList(sh, sh.hdr.pending[:min(sh.hdr.nPending, pendingCap)])
 	sh.hdr.nPending = 0
 }
 
@@ -87,10 +97,16 @@ func releasePending(sh *shard) {
 // bit means an indexed record.
 func releaseAll(sh *shard) {
 	releasePending(sh)
-	for _, i := range sh.hdr.reserved[:sh.hdr.nReserved] {
-		markFree(sh, i)
-	}
+	releaseList(sh, sh.hdr.reserved[:min(sh.hdr.nReserved, reserveCap)])
 	sh.hdr.nReserved = 0
+}
+
+func releaseList(sh *shard, list []uint32) {
+	for _, i := range list {
+		if i < sh.count {
+			markFree(sh, i)
+		}
+	}
 }
 
 // refill releases the pending records and reserves up to reserveCap free records at or
