@@ -12,7 +12,8 @@ import (
 // slot, with no tag twice; the reserved and pending lists in range, with their records'
 // bits set, unindexed and listed once; every record whose bit is set indexed exactly once or
 // listed, and every indexed record's bit set, with no bit set past the last record; the live
-// count, the CLOCK hand, the allocation cursor and the minimum expiry. It returns nil or an error wrapping ErrCorrupt that lists each violation.
+// count, the CLOCK hand, the allocation cursor and the minimum expiry. It returns nil or an
+// error wrapping ErrCorrupt that lists each violation.
 func (t *Table) Verify() error {
 	if t.closed.Load() {
 		return ErrClosed
