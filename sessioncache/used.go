@@ -60,7 +60,7 @@ func (t *Table) takeFree(sh *shard) (uint32, bool) {
 	for range reserveCap + 2 {
 		n := min(sh.hdr.nReserved, reserveCap)
 		if n == 0 {
-			if !t.refill(sh) {
+			if !refill(sh) {
 				return 0, false
 			}
 			continue
@@ -101,6 +101,7 @@ func releaseAll(sh *shard) {
 	sh.hdr.nReserved = 0
 }
 
+// releaseList clears the bits of the listed records that lie in the shard.
 func releaseList(sh *shard, list []uint32) {
 	for _, i := range list {
 		if i < sh.count {
@@ -112,7 +113,7 @@ func releaseList(sh *shard, list []uint32) {
 // refill releases the pending records and reserves up to reserveCap free records at or
 // after the cursor, wrapping around. It reports whether it found any. The list is written
 // before the bits are set, so a writer that dies in between leaves records that are free.
-func (t *Table) refill(sh *shard) bool {
+func refill(sh *shard) bool {
 	releasePending(sh)
 	var found [reserveCap]uint32
 	n := 0
