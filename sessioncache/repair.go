@@ -13,23 +13,12 @@ func (t *Table) repair(sh *shard) {
 	for i := range sh.nslots {
 		*slot(sh, i) = 0
 	}
+	releaseAll(sh) // listed records are not candidates
 	var wasUsed []uint64
 	for w := range usedWords(sh.count) {
 		wasUsed = append(wasUsed, *usedWord(sh, w))
 		*usedWord(sh, w) = 0
 	}
-	unset := func(i uint32) {
-		if i < sh.count {
-			wasUsed[i/64] &^= 1 << (i % 64)
-		}
-	}
-	for _, i := range sh.hdr.reserved[:min(sh.hdr.nReserved, reserveCap)] {
-		unset(i)
-	}
-	for _, i := range sh.hdr.pending[:min(sh.hdr.nPending, pendingCap)] {
-		unset(i)
-	}
-	sh.hdr.nReserved, sh.hdr.nPending = 0, 0
 	var live uint32
 	var minExp int64
 	for i := sh.count; i > 0; i-- {
