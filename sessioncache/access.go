@@ -179,6 +179,7 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 			sh.hdr.minExpiry = exp
 		}
 		sh.hdr.sets++
+		t.prefetchNextWrite(sh)
 	}
 	t.unlockShard(sh)
 	if !ok {
@@ -221,6 +222,22 @@ func (t *Table) replace(sh *shard, pos uint32, tag uint64, idx uint32, key, valu
 	}
 	giveUp(sh, idx)
 	*slot(sh, pos) = makeSlot(tag, next)
+}
+
+// prefetchNextWrite starts fetching the record the locked shard's next write will most
+// likely take (the next reserved one, or the one at the cursor), so that the write finds it
+// in the cache. Without it, a Set's stores wait in the processor's store buffer for their
+// lines to come from memory, and so does everything the Set's caller stores after them.
+// With S shards the next write to this one comes about S Sets later: far enough for the
+// fetch to finish, soon enough for the lines to still be there.
+func (t *Table) prefetchNextWrite(sh *shard) {
+	i := sh.hdr.cursor
+	if n := min(sh.hdr.nReserved, reserveCap); n > 0 {
+		i = sh.hdr.reserved[n-1]
+	}
+	if i < sh.count {
+		prefetch(unsafe.Pointer(t.record(sh, i)), t.stride)
+	}
 }
 
 // nowIfExpiring returns the time for a locked shard's expiry checks: 0 (before every
