@@ -31,6 +31,7 @@ var (
 	flagRounds      = flag.Int("rounds", 5, "measurements per cell; the median is reported")
 	flagDir         = flag.String("dir", "/dev/shm", "directory for the shared table")
 	flagKills       = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
+	flagScattered   = flag.Bool("scattered-keys", false, "take each key from its own allocation instead of building it in a buffer")
 	flagOnly        = flag.String("only", "", "run only the workloads whose name contains this, or with \"processes\" only the shared-table measurement")
 	flagChild       = flag.String("child", "", "internal: run as a child process in this role")
 	flagPath        = flag.String("path", "", "internal: table path for a child")
@@ -65,6 +66,29 @@ func (f freeCache) set(k, v []byte) { _ = f.c.Set(k, v, 0) }
 
 func key(i int) []byte { return fmt.Appendf(nil, "%0*d", *flagKey, i) }
 
+// keyer gives one goroutine the key of each operation. By default it writes key(i) into a
+// buffer of its own, as a server has a key it has just read from a request at hand. With
+// -scattered-keys it returns the i-th of the separately allocated keys instead, which adds
+// the harness's own cache misses (the slice header, then the key) to every operation of
+// every cache.
+type keyer struct {
+	keys [][]byte
+	buf  []byte
+}
+
+func newKeyer(keys [][]byte) *keyer { return &keyer{keys: keys, buf: make([]byte, *flagKey)} }
+
+func (k *keyer) key(i int) []byte {
+	if *flagScattered {
+		return k.keys[i]
+	}
+	for j := len(k.buf) - 1; j >= 0; j-- {
+		k.buf[j] = byte('0' + i%10)
+		i /= 10
+	}
+	return k.buf
+}
+
 func main() {
 	flag.Parse()
 	if *flagChild != "" {
@@ -72,7 +96,12 @@ func main() {
 	}
 	fmt.Printf("# tablecompare: %d keys of %d bytes, values of %d bytes, %d ops per cell, median of %d\n",
 		*flagKeys, *flagKey, *flagValue, *flagOps, *flagRounds)
-	fmt.Printf("# %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	fmt.Printf("# %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	if *flagScattered {
+		fmt.Print("# keys: each from its own allocation (-scattered-keys)\n\n")
+	} else {
+		fmt.Print("# keys: built in a buffer for each operation\n\n")
+	}
 
 	keys := make([][]byte, *flagKeys)
 	for i := range keys {
@@ -193,9 +222,10 @@ func run(c kv, keys [][]byte, value []byte, idx []int, write bool, goroutines in
 	for g := range goroutines {
 		wg.Go(func() {
 			buf := make([]byte, 0, len(value))
+			kr := newKeyer(keys)
 			off := g * 7919
 			for i := range per {
-				k := keys[idx[(off+i)&(len(idx)-1)]]
+				k := kr.key(idx[(off+i)&(len(idx)-1)])
 				if write {
 					c.set(k, value)
 				} else {

@@ -39,13 +39,14 @@ func child(role, path string) int {
 		for _, k := range keys {
 			_, _, _ = t.GetAppend(buf[:0], k)
 		}
+		kr := newKeyer(keys)
 		fmt.Println("ready")
 		bufio.NewReader(os.Stdin).ReadString('\n')
 		start := time.Now()
 		ops := 0
 		for time.Since(start) < *flagProcessTime {
 			for range 4096 {
-				if _, _, err := t.GetAppend(buf[:0], keys[idx[ops&(len(idx)-1)]]); err != nil {
+				if _, _, err := t.GetAppend(buf[:0], kr.key(idx[ops&(len(idx)-1)])); err != nil {
 					check(err)
 				}
 				ops++
@@ -77,7 +78,8 @@ func spawn(role, path string, extra ...string) *proc {
 	check(err)
 	args := append([]string{"-child", role, "-path", path,
 		"-keys", strconv.Itoa(*flagKeys), "-key-size", strconv.Itoa(*flagKey),
-		"-ops", strconv.Itoa(*flagOps), "-process-time", flagProcessTime.String()}, extra...)
+		"-ops", strconv.Itoa(*flagOps), "-process-time", flagProcessTime.String(),
+		"-scattered-keys=" + strconv.FormatBool(*flagScattered)}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Stdin = r
 	cmd.Stderr = os.Stderr
