@@ -97,13 +97,13 @@ func (t *Table) get(dst, key []byte) ([]byte, int64, error) {
 		case res == lookupBroken:
 			return dst[:n0], 0, t.corrupt(sh)
 		case res == lookupMiss || (exp != 0 && exp <= t.now()):
-			atomic.AddUint64(&sh.hdr.misses, 1)
+			sh.countMiss()
 			return dst[:n0], 0, ErrNotFound
 		}
 		if atomic.LoadUint32(&r.ref) == 0 {
 			r.ref = 1 // a hint for the CLOCK hand; written only when clear, so hot records stay clean
 		}
-		atomic.AddUint64(&sh.hdr.hits, 1)
+		sh.countHit()
 		return dst, exp, nil
 	}
 }

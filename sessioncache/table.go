@@ -47,6 +47,7 @@ type shard struct {
 	records unsafe.Pointer // first record of the shard
 	count   uint32         // records in the shard
 	nslots  uint32         // index slots in the shard
+	reads   *readCounts    // this process's Gets of the shard not yet added to its header
 }
 
 // Open creates or attaches to the section that cfg names. With cfg.Create it lays out a new
@@ -246,6 +247,7 @@ func newTable(path string, f *os.File, mem mmap.MMap, s shape) *Table {
 		t.shardBits++
 	}
 	slotOff, usedOff := uintptr(l.slotsOff), uintptr(l.usedOff)
+	reads := make([]readCounts, len(t.shards))
 	for i := range t.shards {
 		start, count := shardRange(s, uint32(i))
 		t.shards[i] = shard{
@@ -255,6 +257,7 @@ func newTable(path string, f *os.File, mem mmap.MMap, s shape) *Table {
 			records: unsafe.Add(t.base, uintptr(l.recordsOff)+uintptr(start)*t.stride),
 			count:   count,
 			nslots:  slotCount(count),
+			reads:   &reads[i],
 		}
 		slotOff += uintptr(slotCount(count)) * slotSize
 		usedOff += uintptr(usedWords(count)) * 8
@@ -301,6 +304,7 @@ func (t *Table) Close() error {
 	if t.closed.Swap(true) {
 		return nil
 	}
+	t.publishReads()
 	return t.unmap()
 }
 

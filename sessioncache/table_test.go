@@ -3,6 +3,7 @@ package sessioncache
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -286,6 +287,35 @@ func TestStatsAndClose(t *testing.T) {
 	_, err = tb.Delete([]byte("a"))
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.ErrorIs(t, tb.Verify(), ErrClosed)
+}
+
+// TestReadCountsAreBatched checks how one Table sees another's hits and misses: in batches
+// of readBatch per shard while the other is open, all of them once it has closed, while
+// each Table's own counts are exact.
+func TestReadCountsAreBatched(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "test.table")
+	creator := openTest(t, Config{Path: path, ElementCount: 32, RecordSize: 32, Shards: 1})
+	reader, err := Open(Config{Path: path})
+	require.NoError(t, err)
+	t.Cleanup(func() { reader.Close() })
+	require.NoError(t, creator.Set([]byte("a"), []byte("1"), time.Time{}))
+	for range 100 {
+		_, err := reader.Get([]byte("a"))
+		require.NoError(t, err)
+	}
+	for range 3 {
+		_, err := reader.Get([]byte("b"))
+		require.ErrorIs(t, err, ErrNotFound)
+	}
+	assert.Equal(t, uint64(100), reader.Stats().Hits)
+	assert.Equal(t, uint64(3), reader.Stats().Misses)
+	assert.Equal(t, uint64(readBatch), creator.Stats().Hits, "one whole batch is in the section")
+	assert.Zero(t, creator.Stats().Misses)
+
+	require.NoError(t, reader.Close())
+	st := creator.Stats()
+	assert.Equal(t, uint64(100), st.Hits, "Close adds the rest")
+	assert.Equal(t, uint64(3), st.Misses)
 }
 
 func TestVerifyFindsCorruption(t *testing.T) {
