@@ -6,7 +6,7 @@ import "sync/atomic"
 // the section, since they live in the shared memory.
 //
 // Hits and Misses are counted by each process on its own and added to the section in
-// batches of readBatch (64) per shard, so that processes reading the same shards do not
+// batches of 64 per shard, so that processes reading the same shards do not
 // pass a counter's cache line back and forth on every Get. A Table's Stats include its own
 // process's unbatched counts; another process's may be up to 63 per shard behind until it
 // closes its Table, which adds them (a process killed before that loses them).
