@@ -229,11 +229,14 @@ func (t *Table) replace(sh *shard, pos uint32, tag uint64, idx uint32, key, valu
 // in the cache. Without it, a Set's stores wait in the processor's store buffer for their
 // lines to come from memory, and so does everything the Set's caller stores after them.
 // With S shards the next write to this one comes about S Sets later: far enough for the
-// fetch to finish, soon enough for the lines to still be there.
+// fetch to finish, soon enough for the lines to still be there. A full shard's next write
+// evicts wherever the CLOCK hand stops, so nothing is fetched for it.
 func (t *Table) prefetchNextWrite(sh *shard) {
 	i := sh.hdr.cursor
 	if n := min(sh.hdr.nReserved, reserveCap); n > 0 {
 		i = sh.hdr.reserved[n-1]
+	} else if sh.hdr.live >= sh.count {
+		return
 	}
 	if i < sh.count {
 		prefetch(unsafe.Pointer(t.record(sh, i)), t.stride)
