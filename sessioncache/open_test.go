@@ -1,7 +1,9 @@
 package sessioncache
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -151,10 +153,14 @@ func TestBadSections(t *testing.T) {
 		_, err := Open(Config{Path: p, Create: true, ElementCount: 8, RecordSize: 8})
 		require.ErrorIs(t, err, ErrNotTable)
 		assert.Contains(t, err.Error(), "Replace")
-		tb, err := Open(Config{Path: p, Create: true, Replace: true, ElementCount: 8, RecordSize: 8})
+		var logged bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logged, nil))
+		tb, err := Open(Config{Path: p, Create: true, Replace: true, ElementCount: 8, RecordSize: 8, Logger: log})
 		require.NoError(t, err)
 		require.NoError(t, tb.Verify())
 		require.NoError(t, tb.Close())
+		assert.Contains(t, logged.String(), "level=WARN msg=\"sessioncache: replaced the file that was there\"")
+		assert.Contains(t, logged.String(), "not a session table", "the warning says why")
 	})
 }
 

@@ -87,16 +87,22 @@ func create(path string, cfg *Config) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	var replaced error // why the file already there is replaced
 	if t, err := mapSection(path); err == nil {
-		if err := sameShape(path, t.shape, want); err == nil {
+		err := sameShape(path, t.shape, want)
+		if err == nil {
 			return t, nil
-		} else if !cfg.Replace {
-			t.unmap()
-			return nil, err
 		}
 		t.unmap()
-	} else if !errors.Is(err, os.ErrNotExist) && !cfg.Replace {
-		return nil, fmt.Errorf("%w (set Replace to overwrite it)", err)
+		if !cfg.Replace {
+			return nil, err
+		}
+		replaced = err
+	} else if !errors.Is(err, os.ErrNotExist) {
+		if !cfg.Replace {
+			return nil, fmt.Errorf("%w (set Replace to overwrite it)", err)
+		}
+		replaced = err
 	}
 
 	mode := cfg.FileMode
@@ -147,6 +153,9 @@ func create(path string, cfg *Config) (*Table, error) {
 	if cfg.Logger != nil {
 		cfg.Logger.Info("sessioncache: created table", "path", path, "el_count", want.elCount,
 			"record_size", want.recordSize, "shards", want.shards, "bytes", l.total)
+		if replaced != nil {
+			cfg.Logger.Warn("sessioncache: replaced the file that was there", "path", path, "because", replaced.Error())
+		}
 	}
 	return t, nil
 }

@@ -10,12 +10,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 func main() {
@@ -40,6 +43,20 @@ func main() {
 	defer stop()
 	if err := run(ctx, flag.Arg(0), os.Stdout, log); err != nil {
 		fmt.Fprintln(os.Stderr, "global-sessions:", err)
+		if hint := tableHint(err); hint != "" {
+			fmt.Fprintln(os.Stderr, "global-sessions:", hint)
+		}
 		os.Exit(1)
 	}
+}
+
+// tableHint says how to get past a file that is in the way of a table: one of another
+// shape or layout, or not a table at all (but not a missing one).
+func tableHint(err error) string {
+	var le *sessioncache.LayoutError
+	if errors.Is(err, os.ErrNotExist) || !(errors.As(err, &le) || errors.Is(err, sessioncache.ErrNotTable)) {
+		return ""
+	}
+	return `the process that creates a table (am_initializer or manage_section) replaces one of ` +
+		`another shape or layout when its cache block sets "replace": true`
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/internal/config"
@@ -379,6 +380,13 @@ func TestDefaultRuns(t *testing.T) {
 	for i, r := range f.ReliefServers {
 		r.LRU.Cache.Path = filepath.Join(dir, fmt.Sprintf("relief-%d.table", i))
 	}
+	// Files left under the tables' names by something else, or by a build with another
+	// layout or shape, are replaced.
+	writeFile(t, f.PathTypes["auths"].Cache.Path, "not a table")
+	other, err := sessioncache.Open(sessioncache.Config{Path: f.ReliefServers[0].LRU.Cache.Path,
+		Create: true, ElementCount: 64, RecordSize: 64})
+	require.NoError(t, err)
+	require.NoError(t, other.Close())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -400,4 +408,27 @@ func TestDefaultRuns(t *testing.T) {
 	require.Contains(t, all, `relief: expansion server "default-expansion"`)
 	require.Contains(t, all, `relief: aging server "default-aging"`)
 	require.Contains(t, all, "stopping")
+}
+
+// TestTableHint checks when the binary adds its hint about "replace" to an error.
+func TestTableHint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.table")
+	missing, err := sessioncache.Open(sessioncache.Config{Path: path})
+	require.Error(t, err, "attaching to a missing table")
+	assert.Nil(t, missing)
+	assert.Empty(t, tableHint(err), "replace cannot help with a missing table")
+
+	tb, err := sessioncache.Open(sessioncache.Config{Path: path, Create: true, ElementCount: 64, RecordSize: 64})
+	require.NoError(t, err)
+	require.NoError(t, tb.Close())
+	_, err = sessioncache.Open(sessioncache.Config{Path: path, Create: true, ElementCount: 128, RecordSize: 64})
+	require.ErrorIs(t, err, sessioncache.ErrLayoutMismatch)
+	assert.Contains(t, tableHint(fmt.Errorf("relay: table: %w", err)), `"replace": true`)
+
+	writeFile(t, path, "not a table")
+	_, err = sessioncache.Open(sessioncache.Config{Path: path, Create: true, ElementCount: 64, RecordSize: 64})
+	require.ErrorIs(t, err, sessioncache.ErrNotTable)
+	assert.Contains(t, tableHint(err), `"replace": true`)
+
+	assert.Empty(t, tableHint(errors.New("port: required")))
 }
