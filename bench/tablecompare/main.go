@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/fastcache"
@@ -109,6 +111,7 @@ func main() {
 	if *flagChild != "" {
 		os.Exit(child(*flagChild, *flagPath))
 	}
+	exitOnSignal()
 	fmt.Printf("# tablecompare: %d keys of %d bytes, values of %d bytes, %d ops per cell, median of %d\n",
 		*flagKeys, *flagKey, *flagValue, *flagOps, *flagRounds)
 	fmt.Printf("# %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
@@ -133,9 +136,7 @@ func main() {
 		value[i] = byte(i)
 	}
 	path := fmt.Sprintf("%s/tablecompare-%d.table", *flagDir, os.Getpid())
-	tbl, err := sessioncache.Open(sessioncache.Config{Path: path, Create: true, Replace: true,
-		ElementCount: *flagKeys * 5 / 4, RecordSize: *flagKey + *flagValue})
-	check(err)
+	tbl := open(sessioncache.Config{Path: path, ElementCount: *flagKeys * 5 / 4, RecordSize: *flagKey + *flagValue})
 	defer tbl.Remove()
 	defer tbl.Close()
 	bytesNeeded := *flagKeys * (*flagKey + *flagValue + 64)
@@ -154,7 +155,7 @@ func main() {
 		for _, k := range keys {
 			if _, ok := c.kv.get(make([]byte, 0, *flagValue), k); !ok {
 				fmt.Fprintf(os.Stderr, "%s lost a key while filling: size it larger\n", c.name)
-				os.Exit(1)
+				exit(1)
 			}
 		}
 	}
@@ -267,6 +268,38 @@ func median(s []float64) float64 {
 func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		exit(1)
 	}
+}
+
+// created lists the section files this process made; exit removes them, so that a run that
+// fails or is interrupted does not leave tables in shared memory.
+var created sync.Map
+
+// open creates a table for this run and remembers its file for exit.
+func open(cfg sessioncache.Config) *sessioncache.Table {
+	cfg.Create, cfg.Replace = true, true
+	t, err := sessioncache.Open(cfg)
+	check(err)
+	created.Store(cfg.Path, true)
+	return t
+}
+
+// exit removes the tables this process created and exits with code.
+func exit(code int) {
+	created.Range(func(path, _ any) bool {
+		os.Remove(path.(string))
+		return true
+	})
+	os.Exit(code)
+}
+
+// exitOnSignal makes SIGINT and SIGTERM go through exit.
+func exitOnSignal() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-c
+		exit(1)
+	}()
 }

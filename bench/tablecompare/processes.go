@@ -140,9 +140,7 @@ func twoProcesses(path string) {
 // caught the writer holding the lock are the ones reported.
 func recovery() {
 	path := fmt.Sprintf("%s/tablecompare-recovery-%d.table", *flagDir, os.Getpid())
-	t, err := sessioncache.Open(sessioncache.Config{Path: path, Create: true, Replace: true,
-		ElementCount: 1024, RecordSize: 256, Shards: 1})
-	check(err)
+	t := open(sessioncache.Config{Path: path, ElementCount: 1024, RecordSize: 256, Shards: 1})
 	defer t.Remove()
 	defer t.Close()
 	var waits []time.Duration
@@ -187,9 +185,7 @@ func memory() {
 		k := make([]byte, *flagKey)
 		v := make([]byte, *flagValue)
 		before := heap()
-		t, err := sessioncache.Open(sessioncache.Config{Path: path, Create: true, Replace: true,
-			ElementCount: n * 5 / 4, RecordSize: rs})
-		check(err)
+		t := open(sessioncache.Config{Path: path, ElementCount: n * 5 / 4, RecordSize: rs})
 		for i := range n {
 			copy(k, fmt.Appendf(k[:0], "%0*d", *flagKey, i))
 			check(t.Set(k, v, time.Time{}))
