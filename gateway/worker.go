@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // DefaultQueue is the worker queue a Broker and a Worker use when their config names none.
@@ -225,10 +226,10 @@ func publishReply(ctx context.Context, c *relay.Client, rp Reply) error {
 	push := encodePush(rp.Binary, rp.Data)
 	switch rp.Kind {
 	case ReplyToGroup:
-		return c.Publish(ctx, GroupPath(rp.Target), []byte(rp.Target), push, time.Time{})
+		return c.Publish(ctx, GroupPath(rp.Target), []byte(rp.Target), sessioncache.Entry{Value: push})
 	case ReplyToClient:
 		inst, _ := instanceOf(rp.Target)
-		return c.Publish(ctx, InboxPath(inst), []byte(rp.Target), push, time.Time{})
+		return c.Publish(ctx, InboxPath(inst), []byte(rp.Target), sessioncache.Entry{Value: push})
 	}
 	return fmt.Errorf("gateway: publish: a %s reply needs a message to answer", rp.Kind)
 }

@@ -6,20 +6,29 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // Backend answers the entry requests that arrive over a relay connection: the sibling
 // answers its relay through one, a pressure-relief server answers its sibling through one.
 // *Client implements it too, so a tier can hand its requests on to a server below.
+//
+// Every version carries a revision (sessioncache.Entry.Rev): a backend keeps the version of
+// a key with the highest revision and ignores older ones, whatever order they arrive in, and
+// keeps a deletion as a tombstone (until its Expiry, or longer if the entry it removed
+// lived longer) so that no older version can take the key's place.
 type Backend interface {
-	// Get returns the entry under key on path, or an error matching ErrNotFound.
-	Get(ctx context.Context, path string, key []byte) (value []byte, expiry time.Time, err error)
-	// Set stores key=value until expiry on path.
-	Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error
-	// Delete removes key from path.
-	Delete(ctx context.Context, path string, key []byte) error
-	// Evict receives an entry pushed out of an upper tier's full table.
-	Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error
+	// Get returns the entry under key on path, or an error matching ErrNotFound; with
+	// ErrNotFound, an Entry with Deleted set reports the key's tombstone.
+	Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error)
+	// Set stores the entry under key on path unless a newer version is held.
+	Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error
+	// Delete replaces key's entry on path with a tombstone of revision e.Rev, kept until
+	// e.Expiry (zero: the backend's default), unless a newer version is held.
+	Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error
+	// Evict receives an entry pushed out of an upper tier's full table (or, with Deleted
+	// set, a tombstone), to keep unless a newer version is held.
+	Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error
 }
 
 var _ Backend = (*Client)(nil)
@@ -78,19 +87,18 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	}()
 	switch f.Op {
 	case wire.OpGet:
-		var v []byte
-		var exp time.Time
-		v, exp, err = b.Get(ctx, path, f.Key)
-		if err == nil {
-			c.reply(f.ID, wire.StatusValue, 0, v, unixNano(exp))
+		var e sessioncache.Entry
+		e, err = b.Get(ctx, path, f.Key)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			c.replyEntry(f.ID, e, err)
 			return
 		}
 	case wire.OpSet:
-		err = b.Set(ctx, path, f.Key, f.Value, unixTime(f.Expiry))
+		err = b.Set(ctx, path, f.Key, frameEntry(f))
 	case wire.OpDelete:
-		err = b.Delete(ctx, path, f.Key)
+		err = b.Delete(ctx, path, f.Key, frameEntry(f))
 	case wire.OpEvict:
-		err = b.Evict(ctx, path, f.Key, f.Value, unixTime(f.Expiry))
+		err = b.Evict(ctx, path, f.Key, frameEntry(f))
 	}
 	switch {
 	case f.Flags&wire.FlagNoReply != 0:
@@ -101,6 +109,15 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	default:
 		replyResult(c, f.ID, err)
 	}
+}
+
+// frameEntry is the entry a set, evict or delete frame carries; its value points into f.
+func frameEntry(f *wire.Frame) sessioncache.Entry {
+	e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: f.Rev}
+	if f.Op == wire.OpDelete || (f.Op == wire.OpEvict && f.Flags&wire.FlagDeleted != 0) {
+		e.Value, e.Deleted = nil, true
+	}
+	return e
 }
 
 // replyResult answers ok, not found or error according to err.

@@ -322,38 +322,56 @@ func (c *Client) do(ctx context.Context, f *wire.Frame) (*call, error) {
 	return nil, err
 }
 
-// Get returns the entry stored under key on path, or ErrNotFound.
-func (c *Client) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
+// Get returns the entry stored under key on path, or ErrNotFound (with the key's
+// tombstone, Deleted and Rev set, when the server knows the key was deleted).
+func (c *Client) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	cl, err := c.do(ctx, &wire.Frame{Op: wire.OpGet, Path: []byte(path), Key: key})
 	if err != nil {
-		return nil, time.Time{}, err
+		return sessioncache.Entry{}, err
 	}
 	defer putCall(cl)
-	if err := replyErr(wire.OpGet, cl); err != nil {
-		return nil, time.Time{}, err
+	return entryOf(wire.OpGet, cl)
+}
+
+// entryOf reads the answer to a get: an entry, or not found with the tombstone it may
+// carry. The value is copied out of the call.
+func entryOf(op wire.Op, cl *call) (sessioncache.Entry, error) {
+	if err := replyErr(op, cl); err != nil {
+		var e sessioncache.Entry
+		if errors.Is(err, ErrNotFound) && cl.rev != 0 {
+			e = sessioncache.Entry{Rev: cl.rev, Deleted: true, Expiry: unixTime(cl.expiry)}
+		}
+		return e, err
 	}
-	return append([]byte(nil), cl.value...), unixTime(cl.expiry), nil
+	return sessioncache.Entry{Value: append([]byte(nil), cl.value...), Expiry: unixTime(cl.expiry), Rev: cl.rev}, nil
 }
 
-// Set stores key=value until expiry on path, on the server only.
-func (c *Client) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
-	return c.send(ctx, &wire.Frame{Op: wire.OpSet, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+// entryFrame is a request of op carrying e.
+func entryFrame(op wire.Op, path string, key []byte, e sessioncache.Entry) *wire.Frame {
+	return &wire.Frame{Op: op, Path: []byte(path), Key: key, Value: e.Value, Expiry: unixNano(e.Expiry), Rev: e.Rev}
 }
 
-// Publish stores key=value until expiry on path where the server intercepts the path, and
+// Set stores the entry under key on path, on the server only.
+func (c *Client) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	return c.send(ctx, entryFrame(wire.OpSet, path, key, e))
+}
+
+// Publish stores the entry under key on path where the server intercepts the path, and
 // delivers it to the path's other subscribers. It returns once the server acknowledged.
-func (c *Client) Publish(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
-	return c.send(ctx, &wire.Frame{Op: wire.OpPublish, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+func (c *Client) Publish(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	return c.send(ctx, entryFrame(wire.OpPublish, path, key, e))
 }
 
-// Evict hands an entry pushed out of an upper tier's table to the server.
-func (c *Client) Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
-	return c.send(ctx, &wire.Frame{Op: wire.OpEvict, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
+// Evict hands an entry pushed out of an upper tier's table (or, with e.Deleted, a
+// tombstone) to the server.
+func (c *Client) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	return c.send(ctx, entryFrameOf(wire.OpEvict, path, key, e))
 }
 
-// Delete removes key from path on the server, below it, and at its subscribers.
-func (c *Client) Delete(ctx context.Context, path string, key []byte) error {
-	return c.send(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key})
+// Delete removes key from path on the server, below it, and at its subscribers, as a
+// deletion of revision e.Rev kept until e.Expiry (zero: the server's default).
+func (c *Client) Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	return c.send(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key, Expiry: unixNano(e.Expiry), Rev: e.Rev})
 }
 
 // Ping measures one round trip to the server.
@@ -397,7 +415,8 @@ func (c *Client) deliver(f *wire.Frame) {
 	if fn == nil {
 		return
 	}
-	fn(sessioncache.Change{Key: f.Key, Value: f.Value, Expiry: unixTime(f.Expiry), Deleted: f.Flags&wire.FlagDeleted != 0})
+	fn(sessioncache.Change{Key: f.Key, Value: f.Value, Expiry: unixTime(f.Expiry), Deleted: f.Flags&wire.FlagDeleted != 0,
+		Rev: f.Rev, Seq: f.ID})
 }
 
 // Connected reports whether the client has a live connection now.

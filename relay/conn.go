@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // conn is one connection of the protocol, from either end: it writes requests and matches
@@ -79,6 +80,7 @@ type call struct {
 	status wire.Status
 	flags  uint8
 	expiry int64
+	rev    uint64
 	value  []byte // copied out of the reader's buffer
 	err    error
 }
@@ -194,7 +196,7 @@ func (c *conn) complete(f *wire.Frame) {
 	if cl == nil {
 		return // its caller gave up (deadline); drop the late reply
 	}
-	cl.status, cl.flags, cl.expiry = f.Status, f.Flags, f.Expiry
+	cl.status, cl.flags, cl.expiry, cl.rev = f.Status, f.Flags, f.Expiry, f.Rev
 	cl.value = append(cl.value[:0], f.Value...)
 	cl.done <- struct{}{}
 }
@@ -483,6 +485,23 @@ func (c *conn) deadline() {
 // goroutine answers requests inline.
 func (c *conn) reply(id uint64, status wire.Status, flags uint8, value []byte, expiry int64) {
 	_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: status, Flags: flags, Value: value, Expiry: expiry})
+}
+
+// replyEntry answers a get with an entry (status value) or, for ErrNotFound, with not
+// found and the revision of the key's tombstone, if one is known.
+func (c *conn) replyEntry(id uint64, e sessioncache.Entry, err error) {
+	switch {
+	case err == nil:
+		_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusValue, Value: e.Value, Expiry: unixNano(e.Expiry), Rev: e.Rev})
+	case errors.Is(err, ErrNotFound):
+		f := wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusNotFound}
+		if e.Deleted {
+			f.Rev, f.Expiry = e.Rev, unixNano(e.Expiry)
+		}
+		_ = c.writeSoft(&f)
+	default:
+		c.replyError(id, err.Error())
+	}
 }
 
 func (c *conn) replyError(id uint64, msg string) {

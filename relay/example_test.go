@@ -34,10 +34,10 @@ func Example() {
 	}
 	defer c.Close()
 
-	_ = c.Publish(ctx, relay.DefaultAuthPath, []byte("sid-1"), []byte("alice"), time.Now().Add(time.Hour))
-	v, _, err := c.Get(ctx, relay.DefaultAuthPath, []byte("sid-1"))
-	fmt.Println(string(v), err)
-	_, _, err = c.Get(ctx, relay.DefaultAuthPath, []byte("sid-2"))
+	_ = c.Publish(ctx, relay.DefaultAuthPath, []byte("sid-1"), sessioncache.Entry{Value: []byte("alice"), Expiry: time.Now().Add(time.Hour)})
+	e, err := c.Get(ctx, relay.DefaultAuthPath, []byte("sid-1"))
+	fmt.Println(string(e.Value), err)
+	_, err = c.Get(ctx, relay.DefaultAuthPath, []byte("sid-2"))
 	fmt.Println(err)
 	// Output:
 	// alice <nil>
@@ -62,8 +62,8 @@ func ExampleClient_Subscribe() {
 	_ = b.Subscribe(ctx, "auths", func(ch sessioncache.Change) {
 		got <- fmt.Sprintf("%s deleted=%v value=%q", ch.Key, ch.Deleted, ch.Value)
 	})
-	_ = a.Publish(ctx, "auths", []byte("sid-9"), []byte("bob"), time.Time{})
-	_ = a.Delete(ctx, "auths", []byte("sid-9"))
+	_ = a.Publish(ctx, "auths", []byte("sid-9"), sessioncache.Entry{Value: []byte("bob")})
+	_ = a.Delete(ctx, "auths", []byte("sid-9"), sessioncache.Entry{})
 	fmt.Println(<-got)
 	fmt.Println(<-got)
 	// Output:

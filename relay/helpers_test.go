@@ -98,7 +98,8 @@ func newChanges() *changes { return &changes{ch: make(chan struct{}, 1000)} }
 
 func (c *changes) add(ch sessioncache.Change) {
 	c.mu.Lock()
-	c.got = append(c.got, sessioncache.Change{Key: clone(ch.Key), Value: clone(ch.Value), Expiry: ch.Expiry, Deleted: ch.Deleted})
+	c.got = append(c.got, sessioncache.Change{Key: clone(ch.Key), Value: clone(ch.Value), Expiry: ch.Expiry, Deleted: ch.Deleted,
+		Rev: ch.Rev, Seq: ch.Seq})
 	c.mu.Unlock()
 	c.ch <- struct{}{}
 }
@@ -123,58 +124,65 @@ func (c *changes) wait(tb testing.TB, n int) []sessioncache.Change {
 	}
 }
 
-// memBackend is a relief-like backend in memory for tests.
+// memBackend is a relief-like backend in memory for tests: it keeps the newest version of
+// each key, tombstones included.
 type memBackend struct {
 	mu      sync.Mutex
-	m       map[string]memEntry
+	m       map[string]sessioncache.Entry
 	evicted map[string]bool
 }
 
-type memEntry struct {
-	v   []byte
-	exp time.Time
-}
-
 func newMemBackend() *memBackend {
-	return &memBackend{m: map[string]memEntry{}, evicted: map[string]bool{}}
+	return &memBackend{m: map[string]sessioncache.Entry{}, evicted: map[string]bool{}}
 }
 
-func (b *memBackend) Get(_ context.Context, _ string, key []byte) ([]byte, time.Time, error) {
+func (b *memBackend) Get(_ context.Context, _ string, key []byte) (sessioncache.Entry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, ok := b.m[string(key)]
 	if !ok {
-		return nil, time.Time{}, ErrNotFound
+		return sessioncache.Entry{}, ErrNotFound
 	}
-	return e.v, e.exp, nil
+	if e.Deleted {
+		return e, ErrNotFound
+	}
+	return e, nil
 }
 
-func (b *memBackend) Set(_ context.Context, _ string, key, value []byte, exp time.Time) error {
+func (b *memBackend) put(key []byte, e sessioncache.Entry) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.m[string(key)] = memEntry{clone(value), exp}
+	if held, ok := b.m[string(key)]; ok && !e.Newer(held) {
+		return
+	}
+	e.Value = clone(e.Value)
+	b.m[string(key)] = e
+}
+
+func (b *memBackend) Set(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
+	b.put(key, e)
 	return nil
 }
 
-func (b *memBackend) Delete(_ context.Context, _ string, key []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.m, string(key))
+func (b *memBackend) Delete(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
+	e.Deleted, e.Value = true, nil
+	b.put(key, e)
 	return nil
 }
 
-func (b *memBackend) Evict(ctx context.Context, path string, key, value []byte, exp time.Time) error {
+func (b *memBackend) Evict(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	b.mu.Lock()
 	b.evicted[string(key)] = true
 	b.mu.Unlock()
-	return b.Set(ctx, path, key, value, exp)
+	b.put(key, e)
+	return nil
 }
 
 func (b *memBackend) has(key string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, ok := b.m[key]
-	return ok
+	e, ok := b.m[key]
+	return ok && !e.Deleted
 }
 
 func (b *memBackend) wasEvicted(key string) bool {
@@ -194,4 +202,9 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	tb.Fatalf("timed out waiting for %s", what)
+}
+
+// entryParts splits a Get's answer into value, expiry and error.
+func entryParts(e sessioncache.Entry, err error) ([]byte, time.Time, error) {
+	return e.Value, e.Expiry, err
 }

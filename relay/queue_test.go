@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // startQueueMember dials r and joins path's queue as name, answering "name:value".
@@ -215,11 +217,11 @@ func TestPeersNeverWedgeEachOther(t *testing.T) {
 			wg.Go(func() {
 				for i := range 20 {
 					k := fmt.Appendf(nil, "k-%d-%d", g, i)
-					if err := c.Set(ctxT(t), DefaultAuthPath, k, entry, time.Time{}); err != nil {
+					if err := c.Set(ctxT(t), DefaultAuthPath, k, sessioncache.Entry{Value: entry}); err != nil {
 						t.Error(err)
 						return
 					}
-					if _, _, err := c.Get(ctxT(t), DefaultAuthPath, k); err != nil {
+					if _, _, err := entryParts(c.Get(ctxT(t), DefaultAuthPath, k)); err != nil {
 						t.Error(err)
 						return
 					}
@@ -228,7 +230,7 @@ func TestPeersNeverWedgeEachOther(t *testing.T) {
 		}
 		wg.Go(func() {
 			for i := range 200 {
-				if err := pub.Publish(ctxT(t), "news", fmt.Appendf(nil, "n-%d", i), news, time.Time{}); err != nil {
+				if err := pub.Publish(ctxT(t), "news", fmt.Appendf(nil, "n-%d", i), sessioncache.Entry{Value: news}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -249,16 +251,16 @@ func TestPeersNeverWedgeEachOther(t *testing.T) {
 func TestRepliesAfterAQuietSpell(t *testing.T) {
 	r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{RequestTimeout: 50 * time.Millisecond, Heartbeat: -1}})
 	c := dial(t, ClientConfig{Addr: r.Addr().String(), RequestTimeout: 50 * time.Millisecond, Heartbeat: -1})
-	require.NoError(t, c.Set(ctxT(t), DefaultAuthPath, []byte("k"), []byte("v"), time.Time{}))
+	require.NoError(t, c.Set(ctxT(t), DefaultAuthPath, []byte("k"), sessioncache.Entry{Value: []byte("v")}))
 	// A publication pushed to c is a waiting write on the relay's side, which sets the
 	// connection's write deadline there.
 	got := newChanges()
 	require.NoError(t, c.Subscribe(ctxT(t), "news", got.add))
 	pub := dial(t, ClientConfig{Addr: r.Addr().String(), Heartbeat: -1})
-	require.NoError(t, pub.Publish(ctxT(t), "news", []byte("n"), []byte("x"), time.Time{}))
+	require.NoError(t, pub.Publish(ctxT(t), "news", []byte("n"), sessioncache.Entry{Value: []byte("x")}))
 	got.wait(t, 1)
 	time.Sleep(150 * time.Millisecond) // the write deadlines of both ends pass
-	v, _, err := c.Get(ctxT(t), DefaultAuthPath, []byte("k"))
+	v, _, err := entryParts(c.Get(ctxT(t), DefaultAuthPath, []byte("k")))
 	require.NoError(t, err)
 	require.Equal(t, "v", string(v))
 	require.Equal(t, 1, c.Connects(), "the connection survived")

@@ -12,6 +12,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/globalsession/globalsession/internal/entrytable"
+	"github.com/globalsession/globalsession/internal/revision"
 	"github.com/globalsession/globalsession/internal/tombstone"
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -31,7 +33,10 @@ type RelayConfig struct {
 	// table, hands to its sibling and fans out. Empty means DefaultAuthPath.
 	AuthPath string
 	// Table is the relay's own shared-memory table. The relay creates it (Create is forced
-	// on, the seed's am_initializer) and hands its evictions to the sibling.
+	// on, the seed's am_initializer) and hands its evictions to the sibling. Each record
+	// also holds the entry's revision: RecordSize is raised by 9 bytes (see
+	// RecordOverhead), so the same record_size as the front ends' tables fits the same
+	// entries.
 	Table sessioncache.Config
 	// NoFanOut turns off delivering publications on the auth path to the other subscribed
 	// front ends (on by default).
@@ -40,68 +45,98 @@ type RelayConfig struct {
 	// SetLower. NewSibling's *Sibling, a *Client to a sibling elsewhere, or a ChildSibling
 	// are typical.
 	Lower Backend
-	// TombstoneTTL is how long a deleted key is refused from lower tiers, so a fetch that
-	// raced with the delete cannot bring it back. Zero means one minute.
+	// TombstoneTTL is how long a deletion is kept at least, by the relay and the tiers
+	// below, when the entry it removes would have expired sooner (or is not known): no
+	// older version of the key is accepted or served while the tombstone lasts. Zero means
+	// one hour.
 	TombstoneTTL time.Duration
-	// LowerWorkers is how many goroutines hand publications, deletions and evictions to
-	// the lower tier. Zero means 64.
+	// LowerWorkers is how many goroutines hand new entries, evictions and deletions to the
+	// lower tier. Zero means 64.
 	LowerWorkers int
+	// OutboxDir is where the relay keeps the evictions and deletions it must hand to the
+	// tier below until the tier below confirms them, so a relay that is killed sends them
+	// on when it restarts. Empty means the table's path with ".outbox" appended (on the
+	// same shared-memory file system, so it lives as long as the table does).
+	OutboxDir string
+	// OutboxLimit bounds the bytes of unconfirmed evictions and deletions. When it is
+	// reached, deletions fail (the front end's Delete returns an error) and evictions are
+	// counted and logged as lost. Zero means 64 MiB.
+	OutboxLimit int64
 }
+
+// RecordOverhead is what the relay (and a relief memory store) adds to each record of its
+// table for the entry's revision: 9 bytes.
+const RecordOverhead = entrytable.Overhead
 
 // Relay is the midway relay: a server for front ends with its own table, in front of the
 // sibling that reaches the pressure-relief servers.
 type Relay struct {
-	cfg    RelayConfig
-	srv    *server
-	table  *sessioncache.Table
-	lower  atomic.Pointer[Backend]
-	log    *slog.Logger
-	jobs   []chan lowerJob // one queue per worker; a key always goes to the same one
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	tombs  *tombstone.Set
-	once   sync.Once
+	cfg     RelayConfig
+	srv     *server
+	table   *sessioncache.Table
+	entries *entrytable.Table
+	outbox  *outbox
+	clock   revision.Clock
+	lower   atomic.Pointer[Backend]
+	log     *slog.Logger
+	jobs    []chan lowerJob // one queue per worker; a key always goes to the same one
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	tombs   *tombstone.Set
+	once    sync.Once
 }
 
-// lowerJob is a change to hand to the lower tier.
+// lowerJob is a new entry to hand to the lower tier's expansion servers.
 type lowerJob struct {
-	op         wire.Op
-	key, value []byte
-	expiry     int64
-	seq        uint64 // the deletion sequence when it was queued: a later deletion cancels it
+	key []byte
+	e   sessioncache.Entry
+	seq uint64 // the deletion sequence when it was queued: a later deletion cancels it
 }
 
-// NewRelay opens the relay's table, binds cfg.Addr and starts serving. Stop it with
-// Shutdown or Close.
+// NewRelay opens the relay's table and outbox, binds cfg.Addr and starts serving. Stop it
+// with Shutdown or Close.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
 	cfg.ServerOptions.setDefaults()
 	if cfg.AuthPath == "" {
 		cfg.AuthPath = DefaultAuthPath
 	}
 	if cfg.TombstoneTTL == 0 {
-		cfg.TombstoneTTL = time.Minute
+		cfg.TombstoneTTL = time.Hour
 	}
 	if cfg.LowerWorkers == 0 {
 		cfg.LowerWorkers = 64
 	}
+	if cfg.OutboxLimit == 0 {
+		cfg.OutboxLimit = 64 << 20
+	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make([]chan lowerJob, cfg.LowerWorkers),
-		tombs: tombstone.New(cfg.TombstoneTTL)}
+		tombs: tombstone.New(time.Minute)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.SetLower(cfg.Lower)
-	tcfg := cfg.Table
+	tcfg := TableWithRevisions(cfg.Table)
 	tcfg.Create = true
 	if tcfg.Logger == nil {
 		tcfg.Logger = cfg.Logger
 	}
-	tcfg.OnEvict = r.evicted
+	tcfg.BeforeEvict = r.evicted
 	t, err := sessioncache.Open(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("relay: table: %w", err)
 	}
-	r.table = t
+	r.table, r.entries = t, entrytable.New(t)
+	dir := cfg.OutboxDir
+	if dir == "" {
+		dir = t.Path() + ".outbox"
+	}
+	r.outbox, err = openOutbox(dir, cfg.OutboxLimit, cfg.LowerWorkers, cfg.Logger, r.handDown)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
 	ln, err := listen(cfg.Addr, &cfg.ServerOptions)
 	if err != nil {
+		r.outbox.close()
 		t.Close()
 		return nil, err
 	}
@@ -112,8 +147,18 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		go r.lowerWorker(r.jobs[i])
 	}
 	r.srv.serve()
-	r.log.Info("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path())
+	r.log.Info("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path(), "outbox", dir)
 	return r, nil
+}
+
+// TableWithRevisions returns cfg with RecordSize raised by RecordOverhead (when it is set),
+// as the relay opens its table: a process that attaches to the relay's table passes its
+// config through this too.
+func TableWithRevisions(cfg sessioncache.Config) sessioncache.Config {
+	if cfg.RecordSize != 0 {
+		cfg.RecordSize += RecordOverhead
+	}
+	return cfg
 }
 
 // SetLower sets the tier below the relay (its sibling), replacing RelayConfig.Lower; nil
@@ -137,8 +182,19 @@ func (r *Relay) lowerTier() Backend {
 // Addr returns the address the relay listens on.
 func (r *Relay) Addr() net.Addr { return r.srv.ln.Addr() }
 
-// Table returns the relay's table.
+// Table returns the relay's table. Its values carry the relay's 9-byte revision envelope
+// and deleted keys hold tombstones: use Lookup to read an entry.
 func (r *Relay) Table() *sessioncache.Table { return r.table }
+
+// Lookup returns the entry the relay's table holds for key on the auth path, or
+// ErrNotFound (with the tombstone, if the key was deleted). It does not ask the tier below.
+func (r *Relay) Lookup(key []byte) (sessioncache.Entry, error) {
+	return r.entries.GetAppend(nil, key)
+}
+
+// OutboxPending returns how many evictions and deletions the relay has not yet handed to
+// the tier below.
+func (r *Relay) OutboxPending() int64 { return r.outbox.pending.Load() }
 
 // serveRequest handles a front end's entry request.
 func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
@@ -148,19 +204,21 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 	case wire.OpPublish, wire.OpSet, wire.OpEvict:
 		if !auth {
 			if f.Op == wire.OpPublish {
-				r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry}, p)
+				r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
 				c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 				return
 			}
 			c.replyError(f.ID, fmt.Sprintf("%s: path %q is not stored here (the auth path is %q)", f.Op, f.Path, r.cfg.AuthPath))
 			return
 		}
-		if err := r.store(f.Key, f.Value, f.Expiry); err != nil {
+		e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: r.revision(f.Rev)}
+		applied, err := r.store(f.Key, e)
+		if err != nil {
 			c.replyError(f.ID, err.Error())
 			return
 		}
-		if f.Op == wire.OpPublish && !r.cfg.NoFanOut && f.Flags&wire.FlagNoFanout == 0 {
-			r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry}, p)
+		if applied && f.Op == wire.OpPublish && !r.cfg.NoFanOut && f.Flags&wire.FlagNoFanout == 0 {
+			r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: e.Rev}, p)
 		}
 		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 	case wire.OpGet:
@@ -174,63 +232,79 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 			c.replyError(f.ID, fmt.Sprintf("delete: path %q is not stored here", f.Path))
 			return
 		}
-		existed, err := r.remove(f.Key)
+		existed, rev, err := r.remove(f.Key, f.Rev, unixTime(f.Expiry))
 		if err != nil {
 			c.replyError(f.ID, err.Error())
 			return
 		}
-		r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key}, p)
+		r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key, Rev: rev}, p)
 		var flags uint8
 		if existed {
 			flags = wire.FlagExisted
 		}
-		lower := r.lowerTier()
-		if lower == nil {
-			c.reply(f.ID, wire.StatusOK, flags, nil, 0)
-			return
-		}
-		// A logout is acknowledged once the tiers below have forgotten the key too, so
-		// none of them can bring it back.
-		id, key := f.ID, clone(f.Key)
-		go func() {
-			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
-			defer cancel()
-			if err := lower.Delete(ctx, r.cfg.AuthPath, key); err != nil {
-				c.replyError(id, "delete below the relay: "+err.Error())
-				return
-			}
-			c.reply(id, wire.StatusOK, flags, nil, 0)
-		}()
+		c.reply(f.ID, wire.StatusOK, flags, nil, 0)
 	default:
 		c.replyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
 	}
 }
 
-// store puts an entry in the table and queues it for the lower tier.
-func (r *Relay) store(key, value []byte, expiry int64) error {
-	r.tombs.Clear(key)
-	if err := r.table.Set(key, value, unixTime(expiry)); err != nil {
-		return err
+// revision returns rev, or a revision of the relay's own clock for a writer that gave none.
+func (r *Relay) revision(rev uint64) uint64 {
+	if rev == 0 {
+		return r.clock.Next()
 	}
-	// (An entry already expired reaches relief too; relief drops it.)
-	r.enqueue(wire.OpSet, key, value, expiry)
-	return nil
+	r.clock.Observe(rev)
+	return rev
 }
 
-// remove deletes key from the table and remembers the deletion.
-func (r *Relay) remove(key []byte) (bool, error) {
+// store keeps an entry in the table unless it holds a newer version, and queues it for the
+// lower tier's expansion servers.
+func (r *Relay) store(key []byte, e sessioncache.Entry) (bool, error) {
+	applied, err := r.entries.Put(key, e)
+	if err != nil || !applied {
+		return applied, err
+	}
+	r.tombs.Clear(key)
+	r.enqueue(key, e)
+	return true, nil
+}
+
+// remove replaces key's entry with a tombstone of revision rev (the relay's own when 0),
+// kept at least until until, TombstoneTTL from now and the removed entry's expiry, and
+// puts the deletion in the outbox for the tiers below. It reports whether a live entry was
+// there and the deletion's revision.
+func (r *Relay) remove(key []byte, rev uint64, until time.Time) (bool, uint64, error) {
+	rev = r.revision(rev)
+	if floor := time.Now().Add(r.cfg.TombstoneTTL); until.Before(floor) {
+		until = floor
+	}
 	r.tombs.Add(key)
-	return r.table.Delete(key)
+	tomb := sessioncache.Entry{Rev: rev, Deleted: true, Expiry: until}
+	held, _, err := r.entries.PutHeld(key, tomb)
+	if err != nil {
+		return false, rev, err
+	}
+	existed := held.Rev != 0 && !held.Deleted
+	if existed && (held.Expiry.IsZero() || held.Expiry.After(tomb.Expiry)) {
+		tomb.Expiry = held.Expiry
+	}
+	if r.lowerTier() != nil {
+		if err := r.outbox.add(entryFrameOf(wire.OpDelete, r.cfg.AuthPath, key, tomb)); err != nil {
+			r.outbox.warnFull("delete", key)
+			return existed, rev, fmt.Errorf("the deletion cannot be handed to the tiers below: %w", err)
+		}
+	}
+	return existed, rev, nil
 }
 
 // get answers from the table, or falls through to the lower tier in a goroutine so the
 // connection keeps serving meanwhile.
 func (r *Relay) get(c *conn, f *wire.Frame) {
 	buf := getBuf()
-	v, exp, err := r.table.GetAppend(buf[:0], f.Key)
-	if err == nil {
-		c.reply(f.ID, wire.StatusValue, 0, v, unixNano(exp))
-		putBuf(v)
+	e, err := r.entries.GetAppend(buf[:0], f.Key)
+	if err == nil || e.Deleted {
+		c.replyEntry(f.ID, e, err)
+		putBuf(buf)
 		return
 	}
 	putBuf(buf)
@@ -244,40 +318,89 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 	go func() {
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 		defer cancel()
-		v, exp, err := lower.Get(ctx, r.cfg.AuthPath, key)
+		e, err := lower.Get(ctx, r.cfg.AuthPath, key)
 		switch {
-		case err != nil:
+		case err != nil && !e.Deleted:
 			if !errors.Is(err, ErrNotFound) {
 				r.log.Warn("relay: lower tier get failed", "err", err)
-				err = ErrNotFound // a missing tier is a miss, not a failure of the front end's request
 			}
-			replyResult(c, id, err)
-		case r.tombs.DeletedAfter(key, seq) || (!exp.IsZero() && !exp.After(time.Now())):
+			// A missing tier is a miss, not a failure of the front end's request.
 			replyResult(c, id, ErrNotFound)
-		default:
-			if err := r.table.Set(key, v, exp); err != nil {
-				r.log.Warn("relay: caching a lower tier's answer", "err", err)
-			}
-			c.reply(id, wire.StatusValue, 0, v, unixNano(exp))
+			return
+		case !e.Expiry.IsZero() && !e.Expiry.After(time.Now()):
+			replyResult(c, id, ErrNotFound)
+			return
 		}
+		r.clock.Observe(e.Rev)
+		if rev := r.outbox.deletedAt(key); rev != 0 && (rev > e.Rev || (rev == e.Rev && !e.Deleted)) {
+			// A deletion the tiers below have not confirmed yet overrides their answer.
+			c.replyEntry(id, sessioncache.Entry{Rev: rev, Deleted: true}, ErrNotFound)
+			return
+		}
+		if !e.Deleted && r.tombs.DeletedAfter(key, seq) {
+			replyResult(c, id, ErrNotFound) // deleted while the answer was on its way
+			return
+		}
+		if _, err := r.entries.Put(key, e); err != nil {
+			r.log.Warn("relay: caching a lower tier's answer", "err", err)
+		}
+		// Answer with what the table holds now: the answer, or a newer version that
+		// arrived meanwhile.
+		held, herr := r.entries.GetAppend(nil, key)
+		if herr == nil || held.Deleted {
+			c.replyEntry(id, held, herr)
+			return
+		}
+		if e.Deleted {
+			err = ErrNotFound
+		}
+		c.replyEntry(id, e, err)
 	}()
 }
 
-// evicted receives what the table pushes out and queues it for the lower tier (aging).
+// evicted receives what the table is about to push out (with the shard locked) and puts
+// it in the outbox for the lower tier's aging servers.
 func (r *Relay) evicted(key, value []byte, expiry time.Time) {
-	r.enqueue(wire.OpEvict, key, value, unixNano(expiry))
-}
-
-// enqueue queues a change for the lower tier, copying key and value; with no lower tier it
-// does nothing (and copies nothing).
-func (r *Relay) enqueue(op wire.Op, key, value []byte, expiry int64) {
 	if r.lowerTier() == nil {
 		return
 	}
-	buf := make([]byte, len(key)+len(value)) // one allocation for both copies
+	e, err := entrytable.Decode(value)
+	if err != nil {
+		r.log.Warn("relay: evicting a record that holds no versioned entry", "err", err)
+		return
+	}
+	e.Expiry = expiry
+	if err := r.outbox.add(entryFrameOf(wire.OpEvict, r.cfg.AuthPath, key, e)); err != nil {
+		r.outbox.warnFull("eviction", key)
+	}
+}
+
+// handDown delivers an outbox record to the lower tier.
+func (r *Relay) handDown(ctx context.Context, f *wire.Frame) error {
+	lower := r.lowerTier()
+	if lower == nil {
+		return errors.New("no lower tier")
+	}
+	e := frameEntry(f)
+	if f.Op == wire.OpDelete {
+		return lower.Delete(ctx, string(f.Path), f.Key, e)
+	}
+	return lower.Evict(ctx, string(f.Path), f.Key, e)
+}
+
+// enqueue queues a new entry for the lower tier's expansion servers, copying it; with no
+// lower tier it does nothing (and copies nothing). New entries are handed down on a best
+// effort basis: the relay's table holds them, and hands them to aging relief through the
+// outbox when it evicts them.
+func (r *Relay) enqueue(key []byte, e sessioncache.Entry) {
+	if r.lowerTier() == nil {
+		return
+	}
+	buf := make([]byte, len(key)+len(e.Value)) // one allocation for both copies
 	copy(buf, key)
-	copy(buf[len(key):], value)
-	j := lowerJob{op: op, key: buf[:len(key):len(key)], value: buf[len(key):], expiry: expiry}
+	copy(buf[len(key):], e.Value)
+	j := lowerJob{key: buf[:len(key):len(key)], e: e}
+	j.e.Value = buf[len(key):]
 	j.seq = r.tombs.Seq()
 	// Changes of one key go through one queue, so they reach the lower tier in order.
 	q := r.jobs[xxhash.Sum64(j.key)%uint64(len(r.jobs))]
@@ -287,7 +410,7 @@ func (r *Relay) enqueue(op wire.Op, key, value []byte, expiry int64) {
 	}
 }
 
-// lowerWorker hands queued changes to the lower tier.
+// lowerWorker hands queued new entries to the lower tier.
 func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 	defer r.wg.Done()
 	for {
@@ -297,19 +420,13 @@ func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 		case j := <-jobs:
 			lower := r.lowerTier()
 			if lower == nil || r.tombs.DeletedAfter(j.key, j.seq) {
-				continue // a logout overtook it: handing it down would bring the key back
+				continue // a logout overtook it
 			}
 			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
-			var err error
-			switch j.op {
-			case wire.OpSet:
-				err = lower.Set(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
-			case wire.OpEvict:
-				err = lower.Evict(ctx, r.cfg.AuthPath, j.key, j.value, unixTime(j.expiry))
-			}
+			err := lower.Set(ctx, r.cfg.AuthPath, j.key, j.e)
 			cancel()
 			if err != nil && r.ctx.Err() == nil {
-				r.log.Warn("relay: handing to the lower tier failed", "op", j.op.String(), "err", err)
+				r.log.Debug("relay: handing a new entry to the lower tier failed (the relay's table keeps it)", "err", err)
 			}
 		}
 	}
@@ -323,6 +440,7 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 		err = r.srv.shutdown(ctx)
 		r.cancel()
 		r.wg.Wait()
+		r.outbox.close()
 		if cerr := r.table.Close(); err == nil {
 			err = cerr
 		}

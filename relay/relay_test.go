@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/globalsession/globalsession/internal/wire"
-	"github.com/globalsession/globalsession/sessioncache"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 func TestRelaySetGetDelete(t *testing.T) {
@@ -22,29 +23,42 @@ func TestRelaySetGetDelete(t *testing.T) {
 	c := dial(t, ClientConfig{Addr: r.Addr().String()})
 	ctx := ctxT(t)
 
-	_, _, err := c.Get(ctx, "auths", []byte("s1"))
+	_, _, err := entryParts(c.Get(ctx, "auths", []byte("s1")))
 	require.ErrorIs(t, err, ErrNotFound)
 
 	exp := time.Now().Add(time.Hour).Truncate(0)
-	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), []byte("alice"), exp))
-	v, gotExp, err := c.Get(ctx, "auths", []byte("s1"))
+	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), sessioncache.Entry{Value: []byte("alice"), Expiry: exp}))
+	v, gotExp, err := entryParts(c.Get(ctx, "auths", []byte("s1")))
 	require.NoError(t, err)
 	assert.Equal(t, "alice", string(v))
 	assert.True(t, exp.Equal(gotExp))
 
-	local, err := r.Table().Get([]byte("s1"))
+	local, err := r.Lookup([]byte("s1"))
 	require.NoError(t, err)
-	assert.Equal(t, "alice", string(local), "the relay keeps what it relays in its own table")
+	assert.Equal(t, "alice", string(local.Value), "the relay keeps what it relays in its own table")
+	assert.NotZero(t, local.Rev, "an entry published without a revision gets one of the relay's clock")
 
-	require.NoError(t, c.Delete(ctx, "auths", []byte("s1")))
-	_, _, err = c.Get(ctx, "auths", []byte("s1"))
+	require.NoError(t, c.Delete(ctx, "auths", []byte("s1"), sessioncache.Entry{}))
+	e, err := c.Get(ctx, "auths", []byte("s1"))
 	require.ErrorIs(t, err, ErrNotFound)
+	assert.True(t, e.Deleted, "the relay answers with the key's tombstone")
+	assert.Greater(t, e.Rev, local.Rev)
+
+	// An older version of a deleted key does not bring it back.
+	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), sessioncache.Entry{Value: []byte("stale"), Expiry: exp, Rev: local.Rev}))
+	_, err = c.Get(ctx, "auths", []byte("s1"))
+	require.ErrorIs(t, err, ErrNotFound)
+	// A newer one is a new entry.
+	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), sessioncache.Entry{Value: []byte("again"), Expiry: exp, Rev: e.Rev + 1}))
+	v, _, err = entryParts(c.Get(ctx, "auths", []byte("s1")))
+	require.NoError(t, err)
+	assert.Equal(t, "again", string(v))
 
 	rtt, err := c.Ping(ctx)
 	require.NoError(t, err)
 	assert.Positive(t, rtt)
 
-	err = c.Set(ctx, "other", []byte("k"), []byte("v"), time.Time{})
+	err = c.Set(ctx, "other", []byte("k"), sessioncache.Entry{Value: []byte("v")})
 	var re *RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, re.Message, "not stored here")
@@ -59,19 +73,19 @@ func TestRelayFansOutToOtherSubscribers(t *testing.T) {
 	require.NoError(t, a.Subscribe(ctx, "auths", gotA.add))
 	require.NoError(t, b.Subscribe(ctx, "auths", gotB.add))
 
-	require.NoError(t, a.Publish(ctx, "auths", []byte("s1"), []byte("from a"), time.Time{}))
+	require.NoError(t, a.Publish(ctx, "auths", []byte("s1"), sessioncache.Entry{Value: []byte("from a")}))
 	ch := gotB.wait(t, 1)
 	assert.Equal(t, "s1", string(ch[0].Key))
 	assert.Equal(t, "from a", string(ch[0].Value))
 
-	require.NoError(t, b.Delete(ctx, "auths", []byte("s1")))
+	require.NoError(t, b.Delete(ctx, "auths", []byte("s1"), sessioncache.Entry{}))
 	ch = gotA.wait(t, 1)
 	assert.True(t, ch[0].Deleted)
 	assert.Equal(t, "s1", string(ch[0].Key))
 
 	// Plain pub/sub on a path the relay does not store.
 	require.NoError(t, a.Subscribe(ctx, "news", gotA.add))
-	require.NoError(t, b.Publish(ctx, "news", []byte("n"), []byte("hello"), time.Time{}))
+	require.NoError(t, b.Publish(ctx, "news", []byte("n"), sessioncache.Entry{Value: []byte("hello")}))
 	ch = gotA.wait(t, 2)
 	assert.Equal(t, "hello", string(ch[1].Value))
 	// The publisher does not receive its own publications.
@@ -90,12 +104,12 @@ func TestRelayFallsThroughToSiblingAndRelief(t *testing.T) {
 	eventually(t, "the relief server to subscribe", func() bool { return sib.Relief() == 1 })
 
 	c := dial(t, ClientConfig{Addr: r.Addr().String()})
-	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), []byte("v1"), time.Time{}))
+	require.NoError(t, c.Publish(ctx, "auths", []byte("s1"), sessioncache.Entry{Value: []byte("v1")}))
 	eventually(t, "the sibling to hand s1 to relief", func() bool { return relief.has("s1") })
 
 	// Push s1 out of the relay's 4-record table; it goes to relief as an eviction.
 	for i := range 8 {
-		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "fill-%d", i), []byte("x"), time.Time{}))
+		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "fill-%d", i), sessioncache.Entry{Value: []byte("x")}))
 	}
 	eventually(t, "an eviction to reach relief", func() bool {
 		for i := range 8 {
@@ -109,14 +123,14 @@ func TestRelayFallsThroughToSiblingAndRelief(t *testing.T) {
 	// Hand-downs are asynchronous, so a key may need a moment to arrive.
 	for _, k := range []string{"s1", "fill-0", "fill-1", "fill-7"} {
 		eventually(t, k+" to be readable", func() bool {
-			v, _, err := c.Get(ctx, "auths", []byte(k))
+			v, _, err := entryParts(c.Get(ctx, "auths", []byte(k)))
 			return err == nil && len(v) > 0
 		})
 	}
 	// A delete reaches relief, and the key never comes back.
-	require.NoError(t, c.Delete(ctx, "auths", []byte("s1")))
+	require.NoError(t, c.Delete(ctx, "auths", []byte("s1"), sessioncache.Entry{}))
 	eventually(t, "the delete to reach relief", func() bool { return !relief.has("s1") })
-	_, _, err := c.Get(ctx, "auths", []byte("s1"))
+	_, _, err := entryParts(c.Get(ctx, "auths", []byte("s1")))
 	require.ErrorIs(t, err, ErrNotFound)
 }
 
@@ -130,23 +144,23 @@ func TestRelayReconnect(t *testing.T) {
 	c := dial(t, ClientConfig{Addr: addr, BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
 	got := newChanges()
 	require.NoError(t, c.Subscribe(ctx, "auths", got.add))
-	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), []byte("v"), time.Time{}))
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}))
 
 	require.NoError(t, r.Close())
 	eventually(t, "the client to notice", func() bool { return !c.Connected() })
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	_, _, err := c.Get(short, "auths", []byte("k"))
+	_, _, err := entryParts(c.Get(short, "auths", []byte("k")))
 	cancel()
 	require.ErrorIs(t, err, ErrUnavailable)
 
 	r2 := startRelay(t, RelayConfig{Addr: addr, Table: tcfg})
 	// The table outlived the relay process: the creator reused it.
-	v, _, err := c.Get(ctx, "auths", []byte("k"))
+	v, _, err := entryParts(c.Get(ctx, "auths", []byte("k")))
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(v))
 	// The subscription was re-established on the new connection.
 	other := dial(t, ClientConfig{Addr: r2.Addr().String()})
-	require.NoError(t, other.Publish(ctx, "auths", []byte("k2"), []byte("v2"), time.Time{}))
+	require.NoError(t, other.Publish(ctx, "auths", []byte("k2"), sessioncache.Entry{Value: []byte("v2")}))
 	ch := got.wait(t, 1)
 	assert.Equal(t, "k2", string(ch[0].Key))
 }
@@ -178,7 +192,7 @@ func TestClientErrors(t *testing.T) {
 		r := startRelay(t, RelayConfig{})
 		c := dial(t, ClientConfig{Addr: r.Addr().String()})
 		require.NoError(t, c.Close())
-		_, _, err := c.Get(ctxT(t), "auths", []byte("k"))
+		_, _, err := entryParts(c.Get(ctxT(t), "auths", []byte("k")))
 		require.ErrorIs(t, err, ErrClosed)
 	})
 	t.Run("request deadline", func(t *testing.T) {
@@ -205,7 +219,7 @@ func TestClientErrors(t *testing.T) {
 		c := dial(t, ClientConfig{Addr: ln.Addr().String(), Heartbeat: -1})
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		_, _, err = c.Get(ctx, "auths", []byte("k"))
+		_, _, err = entryParts(c.Get(ctx, "auths", []byte("k")))
 		require.ErrorIs(t, err, ErrTimeout)
 	})
 }
@@ -219,12 +233,12 @@ func TestServerSurvivesBadPeers(t *testing.T) {
 	good := dial(t, ClientConfig{Addr: r.Addr().String()})
 	check := func() {
 		t.Helper()
-		require.NoError(t, good.Publish(ctx, "auths", []byte("k"), []byte("v"), time.Time{}))
-		v, _, err := good.Get(ctx, "auths", []byte("k"))
+		require.NoError(t, good.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}))
+		v, _, err := entryParts(good.Get(ctx, "auths", []byte("k")))
 		require.NoError(t, err)
 		require.Equal(t, "v", string(v))
 	}
-	hello, _ := wire.Append(nil, &wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{1}})
+	hello, _ := wire.Append(nil, &wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{wire.Version}})
 	tests := []struct {
 		name string
 		send []byte
@@ -266,7 +280,7 @@ func TestServerSurvivesBadPeers(t *testing.T) {
 		for g := range 4 {
 			wg.Go(func() {
 				for i := range 3000 {
-					if err := good.Publish(ctx, "auths", fmt.Appendf(nil, "p%d-%d", g, i), big, time.Time{}); err != nil {
+					if err := good.Publish(ctx, "auths", fmt.Appendf(nil, "p%d-%d", g, i), sessioncache.Entry{Value: big}); err != nil {
 						if failures.Add(1) == 1 {
 							t.Log(err)
 						}
@@ -315,7 +329,7 @@ func TestChildSibling(t *testing.T) {
 	rc := dial(t, ClientConfig{Addr: sibAddr, Backend: relief, BackoffMin: 10 * time.Millisecond})
 	require.NoError(t, rc.Subscribe(ctx, "auths", func(sessioncache.Change) {}))
 	c := dial(t, ClientConfig{Addr: r.Addr().String()})
-	require.NoError(t, c.Publish(ctx, "auths", []byte("k1"), []byte("v1"), time.Time{}))
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k1"), sessioncache.Entry{Value: []byte("v1")}))
 	eventually(t, "k1 to reach relief through the child", func() bool { return relief.has("k1") })
 
 	pid := child.Pid()
@@ -329,7 +343,7 @@ func TestChildSibling(t *testing.T) {
 	assert.NotEqual(t, pid, child.Pid())
 
 	// The relief client reconnects to the new child and gets new entries again.
-	require.NoError(t, c.Publish(ctx, "auths", []byte("k2"), []byte("v2"), time.Time{}))
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k2"), sessioncache.Entry{Value: []byte("v2")}))
 	eventually(t, "k2 to reach relief through the new child", func() bool { return relief.has("k2") })
 	require.NoError(t, child.Close())
 	assert.Zero(t, child.Pid(), "Close stops the child")
@@ -342,18 +356,18 @@ func TestRefusedRequestDoesNotStallOthers(t *testing.T) {
 	r := startRelay(t, RelayConfig{})
 	c := dial(t, ClientConfig{Addr: r.Addr().String(), Heartbeat: -1})
 	ctx := ctxT(t)
-	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), []byte("v"), time.Time{}))
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}))
 	huge := make([]byte, 70000)
 	var wg sync.WaitGroup
 	for range 200 {
 		wg.Go(func() {
 			short, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			_, _, err := c.Get(short, "auths", []byte("k"))
+			_, _, err := entryParts(c.Get(short, "auths", []byte("k")))
 			assert.NoError(t, err)
 		})
 		wg.Go(func() {
-			_, _, err := c.Get(ctx, "auths", huge)
+			_, _, err := entryParts(c.Get(ctx, "auths", huge))
 			assert.ErrorIs(t, err, wire.ErrFrameTooLarge)
 		})
 	}
@@ -410,7 +424,7 @@ func TestReplyWhileAFrameIsHalfRead(t *testing.T) {
 	defer nc.Close()
 	next := mustAppend(&wire.Frame{Op: wire.OpPing, ID: 3})
 	var b []byte
-	b = append(b, mustAppend(&wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{1}})...)
+	b = append(b, mustAppend(&wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{wire.Version}})...)
 	b = append(b, mustAppend(&wire.Frame{Op: wire.OpPing, ID: 2})...)
 	b = append(b, next[:6]...) // the next frame's length and a little of it
 	_, err = nc.Write(b)

@@ -74,7 +74,8 @@ type server struct {
 	peers   map[*peer]struct{}
 	subs    map[string]map[*peer]struct{}
 	queues  map[string]*queue
-	gen     uint64 // counts changes of subs, so roles can cache what they derive from it
+	gen     uint64        // counts changes of subs, so roles can cache what they derive from it
+	genCh   chan struct{} // closed and replaced when gen changes
 	closing bool
 	done    chan struct{}
 }
@@ -91,7 +92,8 @@ type peer struct {
 func newServer(ln net.Listener, opts ServerOptions, role roleHandler) *server {
 	opts.setDefaults()
 	return &server{opts: opts, ln: ln, role: role, peers: map[*peer]struct{}{},
-		subs: map[string]map[*peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{})}
+		subs: map[string]map[*peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{}),
+		genCh: make(chan struct{})}
 }
 
 // listen binds addr for a server with opts.
@@ -230,14 +232,34 @@ func (s *server) subscribe(p *peer, path string) {
 		s.subs[path] = m
 	}
 	m[p] = struct{}{}
-	s.gen++
+	s.bumpLocked()
 }
 
 func (s *server) unsubscribe(p *peer, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.subs[path], p)
+	s.bumpLocked()
+}
+
+// bumpLocked starts a new generation of the subscriptions; s.mu is held.
+func (s *server) bumpLocked() {
 	s.gen++
+	close(s.genCh)
+	s.genCh = make(chan struct{})
+}
+
+// changed returns a channel that is closed once the generation of the subscriptions is
+// no longer gen.
+func (s *server) changed(gen uint64) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return s.genCh
 }
 
 // generation returns the current generation of the subscriptions.
@@ -286,7 +308,7 @@ func (s *server) drop(p *peer, err error) {
 	for path := range s.queues {
 		s.leaveLocked(p, path)
 	}
-	s.gen++
+	s.bumpLocked()
 	closing := s.closing
 	s.mu.Unlock()
 	if !closing && !errors.Is(err, ErrConnLost) {

@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/globalsession/globalsession/internal/rendezvous"
@@ -24,35 +28,67 @@ type SiblingConfig struct {
 	// AuthPath is the path relief servers subscribe on. Empty means DefaultAuthPath.
 	AuthPath string
 	// Table, when set, is the relay's table, attached to (never created: Create is
-	// forced off, the seed's am_initializer false).
+	// forced off, the seed's am_initializer false). Give the relay's config as it is:
+	// the sibling adds RecordOverhead as the relay does.
 	Table *sessioncache.Config
 	// Replicas is how many relief servers of each kind hold each key. Zero means 1; 2 is
-	// recommended so a relief server can die without losing its keys.
+	// recommended so a relief server can die without its keys becoming unreadable.
 	Replicas int
+	// Members are relief servers that own keys even before they first connect, as
+	// "kind/id" (for example "aging/aging-1"). Every relief server that connects is added
+	// to the members for good and recorded in HintDir, so the keys a server owns do not
+	// move to the others while it is away.
+	Members []string
+	// HintDir is where the sibling keeps what absent relief servers should receive
+	// (hinted handoff) and the list of members. Empty means the relay table's path with
+	// ".hints" appended when Table is set, else a new temporary directory (then hints
+	// do not survive the sibling's restart).
+	HintDir string
+	// HintLimit bounds the bytes of hints kept for one relief server. When it is reached
+	// the sibling refuses what that server should receive, and the relay keeps it in its
+	// outbox and tries again later. Zero means 256 MiB.
+	HintLimit int64
 }
 
 // Sibling is the endpoint below the relay. Pressure-relief servers are its clients: they
 // subscribe on the auth path, and the sibling hands them the entries the relay stores,
 // deletes and evicts, and asks them for entries the relay misses. It implements Backend,
 // which is how the relay reaches it (in process, or over IPC when it runs as a child).
+//
+// Keys are spread over the members (every relief server ever connected, and the configured
+// ones) by rendezvous hashing of their ids, whether they are connected or not: what an
+// absent owner should receive is kept for it on disk and handed over when it is back.
 type Sibling struct {
 	cfg   SiblingConfig
 	srv   *server
 	table *sessioncache.Table
 	log   *slog.Logger
+	hints *hintStore
 	once  sync.Once
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	kick  chan struct{}
 
-	mu    sync.Mutex
-	rings *reliefRings
+	unplaced atomic.Int64 // evictions no aging server was ever known to take
+	lastWarn atomic.Int64
+
+	mu         sync.Mutex
+	rings      *reliefRings
+	members    map[string]bool // relief names
+	delivering map[string]bool
 }
 
-// reliefRings spreads keys over the relief servers of each kind, as of one generation of
-// the subscriptions.
+// reliefRings spreads keys over the relief members of each kind, as of one generation of
+// the subscriptions and the members.
 type reliefRings struct {
 	gen       uint64
-	expansion *rendezvous.Ring[*peer]
-	aging     *rendezvous.Ring[*peer]
-	other     []*peer // subscribers that are not relief servers: they get everything
+	members   int
+	expansion *rendezvous.Ring[string]
+	aging     *rendezvous.Ring[string]
+	connected map[string]*peer // relief name -> its connection
+	relief    []*peer          // connected relief servers
+	other     []*peer          // subscribers that are not relief servers: they get everything
 	all       []*peer
 }
 
@@ -67,9 +103,22 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	s := &Sibling{cfg: cfg, log: cfg.Logger}
+	if cfg.HintLimit == 0 {
+		cfg.HintLimit = 256 << 20
+	}
+	s := &Sibling{cfg: cfg, log: cfg.Logger, members: map[string]bool{}, delivering: map[string]bool{},
+		kick: make(chan struct{}, 1)}
+	s.ctx, s.stop = context.WithCancel(context.Background())
+	for _, m := range cfg.Members {
+		kind, id, _ := strings.Cut(m, "/")
+		name := ReliefName(kind, id)
+		if _, _, ok := ParseReliefName(name); !ok {
+			return nil, fmt.Errorf("sibling: member %q is not kind/id with kind %q or %q", m, ReliefExpansion, ReliefAging)
+		}
+		s.members[name] = true
+	}
 	if cfg.Table != nil {
-		tcfg := *cfg.Table
+		tcfg := TableWithRevisions(*cfg.Table)
 		tcfg.Create = false
 		t, err := sessioncache.Open(tcfg)
 		if err != nil {
@@ -77,17 +126,46 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 		}
 		s.table = t
 	}
+	dir := cfg.HintDir
+	if dir == "" && s.table != nil {
+		dir = s.table.Path() + ".hints"
+	}
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "global-sessions-hints-")
+		if err != nil {
+			s.closeTable()
+			return nil, err
+		}
+		dir = tmp
+		s.log.Warn("sibling: no hint directory configured; hints for absent relief servers will not survive a restart", "dir", dir)
+	}
+	hints, err := openHints(dir, cfg.HintLimit, s.log)
+	if err != nil {
+		s.closeTable()
+		return nil, err
+	}
+	s.hints = hints
+	for _, name := range hints.members() {
+		s.members[name] = true
+	}
 	ln, err := listen(cfg.Addr, &cfg.ServerOptions)
 	if err != nil {
-		if s.table != nil {
-			s.table.Close()
-		}
+		s.closeTable()
 		return nil, err
 	}
 	s.srv = newServer(ln, cfg.ServerOptions, s)
 	s.srv.serve()
-	s.log.Info("sibling: serving relief servers", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath)
+	s.wg.Add(1)
+	go s.handOff()
+	s.log.Info("sibling: serving relief servers", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath,
+		"members", len(s.members), "hints", dir)
 	return s, nil
+}
+
+func (s *Sibling) closeTable() {
+	if s.table != nil {
+		s.table.Close()
+	}
 }
 
 // Addr returns the address relief servers connect to.
@@ -103,39 +181,98 @@ func (s *Sibling) Relief() int { return len(s.currentRings().all) }
 // ReliefOf returns how many relief servers of a kind (ReliefExpansion or ReliefAging) are
 // subscribed on the auth path.
 func (s *Sibling) ReliefOf(kind string) int {
-	r := s.currentRings()
-	switch kind {
-	case ReliefExpansion:
-		return r.expansion.Len()
-	case ReliefAging:
-		return r.aging.Len()
+	n := 0
+	for _, p := range s.currentRings().relief {
+		if k, _, _ := ParseReliefName(p.id); k == kind {
+			n++
+		}
 	}
-	return 0
+	return n
 }
 
-// currentRings returns the rings for the current subscriptions, rebuilding them when the
-// subscriptions changed.
+// Members returns the relief servers that own keys, as relief names (see ReliefName),
+// connected or not.
+func (s *Sibling) Members() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.members))
+	for m := range s.members {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// HintStats are the counts of the sibling's hinted handoff.
+type HintStats struct {
+	Added     int64 // changes kept for absent relief servers
+	Delivered int64 // changes handed over when they came back
+	Refused   int64 // changes refused because a server's hints were at their limit
+	Unplaced  int64 // evictions lost because no aging relief server was ever known
+}
+
+// Hints returns the counts of the sibling's hinted handoff.
+func (s *Sibling) Hints() HintStats {
+	return HintStats{Added: s.hints.added.Load(), Delivered: s.hints.delivered.Load(), Refused: s.hints.refused.Load(),
+		Unplaced: s.unplaced.Load()}
+}
+
+// warnUnplaced logs evictions that no aging server takes, at most once a minute.
+func (s *Sibling) warnUnplaced() {
+	now := time.Now().UnixNano()
+	last := s.lastWarn.Load()
+	if now-last < int64(time.Minute) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Error("sibling: the relay's table evicts entries and no aging relief server is known to keep them; they are lost",
+		"lost_total", s.unplaced.Load())
+}
+
+// currentRings returns the rings for the current subscriptions and members, rebuilding
+// them when either changed. A relief server seen for the first time becomes a member.
 func (s *Sibling) currentRings() *reliefRings {
 	gen := s.srv.generation()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rings != nil && s.rings.gen == gen {
+	if s.rings != nil && s.rings.gen == gen && s.rings.members == len(s.members) {
 		return s.rings
 	}
 	peers, gen := s.srv.subscribers(s.cfg.AuthPath)
-	var exp, aging []*peer
-	r := &reliefRings{gen: gen, all: peers}
+	r := &reliefRings{gen: gen, all: peers, connected: map[string]*peer{}}
+	added := false
 	for _, p := range peers {
-		switch kind, _, _ := ParseReliefName(p.id); kind {
-		case ReliefExpansion:
-			exp = append(exp, p)
-		case ReliefAging:
-			aging = append(aging, p)
-		default:
+		if _, _, ok := ParseReliefName(p.id); !ok {
 			r.other = append(r.other, p)
+			continue
+		}
+		r.relief = append(r.relief, p)
+		r.connected[p.id] = p
+		if !s.members[p.id] {
+			s.members[p.id], added = true, true
+			s.log.Info("sibling: a new relief server joins the members", "member", p.id)
 		}
 	}
-	name := func(p *peer) string { return p.id }
+	if added {
+		names := make([]string, 0, len(s.members))
+		for m := range s.members {
+			names = append(names, m)
+		}
+		sort.Strings(names)
+		if err := s.hints.remember(names); err != nil {
+			s.log.Error("sibling: recording the members", "err", err)
+		}
+	}
+	var exp, aging []string
+	for m := range s.members {
+		switch kind, _, _ := ParseReliefName(m); kind {
+		case ReliefExpansion:
+			exp = append(exp, m)
+		case ReliefAging:
+			aging = append(aging, m)
+		}
+	}
+	r.members = len(s.members)
+	name := func(m string) string { return m }
 	r.expansion, r.aging = rendezvous.New(exp, name), rendezvous.New(aging, name)
 	s.rings = r
 	return r
@@ -165,152 +302,273 @@ func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
 	case wire.OpGet, wire.OpSet, wire.OpDelete, wire.OpEvict:
 		go serveBackend(context.Background(), s, p.c, copyFrame(f), s.cfg.RequestTimeout)
 	case wire.OpPublish:
-		s.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry}, p)
+		s.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
 		p.c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 	default:
 		p.c.replyError(f.ID, fmt.Sprintf("%s is not a request the sibling serves", f.Op))
 	}
 }
 
-// owners returns the relief servers that a request of op for key goes to: the key's
-// expansion servers for entries the relay stores, its aging servers for evictions, both
-// for gets, and every relief server for deletes (a key may linger on a server that owned
-// it before others joined). Subscribers that are not relief servers get everything.
-func (s *Sibling) owners(op wire.Op, key []byte) []*peer {
+// Get asks the connected relief servers that may hold key, of both kinds, all at once, and
+// answers with the newest version among their answers: an entry, or not found with the
+// newest tombstone.
+func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	r := s.currentRings()
-	if op == wire.OpDelete {
-		return r.all
+	var owners []*peer
+	owners = append(owners, r.other...)
+	for _, ring := range []*rendezvous.Ring[string]{r.expansion, r.aging} {
+		for _, m := range ring.Owners(nil, key, s.cfg.Replicas) {
+			if p := r.connected[m]; p != nil {
+				owners = append(owners, p)
+			}
+		}
 	}
-	out := append([]*peer(nil), r.other...)
-	n := s.cfg.Replicas
-	switch op {
-	case wire.OpSet:
-		out = r.expansion.Owners(out, key, n)
-	case wire.OpEvict:
-		out = r.aging.Owners(out, key, n)
-	case wire.OpGet:
-		out = r.expansion.Owners(out, key, n)
-		out = r.aging.Owners(out, key, n)
-	}
-	return out
-}
-
-// Get asks the relief servers that may hold key, all at once. An expansion server's answer
-// wins as soon as it comes; an aging server's only once every expansion server has said
-// it has nothing, since an expansion server holds the newest version of an entry.
-func (s *Sibling) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
-	owners := s.owners(wire.OpGet, key)
 	if len(owners) == 0 {
-		return nil, time.Time{}, ErrNotFound
-	}
-	aging := map[*peer]bool{}
-	for _, p := range s.currentRings().aging.Owners(nil, key, s.cfg.Replicas) {
-		aging[p] = true
+		return sessioncache.Entry{}, ErrNotFound
 	}
 	type answer struct {
-		v     []byte
-		exp   int64
-		err   error
-		aging bool
+		e   sessioncache.Entry
+		err error
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	answers := make(chan answer, len(owners))
 	for _, p := range owners {
 		go func() {
-			a := answer{aging: aging[p]}
+			var a answer
 			cl, err := p.c.roundTrip(ctx, &wire.Frame{Op: wire.OpGet, Path: []byte(path), Key: key})
 			if err == nil {
-				if err = replyErr(wire.OpGet, cl); err == nil {
-					a.v, a.exp = clone(cl.value), cl.expiry
-				}
+				a.e, err = entryOf(wire.OpGet, cl)
 				putCall(cl)
 			}
 			a.err = err
 			answers <- a
 		}()
 	}
-	var fallback *answer
+	var best sessioncache.Entry
+	found := false
 	var firstErr error
-	fresh := len(owners) - len(aging) // answers still awaited from servers that are not aging
 	for range owners {
 		a := <-answers
-		if !a.aging {
-			fresh--
-		}
 		switch {
-		case a.err == nil && !a.aging:
-			return a.v, unixTime(a.exp), nil
-		case a.err == nil && fallback == nil:
-			fallback = &a
-		case a.err != nil && !errors.Is(a.err, ErrNotFound) && firstErr == nil:
+		case a.err == nil || a.e.Deleted:
+			if !found || a.e.Newer(best) {
+				best, found = a.e, true
+			}
+		case !errors.Is(a.err, ErrNotFound) && firstErr == nil:
 			firstErr = a.err
-		}
-		if fallback != nil && fresh == 0 {
-			return fallback.v, unixTime(fallback.exp), nil
 		}
 	}
 	if firstErr != nil {
 		s.log.Debug("sibling: a relief server failed a get", "err", firstErr)
 	}
-	return nil, time.Time{}, ErrNotFound
-}
-
-// Set hands an entry the relay stored to the key's expansion servers.
-func (s *Sibling) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
-	return s.toOwners(ctx, &wire.Frame{Op: wire.OpSet, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
-}
-
-// Delete removes key from every relief server.
-func (s *Sibling) Delete(ctx context.Context, path string, key []byte) error {
-	return s.toOwners(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key})
-}
-
-// Evict hands an entry the relay's table pushed out to the key's aging servers.
-func (s *Sibling) Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
-	return s.toOwners(ctx, &wire.Frame{Op: wire.OpEvict, Path: []byte(path), Key: key, Value: value, Expiry: unixNano(expiry)})
-}
-
-// toOwners sends f to every owner of its key. Entries and evictions are a stream that
-// nothing waits on: they go without a reply, in deferred writes that many share; an entry
-// also tells the key's aging servers to drop the older version they may hold. Deletes wait
-// for every owner's answer, since a logout must not be left behind anywhere.
-func (s *Sibling) toOwners(ctx context.Context, f *wire.Frame) error {
-	owners := s.owners(f.Op, f.Key)
-	if f.Op == wire.OpSet || f.Op == wire.OpEvict {
-		g := *f
-		g.Flags |= wire.FlagNoReply
-		var errs []error
-		send := func(p *peer, fr *wire.Frame) {
-			if err := p.c.writeDeferred(fr); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		for _, p := range owners {
-			send(p, &g)
-		}
-		if f.Op == wire.OpSet {
-			drop := wire.Frame{Op: wire.OpDelete, Flags: wire.FlagNoReply, Path: f.Path, Key: f.Key}
-			for _, p := range s.currentRings().aging.Owners(nil, f.Key, s.cfg.Replicas) {
-				send(p, &drop)
-			}
-		}
-		return errors.Join(errs...)
+	if !found {
+		return sessioncache.Entry{}, ErrNotFound
 	}
-	errs := make(chan error, len(owners))
-	for _, p := range owners {
+	if best.Deleted {
+		return best, ErrNotFound
+	}
+	return best, nil
+}
+
+// Set hands a new entry the relay stored to the key's connected expansion servers, as a
+// stream without replies: the relay's table holds the entry, so an expansion server that
+// misses it loses nothing.
+func (s *Sibling) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	r := s.currentRings()
+	f := entryFrameOf(wire.OpSet, path, key, e)
+	f.Flags |= wire.FlagNoReply
+	var errs []error
+	send := func(p *peer) {
+		if err := p.c.writeDeferred(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range r.other {
+		send(p)
+	}
+	for _, m := range r.expansion.Owners(nil, key, s.cfg.Replicas) {
+		if p := r.connected[m]; p != nil {
+			send(p)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Delete hands a tombstone to every relief server: the connected ones are asked to keep it,
+// and it is kept for every absent member (and for any that could not be asked) until they
+// are back. It returns nil once every relief server has it or it is kept for them.
+func (s *Sibling) Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	r := s.currentRings()
+	e.Deleted = true
+	f := &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key, Expiry: unixNano(e.Expiry), Rev: e.Rev}
+	targets := map[string]bool{}
+	s.mu.Lock()
+	for m := range s.members {
+		targets[m] = true
+	}
+	s.mu.Unlock()
+	return s.toMembers(ctx, r, f, targets)
+}
+
+// Evict hands an entry (or tombstone) the relay's table pushed out to the key's aging
+// servers, connected or not (see Delete).
+func (s *Sibling) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	r := s.currentRings()
+	f := entryFrameOf(wire.OpEvict, path, key, e)
+	targets := map[string]bool{}
+	for _, m := range r.aging.Owners(nil, key, s.cfg.Replicas) {
+		targets[m] = true
+	}
+	if len(targets) == 0 && !e.Deleted {
+		s.unplaced.Add(1)
+		s.warnUnplaced()
+	}
+	return s.toMembers(ctx, r, f, targets)
+}
+
+// toMembers sends f, with replies, to the connected subscribers that are not relief servers
+// and to the members named in targets, keeping it as a hint for each member that is absent
+// or does not confirm it. It fails only if a hint cannot be kept.
+func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, targets map[string]bool) error {
+	type result struct {
+		member string // empty for a subscriber that is not a relief server
+		err    error
+	}
+	results := make(chan result, len(targets)+len(r.other))
+	sent := 0
+	for _, p := range r.other {
+		sent++
 		go func() {
 			g := *f
-			errs <- simple(ctx, p.c, &g)
+			results <- result{err: simple(ctx, p.c, &g)}
 		}()
 	}
-	var all []error
-	for range owners {
-		if err := <-errs; err != nil {
-			all = append(all, err)
+	var errs []error
+	for m := range targets {
+		p := r.connected[m]
+		if p == nil {
+			if err := s.hints.add(m, f); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		sent++
+		go func() {
+			g := *f
+			results <- result{member: m, err: simple(ctx, p.c, &g)}
+		}()
+	}
+	for range sent {
+		res := <-results
+		if res.err == nil {
+			continue
+		}
+		if res.member == "" {
+			s.log.Debug("sibling: a subscriber did not confirm a change", "err", res.err)
+			continue
+		}
+		s.log.Debug("sibling: a relief server did not confirm a change; keeping it as a hint", "member", res.member, "err", res.err)
+		if err := s.hints.add(res.member, f); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.kickHandOff()
 		}
 	}
-	return errors.Join(all...)
+	return errors.Join(errs...)
+}
+
+func (s *Sibling) kickHandOff() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// handOff delivers the hints of connected relief servers: when one subscribes, when a
+// hint is added for one that is connected, and every second.
+func (s *Sibling) handOff() {
+	defer s.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var gen uint64
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.kick:
+		case <-s.srv.changed(gen):
+		}
+		gen = s.srv.generation()
+		r := s.currentRings()
+		for name, p := range r.connected {
+			s.mu.Lock()
+			busy := s.delivering[name]
+			if !busy && s.hints.has(name) {
+				s.delivering[name] = true
+				s.wg.Add(1)
+				go s.deliverHints(name, p)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// deliverHints hands name's hints to p until none are left or a delivery fails.
+func (s *Sibling) deliverHints(name string, p *peer) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.delivering, name)
+		s.mu.Unlock()
+	}()
+	for s.ctx.Err() == nil {
+		frames, path, err := s.hints.take(name)
+		if err != nil {
+			s.log.Error("sibling: reading hints", "member", name, "err", err)
+			return
+		}
+		if path == "" {
+			return
+		}
+		if err := s.sendAll(p, frames); err != nil {
+			s.log.Info("sibling: handing hints over stopped; they stay for the next try", "member", name, "err", err)
+			return
+		}
+		s.hints.done(name, path, len(frames))
+		s.log.Info("sibling: handed hints over to a returning relief server", "member", name, "changes", len(frames))
+	}
+}
+
+// sendAll sends frames to p with replies, 64 at a time, and fails if any is not confirmed.
+func (s *Sibling) sendAll(p *peer, frames []*wire.Frame) error {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	sem := make(chan struct{}, 64)
+	errc := make(chan error, len(frames))
+	for _, f := range frames {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		go func() {
+			defer func() { <-sem }()
+			rctx, rcancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			defer rcancel()
+			err := simple(rctx, p.c, f)
+			if err != nil {
+				cancel()
+			}
+			errc <- err
+		}()
+	}
+	var first error
+	for range frames {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // Shutdown stops serving, closes every connection and detaches from the table.
@@ -318,6 +576,9 @@ func (s *Sibling) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
 		err = s.srv.shutdown(ctx)
+		s.stop()
+		s.wg.Wait()
+		s.hints.close()
 		if s.table != nil {
 			if cerr := s.table.Close(); err == nil {
 				err = cerr

@@ -3,7 +3,6 @@ package relay
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -48,8 +47,8 @@ func TestSiblingSpreadsKeysByKind(t *testing.T) {
 			const keys = 60
 			for i := range keys {
 				k := fmt.Appendf(nil, "k%d", i)
-				require.NoError(t, s.Set(ctx, "auths", k, []byte("new"), time.Time{}))
-				require.NoError(t, s.Evict(ctx, "auths", fmt.Appendf(nil, "old%d", i), []byte("old"), time.Time{}))
+				require.NoError(t, s.Set(ctx, "auths", k, sessioncache.Entry{Value: []byte("new")}))
+				require.NoError(t, s.Evict(ctx, "auths", fmt.Appendf(nil, "old%d", i), sessioncache.Entry{Value: []byte("old")}))
 			}
 			// Entries and evictions are a stream without replies: wait until all arrived.
 			eventually(t, "the hand-downs to arrive", func() bool {
@@ -75,10 +74,10 @@ func TestSiblingSpreadsKeysByKind(t *testing.T) {
 			assert.Len(t, spread, 3, "keys are spread over every aging server")
 
 			// Gets find both kinds; deletes reach everyone.
-			v, _, err := s.Get(ctx, "auths", []byte("old7"))
+			v, _, err := entryParts(s.Get(ctx, "auths", []byte("old7")))
 			require.NoError(t, err)
 			assert.Equal(t, "old", string(v))
-			require.NoError(t, s.Delete(ctx, "auths", []byte("old7")))
+			require.NoError(t, s.Delete(ctx, "auths", []byte("old7"), sessioncache.Entry{}))
 			assert.Zero(t, holders(aging, "old7"))
 
 			// One aging server goes away: with two replicas every key is still found.
@@ -89,7 +88,7 @@ func TestSiblingSpreadsKeysByKind(t *testing.T) {
 				if i == 7 {
 					continue
 				}
-				if _, _, err := s.Get(ctx, "auths", fmt.Appendf(nil, "old%d", i)); err != nil {
+				if _, _, err := entryParts(s.Get(ctx, "auths", fmt.Appendf(nil, "old%d", i))); err != nil {
 					missing++
 					assert.True(t, aging[0].has(fmt.Sprintf("old%d", i)), "only the dead server's keys may be missing")
 				}
@@ -103,8 +102,9 @@ func TestSiblingSpreadsKeysByKind(t *testing.T) {
 	}
 }
 
-// TestSiblingNeverServesAStaleVersion: an aging server holds an old version of an entry
-// that was set again since; the new version wins, and the old one is gone from aging.
+// TestSiblingNeverServesAStaleVersion: relief servers of both kinds hold versions of an
+// entry; the sibling answers with the newest revision, whichever server holds it, and a
+// newer tombstone hides every older version.
 func TestSiblingNeverServesAStaleVersion(t *testing.T) {
 	s := startSibling(t, SiblingConfig{})
 	exp, expClients := reliefClients(t, s, ReliefExpansion, 1)
@@ -113,27 +113,33 @@ func TestSiblingNeverServesAStaleVersion(t *testing.T) {
 		return s.ReliefOf(ReliefExpansion) == 1 && s.ReliefOf(ReliefAging) == 1
 	})
 	ctx := ctxT(t)
-	require.NoError(t, s.Evict(ctx, "auths", []byte("sid"), []byte("v1"), time.Time{}))
-	eventually(t, "v1 to reach aging", func() bool { return aging[0].has("sid") })
-	require.NoError(t, s.Set(ctx, "auths", []byte("sid"), []byte("v2"), time.Time{}))
-	eventually(t, "v2 to reach expansion and v1 to leave aging", func() bool {
-		return exp[0].has("sid") && !aging[0].has("sid")
-	})
-	v, _, err := s.Get(ctx, "auths", []byte("sid"))
+	require.NoError(t, s.Evict(ctx, "auths", []byte("sid"), sessioncache.Entry{Value: []byte("v1"), Rev: 1}))
+	require.True(t, aging[0].has("sid"), "an eviction is confirmed once aging holds it")
+	require.NoError(t, s.Set(ctx, "auths", []byte("sid"), sessioncache.Entry{Value: []byte("v2"), Rev: 2}))
+	eventually(t, "v2 to reach expansion", func() bool { return exp[0].has("sid") })
+	v, _, err := entryParts(s.Get(ctx, "auths", []byte("sid")))
 	require.NoError(t, err)
-	assert.Equal(t, "v2", string(v))
+	assert.Equal(t, "v2", string(v), "the newer version at expansion wins over aging's")
 
-	// Both hold a version: the expansion server's wins, even if aging answers first.
-	require.NoError(t, aging[0].Set(ctx, "auths", []byte("sid"), []byte("old"), time.Time{}))
+	// Aging holds a newer version than expansion: it wins.
+	require.NoError(t, aging[0].Set(ctx, "auths", []byte("sid"), sessioncache.Entry{Value: []byte("v3"), Rev: 3}))
 	for range 20 {
-		v, _, err := s.Get(ctx, "auths", []byte("sid"))
+		v, _, err := entryParts(s.Get(ctx, "auths", []byte("sid")))
 		require.NoError(t, err)
-		require.Equal(t, "v2", string(v))
+		require.Equal(t, "v3", string(v))
 	}
-	// Without the expansion server the aging version is all there is.
+	// A tombstone at aging newer than every version: not found, with the tombstone.
+	require.NoError(t, aging[0].Delete(ctx, "auths", []byte("sid"), sessioncache.Entry{Rev: 4}))
+	e, err := s.Get(ctx, "auths", []byte("sid"))
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.True(t, e.Deleted)
+	assert.Equal(t, uint64(4), e.Rev)
+
+	// Without the expansion server, aging's answer is all there is.
+	require.NoError(t, aging[0].Set(ctx, "auths", []byte("sid"), sessioncache.Entry{Value: []byte("v5"), Rev: 5}))
 	require.NoError(t, expClients[0].Close())
 	eventually(t, "the sibling to notice", func() bool { return s.ReliefOf(ReliefExpansion) == 0 })
-	v, _, err = s.Get(ctx, "auths", []byte("sid"))
+	v, _, err = entryParts(s.Get(ctx, "auths", []byte("sid")))
 	require.NoError(t, err)
-	assert.Equal(t, "old", string(v))
+	assert.Equal(t, "v5", string(v))
 }

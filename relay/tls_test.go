@@ -9,6 +9,7 @@ import (
 
 	"github.com/globalsession/globalsession/internal/testpki"
 	"github.com/globalsession/globalsession/internal/tlsconfig"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // TestTLS runs a relay with mutual TLS: a client with a certificate of the right CA is
@@ -31,7 +32,7 @@ func TestTLS(t *testing.T) {
 	}
 	good := dial(t, client(tlsconfig.Config{CAFile: pki.CACert, ClientCert: pki.ClientCert, ClientKey: pki.ClientKey}))
 	ctx := ctxT(t)
-	require.NoError(t, good.Publish(ctx, "auths", []byte("k"), []byte("v"), time.Time{}))
+	require.NoError(t, good.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}))
 
 	refused := []struct {
 		name string
@@ -53,7 +54,7 @@ func TestTLS(t *testing.T) {
 				c.Close()
 			}
 			require.ErrorIs(t, err, ErrUnavailable)
-			v, _, err := good.Get(ctx, "auths", []byte("k"))
+			v, _, err := entryParts(good.Get(ctx, "auths", []byte("k")))
 			require.NoError(t, err)
 			require.Equal(t, "v", string(v))
 		})

@@ -37,17 +37,21 @@ func Example() {
 		return s
 	}
 	s := start()
-	// The relay would do this when its table pushes a session out.
-	_ = sib.Evict(ctx, "auths", []byte("sid-1"), []byte("alice"), time.Now().Add(time.Hour))
-	for i := 0; i < 1000 && s.Store().Len() == 0; i++ { // the eviction is streamed: wait for it
+	for i := 0; i < 1000 && sib.ReliefOf(relief.Aging) == 0; i++ { // wait for its subscription
 		time.Sleep(time.Millisecond)
 	}
+	// The relay would do this when its table pushes a session out. It returns once the
+	// aging server has the entry in its log.
+	_ = sib.Evict(ctx, "auths", []byte("sid-1"), sessioncache.Entry{Value: []byte("alice"), Expiry: time.Now().Add(time.Hour), Rev: 1})
 	s.Close()
 
 	s = start()
 	defer s.Close()
-	v, _, err := sib.Get(ctx, "auths", []byte("sid-1"))
-	fmt.Println(string(v), err)
+	for i := 0; i < 1000 && sib.ReliefOf(relief.Aging) == 0; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	e, err := sib.Get(ctx, "auths", []byte("sid-1"))
+	fmt.Println(string(e.Value), err)
 	// Output:
 	// alice <nil>
 }
@@ -68,8 +72,11 @@ func ExampleServer_Start() {
 	c := &counting{Server: srv, seen: make(chan string, 1)}
 	_ = srv.Start(ctx, c)
 	defer srv.Close()
+	for i := 0; i < 1000 && sib.ReliefOf(relief.Expansion) == 0; i++ { // wait for its subscription
+		time.Sleep(time.Millisecond)
+	}
 
-	_ = sib.Set(ctx, "auths", []byte("sid-2"), []byte("bob"), time.Time{})
+	_ = sib.Set(ctx, "auths", []byte("sid-2"), sessioncache.Entry{Value: []byte("bob")})
 	fmt.Println(<-c.seen)
 	// Output:
 	// set sid-2
@@ -80,7 +87,7 @@ type counting struct {
 	seen chan string
 }
 
-func (c *counting) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+func (c *counting) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	c.seen <- "set " + string(key)
-	return c.Server.Set(ctx, path, key, value, expiry)
+	return c.Server.Set(ctx, path, key, e)
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // SyncPolicy says when a LogStore forces its writes to stable storage.
@@ -44,14 +46,15 @@ type LogConfig struct {
 	Logger *slog.Logger
 }
 
-// LogStore is a durable Store for aging relief servers: an append-only log of sets and
-// deletes, replayed into memory when it opens, so a restarted server still has every entry
-// it acknowledged that has not expired. The log is compacted when most of it is dead.
+// LogStore is a durable Store for aging relief servers: an append-only log of entries and
+// tombstones, replayed into memory when it opens, so a restarted server still has every
+// entry and every deletion it acknowledged that has not expired: a deleted key does not
+// come back from the log. The log is compacted when most of it is dead.
 //
-// Record format (little-endian): u32 length of the rest, u32 CRC-32C of the rest, u8 op
-// (1 set, 2 delete), i64 expiry in unix nanoseconds, u16 key length, key, value. A record
-// that is torn (a crash in the middle of a write) fails its length or CRC and is cut off,
-// with everything after it.
+// The file starts with the 8 bytes "GSLOG2\n\x00", then records (little-endian): u32 length
+// of the rest, u32 CRC-32C of the rest, u8 op (1 entry, 2 tombstone), i64 expiry in unix
+// nanoseconds, u64 revision, u16 key length, key, value. A record that is torn (a crash in
+// the middle of a write) fails its length or CRC and is cut off, with everything after it.
 type LogStore struct {
 	cfg  LogConfig
 	mu   sync.Mutex
@@ -67,17 +70,35 @@ type LogStore struct {
 }
 
 type logEntry struct {
-	value  []byte
-	expiry int64
-	size   int64 // bytes of its record
+	value   []byte
+	expiry  int64
+	rev     uint64
+	deleted bool
+	size    int64 // bytes of its record
+}
+
+func (e logEntry) entry() sessioncache.Entry {
+	out := sessioncache.Entry{Rev: e.rev, Deleted: e.deleted}
+	if e.expiry != 0 {
+		out.Expiry = time.Unix(0, e.expiry)
+	}
+	if !e.deleted {
+		out.Value = append([]byte(nil), e.value...)
+	}
+	return out
 }
 
 const (
 	logOpSet    = 1
 	logOpDelete = 2
-	logHeader   = 4 + 4 + 1 + 8 + 2
+	logHeader   = 4 + 4 + 1 + 8 + 8 + 2
 	maxRecord   = 64 << 20
+	logMagic    = "GSLOG2\n\x00"
 )
+
+// ErrOldLog means a log file was written by an older version of LogStore, whose records
+// carry no revisions.
+var ErrOldLog = errors.New("relief: log file is of an older format without revisions")
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -109,11 +130,27 @@ func OpenLog(cfg LogConfig) (*LogStore, error) {
 	return s, nil
 }
 
-// replay reads every record, keeps the live entries, and cuts off a torn tail.
+// replay checks the file's magic (writing it to a new file), reads every record, keeps
+// the live entries and tombstones, and cuts off a torn tail.
 func (s *LogStore) replay() error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 {
+		if _, err := s.f.Write([]byte(logMagic)); err != nil {
+			return fmt.Errorf("relief: log %s: %w", s.cfg.Path, err)
+		}
+		s.size = int64(len(logMagic))
+		return nil
+	}
+	magic := make([]byte, len(logMagic))
+	if _, err := io.ReadFull(s.f, magic); err != nil || string(magic) != logMagic {
+		return fmt.Errorf("%w: %s (move it away to start an empty log)", ErrOldLog, s.cfg.Path)
+	}
 	r := bufio.NewReaderSize(s.f, 1<<16)
 	now := time.Now().UnixNano()
-	var off int64
+	off := int64(len(logMagic))
 	var hdr [8]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -133,25 +170,25 @@ func (s *LogStore) replay() error {
 		if crc32.Checksum(rest, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
 			return s.cut(off, "a record that fails its checksum")
 		}
-		op, exp := rest[0], int64(binary.LittleEndian.Uint64(rest[1:9]))
-		kl := int(binary.LittleEndian.Uint16(rest[9:11]))
-		if 11+kl > len(rest) {
+		op, exp, rev := rest[0], int64(binary.LittleEndian.Uint64(rest[1:9])), binary.LittleEndian.Uint64(rest[9:17])
+		kl := int(binary.LittleEndian.Uint16(rest[17:19]))
+		if 19+kl > len(rest) {
 			return s.cut(off, "a key longer than its record")
 		}
-		key, value := string(rest[11:11+kl]), rest[11+kl:]
+		key, value := string(rest[19:19+kl]), rest[19+kl:]
 		size := 8 + n
 		if old, ok := s.m[key]; ok {
 			s.live -= old.size
 			delete(s.m, key)
 		}
-		if op == logOpSet && (exp == 0 || exp > now) {
-			s.m[key] = logEntry{value: value, expiry: exp, size: size}
+		if exp == 0 || exp > now {
+			s.m[key] = logEntry{value: value, expiry: exp, rev: rev, deleted: op == logOpDelete, size: size}
 			s.live += size
 		}
 		off += size
 	}
 	s.size = off
-	_, err := s.f.Seek(off, io.SeekStart)
+	_, err = s.f.Seek(off, io.SeekStart)
 	return err
 }
 
@@ -167,61 +204,63 @@ func (s *LogStore) cut(off int64, why string) error {
 }
 
 // Get implements Store.
-func (s *LogStore) Get(key []byte) ([]byte, time.Time, error) {
+func (s *LogStore) Get(key []byte) (sessioncache.Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, time.Time{}, errors.New("relief: log store closed")
+		return sessioncache.Entry{}, errors.New("relief: log store closed")
 	}
 	e, ok := s.m[string(key)]
 	if !ok || (e.expiry != 0 && e.expiry <= time.Now().UnixNano()) {
-		return nil, time.Time{}, ErrNotFound
+		return sessioncache.Entry{}, ErrNotFound
 	}
-	var exp time.Time
-	if e.expiry != 0 {
-		exp = time.Unix(0, e.expiry)
+	if e.deleted {
+		return e.entry(), ErrNotFound
 	}
-	return append([]byte(nil), e.value...), exp, nil
+	return e.entry(), nil
 }
 
-// Set implements Store. The entry is in the file before Set returns.
-func (s *LogStore) Set(key, value []byte, expiry time.Time) error {
+// Put implements Store. What it stores is in the file (and synced as the policy says)
+// before Put returns.
+func (s *LogStore) Put(key []byte, e sessioncache.Entry) (bool, error) {
 	var exp int64
-	if !expiry.IsZero() {
-		exp = expiry.UnixNano()
+	if !e.Expiry.IsZero() {
+		exp = e.Expiry.UnixNano()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	size, err := s.append(logOpSet, key, value, exp)
+	old, had := s.m[string(key)]
+	now := time.Now().UnixNano()
+	if had && old.expiry != 0 && old.expiry <= now {
+		had = false
+	}
+	if had && !e.Newer(old.entry()) {
+		return false, nil
+	}
+	if e.Deleted && had && !old.deleted && exp != 0 && (old.expiry == 0 || old.expiry > exp) {
+		exp = old.expiry // the tombstone outlives the entry it replaces
+	}
+	if exp != 0 && exp <= now && !had {
+		return false, nil // expired, and replaces nothing
+	}
+	op, value := byte(logOpSet), e.Value
+	if e.Deleted {
+		op, value = logOpDelete, nil
+	}
+	size, err := s.append(op, key, value, exp, e.Rev)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if old, ok := s.m[string(key)]; ok {
 		s.live -= old.size
 	}
-	s.m[string(key)] = logEntry{value: append([]byte(nil), value...), expiry: exp, size: size}
+	s.m[string(key)] = logEntry{value: append([]byte(nil), value...), expiry: exp, rev: e.Rev, deleted: e.Deleted, size: size}
 	s.live += size
-	return s.afterWrite()
-}
-
-// Delete implements Store.
-func (s *LogStore) Delete(key []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.m[string(key)]
-	if !ok {
-		return nil
-	}
-	if _, err := s.append(logOpDelete, key, nil, 0); err != nil {
-		return err
-	}
-	s.live -= old.size
-	delete(s.m, string(key))
-	return s.afterWrite()
+	return true, s.afterWrite()
 }
 
 // append writes one record with a single write call and returns its size.
-func (s *LogStore) append(op byte, key, value []byte, exp int64) (int64, error) {
+func (s *LogStore) append(op byte, key, value []byte, exp int64, rev uint64) (int64, error) {
 	if s.closed {
 		return 0, errors.New("relief: log store closed")
 	}
@@ -229,9 +268,10 @@ func (s *LogStore) append(op byte, key, value []byte, exp int64) (int64, error) 
 		return 0, fmt.Errorf("relief: log store: key %d + value %d bytes is too large", len(key), len(value))
 	}
 	b := s.buf[:0]
-	b = binary.LittleEndian.AppendUint32(b, uint32(1+8+2+len(key)+len(value)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(1+8+8+2+len(key)+len(value)))
 	b = append(b, 0, 0, 0, 0, op)
 	b = binary.LittleEndian.AppendUint64(b, uint64(exp))
+	b = binary.LittleEndian.AppendUint64(b, rev)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
 	b = append(b, key...)
 	b = append(b, value...)
@@ -284,7 +324,12 @@ func (s *LogStore) compact() error {
 		return fmt.Errorf("relief: compact log %s: %w", s.cfg.Path, err)
 	}
 	old, oldSize := s.f, s.size
-	s.f, s.size, s.live = f, 0, 0
+	if _, err := f.Write([]byte(logMagic)); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("relief: compact log %s: %w", s.cfg.Path, err)
+	}
+	s.f, s.size, s.live = f, int64(len(logMagic)), 0
 	now := time.Now().UnixNano()
 	fail := func(err error) error {
 		f.Close()
@@ -297,7 +342,11 @@ func (s *LogStore) compact() error {
 			delete(s.m, k)
 			continue
 		}
-		size, err := s.append(logOpSet, []byte(k), e.value, e.expiry)
+		op := byte(logOpSet)
+		if e.deleted {
+			op = logOpDelete
+		}
+		size, err := s.append(op, []byte(k), e.value, e.expiry, e.rev)
 		if err != nil {
 			return fail(err)
 		}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 func TestMain(m *testing.M) {
@@ -31,7 +33,7 @@ func logWriter(path string) int {
 	w := bufio.NewWriter(os.Stdout)
 	for i := 0; ; i++ {
 		k := fmt.Appendf(nil, "k%d", i%500)
-		if err := s.Set(k, fmt.Appendf(nil, "v%d", i), time.Time{}); err != nil {
+		if err := put(s, k, sessioncache.Entry{Value: fmt.Appendf(nil, "v%d", i)}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -51,34 +53,34 @@ func openLog(t *testing.T, path string) *LogStore {
 func TestLogStoreReopens(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "aging.log")
 	s := openLog(t, path)
-	require.NoError(t, s.Set([]byte("a"), []byte("1"), time.Time{}))
-	require.NoError(t, s.Set([]byte("b"), []byte("2"), time.Now().Add(time.Hour)))
-	require.NoError(t, s.Set([]byte("gone"), []byte("x"), time.Now().Add(time.Hour)))
-	require.NoError(t, s.Delete([]byte("gone")))
-	require.NoError(t, s.Set([]byte("past"), []byte("x"), time.Now().Add(-time.Second)))
-	require.NoError(t, s.Set([]byte("a"), []byte("1bis"), time.Time{}))
+	require.NoError(t, put(s, []byte("a"), sessioncache.Entry{Value: []byte("1")}))
+	require.NoError(t, put(s, []byte("b"), sessioncache.Entry{Value: []byte("2"), Expiry: time.Now().Add(time.Hour)}))
+	require.NoError(t, put(s, []byte("gone"), sessioncache.Entry{Value: []byte("x"), Expiry: time.Now().Add(time.Hour)}))
+	require.NoError(t, put(s, []byte("gone"), sessioncache.Entry{Deleted: true}))
+	require.NoError(t, put(s, []byte("past"), sessioncache.Entry{Value: []byte("x"), Expiry: time.Now().Add(-time.Second)}))
+	require.NoError(t, put(s, []byte("a"), sessioncache.Entry{Value: []byte("1bis")}))
 	require.NoError(t, s.Close())
 
 	r := openLog(t, path)
-	v, _, err := r.Get([]byte("a"))
+	v, _, err := entryParts(r.Get([]byte("a")))
 	require.NoError(t, err)
 	assert.Equal(t, "1bis", string(v))
-	v, exp, err := r.Get([]byte("b"))
+	v, exp, err := entryParts(r.Get([]byte("b")))
 	require.NoError(t, err)
 	assert.Equal(t, "2", string(v))
 	assert.False(t, exp.IsZero())
-	_, _, err = r.Get([]byte("gone"))
+	_, _, err = entryParts(r.Get([]byte("gone")))
 	require.ErrorIs(t, err, ErrNotFound)
-	_, _, err = r.Get([]byte("past"))
+	_, _, err = entryParts(r.Get([]byte("past")))
 	require.ErrorIs(t, err, ErrNotFound)
-	assert.Equal(t, 2, r.Len())
+	assert.Equal(t, 3, r.Len(), "a, b and the tombstone of gone")
 }
 
 func TestLogStoreCutsTornTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "aging.log")
 	s := openLog(t, path)
 	for i := range 10 {
-		require.NoError(t, s.Set(fmt.Appendf(nil, "k%d", i), []byte("value"), time.Time{}))
+		require.NoError(t, put(s, fmt.Appendf(nil, "k%d", i), sessioncache.Entry{Value: []byte("value")}))
 	}
 	size := s.Size()
 	require.NoError(t, s.Close())
@@ -99,7 +101,7 @@ func TestLogStoreCutsTornTail(t *testing.T) {
 			r := openLog(t, p)
 			assert.Equal(t, tc.keep, r.Len())
 			// The log goes on working after the cut.
-			require.NoError(t, r.Set([]byte("after"), []byte("cut"), time.Time{}))
+			require.NoError(t, put(r, []byte("after"), sessioncache.Entry{Value: []byte("cut")}))
 			require.NoError(t, r.Close())
 			r2 := openLog(t, p)
 			assert.Equal(t, tc.keep+1, r2.Len())
@@ -113,13 +115,13 @@ func TestLogStoreCompacts(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	for i := range 5000 {
-		require.NoError(t, s.Set(fmt.Appendf(nil, "k%d", i%20), fmt.Appendf(nil, "v%d", i), time.Time{}))
+		require.NoError(t, put(s, fmt.Appendf(nil, "k%d", i%20), sessioncache.Entry{Value: fmt.Appendf(nil, "v%d", i)}))
 	}
 	assert.Less(t, s.Size(), int64(16<<10), "the log stays small when it is mostly dead")
 	require.NoError(t, s.Close())
 	r := openLog(t, path)
 	assert.Equal(t, 20, r.Len())
-	v, _, err := r.Get([]byte("k19"))
+	v, _, err := entryParts(r.Get([]byte("k19")))
 	require.NoError(t, err)
 	assert.Equal(t, "v4999", string(v))
 }
@@ -155,9 +157,20 @@ func TestLogStoreSurvivesKill(t *testing.T) {
 	for k := range 500 {
 		// The last acknowledged write of key k is the largest i <= last with i%500 == k.
 		i := last - ((last-k)%500+500)%500
-		v, _, err := r.Get(fmt.Appendf(nil, "k%d", k))
+		v, _, err := entryParts(r.Get(fmt.Appendf(nil, "k%d", k)))
 		require.NoError(t, err, "k%d", k)
 		n, _ := strconv.Atoi(string(v[1:]))
 		assert.GreaterOrEqual(t, n, i, "k%d lost its acknowledged value v%d", k, i)
 	}
+}
+
+// put stores e in s, for tests that only care whether it failed.
+func put(s Store, key []byte, e sessioncache.Entry) error {
+	_, err := s.Put(key, e)
+	return err
+}
+
+// entryParts splits a Get's answer into value, expiry and error.
+func entryParts(e sessioncache.Entry, err error) ([]byte, time.Time, error) {
+	return e.Value, e.Expiry, err
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // RedisConfig configures a RedisStore.
@@ -25,8 +27,10 @@ type RedisConfig struct {
 }
 
 // RedisStore keeps entries in Redis, for deployments whose aged sessions outgrow their
-// relief boxes. Each entry is one key whose value starts with its expiry (8 bytes), and
-// Redis expires it at the same moment.
+// relief boxes. Each entry or tombstone is one key whose value starts with a 17-byte header
+// (expiry in unix milliseconds, revision, flags; big-endian), and Redis expires it at the
+// same moment. Put compares revisions in a script, so the newest version wins in Redis
+// itself. Expiries are kept to the millisecond.
 type RedisStore struct {
 	c       redis.UniversalClient
 	prefix  string
@@ -62,58 +66,109 @@ func (r *RedisStore) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), r.timeout)
 }
 
+const redisHeader = 17
+
+// putScript stores ARGV[1] (header and value) under KEYS[1] unless the key holds a newer
+// version, expiring it at ARGV[2] milliseconds (0: never). A tombstone that replaces a live
+// entry keeps the entry's expiry when that is later. It returns 1 when it stored.
+var putScript = redis.NewScript(`
+local new = ARGV[1]
+local pxat = tonumber(ARGV[2])
+local cur = redis.call('GET', KEYS[1])
+local newDeleted = string.byte(new, 17) % 2 == 1
+if cur and string.len(cur) >= 17 then
+  local curRev, newRev = string.sub(cur, 9, 16), string.sub(new, 9, 16)
+  local curDeleted = string.byte(cur, 17) % 2 == 1
+  local unordered = newRev == string.rep('\0', 8)
+  if not unordered then
+    if curRev > newRev then return 0 end
+    if curRev == newRev and (curDeleted or not newDeleted) then return 0 end
+  end
+  if newDeleted and not curDeleted then
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl == -1 then
+      pxat = 0
+    elseif ttl > 0 and pxat ~= 0 then
+      local t = redis.call('TIME')
+      local untilMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+      if untilMs > pxat then
+        pxat = untilMs
+        local b, n = {}, untilMs
+        for i = 8, 1, -1 do
+          b[i] = n % 256
+          n = math.floor(n / 256)
+        end
+        new = string.char(unpack(b)) .. string.sub(new, 9)
+      end
+    end
+  end
+end
+if pxat == 0 then
+  redis.call('SET', KEYS[1], new)
+else
+  redis.call('SET', KEYS[1], new, 'PXAT', pxat)
+end
+return 1
+`)
+
 // Get implements Store.
-func (r *RedisStore) Get(key []byte) ([]byte, time.Time, error) {
+func (r *RedisStore) Get(key []byte) (sessioncache.Entry, error) {
 	ctx, cancel := r.ctx()
 	defer cancel()
 	b, err := r.c.Get(ctx, r.key(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, time.Time{}, ErrNotFound
+		return sessioncache.Entry{}, ErrNotFound
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("relief: redis get: %w", err)
+		return sessioncache.Entry{}, fmt.Errorf("relief: redis get: %w", err)
 	}
-	if len(b) < 8 {
-		return nil, time.Time{}, fmt.Errorf("relief: redis get %q: value of %d bytes has no expiry header", key, len(b))
+	if len(b) < redisHeader {
+		return sessioncache.Entry{}, fmt.Errorf("relief: redis get %q: value of %d bytes has no entry header", key, len(b))
 	}
-	exp := int64(binary.LittleEndian.Uint64(b))
-	if exp != 0 && exp <= time.Now().UnixNano() {
-		return nil, time.Time{}, ErrNotFound
+	exp := int64(binary.BigEndian.Uint64(b))
+	if exp != 0 && exp <= time.Now().UnixMilli() {
+		return sessioncache.Entry{}, ErrNotFound
 	}
-	var t time.Time
+	e := sessioncache.Entry{Rev: binary.BigEndian.Uint64(b[8:]), Deleted: b[16]&1 != 0}
 	if exp != 0 {
-		t = time.Unix(0, exp)
+		e.Expiry = time.UnixMilli(exp)
 	}
-	return b[8:], t, nil
+	if e.Deleted {
+		return e, ErrNotFound
+	}
+	e.Value = b[redisHeader:]
+	return e, nil
 }
 
-// Set implements Store.
-func (r *RedisStore) Set(key, value []byte, expiry time.Time) error {
-	var exp int64
-	var args redis.SetArgs
-	if !expiry.IsZero() {
-		exp = expiry.UnixNano()
-		args.ExpireAt = expiry
+// Put implements Store.
+func (r *RedisStore) Put(key []byte, e sessioncache.Entry) (bool, error) {
+	var pxat int64
+	if !e.Expiry.IsZero() {
+		pxat = e.Expiry.UnixMilli()
+		if !e.Expiry.After(time.Now()) {
+			if e.Deleted {
+				return false, nil
+			}
+			// Expired: it only removes older versions, which a tombstone of its revision does
+			// for a moment.
+			e, pxat = sessioncache.Entry{Rev: e.Rev, Deleted: true}, time.Now().Add(time.Second).UnixMilli()
+		}
 	}
-	b := make([]byte, 8, 8+len(value))
-	binary.LittleEndian.PutUint64(b, uint64(exp))
-	b = append(b, value...)
+	b := make([]byte, redisHeader, redisHeader+len(e.Value))
+	binary.BigEndian.PutUint64(b, uint64(pxat))
+	binary.BigEndian.PutUint64(b[8:], e.Rev)
+	if e.Deleted {
+		b[16] = 1
+	} else {
+		b = append(b, e.Value...)
+	}
 	ctx, cancel := r.ctx()
 	defer cancel()
-	if err := r.c.SetArgs(ctx, r.key(key), b, args).Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("relief: redis set: %w", err)
+	n, err := putScript.Run(ctx, r.c, []string{r.key(key)}, b, pxat).Int()
+	if err != nil {
+		return false, fmt.Errorf("relief: redis put: %w", err)
 	}
-	return nil
-}
-
-// Delete implements Store.
-func (r *RedisStore) Delete(key []byte) error {
-	ctx, cancel := r.ctx()
-	defer cancel()
-	if err := r.c.Del(ctx, r.key(key)).Err(); err != nil {
-		return fmt.Errorf("relief: redis del: %w", err)
-	}
-	return nil
+	return n == 1, nil
 }
 
 // Len implements Store: the number of keys under the prefix (a SCAN; meant for tests and

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // startRedis runs a real redis-server on a free loopback port for the test. Without one
@@ -19,6 +21,21 @@ import (
 func startRedis(t *testing.T) string {
 	t.Helper()
 	return startRedisNode(t)
+}
+
+var sharedRedis = map[*testing.T]string{}
+
+// startRedisOnce starts one redis-server for a test and its subtests' reopens: the first
+// call of a (sub)test starts it, later calls from the same test reuse it.
+func startRedisOnce(t *testing.T) string {
+	t.Helper()
+	if addr, ok := sharedRedis[t]; ok {
+		return addr
+	}
+	addr := startRedis(t)
+	sharedRedis[t] = addr
+	t.Cleanup(func() { delete(sharedRedis, t) })
+	return addr
 }
 
 // startRedisNode starts one redis-server with extra arguments in a directory of its own.
@@ -59,36 +76,36 @@ func TestRedisStore(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 
-	_, _, err = s.Get([]byte("k"))
+	_, _, err = entryParts(s.Get([]byte("k")))
 	require.ErrorIs(t, err, ErrNotFound)
-	exp := time.Now().Add(time.Hour).Truncate(0)
-	require.NoError(t, s.Set([]byte("k"), []byte("session"), exp))
-	require.NoError(t, s.Set([]byte("forever"), []byte("x"), time.Time{}))
-	v, gotExp, err := s.Get([]byte("k"))
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond) // Redis keeps milliseconds
+	require.NoError(t, put(s, []byte("k"), sessioncache.Entry{Value: []byte("session"), Expiry: exp}))
+	require.NoError(t, put(s, []byte("forever"), sessioncache.Entry{Value: []byte("x")}))
+	v, gotExp, err := entryParts(s.Get([]byte("k")))
 	require.NoError(t, err)
 	assert.Equal(t, "session", string(v))
 	assert.True(t, exp.Equal(gotExp))
-	_, noExp, err := s.Get([]byte("forever"))
+	_, noExp, err := entryParts(s.Get([]byte("forever")))
 	require.NoError(t, err)
 	assert.True(t, noExp.IsZero())
 	assert.Equal(t, 2, s.Len())
 
-	require.NoError(t, s.Set([]byte("past"), []byte("x"), time.Now().Add(-time.Second)))
-	_, _, err = s.Get([]byte("past"))
+	require.NoError(t, put(s, []byte("past"), sessioncache.Entry{Value: []byte("x"), Expiry: time.Now().Add(-time.Second)}))
+	_, _, err = entryParts(s.Get([]byte("past")))
 	require.ErrorIs(t, err, ErrNotFound, "an expired entry is never returned")
 
-	require.NoError(t, s.Delete([]byte("k")))
-	_, _, err = s.Get([]byte("k"))
+	require.NoError(t, put(s, []byte("k"), sessioncache.Entry{Deleted: true}))
+	_, _, err = entryParts(s.Get([]byte("k")))
 	require.ErrorIs(t, err, ErrNotFound)
 
 	// A relief server on Redis keeps its entries across its own restart.
 	srv, err := New(Config{Kind: Aging, Store: s})
 	require.NoError(t, err)
-	require.NoError(t, srv.Evict(ctx, "auths", []byte("aged"), []byte("out"), exp))
+	require.NoError(t, srv.Evict(ctx, "auths", []byte("aged"), sessioncache.Entry{Value: []byte("out"), Expiry: exp}))
 	s2, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: "test:"})
 	require.NoError(t, err)
 	defer s2.Close()
-	v, _, err = s2.Get([]byte("aged"))
+	v, _, err = entryParts(s2.Get([]byte("aged")))
 	require.NoError(t, err)
 	assert.Equal(t, "out", string(v))
 
@@ -127,15 +144,15 @@ func TestRedisStoreCluster(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	for i := range 300 {
-		require.NoError(t, s.Set(fmt.Appendf(nil, "k%d", i), fmt.Appendf(nil, "v%d", i), time.Now().Add(time.Hour)))
+		require.NoError(t, put(s, fmt.Appendf(nil, "k%d", i), sessioncache.Entry{Value: fmt.Appendf(nil, "v%d", i), Expiry: time.Now().Add(time.Hour)}))
 	}
 	for i := range 300 {
-		v, _, err := s.Get(fmt.Appendf(nil, "k%d", i))
+		v, _, err := entryParts(s.Get(fmt.Appendf(nil, "k%d", i)))
 		require.NoError(t, err)
 		require.Equal(t, fmt.Sprintf("v%d", i), string(v))
 	}
 	assert.Equal(t, 300, s.Len(), "keys are spread over the masters and all counted")
-	require.NoError(t, s.Delete([]byte("k7")))
-	_, _, err = s.Get([]byte("k7"))
+	require.NoError(t, put(s, []byte("k7"), sessioncache.Entry{Deleted: true}))
+	_, _, err = entryParts(s.Get([]byte("k7")))
 	require.ErrorIs(t, err, ErrNotFound)
 }

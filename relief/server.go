@@ -2,7 +2,6 @@ package relief
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,8 +42,11 @@ type Config struct {
 	Memory sessioncache.Config
 	// MaxLife caps how long an entry is kept, whatever its own expiry. Zero means
 	// DefaultExpansionLife for expansion servers and no cap for aging servers; negative
-	// means no cap.
+	// means no cap. Tombstones are not capped.
 	MaxLife time.Duration
+	// TombstoneTTL is how long a deletion is kept at least when the sibling gives it no
+	// expiry and the server holds no entry that lives longer. Zero means one hour.
+	TombstoneTTL time.Duration
 	// Logger receives connection events and store failures. Nil means no logging.
 	Logger *slog.Logger
 }
@@ -86,6 +88,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxLife == 0 && cfg.Kind == Expansion {
 		cfg.MaxLife = DefaultExpansionLife
+	}
+	if cfg.TombstoneTTL == 0 {
+		cfg.TombstoneTTL = time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -158,7 +163,7 @@ type Stats struct {
 	Evictions int64 // evicted entries handed in
 	Gets      int64 // lookups asked
 	Hits      int64 // lookups answered with an entry
-	Deletes   int64 // deletions
+	Deletes   int64 // deletions (tombstones handed in)
 }
 
 // Stats returns the server's counters.
@@ -179,47 +184,63 @@ func (s *Server) capExpiry(expiry time.Time) time.Time {
 	return expiry
 }
 
-// Get answers the sibling's lookup from the store.
-func (s *Server) Get(_ context.Context, _ string, key []byte) ([]byte, time.Time, error) {
+// Get answers the sibling's lookup from the store: the entry, or ErrNotFound with the
+// key's tombstone if it has one.
+func (s *Server) Get(_ context.Context, _ string, key []byte) (sessioncache.Entry, error) {
 	s.gets.Add(1)
-	v, exp, err := s.store.Get(key)
+	e, err := s.store.Get(key)
 	if err == nil {
 		s.hits.Add(1)
 	}
-	return v, exp, err
+	return e, err
 }
 
-// Set keeps an entry the sibling hands over (a new entry), for at most MaxLife.
-func (s *Server) Set(_ context.Context, _ string, key, value []byte, expiry time.Time) error {
+// Set keeps an entry the sibling hands over (a new entry), for at most MaxLife, unless the
+// store holds a newer version.
+func (s *Server) Set(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.sets.Add(1)
-	return s.keep(key, value, expiry)
+	return s.keep(key, e)
 }
 
-// Evict keeps an entry the relay's table pushed out, for at most MaxLife.
-func (s *Server) Evict(_ context.Context, _ string, key, value []byte, expiry time.Time) error {
+// Evict keeps an entry (or tombstone) the relay's table pushed out, for at most MaxLife,
+// unless the store holds a newer version.
+func (s *Server) Evict(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.evictions.Add(1)
-	return s.keep(key, value, expiry)
+	return s.keep(key, e)
 }
 
-func (s *Server) keep(key, value []byte, expiry time.Time) error {
-	if !expiry.IsZero() && !expiry.After(time.Now()) {
+func (s *Server) keep(key []byte, e sessioncache.Entry) error {
+	if e.Deleted {
+		return s.tombstone(key, e)
+	}
+	if !e.Expiry.IsZero() && !e.Expiry.After(time.Now()) {
 		return nil // already expired: nothing to keep
 	}
-	if err := s.store.Set(key, value, s.capExpiry(expiry)); err != nil {
+	e.Expiry = s.capExpiry(e.Expiry)
+	if _, err := s.store.Put(key, e); err != nil {
 		s.log.Warn("relief: store refused an entry", "err", err)
 		return err
 	}
 	return nil
 }
 
-// Delete removes key from the store.
-func (s *Server) Delete(_ context.Context, _ string, key []byte) error {
+// Delete replaces key's entry with a tombstone, kept until e.Expiry, TombstoneTTL from
+// now, or the entry's own expiry, whichever is latest.
+func (s *Server) Delete(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.deletes.Add(1)
-	err := s.store.Delete(key)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+	return s.tombstone(key, e)
+}
+
+func (s *Server) tombstone(key []byte, e sessioncache.Entry) error {
+	e.Value, e.Deleted = nil, true
+	if floor := time.Now().Add(s.cfg.TombstoneTTL); e.Expiry.Before(floor) {
+		e.Expiry = floor
 	}
-	return err
+	if _, err := s.store.Put(key, e); err != nil {
+		s.log.Warn("relief: store refused a tombstone", "err", err)
+		return err
+	}
+	return nil
 }
 
 // Close disconnects from the sibling and closes the store.

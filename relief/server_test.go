@@ -107,7 +107,7 @@ func TestNothingLostToPressure(t *testing.T) {
 	_, err := tr.front.Get(ctx, []byte("sid-3"))
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
 	for _, s := range append(exp, aging...) {
-		_, _, err := s.Store().Get([]byte("sid-3"))
+		_, _, err := entryParts(s.Store().Get([]byte("sid-3")))
 		require.ErrorIs(t, err, ErrNotFound, "relief %s still has a deleted key", s.ID())
 	}
 }
@@ -120,17 +120,17 @@ type auditing struct {
 	refused atomic.Int64
 }
 
-func (a *auditing) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
+func (a *auditing) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	a.lookups.Add(1)
 	return a.Server.Get(ctx, path, key)
 }
 
-func (a *auditing) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+func (a *auditing) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	if len(key) > 4 && string(key[:4]) == "tmp-" {
 		a.refused.Add(1)
 		return nil
 	}
-	return a.Server.Set(ctx, path, key, value, expiry)
+	return a.Server.Set(ctx, path, key, e)
 }
 
 func TestExtendByEmbedding(t *testing.T) {
@@ -152,7 +152,7 @@ func TestExtendByEmbedding(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), a.refused.Load(), "the override saw the Set")
 	assert.Equal(t, int64(1), a.Stats().Sets, "and passed the other on to the embedded server")
-	v, _, err := tr.sib.Get(ctx, "auths", []byte("keep-1"))
+	v, _, err := entryParts(tr.sib.Get(ctx, "auths", []byte("keep-1")))
 	require.NoError(t, err)
 	assert.Equal(t, "y", string(v))
 	assert.Equal(t, int64(1), a.lookups.Load())

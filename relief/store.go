@@ -1,8 +1,6 @@
 package relief
 
 import (
-	"time"
-
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -10,17 +8,23 @@ import (
 // sessioncache.ErrNotFound, so one value is tested for everywhere.
 var ErrNotFound = sessioncache.ErrNotFound
 
-// Store is where a relief server keeps its entries. Implementations must be safe for
-// concurrent use, must never return an expired entry, and own the slices they are given
-// only for the duration of a call.
+// Store is where a relief server keeps its entries and tombstones. Implementations must be
+// safe for concurrent use, must never return an expired entry, and own the slices they are
+// given only for the duration of a call.
+//
+// Every version carries a revision (sessioncache.Entry.Rev), and a store keeps only the
+// newest version of a key (sessioncache.Entry.Newer), whatever order versions arrive in: a
+// deletion is a tombstone that stays until its expiry, or until the entry it replaced would
+// have expired if that is later, so no older version can come back.
 type Store interface {
-	// Get returns the value and expiry stored under key, or ErrNotFound.
-	Get(key []byte) (value []byte, expiry time.Time, err error)
-	// Set stores value under key until expiry (the zero Time means no expiry).
-	Set(key, value []byte, expiry time.Time) error
-	// Delete removes key; deleting a missing key is not an error.
-	Delete(key []byte) error
-	// Len returns the number of entries held, including expired ones not yet reclaimed.
+	// Get returns the version stored under key. It returns ErrNotFound when the store
+	// holds no live entry; with a tombstone, the returned Entry has Deleted and Rev set.
+	Get(key []byte) (sessioncache.Entry, error)
+	// Put stores e (an entry, or a tombstone when e.Deleted) unless the store holds a
+	// newer version, and reports whether it did.
+	Put(key []byte, e sessioncache.Entry) (bool, error)
+	// Len returns the number of entries and tombstones held, including expired ones not
+	// yet reclaimed.
 	Len() int
 	// Close releases the store.
 	Close() error

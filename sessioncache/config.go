@@ -87,6 +87,15 @@ type Config struct {
 	// released. key and value are valid only during the call.
 	OnEvict func(key, value []byte, expiry time.Time)
 
+	// BeforeEvict, when set, receives every unexpired entry the table is about to push out,
+	// before the entry leaves the table: it runs with the shard's lock held, so it must
+	// return quickly and must not use the table. A process killed while it runs leaves the
+	// entry in the table (the next writer repairs the shard), so a caller that records the
+	// entry durably here loses nothing to a crash between the eviction and the record
+	// (the relay hands evictions to aging relief this way). key and value are valid only
+	// during the call.
+	BeforeEvict func(key, value []byte, expiry time.Time)
+
 	// Logger receives recoveries of locks left by dead processes and section replacement.
 	// Nil means no logging.
 	Logger *slog.Logger

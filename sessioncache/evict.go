@@ -2,6 +2,7 @@ package sessioncache
 
 import (
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -65,6 +66,9 @@ func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
 			continue
 		}
 		sh.hdr.hand = hand
+		if t.beforeEvict != nil {
+			t.callBeforeEvict(r)
+		}
 		t.unindex(sh, i, r)
 		sh.hdr.evictions++
 		if ev != nil {
@@ -76,4 +80,18 @@ func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
 		sh.hdr.live--
 		return i
 	}
+}
+
+// callBeforeEvict hands an unexpired entry that is about to be evicted to BeforeEvict,
+// while it is still indexed and whole.
+func (t *Table) callBeforeEvict(r *recordHeader) {
+	if r.expiry != 0 && r.expiry <= t.now() {
+		return
+	}
+	data := unsafe.Slice((*byte)(t.recordData(r)), uint32(r.keyLen)+r.valLen)
+	var e time.Time
+	if r.expiry != 0 {
+		e = time.Unix(0, r.expiry)
+	}
+	t.beforeEvict(data[:r.keyLen], data[r.keyLen:], e)
 }

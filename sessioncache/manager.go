@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/globalsession/globalsession/internal/rendezvous"
+	"github.com/globalsession/globalsession/internal/revision"
 	"github.com/globalsession/globalsession/internal/tombstone"
 )
 
@@ -56,6 +57,7 @@ type Manager struct {
 	ring   *rendezvous.Ring[remoteNode]
 	flight singleflight.Group
 	tombs  *tombstone.Set
+	clock  revision.Clock
 	log    *slog.Logger
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -124,6 +126,7 @@ func (m *Manager) apply(ch Change) {
 	if m.ctx.Err() != nil {
 		return // closed: the table is gone
 	}
+	m.clock.Observe(ch.Rev)
 	if ch.Deleted {
 		m.tombs.Add(ch.Key)
 		if _, err := m.table.Delete(ch.Key); err != nil {
@@ -194,11 +197,16 @@ func (m *Manager) eachOwner(ctx context.Context, key []byte, what string, fn fun
 // Set stores value under key for ttl in the local table and publishes it to the key's relay
 // (which keeps it, hands it down and tells the other hosts). It returns once the relay has
 // acknowledged, or right after the local write with FireAndForget.
+//
+// The entry gets a revision from the Manager's clock (see Entry.Rev): every tier keeps the
+// version with the highest revision, so a Set made after a Delete of the same key that this
+// host saw is ordered after it, and one made before it never overrides it.
 func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
 	expiry := time.Now().Add(ttl)
+	rev := m.clock.Next()
 	m.tombs.Clear(key)
 	if err := m.table.Set(key, value, expiry); err != nil {
 		return err
@@ -213,19 +221,19 @@ func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration)
 			defer m.wg.Done()
 			ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 			defer cancel()
-			if err := m.publish(ctx, k, v, expiry); err != nil {
+			if err := m.publish(ctx, k, Entry{Value: v, Expiry: expiry, Rev: rev}); err != nil {
 				m.log.Warn("sessioncache: background publish failed", "err", err)
 			}
 		}()
 		return nil
 	}
-	return m.publish(ctx, key, value, expiry)
+	return m.publish(ctx, key, Entry{Value: value, Expiry: expiry, Rev: rev})
 }
 
 // publish sends the entry to the first relay of its order that takes it.
-func (m *Manager) publish(ctx context.Context, key, value []byte, expiry time.Time) error {
+func (m *Manager) publish(ctx context.Context, key []byte, e Entry) error {
 	return m.eachOwner(ctx, key, "publish", func(ctx context.Context, n remoteNode) error {
-		return n.r.Publish(ctx, m.cfg.AuthPath, key, value, expiry)
+		return n.r.Publish(ctx, m.cfg.AuthPath, key, e)
 	})
 }
 
@@ -249,17 +257,18 @@ func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.
 	}
 	res, err, _ := m.flight.Do(string(key), func() (any, error) {
 		seq := m.tombs.Seq()
-		v, exp, err := m.fetch(ctx, key)
+		e, err := m.fetch(ctx, key)
+		m.clock.Observe(e.Rev)
 		if err != nil {
 			return nil, err
 		}
 		if m.tombs.DeletedAfter(key, seq) {
 			return nil, ErrNotFound
 		}
-		if err := m.table.Set(key, v, exp); err != nil {
+		if err := m.table.Set(key, e.Value, e.Expiry); err != nil {
 			m.log.Warn("sessioncache: keeping a relay's answer locally", "err", err)
 		}
-		return found{v, exp}, nil
+		return found{e.Value, e.Expiry}, nil
 	})
 	if err != nil {
 		return dst, time.Time{}, err
@@ -271,23 +280,27 @@ func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.
 // fetch asks the key's relays in order until one has it. A key published while its
 // first relay was down lives on the next one, so not found from one relay passes the
 // search on too.
-func (m *Manager) fetch(ctx context.Context, key []byte) ([]byte, time.Time, error) {
-	var v []byte
-	var exp time.Time
+func (m *Manager) fetch(ctx context.Context, key []byte) (Entry, error) {
+	var e Entry
 	err := m.eachOwner(ctx, key, "get", func(ctx context.Context, n remoteNode) error {
-		var err error
-		v, exp, err = n.r.Get(ctx, m.cfg.AuthPath, key)
+		got, err := n.r.Get(ctx, m.cfg.AuthPath, key)
+		if got.Rev > e.Rev || err == nil {
+			e = got
+		}
 		return err
 	})
-	return v, exp, err
+	return e, err
 }
 
 // Delete removes key from the local table and, through the relays, from every tier and
 // every subscribed host (a logout). It tells every relay, not only the key's first one,
-// since a key published while that relay was down lives on another. A deleted key does not
-// come back from a relay's answer that was already on its way. Delete fails only if no
-// relay could be told.
+// since a key published while that relay was down lives on another, and returns nil only
+// once every relay has confirmed: from then on no tier serves the key again (the deletion
+// is a tombstone with a revision that every tier keeps until the entry would have
+// expired), and a relay's answer already on its way does not bring it back. A Delete that
+// returns an error may have reached some tiers; call it again until it succeeds.
 func (m *Manager) Delete(ctx context.Context, key []byte) error {
+	rev := m.clock.Next()
 	m.tombs.Add(key)
 	if _, err := m.table.Delete(key); err != nil {
 		return err
@@ -300,21 +313,14 @@ func (m *Manager) Delete(ctx context.Context, key []byte) error {
 	var wg sync.WaitGroup
 	for i, n := range owners {
 		wg.Go(func() {
-			if err := n.r.Delete(ctx, m.cfg.AuthPath, key); err != nil {
+			if err := n.r.Delete(ctx, m.cfg.AuthPath, key, Entry{Rev: rev, Deleted: true}); err != nil {
 				errs[i] = fmt.Errorf("relay %s: %w", n.name, err)
 			}
 		})
 	}
 	wg.Wait()
-	failed := 0
-	for _, err := range errs {
-		if err != nil {
-			failed++
-			m.log.Warn("sessioncache: delete did not reach a relay", "err", err)
-		}
-	}
-	if failed == len(owners) {
-		return fmt.Errorf("sessioncache: delete: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sessioncache: delete is not confirmed by every relay: %w", err)
 	}
 	return nil
 }

@@ -104,7 +104,7 @@ func TestManagerAcrossHosts(t *testing.T) {
 	require.NoError(t, b.Delete(ctx, []byte("sid-1")))
 	_, err = b.Get(ctx, []byte("sid-1"))
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
-	_, err = r.Table().Get([]byte("sid-1"))
+	_, err = r.Lookup([]byte("sid-1"))
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
 	eventually(t, "the delete to reach host A", func() bool {
 		_, err := a.Table().Get([]byte("sid-1"))
@@ -124,7 +124,7 @@ type countingRemote struct {
 	entered chan struct{}
 }
 
-func (c *countingRemote) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
+func (c *countingRemote) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	c.gets.Add(1)
 	if c.entered != nil {
 		c.entered <- struct{}{}
@@ -139,7 +139,7 @@ func TestConcurrentMissesMakeOneRequest(t *testing.T) {
 	r := startRelay(t, nil)
 	ctx := ctxT(t)
 	setter := client(t, r.Addr().String())
-	require.NoError(t, setter.Publish(ctx, "auths", []byte("hot"), []byte("value"), time.Now().Add(time.Hour)))
+	require.NoError(t, setter.Publish(ctx, "auths", []byte("hot"), sessioncache.Entry{Value: []byte("value"), Expiry: time.Now().Add(time.Hour)}))
 
 	cr := &countingRemote{Remote: client(t, r.Addr().String()), hold: make(chan struct{}), entered: make(chan struct{}, 100)}
 	m := manager(t, filepath.Join(t.TempDir(), "m.table"), true, cr)
@@ -171,7 +171,7 @@ func TestDeletedKeyDoesNotComeBack(t *testing.T) {
 	r := startRelay(t, nil)
 	ctx := ctxT(t)
 	setter := client(t, r.Addr().String())
-	require.NoError(t, setter.Publish(ctx, "auths", []byte("s"), []byte("v"), time.Now().Add(time.Hour)))
+	require.NoError(t, setter.Publish(ctx, "auths", []byte("s"), sessioncache.Entry{Value: []byte("v"), Expiry: time.Now().Add(time.Hour)}))
 	cr := &countingRemote{Remote: client(t, r.Addr().String()), hold: make(chan struct{}), entered: make(chan struct{}, 1)}
 	m := manager(t, filepath.Join(t.TempDir(), "m.table"), true, cr)
 	done := make(chan error)

@@ -33,10 +33,12 @@ type Table struct {
 	shardBits uint
 	owner     uint64
 	onEvict   func(key, value []byte, expiry time.Time)
-	logger    *slog.Logger
-	now       func() int64 // unix nanoseconds; replaced by tests
-	closed    atomic.Bool
-	evictBufs sync.Pool
+	// beforeEvict is Config.BeforeEvict.
+	beforeEvict func(key, value []byte, expiry time.Time)
+	logger      *slog.Logger
+	now         func() int64 // unix nanoseconds; replaced by tests
+	closed      atomic.Bool
+	evictBufs   sync.Pool
 }
 
 // shard is this process's view of one shard: pointers into the section and its sizes.
@@ -73,6 +75,7 @@ func Open(cfg Config) (*Table, error) {
 	}
 	t.owner = owner
 	t.onEvict = cfg.OnEvict
+	t.beforeEvict = cfg.BeforeEvict
 	t.logger = cfg.Logger
 	if t.logger == nil {
 		t.logger = slog.New(slog.DiscardHandler)

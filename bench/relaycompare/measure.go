@@ -14,9 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/globalsession/globalsession/relay"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 type opKind int
@@ -83,9 +85,10 @@ func dialRelay(w *workload, addr string, tc *tls.Config, conns int) (*relaySessi
 func (s *relaySession) do(g int, op opKind, key int) error {
 	c := s.clients[g%len(s.clients)]
 	if op == opSet {
-		return c.Set(context.Background(), relay.DefaultAuthPath, s.w.keys[key], s.w.value, time.Time{})
+		return c.Set(context.Background(), relay.DefaultAuthPath, s.w.keys[key], sessioncache.Entry{Value: s.w.value})
 	}
-	v, _, err := c.Get(context.Background(), relay.DefaultAuthPath, s.w.keys[key])
+	e, err := c.Get(context.Background(), relay.DefaultAuthPath, s.w.keys[key])
+	v := e.Value
 	if err == nil && len(v) != len(s.w.value) {
 		err = fmt.Errorf("relay returned %d bytes, want %d", len(v), len(s.w.value))
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 var (
@@ -139,14 +140,14 @@ func fallThrough(ctx context.Context, addr string) (fall, hit []time.Duration, e
 	defer c.Close()
 	value := make([]byte, valueSize)
 	if err := pipeline(16, *flagKeys, func(i int) error {
-		return c.Publish(ctx, "auths", key(i), value, time.Now().Add(time.Hour))
+		return c.Publish(ctx, "auths", key(i), sessioncache.Entry{Value: value, Expiry: time.Now().Add(time.Hour)})
 	}); err != nil {
 		return nil, nil, err
 	}
 	// Evictions reach aging relief in the background: wait (bounded) for the last pushed out.
 	last := key(*flagKeys - relayRecs - 1)
 	for i := 0; ; i++ {
-		if _, _, err := c.Get(ctx, "auths", last); err == nil {
+		if _, err := c.Get(ctx, "auths", last); err == nil {
 			break
 		} else if i == 1000 {
 			return nil, nil, fmt.Errorf("entry never reached aging relief: %w", err)
@@ -155,14 +156,14 @@ func fallThrough(ctx context.Context, addr string) (fall, hit []time.Duration, e
 	}
 	for i := 0; i < *flagKeys-2*relayRecs; i++ {
 		start := time.Now()
-		if _, _, err := c.Get(ctx, "auths", key(i)); err != nil {
+		if _, err := c.Get(ctx, "auths", key(i)); err != nil {
 			return nil, nil, fmt.Errorf("get %d: %w", i, err)
 		}
 		fall = append(fall, time.Since(start))
 	}
 	for range len(fall) {
 		start := time.Now()
-		if _, _, err := c.Get(ctx, "auths", key(0)); err != nil {
+		if _, err := c.Get(ctx, "auths", key(0)); err != nil {
 			return nil, nil, err
 		}
 		hit = append(hit, time.Since(start))
@@ -180,7 +181,7 @@ func setThroughput(ctx context.Context, addr string) (float64, error) {
 	value := make([]byte, valueSize)
 	start := time.Now()
 	err = pipeline(16, *flagSets, func(i int) error {
-		return c.Publish(ctx, "auths", key(i%50000), value, time.Now().Add(time.Hour))
+		return c.Publish(ctx, "auths", key(i%50000), sessioncache.Entry{Value: value, Expiry: time.Now().Add(time.Hour)})
 	})
 	return float64(*flagSets) / time.Since(start).Seconds(), err
 }

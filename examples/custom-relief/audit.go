@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/relief"
@@ -38,32 +37,32 @@ func (a *AuditedRelief) record(format string, args ...any) {
 }
 
 // Set keeps a new entry unless its key has the skipped prefix.
-func (a *AuditedRelief) Set(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+func (a *AuditedRelief) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	if a.SkipPrefix != "" && strings.HasPrefix(string(key), a.SkipPrefix) {
 		a.record("skip %s", key)
 		return nil
 	}
 	a.record("set %s", key)
-	return a.Server.Set(ctx, path, key, value, expiry)
+	return a.Server.Set(ctx, path, key, e)
 }
 
 // Evict keeps an entry the relay pushed out.
-func (a *AuditedRelief) Evict(ctx context.Context, path string, key, value []byte, expiry time.Time) error {
+func (a *AuditedRelief) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	a.record("evict %s", key)
-	return a.Server.Evict(ctx, path, key, value, expiry)
+	return a.Server.Evict(ctx, path, key, e)
 }
 
 // Get answers a lookup.
-func (a *AuditedRelief) Get(ctx context.Context, path string, key []byte) ([]byte, time.Time, error) {
-	v, exp, err := a.Server.Get(ctx, path, key)
+func (a *AuditedRelief) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
+	e, err := a.Server.Get(ctx, path, key)
 	a.record("get %s: %v", key, err == nil)
-	return v, exp, err
+	return e, err
 }
 
-// Delete forgets a key.
-func (a *AuditedRelief) Delete(ctx context.Context, path string, key []byte) error {
+// Delete forgets a key (keeping a tombstone, so no older version comes back).
+func (a *AuditedRelief) Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	a.record("delete %s", key)
-	return a.Server.Delete(ctx, path, key)
+	return a.Server.Delete(ctx, path, key, e)
 }
 
 // Start connects the embedded server with this type answering the sibling, and listens

@@ -55,12 +55,12 @@ func run(out *os.File) error {
 	// The sibling hands the server what a relay would: new entries, evictions, lookups.
 	exp := time.Now().Add(time.Hour)
 	for _, k := range []string{"sid-1", "csrf-abc", "sid-2"} {
-		if err := sib.Set(ctx, "auths", []byte(k), []byte("v"), exp); err != nil {
+		if err := sib.Set(ctx, "auths", []byte(k), sessioncache.Entry{Value: []byte("v"), Expiry: exp, Rev: 1}); err != nil {
 			return err
 		}
 	}
 	for _, k := range []string{"sid-1", "csrf-abc"} {
-		_, _, err := sib.Get(ctx, "auths", []byte(k))
+		_, err := sib.Get(ctx, "auths", []byte(k))
 		fmt.Fprintf(out, "sibling asks for %s: %v\n", k, foundOr(err))
 	}
 
@@ -71,7 +71,7 @@ func run(out *os.File) error {
 	}
 	defer admin.Close()
 	fmt.Fprintln(out, "admin publishes dump:")
-	if err := admin.Publish(ctx, AdminPath, []byte("dump"), nil, time.Time{}); err != nil {
+	if err := admin.Publish(ctx, AdminPath, []byte("dump"), sessioncache.Entry{}); err != nil {
 		return err
 	}
 	select {

@@ -18,6 +18,7 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 	dst = append(dst, Version, byte(f.Op), byte(f.Status), f.Flags)
 	dst = binary.BigEndian.AppendUint64(dst, f.ID)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(f.Expiry))
+	dst = binary.BigEndian.AppendUint64(dst, f.Rev)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(f.Path)))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(f.Key)))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(f.Value)))
@@ -42,9 +43,9 @@ func Decode(body []byte, f *Frame) error {
 	if status > statusMax || (op != OpReply && status != 0) {
 		return fmt.Errorf("%w: status %d on a %s frame", ErrMalformed, body[2], op)
 	}
-	pl := int(binary.BigEndian.Uint16(body[20:]))
-	kl := int(binary.BigEndian.Uint16(body[22:]))
-	vl := uint64(binary.BigEndian.Uint32(body[24:]))
+	pl := int(binary.BigEndian.Uint16(body[28:]))
+	kl := int(binary.BigEndian.Uint16(body[30:]))
+	vl := uint64(binary.BigEndian.Uint32(body[32:]))
 	if uint64(HeaderSize+pl+kl)+vl != uint64(len(body)) {
 		return fmt.Errorf("%w: fields of %d+%d+%d bytes in a %d-byte frame", ErrMalformed, pl, kl, vl, len(body))
 	}
@@ -54,6 +55,7 @@ func Decode(body []byte, f *Frame) error {
 		Flags:  body[3],
 		ID:     binary.BigEndian.Uint64(body[4:]),
 		Expiry: int64(binary.BigEndian.Uint64(body[12:])),
+		Rev:    binary.BigEndian.Uint64(body[20:]),
 	}
 	p := body[HeaderSize:]
 	f.Path, p = p[:pl:pl], p[pl:]

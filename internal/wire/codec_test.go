@@ -15,12 +15,13 @@ import (
 func TestRoundTrip(t *testing.T) {
 	frames := []Frame{
 		{Op: OpHello, ID: 1, Key: []byte("front-1"), Value: []byte{1, 's', 'e', 'c'}},
-		{Op: OpSet, ID: 2, Path: []byte("auths"), Key: []byte("k"), Value: []byte("v"), Expiry: 1234567890123},
+		{Op: OpSet, ID: 2, Path: []byte("auths"), Key: []byte("k"), Value: []byte("v"), Expiry: 1234567890123, Rev: 1<<63 | 7},
 		{Op: OpGet, ID: 3, Path: []byte("auths"), Key: []byte("k")},
 		{Op: OpReply, Status: StatusValue, ID: 3, Value: bytes.Repeat([]byte("x"), 5000), Expiry: -1},
 		{Op: OpReply, Status: StatusNotFound, ID: 4},
 		{Op: OpReply, Status: StatusError, ID: 5, Value: []byte("no such path")},
-		{Op: OpMessage, Flags: FlagDeleted, Path: []byte("auths"), Key: []byte("gone")},
+		{Op: OpMessage, Flags: FlagDeleted, ID: 12, Rev: 99, Path: []byte("auths"), Key: []byte("gone")},
+		{Op: OpReply, Status: StatusNotFound, ID: 6, Rev: 42, Expiry: 77},
 		{Op: OpEvict, ID: 1 << 60, Key: []byte("old"), Value: []byte("session")},
 	}
 	var stream []byte
@@ -46,6 +47,7 @@ func assertFrameEqual(t testing.TB, want, got *Frame) {
 	assert.Equal(t, want.Flags, got.Flags)
 	assert.Equal(t, want.ID, got.ID)
 	assert.Equal(t, want.Expiry, got.Expiry)
+	assert.Equal(t, want.Rev, got.Rev)
 	assert.Equal(t, string(want.Path), string(got.Path))
 	assert.Equal(t, string(want.Key), string(got.Key))
 	assert.Equal(t, string(want.Value), string(got.Value))
@@ -71,7 +73,7 @@ func TestBadFrames(t *testing.T) {
 		{"unknown op", mutate(5, 99), ErrMalformed, "unknown op 99"},
 		{"status on a request", mutate(6, 1), ErrMalformed, "status 1 on a get"},
 		{"unknown status", mutate(5, byte(OpReply), 9), ErrMalformed, "status 9"},
-		{"lengths disagree", mutate(28, 0, 0, 0, 9), ErrMalformed, "fields"},
+		{"lengths disagree", mutate(36, 0, 0, 0, 9), ErrMalformed, "fields"},
 		{"truncated body", good[:len(good)-1], io.ErrUnexpectedEOF, ""},
 		{"truncated prefix", good[:2], io.ErrUnexpectedEOF, ""},
 	}
@@ -113,7 +115,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(seed)
 	reply, _ := Append(nil, &Frame{Op: OpReply, Status: StatusError, ID: 9, Value: []byte("boom")})
 	f.Add(append(seed, reply...))
-	f.Add([]byte{0, 0, 0, 28, 1, 8, 0, 0})
+	f.Add([]byte{0, 0, 0, 36, 2, 8, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := NewReader(bytes.NewReader(data), 4096)
 		consumed := 0
@@ -139,10 +141,10 @@ func FuzzDecode(f *testing.F) {
 
 // FuzzRoundTrip builds frames from arbitrary fields and checks decode(encode(x)) == x.
 func FuzzRoundTrip(f *testing.F) {
-	f.Add(uint8(2), uint8(0), uint8(0), uint64(1), int64(0), []byte("auths"), []byte("k"), []byte("v"))
-	f.Add(uint8(9), uint8(3), uint8(1), uint64(1<<63), int64(-5), []byte{}, []byte{}, []byte("error"))
-	f.Fuzz(func(t *testing.T, op, status, flags uint8, id uint64, exp int64, path, key, value []byte) {
-		fr := Frame{Op: Op(op), Status: Status(status), Flags: flags, ID: id, Expiry: exp, Path: path, Key: key, Value: value}
+	f.Add(uint8(2), uint8(0), uint8(0), uint64(1), int64(0), uint64(3), []byte("auths"), []byte("k"), []byte("v"))
+	f.Add(uint8(9), uint8(3), uint8(1), uint64(1<<63), int64(-5), uint64(0), []byte{}, []byte{}, []byte("error"))
+	f.Fuzz(func(t *testing.T, op, status, flags uint8, id uint64, exp int64, rev uint64, path, key, value []byte) {
+		fr := Frame{Op: Op(op), Status: Status(status), Flags: flags, ID: id, Expiry: exp, Rev: rev, Path: path, Key: key, Value: value}
 		b, err := Append(nil, &fr)
 		if err != nil {
 			return

@@ -6,10 +6,10 @@ import (
 )
 
 // Version is the protocol version this package speaks.
-const Version = 1
+const Version = 2
 
 // HeaderSize is the size of a frame's fixed header, after the 4-byte length prefix.
-const HeaderSize = 28
+const HeaderSize = 36
 
 // DefaultMaxFrame is the default limit on a frame's length (the bytes after the prefix).
 const DefaultMaxFrame = 1 << 20
@@ -100,17 +100,20 @@ type Frame struct {
 	Flags  uint8
 	ID     uint64
 	Expiry int64 // unix nanoseconds; 0 means no expiry
-	Path   []byte
-	Key    []byte
-	Value  []byte
+	// Rev is the revision of the entry or deletion the frame carries: of two versions of a
+	// key, the one with the higher revision wins, and a deletion wins a tie. 0 means none.
+	Rev   uint64
+	Path  []byte
+	Key   []byte
+	Value []byte
 }
 
 // Len returns the frame's length as written in its prefix.
 func (f *Frame) Len() int { return HeaderSize + len(f.Path) + len(f.Key) + len(f.Value) }
 
 func (f *Frame) String() string {
-	return fmt.Sprintf("%s id=%d status=%s flags=%#x path=%q key=%q value=%d bytes expiry=%d",
-		f.Op, f.ID, f.Status, f.Flags, f.Path, f.Key, len(f.Value), f.Expiry)
+	return fmt.Sprintf("%s id=%d status=%s flags=%#x path=%q key=%q value=%d bytes expiry=%d rev=%d",
+		f.Op, f.ID, f.Status, f.Flags, f.Path, f.Key, len(f.Value), f.Expiry, f.Rev)
 }
 
 // Errors of the codec. A connection that produces one must be closed: the stream can no

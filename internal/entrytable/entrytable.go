@@ -1,0 +1,147 @@
+// Package entrytable keeps versioned entries and tombstones (sessioncache.Entry) in a
+// sessioncache.Table, for the tiers that must order the versions of a key: the relay's
+// table and the relief servers' memory stores. It is not a cache of its own: it adds a
+// 9-byte envelope (revision and flags) in front of each value and a compare-and-set that
+// keeps the newest version.
+//
+// Only one process may write a table through this package at a time (the relay, or the
+// relief server that owns the table), since the compare-and-set is serialized by locks in
+// that process's memory; any number of processes may read it.
+package entrytable
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// Overhead is how many bytes the envelope adds to a value in a record: size a table's
+// RecordSize as the largest key and value plus Overhead.
+const Overhead = 9
+
+const flagDeleted = 1
+
+// ErrBadEnvelope means a record of the table does not hold an envelope this package wrote.
+var ErrBadEnvelope = errors.New("entrytable: record is not a versioned entry")
+
+// Table is a sessioncache.Table holding versioned entries. It is safe for concurrent use.
+type Table struct {
+	t     *sessioncache.Table
+	locks [256]sync.Mutex
+	bufs  sync.Pool
+}
+
+// New wraps t, which must hold only entries written through this package.
+func New(t *sessioncache.Table) *Table {
+	return &Table{t: t, bufs: sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}}
+}
+
+// Raw returns the underlying table.
+func (t *Table) Raw() *sessioncache.Table { return t.t }
+
+// Encode appends e's envelope and value to dst.
+func Encode(dst []byte, e sessioncache.Entry) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, e.Rev)
+	var flags byte
+	if e.Deleted {
+		flags |= flagDeleted
+	}
+	dst = append(dst, flags)
+	if e.Deleted {
+		return dst
+	}
+	return append(dst, e.Value...)
+}
+
+// Decode reads an envelope written by Encode; the entry's Value points into b and its
+// Expiry is left for the caller to set.
+func Decode(b []byte) (sessioncache.Entry, error) {
+	if len(b) < Overhead {
+		return sessioncache.Entry{}, fmt.Errorf("%w: %d bytes", ErrBadEnvelope, len(b))
+	}
+	e := sessioncache.Entry{Rev: binary.BigEndian.Uint64(b), Deleted: b[8]&flagDeleted != 0}
+	if !e.Deleted {
+		e.Value = b[Overhead:]
+	}
+	return e, nil
+}
+
+// GetAppend returns the version of key the table holds, its value appended to dst. It
+// returns ErrNotFound when the table holds no live entry: then a returned Entry with
+// Deleted set is the key's tombstone.
+func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
+	n := len(dst)
+	b, exp, err := t.t.GetAppend(dst, key)
+	if err != nil {
+		return sessioncache.Entry{}, err
+	}
+	e, err := Decode(b[n:])
+	if err != nil {
+		return sessioncache.Entry{}, fmt.Errorf("%w: key %q", err, key)
+	}
+	e.Expiry = exp
+	if e.Deleted {
+		return e, sessioncache.ErrNotFound
+	}
+	// Move the value to where the caller's dst ends, so the result extends dst.
+	v := append(b[:n], e.Value...)
+	e.Value = v[n:]
+	return e, nil
+}
+
+// Put stores e under key unless the table holds a newer version (see Entry.Newer), and
+// reports whether it did. A tombstone is kept at least until the entry it replaces would
+// have expired. An entry or tombstone whose expiry has passed is not stored (Put reports
+// false), but it still removes an older version.
+func (t *Table) Put(key []byte, e sessioncache.Entry) (bool, error) {
+	_, ok, err := t.PutHeld(key, e)
+	return ok, err
+}
+
+// PutHeld is Put that also returns what the key held before: the live entry (its value
+// is not returned) or tombstone, or the zero Entry.
+func (t *Table) PutHeld(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
+	held, ok, err := t.put(key, e)
+	held.Value = nil
+	return held, ok, err
+}
+
+func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
+	mu := &t.locks[xxhash.Sum64(key)%uint64(len(t.locks))]
+	mu.Lock()
+	defer mu.Unlock()
+	bp := t.bufs.Get().(*[]byte)
+	defer t.bufs.Put(bp)
+	held, err := t.GetAppend((*bp)[:0], key)
+	switch {
+	case err == nil || (errors.Is(err, sessioncache.ErrNotFound) && held.Deleted):
+		if !e.Newer(held) {
+			return held, false, nil
+		}
+		if e.Deleted && !held.Deleted && !e.Expiry.IsZero() && (held.Expiry.IsZero() || held.Expiry.After(e.Expiry)) {
+			e.Expiry = held.Expiry
+		}
+	case !errors.Is(err, sessioncache.ErrNotFound):
+		if !errors.Is(err, ErrBadEnvelope) {
+			return held, false, err
+		}
+		// A record this package did not write: replace it.
+	}
+	if !e.Expiry.IsZero() && !e.Expiry.After(time.Now()) {
+		if _, err := t.t.Delete(key); err != nil {
+			return held, false, err
+		}
+		return held, false, nil
+	}
+	*bp = Encode((*bp)[:0], e)
+	if err := t.t.Set(key, *bp, e.Expiry); err != nil {
+		return held, false, err
+	}
+	return held, true, nil
+}

@@ -1,0 +1,90 @@
+package entrytable
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+func newTable(t *testing.T) *Table {
+	t.Helper()
+	raw, err := sessioncache.Open(sessioncache.Config{
+		Path: fmt.Sprintf("/dev/shm/gs-entrytable-test-%d", time.Now().UnixNano()), Create: true,
+		ElementCount: 64, RecordSize: 128})
+	require.NoError(t, err)
+	t.Cleanup(func() { raw.Remove() })
+	return New(raw)
+}
+
+func TestTheNewestVersionWins(t *testing.T) {
+	tb := newTable(t)
+	hour := time.Now().Add(time.Hour)
+	k := []byte("sid")
+	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("v5"), Expiry: hour, Rev: 5})
+	require.NoError(t, err)
+	assert.True(t, ok)
+	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("v3"), Expiry: hour, Rev: 3})
+	require.NoError(t, err)
+	assert.False(t, ok, "an older version does not replace a newer one")
+	e, err := tb.GetAppend(nil, k)
+	require.NoError(t, err)
+	assert.Equal(t, "v5", string(e.Value))
+	assert.Equal(t, uint64(5), e.Rev)
+
+	ok, err = tb.Put(k, sessioncache.Entry{Rev: 5, Deleted: true, Expiry: time.Now().Add(time.Minute)})
+	require.NoError(t, err)
+	assert.True(t, ok, "a deletion wins a tie")
+	e, err = tb.GetAppend(nil, k)
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+	assert.True(t, e.Deleted)
+	assert.Equal(t, uint64(5), e.Rev)
+	assert.WithinDuration(t, hour, e.Expiry, time.Millisecond, "the tombstone lasts as long as the entry would have")
+
+	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("v4"), Expiry: hour, Rev: 4})
+	require.NoError(t, err)
+	assert.False(t, ok, "an older set does not bring a deleted key back")
+	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("v6"), Expiry: hour, Rev: 6})
+	require.NoError(t, err)
+	assert.True(t, ok, "a newer set after the deletion is a new entry")
+	e, err = tb.GetAppend(nil, k)
+	require.NoError(t, err)
+	assert.Equal(t, "v6", string(e.Value))
+}
+
+func TestGetAppendExtendsDst(t *testing.T) {
+	tb := newTable(t)
+	_, err := tb.Put([]byte("k"), sessioncache.Entry{Value: []byte("value"), Rev: 1})
+	require.NoError(t, err)
+	dst := append(make([]byte, 0, 64), "abc"...)
+	e, err := tb.GetAppend(dst, []byte("k"))
+	require.NoError(t, err)
+	assert.Equal(t, "abcvalue", string(dst[:3+len(e.Value)]))
+	assert.Equal(t, "value", string(e.Value))
+}
+
+func TestExpiredVersionsRemoveOlderOnes(t *testing.T) {
+	tb := newTable(t)
+	k := []byte("k")
+	_, err := tb.Put(k, sessioncache.Entry{Value: []byte("v"), Rev: 1, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("w"), Rev: 2, Expiry: time.Now().Add(-time.Second)})
+	require.NoError(t, err)
+	assert.False(t, ok)
+	_, err = tb.GetAppend(nil, k)
+	assert.ErrorIs(t, err, sessioncache.ErrNotFound)
+}
+
+func TestForeignRecordsAreReplaced(t *testing.T) {
+	tb := newTable(t)
+	require.NoError(t, tb.Raw().Set([]byte("k"), []byte("short"), time.Time{}))
+	_, err := tb.GetAppend(nil, []byte("k"))
+	require.ErrorIs(t, err, ErrBadEnvelope)
+	ok, err := tb.Put([]byte("k"), sessioncache.Entry{Value: []byte("v"), Rev: 1})
+	require.NoError(t, err)
+	assert.True(t, ok)
+}

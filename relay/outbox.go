@@ -1,0 +1,350 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// The outbox holds what the relay must hand to the tier below without fail (evictions and
+// deletions) from the moment the relay accepts it until the tier below confirms it, in
+// segment files that outlive the relay's process. A relay that restarts sends again what
+// its outbox still holds; since every change carries a revision, a change delivered twice
+// does no harm.
+//
+// A segment is a sequence of records: u32 length of the frame, u32 CRC-32C of the frame,
+// then the frame as internal/wire encodes it (op evict or delete, key, value, expiry, rev).
+// A torn record ends its segment's replay.
+
+var outboxCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrOutboxFull means the relay's outbox holds as much as it may: the tier below has not
+// confirmed enough of what it was given.
+var ErrOutboxFull = errors.New("relay: outbox is full")
+
+const outboxSegmentSize = 4 << 20
+
+// outbox is a durable queue of hand-downs with delivery workers.
+type outbox struct {
+	dir     string
+	limit   int64
+	log     *slog.Logger
+	deliver func(ctx context.Context, f *wire.Frame) error
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	queue    []*outRecord // waiting for a worker
+	bytes    int64        // bytes of records not yet confirmed
+	seg      *outSegment  // the segment appended to
+	nextSeg  uint64
+	tombs    map[string]uint64 // keys with a deletion not yet confirmed: the highest revision
+	closed   bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	pending  atomic.Int64 // records not yet confirmed
+	dropped  atomic.Int64 // records refused because the outbox was full
+	retries  atomic.Int64
+	lastWarn atomic.Int64 // unix nanoseconds of the last "full" warning
+}
+
+type outSegment struct {
+	n           uint64
+	f           *os.File // nil once sealed and closed
+	size        int64
+	outstanding int // records appended and not confirmed
+	sealed      bool
+}
+
+type outRecord struct {
+	frame *wire.Frame // owns its slices
+	seg   *outSegment
+	size  int64
+}
+
+// openOutbox opens (creating) dir, queues what its segments hold and starts workers that
+// hand records to deliver until they succeed.
+func openOutbox(dir string, limit int64, workers int, log *slog.Logger, deliver func(context.Context, *wire.Frame) error) (*outbox, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("relay: outbox %s: %w", dir, err)
+	}
+	o := &outbox{dir: dir, limit: limit, log: log, deliver: deliver, tombs: map[string]uint64{}}
+	o.cond = sync.NewCond(&o.mu)
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	if err := o.recover(); err != nil {
+		return nil, err
+	}
+	if err := o.roll(); err != nil {
+		return nil, err
+	}
+	for range workers {
+		o.wg.Add(1)
+		go o.work()
+	}
+	return o, nil
+}
+
+func segmentName(n uint64) string { return fmt.Sprintf("%016d.outbox", n) }
+
+// recover queues the records of the segments a previous process left.
+func (o *outbox) recover() error {
+	names, err := filepath.Glob(filepath.Join(o.dir, "*.outbox"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	recovered := 0
+	for _, name := range names {
+		n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), ".outbox"), 10, 64)
+		if err != nil {
+			continue
+		}
+		o.nextSeg = max(o.nextSeg, n+1)
+		frames, err := readSegment(name)
+		if err != nil {
+			o.log.Warn("relay: outbox segment ends early", "file", name, "err", err)
+		}
+		seg := &outSegment{n: n, sealed: true}
+		for _, f := range frames {
+			o.enqueueLocked(f, seg)
+		}
+		recovered += len(frames)
+		if seg.outstanding == 0 {
+			os.Remove(name)
+		}
+	}
+	if recovered > 0 {
+		o.log.Info("relay: outbox holds changes a previous run did not hand down; sending them", "changes", recovered, "dir", o.dir)
+	}
+	return nil
+}
+
+// readSegment returns the frames of a segment up to its first torn record.
+func readSegment(name string) ([]*wire.Frame, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	var out []*wire.Frame
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, fmt.Errorf("torn record header: %w", err)
+		}
+		n := binary.LittleEndian.Uint32(hdr[:])
+		if n > 64<<20 {
+			return out, fmt.Errorf("record length %d", n)
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return out, fmt.Errorf("torn record: %w", err)
+		}
+		if crc32.Checksum(b, outboxCRC) != binary.LittleEndian.Uint32(hdr[4:]) {
+			return out, errors.New("a record fails its checksum")
+		}
+		var fr wire.Frame
+		if err := wire.Decode(b[4:], &fr); err != nil {
+			return out, err
+		}
+		out = append(out, &fr)
+	}
+}
+
+// roll seals the current segment and starts a new one. Called with o.mu held or before
+// the workers start.
+func (o *outbox) roll() error {
+	if o.seg != nil {
+		o.seg.sealed = true
+		o.seg.f.Close()
+		o.seg.f = nil
+		if o.seg.outstanding == 0 {
+			os.Remove(filepath.Join(o.dir, segmentName(o.seg.n)))
+		}
+	}
+	n := o.nextSeg
+	o.nextSeg++
+	f, err := os.OpenFile(filepath.Join(o.dir, segmentName(n)), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("relay: outbox: %w", err)
+	}
+	o.seg = &outSegment{n: n, f: f}
+	return nil
+}
+
+// add records f durably and queues it for delivery. It fails when the outbox is full or
+// closed, or the record cannot be written.
+func (o *outbox) add(f *wire.Frame) error {
+	buf, err := encodeRecord(f)
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return ErrClosed
+	}
+	if o.bytes+int64(len(buf)) > o.limit {
+		o.dropped.Add(1)
+		return ErrOutboxFull
+	}
+	if o.seg.size >= outboxSegmentSize {
+		if err := o.roll(); err != nil {
+			return err
+		}
+	}
+	if _, err := o.seg.f.Write(buf); err != nil {
+		return fmt.Errorf("relay: outbox write: %w", err)
+	}
+	o.seg.size += int64(len(buf))
+	// The frame decoded from its own encoding owns its slices.
+	var fr wire.Frame
+	if err := wire.Decode(buf[12:], &fr); err != nil {
+		return err
+	}
+	o.enqueueLocked(&fr, o.seg)
+	return nil
+}
+
+func (o *outbox) enqueueLocked(f *wire.Frame, seg *outSegment) {
+	rec := &outRecord{frame: f, seg: seg, size: int64(f.Len() + 12)}
+	seg.outstanding++
+	o.bytes += rec.size
+	o.pending.Add(1)
+	if f.Op == wire.OpDelete || (f.Op == wire.OpEvict && f.Flags&wire.FlagDeleted != 0) {
+		if f.Rev > o.tombs[string(f.Key)] {
+			o.tombs[string(f.Key)] = f.Rev
+		}
+	}
+	o.queue = append(o.queue, rec)
+	o.cond.Signal()
+}
+
+// deletedAt returns the revision of an unconfirmed deletion of key, or 0.
+func (o *outbox) deletedAt(key []byte) uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.tombs[string(key)]
+}
+
+// work delivers queued records until the outbox closes, retrying each until it succeeds.
+func (o *outbox) work() {
+	defer o.wg.Done()
+	for {
+		o.mu.Lock()
+		for len(o.queue) == 0 && !o.closed {
+			o.cond.Wait()
+		}
+		if o.closed {
+			o.mu.Unlock()
+			return
+		}
+		rec := o.queue[0]
+		o.queue[0] = nil
+		o.queue = o.queue[1:]
+		o.mu.Unlock()
+		backoff := 20 * time.Millisecond
+		for {
+			ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
+			err := o.deliver(ctx, rec.frame)
+			cancel()
+			if err == nil {
+				break
+			}
+			if o.ctx.Err() != nil {
+				return // closing: the record stays in its segment for the next run
+			}
+			o.retries.Add(1)
+			o.log.Debug("relay: handing down failed; will retry", "op", rec.frame.Op.String(), "err", err)
+			select {
+			case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+			case <-o.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+		o.confirmed(rec)
+	}
+}
+
+// confirmed forgets a delivered record and removes its segment once the segment is sealed
+// and every record of it is confirmed.
+func (o *outbox) confirmed(rec *outRecord) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.bytes -= rec.size
+	o.pending.Add(-1)
+	f := rec.frame
+	if rev, ok := o.tombs[string(f.Key)]; ok && rev <= f.Rev && (f.Op == wire.OpDelete || f.Flags&wire.FlagDeleted != 0) {
+		delete(o.tombs, string(f.Key))
+	}
+	rec.seg.outstanding--
+	if rec.seg.sealed && rec.seg.outstanding == 0 {
+		os.Remove(filepath.Join(o.dir, segmentName(rec.seg.n)))
+	}
+}
+
+// warnFull logs a refusal at most once a second.
+func (o *outbox) warnFull(what string, key []byte) {
+	now := time.Now().UnixNano()
+	last := o.lastWarn.Load()
+	if now-last < int64(time.Second) || !o.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	o.log.Error("relay: outbox is full; the tier below is not confirming what it is given", "refused", what,
+		"key_len", len(key), "refused_total", o.dropped.Load(), "pending", o.pending.Load(), "dir", o.dir)
+}
+
+// close stops the workers; what is unconfirmed stays in the segments.
+func (o *outbox) close() {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	o.closed = true
+	o.cond.Broadcast()
+	o.mu.Unlock()
+	o.cancel()
+	o.wg.Wait()
+	o.mu.Lock()
+	if o.seg != nil && o.seg.f != nil {
+		o.seg.f.Close()
+		o.seg.f = nil
+		if o.seg.outstanding == 0 {
+			os.Remove(filepath.Join(o.dir, segmentName(o.seg.n)))
+		}
+	}
+	o.mu.Unlock()
+}
+
+// entryFrameOf is the outbox record of a hand-down.
+func entryFrameOf(op wire.Op, path string, key []byte, e sessioncache.Entry) *wire.Frame {
+	f := &wire.Frame{Op: op, Path: []byte(path), Key: key, Value: e.Value, Expiry: unixNano(e.Expiry), Rev: e.Rev}
+	if e.Deleted && op == wire.OpEvict {
+		f.Flags |= wire.FlagDeleted
+		f.Value = nil
+	}
+	return f
+}
