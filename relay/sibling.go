@@ -145,8 +145,12 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 		return nil, err
 	}
 	s.hints = hints
-	for _, name := range hints.members() {
+	recorded := hints.members()
+	for _, name := range recorded {
 		s.members[name] = true
+	}
+	if len(s.members) != len(recorded) {
+		s.recordMembers()
 	}
 	ln, err := listen(cfg.Addr, &cfg.ServerOptions)
 	if err != nil {
@@ -253,14 +257,7 @@ func (s *Sibling) currentRings() *reliefRings {
 		}
 	}
 	if added {
-		names := make([]string, 0, len(s.members))
-		for m := range s.members {
-			names = append(names, m)
-		}
-		sort.Strings(names)
-		if err := s.hints.remember(names); err != nil {
-			s.log.Error("sibling: recording the members", "err", err)
-		}
+		s.recordMembers()
 	}
 	var exp, aging []string
 	for m := range s.members {
@@ -276,6 +273,18 @@ func (s *Sibling) currentRings() *reliefRings {
 	r.expansion, r.aging = rendezvous.New(exp, name), rendezvous.New(aging, name)
 	s.rings = r
 	return r
+}
+
+// recordMembers writes the members beside the hints; s.mu is held (or s is not shared yet).
+func (s *Sibling) recordMembers() {
+	names := make([]string, 0, len(s.members))
+	for m := range s.members {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	if err := s.hints.remember(names); err != nil {
+		s.log.Error("sibling: recording the members", "err", err)
+	}
 }
 
 // ServeRelayConn serves the relay over an already connected link (the inherited socket of

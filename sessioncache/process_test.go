@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -32,6 +33,9 @@ func TestMain(m *testing.M) {
 }
 
 func runChild(role string) int {
+	if role == "evict-crash" {
+		return evictCrash()
+	}
 	t, err := Open(Config{Path: os.Getenv("GS_PATH")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
@@ -85,6 +89,26 @@ func runChild(role string) int {
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
+}
+
+// evictCrash fills a full table until its first eviction, and stops inside BeforeEvict,
+// announcing the key, so the parent kills it there.
+func evictCrash() int {
+	t, err := Open(Config{Path: os.Getenv("GS_PATH"), BeforeEvict: func(key, _ []byte, _ time.Time) {
+		fmt.Printf("evicting %s\n", key)
+		select {}
+	}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		return 2
+	}
+	fmt.Println("running")
+	for i := 0; ; i++ {
+		if err := t.Set(fmt.Appendf(nil, "child-%d", i), []byte("v"), time.Time{}); err != nil {
+			fmt.Fprintln(os.Stderr, "child set:", err)
+			return 1
+		}
+	}
 }
 
 // checkedValue builds a value that names its key and writer and ends in a CRC of the rest,
@@ -331,4 +355,28 @@ func TestCrashWhileUpdatingOutOfPlace(t *testing.T) {
 	survivor.wait(t)
 	require.NoError(t, tb.Verify())
 	assert.Less(t, tb.Len(), tb.Capacity(), "the table had free records throughout")
+}
+
+// TestCrashInsideBeforeEvict kills a process while BeforeEvict runs: the entry it was about
+// to evict must still be in the table, so a caller that records evictions durably in
+// BeforeEvict never loses one to a crash.
+func TestCrashInsideBeforeEvict(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "e.table")
+	tb := openTest(t, Config{Path: path, ElementCount: 64, RecordSize: 64, Shards: 1})
+	for i := range 64 {
+		require.NoError(t, tb.Set(fmt.Appendf(nil, "k%d", i), []byte("v"), time.Time{}))
+	}
+	c := startChild(t, "evict-crash", path)
+	c.expectLine(t, "running")
+	line, err := c.stdout.ReadString('\n')
+	require.NoError(t, err, "child stderr: %s", c.stderr)
+	victim := strings.TrimSuffix(strings.TrimPrefix(line, "evicting "), "\n")
+	require.True(t, strings.HasPrefix(victim, "k"), "the first eviction takes one of the parent's entries: %q", line)
+	c.kill(t)
+	c.reap()
+	v, err := tb.Get([]byte(victim))
+	require.NoError(t, err, "%s was being evicted when its process died: it must still be there", victim)
+	assert.Equal(t, "v", string(v))
+	require.NoError(t, tb.Verify())
+	assert.Equal(t, 64, tb.Len())
 }

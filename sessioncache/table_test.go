@@ -417,3 +417,16 @@ func TestDamagedListsAreNotFollowed(t *testing.T) {
 	assert.Equal(t, []byte("1"), v)
 	require.NoError(t, tb.Verify())
 }
+
+// TestBeforeEvictSeesWhatOnEvictSees: both callbacks get every unexpired evicted entry,
+// BeforeEvict first.
+func TestBeforeEvictSeesWhatOnEvictSees(t *testing.T) {
+	var order []string
+	tb := openTest(t, Config{ElementCount: 8, RecordSize: 32, Shards: 1,
+		BeforeEvict: func(k, v []byte, _ time.Time) { order = append(order, "before "+string(k)+"="+string(v)) },
+		OnEvict:     func(k, v []byte, _ time.Time) { order = append(order, "after "+string(k)+"="+string(v)) }})
+	for i := range 10 {
+		require.NoError(t, tb.Set(fmt.Appendf(nil, "k%d", i), fmt.Appendf(nil, "v%d", i), time.Time{}))
+	}
+	assert.Equal(t, []string{"before k0=v0", "after k0=v0", "before k1=v1", "after k1=v1"}, order)
+}

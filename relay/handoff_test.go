@@ -1,0 +1,163 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// connectRelief connects a relief backend named kind/id to the sibling and waits until the
+// sibling counts it.
+func connectRelief(t *testing.T, s *Sibling, kind, id string, b *memBackend) *Client {
+	t.Helper()
+	before := s.ReliefOf(kind)
+	c := dial(t, ClientConfig{Addr: s.Addr().String(), Name: ReliefName(kind, id), Backend: b})
+	require.NoError(t, c.Subscribe(ctxT(t), "auths", func(sessioncache.Change) {}))
+	eventually(t, "the sibling to count "+id, func() bool { return s.ReliefOf(kind) > before })
+	return c
+}
+
+// TestSiblingKeepsWhatAnAbsentOwnerShouldReceive: an aging server that has never been
+// connected (a configured member) owns keys all the same; what it should receive is kept
+// on disk through the sibling's restart and handed over when it connects, and a tombstone
+// overrides the older version the returning server holds.
+func TestSiblingKeepsWhatAnAbsentOwnerShouldReceive(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewSibling(SiblingConfig{Addr: "127.0.0.1:0", HintDir: dir, Members: []string{"aging/a1"}})
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	hour := time.Now().Add(time.Hour)
+	require.NoError(t, s.Evict(ctx, "auths", []byte("old"), sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: 1}))
+	require.NoError(t, s.Delete(ctx, "auths", []byte("gone"), sessioncache.Entry{Rev: 5, Expiry: hour}))
+	assert.Equal(t, int64(2), s.Hints().Added)
+	require.NoError(t, s.Close())
+
+	s2 := startSibling(t, SiblingConfig{HintDir: dir})
+	assert.Equal(t, []string{ReliefName(ReliefAging, "a1")}, s2.Members(), "members are recorded beside the hints")
+	b := newMemBackend()
+	b.put([]byte("gone"), sessioncache.Entry{Value: []byte("stale"), Rev: 3, Expiry: hour})
+	connectRelief(t, s2, ReliefAging, "a1", b)
+	eventually(t, "the hints to be handed over", func() bool { return s2.Hints().Delivered == 2 })
+	assert.True(t, b.has("old"))
+	assert.False(t, b.has("gone"), "the tombstone replaced the older version the server held")
+	left, err := filepath.Glob(filepath.Join(dir, "*.hints"))
+	require.NoError(t, err)
+	delivering, err := filepath.Glob(filepath.Join(dir, "*.delivering"))
+	require.NoError(t, err)
+	assert.Empty(t, append(left, delivering...), "delivered hints are removed")
+}
+
+// TestOwnershipDoesNotMoveWhileAnOwnerIsAway: with two aging servers, one goes away;
+// evictions of the keys it owns are kept for it instead of going to the other, and it gets
+// them when it is back.
+func TestOwnershipDoesNotMoveWhileAnOwnerIsAway(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	a1, a2 := newMemBackend(), newMemBackend()
+	c1 := connectRelief(t, s, ReliefAging, "a1", a1)
+	connectRelief(t, s, ReliefAging, "a2", a2)
+	require.NoError(t, c1.Close())
+	eventually(t, "the sibling to notice a1 left", func() bool { return s.ReliefOf(ReliefAging) == 1 })
+
+	ctx := ctxT(t)
+	const n = 200
+	for i := range n {
+		require.NoError(t, s.Evict(ctx, "auths", fmt.Appendf(nil, "k%d", i), sessioncache.Entry{Value: []byte("v"), Rev: 1}))
+	}
+	held := holders([]*memBackend{a2}, "")
+	for i := range n {
+		held += holders([]*memBackend{a2}, fmt.Sprintf("k%d", i))
+	}
+	hinted := s.Hints().Added
+	assert.Positive(t, hinted, "a1 owns some keys")
+	assert.Equal(t, int64(n), int64(held)+hinted, "every key went to its owner or was kept for it")
+
+	a1again := newMemBackend()
+	connectRelief(t, s, ReliefAging, "a1", a1again)
+	eventually(t, "a1 to receive its keys", func() bool { return s.Hints().Delivered == hinted })
+	for i := range n {
+		k := fmt.Sprintf("k%d", i)
+		assert.Equal(t, 1, holders([]*memBackend{a1again, a2}, k), "%s is held by exactly its owner", k)
+	}
+}
+
+// downBackend is a lower tier that fails evictions and deletions while down.
+type downBackend struct {
+	*memBackend
+	down atomic.Bool
+}
+
+var errDown = errors.New("test: the tier below is down")
+
+func (b *downBackend) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	if b.down.Load() {
+		return errDown
+	}
+	return b.memBackend.Evict(ctx, path, key, e)
+}
+
+func (b *downBackend) Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	if b.down.Load() {
+		return errDown
+	}
+	return b.memBackend.Delete(ctx, path, key, e)
+}
+
+// TestRelayOutboxOutlivesTheRelay: the tier below is down while the relay's small table
+// evicts and a key is deleted; the relay stops with all of it unconfirmed, and the next
+// relay on the same table hands it all down.
+func TestRelayOutboxOutlivesTheRelay(t *testing.T) {
+	tc := tableConfig(t, 64)
+	lower := &downBackend{memBackend: newMemBackend()}
+	lower.down.Store(true)
+	cfg := RelayConfig{Addr: "127.0.0.1:0", Table: tc, Lower: lower, LowerWorkers: 4}
+	r, err := NewRelay(cfg)
+	require.NoError(t, err)
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	const n = 300
+	hour := time.Now().Add(time.Hour)
+	for i := range n {
+		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "k%d", i), sessioncache.Entry{Value: []byte("v"), Expiry: hour}))
+	}
+	require.NoError(t, c.Delete(ctx, "auths", []byte("k299"), sessioncache.Entry{}),
+		"a deletion is confirmed once it is in the outbox, with the tier below down")
+	pending := r.OutboxPending()
+	assert.Greater(t, pending, int64(n-64), "the evictions and the deletion wait in the outbox")
+	require.NoError(t, r.Close())
+	segments, err := filepath.Glob(filepath.Join(tc.Path+".outbox", "*.outbox"))
+	require.NoError(t, err)
+	require.NotEmpty(t, segments)
+
+	lower.down.Store(false)
+	r2, err := NewRelay(cfg)
+	require.NoError(t, err)
+	defer r2.Close()
+	eventually(t, "the outbox to drain", func() bool { return r2.OutboxPending() == 0 })
+	for i := range n - 1 {
+		k := fmt.Sprintf("k%d", i)
+		_, err := r2.Lookup([]byte(k))
+		assert.True(t, err == nil || lower.has(k), "%s is in the relay's table or was handed down", k)
+	}
+	e, err := lower.Get(ctx, "auths", []byte("k299"))
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.True(t, e.Deleted, "the tier below holds the tombstone")
+	eventually(t, "drained segments to be removed", func() bool {
+		left, _ := filepath.Glob(filepath.Join(tc.Path+".outbox", "*.outbox"))
+		for _, name := range left {
+			if st, err := os.Stat(name); err == nil && st.Size() > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
