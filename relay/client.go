@@ -84,6 +84,7 @@ type Client struct {
 	ready    chan struct{} // closed when conn becomes non-nil or the client closes
 	lastErr  error
 	subs     map[string]func(sessioncache.Change)
+	streams  map[string]*streamSub
 	queues   map[string]queueMembership
 	connects int
 }
@@ -100,7 +101,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, ready: make(chan struct{}),
-		subs: map[string]func(sessioncache.Change){}, queues: map[string]queueMembership{}}
+		subs: map[string]func(sessioncache.Change){}, streams: map[string]*streamSub{}, queues: map[string]queueMembership{}}
 	c.wg.Add(1)
 	go c.supervise()
 	return c, nil
@@ -154,6 +155,7 @@ func (c *Client) supervise() {
 		}
 		c.lastErr = cn.closedErr()
 		c.mu.Unlock()
+		c.streamLost()
 		if c.ctx.Err() == nil {
 			c.cfg.Logger.Warn("relay: connection lost, reconnecting", "addr", c.cfg.Addr, "err", cn.closedErr())
 		}
@@ -208,6 +210,10 @@ func (c *Client) connect() (*conn, error) {
 		return nil, err
 	}
 	c.mu.Lock()
+	streams := make([]*streamSub, 0, len(c.streams))
+	for _, s := range c.streams {
+		streams = append(streams, s)
+	}
 	again := make([]*wire.Frame, 0, len(c.subs)+len(c.queues))
 	for p := range c.subs {
 		again = append(again, &wire.Frame{Op: wire.OpSubscribe, Path: []byte(p)})
@@ -220,6 +226,12 @@ func (c *Client) connect() (*conn, error) {
 		if err := simple(ctx, cn, f); err != nil {
 			cn.close(err)
 			return nil, fmt.Errorf("resubscribe %q: %w", f.Path, err)
+		}
+	}
+	for _, s := range streams {
+		if err := c.resumeStream(ctx, cn, s); err != nil {
+			cn.close(err)
+			return nil, fmt.Errorf("resume the stream of %q: %w", s.path, err)
 		}
 	}
 	c.mu.Lock()
@@ -411,7 +423,12 @@ func (c *Client) Unsubscribe(ctx context.Context, path string) error {
 func (c *Client) deliver(f *wire.Frame) {
 	c.mu.Lock()
 	fn := c.subs[string(f.Path)]
+	stream := c.streams[string(f.Path)]
 	c.mu.Unlock()
+	if stream != nil {
+		c.deliverStream(stream, f)
+		return
+	}
 	if fn == nil {
 		return
 	}

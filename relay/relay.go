@@ -58,6 +58,10 @@ type RelayConfig struct {
 	// on when it restarts. Empty means the table's path with ".outbox" appended (on the
 	// same shared-memory file system, so it lives as long as the table does).
 	OutboxDir string
+	// StreamBacklog is how many of its latest changes on the auth path the relay keeps for
+	// front ends that reconnect (see sessioncache.StreamRemote): one that missed more
+	// learns it has a gap and drops its local entries. Zero means 16384.
+	StreamBacklog int
 	// OutboxLimit bounds the bytes of unconfirmed evictions and deletions. When it is
 	// reached, deletions fail (the front end's Delete returns an error) and evictions are
 	// counted and logged as lost. Zero means 64 MiB.
@@ -76,6 +80,7 @@ type Relay struct {
 	table   *sessioncache.Table
 	entries *entrytable.Table
 	outbox  *outbox
+	stream  *changeStream
 	clock   revision.Clock
 	lower   atomic.Pointer[Backend]
 	log     *slog.Logger
@@ -110,8 +115,11 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.OutboxLimit == 0 {
 		cfg.OutboxLimit = 64 << 20
 	}
+	if cfg.StreamBacklog == 0 {
+		cfg.StreamBacklog = 16384
+	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make([]chan lowerJob, cfg.LowerWorkers),
-		tombs: tombstone.New(time.Minute)}
+		tombs: tombstone.New(time.Minute), stream: newChangeStream(cfg.StreamBacklog)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.SetLower(cfg.Lower)
 	tcfg := TableWithRevisions(cfg.Table)
@@ -217,8 +225,8 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 			c.replyError(f.ID, err.Error())
 			return
 		}
-		if applied && f.Op == wire.OpPublish && !r.cfg.NoFanOut && f.Flags&wire.FlagNoFanout == 0 {
-			r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: e.Rev}, p)
+		if applied && f.Op == wire.OpPublish && f.Flags&wire.FlagNoFanout == 0 {
+			r.publishChange(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: e.Rev}, p)
 		}
 		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 	case wire.OpGet:
@@ -237,7 +245,7 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 			c.replyError(f.ID, err.Error())
 			return
 		}
-		r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key, Rev: rev}, p)
+		r.publishChange(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key, Rev: rev}, p)
 		var flags uint8
 		if existed {
 			flags = wire.FlagExisted
@@ -246,6 +254,43 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 	default:
 		c.replyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
 	}
+}
+
+// publishChange numbers a change of the auth path, keeps it in the stream's backlog and
+// delivers it to the subscribed front ends but from.
+func (r *Relay) publishChange(msg *wire.Frame, from *peer) {
+	if r.cfg.NoFanOut {
+		return
+	}
+	r.stream.mu.Lock()
+	defer r.stream.mu.Unlock()
+	r.stream.add(msg)
+	r.srv.fanOut(msg, from)
+}
+
+// resume answers a subscribe with FlagResume: it subscribes p to the auth path's changes
+// and replies with those it missed since the position it gives, all at once with the
+// subscription, so none falls between the two.
+func (r *Relay) resume(p *peer, f *wire.Frame) {
+	if string(f.Path) != r.cfg.AuthPath || r.cfg.NoFanOut {
+		p.c.replyError(f.ID, fmt.Sprintf("subscribe: path %q keeps no stream of changes here", f.Path))
+		return
+	}
+	epoch, after, err := wire.ParseResumeRequest(f.Value)
+	if err != nil {
+		p.c.replyError(f.ID, "subscribe: "+err.Error())
+		return
+	}
+	limit := wire.DefaultMaxFrame
+	if r.cfg.MaxFrame > 0 {
+		limit = min(limit, r.cfg.MaxFrame)
+	}
+	limit -= wire.HeaderSize + len(f.Path) + 64
+	r.stream.mu.Lock()
+	r.srv.subscribe(p, r.cfg.AuthPath)
+	v := r.stream.since(nil, epoch, after, limit)
+	r.stream.mu.Unlock()
+	p.c.reply(f.ID, wire.StatusValue, 0, v, 0)
 }
 
 // revision returns rev, or a revision of the relay's own clock for a writer that gave none.

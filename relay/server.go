@@ -197,6 +197,14 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 	case wire.OpHello:
 		c.replyError(f.ID, "hello already done")
 	case wire.OpSubscribe:
+		if f.Flags&wire.FlagResume != 0 {
+			if r, ok := p.srv.role.(resumer); ok {
+				r.resume(p, f)
+			} else {
+				c.replyError(f.ID, fmt.Sprintf("subscribe: path %q keeps no stream of changes here", f.Path))
+			}
+			return
+		}
 		if f.Flags&wire.FlagQueue != 0 {
 			if err := validLabel(string(f.Key)); err != nil {
 				c.replyError(f.ID, err.Error())

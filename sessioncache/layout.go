@@ -64,7 +64,20 @@ type tableHeader struct {
 	creatorPID uint32
 	stride     uint32
 	created    int64 // unix nanoseconds
-	_          [64]byte
+	// stream records how far the table has applied the change streams of up to two relays
+	// (see Manager): written under shard 0's lock.
+	stream [streamSlots]streamSlot
+	_      [16]byte
+}
+
+// streamSlots is how many relays' stream positions a section records.
+const streamSlots = 2
+
+// streamSlot is a relay's stream position as a table records it.
+type streamSlot struct {
+	relay uint64 // a hash of the relay's name; 0 for an unused slot
+	epoch uint64
+	seq   uint64
 }
 
 // shardHeader holds one shard's lock, sequence counter, allocation state and statistics in

@@ -41,6 +41,15 @@ type ManagerConfig struct {
 	// TombstoneTTL is how long a deleted key is refused from the relays, so a fetch that
 	// raced with the delete cannot bring it back. Zero means one minute.
 	TombstoneTTL time.Duration
+	// StaleFor is how long the host keeps serving entries from its local table once it has
+	// lost every relay (a logout made elsewhere meanwhile reaches it only when a relay is
+	// back): after it, a Get asks the relays, and fails while none answers. Zero means
+	// DefaultStaleFor; negative means not at all (fail closed: nothing is served that was
+	// not verified). It applies to relays that implement StreamRemote.
+	StaleFor time.Duration
+	// SyncTimeout bounds how long NewManager waits for its relays' change streams before
+	// it returns; until a stream is in sync, local entries are not served. Zero means 5s.
+	SyncTimeout time.Duration
 	// Logger receives failures of background publications and subscriptions. Nil means no
 	// logging.
 	Logger *slog.Logger
@@ -59,6 +68,7 @@ type Manager struct {
 	tombs  *tombstone.Set
 	clock  revision.Clock
 	log    *slog.Logger
+	sync   *streamSync // nil when no relay keeps a stream
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -85,6 +95,12 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.TombstoneTTL == 0 {
 		cfg.TombstoneTTL = time.Minute
 	}
+	if cfg.StaleFor == 0 {
+		cfg.StaleFor = DefaultStaleFor
+	}
+	if cfg.SyncTimeout == 0 {
+		cfg.SyncTimeout = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -106,15 +122,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	m := &Manager{cfg: cfg, table: t, tombs: tombstone.New(cfg.TombstoneTTL), log: cfg.Logger,
 		ring: rendezvous.New(nodes, func(n remoteNode) string { return n.name })}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	for _, n := range nodes {
-		// A relay that is down now is subscribed to when it comes up (the client
-		// re-subscribes on every connection), so a failure here is only logged.
-		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
-		if err := n.r.Subscribe(ctx, cfg.AuthPath, m.apply); err != nil {
-			m.log.Warn("sessioncache: subscribe to relay", "relay", n.name, "err", err)
-		}
-		cancel()
-	}
+	m.subscribe(nodes)
 	return m, nil
 }
 
@@ -128,11 +136,14 @@ func (m *Manager) apply(ch Change) {
 	}
 	m.clock.Observe(ch.Rev)
 	if ch.Deleted {
-		m.tombs.Add(ch.Key)
+		m.tombs.AddRev(ch.Key, ch.Rev)
 		if _, err := m.table.Delete(ch.Key); err != nil {
 			m.log.Warn("sessioncache: applying a remote delete", "err", err)
 		}
 		return
+	}
+	if m.tombs.Covers(ch.Key, ch.Rev) {
+		return // an older version than a deletion already applied
 	}
 	m.tombs.Clear(ch.Key)
 	if err := m.table.Set(ch.Key, ch.Value, ch.Expiry); err != nil {
@@ -201,7 +212,7 @@ func (m *Manager) eachOwner(ctx context.Context, key []byte, what string, fn fun
 // The entry gets a revision from the Manager's clock (see Entry.Rev): every tier keeps the
 // version with the highest revision, so a Set made after a Delete of the same key that this
 // host saw is ordered after it, and one made before it never overrides it.
-func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration) error {
+func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration) (err error) {
 	if ttl <= 0 {
 		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
@@ -214,6 +225,12 @@ func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration)
 	if m.ring.Len() == 0 {
 		return nil
 	}
+	defer func() {
+		if err != nil {
+			// Not acknowledged: the host must not serve what no relay holds.
+			m.table.Delete(key)
+		}
+	}()
 	if m.cfg.FireAndForget {
 		k, v := append([]byte(nil), key...), append([]byte(nil), value...)
 		m.wg.Add(1)
@@ -247,9 +264,11 @@ func (m *Manager) Get(ctx context.Context, key []byte) ([]byte, error) {
 // GetAppend is Get appending the value to dst; a local hit allocates nothing when dst has
 // room. It also returns the entry's expiry.
 func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.Time, error) {
-	v, exp, err := m.table.GetAppend(dst, key)
-	if !errors.Is(err, ErrNotFound) || m.ring.Len() == 0 {
-		return v, exp, err
+	if m.sync == nil || m.sync.trusted.Load() {
+		v, exp, err := m.table.GetAppend(dst, key)
+		if !errors.Is(err, ErrNotFound) || m.ring.Len() == 0 {
+			return v, exp, err
+		}
 	}
 	type found struct {
 		v   []byte
@@ -301,7 +320,7 @@ func (m *Manager) fetch(ctx context.Context, key []byte) (Entry, error) {
 // returns an error may have reached some tiers; call it again until it succeeds.
 func (m *Manager) Delete(ctx context.Context, key []byte) error {
 	rev := m.clock.Next()
-	m.tombs.Add(key)
+	m.tombs.AddRev(key, rev)
 	if _, err := m.table.Delete(key); err != nil {
 		return err
 	}
@@ -333,6 +352,9 @@ func (m *Manager) Close() error {
 	m.once.Do(func() {
 		m.wg.Wait()
 		m.cancel()
+		if m.sync != nil {
+			m.sync.close()
+		}
 		err = m.table.Close()
 	})
 	return err

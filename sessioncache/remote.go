@@ -60,7 +60,52 @@ type Change struct {
 	// Rev is the change's revision (see Entry.Rev).
 	Rev uint64
 	// Seq is the change's position in its server's stream of the path's changes, counted
-	// from 1 (0 for paths the server keeps no stream of). A subscriber that saw Seq n and
-	// reconnects resumes the stream after n.
+	// from 1 (0 for paths the server keeps no stream of), and Epoch the stream's. A
+	// subscriber that saw Seq n and reconnects resumes the stream after n.
+	Seq, Epoch uint64
+	// Event says what this is: a change of Key (the zero value), or a stream event of a
+	// StreamRemote subscription, which carries no key.
+	Event StreamEvent
+}
+
+// StreamPos is a position in a server's stream of a path's changes.
+type StreamPos struct {
+	// Epoch names the server's run: a server that restarts starts a new stream, and a
+	// position of another epoch cannot be resumed. 0 means no position.
+	Epoch uint64
+	// Seq is the last change of the stream applied (changes count from 1).
 	Seq uint64
+}
+
+// StreamEvent says what a Change delivered by a stream subscription is.
+type StreamEvent uint8
+
+// Stream events.
+const (
+	// StreamChange is a publication or deletion of Change.Key.
+	StreamChange StreamEvent = iota
+	// StreamResumed says the subscription is (again) in place and every change since the
+	// position it was made from has been delivered: what the subscriber holds is current.
+	StreamResumed
+	// StreamGap says the subscription is (again) in place but changes were missed that the
+	// server no longer has (it restarted, or the subscriber was away too long): what the
+	// subscriber holds may be stale and must be dropped or checked.
+	StreamGap
+	// StreamLost says the connection was lost: changes may be missed until StreamResumed or
+	// StreamGap.
+	StreamLost
+)
+
+// StreamRemote is a Remote that numbers a path's changes and can resume them where a
+// subscriber stopped (*relay.Client is one). A Manager subscribes this way, so that a host
+// that was cut off, or a process that attaches to a table nobody kept in sync, does not
+// serve a session that was deleted meanwhile.
+type StreamRemote interface {
+	Remote
+	// SubscribeStream is Subscribe from position from: the changes after from that the
+	// server still has are delivered first, then StreamResumed (or StreamGap when it does
+	// not have them all), then the changes as they happen; on every reconnection the
+	// subscription resumes after the last change delivered, with StreamLost when the
+	// connection ends. Each change carries its Epoch and Seq.
+	SubscribeStream(ctx context.Context, path string, from StreamPos, fn func(Change)) error
 }

@@ -430,3 +430,41 @@ func TestBeforeEvictSeesWhatOnEvictSees(t *testing.T) {
 	}
 	assert.Equal(t, []string{"before k0=v0", "after k0=v0", "before k1=v1", "after k1=v1"}, order)
 }
+
+func TestClearRemovesEveryEntry(t *testing.T) {
+	tb := openTest(t, Config{ElementCount: 256, RecordSize: 32, Shards: 4})
+	for i := range 200 {
+		require.NoError(t, tb.Set(fmt.Appendf(nil, "k%d", i), []byte("v"), time.Now().Add(time.Hour)))
+	}
+	n, err := tb.Clear()
+	require.NoError(t, err)
+	assert.Equal(t, 200, n)
+	assert.Zero(t, tb.Len())
+	require.NoError(t, tb.Verify())
+	_, err = tb.Get([]byte("k7"))
+	require.ErrorIs(t, err, ErrNotFound)
+	for i := range 256 {
+		require.NoError(t, tb.Set(fmt.Appendf(nil, "n%d", i), []byte("v"), time.Time{}), "the cleared records are reused")
+	}
+	require.NoError(t, tb.Verify())
+}
+
+func TestStreamPositionsAreRecordedInTheSection(t *testing.T) {
+	tb := openTest(t, Config{ElementCount: 64, RecordSize: 32})
+	_, ok := tb.streamPos(11)
+	assert.False(t, ok)
+	tb.setStreamPos(11, StreamPos{Epoch: 5, Seq: 10})
+	tb.setStreamPos(11, StreamPos{Epoch: 5, Seq: 7}) // never back within an epoch
+	tb.setStreamPos(22, StreamPos{Epoch: 9, Seq: 1})
+	other, err := Open(Config{Path: tb.Path()})
+	require.NoError(t, err)
+	defer other.Close()
+	pos, ok := other.streamPos(11)
+	require.True(t, ok)
+	assert.Equal(t, StreamPos{Epoch: 5, Seq: 10}, pos)
+	tb.setStreamPos(11, StreamPos{Epoch: 6, Seq: 2}) // a new epoch replaces the old one
+	pos, _ = other.streamPos(11)
+	assert.Equal(t, StreamPos{Epoch: 6, Seq: 2}, pos)
+	pos, _ = other.streamPos(22)
+	assert.Equal(t, StreamPos{Epoch: 9, Seq: 1}, pos)
+}

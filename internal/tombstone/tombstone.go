@@ -20,6 +20,7 @@ type Set struct {
 type mark struct {
 	at  time.Time
 	seq uint64
+	rev uint64 // the deletion's revision, 0 if unknown
 }
 
 // New returns a set that keeps each deletion for ttl.
@@ -28,11 +29,17 @@ func New(ttl time.Duration) *Set {
 }
 
 // Add records that key was deleted now.
-func (t *Set) Add(key []byte) {
+func (t *Set) Add(key []byte) { t.AddRev(key, 0) }
+
+// AddRev records that key was deleted now, by a deletion of revision rev.
+func (t *Set) AddRev(key []byte, rev uint64) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.at[string(key)] = mark{at: now, seq: t.seq.Add(1)}
+	if old, ok := t.at[string(key)]; ok && old.rev > rev {
+		rev = old.rev
+	}
+	t.at[string(key)] = mark{at: now, seq: t.seq.Add(1), rev: rev}
 	if now.Sub(t.sweep) > t.ttl {
 		for k, m := range t.at {
 			if now.Sub(m.at) > t.ttl {
@@ -68,4 +75,16 @@ func (t *Set) DeletedAfter(key []byte, seq uint64) bool {
 	defer t.mu.Unlock()
 	m, ok := t.at[string(key)]
 	return ok && m.seq > seq
+}
+
+// Covers reports whether a deletion of key with a revision of at least rev is recorded
+// (within the TTL): a version of revision rev arrived after it and must not be kept.
+func (t *Set) Covers(key []byte, rev uint64) bool {
+	if t.seq.Load() == 0 || rev == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.at[string(key)]
+	return ok && m.rev >= rev
 }

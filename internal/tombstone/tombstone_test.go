@@ -29,3 +29,14 @@ func TestExpires(t *testing.T) {
 	assert.False(t, s.DeletedAfter([]byte("old"), seq))
 	assert.True(t, s.DeletedAfter([]byte("new"), seq))
 }
+
+func TestCoversOlderRevisions(t *testing.T) {
+	s := New(time.Minute)
+	assert.False(t, s.Covers([]byte("k"), 5))
+	s.AddRev([]byte("k"), 7)
+	assert.True(t, s.Covers([]byte("k"), 5), "a version older than the deletion")
+	assert.True(t, s.Covers([]byte("k"), 7))
+	assert.False(t, s.Covers([]byte("k"), 8), "a version newer than the deletion")
+	s.AddRev([]byte("k"), 3) // an older deletion arriving late keeps the newer revision
+	assert.True(t, s.Covers([]byte("k"), 6))
+}

@@ -90,6 +90,9 @@ const (
 	// FlagQueue, on a subscribe or unsubscribe, joins or leaves Path's queue instead of
 	// its publications; Key is the member's label.
 	FlagQueue uint8 = 1 << 3
+	// FlagResume, on a subscribe, resumes the server's stream of Path's changes from the
+	// position in Value (see ResumeRequest); the reply carries the changes missed since.
+	FlagResume uint8 = 1 << 4
 )
 
 // Frame is one protocol unit. Path, Key and Value of a decoded frame point into the

@@ -1,0 +1,78 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Resume modes, in the reply to a subscribe with FlagResume.
+const (
+	// ResumeComplete: the reply holds every change after the asked position; the
+	// subscription is in place.
+	ResumeComplete byte = 0
+	// ResumeGap: the server no longer has every change after the asked position (it
+	// restarted, or too much happened since); the subscription is in place from now on.
+	ResumeGap byte = 1
+	// ResumePartial: the reply holds the first changes after the asked position, not all
+	// of them: ask again from the last one.
+	ResumePartial byte = 2
+)
+
+// ResumeRequest is the value of a subscribe with FlagResume: the stream's epoch and the last
+// sequence number the subscriber applied (16 bytes, big-endian). Epoch 0 asks for no
+// changes: the reply then says ResumeGap unless nothing ever changed.
+func ResumeRequest(epoch, seq uint64) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), epoch)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+// ParseResumeRequest reads a ResumeRequest.
+func ParseResumeRequest(v []byte) (epoch, seq uint64, err error) {
+	if len(v) != 16 {
+		return 0, 0, fmt.Errorf("%w: a resume request is 16 bytes, not %d", ErrMalformed, len(v))
+	}
+	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
+}
+
+// AppendResumeReply appends the head of a reply to a resume: the stream's epoch, its
+// current sequence number and the mode. The missed changes follow as message frames, each
+// with its length prefix, their ids being their sequence numbers.
+func AppendResumeReply(dst []byte, epoch, seq uint64, mode byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, epoch)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	return append(dst, mode)
+}
+
+// ParseResumeReply reads a reply to a resume and calls fn with each change it holds (valid
+// only during the call).
+func ParseResumeReply(v []byte, fn func(*Frame) error) (epoch, seq uint64, mode byte, err error) {
+	if len(v) < 17 {
+		return 0, 0, 0, fmt.Errorf("%w: a resume reply of %d bytes", ErrMalformed, len(v))
+	}
+	epoch, seq, mode = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), v[16]
+	if mode > ResumePartial {
+		return 0, 0, 0, fmt.Errorf("%w: resume mode %d", ErrMalformed, mode)
+	}
+	rest := v[17:]
+	for len(rest) > 0 {
+		if len(rest) < 4 {
+			return 0, 0, 0, fmt.Errorf("%w: a torn change in a resume reply", ErrMalformed)
+		}
+		n := binary.BigEndian.Uint32(rest)
+		if uint64(n) > uint64(len(rest)-4) {
+			return 0, 0, 0, fmt.Errorf("%w: a change of %d bytes in %d", ErrMalformed, n, len(rest)-4)
+		}
+		var f Frame
+		if err := Decode(rest[4:4+n], &f); err != nil {
+			return 0, 0, 0, err
+		}
+		if f.Op != OpMessage {
+			return 0, 0, 0, fmt.Errorf("%w: a %s in a resume reply", ErrMalformed, f.Op)
+		}
+		if err := fn(&f); err != nil {
+			return 0, 0, 0, err
+		}
+		rest = rest[4+n:]
+	}
+	return epoch, seq, mode, nil
+}
