@@ -33,6 +33,18 @@ type Backend interface {
 
 var _ Backend = (*Client)(nil)
 
+// DurableBackend is a Backend that can store a new entry with the key's aging relief
+// servers before it answers: the strict write concern (see sessioncache.WriteDurable). The
+// sibling is one; a *Client to a sibling is one too.
+type DurableBackend interface {
+	Backend
+	// SetDurable stores the entry with every aging relief server that owns key and
+	// returns nil only once all of them confirmed; it fails when one is absent.
+	SetDurable(ctx context.Context, path string, key []byte, e sessioncache.Entry) error
+}
+
+var _ DurableBackend = (*Client)(nil)
+
 // InlineBackend is a Backend whose calls always return quickly (an in-memory store, say).
 // When ServesInline reports true, a connection answers requests with it on its reader
 // goroutine instead of one goroutine per request, which is cheaper and lets the replies to
@@ -94,6 +106,15 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 			return
 		}
 	case wire.OpSet:
+		if f.Flags&wire.FlagDurable != 0 {
+			db, ok := b.(DurableBackend)
+			if !ok {
+				err = errors.New("set: this server cannot store entries durably")
+				break
+			}
+			err = db.SetDurable(ctx, path, f.Key, frameEntry(f))
+			break
+		}
 		err = b.Set(ctx, path, f.Key, frameEntry(f))
 	case wire.OpDelete:
 		err = b.Delete(ctx, path, f.Key, frameEntry(f))

@@ -374,6 +374,22 @@ func (c *Client) Publish(ctx context.Context, path string, key []byte, e session
 	return c.send(ctx, entryFrame(wire.OpPublish, path, key, e))
 }
 
+// SetDurable stores the entry on a server that hands it to the key's aging relief servers
+// (a sibling), and returns once they all hold it (see DurableBackend).
+func (c *Client) SetDurable(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	f := entryFrame(wire.OpSet, path, key, e)
+	f.Flags |= wire.FlagDurable
+	return c.send(ctx, f)
+}
+
+// PublishDurable is Publish with the strict write concern: the relay answers once the
+// key's aging relief servers hold the entry (see sessioncache.WriteDurable).
+func (c *Client) PublishDurable(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	f := entryFrame(wire.OpPublish, path, key, e)
+	f.Flags |= wire.FlagDurable
+	return c.send(ctx, f)
+}
+
 // Evict hands an entry pushed out of an upper tier's table (or, with e.Deleted, a
 // tombstone) to the server.
 func (c *Client) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {

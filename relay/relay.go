@@ -220,13 +220,27 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 			return
 		}
 		e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: r.revision(f.Rev)}
-		applied, err := r.store(f.Key, e)
+		durable := f.Flags&wire.FlagDurable != 0
+		var applied bool
+		var err error
+		if durable {
+			applied, err = r.entries.Put(f.Key, e) // handed down below, with a reply
+			if applied {
+				r.tombs.Clear(f.Key)
+			}
+		} else {
+			applied, err = r.store(f.Key, e)
+		}
 		if err != nil {
 			c.replyError(f.ID, err.Error())
 			return
 		}
 		if applied && f.Op == wire.OpPublish && f.Flags&wire.FlagNoFanout == 0 {
 			r.publishChange(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: e.Rev}, p)
+		}
+		if durable && applied {
+			r.storeDurably(c, f.ID, clone(f.Key), sessioncache.Entry{Value: clone(f.Value), Expiry: e.Expiry, Rev: e.Rev})
+			return
 		}
 		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 	case wire.OpGet:
@@ -254,6 +268,25 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 	default:
 		c.replyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
 	}
+}
+
+// storeDurably hands an entry to the aging relief servers that own its key, through the
+// lower tier, and answers the front end once they hold it (the strict write concern).
+func (r *Relay) storeDurably(c *conn, id uint64, key []byte, e sessioncache.Entry) {
+	db, ok := r.lowerTier().(DurableBackend)
+	if !ok {
+		c.replyError(id, "publish: the strict write concern needs a sibling below the relay")
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
+		defer cancel()
+		if err := db.SetDurable(ctx, r.cfg.AuthPath, key, e); err != nil {
+			c.replyError(id, "the entry is not held durably: "+err.Error())
+			return
+		}
+		c.reply(id, wire.StatusOK, 0, nil, 0)
+	}()
 }
 
 // publishChange numbers a change of the auth path, keeps it in the stream's backlog and

@@ -92,7 +92,7 @@ type reliefRings struct {
 	all       []*peer
 }
 
-var _ Backend = (*Sibling)(nil)
+var _ DurableBackend = (*Sibling)(nil)
 
 // NewSibling binds cfg.Addr and starts serving relief servers. Stop it with Shutdown.
 func NewSibling(cfg SiblingConfig) (*Sibling, error) {
@@ -400,6 +400,47 @@ func (s *Sibling) Set(ctx context.Context, path string, key []byte, e sessioncac
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SetDurable hands a new entry to the key's aging servers with replies, and to its
+// expansion servers as Set does; it returns nil only once every aging owner has confirmed
+// it, and fails at once when an owner is not connected or none is known.
+func (s *Sibling) SetDurable(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	r := s.currentRings()
+	owners := r.aging.Owners(nil, key, s.cfg.Replicas)
+	if len(owners) == 0 {
+		return errors.New("no aging relief server is known to hold the entry")
+	}
+	var peers []*peer
+	for _, m := range owners {
+		p := r.connected[m]
+		if p == nil {
+			return fmt.Errorf("aging relief server %s, an owner of the key, is not connected", m)
+		}
+		peers = append(peers, p)
+	}
+	f := entryFrameOf(wire.OpEvict, path, key, e)
+	errs := make(chan error, len(peers))
+	for _, p := range peers {
+		go func() {
+			g := *f
+			if err := simple(ctx, p.c, &g); err != nil {
+				errs <- fmt.Errorf("aging relief server %s: %w", p.id, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	var all []error
+	for range peers {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	if err := errors.Join(all...); err != nil {
+		return err
+	}
+	return s.Set(ctx, path, key, e)
 }
 
 // Delete hands a tombstone to every relief server: the connected ones are asked to keep it,

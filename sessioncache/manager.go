@@ -38,6 +38,9 @@ type ManagerConfig struct {
 	// FireAndForget makes Set return after the local write, publishing in the background.
 	// By default Set waits for the relay's acknowledgement.
 	FireAndForget bool
+	// WriteConcern says when Set is acknowledged; the zero value is WriteRelay. With
+	// WriteDurable every remote must implement DurableRemote.
+	WriteConcern WriteConcern
 	// TombstoneTTL is how long a deleted key is refused from the relays, so a fetch that
 	// raced with the delete cannot bring it back. Zero means one minute.
 	TombstoneTTL time.Duration
@@ -106,6 +109,13 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	if cfg.Table.Logger == nil {
 		cfg.Table.Logger = cfg.Logger
+	}
+	if cfg.WriteConcern == WriteDurable {
+		for i, r := range cfg.Remotes {
+			if _, ok := r.(DurableRemote); !ok {
+				return nil, fmt.Errorf("sessioncache: write concern durable: remote %d (%T) cannot publish durably", i, r)
+			}
+		}
 	}
 	t, err := Open(cfg.Table)
 	if err != nil {
@@ -250,6 +260,9 @@ func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration)
 // publish sends the entry to the first relay of its order that takes it.
 func (m *Manager) publish(ctx context.Context, key []byte, e Entry) error {
 	return m.eachOwner(ctx, key, "publish", func(ctx context.Context, n remoteNode) error {
+		if m.cfg.WriteConcern == WriteDurable {
+			return n.r.(DurableRemote).PublishDurable(ctx, m.cfg.AuthPath, key, e)
+		}
 		return n.r.Publish(ctx, m.cfg.AuthPath, key, e)
 	})
 }

@@ -109,3 +109,25 @@ type StreamRemote interface {
 	// connection ends. Each change carries its Epoch and Seq.
 	SubscribeStream(ctx context.Context, path string, from StreamPos, fn func(Change)) error
 }
+
+// DurableRemote is a Remote that can publish with the strict write concern: it answers once
+// the entry is held durably below the relay (by the key's aging relief servers), and fails
+// when that cannot be done. *relay.Client is one.
+type DurableRemote interface {
+	Remote
+	PublishDurable(ctx context.Context, path string, key []byte, e Entry) error
+}
+
+// WriteConcern says when a Manager's Set is acknowledged.
+type WriteConcern int
+
+const (
+	// WriteRelay acknowledges a Set once the key's relay holds the entry (the default):
+	// the relay's table, and from there the tiers below, keep it through the loss of any
+	// one process; an entry the tiers below cannot take is counted and logged.
+	WriteRelay WriteConcern = iota
+	// WriteDurable acknowledges a Set only once the key's aging relief servers hold the
+	// entry durably (as Redis WAIT or Kafka acks=all), and returns an error when they
+	// cannot be reached.
+	WriteDurable
+)

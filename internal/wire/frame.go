@@ -93,6 +93,10 @@ const (
 	// FlagResume, on a subscribe, resumes the server's stream of Path's changes from the
 	// position in Value (see ResumeRequest); the reply carries the changes missed since.
 	FlagResume uint8 = 1 << 4
+	// FlagDurable, on a publish or set, asks for the strict write concern: the answer
+	// comes once the key's aging relief servers hold the entry, and is an error when they
+	// cannot be reached.
+	FlagDurable uint8 = 1 << 5
 )
 
 // Frame is one protocol unit. Path, Key and Value of a decoded frame point into the
