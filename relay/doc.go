@@ -23,10 +23,26 @@
 // A Relay serves front ends. It keeps its own shared-memory table (it creates it), and for
 // its auth path it stores publications in the table, hands them to the tier below (its
 // Lower Backend, the sibling) and delivers them to the other subscribed front ends. A Get
-// that misses the table asks the sibling and keeps the answer. Deletes reach the table, the
-// sibling and the subscribers; a deleted key is refused from the sibling for TombstoneTTL
-// so an answer already on its way cannot bring it back. Entries the table evicts are handed
-// to the sibling as evictions. Other paths are plain publish/subscribe.
+// that misses the table asks the sibling and keeps the answer. Other paths are plain
+// publish/subscribe.
+//
+// Every version of a key carries a revision, and the relay's table keeps the newest one: a
+// Delete leaves a tombstone (kept at least TombstoneTTL, and as long as the entry would
+// have lived), so an older publication, or an answer from below already on its way, never
+// brings a deleted key back.
+//
+// What the tiers below must receive without fail, the entries the table evicts and the
+// deletions, goes into the relay's outbox first (files beside its table, written before the
+// entry leaves the table): the relay hands them to the sibling until the sibling confirms
+// them, and a relay that was killed sends what is left when it starts again. New entries
+// are handed to expansion relief on a best-effort basis, since the relay's table holds them
+// and hands them to aging relief when it evicts them.
+//
+// The relay numbers the changes of its auth path and keeps the latest StreamBacklog of
+// them, so a front end that reconnects gets the changes it missed (see Client's
+// SubscribeStream and sessioncache.StreamRemote), or learns that it missed more than the
+// relay kept. A publish with the strict write concern is answered once the key's aging
+// relief servers hold the entry.
 //
 // # Queues
 //
@@ -43,12 +59,17 @@
 //
 // A Sibling is the endpoint below the relay. Pressure-relief servers connect to it as
 // clients and subscribe on the auth path; the sibling then sends them requests over those
-// connections. It spreads keys over the servers of each kind by rendezvous hashing with
-// replicas. New entries go to their expansion servers (and drop older versions from their
-// aging servers), evictions to their aging servers, both as a stream without replies;
-// deletions go to every relief server and are acknowledged; a miss of the relay asks the
-// key's servers of both kinds, preferring an expansion server's answer. It runs in the relay's process, or as a child
-// process (ChildSibling) that the relay starts, restarts when it dies, and stops on shutdown.
+// connections. It spreads keys over the servers of each kind by rendezvous hashing of their
+// stable ids, with replicas: over every relief server it has ever seen (recorded on disk)
+// or is configured with, connected or not, so a server that is away keeps its keys. New
+// entries go to their connected expansion servers as a stream without replies; evictions
+// go to their aging servers and deletions to every relief server, with replies, and what
+// an absent (or unresponsive) server should receive is kept for it in a hints file and
+// handed over when it is back (hinted handoff, as in Dynamo and Cassandra); the sibling
+// confirms to the relay once every owner has the change or it is kept for it. A miss of
+// the relay asks the key's connected servers of both kinds and answers with the newest
+// version among their answers. It runs in the relay's process, or as a child process
+// (ChildSibling) that the relay starts, restarts when it dies, and stops on shutdown.
 //
 // # Faults
 //

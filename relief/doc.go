@@ -10,10 +10,19 @@
 // evicted by a burst of logins can still be recovered.
 //
 // The sibling spreads keys over the servers of each kind by rendezvous hashing of their
-// IDs (relay.SiblingConfig.Replicas copies each, 1 by default, 2 recommended). When a
-// server joins or leaves, only the keys it owns move; a server restarted with the same ID
-// owns the same keys again. A lookup asks the key's servers of both kinds at once, and the
-// first live answer wins.
+// IDs (relay.SiblingConfig.Replicas copies each, 1 by default, 2 recommended). A server
+// keeps its keys while it is away: what it should receive meanwhile is kept for it by the
+// sibling and handed over when it is back, so a server restarted with the same ID owns the
+// same keys and misses nothing. When a new server joins, only the keys it comes to own
+// move. A lookup asks the key's servers of both kinds at once, and the newest version
+// among their answers wins.
+//
+// # Versions
+//
+// Every entry carries a revision and a store keeps only the newest version of each key. A
+// deletion is a tombstone, kept until the entry it removed would have expired (and at
+// least Config.TombstoneTTL), in the durable log too: an older entry arriving late, or
+// replayed from a log after a restart, never brings a deleted session back.
 //
 // # Stores
 //

@@ -51,4 +51,33 @@
 // record_size bytes plus at most 48 bytes of overhead each (a 24-byte record header,
 // padding to 8 bytes, 10 bytes of index and one bit of a bitmap that says which records are
 // taken). Entries never live on the Go heap.
+//
+// # Manager and its guarantees
+//
+// A Manager is a host's view of the whole session tier: its table in front of one or more
+// relays (see package relay), with the relief servers below them. With the relay, sibling
+// and relief servers of this module it keeps these promises:
+//
+// Durability. Once Set returns nil, the entry stays readable from every host until it
+// expires, is deleted, or is evicted for capacity with every relief tier full, through the
+// loss of any one process (a front end, the relay, its sibling, any relief server: killed
+// and restarted), a relief server that is away (what it should receive is kept for it), or
+// a host cut off from the relay. By default Set is acknowledged once the relay holds the
+// entry; with WriteDurable only once the key's aging relief servers hold it.
+//
+// Finality of Delete. Once Delete returns nil, no tier serves the key again: the deletion
+// is a tombstone with a revision that every tier keeps until the entry would have expired,
+// handed to relief servers that were away when they return, written to the aging log, and
+// stronger than any older version, whatever order versions arrive in (revisions come from a
+// hybrid clock on each host: see Entry.Rev).
+//
+// Bounded staleness on hosts. A connected host stops serving a deleted key as soon as the
+// relay's change reaches it (one hop after the relay takes the delete). A host that lost
+// every relay serves its local entries for at most StaleFor (counted from when it noticed:
+// at once when the connection is closed, after two heartbeats when the link goes silent),
+// then serves nothing from its table until a relay is back; on reconnection it resumes the
+// relay's stream of changes where it stopped, and drops its local entries when the relay
+// no longer has all it missed. The table records how far it has applied each relay's
+// stream, so a process that attaches to a table nobody kept in sync catches up (or drops
+// what the table holds) before NewManager returns.
 package sessioncache

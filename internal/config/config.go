@@ -46,6 +46,21 @@ type File struct {
 	// Replicas is how many relief servers of each kind the sibling gives each key
 	// (default 1; 2 recommended).
 	Replicas int `json:"replicas"`
+	// TombstoneTTL is how long a deletion is kept at least by the relay and relief servers
+	// when the entry it removes would have expired sooner, e.g. "1h" (the default).
+	TombstoneTTL Duration `json:"tombstone_ttl"`
+	// StreamBacklog is how many of its latest changes the relay keeps for front ends that
+	// reconnect (default 16384).
+	StreamBacklog int `json:"stream_backlog"`
+	// OutboxDir is where the relay keeps evictions and deletions until its sibling has
+	// confirmed them (default: beside the relay's table, with ".outbox" appended).
+	OutboxDir string `json:"outbox_dir"`
+	// HintDir is where the sibling keeps what absent relief servers should receive, and
+	// the list of relief servers it knows (default: beside the relay's table, ".hints").
+	HintDir string `json:"hint_dir"`
+	// ReliefMembers are relief servers, as "kind/id", that own keys before they first
+	// connect to the sibling (every one that connects is added and remembered).
+	ReliefMembers []string `json:"relief_members"`
 	// Relief configures a pressure-relief server (full_edge).
 	Relief *Relief `json:"relief"`
 	// Discovery configures a discovery service (and its session service).

@@ -52,6 +52,12 @@ type Gateway struct {
 	// LRU is the host's session table; MessageRelay the relay behind it.
 	LRU          *LRU      `json:"lru"`
 	MessageRelay *Endpoint `json:"message_relay"`
+	// StaleFor is how long the gateway serves sessions from its table after it lost the
+	// relay, e.g. "2s" (the default); "-1s" serves none that it cannot verify.
+	StaleFor Duration `json:"stale_for"`
+	// WriteConcern is "relay" (the default: a login is acknowledged once the relay holds
+	// the session) or "durable" (once the key's aging relief servers hold it).
+	WriteConcern string `json:"write_concern"`
 }
 
 // BrokerBlock configures the gateway's broker mode.
@@ -245,7 +251,16 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		remotes = append(remotes, c)
 		parts.relay = c
 	}
-	m, err := sessioncache.NewManager(sessioncache.ManagerConfig{Table: table, Remotes: remotes, AuthPath: authPathOf(g.MessageRelay), Logger: log})
+	var concern sessioncache.WriteConcern
+	switch g.WriteConcern {
+	case "", "relay":
+	case "durable":
+		concern = sessioncache.WriteDurable
+	default:
+		return fail(bad("write_concern", fmt.Sprintf("%q is neither \"relay\" nor \"durable\"", g.WriteConcern)))
+	}
+	m, err := sessioncache.NewManager(sessioncache.ManagerConfig{Table: table, Remotes: remotes, AuthPath: authPathOf(g.MessageRelay),
+		Logger: log, StaleFor: time.Duration(g.StaleFor), WriteConcern: concern})
 	if err != nil {
 		return fail(err)
 	}

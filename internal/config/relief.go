@@ -56,6 +56,8 @@ func (f *File) ReliefConfig(ctx context.Context, log *slog.Logger) (relief.Confi
 		AuthPath: mr.AuthPath,
 		MaxLife:  time.Duration(rb.MaxLife),
 		Logger:   log,
+		// The relay file's tombstone_ttl, when this server runs in its process; else its own.
+		TombstoneTTL: time.Duration(f.TombstoneTTL),
 	}
 	switch {
 	case rb.Log != nil && rb.Redis != nil:

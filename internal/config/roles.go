@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/globalsession/globalsession/internal/tlsconfig"
 	"github.com/globalsession/globalsession/relay"
@@ -65,6 +66,9 @@ func (f *File) RelayConfig(log *slog.Logger) (relay.RelayConfig, error) {
 		AuthPath:      f.authPath(),
 		Table:         tc,
 		NoFanOut:      f.FanOut != nil && !*f.FanOut,
+		TombstoneTTL:  time.Duration(f.TombstoneTTL),
+		StreamBacklog: f.StreamBacklog,
+		OutboxDir:     f.resolve(f.OutboxDir),
 	}
 	return cfg, nil
 }
@@ -124,6 +128,8 @@ func (f *File) RelaySibling(rc relay.RelayConfig, log *slog.Logger) (SiblingPlan
 		AuthPath:      rc.AuthPath,
 		Table:         &table,
 		Replicas:      f.Replicas,
+		Members:       f.ReliefMembers,
+		HintDir:       f.resolve(f.HintDir),
 	}}, nil
 }
 
@@ -134,7 +140,8 @@ func (f *File) SiblingConfig(log *slog.Logger) (relay.SiblingConfig, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg = relay.SiblingConfig{Addr: addr(f.Address, f.Port), ServerOptions: opts, AuthPath: f.authPath(), Replicas: f.Replicas}
+	cfg = relay.SiblingConfig{Addr: addr(f.Address, f.Port), ServerOptions: opts, AuthPath: f.authPath(), Replicas: f.Replicas,
+		Members: f.ReliefMembers, HintDir: f.resolve(f.HintDir)}
 	if f.Cache != nil {
 		tc, err := f.TableConfig(f.Cache, "cache", false)
 		if err != nil {
