@@ -133,6 +133,11 @@ func TestRelayOutboxOutlivesTheRelay(t *testing.T) {
 		"a deletion is confirmed once it is in the outbox, with the tier below down")
 	pending := r.OutboxPending()
 	assert.Greater(t, pending, int64(n-64), "the evictions and the deletion wait in the outbox")
+	for _, k := range []string{"k0", "k1", "k2"} {
+		v, _, err := entryParts(c.Get(ctx, "auths", []byte(k)))
+		require.NoError(t, err, "%s is evicted and waits in the outbox: the relay answers from there", k)
+		assert.Equal(t, "v", string(v))
+	}
 	require.NoError(t, r.Close())
 	segments, err := filepath.Glob(filepath.Join(tc.Path+".outbox", "*.outbox"))
 	require.NoError(t, err)

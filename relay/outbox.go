@@ -55,6 +55,7 @@ type outbox struct {
 	seg      *outSegment  // the segment appended to
 	nextSeg  uint64
 	tombs    map[string]uint64 // keys with a deletion not yet confirmed: the highest revision
+	evicted  map[string]*wire.Frame // keys with an eviction not yet confirmed: the newest
 	closed   bool
 	wg       sync.WaitGroup
 	ctx      context.Context
@@ -85,7 +86,7 @@ func openOutbox(dir string, limit int64, workers int, log *slog.Logger, deliver 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: outbox %s: %w", dir, err)
 	}
-	o := &outbox{dir: dir, limit: limit, log: log, deliver: deliver, tombs: map[string]uint64{}}
+	o := &outbox{dir: dir, limit: limit, log: log, deliver: deliver, tombs: map[string]uint64{}, evicted: map[string]*wire.Frame{}}
 	o.cond = sync.NewCond(&o.mu)
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	if err := o.recover(); err != nil {
@@ -236,9 +237,25 @@ func (o *outbox) enqueueLocked(f *wire.Frame, seg *outSegment) {
 		if f.Rev > o.tombs[string(f.Key)] {
 			o.tombs[string(f.Key)] = f.Rev
 		}
+	} else if f.Op == wire.OpEvict {
+		if old := o.evicted[string(f.Key)]; old == nil || old.Rev <= f.Rev {
+			o.evicted[string(f.Key)] = f
+		}
 	}
 	o.queue = append(o.queue, rec)
 	o.cond.Signal()
+}
+
+// pendingEviction returns the newest unconfirmed eviction of key, if any: the entry is
+// neither in the relay's table nor yet with aging relief, and a lookup is answered from it.
+func (o *outbox) pendingEviction(key []byte) (sessioncache.Entry, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f := o.evicted[string(key)]
+	if f == nil || o.tombs[string(key)] >= f.Rev {
+		return sessioncache.Entry{}, false
+	}
+	return sessioncache.Entry{Value: clone(f.Value), Expiry: unixTime(f.Expiry), Rev: f.Rev}, true
 }
 
 // deletedAt returns the revision of an unconfirmed deletion of key, or 0.
@@ -298,6 +315,9 @@ func (o *outbox) confirmed(rec *outRecord) {
 	f := rec.frame
 	if rev, ok := o.tombs[string(f.Key)]; ok && rev <= f.Rev && (f.Op == wire.OpDelete || f.Flags&wire.FlagDeleted != 0) {
 		delete(o.tombs, string(f.Key))
+	}
+	if o.evicted[string(f.Key)] == f {
+		delete(o.evicted, string(f.Key))
 	}
 	rec.seg.outstanding--
 	if rec.seg.sealed && rec.seg.outstanding == 0 {

@@ -386,6 +386,12 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 		return
 	}
 	putBuf(buf)
+	if errors.Is(err, sessioncache.ErrNotFound) {
+		if pe, ok := r.outbox.pendingEviction(f.Key); ok && (pe.Expiry.IsZero() || pe.Expiry.After(time.Now())) {
+			c.replyEntry(f.ID, pe, nil) // evicted, and not yet with aging relief
+			return
+		}
+	}
 	lower := r.lowerTier()
 	if !errors.Is(err, sessioncache.ErrNotFound) || lower == nil {
 		replyResult(c, f.ID, err)
