@@ -54,7 +54,7 @@ type outbox struct {
 	bytes    int64        // bytes of records not yet confirmed
 	seg      *outSegment  // the segment appended to
 	nextSeg  uint64
-	tombs    map[string]uint64 // keys with a deletion not yet confirmed: the highest revision
+	tombs    map[string]uint64      // keys with a deletion not yet confirmed: the highest revision
 	evicted  map[string]*wire.Frame // keys with an eviction not yet confirmed: the newest
 	closed   bool
 	wg       sync.WaitGroup
