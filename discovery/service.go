@@ -269,12 +269,12 @@ func (s *Service) Poll(ctx context.Context) {
 	s.mu.Unlock()
 
 	type result struct {
-		key                  string
-		healthErr            error
-		metrics              map[string]float64
-		metricsErr           error
-		checked              time.Time
-		metricsPolled, alive bool
+		key           string
+		healthErr     error
+		metrics       map[string]float64
+		metricsErr    error
+		checked       time.Time
+		metricsPolled bool
 	}
 	results := make([]result, len(targets))
 	poll := func(i int, t Target) {

@@ -267,6 +267,17 @@ func simple(ctx context.Context, cn *conn, f *wire.Frame) error {
 	return replyErr(f.Op, cl)
 }
 
+// simpleDeferred is simple for bulk traffic (hand-downs to relief servers): the request
+// shares a write with the others sent meanwhile.
+func simpleDeferred(ctx context.Context, cn *conn, f *wire.Frame) error {
+	cl, err := cn.roundTripDeferred(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer putCall(cl)
+	return replyErr(f.Op, cl)
+}
+
 func replyErr(op wire.Op, cl *call) error {
 	switch cl.status {
 	case wire.StatusOK, wire.StatusValue:

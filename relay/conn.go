@@ -62,7 +62,6 @@ type conn struct {
 
 	// Messages pushed to this connection (fan-out) go through a bounded queue so that a
 	// slow subscriber never blocks a publisher.
-	qmu    sync.Mutex
 	queue  chan []byte
 	qstart sync.Once
 }

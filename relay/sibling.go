@@ -504,7 +504,7 @@ func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, 
 		sent++
 		go func() {
 			g := *f
-			results <- result{member: m, err: simple(ctx, p.c, &g)}
+			results <- result{member: m, err: simpleDeferred(ctx, p.c, &g)}
 		}()
 	}
 	for range sent {
