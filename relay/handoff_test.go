@@ -166,3 +166,26 @@ func TestRelayOutboxOutlivesTheRelay(t *testing.T) {
 		return true
 	})
 }
+
+// TestForgetADecommissionedServer: a forgotten member owns no keys any more and its hints
+// are gone, on disk too.
+func TestForgetADecommissionedServer(t *testing.T) {
+	dir := t.TempDir()
+	s := startSibling(t, SiblingConfig{HintDir: dir, Members: []string{"aging/a1", "aging/a2"}})
+	a2 := newMemBackend()
+	connectRelief(t, s, ReliefAging, "a2", a2)
+	ctx := ctxT(t)
+	require.NoError(t, s.Evict(ctx, "auths", []byte("k1"), sessioncache.Entry{Value: []byte("v"), Rev: 1}))
+	require.NoError(t, s.Evict(ctx, "auths", []byte("k2"), sessioncache.Entry{Value: []byte("v"), Rev: 1}))
+	require.NoError(t, s.Evict(ctx, "auths", []byte("k3"), sessioncache.Entry{Value: []byte("v"), Rev: 1}))
+	require.Error(t, s.Forget("a1"), "a relief name is kind and id")
+	require.NoError(t, s.Forget(ReliefName(ReliefAging, "a1")))
+	assert.Equal(t, []string{ReliefName(ReliefAging, "a2")}, s.Members())
+	files, err := filepath.Glob(filepath.Join(dir, "*.hints"))
+	require.NoError(t, err)
+	assert.Empty(t, files)
+	for _, k := range []string{"k4", "k5", "k6", "k7"} {
+		require.NoError(t, s.Evict(ctx, "auths", []byte(k), sessioncache.Entry{Value: []byte("v"), Rev: 1}))
+		assert.True(t, a2.has(k), "%s goes to the one member left", k)
+	}
+}

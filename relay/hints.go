@@ -152,6 +152,25 @@ func (h *hintStore) done(name, path string, n int) {
 	h.delivered.Add(int64(n))
 }
 
+// drop removes name's hints, delivered or not.
+func (h *hintStore) drop(name string) error {
+	hf := h.file(name)
+	hf.mu.Lock()
+	defer hf.mu.Unlock()
+	if hf.f != nil {
+		hf.f.Close()
+		hf.f = nil
+	}
+	hf.size = 0
+	var errs []error
+	for _, suffix := range []string{".hints", ".delivering"} {
+		if err := os.Remove(hf.base + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // members returns the relief names recorded as known.
 func (h *hintStore) members() []string {
 	b, err := os.ReadFile(filepath.Join(h.dir, "members"))

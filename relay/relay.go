@@ -45,6 +45,10 @@ type RelayConfig struct {
 	// SetLower. NewSibling's *Sibling, a *Client to a sibling elsewhere, or a ChildSibling
 	// are typical.
 	Lower Backend
+	// LowerLater says the tier below will be given by SetLower once NewRelay has returned
+	// (a sibling that attaches to the relay's table can only start then): until it is, the
+	// evictions and deletions that are for it wait in the outbox.
+	LowerLater bool
 	// TombstoneTTL is how long a deletion is kept at least, by the relay and the tiers
 	// below, when the entry it removes would have expired sooner (or is not known): no
 	// older version of the key is accepted or served while the tombstone lasts. Zero means
@@ -168,6 +172,10 @@ func TableWithRevisions(cfg sessioncache.Config) sessioncache.Config {
 	}
 	return cfg
 }
+
+// handsDown reports whether evictions and deletions go into the outbox: there is a tier
+// below, or there will be one (LowerLater).
+func (r *Relay) handsDown() bool { return r.cfg.LowerLater || r.lowerTier() != nil }
 
 // SetLower sets the tier below the relay (its sibling), replacing RelayConfig.Lower; nil
 // means none. A sibling that attaches to the relay's table can only be made once the relay
@@ -366,7 +374,7 @@ func (r *Relay) remove(key []byte, rev uint64, until time.Time) (bool, uint64, e
 	if existed && (held.Expiry.IsZero() || held.Expiry.After(tomb.Expiry)) {
 		tomb.Expiry = held.Expiry
 	}
-	if r.lowerTier() != nil {
+	if r.handsDown() {
 		if err := r.outbox.add(entryFrameOf(wire.OpDelete, r.cfg.AuthPath, key, tomb)); err != nil {
 			r.outbox.warnFull("delete", key)
 			return existed, rev, fmt.Errorf("the deletion cannot be handed to the tiers below: %w", err)
@@ -445,7 +453,7 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 // evicted receives what the table is about to push out (with the shard locked) and puts
 // it in the outbox for the lower tier's aging servers.
 func (r *Relay) evicted(key, value []byte, expiry time.Time) {
-	if r.lowerTier() == nil {
+	if !r.handsDown() {
 		return
 	}
 	e, err := entrytable.Decode(value)

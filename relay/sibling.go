@@ -207,6 +207,24 @@ func (s *Sibling) Members() []string {
 	return out
 }
 
+// Forget removes a relief server (a relief name, see ReliefName) from the members for good,
+// when it is decommissioned: its keys move to the other servers of its kind, and what was
+// kept for it is dropped. Without it, a server that never comes back keeps its hints
+// until they reach HintLimit, after which what it should receive is refused. A server that
+// connects again under a forgotten name joins as a new member, with whatever its store
+// holds: remove its store (or give it a new id) before bringing it back.
+func (s *Sibling) Forget(name string) error {
+	if _, _, ok := ParseReliefName(name); !ok {
+		return fmt.Errorf("sibling: %q is not a relief name", name)
+	}
+	s.mu.Lock()
+	delete(s.members, name)
+	s.recordMembers()
+	s.rings = nil
+	s.mu.Unlock()
+	return s.hints.drop(name)
+}
+
 // HintStats are the counts of the sibling's hinted handoff.
 type HintStats struct {
 	Added     int64 // changes kept for absent relief servers

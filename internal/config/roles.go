@@ -47,7 +47,7 @@ func (f *File) serverOptions(t *tlsconfig.Config, field, secret string, log *slo
 }
 
 // RelayConfig returns the config of the relay a relay file describes. Its Lower is left
-// nil: the caller makes it as RelaySibling says.
+// nil (LowerLater is set): the caller makes it as RelaySibling says.
 func (f *File) RelayConfig(log *slog.Logger) (relay.RelayConfig, error) {
 	var cfg relay.RelayConfig
 	opts, err := f.serverOptions(f.TLS, "tls", f.Secret, log)
@@ -66,6 +66,7 @@ func (f *File) RelayConfig(log *slog.Logger) (relay.RelayConfig, error) {
 		AuthPath:      f.authPath(),
 		Table:         tc,
 		NoFanOut:      f.FanOut != nil && !*f.FanOut,
+		LowerLater:    true,
 		TombstoneTTL:  time.Duration(f.TombstoneTTL),
 		StreamBacklog: f.StreamBacklog,
 		OutboxDir:     f.resolve(f.OutboxDir),
