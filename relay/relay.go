@@ -212,6 +212,18 @@ func (r *Relay) Lookup(key []byte) (sessioncache.Entry, error) {
 // the tier below.
 func (r *Relay) OutboxPending() int64 { return r.outbox.pending.Load() }
 
+// OutboxStats are the counts of a relay's outbox.
+type OutboxStats struct {
+	Pending int64 // evictions and deletions not yet confirmed by the tier below
+	Refused int64 // refused because the outbox was full: lost evictions, failed deletes
+	Retries int64 // hand-downs tried again after the tier below failed them
+}
+
+// Outbox returns the counts of the relay's outbox.
+func (r *Relay) Outbox() OutboxStats {
+	return OutboxStats{Pending: r.outbox.pending.Load(), Refused: r.outbox.dropped.Load(), Retries: r.outbox.retries.Load()}
+}
+
 // serveRequest handles a front end's entry request.
 func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 	c := p.c
