@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,13 @@ func TableWithRevisions(cfg sessioncache.Config) sessioncache.Config {
 		cfg.RecordSize += RecordOverhead
 	}
 	return cfg
+}
+
+// RemoveState removes a relay's table at tablePath and the outbox and hints directories
+// kept beside it by default (see RelayConfig.OutboxDir and SiblingConfig.HintDir), for
+// tools and tests that start relays of their own. The relay must be closed.
+func RemoveState(tablePath string) error {
+	return errors.Join(os.Remove(tablePath), os.RemoveAll(tablePath+".outbox"), os.RemoveAll(tablePath+".hints"))
 }
 
 // handsDown reports whether evictions and deletions go into the outbox: there is a tier

@@ -77,7 +77,7 @@ func serveRelay(certFile, keyFile string) error {
 	fmt.Println(r.Addr().String())
 	waitStop()
 	cerr := r.Close()
-	if err := r.Table().Remove(); err != nil {
+	if err := relay.RemoveState(r.Table().Path()); err != nil {
 		return err
 	}
 	return cerr
