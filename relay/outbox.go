@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edsrzf/mmap-go"
+
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -31,7 +33,7 @@ import (
 //
 // A segment is a sequence of records: u32 length of the frame, u32 CRC-32C of the frame,
 // then the frame as internal/wire encodes it (op evict or delete, key, value, expiry, rev).
-// A torn record ends its segment's replay.
+// A torn record, or a length of zero (the unused rest of a segment), ends its replay.
 
 var outboxCRC = crc32.MakeTable(crc32.Castagnoli)
 
@@ -66,11 +68,15 @@ type outbox struct {
 	lastWarn atomic.Int64 // unix nanoseconds of the last "full" warning
 }
 
+// outSegment is a segment file. The one appended to is mapped into memory, so appending a
+// record is a copy into the shared mapping, not a system call: it is in the file (in the
+// page cache) as soon as it is copied, whatever happens to the process next.
 type outSegment struct {
 	n           uint64
-	f           *os.File // nil once sealed and closed
-	size        int64
-	outstanding int // records appended and not confirmed
+	f           *os.File  // nil once sealed and closed
+	mem         mmap.MMap // nil once sealed
+	size        int64     // bytes of records in it
+	outstanding int       // records appended and not confirmed
 	sealed      bool
 }
 
@@ -92,7 +98,7 @@ func openOutbox(dir string, limit int64, workers int, log *slog.Logger, deliver 
 	if err := o.recover(); err != nil {
 		return nil, err
 	}
-	if err := o.roll(); err != nil {
+	if err := o.roll(0); err != nil {
 		return nil, err
 	}
 	for range workers {
@@ -155,6 +161,9 @@ func readSegment(name string) ([]*wire.Frame, error) {
 			return out, fmt.Errorf("torn record header: %w", err)
 		}
 		n := binary.LittleEndian.Uint32(hdr[:])
+		if n == 0 {
+			return out, nil // the unused rest of the segment
+		}
 		if n > 64<<20 {
 			return out, fmt.Errorf("record length %d", n)
 		}
@@ -173,25 +182,49 @@ func readSegment(name string) ([]*wire.Frame, error) {
 	}
 }
 
-// roll seals the current segment and starts a new one. Called with o.mu held or before
-// the workers start.
-func (o *outbox) roll() error {
+// roll seals the current segment and starts a new one of at least size bytes. Called with
+// o.mu held or before the workers start.
+func (o *outbox) roll(size int64) error {
 	if o.seg != nil {
-		o.seg.sealed = true
-		o.seg.f.Close()
-		o.seg.f = nil
-		if o.seg.outstanding == 0 {
-			os.Remove(filepath.Join(o.dir, segmentName(o.seg.n)))
-		}
+		o.seal(o.seg)
 	}
 	n := o.nextSeg
 	o.nextSeg++
-	f, err := os.OpenFile(filepath.Join(o.dir, segmentName(n)), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	path := filepath.Join(o.dir, segmentName(n))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("relay: outbox: %w", err)
 	}
-	o.seg = &outSegment{n: n, f: f}
+	size = max(size, outboxSegmentSize)
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("relay: outbox: %w", err)
+	}
+	mem, err := mmap.Map(f, mmap.RDWR, 0)
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("relay: outbox: map %s: %w", path, err)
+	}
+	o.seg = &outSegment{n: n, f: f, mem: mem}
 	return nil
+}
+
+// seal stops appending to seg and removes it if nothing in it awaits confirmation.
+func (o *outbox) seal(seg *outSegment) {
+	seg.sealed = true
+	if seg.mem != nil {
+		seg.mem.Unmap()
+		seg.mem = nil
+	}
+	if seg.f != nil {
+		seg.f.Close()
+		seg.f = nil
+	}
+	if seg.outstanding == 0 {
+		os.Remove(filepath.Join(o.dir, segmentName(seg.n)))
+	}
 }
 
 // add records f durably and queues it for delivery. It fails when the outbox is full or
@@ -210,14 +243,12 @@ func (o *outbox) add(f *wire.Frame) error {
 		o.dropped.Add(1)
 		return ErrOutboxFull
 	}
-	if o.seg.size >= outboxSegmentSize {
-		if err := o.roll(); err != nil {
+	if o.seg.size+int64(len(buf)) > int64(len(o.seg.mem)) {
+		if err := o.roll(int64(len(buf))); err != nil {
 			return err
 		}
 	}
-	if _, err := o.seg.f.Write(buf); err != nil {
-		return fmt.Errorf("relay: outbox write: %w", err)
-	}
+	copy(o.seg.mem[o.seg.size:], buf)
 	o.seg.size += int64(len(buf))
 	// The frame decoded from its own encoding owns its slices.
 	var fr wire.Frame
@@ -277,31 +308,47 @@ func (o *outbox) work() {
 			o.mu.Unlock()
 			return
 		}
-		rec := o.queue[0]
-		o.queue[0] = nil
-		o.queue = o.queue[1:]
+		// Take a few records at a time: under load one wake-up delivers several.
+		n := min(len(o.queue), outboxBatch)
+		var batch [outboxBatch]*outRecord
+		copy(batch[:], o.queue[:n])
+		clear(o.queue[:n])
+		o.queue = o.queue[n:]
 		o.mu.Unlock()
-		backoff := 20 * time.Millisecond
-		for {
-			ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
-			err := o.deliver(ctx, rec.frame)
-			cancel()
-			if err == nil {
-				break
-			}
-			if o.ctx.Err() != nil {
+		for _, rec := range batch[:n] {
+			if !o.deliverOne(rec) {
 				return // closing: the record stays in its segment for the next run
 			}
-			o.retries.Add(1)
-			o.log.Debug("relay: handing down failed; will retry", "op", rec.frame.Op.String(), "err", err)
-			select {
-			case <-time.After(backoff/2 + rand.N(backoff/2+1)):
-			case <-o.ctx.Done():
-				return
-			}
-			backoff = min(2*backoff, time.Second)
 		}
-		o.confirmed(rec)
+	}
+}
+
+// outboxBatch is how many records a worker takes at a time.
+const outboxBatch = 8
+
+// deliverOne hands rec down until it is confirmed, and reports false if the outbox closed
+// first.
+func (o *outbox) deliverOne(rec *outRecord) bool {
+	backoff := 20 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
+		err := o.deliver(ctx, rec.frame)
+		cancel()
+		if err == nil {
+			o.confirmed(rec)
+			return true
+		}
+		if o.ctx.Err() != nil {
+			return false
+		}
+		o.retries.Add(1)
+		o.log.Debug("relay: handing down failed; will retry", "op", rec.frame.Op.String(), "err", err)
+		select {
+		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		case <-o.ctx.Done():
+			return false
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 
@@ -349,12 +396,8 @@ func (o *outbox) close() {
 	o.cancel()
 	o.wg.Wait()
 	o.mu.Lock()
-	if o.seg != nil && o.seg.f != nil {
-		o.seg.f.Close()
-		o.seg.f = nil
-		if o.seg.outstanding == 0 {
-			os.Remove(filepath.Join(o.dir, segmentName(o.seg.n)))
-		}
+	if o.seg != nil && !o.seg.sealed {
+		o.seal(o.seg)
 	}
 	o.mu.Unlock()
 }

@@ -501,6 +501,12 @@ func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, 
 		member string // empty for a subscriber that is not a relief server
 		err    error
 	}
+	if len(r.other) == 0 && len(targets) == 1 {
+		// One owner (the common case of an eviction): ask it on this goroutine.
+		for m := range targets {
+			return s.toMember(ctx, r.connected[m], m, f)
+		}
+	}
 	results := make(chan result, len(targets)+len(r.other))
 	sent := 0
 	for _, p := range r.other {
@@ -542,6 +548,21 @@ func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// toMember sends f to member m over p (nil when m is absent), keeping it as a hint when m
+// is absent or does not confirm it.
+func (s *Sibling) toMember(ctx context.Context, p *peer, m string, f *wire.Frame) error {
+	if p != nil {
+		g := *f
+		err := simpleDeferred(ctx, p.c, &g)
+		if err == nil {
+			return nil
+		}
+		s.log.Debug("sibling: a relief server did not confirm a change; keeping it as a hint", "member", m, "err", err)
+		defer s.kickHandOff()
+	}
+	return s.hints.add(m, f)
 }
 
 func (s *Sibling) kickHandOff() {

@@ -27,11 +27,12 @@ func newChangeStream(backlog int) *changeStream {
 func (s *changeStream) add(f *wire.Frame) {
 	s.seq++
 	f.ID = s.seq
-	b, err := wire.Append(nil, f)
+	slot := &s.ring[s.seq%uint64(len(s.ring))]
+	b, err := wire.Append((*slot)[:0], f) // reuses the buffer of the change it replaces
 	if err != nil {
 		b = nil // too large to keep: a resume across it reports a gap
 	}
-	s.ring[s.seq%uint64(len(s.ring))] = b
+	*slot = b
 }
 
 // since appends to dst the reply to a subscriber that applied every change up to after in

@@ -8,8 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/gorilla/websocket"
+
+	"github.com/globalsession/globalsession/bench/internal/proccpu"
+	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
 // system is a server to measure: its URL and the process whose CPU time is counted (for
@@ -141,10 +143,10 @@ func runCell(s system, n int) (cell, error) {
 	}
 	time.Sleep(*flagWarmup)
 	measuring.Store(true)
-	start, cpu0 := time.Now(), processCPU(s.pid)
+	start, cpu0 := time.Now(), proccpu.Process(s.pid)
 	time.Sleep(*flagDuration)
 	measuring.Store(false)
-	elapsed, cpu := time.Since(start), processCPU(s.pid)-cpu0
+	elapsed, cpu := time.Since(start), proccpu.Process(s.pid)-cpu0
 	stop.Store(true)
 	wg.Wait()
 	if firstErr != nil {

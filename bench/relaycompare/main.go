@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/bench/internal/procs"
+	"github.com/globalsession/globalsession/internal/wire"
 )
 
 var (
@@ -159,10 +160,10 @@ func compare() error {
 		return fmt.Errorf("preload redis: %w", err)
 	}
 
-	// A relay GET is a 4-byte length, a 28-byte header, the path and the key; its answer a
-	// length, a header and the value. The raw floor moves exactly as many bytes.
-	reqSize := 4 + 28 + len("auths") + *flagKeySize
-	replySize := 4 + 28 + *flagValueSize
+	// A relay GET is a 4-byte length, a header, the path and the key; its answer a length, a
+	// header and the value. The raw floor moves exactly as many bytes.
+	reqSize := 4 + wire.HeaderSize + len("auths") + *flagKeySize
+	replySize := 4 + wire.HeaderSize + *flagValueSize
 	dial := map[string]func(conns int) (session, error){
 		sysRelay:    func(n int) (session, error) { return dialRelay(w, plain.addr, nil, n) },
 		sysRelayTLS: func(n int) (session, error) { return dialRelay(w, secure.addr, p.clientTLS(), n) },

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/proccpu"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -106,24 +107,29 @@ func run() error {
 		return err
 	}
 	defer without.stop()
-	var w, wo []float64
+	var w, wo, cw, cwo []float64
 	for range *flagRounds {
-		a, err := setThroughput(ctx, with.addr)
+		a, ca, err := setThroughput(ctx, with)
 		if err != nil {
 			return err
 		}
-		b, err := setThroughput(ctx, without.addr)
+		b, cb, err := setThroughput(ctx, without)
 		if err != nil {
 			return err
 		}
 		w, wo = append(w, a), append(wo, b)
+		cw, cwo = append(cw, ca), append(cwo, cb)
 	}
 	mw, mwo := median(w), median(wo)
 	fmt.Println("## Set throughput, 1 connection, 16 publishes in flight")
 	fmt.Println()
-	fmt.Println("| tier | publishes/s | ratio to without relief |")
-	fmt.Println("|---|--:|--:|")
-	fmt.Printf("| without relief | %.0f | 1.00x |\n| with expansion + aging relief | %.0f | %.2fx |\n\n", mwo, mw, mw/mwo)
+	fmt.Println("| tier | publishes/s | ratio to without relief | tier CPU per publish | ratio |")
+	fmt.Println("|---|--:|--:|--:|--:|")
+	fmt.Printf("| without relief | %.0f | 1.00x | %.1f µs | 1.00x |\n", mwo, median(cwo))
+	fmt.Printf("| with expansion + aging relief | %.0f | %.2fx | %.1f µs | %.2fx |\n\n", mw, mw/mwo, median(cw), median(cw)/median(cwo))
+	fmt.Println("Tier CPU per publish: the CPU time of the tier's process (relay, sibling, relief servers) from the first " +
+		"publish until its hand-downs are done, divided by the publishes.")
+	fmt.Println()
 	fmt.Printf("Targets: fall-through median <= 3x the raw round trip: %.2fx; Set throughput with relief >= 0.8x without: %.2fx.\n",
 		float64(pct(fall, 50))/float64(rawMed), mw/mwo)
 	return nil
@@ -171,19 +177,34 @@ func fallThrough(ctx context.Context, addr string) (fall, hit []time.Duration, e
 	return fall, hit, nil
 }
 
-// setThroughput publishes *flagSets entries, 16 in flight on one connection.
-func setThroughput(ctx context.Context, addr string) (float64, error) {
-	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: addr})
+// setThroughput publishes *flagSets entries, 16 in flight on one connection, and returns
+// the rate and the tier process's CPU time per publish in microseconds (counted until the
+// process stops using CPU after the last publish, so its hand-downs are included).
+func setThroughput(ctx context.Context, tier *child) (float64, float64, error) {
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: tier.addr})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	value := make([]byte, valueSize)
+	pid := tier.cmd.Process.Pid
+	cpu0 := proccpu.Threads(pid)
 	start := time.Now()
 	err = pipeline(16, *flagSets, func(i int) error {
 		return c.Publish(ctx, "auths", key(i%50000), sessioncache.Entry{Value: value, Expiry: time.Now().Add(time.Hour)})
 	})
-	return float64(*flagSets) / time.Since(start).Seconds(), err
+	rate := float64(*flagSets) / time.Since(start).Seconds()
+	// Wait (bounded) until the tier is idle: two readings 50ms apart within 1ms of CPU.
+	cpu := proccpu.Threads(pid)
+	for range 100 {
+		time.Sleep(50 * time.Millisecond)
+		next := proccpu.Threads(pid)
+		if next-cpu < time.Millisecond {
+			break
+		}
+		cpu = next
+	}
+	return rate, float64(cpu-cpu0) / float64(time.Microsecond) / float64(*flagSets), err
 }
 
 // pipeline runs fn(0..n-1) on `inFlight` goroutines.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/relief"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -144,7 +145,14 @@ func serveTier(dir string) error {
 	return nil
 }
 
-// serveEcho answers each 69-byte request (a relay get's size) with a 416-byte reply (the
+// The sizes of a relay get of a 32-byte key on "auths" and of its answer with a 384-byte
+// value, each with its length prefix.
+const (
+	getSize    = 4 + wire.HeaderSize + 5 + 32
+	answerSize = 4 + wire.HeaderSize + 384
+)
+
+// serveEcho answers each getSize-byte request (a relay get's size) with an answerSize-byte reply (the
 // size of the relay's answer to it).
 func serveEcho() error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -161,8 +169,8 @@ func serveEcho() error {
 			}
 			go func() {
 				defer c.Close()
-				req, reply := make([]byte, 69), make([]byte, 416)
-				binary.BigEndian.PutUint32(reply, 412)
+				req, reply := make([]byte, getSize), make([]byte, answerSize)
+				binary.BigEndian.PutUint32(reply, answerSize-4)
 				for {
 					if _, err := io.ReadFull(c, req); err != nil {
 						return
@@ -185,7 +193,7 @@ func rawRoundTrips(addr string, n int) ([]time.Duration, error) {
 		return nil, err
 	}
 	defer c.Close()
-	req, reply := make([]byte, 69), make([]byte, 416)
+	req, reply := make([]byte, getSize), make([]byte, answerSize)
 	out := make([]time.Duration, 0, n)
 	for range n {
 		start := time.Now()

@@ -1,4 +1,6 @@
-package main
+// Package proccpu reads how much CPU time a process (and its children) has used, from /proc,
+// for comparison programs that report CPU per operation.
+package proccpu
 
 import (
 	"os"
@@ -8,19 +10,20 @@ import (
 	"time"
 )
 
-// processCPU returns the CPU time that process pid and its child processes have used so
+// Process returns the CPU time that process pid and its child processes have used so
 // far, summed over their threads from /proc/<pid>/task/<tid>/schedstat (nanoseconds on a
 // CPU, finer than the clock ticks of /proc/<pid>/stat). It counts nginx's master and worker
 // together, and every thread of a Go server.
-func processCPU(pid int) time.Duration {
-	total := threadsCPU(pid)
-	for _, child := range childPIDs(pid) {
-		total += threadsCPU(child)
+func Process(pid int) time.Duration {
+	total := Threads(pid)
+	for _, child := range children(pid) {
+		total += Threads(child)
 	}
 	return total
 }
 
-func threadsCPU(pid int) time.Duration {
+// Threads returns the CPU time used so far by the threads of process pid.
+func Threads(pid int) time.Duration {
 	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
 	var total time.Duration
 	for _, f := range tasks {
@@ -36,8 +39,8 @@ func threadsCPU(pid int) time.Duration {
 	return total
 }
 
-// childPIDs lists the processes whose parent is pid.
-func childPIDs(pid int) []int {
+// children lists the processes whose parent is pid.
+func children(pid int) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range entries {
