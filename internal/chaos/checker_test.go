@@ -3,8 +3,6 @@
 package chaos
 
 import (
-	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -160,49 +158,4 @@ func TestJudge(t *testing.T) {
 	assert.Empty(t, v)
 	v, why = judge(deleted, fresh(1, time.Second), time.Second)
 	assert.Equal(t, "resurrected", v, why)
-}
-
-func TestProxyCut(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); c.Close() }()
-		}
-	}()
-	px, err := newProxy(ln.Addr().String())
-	require.NoError(t, err)
-	defer px.close()
-
-	roundTrip := func(c net.Conn) error {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return err
-		}
-		b := make([]byte, 4)
-		_, err := io.ReadFull(c, b)
-		return err
-	}
-	c, err := net.Dial("tcp", px.addr())
-	require.NoError(t, err)
-	defer c.Close()
-	require.NoError(t, roundTrip(c))
-
-	px.setCut(true)
-	assert.Error(t, roundTrip(c), "a carried connection is closed by the cut")
-	c2, err := net.Dial("tcp", px.addr())
-	require.NoError(t, err, "the listener still accepts")
-	defer c2.Close()
-	assert.Error(t, roundTrip(c2), "and closes new connections while cut")
-
-	px.setCut(false)
-	c3, err := net.Dial("tcp", px.addr())
-	require.NoError(t, err)
-	defer c3.Close()
-	assert.NoError(t, roundTrip(c3), "healed")
 }

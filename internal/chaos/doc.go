@@ -12,7 +12,8 @@
 // hosts and record every call with its start, end and result, while a fault loop SIGKILLs
 // a random process (a host, the relay, the sibling child, a relief server) every 0.5 to 3
 // seconds and restarts it after a random pause, and cuts random hosts off the relay for 1
-// to 10 seconds. Every fault goes to a fault log with timestamps.
+// to 10 seconds (half of the cuts close the host's connections, half go silent: bytes stop
+// flowing and only heartbeats notice). Every fault goes to a fault log with timestamps.
 //
 // After healing everything and waiting for every process to be connected again, the test
 // checks the history:

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/faultproxy"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -58,7 +59,7 @@ type member struct {
 
 	// host
 	table string
-	proxy *proxy // nil for the fresh host, which talks to the relay directly
+	proxy *faultproxy.Proxy // nil for the fresh host, which talks to the relay directly
 	// relief
 	rkind, conf string
 
@@ -279,7 +280,7 @@ func (h *harness) configure() {
 		h.reliefs = append(h.reliefs, relief("aging", fmt.Sprintf("aging-%d", i+1)))
 	}
 	for i := range h.p.hosts {
-		px, err := newProxy(h.relayAddr)
+		px, err := faultproxy.Start(h.relayAddr)
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -334,7 +335,7 @@ func (h *harness) start(m *member) error {
 		path = h.exe
 		relayAddr := h.relayAddr
 		if m.proxy != nil {
-			relayAddr = m.proxy.addr()
+			relayAddr = m.proxy.Addr()
 		}
 		env = []string{envHost + "=1", envRelay + "=" + relayAddr, envTable + "=" + m.table,
 			envRecords + "=" + strconv.Itoa(h.records), envName + "=" + m.name}
@@ -496,8 +497,16 @@ func (h *harness) cutOne(rng *rand.Rand) bool {
 	m.mu.Lock()
 	m.cut = true
 	m.mu.Unlock()
-	m.proxy.setCut(true)
-	iv := h.faults.begin(h.since(), m.name, "cut", fmt.Sprintf("cut off the relay for %v", d.Round(time.Millisecond)))
+	// Half the cuts close the host's connections (a proxy or a peer that resets them), half
+	// go silent (a link that drops packets): then only the heartbeats notice.
+	how := "closing its connections"
+	if rng.IntN(2) == 0 {
+		how = "silently"
+		m.proxy.Silence()
+	} else {
+		m.proxy.Cut()
+	}
+	iv := h.faults.begin(h.since(), m.name, "cut", fmt.Sprintf("cut off the relay for %v, %s", d.Round(time.Millisecond), how))
 	h.bg.Add(1)
 	go func() {
 		defer h.bg.Done()
@@ -505,7 +514,7 @@ func (h *harness) cutOne(rng *rand.Rand) bool {
 		case <-time.After(d):
 		case <-h.stopBg:
 		}
-		m.proxy.setCut(false)
+		m.proxy.Heal()
 		m.mu.Lock()
 		m.cut = false
 		m.mu.Unlock()
@@ -778,7 +787,7 @@ func (h *harness) cleanup() {
 	h.stopAll()
 	for _, m := range h.hosts {
 		if m.proxy != nil {
-			m.proxy.close()
+			m.proxy.Close()
 		}
 	}
 	h.httpc.CloseIdleConnections()

@@ -59,7 +59,10 @@ func hostMain() int {
 		BackoffMin:     10 * time.Millisecond,
 		BackoffMax:     200 * time.Millisecond,
 		RequestTimeout: 2 * time.Second,
-		Logger:         log,
+		// A silent link is noticed after two heartbeats: 2s, so that with the Manager's
+		// StaleFor (2s) a cut-off host stops serving its table within -chaos.stalefor (5s).
+		Heartbeat: time.Second,
+		Logger:    log,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "host: client:", err)

@@ -1,24 +1,29 @@
-// Package faultproxy is a TCP proxy for tests that cut a link: it forwards connections to a
-// target until Cut closes every connection it carries and refuses new ones (it accepts and
-// closes them), until Heal. It is a test tool, not a production proxy.
+// Package faultproxy is a TCP proxy for tests that break a link: it forwards connections
+// to a target until Cut closes every connection it carries and refuses new ones (it
+// accepts and closes them), or Silence stops carrying bytes without closing anything, as
+// a network that drops packets does, so that only the ends' own timeouts notice; Heal
+// ends either. It is a test tool, not a production proxy.
 package faultproxy
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy forwards connections from its own loopback address to a target.
 type Proxy struct {
 	ln     net.Listener
 	target string
+	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	cut    bool
+	silent bool
+	closed bool
+	resume chan struct{} // closed by Heal while silent
+	conns  map[net.Conn]struct{}
 }
 
 // Start listens on 127.0.0.1 (a free port) and forwards to target.
@@ -27,7 +32,7 @@ func Start(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, resume: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -36,7 +41,7 @@ func Start(target string) (*Proxy, error) {
 // Addr is the address clients dial instead of the target.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Cut closes every connection the proxy carries and refuses new ones until Heal.
+// Cut closes every connection the proxy carries and closes new ones at once, until Heal.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -46,17 +51,42 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Heal lets connections through again.
+// Silence stops carrying bytes, both ways and on new connections too, without closing
+// anything, until Heal: what is sent meanwhile waits (in the proxy and in the sockets'
+// buffers) and arrives after Heal, unless an end gave up on its connection first.
+func (p *Proxy) Silence() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.silent {
+		p.silent = true
+		p.resume = make(chan struct{})
+	}
+}
+
+// Heal ends a Cut or a Silence.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.cut = false
-	p.mu.Unlock()
+	if p.silent {
+		p.silent = false
+		close(p.resume)
+	}
 }
 
 // Close stops the proxy and closes every connection.
 func (p *Proxy) Close() error {
 	err := p.ln.Close()
-	p.Cut()
+	p.mu.Lock()
+	p.closed = true
+	for c := range p.conns {
+		c.Close()
+	}
+	if p.silent {
+		p.silent = false
+		close(p.resume)
+	}
+	p.mu.Unlock()
 	p.wg.Wait()
 	return err
 }
@@ -69,6 +99,10 @@ func (p *Proxy) accept() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		if !p.track(c) {
 			continue
 		}
 		p.wg.Add(1)
@@ -76,10 +110,11 @@ func (p *Proxy) accept() {
 	}
 }
 
+// track registers a connection, or closes it when the proxy is cut or closed.
 func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cut {
+	if p.cut || p.closed {
 		c.Close()
 		return false
 	}
@@ -94,13 +129,29 @@ func (p *Proxy) untrack(c net.Conn) {
 	c.Close()
 }
 
+// gate waits while the proxy is silent; it reports false when the proxy closed meanwhile.
+func (p *Proxy) gate() bool {
+	for {
+		p.mu.Lock()
+		silent, resume, closed := p.silent, p.resume, p.closed
+		p.mu.Unlock()
+		if closed {
+			return false
+		}
+		if !silent {
+			return true
+		}
+		<-resume
+	}
+}
+
 func (p *Proxy) serve(front net.Conn) {
 	defer p.wg.Done()
-	if !p.track(front) {
+	defer p.untrack(front)
+	if !p.gate() {
 		return
 	}
-	defer p.untrack(front)
-	back, err := net.Dial("tcp", p.target)
+	back, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		return
 	}
@@ -109,7 +160,29 @@ func (p *Proxy) serve(front net.Conn) {
 	}
 	defer p.untrack(back)
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(back, front); done <- struct{}{} }()
-	go func() { io.Copy(front, back); done <- struct{}{} }()
+	go func() { p.copy(back, front); done <- struct{}{} }()
+	go func() { p.copy(front, back); done <- struct{}{} }()
 	<-done
+	front.Close()
+	back.Close()
+	<-done
+}
+
+// copy carries bytes from src to dst, holding each chunk while the proxy is silent.
+func (p *Proxy) copy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !p.gate() {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
