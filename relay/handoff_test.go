@@ -92,7 +92,15 @@ func TestOwnershipDoesNotMoveWhileAnOwnerIsAway(t *testing.T) {
 // downBackend is a lower tier that fails evictions and deletions while down.
 type downBackend struct {
 	*memBackend
-	down atomic.Bool
+	down    atomic.Bool
+	getDown atomic.Bool // gets fail too
+}
+
+func (b *downBackend) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
+	if b.getDown.Load() {
+		return sessioncache.Entry{}, errDown
+	}
+	return b.memBackend.Get(ctx, path, key)
 }
 
 var errDown = errors.New("test: the tier below is down")
@@ -181,5 +189,43 @@ func TestForgetADecommissionedServer(t *testing.T) {
 	for _, k := range []string{"k4", "k5", "k6", "k7"} {
 		require.NoError(t, s.Evict(ctx, "auths", []byte(k), sessioncache.Entry{Value: []byte("v"), Rev: 1}))
 		assert.True(t, a2.has(k), "%s goes to the one member left", k)
+	}
+}
+
+// TestADelayedWriteDoesNotUndoAnEvictedDeletion: a publish held up in the network arrives
+// after a later deletion of its key, whose tombstone the relay's table has since pushed
+// down to the tier below; the relay asks the tier below before it accepts the old write.
+func TestADelayedWriteDoesNotUndoAnEvictedDeletion(t *testing.T) {
+	lower := &downBackend{memBackend: newMemBackend()}
+	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 4})
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	hour := time.Now().Add(time.Hour)
+	rev := uint64(time.Now().UnixNano())
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v1"), Expiry: hour, Rev: rev + 1}))
+	require.NoError(t, c.Delete(ctx, "auths", []byte("k"), sessioncache.Entry{Rev: rev + 3}))
+	for i := range 300 {
+		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "fill%d", i), sessioncache.Entry{Value: []byte("x"), Expiry: hour}))
+	}
+	eventually(t, "the tombstone to be pushed down", func() bool {
+		_, err := r.Lookup([]byte("k"))
+		e, _ := lower.Get(ctx, "auths", []byte("k"))
+		return errors.Is(err, ErrNotFound) && e.Deleted && r.OutboxPending() == 0
+	})
+	// The delayed write: older than the deletion.
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v2"), Expiry: hour, Rev: rev + 2}))
+	_, err := c.Get(ctx, "auths", []byte("k"))
+	require.ErrorIs(t, err, ErrNotFound, "the delayed write was older than the deletion")
+	// A newer write is a new entry.
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v4"), Expiry: hour, Rev: rev + 4}))
+	v, _, err := entryParts(c.Get(ctx, "auths", []byte("k")))
+	require.NoError(t, err)
+	assert.Equal(t, "v4", string(v))
+	// While the tier below cannot answer, an old write is refused rather than guessed at.
+	lower.down.Store(true)
+	lower.getDown.Store(true)
+	err = c.Publish(ctx, "auths", []byte("fill3"), sessioncache.Entry{Value: []byte("old"), Expiry: hour, Rev: rev})
+	if _, lerr := r.Lookup([]byte("fill3")); errors.Is(lerr, ErrNotFound) {
+		require.Error(t, err, "fill3 was pushed out: its old write cannot be checked")
 	}
 }

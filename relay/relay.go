@@ -95,6 +95,11 @@ type Relay struct {
 	wg      sync.WaitGroup
 	tombs   *tombstone.Set
 	once    sync.Once
+	// horizon is the highest revision of a version the table pushed out since the relay
+	// started (the start itself at first): a write of a lower revision for a key the
+	// table does not hold is checked against the tier below (see mayBeSuperseded).
+	horizon    atomic.Uint64
+	superseded atomic.Int64 // writes dropped because the tier below held a newer version
 }
 
 // lowerJob is a new entry to hand to the lower tier's expansion servers.
@@ -126,6 +131,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make([]chan lowerJob, cfg.LowerWorkers),
 		tombs: tombstone.New(time.Minute), stream: newChangeStream(cfg.StreamBacklog)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.horizon.Store(uint64(time.Now().UnixNano()))
 	r.SetLower(cfg.Lower)
 	tcfg := TableWithRevisions(cfg.Table)
 	tcfg.Create = true
@@ -247,30 +253,12 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 			c.replyError(f.ID, fmt.Sprintf("%s: path %q is not stored here (the auth path is %q)", f.Op, f.Path, r.cfg.AuthPath))
 			return
 		}
-		e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: r.revision(f.Rev)}
-		durable := f.Flags&wire.FlagDurable != 0
-		var applied bool
-		var err error
-		if durable {
-			applied, err = r.entries.Put(f.Key, e) // handed down below, with a reply
-			if applied {
-				r.tombs.Clear(f.Key)
-			}
-		} else {
-			applied, err = r.store(f.Key, e)
-		}
-		if err != nil {
-			c.replyError(f.ID, err.Error())
+		f.Rev = r.revision(f.Rev)
+		if r.mayBeSuperseded(f.Key, f.Rev) {
+			r.checkBelowThen(p, copyFrame(f), r.write)
 			return
 		}
-		if applied && f.Op == wire.OpPublish && f.Flags&wire.FlagNoFanout == 0 {
-			r.publishChange(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: e.Rev}, p)
-		}
-		if durable && applied {
-			r.storeDurably(c, f.ID, clone(f.Key), sessioncache.Entry{Value: clone(f.Value), Expiry: e.Expiry, Rev: e.Rev})
-			return
-		}
-		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+		r.write(p, f)
 	case wire.OpGet:
 		if !auth {
 			c.replyError(f.ID, fmt.Sprintf("get: path %q is not stored here", f.Path))
@@ -282,20 +270,107 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 			c.replyError(f.ID, fmt.Sprintf("delete: path %q is not stored here", f.Path))
 			return
 		}
-		existed, rev, err := r.remove(f.Key, f.Rev, unixTime(f.Expiry))
-		if err != nil {
-			c.replyError(f.ID, err.Error())
+		f.Rev = r.revision(f.Rev)
+		if r.mayBeSuperseded(f.Key, f.Rev) {
+			r.checkBelowThen(p, copyFrame(f), r.del)
 			return
 		}
-		r.publishChange(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key, Rev: rev}, p)
-		var flags uint8
-		if existed {
-			flags = wire.FlagExisted
-		}
-		c.reply(f.ID, wire.StatusOK, flags, nil, 0)
+		r.del(p, f)
 	default:
 		c.replyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
 	}
+}
+
+// write stores a publish, set or evict of the auth path whose revision f.Rev is set.
+func (r *Relay) write(p *peer, f *wire.Frame) {
+	c := p.c
+	e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: f.Rev}
+	durable := f.Flags&wire.FlagDurable != 0
+	var applied bool
+	var err error
+	if durable {
+		applied, err = r.entries.Put(f.Key, e) // handed down below, with a reply
+		if applied {
+			r.tombs.Clear(f.Key)
+		}
+	} else {
+		applied, err = r.store(f.Key, e)
+	}
+	if err != nil {
+		c.replyError(f.ID, err.Error())
+		return
+	}
+	if applied && f.Op == wire.OpPublish && f.Flags&wire.FlagNoFanout == 0 {
+		r.publishChange(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: e.Rev}, p)
+	}
+	if durable && applied {
+		r.storeDurably(c, f.ID, clone(f.Key), sessioncache.Entry{Value: clone(f.Value), Expiry: e.Expiry, Rev: e.Rev})
+		return
+	}
+	c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+}
+
+// del deletes a key of the auth path, as a deletion of revision f.Rev (set).
+func (r *Relay) del(p *peer, f *wire.Frame) {
+	c := p.c
+	existed, rev, err := r.remove(f.Key, f.Rev, unixTime(f.Expiry))
+	if err != nil {
+		c.replyError(f.ID, err.Error())
+		return
+	}
+	r.publishChange(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key, Rev: rev}, p)
+	var flags uint8
+	if existed {
+		flags = wire.FlagExisted
+	}
+	c.reply(f.ID, wire.StatusOK, flags, nil, 0)
+}
+
+// mayBeSuperseded reports whether a write of revision rev may be older than a version of
+// key the relay's table no longer holds: the table pushed out (to the tiers below) a
+// version of a revision at least as high as rev since the relay started, and holds none of
+// key now. A write from a host with a sound clock, made now, never is; one delayed in the
+// network (a link that came back after a while) may be, and must not override a deletion
+// whose tombstone the table has evicted.
+func (r *Relay) mayBeSuperseded(key []byte, rev uint64) bool {
+	if rev > r.horizon.Load() {
+		return false
+	}
+	buf := getBuf()
+	held, err := r.entries.GetAppend(buf[:0], key)
+	putBuf(buf)
+	return !(err == nil || held.Deleted) // the table holds a version: Put compares with it
+}
+
+// checkBelowThen asks the tier below for key's version and applies f with then unless the
+// tier below holds a newer one (f is then superseded: it is acknowledged and dropped). It
+// runs in a goroutine of its own, with f owning its slices.
+func (r *Relay) checkBelowThen(p *peer, f *wire.Frame, then func(*peer, *wire.Frame)) {
+	lower := r.lowerTier()
+	if lower == nil {
+		then(p, f)
+		return
+	}
+	go func() {
+		if rev := r.outbox.deletedAt(f.Key); rev >= f.Rev {
+			p.c.reply(f.ID, wire.StatusOK, 0, nil, 0) // a deletion waiting in the outbox is newer
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
+		defer cancel()
+		below, err := lower.Get(ctx, r.cfg.AuthPath, f.Key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			p.c.replyError(f.ID, "this write may be older than a version the relay handed down, which cannot be checked now: "+err.Error())
+			return
+		}
+		mine := sessioncache.Entry{Rev: f.Rev, Deleted: f.Op == wire.OpDelete}
+		if (err == nil || below.Deleted) && !mine.Newer(below) {
+			r.superseded.Add(1)
+			p.c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+			return
+		}
+		then(p, f)
+	}()
 }
 
 // storeDurably hands an entry to the aging relief servers that own its key, through the
@@ -482,6 +557,12 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 		return
 	}
 	e.Expiry = expiry
+	for {
+		h := r.horizon.Load()
+		if e.Rev <= h || r.horizon.CompareAndSwap(h, e.Rev) {
+			break
+		}
+	}
 	if err := r.outbox.add(entryFrameOf(wire.OpEvict, r.cfg.AuthPath, key, e)); err != nil {
 		r.outbox.warnFull("eviction", key)
 	}
