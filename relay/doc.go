@@ -29,7 +29,9 @@
 // Every version of a key carries a revision, and the relay's table keeps the newest one: a
 // Delete leaves a tombstone (kept at least TombstoneTTL, and as long as the entry would
 // have lived), so an older publication, or an answer from below already on its way, never
-// brings a deleted key back.
+// brings a deleted key back. When the table has pushed a key's tombstone out to the tiers
+// below, a write of that key older than what the table has pushed out (one held up in
+// the network, say) is checked against the tiers below before it is accepted.
 //
 // What the tiers below must receive without fail, the entries the table evicts and the
 // deletions, goes into the relay's outbox first (files beside its table, written before the
