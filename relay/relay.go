@@ -93,8 +93,11 @@ type Relay struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	tombs   *tombstone.Set
-	once    sync.Once
+	// inflight counts the goroutines that serve a request after its reader moved on
+	// (those that ask the tier below): Shutdown waits for them before closing the table.
+	inflight sync.WaitGroup
+	tombs    *tombstone.Set
+	once     sync.Once
 	// horizon is the highest revision of a version the table pushed out since the relay
 	// started (the start itself at first): a write of a lower revision for a key the
 	// table does not hold is checked against the tier below (see mayBeSuperseded).
@@ -351,7 +354,9 @@ func (r *Relay) checkBelowThen(p *peer, f *wire.Frame, then func(*peer, *wire.Fr
 		then(p, f)
 		return
 	}
+	r.inflight.Add(1)
 	go func() {
+		defer r.inflight.Done()
 		if rev := r.outbox.deletedAt(f.Key); rev >= f.Rev {
 			p.c.reply(f.ID, wire.StatusOK, 0, nil, 0) // a deletion waiting in the outbox is newer
 			return
@@ -381,7 +386,9 @@ func (r *Relay) storeDurably(c *conn, id uint64, key []byte, e sessioncache.Entr
 		c.replyError(id, "publish: the strict write concern needs a sibling below the relay")
 		return
 	}
+	r.inflight.Add(1)
 	go func() {
+		defer r.inflight.Done()
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 		defer cancel()
 		if err := db.SetDurable(ctx, r.cfg.AuthPath, key, e); err != nil {
@@ -502,7 +509,9 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 	}
 	id, key := f.ID, clone(f.Key)
 	seq := r.tombs.Seq()
+	r.inflight.Add(1)
 	go func() {
+		defer r.inflight.Done()
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 		defer cancel()
 		e, err := lower.Get(ctx, r.cfg.AuthPath, key)
@@ -632,6 +641,7 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	r.once.Do(func() {
 		err = r.srv.shutdown(ctx)
 		r.cancel()
+		r.inflight.Wait() // requests that went to the tier below
 		r.wg.Wait()
 		r.outbox.close()
 		if cerr := r.table.Close(); err == nil {

@@ -156,7 +156,10 @@ func (s *server) serveConn(nc net.Conn, name string) *peer {
 		maxFrame:       s.opts.MaxFrame,
 		queueLen:       s.opts.QueueLen,
 	})
-	p.c.start()
+	// The reader is one of the server's goroutines: shutdown waits for it, so no request is
+	// being served once it returns.
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); p.c.readLoop() }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); p.c.heartbeat(s.opts.Heartbeat) }()
 	return p

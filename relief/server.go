@@ -65,6 +65,8 @@ type Server struct {
 	client *relay.Client
 	log    *slog.Logger
 	once   sync.Once
+	use    sync.RWMutex // held for reading while a request uses the store
+	closed bool         // under use
 
 	sets, evictions, gets, hits, deletes atomic.Int64
 }
@@ -166,9 +168,14 @@ type Stats struct {
 	Deletes   int64 // deletions (tombstones handed in)
 }
 
-// Stats returns the server's counters.
+// Stats returns the server's counters (Entries is 0 once the server is closed).
 func (s *Server) Stats() Stats {
-	return Stats{Entries: s.store.Len(), Sets: s.sets.Load(), Evictions: s.evictions.Load(),
+	entries := 0
+	if s.enter() {
+		entries = s.store.Len()
+		s.leave()
+	}
+	return Stats{Entries: entries, Sets: s.sets.Load(), Evictions: s.evictions.Load(),
 		Gets: s.gets.Load(), Hits: s.hits.Load(), Deletes: s.deletes.Load()}
 }
 
@@ -188,6 +195,10 @@ func (s *Server) capExpiry(expiry time.Time) time.Time {
 // key's tombstone if it has one.
 func (s *Server) Get(_ context.Context, _ string, key []byte) (sessioncache.Entry, error) {
 	s.gets.Add(1)
+	if !s.enter() {
+		return sessioncache.Entry{}, ErrClosed
+	}
+	defer s.leave()
 	e, err := s.store.Get(key)
 	if err == nil {
 		s.hits.Add(1)
@@ -217,6 +228,10 @@ func (s *Server) keep(key []byte, e sessioncache.Entry) error {
 		return nil // already expired: nothing to keep
 	}
 	e.Expiry = s.capExpiry(e.Expiry)
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
 	if _, err := s.store.Put(key, e); err != nil {
 		s.log.Warn("relief: store refused an entry", "err", err)
 		return err
@@ -236,6 +251,10 @@ func (s *Server) tombstone(key []byte, e sessioncache.Entry) error {
 	if floor := time.Now().Add(s.cfg.TombstoneTTL); e.Expiry.Before(floor) {
 		e.Expiry = floor
 	}
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
 	if _, err := s.store.Put(key, e); err != nil {
 		s.log.Warn("relief: store refused a tombstone", "err", err)
 		return err
@@ -243,13 +262,29 @@ func (s *Server) tombstone(key []byte, e sessioncache.Entry) error {
 	return nil
 }
 
-// Close disconnects from the sibling and closes the store.
+// enter starts a use of the store; it reports false once the server is closed.
+func (s *Server) enter() bool {
+	s.use.RLock()
+	if s.closed {
+		s.use.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (s *Server) leave() { s.use.RUnlock() }
+
+// Close disconnects from the sibling, waits for the requests being served, and closes the
+// store; requests that come later fail with ErrClosed.
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
 		if s.client != nil {
 			err = s.client.Close()
 		}
+		s.use.Lock()
+		s.closed = true
+		s.use.Unlock()
 		if cerr := s.store.Close(); err == nil {
 			err = cerr
 		}

@@ -8,6 +8,9 @@ import (
 // sessioncache.ErrNotFound, so one value is tested for everywhere.
 var ErrNotFound = sessioncache.ErrNotFound
 
+// ErrClosed means the server or store was closed. It is sessioncache.ErrClosed.
+var ErrClosed = sessioncache.ErrClosed
+
 // Store is where a relief server keeps its entries and tombstones. Implementations must be
 // safe for concurrent use, must never return an expired entry, and own the slices they are
 // given only for the duration of a call.
