@@ -71,7 +71,9 @@ type Manager struct {
 	tombs  *tombstone.Set
 	clock  revision.Clock
 	log    *slog.Logger
-	sync   *streamSync // nil when no relay keeps a stream
+	sync   *streamSync  // nil when no relay keeps a stream
+	use    sync.RWMutex // held for reading while a relay's change is applied
+	closed bool         // under use
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -141,9 +143,10 @@ func (m *Manager) Table() *Table { return m.table }
 
 // apply puts a change published by another front end into the local table.
 func (m *Manager) apply(ch Change) {
-	if m.ctx.Err() != nil {
+	if !m.enter() {
 		return // closed: the table is gone
 	}
+	defer m.leave()
 	m.clock.Observe(ch.Rev)
 	if ch.Deleted {
 		m.tombs.AddRev(ch.Key, ch.Rev)
@@ -160,6 +163,18 @@ func (m *Manager) apply(ch Change) {
 		m.log.Warn("sessioncache: applying a remote publication", "err", err)
 	}
 }
+
+// enter starts applying a change from a relay; it reports false once the Manager closed.
+func (m *Manager) enter() bool {
+	m.use.RLock()
+	if m.closed {
+		m.use.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (m *Manager) leave() { m.use.RUnlock() }
 
 // owners returns the relays for key in the order to try them: rendezvous order, with the
 // relays known to be disconnected moved to the end, so a dead relay's keys fail over at once.
@@ -365,6 +380,9 @@ func (m *Manager) Close() error {
 	m.once.Do(func() {
 		m.wg.Wait()
 		m.cancel()
+		m.use.Lock() // changes being applied from the relays' streams are done
+		m.closed = true
+		m.use.Unlock()
 		if m.sync != nil {
 			m.sync.close()
 		}

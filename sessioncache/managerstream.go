@@ -98,8 +98,9 @@ func (ss *streamSync) event(rs *relayStream, ch Change) {
 		rs.pos, rs.dirty = StreamPos{Epoch: ch.Epoch, Seq: ch.Seq}, true
 		ss.mu.Unlock()
 	case StreamGap:
-		if m.ctx.Err() == nil {
+		if m.enter() {
 			n, err := m.table.Clear()
+			m.leave()
 			m.log.Info("sessioncache: changes were missed while away from the relay; dropped the local entries",
 				"relay", rs.name, "dropped", n, "err", err)
 		}
