@@ -315,11 +315,14 @@ func (o *outbox) work() {
 		clear(o.queue[:n])
 		o.queue = o.queue[n:]
 		o.mu.Unlock()
+		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
 		for _, rec := range batch[:n] {
-			if !o.deliverOne(rec) {
+			if !o.deliverOne(ctx, rec) {
+				cancel()
 				return // closing: the record stays in its segment for the next run
 			}
 		}
+		cancel()
 	}
 }
 
@@ -327,12 +330,15 @@ func (o *outbox) work() {
 const outboxBatch = 8
 
 // deliverOne hands rec down until it is confirmed, and reports false if the outbox closed
-// first.
-func (o *outbox) deliverOne(rec *outRecord) bool {
+// first. Its first attempt runs under the batch's ctx, the retries under their own.
+func (o *outbox) deliverOne(ctx context.Context, rec *outRecord) bool {
 	backoff := 20 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
-		err := o.deliver(ctx, rec.frame)
+	for attempt := 0; ; attempt++ {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if attempt > 0 || ctx.Err() != nil {
+			actx, cancel = context.WithTimeout(o.ctx, 5*time.Second)
+		}
+		err := o.deliver(actx, rec.frame)
 		cancel()
 		if err == nil {
 			o.confirmed(rec)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/globalsession/globalsession/internal/wire"
@@ -76,6 +77,7 @@ type server struct {
 	queues  map[string]*queue
 	gen     uint64        // counts changes of subs, so roles can cache what they derive from it
 	genCh   chan struct{} // closed and replaced when gen changes
+	genNow  atomic.Uint64 // gen, for readers that take no lock
 	closing bool
 	done    chan struct{}
 }
@@ -256,6 +258,7 @@ func (s *server) unsubscribe(p *peer, path string) {
 // bumpLocked starts a new generation of the subscriptions; s.mu is held.
 func (s *server) bumpLocked() {
 	s.gen++
+	s.genNow.Store(s.gen)
 	close(s.genCh)
 	s.genCh = make(chan struct{})
 }
@@ -274,11 +277,7 @@ func (s *server) changed(gen uint64) <-chan struct{} {
 }
 
 // generation returns the current generation of the subscriptions.
-func (s *server) generation() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.gen
-}
+func (s *server) generation() uint64 { return s.genNow.Load() }
 
 // subscribers returns the peers subscribed to path, and the generation of the
 // subscriptions they were read at.

@@ -482,13 +482,19 @@ func (s *Sibling) Delete(ctx context.Context, path string, key []byte, e session
 func (s *Sibling) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	r := s.currentRings()
 	f := entryFrameOf(wire.OpEvict, path, key, e)
-	targets := map[string]bool{}
-	for _, m := range r.aging.Owners(nil, key, s.cfg.Replicas) {
-		targets[m] = true
-	}
-	if len(targets) == 0 && !e.Deleted {
+	var buf [4]string
+	owners := r.aging.Owners(buf[:0], key, s.cfg.Replicas)
+	if len(owners) == 0 && !e.Deleted {
 		s.unplaced.Add(1)
 		s.warnUnplaced()
+	}
+	if len(r.other) == 0 && len(owners) == 1 {
+		// One owner (the common case): ask it on this goroutine.
+		return s.toMember(ctx, r.connected[owners[0]], owners[0], f)
+	}
+	targets := make(map[string]bool, len(owners))
+	for _, m := range owners {
+		targets[m] = true
 	}
 	return s.toMembers(ctx, r, f, targets)
 }
@@ -500,12 +506,6 @@ func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, 
 	type result struct {
 		member string // empty for a subscriber that is not a relief server
 		err    error
-	}
-	if len(r.other) == 0 && len(targets) == 1 {
-		// One owner (the common case of an eviction): ask it on this goroutine.
-		for m := range targets {
-			return s.toMember(ctx, r.connected[m], m, f)
-		}
 	}
 	results := make(chan result, len(targets)+len(r.other))
 	sent := 0
