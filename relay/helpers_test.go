@@ -26,7 +26,7 @@ func runChildSibling() int {
 		fmt.Fprintln(os.Stderr, "no inherited link:", err)
 		return 2
 	}
-	s, err := NewSibling(SiblingConfig{Addr: os.Getenv("GS_SIBLING_ADDR")})
+	s, err := NewSibling(SiblingConfig{Addr: os.Getenv("GS_SIBLING_ADDR"), HintDir: os.Getenv("GS_HINT_DIR")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -317,7 +317,7 @@ func TestChildSibling(t *testing.T) {
 	ln.Close()
 	child, err := NewChildSibling(ChildConfig{
 		Command: []string{exe},
-		Env:     []string{"GS_TEST_ROLE=sibling", "GS_SIBLING_ADDR=" + sibAddr},
+		Env:     []string{"GS_TEST_ROLE=sibling", "GS_SIBLING_ADDR=" + sibAddr, "GS_HINT_DIR=" + t.TempDir()},
 		Client:  ClientConfig{BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
 	})
 	require.NoError(t, err)

@@ -41,8 +41,8 @@ type SiblingConfig struct {
 	Members []string
 	// HintDir is where the sibling keeps what absent relief servers should receive
 	// (hinted handoff) and the list of members. Empty means the relay table's path with
-	// ".hints" appended when Table is set, else a new temporary directory (then hints
-	// do not survive the sibling's restart).
+	// ".hints" appended when Table is set, else a new temporary directory, removed on
+	// Shutdown (then hints do not survive the sibling's restart).
 	HintDir string
 	// HintLimit bounds the bytes of hints kept for one relief server. When it is reached
 	// the sibling refuses what that server should receive, and the relay keeps it in its
@@ -64,11 +64,14 @@ type Sibling struct {
 	table *sessioncache.Table
 	log   *slog.Logger
 	hints *hintStore
-	once  sync.Once
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	kick  chan struct{}
+	// tempHints is the temporary hint directory the sibling made (no HintDir and no
+	// table): removed on Shutdown, since nothing could find it again.
+	tempHints string
+	once      sync.Once
+	ctx       context.Context
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	kick      chan struct{}
 
 	unplaced atomic.Int64 // evictions no aging server was ever known to take
 	lastWarn atomic.Int64
@@ -136,7 +139,7 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 			s.closeTable()
 			return nil, err
 		}
-		dir = tmp
+		dir, s.tempHints = tmp, tmp
 		s.log.Warn("sibling: no hint directory configured; hints for absent relief servers will not survive a restart", "dir", dir)
 	}
 	hints, err := openHints(dir, cfg.HintLimit, s.log)
@@ -166,9 +169,14 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 	return s, nil
 }
 
+// closeTable undoes what NewSibling did before it failed: the table, a temporary hint
+// directory.
 func (s *Sibling) closeTable() {
 	if s.table != nil {
 		s.table.Close()
+	}
+	if s.tempHints != "" {
+		os.RemoveAll(s.tempHints)
 	}
 }
 
@@ -668,6 +676,9 @@ func (s *Sibling) Shutdown(ctx context.Context) error {
 		s.stop()
 		s.wg.Wait()
 		s.hints.close()
+		if s.tempHints != "" {
+			os.RemoveAll(s.tempHints)
+		}
 		if s.table != nil {
 			if cerr := s.table.Close(); err == nil {
 				err = cerr
