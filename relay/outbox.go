@@ -66,6 +66,8 @@ type outbox struct {
 	dropped  atomic.Int64 // records refused because the outbox was full
 	retries  atomic.Int64
 	lastWarn atomic.Int64 // unix nanoseconds of the last "full" warning
+	// lastRetryWarn is the unix nanoseconds of the last warning about failed hand-downs.
+	lastRetryWarn atomic.Int64
 }
 
 // outSegment is a segment file. The one appended to is mapped into memory, so appending a
@@ -348,7 +350,7 @@ func (o *outbox) deliverOne(ctx context.Context, rec *outRecord) bool {
 			return false
 		}
 		o.retries.Add(1)
-		o.log.Debug("relay: handing down failed; will retry", "op", rec.frame.Op.String(), "err", err)
+		o.warnRetry(rec.frame.Op, err)
 		select {
 		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
 		case <-o.ctx.Done():
@@ -376,6 +378,18 @@ func (o *outbox) confirmed(rec *outRecord) {
 	if rec.seg.sealed && rec.seg.outstanding == 0 {
 		os.Remove(filepath.Join(o.dir, segmentName(rec.seg.n)))
 	}
+}
+
+// warnRetry logs a failed hand-down that will be tried again, at most once every ten
+// seconds (with how many are waiting), so a tier below that stays away is not silent.
+func (o *outbox) warnRetry(op wire.Op, err error) {
+	now := time.Now().UnixNano()
+	last := o.lastRetryWarn.Load()
+	if now-last < int64(10*time.Second) || !o.lastRetryWarn.CompareAndSwap(last, now) {
+		return
+	}
+	o.log.Warn("relay: the tier below does not take what the outbox hands it; retrying", "op", op.String(),
+		"err", err, "pending", o.pending.Load(), "retries_total", o.retries.Load())
 }
 
 // warnFull logs a refusal at most once a second.
