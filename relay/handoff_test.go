@@ -138,7 +138,7 @@ func TestRelayOutboxOutlivesTheRelay(t *testing.T) {
 	}
 	require.NoError(t, c.Delete(ctx, "auths", []byte("k299"), sessioncache.Entry{}),
 		"a deletion is confirmed once it is in the outbox, with the tier below down")
-	pending := r.OutboxPending()
+	pending := r.Outbox().Pending
 	assert.Greater(t, pending, int64(n-64), "the evictions and the deletion wait in the outbox")
 	for _, k := range []string{"k0", "k1", "k2"} {
 		v, _, err := entryParts(c.Get(ctx, "auths", []byte(k)))
@@ -154,7 +154,7 @@ func TestRelayOutboxOutlivesTheRelay(t *testing.T) {
 	r2, err := NewRelay(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { r2.Close() })
-	eventually(t, "the outbox to drain", func() bool { return r2.OutboxPending() == 0 })
+	eventually(t, "the outbox to drain", func() bool { return r2.Outbox().Pending == 0 })
 	for i := range n - 1 {
 		k := fmt.Sprintf("k%d", i)
 		_, err := r2.Lookup([]byte(k))
@@ -210,7 +210,7 @@ func TestADelayedWriteDoesNotUndoAnEvictedDeletion(t *testing.T) {
 	eventually(t, "the tombstone to be pushed down", func() bool {
 		_, err := r.Lookup([]byte("k"))
 		e, _ := lower.Get(ctx, "auths", []byte("k"))
-		return errors.Is(err, ErrNotFound) && e.Deleted && r.OutboxPending() == 0
+		return errors.Is(err, ErrNotFound) && e.Deleted && r.Outbox().Pending == 0
 	})
 	// The delayed write: older than the deletion.
 	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v2"), Expiry: hour, Rev: rev + 2}))

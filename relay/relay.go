@@ -225,10 +225,6 @@ func (r *Relay) Lookup(key []byte) (sessioncache.Entry, error) {
 	return r.entries.GetAppend(nil, key)
 }
 
-// OutboxPending returns how many evictions and deletions the relay has not yet handed to
-// the tier below.
-func (r *Relay) OutboxPending() int64 { return r.outbox.pending.Load() }
-
 // OutboxStats are the counts of a relay's outbox.
 type OutboxStats struct {
 	Pending int64 // evictions and deletions not yet confirmed by the tier below
@@ -289,16 +285,8 @@ func (r *Relay) write(p *peer, f *wire.Frame) {
 	c := p.c
 	e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: f.Rev}
 	durable := f.Flags&wire.FlagDurable != 0
-	var applied bool
-	var err error
-	if durable {
-		applied, err = r.entries.Put(f.Key, e) // handed down below, with a reply
-		if applied {
-			r.tombs.Clear(f.Key)
-		}
-	} else {
-		applied, err = r.store(f.Key, e)
-	}
+	// A durable write is handed down below with a reply (storeDurably), not queued.
+	applied, err := r.store(f.Key, e, !durable)
 	if err != nil {
 		c.replyError(f.ID, err.Error())
 		return
@@ -445,15 +433,17 @@ func (r *Relay) revision(rev uint64) uint64 {
 	return rev
 }
 
-// store keeps an entry in the table unless it holds a newer version, and queues it for the
-// lower tier's expansion servers.
-func (r *Relay) store(key []byte, e sessioncache.Entry) (bool, error) {
+// store keeps an entry in the table unless it holds a newer version, and (with queue)
+// queues it for the lower tier's expansion servers.
+func (r *Relay) store(key []byte, e sessioncache.Entry, queue bool) (bool, error) {
 	applied, err := r.entries.Put(key, e)
 	if err != nil || !applied {
 		return applied, err
 	}
 	r.tombs.Clear(key)
-	r.enqueue(key, e)
+	if queue {
+		r.enqueue(key, e)
+	}
 	return true, nil
 }
 
@@ -537,16 +527,20 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 			replyResult(c, id, ErrNotFound) // deleted while the answer was on its way
 			return
 		}
-		if _, err := r.entries.Put(key, e); err != nil {
+		applied, err := r.entries.Put(key, e)
+		if err != nil {
 			r.log.Warn("relay: caching a lower tier's answer", "err", err)
 		}
-		// Answer with what the table holds now: the answer, or a newer version that
-		// arrived meanwhile.
-		held, herr := r.entries.GetAppend(nil, key)
-		if herr == nil || held.Deleted {
-			c.replyEntry(id, held, herr)
-			return
+		if !applied && err == nil {
+			// A newer version arrived meanwhile (or the answer expired): answer with what
+			// the table holds now.
+			held, herr := r.entries.GetAppend(nil, key)
+			if herr == nil || held.Deleted {
+				c.replyEntry(id, held, herr)
+				return
+			}
 		}
+		err = nil
 		if e.Deleted {
 			err = ErrNotFound
 		}

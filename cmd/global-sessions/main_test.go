@@ -224,9 +224,6 @@ func waitFor(t *testing.T, p *proc, cmd, want string) {
 	t.Fatalf("%s: got %q, want %q", cmd, got, want)
 }
 
-// removeTable removes a relay's table and the outbox and hints directories beside it.
-func removeTable(path string) { _ = relay.RemoveState(path) }
-
 func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
@@ -275,7 +272,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(dir, "relay.conf"), relayConf(0))
 	// The relay's table outlives the relay by design; the test removes it.
-	t.Cleanup(func() { removeTable(config.SectionPath(filepath.Join(dir, "ml_relay.conf"), 9849381)) })
+	t.Cleanup(func() { relay.RemoveState(config.SectionPath(filepath.Join(dir, "ml_relay.conf"), 9849381)) })
 	main := []string{"GS_MAIN=1"}
 	r := start(t, main, filepath.Join(dir, "relay.conf"))
 	addr := r.expect(t, `^relay: serving front ends on (\S+)`)[1]

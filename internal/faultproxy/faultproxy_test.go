@@ -37,14 +37,21 @@ func roundTrip(c net.Conn, wait time.Duration) error {
 	return err
 }
 
-func TestCut(t *testing.T) {
+// connected starts a proxy to an echo server and a connection through it that works.
+func connected(t *testing.T) (*Proxy, net.Conn) {
+	t.Helper()
 	p, err := Start(echoServer(t))
 	require.NoError(t, err)
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
 	c, err := net.Dial("tcp", p.Addr())
 	require.NoError(t, err)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	require.NoError(t, roundTrip(c, 5*time.Second))
+	return p, c
+}
+
+func TestCut(t *testing.T) {
+	p, c := connected(t)
 
 	p.Cut()
 	assert.Error(t, roundTrip(c, 5*time.Second), "a carried connection is closed by the cut")
@@ -61,16 +68,10 @@ func TestCut(t *testing.T) {
 }
 
 func TestSilence(t *testing.T) {
-	p, err := Start(echoServer(t))
-	require.NoError(t, err)
-	defer p.Close()
-	c, err := net.Dial("tcp", p.Addr())
-	require.NoError(t, err)
-	defer c.Close()
-	require.NoError(t, roundTrip(c, 5*time.Second))
+	p, c := connected(t)
 
 	p.Silence()
-	err = roundTrip(c, 100*time.Millisecond)
+	err := roundTrip(c, 100*time.Millisecond)
 	var ne net.Error
 	require.ErrorAs(t, err, &ne, "nothing comes back while silent")
 	assert.True(t, ne.Timeout(), "the connection is not closed: only the reader's deadline ends the wait")
