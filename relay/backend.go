@@ -45,6 +45,27 @@ type DurableBackend interface {
 
 var _ DurableBackend = (*Client)(nil)
 
+// HandDown is one change a tier hands to the tier below: an eviction (an entry, or with
+// Entry.Deleted a tombstone, pushed out of its table), or with Delete set a deletion for
+// every server below.
+type HandDown struct {
+	Key    []byte
+	Entry  sessioncache.Entry
+	Delete bool
+}
+
+// BatchBackend is a Backend that takes many hand-downs in one call: one frame and one reply
+// for all of them instead of one each. The sibling is one; a *Client is one too.
+type BatchBackend interface {
+	Backend
+	// HandDownBatch stores each change as Evict or Delete would and returns nil only once
+	// every one of them is kept. A change may be kept even when it fails: since every
+	// version carries a revision, handing the batch down again does no harm.
+	HandDownBatch(ctx context.Context, path string, batch []HandDown) error
+}
+
+var _ BatchBackend = (*Client)(nil)
+
 // InlineBackend is a Backend whose calls always return quickly (an in-memory store, say).
 // When ServesInline reports true, a connection answers requests with it on its reader
 // goroutine instead of one goroutine per request, which is cheaper and lets the replies to
@@ -119,6 +140,10 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	case wire.OpDelete:
 		err = b.Delete(ctx, path, f.Key, frameEntry(f))
 	case wire.OpEvict:
+		if f.Flags&wire.FlagBatch != 0 {
+			err = serveBatch(ctx, b, path, f.Value)
+			break
+		}
 		err = b.Evict(ctx, path, f.Key, frameEntry(f))
 	}
 	switch {
@@ -130,6 +155,36 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	default:
 		replyResult(c, f.ID, err)
 	}
+}
+
+// serveBatch hands the changes of a batch's value to b: all at once if it takes batches,
+// else one by one.
+func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
+	bb, ok := b.(BatchBackend)
+	if !ok {
+		return wire.ParseBatch(v, func(f *wire.Frame) error {
+			if f.Op == wire.OpDelete {
+				return b.Delete(ctx, path, f.Key, frameEntry(f))
+			}
+			return b.Evict(ctx, path, f.Key, frameEntry(f))
+		})
+	}
+	var batch []HandDown
+	if err := wire.ParseBatch(v, func(f *wire.Frame) error {
+		batch = append(batch, HandDown{Key: f.Key, Entry: frameEntry(f), Delete: f.Op == wire.OpDelete})
+		return nil
+	}); err != nil {
+		return err
+	}
+	return bb.HandDownBatch(ctx, path, batch)
+}
+
+// handDownFrame is the frame that carries h on path.
+func handDownFrame(path string, h HandDown) *wire.Frame {
+	if h.Delete {
+		return &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: h.Key, Expiry: unixNano(h.Entry.Expiry), Rev: h.Entry.Rev}
+	}
+	return entryFrameOf(wire.OpEvict, path, h.Key, h.Entry)
 }
 
 // frameEntry is the entry a set, evict or delete frame carries; its value points into f.
@@ -164,4 +219,29 @@ func copyFrame(f *wire.Frame) *wire.Frame {
 	g.Key = buf[len(f.Path) : len(f.Path)+len(f.Key) : len(f.Path)+len(f.Key)]
 	g.Value = buf[len(f.Path)+len(f.Key):]
 	return &g
+}
+
+// batchBytes bounds the value of a batch frame, well below any peer's frame limit.
+const batchBytes = 256 << 10
+
+// packBatches packs evict and delete frames into batch frames of at most batchBytes each
+// (one frame larger than that goes alone), a new batch starting where the path changes. A
+// single frame is sent as it is.
+func packBatches(frames []*wire.Frame) ([]*wire.Frame, error) {
+	if len(frames) == 1 {
+		return frames, nil
+	}
+	var out []*wire.Frame
+	var cur *wire.Frame
+	for _, f := range frames {
+		if cur == nil || string(cur.Path) != string(f.Path) || len(cur.Value) > 0 && len(cur.Value)+4+f.Len() > batchBytes {
+			cur = &wire.Frame{Op: wire.OpEvict, Flags: wire.FlagBatch, Path: f.Path}
+			out = append(out, cur)
+		}
+		var err error
+		if cur.Value, err = wire.AppendBatch(cur.Value, f); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -407,6 +407,26 @@ func (c *Client) Evict(ctx context.Context, path string, key []byte, e sessionca
 	return c.send(ctx, entryFrameOf(wire.OpEvict, path, key, e))
 }
 
+// HandDownBatch hands the changes of batch to the server in as few frames as their size
+// allows (see BatchBackend); it returns nil once the server confirmed all of them. A relay
+// takes no batches: this is for a sibling or a server that serves a sibling.
+func (c *Client) HandDownBatch(ctx context.Context, path string, batch []HandDown) error {
+	frames := make([]*wire.Frame, len(batch))
+	for i, h := range batch {
+		frames[i] = handDownFrame(path, h)
+	}
+	packed, err := packBatches(frames)
+	if err != nil {
+		return err
+	}
+	for _, f := range packed {
+		if err := c.send(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Delete removes key from path on the server, below it, and at its subscribers, as a
 // deletion of revision e.Rev kept until e.Expiry (zero: the server's default).
 func (c *Client) Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {

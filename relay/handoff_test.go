@@ -229,3 +229,60 @@ func TestADelayedWriteDoesNotUndoAnEvictedDeletion(t *testing.T) {
 		require.Error(t, err, "fill3 was pushed out: its old write cannot be checked")
 	}
 }
+
+// TestBatchesReachEveryOwner: a batch of evictions and deletions handed to the sibling over
+// the wire (as the relay's outbox hands them) reaches each key's owners with one batch per
+// server: evictions to the key's aging owner, deletions to every relief server; what an
+// absent owner should get is kept and handed over, in batches too, when it is back.
+func TestBatchesReachEveryOwner(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	a1, a2, x1 := newMemBackend(), newMemBackend(), newMemBackend()
+	c1 := connectRelief(t, s, ReliefAging, "a1", a1)
+	connectRelief(t, s, ReliefAging, "a2", a2)
+	connectRelief(t, s, ReliefExpansion, "x1", x1)
+	require.NoError(t, c1.Close())
+	eventually(t, "the sibling to notice a1 left", func() bool { return s.ReliefOf(ReliefAging) == 1 })
+
+	hour := time.Now().Add(time.Hour)
+	const n = 300
+	var batch []HandDown
+	for i := range n {
+		batch = append(batch, HandDown{Key: fmt.Appendf(nil, "k%d", i), Entry: sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: 2}})
+	}
+	for i := range n / 3 { // a third of the keys are deleted in the same batch
+		batch = append(batch, HandDown{Key: fmt.Appendf(nil, "k%d", i), Entry: sessioncache.Entry{Expiry: hour, Rev: 3}, Delete: true})
+	}
+	relayside := dial(t, ClientConfig{Addr: s.Addr().String()})
+	require.NoError(t, relayside.HandDownBatch(ctxT(t), "auths", batch))
+	assert.Positive(t, s.Hints().Added, "a1 owns some keys and is away")
+
+	a1again := newMemBackend()
+	connectRelief(t, s, ReliefAging, "a1", a1again)
+	eventually(t, "a1 to receive what was kept for it", func() bool {
+		h := s.Hints()
+		return h.Delivered == h.Added
+	})
+	for i := range n {
+		k := fmt.Sprintf("k%d", i)
+		if i < n/3 {
+			assert.Zero(t, holders([]*memBackend{a1again, a2, x1}, k), "%s was deleted", k)
+			continue
+		}
+		assert.Equal(t, 1, holders([]*memBackend{a1again, a2}, k), "%s is held by exactly its owner", k)
+	}
+	assert.Equal(t, n/3, len(x1.deleted()), "every deletion reached the expansion server too")
+}
+
+// TestARelayRefusesBatches: a batch is for the tier below a relay; a relay answers one with
+// an error that says so and stores nothing.
+func TestARelayRefusesBatches(t *testing.T) {
+	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64)})
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	batch := []HandDown{{Key: []byte("a"), Entry: sessioncache.Entry{Value: []byte("v"), Rev: 1}}, {Key: []byte("b"), Entry: sessioncache.Entry{Value: []byte("v"), Rev: 1}}}
+	err := c.HandDownBatch(ctxT(t), "auths", batch)
+	var re *RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Contains(t, re.Message, "takes no batches")
+	_, err = r.Lookup([]byte("a"))
+	assert.ErrorIs(t, err, ErrNotFound)
+}

@@ -208,3 +208,16 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 func entryParts(e sessioncache.Entry, err error) ([]byte, time.Time, error) {
 	return e.Value, e.Expiry, err
 }
+
+// deleted returns the keys b holds a tombstone for.
+func (b *memBackend) deleted() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for k, e := range b.m {
+		if e.Deleted {
+			out = append(out, k)
+		}
+	}
+	return out
+}

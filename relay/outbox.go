@@ -48,7 +48,7 @@ type outbox struct {
 	dir     string
 	limit   int64
 	log     *slog.Logger
-	deliver func(ctx context.Context, f *wire.Frame) error
+	deliver func(ctx context.Context, frames []*wire.Frame) error
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -90,7 +90,7 @@ type outRecord struct {
 
 // openOutbox opens (creating) dir, queues what its segments hold and starts workers that
 // hand records to deliver until they succeed.
-func openOutbox(dir string, limit int64, workers int, log *slog.Logger, deliver func(context.Context, *wire.Frame) error) (*outbox, error) {
+func openOutbox(dir string, limit int64, workers int, log *slog.Logger, deliver func(context.Context, []*wire.Frame) error) (*outbox, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: outbox %s: %w", dir, err)
 	}
@@ -310,37 +310,62 @@ func (o *outbox) work() {
 			o.mu.Unlock()
 			return
 		}
-		// Take a few records at a time: under load one wake-up delivers several.
+		// Take what is waiting, up to a batch: under load one wake-up, one frame and one
+		// reply hand many records down.
 		n := min(len(o.queue), outboxBatch)
 		var batch [outboxBatch]*outRecord
 		copy(batch[:], o.queue[:n])
 		clear(o.queue[:n])
 		o.queue = o.queue[n:]
 		o.mu.Unlock()
-		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
-		for _, rec := range batch[:n] {
-			if !o.deliverOne(ctx, rec) {
-				cancel()
-				return // closing: the record stays in its segment for the next run
-			}
+		if !o.deliverBatch(batch[:n]) {
+			return // closing: the records stay in their segments for the next run
 		}
-		cancel()
 	}
 }
 
 // outboxBatch is how many records a worker takes at a time.
-const outboxBatch = 8
+const outboxBatch = 64
+
+// deliverBatch hands recs down in one call; if that fails, it hands them down one by one
+// (so that one the tier below refuses holds up no other), each until it is confirmed. It
+// reports false if the outbox closed first.
+func (o *outbox) deliverBatch(recs []*outRecord) bool {
+	if len(recs) > 1 {
+		frames := make([]*wire.Frame, len(recs))
+		for i, rec := range recs {
+			frames[i] = rec.frame
+		}
+		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
+		err := o.deliver(ctx, frames)
+		cancel()
+		if err == nil {
+			for _, rec := range recs {
+				o.confirmed(rec)
+			}
+			return true
+		}
+		if o.ctx.Err() != nil {
+			return false
+		}
+		o.retries.Add(1)
+		o.warnRetry(wire.OpEvict, err)
+	}
+	for _, rec := range recs {
+		if !o.deliverOne(rec) {
+			return false
+		}
+	}
+	return true
+}
 
 // deliverOne hands rec down until it is confirmed, and reports false if the outbox closed
-// first. Its first attempt runs under the batch's ctx, the retries under their own.
-func (o *outbox) deliverOne(ctx context.Context, rec *outRecord) bool {
+// first.
+func (o *outbox) deliverOne(rec *outRecord) bool {
 	backoff := 20 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if attempt > 0 || ctx.Err() != nil {
-			actx, cancel = context.WithTimeout(o.ctx, 5*time.Second)
-		}
-		err := o.deliver(actx, rec.frame)
+	for {
+		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
+		err := o.deliver(ctx, []*wire.Frame{rec.frame})
 		cancel()
 		if err == nil {
 			o.confirmed(rec)

@@ -55,8 +55,9 @@ type RelayConfig struct {
 	// older version of the key is accepted or served while the tombstone lasts. Zero means
 	// one hour.
 	TombstoneTTL time.Duration
-	// LowerWorkers is how many goroutines hand new entries, evictions and deletions to the
-	// lower tier. Zero means 64.
+	// LowerWorkers is how many goroutines hand new entries to the lower tier; evictions
+	// and deletions are handed down in batches by at most outboxWorkers of them. Zero
+	// means 64.
 	LowerWorkers int
 	// OutboxDir is where the relay keeps the evictions and deletions it must hand to the
 	// tier below until the tier below confirms them, so a relay that is killed sends them
@@ -151,7 +152,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if dir == "" {
 		dir = t.Path() + ".outbox"
 	}
-	r.outbox, err = openOutbox(dir, cfg.OutboxLimit, cfg.LowerWorkers, cfg.Logger, r.handDown)
+	r.outbox, err = openOutbox(dir, cfg.OutboxLimit, min(cfg.LowerWorkers, outboxWorkers), cfg.Logger, r.handDown)
 	if err != nil {
 		t.Close()
 		return nil, err
@@ -243,6 +244,10 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 	auth := string(f.Path) == r.cfg.AuthPath
 	switch f.Op {
 	case wire.OpPublish, wire.OpSet, wire.OpEvict:
+		if f.Flags&wire.FlagBatch != 0 {
+			c.replyError(f.ID, "evict: a relay takes no batches: hand its entries over one by one")
+			return
+		}
 		if !auth {
 			if f.Op == wire.OpPublish {
 				r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
@@ -571,17 +576,36 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 	}
 }
 
-// handDown delivers an outbox record to the lower tier.
-func (r *Relay) handDown(ctx context.Context, f *wire.Frame) error {
+// outboxWorkers bounds the goroutines that hand the outbox's records down: few, so that
+// what waits while they are busy leaves in one batch.
+const outboxWorkers = 4
+
+// handDown delivers outbox records to the lower tier: in one batch if it takes batches.
+func (r *Relay) handDown(ctx context.Context, frames []*wire.Frame) error {
 	lower := r.lowerTier()
 	if lower == nil {
 		return errors.New("no lower tier")
 	}
-	e := frameEntry(f)
-	if f.Op == wire.OpDelete {
-		return lower.Delete(ctx, string(f.Path), f.Key, e)
+	if bl, ok := lower.(BatchBackend); ok && len(frames) > 1 {
+		batch := make([]HandDown, len(frames))
+		for i, f := range frames {
+			batch[i] = HandDown{Key: f.Key, Entry: frameEntry(f), Delete: f.Op == wire.OpDelete}
+		}
+		return bl.HandDownBatch(ctx, r.cfg.AuthPath, batch)
 	}
-	return lower.Evict(ctx, string(f.Path), f.Key, e)
+	for _, f := range frames {
+		e := frameEntry(f)
+		var err error
+		if f.Op == wire.OpDelete {
+			err = lower.Delete(ctx, string(f.Path), f.Key, e)
+		} else {
+			err = lower.Evict(ctx, string(f.Path), f.Key, e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // enqueue queues a new entry for the lower tier's expansion servers, copying it; with no

@@ -507,6 +507,92 @@ func (s *Sibling) Evict(ctx context.Context, path string, key []byte, e sessionc
 	return s.toMembers(ctx, r, f, targets)
 }
 
+var _ BatchBackend = (*Sibling)(nil)
+
+// HandDownBatch hands each change to the servers Evict or Delete would, with one batch
+// (and one reply) per server: evictions to the key's aging servers, deletions to every
+// relief server, both to the subscribers that are not relief servers. What an absent
+// member, or one that does not confirm, should get is kept for it as hints. It fails only
+// if a hint cannot be kept.
+func (s *Sibling) HandDownBatch(ctx context.Context, path string, batch []HandDown) error {
+	r := s.currentRings()
+	var members []string
+	perMember := map[string][]*wire.Frame{}
+	all := make([]*wire.Frame, len(batch))
+	var buf [4]string
+	for i, h := range batch {
+		f := handDownFrame(path, h)
+		all[i] = f
+		var targets []string
+		if h.Delete {
+			if members == nil {
+				members = s.Members()
+			}
+			targets = members
+		} else if targets = r.aging.Owners(buf[:0], h.Key, s.cfg.Replicas); len(targets) == 0 && !h.Entry.Deleted {
+			s.unplaced.Add(1)
+			s.warnUnplaced()
+		}
+		for _, m := range targets {
+			perMember[m] = append(perMember[m], f)
+		}
+	}
+	type result struct {
+		member string // empty for a subscriber that is not a relief server
+		frames []*wire.Frame
+		err    error
+	}
+	results := make(chan result, len(perMember)+len(r.other))
+	sent := 0
+	send := func(p *peer, member string, frames []*wire.Frame) {
+		sent++
+		go func() {
+			packed, err := packBatches(frames)
+			for _, f := range packed {
+				if err != nil {
+					break
+				}
+				g := *f
+				err = simpleDeferred(ctx, p.c, &g)
+			}
+			results <- result{member: member, frames: frames, err: err}
+		}()
+	}
+	for _, p := range r.other {
+		send(p, "", all)
+	}
+	var errs []error
+	keep := func(m string, frames []*wire.Frame) {
+		for _, f := range frames {
+			if err := s.hints.add(m, f); err != nil {
+				errs = append(errs, err)
+				return
+			}
+		}
+	}
+	for m, frames := range perMember {
+		if p := r.connected[m]; p != nil {
+			send(p, m, frames)
+		} else {
+			keep(m, frames)
+		}
+	}
+	for range sent {
+		res := <-results
+		if res.err == nil {
+			continue
+		}
+		if res.member == "" {
+			s.log.Debug("sibling: a subscriber did not confirm a batch", "err", res.err)
+			continue
+		}
+		s.log.Debug("sibling: a relief server did not confirm a batch; keeping it as hints", "member", res.member, "err", res.err)
+		keep(res.member, res.frames)
+		s.kickHandOff()
+	}
+	return errors.Join(errs...)
+}
+
 // toMembers sends f, with replies, to the connected subscribers that are not relief servers
 // and to the members named in targets, keeping it as a hint for each member that is absent
 // or does not confirm it. It fails only if a hint cannot be kept.
@@ -636,13 +722,17 @@ func (s *Sibling) deliverHints(name string, p *peer) {
 	}
 }
 
-// sendAll sends frames to p with replies, 64 at a time, and fails if any is not confirmed.
+// sendAll sends frames to p with replies, in batches, and fails if any is not confirmed.
 func (s *Sibling) sendAll(p *peer, frames []*wire.Frame) error {
+	packed, err := packBatches(frames)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	sem := make(chan struct{}, 64)
-	errc := make(chan error, len(frames))
-	for _, f := range frames {
+	sem := make(chan struct{}, 8)
+	errc := make(chan error, len(packed))
+	for _, f := range packed {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -660,7 +750,7 @@ func (s *Sibling) sendAll(p *peer, frames []*wire.Frame) error {
 		}()
 	}
 	var first error
-	for range frames {
+	for range packed {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 		}

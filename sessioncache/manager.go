@@ -69,6 +69,7 @@ type Manager struct {
 	ring   *rendezvous.Ring[remoteNode]
 	flight singleflight.Group
 	tombs  *tombstone.Set
+	newest *newestSeen // the newest revision of each key seen, so an older one is not kept
 	clock  revision.Clock
 	log    *slog.Logger
 	sync   *streamSync  // nil when no relay keeps a stream
@@ -131,7 +132,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		}
 		nodes[i] = remoteNode{name: name, r: r}
 	}
-	m := &Manager{cfg: cfg, table: t, tombs: tombstone.New(cfg.TombstoneTTL), log: cfg.Logger,
+	m := &Manager{cfg: cfg, table: t, tombs: tombstone.New(cfg.TombstoneTTL), newest: new(newestSeen), log: cfg.Logger,
 		ring: rendezvous.New(nodes, func(n remoteNode) string { return n.name })}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.subscribe(nodes)
@@ -148,15 +149,17 @@ func (m *Manager) apply(ch Change) {
 	}
 	defer m.leave()
 	m.clock.Observe(ch.Rev)
+	newest := m.newest.admit(ch.Key, ch.Rev)
 	if ch.Deleted {
+		// Even an older deletion is applied: a miss costs a fetch, never a stale answer.
 		m.tombs.AddRev(ch.Key, ch.Rev)
 		if _, err := m.table.Delete(ch.Key); err != nil {
 			m.log.Warn("sessioncache: applying a remote delete", "err", err)
 		}
 		return
 	}
-	if m.tombs.Covers(ch.Key, ch.Rev) {
-		return // an older version than a deletion already applied
+	if !newest || m.tombs.Covers(ch.Key, ch.Rev) {
+		return // older than a version or deletion already here
 	}
 	m.tombs.Clear(ch.Key)
 	if err := m.table.Set(ch.Key, ch.Value, ch.Expiry); err != nil {
@@ -243,6 +246,7 @@ func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration)
 	}
 	expiry := time.Now().Add(ttl)
 	rev := m.clock.Next()
+	m.newest.admit(key, rev)
 	m.tombs.Clear(key)
 	if err := m.table.Set(key, value, expiry); err != nil {
 		return err
@@ -312,8 +316,11 @@ func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.
 		if m.tombs.DeletedAfter(key, seq) {
 			return nil, ErrNotFound
 		}
-		if err := m.table.Set(key, e.Value, e.Expiry); err != nil {
-			m.log.Warn("sessioncache: keeping a relay's answer locally", "err", err)
+		// When a newer version arrived meanwhile, answer with this one but keep that one.
+		if m.newest.admit(key, e.Rev) {
+			if err := m.table.Set(key, e.Value, e.Expiry); err != nil {
+				m.log.Warn("sessioncache: keeping a relay's answer locally", "err", err)
+			}
 		}
 		return found{e.Value, e.Expiry}, nil
 	})
@@ -349,6 +356,7 @@ func (m *Manager) fetch(ctx context.Context, key []byte) (Entry, error) {
 func (m *Manager) Delete(ctx context.Context, key []byte) error {
 	rev := m.clock.Next()
 	m.tombs.AddRev(key, rev)
+	m.newest.admit(key, rev)
 	if _, err := m.table.Delete(key); err != nil {
 		return err
 	}

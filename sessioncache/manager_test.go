@@ -1,6 +1,7 @@
 package sessioncache_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -211,4 +212,82 @@ func TestRelaysFailOver(t *testing.T) {
 		require.NoError(t, m.Set(short, fmt.Appendf(nil, "late%d", i), []byte("v"), time.Hour), "key %d", i)
 	}
 	assert.Equal(t, n2+40, r2.Table().Len(), "every key of the dead relay failed over to the live one")
+}
+
+// heldRemote holds the changes its subscription delivers while holding is set, and
+// delivers them in order on release.
+type heldRemote struct {
+	sessioncache.Remote
+	mu      sync.Mutex
+	holding bool
+	held    []sessioncache.Change
+	fn      func(sessioncache.Change)
+	arrived chan struct{}
+}
+
+func (h *heldRemote) Subscribe(ctx context.Context, path string, fn func(sessioncache.Change)) error {
+	h.mu.Lock()
+	h.fn = fn
+	h.mu.Unlock()
+	return h.Remote.Subscribe(ctx, path, func(ch sessioncache.Change) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.holding {
+			ch.Key, ch.Value = bytes.Clone(ch.Key), bytes.Clone(ch.Value)
+			h.held = append(h.held, ch)
+			h.arrived <- struct{}{}
+			return
+		}
+		fn(ch)
+	})
+}
+
+func (h *heldRemote) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ch := range h.held {
+		h.fn(ch)
+	}
+	h.held, h.holding = nil, false
+}
+
+// TestAnOlderChangeDoesNotReplaceANewerSet: host B sets a key, and before the relay's
+// change reaches host A, A sets it again (a newer version, which the relay keeps). The
+// relay never sends A its own write back, so when B's older change arrives at A it must not
+// replace A's newer version: otherwise A would serve B's value, which no other tier holds,
+// until the key's next change.
+func TestAnOlderChangeDoesNotReplaceANewerSet(t *testing.T) {
+	r := startRelay(t, nil)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	ha := &heldRemote{Remote: client(t, r.Addr().String()), arrived: make(chan struct{}, 1)}
+	a := manager(t, filepath.Join(dir, "a.table"), true, ha)
+	b := manager(t, filepath.Join(dir, "b.table"), true, client(t, r.Addr().String()))
+	for i, hosts := range [][2]*sessioncache.Manager{{a, b}, {b, a}} { // both hosts subscribed
+		key := fmt.Appendf(nil, "warm-%d", i)
+		require.NoError(t, hosts[0].Set(ctx, key, []byte("up"), time.Minute))
+		eventually(t, "a change to reach the other host", func() bool {
+			_, err := hosts[1].Table().Get(key)
+			return err == nil
+		})
+	}
+
+	ha.mu.Lock()
+	ha.holding = true
+	ha.mu.Unlock()
+	require.NoError(t, b.Set(ctx, []byte("sid"), []byte("from-b"), time.Minute))
+	<-ha.arrived // B's change reached A, and waits
+	require.NoError(t, a.Set(ctx, []byte("sid"), []byte("from-a"), time.Minute))
+	ha.release()
+
+	got, err := a.Get(ctx, []byte("sid"))
+	require.NoError(t, err)
+	assert.Equal(t, "from-a", string(got), "host A keeps its newer version")
+	e, err := r.Lookup([]byte("sid"))
+	require.NoError(t, err)
+	assert.Equal(t, "from-a", string(e.Value), "the relay keeps the newer version")
+	eventually(t, "host B to get A's version", func() bool {
+		v, err := b.Get(ctx, []byte("sid"))
+		return err == nil && string(v) == "from-a"
+	})
 }

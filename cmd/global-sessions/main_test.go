@@ -38,7 +38,11 @@ func TestMain(m *testing.M) {
 	case os.Getenv("GS_FRONTEND") == "1":
 		os.Exit(frontend())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if workersExe != "" {
+		os.RemoveAll(filepath.Dir(workersExe)) // built once for the run by workersBinary
+	}
+	os.Exit(code)
 }
 
 // frontend runs a Manager on the table GS_TABLE (creating it if GS_CREATE=1, with

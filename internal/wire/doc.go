@@ -71,6 +71,14 @@
 // A set or evict with flag 0x04 (no reply) is not answered and carries id 0: the sibling
 // hands new entries to expansion relief servers this way, as a stream nothing waits on.
 //
+// An evict with flag 0x40 (batch) carries many hand-downs in one frame: key is empty and
+// value holds evict and delete frames back to back, each with its length prefix (no batch
+// inside a batch). The one answer, ok or error, is for all of them; a receiver that fails
+// midway may have kept some, which does no harm since the sender hands the batch down again
+// and every version carries a revision. A relay's outbox hands its evictions and deletions
+// to the sibling this way, and the sibling hands each relief server its share. A relay
+// itself answers a batch with an error.
+//
 // # Revisions
 //
 // Every set, publish, evict and delete carries a revision (rev): a receiver keeps, for each

@@ -97,6 +97,9 @@ const (
 	// comes once the key's aging relief servers hold the entry, and is an error when they
 	// cannot be reached.
 	FlagDurable uint8 = 1 << 5
+	// FlagBatch, on an evict, says Value holds a batch of hand-downs (see AppendBatch)
+	// instead of one entry: Key is empty, and the one reply answers for all of them.
+	FlagBatch uint8 = 1 << 6
 )
 
 // Frame is one protocol unit. Path, Key and Value of a decoded frame point into the

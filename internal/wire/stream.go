@@ -53,26 +53,57 @@ func ParseResumeReply(v []byte, fn func(*Frame) error) (epoch, seq uint64, mode 
 	if mode > ResumePartial {
 		return 0, 0, 0, fmt.Errorf("%w: resume mode %d", ErrMalformed, mode)
 	}
-	rest := v[17:]
+	err = eachEmbedded(v[17:], "a resume reply", func(f *Frame) error {
+		if f.Op != OpMessage {
+			return fmt.Errorf("%w: a %s in a resume reply", ErrMalformed, f.Op)
+		}
+		return fn(f)
+	})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return epoch, seq, mode, nil
+}
+
+// eachEmbedded calls fn with each of the length-prefixed frames rest holds, back to back;
+// what names the container in errors.
+func eachEmbedded(rest []byte, what string, fn func(*Frame) error) error {
 	for len(rest) > 0 {
 		if len(rest) < 4 {
-			return 0, 0, 0, fmt.Errorf("%w: a torn change in a resume reply", ErrMalformed)
+			return fmt.Errorf("%w: a torn frame in %s", ErrMalformed, what)
 		}
 		n := binary.BigEndian.Uint32(rest)
 		if uint64(n) > uint64(len(rest)-4) {
-			return 0, 0, 0, fmt.Errorf("%w: a change of %d bytes in %d", ErrMalformed, n, len(rest)-4)
+			return fmt.Errorf("%w: a frame of %d bytes in the %d left of %s", ErrMalformed, n, len(rest)-4, what)
 		}
 		var f Frame
 		if err := Decode(rest[4:4+n], &f); err != nil {
-			return 0, 0, 0, err
-		}
-		if f.Op != OpMessage {
-			return 0, 0, 0, fmt.Errorf("%w: a %s in a resume reply", ErrMalformed, f.Op)
+			return err
 		}
 		if err := fn(&f); err != nil {
-			return 0, 0, 0, err
+			return err
 		}
 		rest = rest[4+n:]
 	}
-	return epoch, seq, mode, nil
+	return nil
+}
+
+// AppendBatch appends f, an evict or delete frame, to the value of a batch (an evict with
+// FlagBatch): the frames of a batch follow each other with their length prefixes.
+func AppendBatch(dst []byte, f *Frame) ([]byte, error) {
+	if f.Op != OpEvict && f.Op != OpDelete || f.Flags&FlagBatch != 0 {
+		return dst, fmt.Errorf("%w: a batch holds evictions and deletions, not a %s with flags %#x", ErrMalformed, f.Op, f.Flags)
+	}
+	return Append(dst, f)
+}
+
+// ParseBatch calls fn with each frame of a batch's value (valid only during the call). It
+// fails if the value is torn or holds anything but evictions and deletions.
+func ParseBatch(v []byte, fn func(*Frame) error) error {
+	return eachEmbedded(v, "a batch", func(f *Frame) error {
+		if f.Op != OpEvict && f.Op != OpDelete || f.Flags&FlagBatch != 0 {
+			return fmt.Errorf("%w: a %s with flags %#x in a batch", ErrMalformed, f.Op, f.Flags)
+		}
+		return fn(f)
+	})
 }
