@@ -149,6 +149,8 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	switch {
 	case f.Flags&wire.FlagNoReply != 0:
 		// Nothing waits for it.
+	case errors.Is(err, ErrNoOwner):
+		c.reply(f.ID, wire.StatusOK, wire.FlagNoOwner, nil, 0)
 	case err == nil && f.Op != wire.OpGet:
 		// The ack of a hand-down is bulk traffic: let it share a write with others.
 		_ = c.writeDeferred(&wire.Frame{Op: wire.OpReply, ID: f.ID, Status: wire.StatusOK})

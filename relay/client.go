@@ -281,6 +281,9 @@ func simpleDeferred(ctx context.Context, cn *conn, f *wire.Frame) error {
 func replyErr(op wire.Op, cl *call) error {
 	switch cl.status {
 	case wire.StatusOK, wire.StatusValue:
+		if op == wire.OpEvict && cl.flags&wire.FlagNoOwner != 0 {
+			return ErrNoOwner
+		}
 		return nil
 	case wire.StatusNotFound:
 		return ErrNotFound
@@ -419,12 +422,15 @@ func (c *Client) HandDownBatch(ctx context.Context, path string, batch []HandDow
 	if err != nil {
 		return err
 	}
+	var noOwner error
 	for _, f := range packed {
-		if err := c.send(ctx, f); err != nil {
+		if err := c.send(ctx, f); errors.Is(err, ErrNoOwner) {
+			noOwner = err // the rest may hold deletions, which still go
+		} else if err != nil {
 			return err
 		}
 	}
-	return nil
+	return noOwner
 }
 
 // Delete removes key from path on the server, below it, and at its subscribers, as a

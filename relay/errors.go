@@ -23,6 +23,10 @@ var (
 	ErrRefused = errors.New("relay: connection refused by server")
 	// ErrConnLost means the connection closed while a request was in flight.
 	ErrConnLost = errors.New("relay: connection lost")
+	// ErrNoOwner is a lower tier's answer to an eviction when it knows no server to keep
+	// evictions (no relief server ever joined the sibling): the eviction is dropped, and
+	// counted, there. A relay that gets it stops handing evictions down for a second.
+	ErrNoOwner = errors.New("relay: no relief server keeps evictions")
 )
 
 // RemoteError is an error reply from the peer, carrying its message.

@@ -286,3 +286,45 @@ func TestARelayRefusesBatches(t *testing.T) {
 	_, err = r.Lookup([]byte("a"))
 	assert.ErrorIs(t, err, ErrNotFound)
 }
+
+// TestEvictionsWithNoReliefAreDroppedAndCounted: a sibling that no relief server ever
+// joined keeps no evictions; it says so (ErrNoOwner), and the relay then drops its
+// evictions, counting them, instead of writing each to its outbox for nothing. Deletions
+// still go down, and once an aging server joins, evictions reach it again.
+func TestEvictionsWithNoReliefAreDroppedAndCounted(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	ctx := ctxT(t)
+	require.ErrorIs(t, s.Evict(ctx, "auths", []byte("x"), sessioncache.Entry{Value: []byte("v"), Rev: 1}), ErrNoOwner)
+
+	// Over the wire, as a child sibling answers: the same error.
+	relayside := dial(t, ClientConfig{Addr: s.Addr().String()})
+	require.ErrorIs(t, relayside.Evict(ctx, "auths", []byte("y"), sessioncache.Entry{Value: []byte("v"), Rev: 1}), ErrNoOwner)
+	require.ErrorIs(t, relayside.HandDownBatch(ctx, "auths", []HandDown{
+		{Key: []byte("a"), Entry: sessioncache.Entry{Value: []byte("v"), Rev: 1}},
+		{Key: []byte("b"), Entry: sessioncache.Entry{Rev: 2}, Delete: true},
+	}), ErrNoOwner)
+
+	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: relayside})
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	hour := time.Now().Add(time.Hour)
+	for i := range 300 {
+		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "k%d", i), sessioncache.Entry{Value: []byte("v"), Expiry: hour}))
+	}
+	eventually(t, "the outbox to drain", func() bool { return r.Outbox().Pending == 0 })
+	assert.Positive(t, r.Outbox().Unplaced, "the relay dropped evictions itself")
+	assert.Positive(t, s.Hints().Unplaced, "the sibling counted those it was handed")
+
+	aging := newMemBackend()
+	connectRelief(t, s, ReliefAging, "a1", aging)
+	for i := 0; ; i++ { // bounded: evictions reach the new server within about a second
+		k := fmt.Appendf(nil, "later%d", i)
+		require.NoError(t, c.Publish(ctx, "auths", k, sessioncache.Entry{Value: []byte("v"), Expiry: hour}))
+		if len(aging.keys()) > 0 {
+			break
+		}
+		require.Less(t, i, 100000, "no eviction reached the aging server")
+		if i%100 == 99 {
+			time.Sleep(10 * time.Millisecond) // give the relay's second of dropping time to pass
+		}
+	}
+}

@@ -221,3 +221,16 @@ func (b *memBackend) deleted() []string {
 	}
 	return out
 }
+
+// keys returns the keys b holds a live entry for.
+func (b *memBackend) keys() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for k, e := range b.m {
+		if !e.Deleted {
+			out = append(out, k)
+		}
+	}
+	return out
+}

@@ -301,6 +301,8 @@ func (o *outbox) deletedAt(key []byte) uint64 {
 // work delivers queued records until the outbox closes, retrying each until it succeeds.
 func (o *outbox) work() {
 	defer o.wg.Done()
+	var d deadline
+	defer d.stop()
 	for {
 		o.mu.Lock()
 		for len(o.queue) == 0 && !o.closed {
@@ -318,7 +320,7 @@ func (o *outbox) work() {
 		clear(o.queue[:n])
 		o.queue = o.queue[n:]
 		o.mu.Unlock()
-		if !o.deliverBatch(batch[:n]) {
+		if !o.deliverBatch(d.get(o.ctx), batch[:n]) {
 			return // closing: the records stay in their segments for the next run
 		}
 	}
@@ -327,18 +329,44 @@ func (o *outbox) work() {
 // outboxBatch is how many records a worker takes at a time.
 const outboxBatch = 64
 
-// deliverBatch hands recs down in one call; if that fails, it hands them down one by one
-// (so that one the tier below refuses holds up no other), each until it is confirmed. It
-// reports false if the outbox closed first.
-func (o *outbox) deliverBatch(recs []*outRecord) bool {
-	if len(recs) > 1 {
+// deadline is a context with a deadline that a worker gives to one call after another
+// while at least a fifth of its span is left, instead of making a timer for each call.
+type deadline struct {
+	span   time.Duration // zero means five seconds
+	ctx    context.Context
+	cancel context.CancelFunc
+	until  time.Time
+}
+
+// get returns a context of parent with between a fifth of the span and the span left.
+func (d *deadline) get(parent context.Context) context.Context {
+	if d.span == 0 {
+		d.span = 5 * time.Second
+	}
+	if now := time.Now(); d.ctx == nil || d.until.Sub(now) < d.span/5 {
+		d.stop()
+		d.until = now.Add(d.span)
+		d.ctx, d.cancel = context.WithDeadline(parent, d.until)
+	}
+	return d.ctx
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
+// deliverBatch hands recs down in one call under ctx; if that fails, it hands them down one
+// by one (so that one the tier below refuses holds up no other), each until it is
+// confirmed. It reports false if the outbox closed first.
+func (o *outbox) deliverBatch(ctx context.Context, recs []*outRecord) bool {
+	if len(recs) > 0 {
 		frames := make([]*wire.Frame, len(recs))
 		for i, rec := range recs {
 			frames[i] = rec.frame
 		}
-		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
 		err := o.deliver(ctx, frames)
-		cancel()
 		if err == nil {
 			for _, rec := range recs {
 				o.confirmed(rec)

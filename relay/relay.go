@@ -86,14 +86,18 @@ type Relay struct {
 	table   *sessioncache.Table
 	entries *entrytable.Table
 	outbox  *outbox
-	stream  *changeStream
-	clock   revision.Clock
-	lower   atomic.Pointer[Backend]
-	log     *slog.Logger
-	jobs    []chan lowerJob // one queue per worker; a key always goes to the same one
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// noOwnerUntil is the unix nanoseconds until which evictions are dropped, not handed
+	// down: the tier below said it keeps none (ErrNoOwner).
+	noOwnerUntil atomic.Int64
+	unplaced     atomic.Int64 // evictions dropped so (OutboxStats.Unplaced)
+	stream       *changeStream
+	clock        revision.Clock
+	lower        atomic.Pointer[Backend]
+	log          *slog.Logger
+	jobs         []chan lowerJob // one queue per worker; a key always goes to the same one
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 	// inflight counts the goroutines that serve a request after its reader moved on
 	// (those that ask the tier below): Shutdown waits for them before closing the table.
 	inflight sync.WaitGroup
@@ -231,11 +235,15 @@ type OutboxStats struct {
 	Pending int64 // evictions and deletions not yet confirmed by the tier below
 	Refused int64 // refused because the outbox was full: lost evictions, failed deletes
 	Retries int64 // hand-downs tried again after the tier below failed them
+	// Unplaced counts the evictions dropped because the tier below keeps none: it knows no
+	// relief server (the sibling counts those it dropped itself, see HintStats).
+	Unplaced int64
 }
 
 // Outbox returns the counts of the relay's outbox.
 func (r *Relay) Outbox() OutboxStats {
-	return OutboxStats{Pending: r.outbox.pending.Load(), Refused: r.outbox.dropped.Load(), Retries: r.outbox.retries.Load()}
+	return OutboxStats{Pending: r.outbox.pending.Load(), Refused: r.outbox.dropped.Load(), Retries: r.outbox.retries.Load(),
+		Unplaced: r.unplaced.Load()}
 }
 
 // serveRequest handles a front end's entry request.
@@ -571,6 +579,10 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 			break
 		}
 	}
+	if time.Now().UnixNano() < r.noOwnerUntil.Load() {
+		r.unplaced.Add(1) // the tier below said it keeps no evictions: see handDown
+		return
+	}
 	if err := r.outbox.add(entryFrameOf(wire.OpEvict, r.cfg.AuthPath, key, e)); err != nil {
 		r.outbox.warnFull("eviction", key)
 	}
@@ -581,7 +593,19 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 const outboxWorkers = 4
 
 // handDown delivers outbox records to the lower tier: in one batch if it takes batches.
+// When the lower tier answers ErrNoOwner (no relief server ever joined it, so evictions
+// are dropped there), the records count as delivered, and for a second the relay drops
+// evictions itself instead of writing them to the outbox for nothing.
 func (r *Relay) handDown(ctx context.Context, frames []*wire.Frame) error {
+	err := r.handDownTo(ctx, frames)
+	if errors.Is(err, ErrNoOwner) {
+		r.noOwnerUntil.Store(time.Now().Add(time.Second).UnixNano())
+		return nil
+	}
+	return err
+}
+
+func (r *Relay) handDownTo(ctx context.Context, frames []*wire.Frame) error {
 	lower := r.lowerTier()
 	if lower == nil {
 		return errors.New("no lower tier")
@@ -593,6 +617,7 @@ func (r *Relay) handDown(ctx context.Context, frames []*wire.Frame) error {
 		}
 		return bl.HandDownBatch(ctx, r.cfg.AuthPath, batch)
 	}
+	var noOwner error
 	for _, f := range frames {
 		e := frameEntry(f)
 		var err error
@@ -601,11 +626,13 @@ func (r *Relay) handDown(ctx context.Context, frames []*wire.Frame) error {
 		} else {
 			err = lower.Evict(ctx, string(f.Path), f.Key, e)
 		}
-		if err != nil {
+		if errors.Is(err, ErrNoOwner) {
+			noOwner = err // the rest may hold deletions, which still go
+		} else if err != nil {
 			return err
 		}
 	}
-	return nil
+	return noOwner
 }
 
 // enqueue queues a new entry for the lower tier's expansion servers, copying it; with no
@@ -633,6 +660,8 @@ func (r *Relay) enqueue(key []byte, e sessioncache.Entry) {
 // lowerWorker hands queued new entries to the lower tier.
 func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 	defer r.wg.Done()
+	d := deadline{span: r.cfg.RequestTimeout}
+	defer d.stop()
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -642,9 +671,7 @@ func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 			if lower == nil || r.tombs.DeletedAfter(j.key, j.seq) {
 				continue // a logout overtook it
 			}
-			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
-			err := lower.Set(ctx, r.cfg.AuthPath, j.key, j.e)
-			cancel()
+			err := lower.Set(d.get(r.ctx), r.cfg.AuthPath, j.key, j.e)
 			if err != nil && r.ctx.Err() == nil {
 				r.log.Debug("relay: handing a new entry to the lower tier failed (the relay's table keeps it)", "err", err)
 			}

@@ -486,15 +486,19 @@ func (s *Sibling) Delete(ctx context.Context, path string, key []byte, e session
 }
 
 // Evict hands an entry (or tombstone) the relay's table pushed out to the key's aging
-// servers, connected or not (see Delete).
+// servers, connected or not (see Delete). With no aging server known and no other
+// subscriber, it drops the entry, counts it as unplaced and returns ErrNoOwner.
 func (s *Sibling) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	r := s.currentRings()
 	f := entryFrameOf(wire.OpEvict, path, key, e)
 	var buf [4]string
 	owners := r.aging.Owners(buf[:0], key, s.cfg.Replicas)
-	if len(owners) == 0 && !e.Deleted {
-		s.unplaced.Add(1)
-		s.warnUnplaced()
+	if len(owners) == 0 && len(r.other) == 0 {
+		if !e.Deleted {
+			s.unplaced.Add(1)
+			s.warnUnplaced()
+		}
+		return ErrNoOwner
 	}
 	if len(r.other) == 0 && len(owners) == 1 {
 		// One owner (the common case): ask it on this goroutine.
@@ -513,13 +517,15 @@ var _ BatchBackend = (*Sibling)(nil)
 // (and one reply) per server: evictions to the key's aging servers, deletions to every
 // relief server, both to the subscribers that are not relief servers. What an absent
 // member, or one that does not confirm, should get is kept for it as hints. It fails only
-// if a hint cannot be kept.
+// if a hint cannot be kept; with no aging server known and no other subscriber, the
+// evictions are dropped and counted as unplaced, and it returns ErrNoOwner.
 func (s *Sibling) HandDownBatch(ctx context.Context, path string, batch []HandDown) error {
 	r := s.currentRings()
 	var members []string
 	perMember := map[string][]*wire.Frame{}
 	all := make([]*wire.Frame, len(batch))
 	var buf [4]string
+	dropped := false // evictions were dropped: no aging server is known
 	for i, h := range batch {
 		f := handDownFrame(path, h)
 		all[i] = f
@@ -529,9 +535,12 @@ func (s *Sibling) HandDownBatch(ctx context.Context, path string, batch []HandDo
 				members = s.Members()
 			}
 			targets = members
-		} else if targets = r.aging.Owners(buf[:0], h.Key, s.cfg.Replicas); len(targets) == 0 && !h.Entry.Deleted {
-			s.unplaced.Add(1)
-			s.warnUnplaced()
+		} else if targets = r.aging.Owners(buf[:0], h.Key, s.cfg.Replicas); len(targets) == 0 && len(r.other) == 0 {
+			dropped = true
+			if !h.Entry.Deleted {
+				s.unplaced.Add(1)
+				s.warnUnplaced()
+			}
 		}
 		for _, m := range targets {
 			perMember[m] = append(perMember[m], f)
@@ -590,7 +599,10 @@ func (s *Sibling) HandDownBatch(ctx context.Context, path string, batch []HandDo
 		keep(res.member, res.frames)
 		s.kickHandOff()
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil || !dropped {
+		return err
+	}
+	return ErrNoOwner
 }
 
 // toMembers sends f, with replies, to the connected subscribers that are not relief servers

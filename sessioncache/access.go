@@ -3,6 +3,7 @@ package sessioncache
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -46,7 +47,23 @@ func (t *Table) Get(key []byte) ([]byte, error) {
 // the entry's expiry (the zero Time if it has none). It allocates nothing when dst has room
 // for the value. On error it returns dst unchanged.
 func (t *Table) GetAppend(dst, key []byte) ([]byte, time.Time, error) {
-	dst, exp, err := t.get(dst, key)
+	dst, exp, err := t.get(dst, key, math.MaxUint32)
+	if err != nil || exp == 0 {
+		return dst, time.Time{}, err
+	}
+	return dst, time.Unix(0, exp), nil
+}
+
+// PeekAppend is GetAppend that appends at most the first n bytes of the value: for a
+// caller that needs only a header it keeps in front of its values.
+func (t *Table) PeekAppend(dst, key []byte, n int) ([]byte, time.Time, error) {
+	limit := uint32(math.MaxUint32)
+	if n < 0 {
+		limit = 0
+	} else if uint64(n) < math.MaxUint32 {
+		limit = uint32(n)
+	}
+	dst, exp, err := t.get(dst, key, limit)
 	if err != nil || exp == 0 {
 		return dst, time.Time{}, err
 	}
@@ -62,7 +79,8 @@ const (
 	lookupBroken // links or lengths out of range: a write was in progress, or corruption
 )
 
-func (t *Table) get(dst, key []byte) ([]byte, int64, error) {
+// get appends to dst at most limit bytes of the value stored under key.
+func (t *Table) get(dst, key []byte, limit uint32) ([]byte, int64, error) {
 	if t.closed.Load() {
 		return dst, 0, ErrClosed
 	}
@@ -86,7 +104,7 @@ func (t *Table) get(dst, key []byte) ([]byte, int64, error) {
 			if vlen > t.shape.recordSize || klen+vlen > t.shape.recordSize {
 				res = lookupBroken
 			} else {
-				dst = append(dst[:n0], unsafe.Slice((*byte)(unsafe.Add(t.recordData(r), klen)), vlen)...)
+				dst = append(dst[:n0], unsafe.Slice((*byte)(unsafe.Add(t.recordData(r), klen)), min(vlen, limit))...)
 			}
 		}
 		if atomic.LoadUint64(&sh.hdr.seq) != seq {

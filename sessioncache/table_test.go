@@ -67,6 +67,23 @@ func TestGetAppendFillsCallerBuffer(t *testing.T) {
 	assert.Zero(t, allocs)
 }
 
+func TestPeekAppendReadsAPrefix(t *testing.T) {
+	tb := openTest(t, Config{ElementCount: 16, RecordSize: 64})
+	exp := time.Now().Add(time.Hour).Truncate(0)
+	require.NoError(t, tb.Set([]byte("k"), []byte("header+body"), exp))
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{6, "header"}, {0, ""}, {-1, ""}, {100, "header+body"}} {
+		out, gotExp, err := tb.PeekAppend([]byte("x"), []byte("k"), c.n)
+		require.NoError(t, err)
+		assert.Equal(t, "x"+c.want, string(out), "n=%d", c.n)
+		assert.True(t, exp.Equal(gotExp))
+	}
+	_, _, err := tb.PeekAppend(nil, []byte("missing"), 6)
+	require.ErrorIs(t, err, ErrNotFound)
+}
+
 func TestInputErrors(t *testing.T) {
 	tb := openTest(t, Config{ElementCount: 16, RecordSize: 64, MaxKeySize: 16})
 	tests := []struct {

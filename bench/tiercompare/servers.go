@@ -133,7 +133,13 @@ func serveTier(dir string) error {
 	if err := start(relief.Aging, *flagAging, 4*(*flagKeys)); err != nil {
 		return err
 	}
-	if p := os.Getenv("TIERCOMPARE_CPUPROFILE"); p != "" && *flagExp > 0 {
+	// TIERCOMPARE_CPUPROFILE profiles the tier with relief; TIERCOMPARE_CPUPROFILE_BARE the
+	// one without.
+	profile := os.Getenv("TIERCOMPARE_CPUPROFILE")
+	if *flagExp == 0 {
+		profile = os.Getenv("TIERCOMPARE_CPUPROFILE_BARE")
+	}
+	if p := profile; p != "" && (*flagExp > 0 || *flagAging == 0) {
 		f, err := os.Create(p)
 		if err == nil {
 			pprof.StartCPUProfile(f)

@@ -95,6 +95,24 @@ func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
 	return e, nil
 }
 
+// held returns the envelope of the version of key the table holds (with no value), or
+// ErrNotFound (with the tombstone, if the key has one); it reads only the envelope.
+func (t *Table) held(dst, key []byte) (sessioncache.Entry, error) {
+	b, exp, err := t.t.PeekAppend(dst, key, Overhead)
+	if err != nil {
+		return sessioncache.Entry{}, err
+	}
+	e, err := Decode(b)
+	if err != nil {
+		return sessioncache.Entry{}, fmt.Errorf("%w: key %q", err, key)
+	}
+	e.Value, e.Expiry = nil, exp
+	if e.Deleted {
+		return e, sessioncache.ErrNotFound
+	}
+	return e, nil
+}
+
 // Put stores e under key unless the table holds a newer version (see Entry.Newer), and
 // reports whether it did. A tombstone is kept at least until the entry it replaces would
 // have expired. An entry or tombstone whose expiry has passed is not stored (Put reports
@@ -107,9 +125,7 @@ func (t *Table) Put(key []byte, e sessioncache.Entry) (bool, error) {
 // PutHeld is Put that also returns what the key held before: the live entry (its value
 // is not returned) or tombstone, or the zero Entry.
 func (t *Table) PutHeld(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
-	held, ok, err := t.put(key, e)
-	held.Value = nil
-	return held, ok, err
+	return t.put(key, e)
 }
 
 func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
@@ -118,7 +134,7 @@ func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool,
 	defer mu.Unlock()
 	bp := t.bufs.Get().(*[]byte)
 	defer t.bufs.Put(bp)
-	held, err := t.GetAppend((*bp)[:0], key)
+	held, err := t.held((*bp)[:0], key)
 	switch {
 	case err == nil || (errors.Is(err, sessioncache.ErrNotFound) && held.Deleted):
 		if !e.Newer(held) {

@@ -79,6 +79,9 @@ func (s Status) String() string {
 const (
 	// FlagExisted, on a reply to a delete, says the key held an entry.
 	FlagExisted uint8 = 1 << 0
+	// FlagNoOwner, on an ok reply to an evict, says the receiver knows no server to keep
+	// evictions: it dropped them (and counts them).
+	FlagNoOwner uint8 = 1 << 1
 	// FlagDeleted, on a message, says the key was deleted (Value is empty).
 	FlagDeleted uint8 = 1 << 0
 	// FlagNoFanout, on a publish, asks the relay to store and forward below but not to
