@@ -53,7 +53,8 @@
 //	                deleted, else key=value until expiry was published.
 //	11 evict        key=value until expiry was pushed out of an upper tier's full table;
 //	                keep it if you can (flag 0x01: it is a tombstone of revision rev).
-//	                Answer: ok.
+//	                Answer: ok; flag 0x02 on it says the receiver knows no server to keep
+//	                evictions and dropped it (a sibling no relief server ever joined).
 //	12 request      hand key=value to exactly one member of path's queue (see below); expiry
 //	                is the sender's deadline (0: the receiver's default). Answer: the
 //	                member's answer (ok or value with the member's value, or error).
