@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // DNSModeA is the DNS mode that lists the A and AAAA records of a name, all on
@@ -24,16 +21,8 @@ const DNSModeA = "a"
 // on the port its record gives.
 const DNSModeSRV = "srv"
 
-const (
-	// dnsDefaultTimeout bounds one DNS.Targets call when DNSConfig.Timeout is zero.
-	dnsDefaultTimeout = 2 * time.Second
-	// dnsResolvConf is where the default DNS server is read from.
-	dnsResolvConf = "/etc/resolv.conf"
-	// dnsUDPSize is the EDNS0 UDP payload size advertised in queries (the DNS
-	// flag day 2020 recommendation); larger answers come back truncated and are
-	// asked again over TCP.
-	dnsUDPSize = 1232
-)
+// dnsDefaultTimeout bounds one DNS.Targets call when DNSConfig.Timeout is zero.
+const dnsDefaultTimeout = 2 * time.Second
 
 // DNSConfig configures a DNS provider. Every field but Name has a default: its
 // zero value means what its comment says.
@@ -52,8 +41,8 @@ type DNSConfig struct {
 	// "srv" ignores it.
 	Port int
 	// Server is the "host:port" of the DNS server to ask; a server without a
-	// port means port 53. Empty means the first nameserver of /etc/resolv.conf,
-	// read once by NewDNS.
+	// port means port 53. Empty means the system's resolver configuration (every
+	// nameserver of /etc/resolv.conf, with its options).
 	Server string
 	// Timeout bounds one Targets call, all of its queries included. Zero means
 	// 2 seconds.
@@ -61,34 +50,29 @@ type DNSConfig struct {
 }
 
 // DNS is a Provider that lists the instances a DNS name resolves to, through
-// either its A and AAAA records or its SRV records. It asks one DNS server over
-// UDP, and again over TCP when the answer is truncated. A DNS is safe for
-// concurrent use.
+// either its A and AAAA records or its SRV records. It resolves with the standard
+// library's resolver (net.Resolver, the pure Go one), which asks over UDP and again
+// over TCP when an answer is truncated. A DNS is safe for concurrent use.
 type DNS struct {
-	name    string // as configured, for Name, labels and errors
-	fqdn    string // name as asked
-	mode    string
-	port    string
-	server  string
-	timeout time.Duration
+	name     string // as configured, for Name, labels and errors
+	fqdn     string // name as asked
+	mode     string
+	port     string
+	server   string // "" for the system's configuration
+	timeout  time.Duration
+	resolver *net.Resolver
 }
 
 var _ Provider = (*DNS)(nil)
 
 // NewDNS returns a DNS provider for cfg. It fails when the name is missing or
-// malformed, the mode is unknown, mode "a" has no valid port, or no DNS server is
-// configured and /etc/resolv.conf names none.
+// malformed, the mode is unknown, or mode "a" has no valid port.
 func NewDNS(cfg DNSConfig) (*DNS, error) {
-	return newDNS(cfg, dnsResolvConf)
-}
-
-// newDNS is NewDNS reading the default server from resolvConf.
-func newDNS(cfg DNSConfig, resolvConf string) (*DNS, error) {
 	name := strings.TrimSpace(cfg.Name)
 	if name == "" {
 		return nil, errors.New("discovery: dns: empty name")
 	}
-	if _, ok := dns.IsDomainName(name); !ok {
+	if !validDomainName(name) {
 		return nil, fmt.Errorf("discovery: dns %s: not a valid domain name", name)
 	}
 	mode := strings.ToLower(cfg.Mode)
@@ -110,40 +94,66 @@ func newDNS(cfg DNSConfig, resolvConf string) (*DNS, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("discovery: dns %s: negative timeout %v", name, cfg.Timeout)
 	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = dnsDefaultTimeout
-	}
-	server := strings.TrimSpace(cfg.Server)
-	if server == "" {
-		var err error
-		if server, err = dnsServerFromResolvConf(resolvConf); err != nil {
-			return nil, fmt.Errorf("discovery: dns %s: no server configured: %w", name, err)
+	d := &DNS{name: name, fqdn: strings.TrimSuffix(name, ".") + ".", mode: mode, port: strconv.Itoa(cfg.Port),
+		timeout: cmp.Or(cfg.Timeout, dnsDefaultTimeout)}
+	if server := strings.TrimSpace(cfg.Server); server != "" {
+		if _, _, err := net.SplitHostPort(server); err != nil {
+			server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
 		}
-	} else if _, _, err := net.SplitHostPort(server); err != nil {
-		server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
+		d.server = server
 	}
-	return &DNS{
-		name:    name,
-		fqdn:    dns.Fqdn(name),
-		mode:    mode,
-		port:    strconv.Itoa(cfg.Port),
-		server:  server,
-		timeout: timeout,
-	}, nil
+	d.resolver = &net.Resolver{PreferGo: true, StrictErrors: true, Dial: d.dial}
+	return d, nil
 }
 
-// dnsServerFromResolvConf returns "host:port" of the first nameserver listed in
-// the resolv.conf(5) file at path.
-func dnsServerFromResolvConf(path string) (string, error) {
-	cc, err := dns.ClientConfigFromFile(path)
+// dial connects the resolver to the configured server (or the one it chose from the
+// system's configuration), and closes the connection when ctx is canceled: the resolver
+// itself obeys only ctx's deadline while it waits for an answer.
+func (d *DNS) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if d.server != "" {
+		address = d.server
+	}
+	var dialer net.Dialer
+	c, err := dialer.DialContext(ctx, network, address)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if len(cc.Servers) == 0 {
-		return "", fmt.Errorf("no nameserver in %s", path)
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	if uc, ok := c.(*net.UDPConn); ok {
+		return &dnsUDPConn{UDPConn: uc, stop: stop}, nil // the resolver tells UDP by net.PacketConn
 	}
-	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
+	return &dnsStreamConn{Conn: c, stop: stop}, nil
+}
+
+// dnsUDPConn and dnsStreamConn are connections that stop watching their context when
+// closed.
+type (
+	dnsUDPConn struct {
+		*net.UDPConn
+		stop func() bool
+	}
+	dnsStreamConn struct {
+		net.Conn
+		stop func() bool
+	}
+)
+
+func (c *dnsUDPConn) Close() error    { c.stop(); return c.UDPConn.Close() }
+func (c *dnsStreamConn) Close() error { c.stop(); return c.Conn.Close() }
+
+// validDomainName reports whether name is a domain name a resolver asks: labels of 1 to
+// 63 bytes without spaces, quotes or backslashes, 253 bytes in all without a final dot.
+func validDomainName(name string) bool {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || strings.ContainsAny(label, " \t\r\n\"\\") {
+			return false
+		}
+	}
+	return true
 }
 
 // Name implements Provider: it is "dns " followed by the configured name.
@@ -153,8 +163,8 @@ func (d *DNS) Name() string { return "dns " + d.name }
 // per SRV target address (mode "srv"), sorted by SRV priority, then by
 // descending SRV weight, then by address (IP addresses in numeric order, IPv4
 // first, before host names), without duplicate addresses. A name that does not
-// exist (NXDOMAIN) or has no record of the wanted type is an error, as is any
-// failed query: the caller keeps its last good list.
+// exist or has no record of the wanted type is an error, as is any failed query:
+// the caller keeps its last good list.
 func (d *DNS) Targets(ctx context.Context) ([]Target, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
@@ -195,16 +205,18 @@ type dnsFound struct {
 	priority, weight uint16
 }
 
+// errNoRecords is the answer for a name that does not exist or has no record of the type
+// asked: the standard resolver does not tell the two apart.
+var errNoRecords = errors.New("no such name, or no record of that type")
+
 // aTargets lists the A and AAAA records of the name, each on the configured port.
 func (d *DNS) aTargets(ctx context.Context) ([]dnsFound, error) {
-	hosts, nx, err := d.addresses(ctx, d.fqdn)
-	switch {
-	case err != nil:
+	hosts, err := d.addresses(ctx, d.fqdn)
+	if err != nil {
 		return nil, err
-	case nx:
-		return nil, errors.New("no such name (NXDOMAIN)")
-	case len(hosts) == 0:
-		return nil, errors.New("no A or AAAA records")
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("no A or AAAA records: %w", errNoRecords)
 	}
 	found := make([]dnsFound, 0, len(hosts))
 	for _, h := range hosts {
@@ -218,43 +230,33 @@ func (d *DNS) aTargets(ctx context.Context) ([]dnsFound, error) {
 	return found, nil
 }
 
-// srvTargets lists the SRV records of the name, each target resolved through
-// the additional section of the answer, else its own A and AAAA records, else
-// taken as a host name.
+// srvTargets lists the SRV records of the name, each target resolved through its own A
+// and AAAA records, else taken as a host name.
 func (d *DNS) srvTargets(ctx context.Context) ([]dnsFound, error) {
-	answer, extra, nx, err := d.query(ctx, d.fqdn, dns.TypeSRV)
+	_, records, err := d.resolver.LookupSRV(ctx, "", "", d.fqdn)
+	if isNotFound(err) {
+		return nil, fmt.Errorf("no SRV records: %w", errNoRecords)
+	}
 	if err != nil {
-		return nil, err
+		return nil, d.queryError(ctx, "SRV", d.fqdn, err)
 	}
-	if nx {
-		return nil, errors.New("no such name (NXDOMAIN)")
-	}
-	var srvs []*dns.SRV
-	for _, rr := range answer {
+	var srvs []*net.SRV
+	for _, srv := range records {
 		// A target of "." means the service is decidedly not available there.
-		if srv, ok := rr.(*dns.SRV); ok && srv.Target != "." {
+		if srv.Target != "." && srv.Target != "" {
 			srvs = append(srvs, srv)
 		}
 	}
 	if len(srvs) == 0 {
-		return nil, errors.New("no SRV records")
+		return nil, fmt.Errorf("no SRV records: %w", errNoRecords)
 	}
-
-	// Addresses by lower-case target name: from the additional section, then
-	// from queries of the targets missing there.
-	resolved := make(map[string][]string)
-	for _, rr := range extra {
-		if h := dnsHost(rr); h != "" {
-			k := strings.ToLower(rr.Header().Name)
-			resolved[k] = dnsAppendNew(resolved[k], h)
-		}
-	}
+	resolved := make(map[string][]string) // addresses by lower-case target name
 	var found []dnsFound
 	for _, srv := range srvs {
 		k := strings.ToLower(srv.Target)
 		hosts, ok := resolved[k]
 		if !ok {
-			if hosts, _, err = d.addresses(ctx, dns.Fqdn(srv.Target)); err != nil {
+			if hosts, err = d.addresses(ctx, srv.Target); err != nil {
 				return nil, fmt.Errorf("SRV target %s: %w", srv.Target, err)
 			}
 			resolved[k] = hosts
@@ -285,95 +287,41 @@ func (d *DNS) srvTargets(ctx context.Context) ([]dnsFound, error) {
 	return found, nil
 }
 
-// addresses returns the distinct addresses of the A and AAAA records of name,
-// and whether the name does not exist.
-func (d *DNS) addresses(ctx context.Context, name string) (hosts []string, nx bool, err error) {
-	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		answer, _, nx, err := d.query(ctx, name, qtype)
+// addresses returns the distinct addresses of the A and AAAA records of name: none when it
+// has none or does not exist.
+func (d *DNS) addresses(ctx context.Context, name string) ([]string, error) {
+	var hosts []string
+	for _, q := range []struct{ network, qtype string }{{"ip4", "A"}, {"ip6", "AAAA"}} {
+		addrs, err := d.resolver.LookupNetIP(ctx, q.network, name)
+		if isNotFound(err) {
+			continue
+		}
 		if err != nil {
-			return nil, false, err
+			return nil, d.queryError(ctx, q.qtype, name, err)
 		}
-		if nx {
-			return nil, true, nil
-		}
-		for _, rr := range answer {
-			if h := dnsHost(rr); h != "" {
-				hosts = dnsAppendNew(hosts, h)
-			}
+		for _, a := range addrs {
+			hosts = dnsAppendNew(hosts, a.Unmap().String())
 		}
 	}
-	return hosts, false, nil
+	return hosts, nil
 }
 
-// query asks the server for the records of type qtype of name, over UDP and
-// then over TCP if the answer is truncated. It returns the answer and
-// additional sections, and whether the name does not exist; any other answer
-// code than success is an error.
-func (d *DNS) query(ctx context.Context, name string, qtype uint16) (answer, extra []dns.RR, nx bool, err error) {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.SetEdns0(dnsUDPSize, false)
-	r, err := d.exchange(ctx, "udp", m)
-	if err == nil && r.Truncated {
-		r, err = d.exchange(ctx, "tcp", m)
-	}
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("query %s %s at %s: %w", dns.TypeToString[qtype], name, d.server, err)
-	}
-	switch r.Rcode {
-	case dns.RcodeSuccess:
-		return r.Answer, r.Extra, false, nil
-	case dns.RcodeNameError:
-		return nil, nil, true, nil
-	default:
-		rcode, ok := dns.RcodeToString[r.Rcode]
-		if !ok {
-			rcode = strconv.Itoa(r.Rcode)
-		}
-		return nil, nil, false, fmt.Errorf("query %s %s at %s: server answered %s", dns.TypeToString[qtype], name, d.server, rcode)
-	}
+// isNotFound reports whether err says a name does not exist or has no record of the type.
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
 }
 
-// exchange sends m to the server over network and reads the answer, giving up
-// when ctx is done.
-func (d *DNS) exchange(ctx context.Context, network string, m *dns.Msg) (*dns.Msg, error) {
-	c := &dns.Client{Net: network, Timeout: d.timeout}
-	conn, err := c.DialContext(ctx, d.server)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("no answer: %w", ctxErr)
-		}
-		return nil, err
+// queryError describes a failed query; when ctx ended, it wraps ctx's error.
+func (d *DNS) queryError(ctx context.Context, qtype, name string, err error) error {
+	server := d.server
+	if server == "" {
+		server = "the system's nameservers"
 	}
-	defer conn.Close()
-	// ExchangeWithConnContext obeys the deadline of ctx but not its
-	// cancellation: closing the connection unblocks it.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	r, _, err := c.ExchangeWithConnContext(ctx, m, conn)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("no answer: %w", ctxErr)
-		}
-		// The read deadline is the deadline of ctx, which may pass a moment
-		// before ctx says so.
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("no answer: %w", context.DeadlineExceeded)
-		}
-		return nil, err
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("query %s %s at %s: no answer: %w", qtype, name, server, ctxErr)
 	}
-	return r, nil
-}
-
-// dnsHost returns the address of an A or AAAA record, or "" for other records.
-func dnsHost(rr dns.RR) string {
-	switch rr := rr.(type) {
-	case *dns.A:
-		return rr.A.String()
-	case *dns.AAAA:
-		return rr.AAAA.String()
-	}
-	return ""
+	return fmt.Errorf("query %s %s at %s: %w", qtype, name, server, err)
 }
 
 // dnsAppendNew appends s to list unless list holds it already.

@@ -2,31 +2,40 @@ package discovery
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"os"
-	"path/filepath"
+	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // dnsTestServer is a DNS server on 127.0.0.1, over UDP and TCP on the same
-// port, answering from a zone the test can change.
+// port, answering from a zone the test can change. It speaks the protocol with
+// golang.org/x/net/dns/dnsmessage.
 type dnsTestServer struct {
 	addr string
 
-	mu         sync.Mutex
-	zone       map[string][]dns.RR // by lower-case owner name
-	additional []dns.RR            // added to every SRV answer
-	truncate   bool                // answer UDP queries with an empty truncated message
-	servfail   bool                // answer every query with SERVFAIL
-	queries    map[string]int      // "udp A name." -> count
+	mu       sync.Mutex
+	zone     map[string][]dnsTestRecord // by lower-case owner name, with the final dot
+	truncate bool                       // answer UDP queries with an empty truncated message
+	servfail bool                       // answer every query with SERVFAIL
+	queries  map[string]int             // "udp A name." -> count
+}
+
+// dnsTestRecord is one record of the zone.
+type dnsTestRecord struct {
+	name  string
+	qtype dnsmessage.Type
+	body  dnsmessage.ResourceBody
 }
 
 // newDNSTestServer starts a dnsTestServer and stops it when the test ends.
@@ -52,50 +61,67 @@ func newDNSTestServer(t *testing.T) *dnsTestServer {
 		t.Fatalf("no port free for both UDP and TCP: %v", err)
 	}
 	s.addr = pc.LocalAddr().String()
-
-	for _, srv := range []*dns.Server{
-		{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)},
-		{Listener: ln, Handler: dns.HandlerFunc(s.serve)},
-	} {
-		started := make(chan struct{})
-		done := make(chan error, 1)
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() { done <- srv.ActivateAndServe() }()
-		select {
-		case <-started:
-		case err := <-done:
-			t.Fatalf("DNS server did not start: %v", err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("DNS server did not start within 10s")
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		pc.Close()
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if out := s.answer(buf[:n], "udp"); out != nil {
+				pc.WriteTo(out, from)
+			}
 		}
-		t.Cleanup(func() {
-			if err := srv.Shutdown(); err != nil {
-				t.Errorf("DNS server shutdown: %v", err)
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
 			}
-			if err := <-done; err != nil {
-				t.Errorf("DNS server: %v", err)
-			}
-		})
-	}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				for {
+					var prefix [2]byte
+					if _, err := io.ReadFull(c, prefix[:]); err != nil {
+						return
+					}
+					msg := make([]byte, binary.BigEndian.Uint16(prefix[:]))
+					if _, err := io.ReadFull(c, msg); err != nil {
+						return
+					}
+					out := s.answer(msg, "tcp")
+					if out == nil {
+						return
+					}
+					if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...)); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
 	return s
 }
 
-// set replaces the zone and the additional records, given in zone file syntax.
-func (s *dnsTestServer) set(t *testing.T, zone, additional []string) {
+// set replaces the zone, given in zone file syntax (A, AAAA, SRV and TXT records).
+func (s *dnsTestServer) set(t *testing.T, zone []string) {
 	t.Helper()
-	z := make(map[string][]dns.RR)
+	z := make(map[string][]dnsTestRecord)
 	for _, line := range zone {
 		rr := dnsTestRR(t, line)
-		name := strings.ToLower(rr.Header().Name)
-		z[name] = append(z[name], rr)
-	}
-	var extra []dns.RR
-	for _, line := range additional {
-		extra = append(extra, dnsTestRR(t, line))
+		z[strings.ToLower(rr.name)] = append(z[strings.ToLower(rr.name)], rr)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.zone, s.additional = z, extra
+	s.zone = z
 }
 
 func (s *dnsTestServer) setTruncate(v bool) {
@@ -117,44 +143,108 @@ func (s *dnsTestServer) count(network, qtype, name string) int {
 	return s.queries[network+" "+qtype+" "+name]
 }
 
-func (s *dnsTestServer) serve(w dns.ResponseWriter, req *dns.Msg) {
+// answer returns the answer to the query msg, or nil to drop a malformed one.
+func (s *dnsTestServer) answer(msg []byte, network string) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil {
+		return nil
+	}
+	q, err := p.Question()
+	if err != nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	q := req.Question[0]
-	network := "tcp"
-	if _, ok := w.RemoteAddr().(*net.UDPAddr); ok {
-		network = "udp"
-	}
-	s.queries[network+" "+dns.TypeToString[q.Qtype]+" "+q.Name]++
-	rrs, exists := s.zone[strings.ToLower(q.Name)]
+	qtype := strings.TrimPrefix(q.Type.String(), "Type")
+	s.queries[network+" "+qtype+" "+q.Name.String()]++
+	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
+	rrs, exists := s.zone[strings.ToLower(q.Name.String())]
+	var answers []dnsTestRecord
 	switch {
 	case s.servfail:
-		m.Rcode = dns.RcodeServerFailure
+		rh.RCode = dnsmessage.RCodeServerFailure
 	case network == "udp" && s.truncate:
-		m.Truncated = true
+		rh.Truncated = true
 	case !exists:
-		m.Rcode = dns.RcodeNameError
+		rh.RCode = dnsmessage.RCodeNameError
 	default:
 		for _, rr := range rrs {
-			if rr.Header().Rrtype == q.Qtype {
-				m.Answer = append(m.Answer, rr)
+			if rr.qtype == q.Type {
+				answers = append(answers, rr)
 			}
 		}
-		if q.Qtype == dns.TypeSRV && len(m.Answer) > 0 {
-			m.Extra = append(m.Extra, s.additional...)
+	}
+	b := dnsmessage.NewBuilder(nil, rh)
+	b.EnableCompression()
+	if b.StartQuestions() != nil || b.Question(q) != nil || b.StartAnswers() != nil {
+		return nil
+	}
+	for _, rr := range answers {
+		rrh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}
+		var err error
+		switch body := rr.body.(type) {
+		case *dnsmessage.AResource:
+			err = b.AResource(rrh, *body)
+		case *dnsmessage.AAAAResource:
+			err = b.AAAAResource(rrh, *body)
+		case *dnsmessage.SRVResource:
+			err = b.SRVResource(rrh, *body)
+		case *dnsmessage.TXTResource:
+			err = b.TXTResource(rrh, *body)
+		}
+		if err != nil {
+			return nil
 		}
 	}
-	_ = w.WriteMsg(m)
+	out, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
-func dnsTestRR(t *testing.T, line string) dns.RR {
+// dnsTestRR parses one record in zone file syntax: "name ttl IN type data".
+func dnsTestRR(t *testing.T, line string) dnsTestRecord {
 	t.Helper()
-	rr, err := dns.NewRR(line)
-	if err != nil || rr == nil {
-		t.Fatalf("bad record %q: %v", line, err)
+	f := strings.Fields(line)
+	if len(f) < 5 || f[2] != "IN" {
+		t.Fatalf("bad record %q", line)
+	}
+	rr := dnsTestRecord{name: f[0]}
+	data := f[4:]
+	switch f[3] {
+	case "A", "AAAA":
+		ip, err := netip.ParseAddr(data[0])
+		if err != nil {
+			t.Fatalf("bad record %q: %v", line, err)
+		}
+		if f[3] == "A" {
+			rr.qtype, rr.body = dnsmessage.TypeA, &dnsmessage.AResource{A: ip.As4()}
+		} else {
+			rr.qtype, rr.body = dnsmessage.TypeAAAA, &dnsmessage.AAAAResource{AAAA: ip.As16()}
+		}
+	case "SRV":
+		if len(data) != 4 {
+			t.Fatalf("bad record %q", line)
+		}
+		var n [3]uint16
+		for i := range n {
+			v, err := strconv.ParseUint(data[i], 10, 16)
+			if err != nil {
+				t.Fatalf("bad record %q: %v", line, err)
+			}
+			n[i] = uint16(v)
+		}
+		target, err := dnsmessage.NewName(data[3])
+		if err != nil {
+			t.Fatalf("bad record %q: %v", line, err)
+		}
+		rr.qtype, rr.body = dnsmessage.TypeSRV, &dnsmessage.SRVResource{Priority: n[0], Weight: n[1], Port: n[2], Target: target}
+	case "TXT":
+		rr.qtype, rr.body = dnsmessage.TypeTXT, &dnsmessage.TXTResource{TXT: []string{strings.Trim(strings.Join(data, " "), `"`)}}
+	default:
+		t.Fatalf("bad record %q: type %s", line, f[3])
 	}
 	return rr
 }
@@ -176,8 +266,6 @@ func TestDNSTargets(t *testing.T) {
 		"e3.example.com. 60 IN TXT \"no address here\"",
 		"_none._tcp.example.com. 60 IN SRV 0 0 0 .",
 		"_empty._tcp.example.com. 60 IN TXT \"no SRV here\"",
-	}
-	additional := []string{
 		"e1.example.com. 60 IN A 10.0.1.1",
 		"E1.example.com. 60 IN A 10.0.1.11",
 	}
@@ -230,7 +318,7 @@ func TestDNSTargets(t *testing.T) {
 			target("[fd00::1]:9076", aLabels),
 		},
 	}, {
-		name: "SRV with additional section, target queries and host name fallback",
+		name: "SRV with target queries and host name fallback",
 		cfg:  DNSConfig{Name: "_qix._tcp.example.com"},
 		want: []Target{
 			target("10.0.1.2:9077", srvLabels("e2.example.com", "10", "50")),
@@ -255,11 +343,11 @@ func TestDNSTargets(t *testing.T) {
 	}, {
 		name:    "NXDOMAIN for A",
 		cfg:     DNSConfig{Name: "gone.example.com", Port: 9076},
-		wantErr: "discovery: dns gone.example.com: no such name (NXDOMAIN)",
+		wantErr: "discovery: dns gone.example.com: no A or AAAA records: no such name",
 	}, {
 		name:    "NXDOMAIN for SRV",
 		cfg:     DNSConfig{Name: "_gone._tcp.example.com"},
-		wantErr: "discovery: dns _gone._tcp.example.com: no such name (NXDOMAIN)",
+		wantErr: "discovery: dns _gone._tcp.example.com: no SRV records: no such name",
 	}, {
 		name:    "no A or AAAA records",
 		cfg:     DNSConfig{Name: "txt.example.com", Port: 9076},
@@ -281,7 +369,7 @@ func TestDNSTargets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newDNSTestServer(t)
-			srv.set(t, zone, additional)
+			srv.set(t, zone)
 			srv.setTruncate(tt.truncate)
 			srv.setServfail(tt.servfail)
 			tt.cfg.Server = srv.addr
@@ -301,7 +389,7 @@ func TestDNSTargets(t *testing.T) {
 			}
 			equalTargetsForTest(t, got, tt.want)
 			if tt.truncate {
-				if n := srv.count("tcp", dns.TypeToString[dnsTestFirstType(d)], dns.Fqdn(tt.cfg.Name)); n != 1 {
+				if n := srv.count("tcp", dnsTestFirstType(d), strings.TrimSuffix(tt.cfg.Name, ".")+"."); n != 1 {
 					t.Errorf("%d TCP queries after a truncated answer, want 1", n)
 				}
 			}
@@ -310,11 +398,11 @@ func TestDNSTargets(t *testing.T) {
 }
 
 // dnsTestFirstType returns the type d asks first.
-func dnsTestFirstType(d *DNS) uint16 {
+func dnsTestFirstType(d *DNS) string {
 	if d.mode == DNSModeSRV {
-		return dns.TypeSRV
+		return "SRV"
 	}
-	return dns.TypeA
+	return "A"
 }
 
 func TestDNSRecordsChange(t *testing.T) {
@@ -336,13 +424,13 @@ func TestDNSRecordsChange(t *testing.T) {
 		want: []string{"10.0.0.1:9076", "10.0.0.3:9076"},
 	}, {
 		zone:    nil,
-		wantErr: "NXDOMAIN",
+		wantErr: "no such name",
 	}, {
 		zone: []string{"engine.example.com. 60 IN A 10.0.0.3"},
 		want: []string{"10.0.0.3:9076"},
 	}}
 	for i, step := range steps {
-		srv.set(t, step.zone, nil)
+		srv.set(t, step.zone)
 		got, err := d.Targets(context.Background())
 		if step.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), step.wantErr) {
@@ -424,39 +512,32 @@ func TestDNSUnresponsiveServer(t *testing.T) {
 }
 
 func TestDNSConfig(t *testing.T) {
-	dir := t.TempDir()
-	resolvConf := filepath.Join(dir, "resolv.conf")
-	if err := os.WriteFile(resolvConf, []byte("# test\nsearch example.com\nnameserver fd00::53\nnameserver 10.0.0.53\n"), 0o644); err != nil {
-		t.Fatal(err)
+	// dnsFields are the fields NewDNS sets, to compare.
+	type dnsFields struct {
+		name, fqdn, mode, port, server string
+		timeout                        time.Duration
 	}
-	emptyResolvConf := filepath.Join(dir, "empty.conf")
-	if err := os.WriteFile(emptyResolvConf, []byte("search example.com\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
 	tests := []struct {
-		name       string
-		cfg        DNSConfig
-		resolvConf string
-		want       DNS
-		wantErr    string
+		name    string
+		cfg     DNSConfig
+		want    dnsFields
+		wantErr string
 	}{{
-		name:       "defaults for a name",
-		cfg:        DNSConfig{Name: "engine.example.com", Port: 9076},
-		resolvConf: resolvConf,
-		want:       DNS{name: "engine.example.com", fqdn: "engine.example.com.", mode: DNSModeA, port: "9076", server: "[fd00::53]:53", timeout: 2 * time.Second},
+		name: "defaults for a name: the system's nameservers",
+		cfg:  DNSConfig{Name: "engine.example.com", Port: 9076},
+		want: dnsFields{name: "engine.example.com", fqdn: "engine.example.com.", mode: DNSModeA, port: "9076", server: "", timeout: 2 * time.Second},
 	}, {
 		name: "defaults for a service",
 		cfg:  DNSConfig{Name: "_qix._tcp.example.com", Server: "10.1.1.1", Timeout: time.Second},
-		want: DNS{name: "_qix._tcp.example.com", fqdn: "_qix._tcp.example.com.", mode: DNSModeSRV, port: "0", server: "10.1.1.1:53", timeout: time.Second},
+		want: dnsFields{name: "_qix._tcp.example.com", fqdn: "_qix._tcp.example.com.", mode: DNSModeSRV, port: "0", server: "10.1.1.1:53", timeout: time.Second},
 	}, {
 		name: "IPv6 server without a port",
 		cfg:  DNSConfig{Name: "_qix._tcp.example.com", Server: "[::1]"},
-		want: DNS{name: "_qix._tcp.example.com", fqdn: "_qix._tcp.example.com.", mode: DNSModeSRV, port: "0", server: "[::1]:53", timeout: 2 * time.Second},
+		want: dnsFields{name: "_qix._tcp.example.com", fqdn: "_qix._tcp.example.com.", mode: DNSModeSRV, port: "0", server: "[::1]:53", timeout: 2 * time.Second},
 	}, {
 		name: "SRV mode for a name without underscore",
 		cfg:  DNSConfig{Name: "engine.example.com", Mode: "srv", Server: "127.0.0.1:5353"},
-		want: DNS{name: "engine.example.com", fqdn: "engine.example.com.", mode: DNSModeSRV, port: "0", server: "127.0.0.1:5353", timeout: 2 * time.Second},
+		want: dnsFields{name: "engine.example.com", fqdn: "engine.example.com.", mode: DNSModeSRV, port: "0", server: "127.0.0.1:5353", timeout: 2 * time.Second},
 	}, {
 		name:    "empty name",
 		cfg:     DNSConfig{Port: 9076, Server: "127.0.0.1:53"},
@@ -465,6 +546,10 @@ func TestDNSConfig(t *testing.T) {
 		name:    "bad name",
 		cfg:     DNSConfig{Name: "a..b", Port: 9076, Server: "127.0.0.1:53"},
 		wantErr: "discovery: dns a..b: not a valid domain name",
+	}, {
+		name:    "label too long",
+		cfg:     DNSConfig{Name: strings.Repeat("x", 64) + ".example.com", Port: 9076},
+		wantErr: "not a valid domain name",
 	}, {
 		name:    "mode a without port",
 		cfg:     DNSConfig{Name: "engine.example.com", Server: "127.0.0.1:53"},
@@ -481,31 +566,21 @@ func TestDNSConfig(t *testing.T) {
 		name:    "negative timeout",
 		cfg:     DNSConfig{Name: "engine.example.com", Port: 1, Server: "127.0.0.1:53", Timeout: -time.Second},
 		wantErr: "negative timeout",
-	}, {
-		name:       "no nameserver in resolv.conf",
-		cfg:        DNSConfig{Name: "engine.example.com", Port: 1},
-		resolvConf: emptyResolvConf,
-		wantErr:    "discovery: dns engine.example.com: no server configured: no nameserver in " + emptyResolvConf,
-	}, {
-		name:       "missing resolv.conf",
-		cfg:        DNSConfig{Name: "engine.example.com", Port: 1},
-		resolvConf: filepath.Join(dir, "missing.conf"),
-		wantErr:    "no server configured: open " + filepath.Join(dir, "missing.conf"),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := newDNS(tt.cfg, tt.resolvConf)
+			d, err := NewDNS(tt.cfg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("newDNS() = %+v, %v; want error containing %q", d, err, tt.wantErr)
+					t.Fatalf("NewDNS() = %+v, %v; want error containing %q", d, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *d != tt.want {
-				t.Errorf("newDNS() = %+v, want %+v", *d, tt.want)
+			if got := (dnsFields{d.name, d.fqdn, d.mode, d.port, d.server, d.timeout}); got != tt.want {
+				t.Errorf("NewDNS() = %+v, want %+v", got, tt.want)
 			}
 			if got, want := d.Name(), "dns "+tt.cfg.Name; got != want {
 				t.Errorf("Name() = %q, want %q", got, want)
@@ -533,7 +608,7 @@ func equalTargetsForTest(t *testing.T, got, want []Target) {
 
 func TestDNSCanceledContext(t *testing.T) {
 	srv := newDNSTestServer(t)
-	srv.set(t, []string{"engine.example.com. 60 IN A 10.0.0.1"}, nil)
+	srv.set(t, []string{"engine.example.com. 60 IN A 10.0.0.1"})
 	d, err := NewDNS(DNSConfig{Name: "engine.example.com", Port: 9076, Server: srv.addr})
 	if err != nil {
 		t.Fatal(err)
