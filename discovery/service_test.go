@@ -296,3 +296,49 @@ func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int
 	t.Cleanup(srv.Close)
 	return srv, &n
 }
+
+// TestARefreshDoesNotWaitForAPollInFlight: an instance that hangs in the middle of a poll
+// is dropped from the list; the refresh that drops it neither waits for that poll's network
+// I/O nor blocks the service meanwhile (no lock is held across I/O), and the hanging
+// connection is closed when the poll gives it back.
+func TestARefreshDoesNotWaitForAPollInFlight(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+	}))
+	t.Cleanup(hang.Close)
+	fine := newEngine(t, 1)
+	p := &switchable{}
+	p.set(nil, Target{ID: "hang", Addr: strings.TrimPrefix(hang.URL, "http://")}, Target{ID: "fine", Addr: fine.addr()})
+	s := newService(t, p, Config{Timeout: time.Minute, MetricsPath: "-"})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		s.Refresh(context.Background())
+	}()
+	t.Cleanup(func() { // first of the cleanups: let the hanging handler and the poll end
+		close(release)
+		<-polled
+	})
+	<-entered // a poll is waiting for the hanging instance
+
+	p.set(nil, Target{ID: "fine", Addr: fine.addr()})
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		s.Refresh(context.Background())
+	}()
+	select {
+	case <-refreshed:
+	case <-time.After(30 * time.Second): // a guard against a hang, far below the poll's minute
+		t.Fatal("the refresh waited for the poll in flight")
+	}
+	snap := s.Snapshot()
+	require.Len(t, snap.All, 1)
+	assert.Equal(t, "fine", snap.All[0].ID)
+	assert.True(t, snap.All[0].Healthy)
+}
