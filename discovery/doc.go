@@ -1,6 +1,7 @@
 // Package discovery finds the backend instances sessions can be routed to, watches their
-// health and load, and chooses one for each session: the seed's Mira discovery service and
-// its Session Service.
+// health and load, and chooses one for each session: the design of Mira (Qlik's
+// discovery service for its Associative Engine, whose HTTP API this one follows) and of its
+// session service.
 //
 // # Discovery
 //
@@ -17,7 +18,7 @@
 // # Sessions
 //
 // A SessionService chooses an instance for a user's session and document with a Selector
-// (RoundRobin, the seed's; LeastLoaded by a metric, the default when one is named) and
+// (RoundRobin, the original design's; LeastLoaded by a metric, the default when one is named) and
 // keeps the choice while the instance stays healthy (sticky), asks a Preparer to open the
 // session there, and returns a Route: the WebSocket URL, the backend session id and the
 // headers to send. With no healthy instance it fails with ErrNoHealthyInstance (HTTP 503

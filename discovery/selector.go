@@ -23,7 +23,7 @@ type SelectorFunc func(snap *Snapshot, key string) (int, error)
 // Select implements Selector.
 func (f SelectorFunc) Select(snap *Snapshot, key string) (int, error) { return f(snap, key) }
 
-// RoundRobin takes the healthy instances in turn (the seed's Session Service strategy).
+// RoundRobin takes the healthy instances in turn (the original design's session service strategy).
 type RoundRobin struct {
 	next atomic.Uint64
 }

@@ -25,8 +25,8 @@ type Route struct {
 }
 
 // Preparer opens the document on the chosen instance and keeps a session alive there (the
-// seed's engine session with a TTL), returning the backend session id and any headers the
-// gateway must send.
+// original design's engine session with a TTL), returning the backend session id and any
+// headers the gateway must send.
 type Preparer interface {
 	Prepare(ctx context.Context, in Instance, session, document string) (sessionID string, headers map[string]string, err error)
 }
@@ -61,7 +61,7 @@ type SessionConfig struct {
 }
 
 // SessionService chooses an instance for a user's session and document and prepares the
-// session there, as the seed's Session Service does. It is usable in process (Route) and
+// session there, as the original design's session service does. It is usable in process (Route) and
 // over HTTP (ServeHTTP).
 type SessionService struct {
 	cfg    SessionConfig

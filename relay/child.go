@@ -18,7 +18,7 @@ import (
 // descriptor is its link to the relay.
 const IPCEnv = "GLOBALSESSIONS_IPC_FD"
 
-// ChildConfig configures a sibling that runs as a child process of the relay (the seed's
+// ChildConfig configures a sibling that runs as a child process of the relay (the config files'
 // relay.proc_name).
 type ChildConfig struct {
 	// Command is the program and its arguments, e.g. ["global-sessions", "./sibling.conf"].
@@ -167,7 +167,7 @@ func (cs *ChildSibling) stopChild() {
 	}
 }
 
-// Close stops reconnecting and stops the child (the seed's stop_child).
+// Close stops reconnecting and stops the child (the config files' stop_child).
 func (cs *ChildSibling) Close() error {
 	err := cs.Client.Close()
 	cs.stopChild()

@@ -20,11 +20,11 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-// DefaultAuthPath is the path sessions are published on when a config names none (the
-// seed's auth_path).
+// DefaultAuthPath is the path sessions are published on when a config names none
+// (auth_path in the config files).
 const DefaultAuthPath = "auths"
 
-// RelayConfig configures the midway relay (the seed's edge_supported_relay mode).
+// RelayConfig configures the midway relay (the config files' edge_supported_relay mode).
 type RelayConfig struct {
 	// Addr is where front ends connect, host:port. ":0" picks a free port (see Addr()).
 	Addr string
@@ -34,7 +34,7 @@ type RelayConfig struct {
 	// table, hands to its sibling and fans out. Empty means DefaultAuthPath.
 	AuthPath string
 	// Table is the relay's own shared-memory table. The relay creates it (Create is forced
-	// on, the seed's am_initializer) and hands its evictions to the sibling. Each record
+	// on, the config files' am_initializer) and hands its evictions to the sibling. Each record
 	// also holds the entry's revision: RecordSize is raised by 9 bytes (see
 	// RecordOverhead), so the same record_size as the front ends' tables fits the same
 	// entries.

@@ -18,7 +18,7 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-// SiblingConfig configures the relay's sibling endpoint (the seed's half_edge mode), the
+// SiblingConfig configures the relay's sibling endpoint (the config files' half_edge mode), the
 // server that pressure-relief servers connect to.
 type SiblingConfig struct {
 	// Addr is where pressure-relief servers connect, host:port.
@@ -28,7 +28,7 @@ type SiblingConfig struct {
 	// AuthPath is the path relief servers subscribe on. Empty means DefaultAuthPath.
 	AuthPath string
 	// Table, when set, is the relay's table, attached to (never created: Create is
-	// forced off, the seed's am_initializer false). Give the relay's config as it is:
+	// forced off, the config files' am_initializer false). Give the relay's config as it is:
 	// the sibling adds RecordOverhead as the relay does.
 	Table *sessioncache.Config
 	// Replicas is how many relief servers of each kind hold each key. Zero means 1; 2 is

@@ -1,4 +1,4 @@
-// Package relief provides the pressure-relief servers of global-sessions (the seed's
+// Package relief provides the pressure-relief servers of global-sessions (the config files'
 // full_edge mode): clients of the relay's sibling that take load and aged sessions off the
 // relay.
 //

@@ -6,7 +6,7 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-// MemoryStore keeps entries in a shared-memory LRU table of its own (the seed's relief
+// MemoryStore keeps entries in a shared-memory LRU table of its own (the config files' relief
 // lru block with manage_section: true). When the table is full its least recently used
 // entries (and tombstones) make room. Each record also holds the entry's revision, so the
 // table's RecordSize is raised by relay.RecordOverhead.

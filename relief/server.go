@@ -31,14 +31,14 @@ type Config struct {
 	// server that restarts with the same ID gets its keys back. Empty means the host name
 	// and the kind.
 	ID string
-	// Sibling says where the sibling endpoint is and how to reach it (the seed's
+	// Sibling says where the sibling endpoint is and how to reach it (the config files'
 	// message_relay block: address, port, tls). Name and Backend are set by the server.
 	Sibling relay.ClientConfig
 	// AuthPath is the path to subscribe on. Empty means relay.DefaultAuthPath.
 	AuthPath string
 	// Store keeps the entries. Nil means a MemoryStore over Memory.
 	Store Store
-	// Memory is the table of the default MemoryStore (the seed's lru block).
+	// Memory is the table of the default MemoryStore (the config files' lru block).
 	Memory sessioncache.Config
 	// MaxLife caps how long an entry is kept, whatever its own expiry. Zero means
 	// DefaultExpansionLife for expansion servers and no cap for aging servers; negative

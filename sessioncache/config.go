@@ -13,9 +13,10 @@ import (
 const (
 	// DefaultDir is where sections live when Config.Path is empty: a shared-memory file system.
 	DefaultDir = "/dev/shm"
-	// DefaultElementCount is the number of records a new section holds (the seed's el_count).
+	// DefaultElementCount is the number of records a new section holds (the config files' el_count).
 	DefaultElementCount = 20000
-	// DefaultRecordSize is the bytes of key plus value one record holds (the seed's record_size).
+	// DefaultRecordSize is the bytes of key plus value one record holds (record_size in the
+	// config files).
 	DefaultRecordSize = 384
 	// DefaultMaxKeySize is the longest key accepted, in bytes.
 	DefaultMaxKeySize = 256
@@ -39,13 +40,13 @@ const (
 
 // Config says where a table lives, what shape it has, and whether this process creates it.
 // The zero value creates nothing: it attaches to the default section for seed 0.
-// Field names follow the seed's configuration (el_count, record_size, seed, manage_section).
+// Field names follow the configuration files' (el_count, record_size, seed, manage_section).
 type Config struct {
 	// Path is the section file. Empty means DefaultDir/globalsession-<seed in hex>.table.
 	// Put it on a shared-memory file system (tmpfs) so the table never touches a disk.
 	Path string
 
-	// Create says this process lays out the section (the seed's manage_section or
+	// Create says this process lays out the section (the config files' manage_section or
 	// am_initializer). One process per host creates; the others attach. A creator that finds
 	// a section of the same shape reuses it, so sessions survive its restart.
 	Create bool
@@ -54,12 +55,12 @@ type Config struct {
 	// of failing with a *LayoutError. Processes still attached to the old one keep it.
 	Replace bool
 
-	// ElementCount is the number of records (the seed's el_count). When creating, zero means
+	// ElementCount is the number of records (the config files' el_count). When creating, zero means
 	// DefaultElementCount. When attaching, zero accepts what the section has; otherwise it
 	// must match.
 	ElementCount int
 
-	// RecordSize is the bytes of key plus value one record holds (the seed's record_size).
+	// RecordSize is the bytes of key plus value one record holds (the config files' record_size).
 	// When creating, zero means DefaultRecordSize; when attaching, zero accepts the section's.
 	RecordSize int
 
@@ -67,8 +68,8 @@ type Config struct {
 	// (or RecordSize if smaller); when attaching, zero accepts the section's.
 	MaxKeySize int
 
-	// Seed seeds the xxhash of keys (the seed's seed). When attaching, zero accepts the
-	// section's; otherwise it must match. A creator uses it as given.
+	// Seed seeds the xxhash of keys (the seed field of a config file). When attaching, zero
+	// accepts the section's; otherwise it must match. A creator uses it as given.
 	Seed uint64
 
 	// Shards is the number of independently written parts of the table, rounded up to a

@@ -4,7 +4,7 @@
 // # Sharing a table
 //
 // A Table lives in a memory-mapped file on a shared-memory file system (/dev/shm by
-// default). One process per host creates the section (Config.Create, the seed's
+// default). One process per host creates the section (Config.Create, the config files'
 // manage_section or am_initializer); the others attach to it with the same Path. An
 // attaching process checks the section's header (magic, layout version, el_count,
 // record_size, max key size, seed, shards) against the non-zero fields of its Config and

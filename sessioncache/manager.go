@@ -17,15 +17,15 @@ import (
 )
 
 // DefaultAuthPath is the path a Manager publishes sessions on when its config names none
-// (the seed's auth_path).
+// (the config files' auth_path).
 const DefaultAuthPath = "auths"
 
 // ErrInvalidTTL means a Set was asked to store an entry with no positive lifetime.
 var ErrInvalidTTL = errors.New("sessioncache: ttl must be positive")
 
-// ManagerConfig configures a Manager (the seed's SessionCacheManager).
+// ManagerConfig configures a Manager (the SessionCacheManager of the original design).
 type ManagerConfig struct {
-	// Table is the local shared-memory table. Table.Create is the seed's manage_section:
+	// Table is the local shared-memory table. Table.Create is the config files' manage_section:
 	// one process per host creates it, the others attach.
 	Table Config
 	// Remotes are the relays this host falls through to and publishes to (usually
@@ -86,7 +86,7 @@ type remoteNode struct {
 	r    Remote
 }
 
-// New is the seed's constructor, new SessionCacheManager(lru_conf, message_relays): a
+// New is the original design's constructor, new SessionCacheManager(lru_conf, message_relays): a
 // Manager over the table that table describes and the given relays.
 func New(table Config, remotes ...Remote) (*Manager, error) {
 	return NewManager(ManagerConfig{Table: table, Remotes: remotes})
