@@ -96,15 +96,42 @@ func (r *Reader) Read(f *Frame) error {
 	if n < HeaderSize {
 		return fmt.Errorf("%w: length %d, the header alone needs %d", ErrMalformed, n, HeaderSize)
 	}
-	if cap(r.buf) < int(n) {
-		r.buf = make([]byte, n)
-	}
-	body := r.buf[:n]
-	if _, err := io.ReadFull(r.r, body); err != nil {
+	body, err := r.body(int(n))
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return err
 	}
 	return Decode(body, f)
+}
+
+// body reads a frame body of n bytes into the reader's buffer. A buffer too small grows as
+// the bytes arrive (doubling, from 4 KiB), never ahead of them: a peer that announces a
+// large frame and sends little of it costs the memory of what it sent, not of what it
+// announced.
+func (r *Reader) body(n int) ([]byte, error) {
+	if cap(r.buf) >= n {
+		body := r.buf[:n]
+		_, err := io.ReadFull(r.r, body)
+		return body, err
+	}
+	buf := r.buf[:0]
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(n, max(2*cap(buf), 4096)))
+			copy(grown, buf)
+			buf = grown
+		}
+		m, err := io.ReadFull(r.r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			if err == io.EOF && len(buf) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	r.buf = buf
+	return buf, nil
 }

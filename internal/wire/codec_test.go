@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -180,4 +181,33 @@ func BenchmarkAppendRead(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestAnnouncedLengthIsNotAllocatedAhead: a peer that announces a frame of the largest size
+// and sends only a little of it makes the reader allocate about what arrived, not what was
+// announced; a whole large frame still reads back.
+func TestAnnouncedLengthIsNotAllocatedAhead(t *testing.T) {
+	announced := binary.BigEndian.AppendUint32(nil, DefaultMaxFrame)
+	partial := append(announced, make([]byte, 100)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := NewReader(bytes.NewReader(partial), 0).Read(new(Frame))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a torn frame: %v, want io.ErrUnexpectedEOF", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<10 {
+		t.Fatalf("reading 100 bytes of an announced %d-byte frame allocated %d bytes", DefaultMaxFrame, grew)
+	}
+
+	big := Frame{Op: OpSet, Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 300<<10)}
+	b, err := Append(nil, &big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Frame
+	if err := NewReader(bytes.NewReader(b), 0).Read(&got); err != nil {
+		t.Fatal(err)
+	}
+	assertFrameEqual(t, &big, &got)
 }
