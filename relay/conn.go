@@ -62,8 +62,9 @@ type conn struct {
 
 	// Messages pushed to this connection (fan-out) go through a bounded queue so that a
 	// slow subscriber never blocks a publisher.
-	queue  chan []byte
-	qstart sync.Once
+	queue    chan []byte // made by the first push
+	queueLen int
+	qstart   sync.Once
 }
 
 // dispatcher answers requests that arrive on a connection. It runs on the reader goroutine
@@ -111,10 +112,9 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		timeout:  cfg.requestTimeout,
 		wtimeout: cfg.writeTimeout,
 		pending:  make(map[uint64]*call),
-		out:      make([]byte, 0, 64<<10),
 		done:     make(chan struct{}),
-		queue:    make(chan []byte, max(cfg.queueLen, 1)),
-		br:       bufio.NewReaderSize(nc, 64<<10),
+		queueLen: max(cfg.queueLen, 1),
+		br:       bufio.NewReaderSize(nc, readBufferSize),
 		flushReq: make(chan struct{}, 1),
 	}
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
@@ -122,6 +122,11 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
+
+// readBufferSize is a connection's read buffer: enough for a burst of pipelined requests.
+// The write buffer starts empty and grows to what is written; what a connection costs
+// before it does anything is about this much.
+const readBufferSize = 16 << 10
 
 // start begins reading; call it once the connection is reachable from its owner.
 func (c *conn) start() { go c.readLoop() }
@@ -514,7 +519,10 @@ func (c *conn) push(f *wire.Frame) {
 	if err != nil {
 		return
 	}
-	c.qstart.Do(func() { go c.drain() })
+	c.qstart.Do(func() {
+		c.queue = make(chan []byte, c.queueLen) // only a subscriber needs one
+		go c.drain()
+	})
 	select {
 	case c.queue <- b:
 	case <-c.done:

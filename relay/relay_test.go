@@ -442,3 +442,41 @@ func TestReplyWhileAFrameIsHalfRead(t *testing.T) {
 	require.NoError(t, rd.Read(&f))
 	require.Equal(t, uint64(3), f.ID)
 }
+
+// TestConnectionLimitAndHelloDeadline: a connection that never says hello is closed after
+// HelloTimeout; beyond MaxConns a new connection is closed at once, and counted; once a
+// connection ends, a new one is served again.
+func TestConnectionLimitAndHelloDeadline(t *testing.T) {
+	r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{MaxConns: 2, HelloTimeout: 200 * time.Millisecond}})
+	closedByServer := func(nc net.Conn) {
+		t.Helper()
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second)) // a guard: the server closes first
+		_, err := bytes.NewBuffer(nil).ReadFrom(nc)
+		require.NoError(t, err, "the server closes the connection")
+	}
+	silent, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer silent.Close()
+	closedByServer(silent) // no hello: closed after HelloTimeout
+
+	a := dial(t, ClientConfig{Addr: r.Addr().String()})
+	b := dial(t, ClientConfig{Addr: r.Addr().String(), BackoffMin: time.Hour})
+	extra, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer extra.Close()
+	closedByServer(extra) // the third of at most two
+	assert.Equal(t, int64(1), r.srv.refused.Load())
+	_, err = a.Ping(ctxT(t))
+	require.NoError(t, err, "the connections within the limit are served")
+
+	require.NoError(t, b.Close())
+	eventually(t, "a place to free up", func() bool {
+		c, err := Dial(ctxT(t), ClientConfig{Addr: r.Addr().String()})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, err = c.Ping(ctxT(t))
+		return err == nil
+	})
+}

@@ -38,6 +38,13 @@ type ServerOptions struct {
 	// when members' connections are lost while they hold it. Zero means
 	// DefaultQueueAttempts.
 	QueueAttempts int
+	// HelloTimeout is how long a new connection may take to say hello; then it is closed.
+	// Zero means 10s.
+	HelloTimeout time.Duration
+	// MaxConns bounds the connections served at once: one more is closed as soon as it is
+	// accepted (counted, and logged at most once every ten seconds). Zero means 10,000;
+	// negative means no limit.
+	MaxConns int
 	// Logger receives connection events and refusals. Nil means no logging.
 	Logger *slog.Logger
 }
@@ -51,6 +58,12 @@ func (o *ServerOptions) setDefaults() {
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = 4096
+	}
+	if o.HelloTimeout == 0 {
+		o.HelloTimeout = 10 * time.Second
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 10000
 	}
 	if o.QueueAttempts == 0 {
 		o.QueueAttempts = DefaultQueueAttempts
@@ -67,19 +80,21 @@ type roleHandler interface {
 
 // server accepts connections, runs the hello, tracks subscriptions and fans messages out.
 type server struct {
-	opts    ServerOptions
-	ln      net.Listener
-	role    roleHandler
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	peers   map[*peer]struct{}
-	subs    map[string]map[*peer]struct{}
-	queues  map[string]*queue
-	gen     uint64        // counts changes of subs, so roles can cache what they derive from it
-	genCh   chan struct{} // closed and replaced when gen changes
-	genNow  atomic.Uint64 // gen, for readers that take no lock
-	closing bool
-	done    chan struct{}
+	opts           ServerOptions
+	ln             net.Listener
+	role           roleHandler
+	wg             sync.WaitGroup
+	mu             sync.Mutex
+	peers          map[*peer]struct{}
+	subs           map[string]map[*peer]struct{}
+	queues         map[string]*queue
+	gen            uint64        // counts changes of subs, so roles can cache what they derive from it
+	genCh          chan struct{} // closed and replaced when gen changes
+	genNow         atomic.Uint64 // gen, for readers that take no lock
+	closing        bool
+	done           chan struct{}
+	refused        atomic.Int64 // connections closed at once: MaxConns were open
+	lastRefusedLog atomic.Int64 // unix nanoseconds
 }
 
 // peer is one connected client of a server.
@@ -89,6 +104,9 @@ type peer struct {
 	name  string
 	ready bool   // hello done; only the reader goroutine touches it
 	id    string // the name the peer gave in its hello; set before it can subscribe
+	// greeted is ready for the hello timer, which runs on a goroutine of its own.
+	greeted    atomic.Bool
+	helloTimer *time.Timer
 }
 
 func newServer(ln net.Listener, opts ServerOptions, role roleHandler) *server {
@@ -146,6 +164,12 @@ func (s *server) serveConn(nc net.Conn, name string) *peer {
 		nc.Close()
 		return nil
 	}
+	if s.opts.MaxConns > 0 && len(s.peers) >= s.opts.MaxConns {
+		s.mu.Unlock()
+		nc.Close()
+		s.refuse(name)
+		return nil
+	}
 	s.peers[p] = struct{}{}
 	s.mu.Unlock()
 	p.c = newConn(nc, connConfig{
@@ -157,6 +181,11 @@ func (s *server) serveConn(nc net.Conn, name string) *peer {
 		writeTimeout:   s.opts.RequestTimeout,
 		maxFrame:       s.opts.MaxFrame,
 		queueLen:       s.opts.QueueLen,
+	})
+	p.helloTimer = time.AfterFunc(s.opts.HelloTimeout, func() {
+		if !p.greeted.Load() {
+			p.c.close(fmt.Errorf("%w: %s did not say hello within %v", ErrConnLost, name, s.opts.HelloTimeout))
+		}
 	})
 	// The reader is one of the server's goroutines: shutdown waits for it, so no request is
 	// being served once it returns.
@@ -193,6 +222,8 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 			p.name = fmt.Sprintf("%s (%s)", f.Key, p.name)
 		}
 		p.ready = true
+		p.greeted.Store(true)
+		p.helloTimer.Stop()
 		c.reply(f.ID, wire.StatusOK, 0, []byte{wire.Version}, 0)
 		return
 	}
@@ -310,6 +341,9 @@ func (s *server) fanOut(f *wire.Frame, except *peer) {
 
 // drop forgets a closed peer.
 func (s *server) drop(p *peer, err error) {
+	if p.helloTimer != nil {
+		p.helloTimer.Stop()
+	}
 	s.mu.Lock()
 	delete(s.peers, p)
 	for _, m := range s.subs {
@@ -324,6 +358,19 @@ func (s *server) drop(p *peer, err error) {
 	if !closing && !errors.Is(err, ErrConnLost) {
 		s.opts.Logger.Info("relay: peer disconnected", "peer", p.name, "err", err)
 	}
+}
+
+// refuse counts a connection closed because MaxConns were open, and logs the refusals at
+// most once every ten seconds.
+func (s *server) refuse(name string) {
+	n := s.refused.Add(1)
+	now := time.Now().UnixNano()
+	last := s.lastRefusedLog.Load()
+	if now-last < int64(10*time.Second) || !s.lastRefusedLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.opts.Logger.Warn("relay: refusing connections: the connection limit is reached", "peer", name,
+		"max_conns", s.opts.MaxConns, "refused_total", n)
 }
 
 // shutdown stops accepting, closes every connection and waits for the server's goroutines,
