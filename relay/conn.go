@@ -487,7 +487,12 @@ func (c *conn) deadline() {
 
 // reply answers request id. It never blocks on the socket (see writeSoft): the reader
 // goroutine answers requests inline.
+// reply answers request id. A request of id 0 (a set or evict with FlagNoReply) is never
+// answered.
 func (c *conn) reply(id uint64, status wire.Status, flags uint8, value []byte, expiry int64) {
+	if id == 0 {
+		return
+	}
 	_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: status, Flags: flags, Value: value, Expiry: expiry})
 }
 
@@ -495,6 +500,7 @@ func (c *conn) reply(id uint64, status wire.Status, flags uint8, value []byte, e
 // found and the revision of the key's tombstone, if one is known.
 func (c *conn) replyEntry(id uint64, e sessioncache.Entry, err error) {
 	switch {
+	case id == 0:
 	case err == nil:
 		_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusValue, Value: e.Value, Expiry: unixNano(e.Expiry), Rev: e.Rev})
 	case errors.Is(err, ErrNotFound):

@@ -258,6 +258,10 @@ func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
 		}
 		if !auth {
 			if f.Op == wire.OpPublish {
+				if f.Flags&wire.FlagNoFanout != 0 {
+					c.reply(f.ID, wire.StatusOK, 0, nil, 0) // not stored here, and not delivered
+					return
+				}
 				r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
 				c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 				return

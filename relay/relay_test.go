@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -458,6 +459,12 @@ func TestConnectionLimitAndHelloDeadline(t *testing.T) {
 	require.NoError(t, err)
 	defer silent.Close()
 	closedByServer(silent) // no hello: closed after HelloTimeout
+	peers := func() int {
+		r.srv.mu.Lock()
+		defer r.srv.mu.Unlock()
+		return len(r.srv.peers)
+	}
+	eventually(t, "the server to forget the closed connection", func() bool { return peers() == 0 })
 
 	a := dial(t, ClientConfig{Addr: r.Addr().String()})
 	b := dial(t, ClientConfig{Addr: r.Addr().String(), BackoffMin: time.Hour})
@@ -479,4 +486,70 @@ func TestConnectionLimitAndHelloDeadline(t *testing.T) {
 		_, err = c.Ping(ctxT(t))
 		return err == nil
 	})
+}
+
+// rawPeer is a connection to a server speaking frames directly, for tests of what the
+// server answers.
+type rawPeer struct {
+	t  *testing.T
+	nc net.Conn
+	rd *wire.Reader
+}
+
+func rawHello(t *testing.T, addr string) *rawPeer {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	p := &rawPeer{t: t, nc: nc, rd: wire.NewReader(bufio.NewReader(nc), 0)}
+	p.send(&wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{wire.Version}})
+	require.Equal(t, uint64(1), p.next().ID)
+	return p
+}
+
+func (p *rawPeer) send(f *wire.Frame) {
+	p.t.Helper()
+	_, err := p.nc.Write(mustAppend(f))
+	require.NoError(p.t, err)
+}
+
+// next returns the next frame the server sends (a guard deadline stops a hang).
+func (p *rawPeer) next() wire.Frame {
+	p.t.Helper()
+	p.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var f wire.Frame
+	require.NoError(p.t, p.rd.Read(&f))
+	return f
+}
+
+// TestServersHonourTheirFlags: on the relay and on the sibling, a set or evict with flag
+// 0x04 (no reply) gets no answer, and a publish with flag 0x02 (no fan-out) on a path the
+// server does not store reaches no subscriber.
+func TestServersHonourTheirFlags(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	s := startSibling(t, SiblingConfig{})
+	for _, srv := range []struct {
+		name string
+		addr string
+	}{{"relay", r.Addr().String()}, {"sibling", s.Addr().String()}} {
+		t.Run(srv.name, func(t *testing.T) {
+			p := rawHello(t, srv.addr)
+			p.send(&wire.Frame{Op: wire.OpSet, Flags: wire.FlagNoReply, Path: []byte("auths"), Key: []byte("k"), Value: []byte("v"), Rev: 1})
+			p.send(&wire.Frame{Op: wire.OpEvict, Flags: wire.FlagNoReply, Path: []byte("auths"), Key: []byte("e"), Value: []byte("v"), Rev: 1})
+			p.send(&wire.Frame{Op: wire.OpPing, ID: 7})
+			got := p.next()
+			assert.Equal(t, uint64(7), got.ID, "the first answer is the ping's: the set and evict without reply got none")
+
+			sub := rawHello(t, srv.addr)
+			sub.send(&wire.Frame{Op: wire.OpSubscribe, ID: 2, Path: []byte("news")})
+			require.Equal(t, uint64(2), sub.next().ID)
+			p.send(&wire.Frame{Op: wire.OpPublish, ID: 8, Flags: wire.FlagNoFanout, Path: []byte("news"), Key: []byte("quiet"), Value: []byte("x")})
+			assert.Equal(t, uint64(8), p.next().ID)
+			p.send(&wire.Frame{Op: wire.OpPublish, ID: 9, Path: []byte("news"), Key: []byte("loud"), Value: []byte("x")})
+			assert.Equal(t, uint64(9), p.next().ID)
+			msg := sub.next()
+			assert.Equal(t, wire.OpMessage, msg.Op)
+			assert.Equal(t, "loud", string(msg.Key), "the publish without fan-out reached no subscriber")
+		})
+	}
 }

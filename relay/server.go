@@ -227,6 +227,9 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 		c.reply(f.ID, wire.StatusOK, 0, []byte{wire.Version}, 0)
 		return
 	}
+	if (f.Op == wire.OpSet || f.Op == wire.OpEvict) && f.Flags&wire.FlagNoReply != 0 {
+		f.ID = 0 // nothing waits for the answer: none is sent
+	}
 	switch f.Op {
 	case wire.OpPing:
 		c.reply(f.ID, wire.StatusOK, 0, nil, 0)

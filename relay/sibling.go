@@ -337,6 +337,10 @@ func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
 	case wire.OpGet, wire.OpSet, wire.OpDelete, wire.OpEvict:
 		go serveBackend(context.Background(), s, p.c, copyFrame(f), s.cfg.RequestTimeout)
 	case wire.OpPublish:
+		if f.Flags&wire.FlagNoFanout != 0 {
+			p.c.reply(f.ID, wire.StatusOK, 0, nil, 0) // the sibling stores nothing: nothing to do
+			return
+		}
 		s.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
 		p.c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 	default:
