@@ -328,3 +328,23 @@ func TestEvictionsWithNoReliefAreDroppedAndCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestAFailingReliefServerIsNotANotFound: when the relief server that owns a key fails a
+// lookup, the sibling answers with an error, not "not found" (which a front end would take
+// for a logout), and counts it.
+func TestAFailingReliefServerIsNotANotFound(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	b := &downBackend{memBackend: newMemBackend()}
+	c := dial(t, ClientConfig{Addr: s.Addr().String(), Name: ReliefName(ReliefAging, "a1"), Backend: b})
+	require.NoError(t, c.Subscribe(ctxT(t), "auths", func(sessioncache.Change) {}))
+	eventually(t, "the sibling to count a1", func() bool { return s.ReliefOf(ReliefAging) == 1 })
+	ctx := ctxT(t)
+	_, err := s.Get(ctx, "auths", []byte("missing"))
+	require.ErrorIs(t, err, ErrNotFound, "a plain miss")
+
+	b.getDown.Store(true)
+	_, err = s.Get(ctx, "auths", []byte("missing"))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNotFound, "a failure is not a miss")
+	assert.Equal(t, int64(1), s.GetErrors())
+}

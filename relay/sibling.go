@@ -73,8 +73,9 @@ type Sibling struct {
 	wg        sync.WaitGroup
 	kick      chan struct{}
 
-	unplaced atomic.Int64 // evictions no aging server was ever known to take
-	lastWarn atomic.Int64
+	unplaced  atomic.Int64 // evictions no aging server was ever known to take
+	getErrors atomic.Int64 // lookups a relief server failed
+	lastWarn  atomic.Int64
 
 	mu         sync.Mutex
 	rings      *reliefRings
@@ -201,6 +202,11 @@ func (s *Sibling) ReliefOf(kind string) int {
 	}
 	return n
 }
+
+// GetErrors returns how many lookups a relief server failed (its error, not a miss). A
+// lookup that no server answered with the entry and that one failed returns an error, not
+// ErrNotFound.
+func (s *Sibling) GetErrors() int64 { return s.getErrors.Load() }
 
 // Members returns the relief servers that own keys, as relief names (see ReliefName),
 // connected or not.
@@ -350,7 +356,8 @@ func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
 
 // Get asks the connected relief servers that may hold key, of both kinds, all at once, and
 // answers with the newest version among their answers: an entry, or not found with the
-// newest tombstone.
+// newest tombstone. When none has the entry and one of them failed, it returns that
+// failure, not ErrNotFound.
 func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	r := s.currentRings()
 	var owners []*peer
@@ -397,9 +404,15 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		}
 	}
 	if firstErr != nil {
+		s.getErrors.Add(1)
 		s.log.Debug("sibling: a relief server failed a get", "err", firstErr)
 	}
 	if !found {
+		if firstErr != nil {
+			// Not found where it was asked, but a server that may hold it did not answer:
+			// "not found" would read as "logged out".
+			return sessioncache.Entry{}, fmt.Errorf("sibling: a relief server that may hold the key failed: %w", firstErr)
+		}
 		return sessioncache.Entry{}, ErrNotFound
 	}
 	if best.Deleted {
