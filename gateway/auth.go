@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/globalsession/globalsession/gateway/internal/web"
 )
 
 // ErrBadCredentials means a login's user name or password is wrong. It does not say which.
@@ -41,12 +43,12 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, r *http.Request) (I
 	return f(ctx, r)
 }
 
-// Anonymous logs anyone in as a fresh anonymous user (the seed's "anonymous login").
+// Anonymous logs anyone in as a fresh anonymous user.
 type Anonymous struct{}
 
 // Authenticate implements Authenticator.
 func (Anonymous) Authenticate(context.Context, *http.Request) (Identity, error) {
-	id, err := randomID(12)
+	id, err := web.RandomID(12)
 	if err != nil {
 		return Identity{}, err
 	}

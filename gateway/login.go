@@ -1,10 +1,11 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/globalsession/globalsession/gateway/internal/web"
 )
 
 // Login serves the login endpoints:
@@ -46,7 +47,7 @@ func (l *Login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.login(w, r, Anonymous{})
 	case r.URL.Path == "/logout" && r.Method == http.MethodPost:
 		if err := l.Sessions.Logout(r.Context(), w, r); err != nil {
-			writeError(w, http.StatusBadGateway, err.Error())
+			web.WriteError(w, http.StatusBadGateway, err.Error())
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -54,46 +55,35 @@ func (l *Login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s, err := l.Sessions.Lookup(r.Context(), r)
 		switch {
 		case errors.Is(err, ErrNoSession):
-			writeError(w, http.StatusUnauthorized, "not logged in")
+			web.WriteError(w, http.StatusUnauthorized, "not logged in")
 		case err != nil:
-			writeError(w, http.StatusBadGateway, err.Error())
+			web.WriteError(w, http.StatusBadGateway, err.Error())
 		default:
-			writeJSON(w, http.StatusOK, public(s))
+			web.WriteJSON(w, http.StatusOK, public(s))
 		}
 	default:
-		writeError(w, http.StatusNotFound, r.Method+" "+r.URL.Path+" is not a login endpoint")
+		web.WriteError(w, http.StatusNotFound, r.Method+" "+r.URL.Path+" is not a login endpoint")
 	}
 }
 
 func (l *Login) login(w http.ResponseWriter, r *http.Request, a Authenticator) {
 	if a == nil {
-		writeError(w, http.StatusNotFound, "no authenticator is configured")
+		web.WriteError(w, http.StatusNotFound, "no authenticator is configured")
 		return
 	}
 	id, err := a.Authenticate(r.Context(), r)
 	if errors.Is(err, ErrBadCredentials) {
-		writeError(w, http.StatusUnauthorized, "wrong user name or password")
+		web.WriteError(w, http.StatusUnauthorized, "wrong user name or password")
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		web.WriteError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	s, err := l.Sessions.Create(r.Context(), w, r, id)
 	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
+		web.WriteError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, public(s))
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	web.WriteJSON(w, http.StatusOK, public(s))
 }

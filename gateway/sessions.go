@@ -2,14 +2,14 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/globalsession/globalsession/gateway/internal/sessionaccess"
+	"github.com/globalsession/globalsession/gateway/internal/web"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -62,8 +62,8 @@ type Session struct {
 	Expires time.Time `json:"expires"`
 	// MaxExpires is when the session ends however much it is used.
 	MaxExpires time.Time `json:"max_expires"`
-	// Assigned records, per group (workbook, document), the gateway instance an Assigner
-	// chose, so the session keeps it while the instance lives.
+	// Assigned records, per group (workbook, document), the gateway instance a
+	// broker.Assigner chose, so the session keeps it while the instance lives.
 	Assigned map[string]Assignment `json:"assigned,omitempty"`
 }
 
@@ -71,6 +71,20 @@ type Session struct {
 type Assignment struct {
 	Instance string `json:"instance"`
 	URL      string `json:"url"`
+}
+
+// The gateway's hub and broker packages reach the store and the signer of a Sessions
+// through sessionaccess, which keeps them out of the exported API.
+func init() {
+	sessionaccess.Register(func(s *Sessions) sessionaccess.Private {
+		return sessionaccess.Private{Store: s.cfg.Store, MaxAge: s.cfg.MaxAge, TokenSession: func(token string) (string, error) {
+			c, err := s.cfg.Signer.Verify(token)
+			if err != nil {
+				return "", err
+			}
+			return c.Session, nil
+		}}
+	})
 }
 
 // NewSessions returns the gateway's sessions over cfg.Store.
@@ -90,17 +104,9 @@ func NewSessions(cfg SessionsConfig) (*Sessions, error) {
 	return &Sessions{cfg: cfg, now: time.Now}, nil
 }
 
-func randomID(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("gateway: random id: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
 // Create starts a session for id, stores it, and sets its cookie on w.
 func (s *Sessions) Create(ctx context.Context, w http.ResponseWriter, r *http.Request, id Identity) (*Session, error) {
-	sid, err := randomID(32)
+	sid, err := web.RandomID(32)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -20,73 +19,20 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/crypto/bcrypt"
 
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/gatewaytest"
+	"github.com/globalsession/globalsession/gateway/internal/sessionaccess"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-func testSessions(t testing.TB, cfg SessionsConfig) *Sessions {
-	t.Helper()
-	m, err := sessioncache.New(sessioncache.Config{Path: filepath.Join(t.TempDir(), "gw.table"), Create: true, ElementCount: 1000, RecordSize: 1024})
-	require.NoError(t, err)
-	t.Cleanup(func() { m.Close() })
-	signer, err := NewHS256Signer([]byte(strings.Repeat("k", 32)), "gateway-test")
-	require.NoError(t, err)
-	cfg.Store, cfg.Signer = m, signer
-	s, err := NewSessions(cfg)
-	require.NoError(t, err)
-	return s
-}
-
-func usersFile(t *testing.T) string {
-	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	require.NoError(t, err)
-	p := filepath.Join(t.TempDir(), "users")
-	require.NoError(t, os.WriteFile(p, []byte("# users\nalice:"+string(h)+":admin,editor\n"), 0o600))
-	return p
-}
-
-func client(t testing.TB) *http.Client {
-	jar, err := cookiejar.New(nil)
-	require.NoError(t, err)
-	return &http.Client{Jar: jar}
-}
-
-// cookieHeader returns the Cookie header that c's jar holds for u.
-func cookieHeader(c *http.Client, u *url.URL) http.Header {
-	h := http.Header{}
-	for _, ck := range c.Jar.Cookies(u) {
-		h.Add("Cookie", ck.Name+"="+ck.Value)
-	}
-	return h
-}
-
-// anonymousLogin logs in anonymously at base and returns the new session's Cookie header.
-func anonymousLogin(t testing.TB, base string) http.Header {
-	t.Helper()
-	return loginWith(t, base+"/login/anonymous", nil)
-}
-
-// loginWith posts form to a login URL, expects success and returns the new session's
-// Cookie header.
-func loginWith(t testing.TB, loginURL string, form url.Values) http.Header {
-	t.Helper()
-	c := client(t)
-	resp, err := c.PostForm(loginURL, form)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	return cookieHeader(c, resp.Request.URL)
-}
-
 func TestLoginSessionLogout(t *testing.T) {
-	sessions := testSessions(t, SessionsConfig{})
-	users, err := NewUsersFile(usersFile(t))
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
+	users, err := gateway.NewUsersFile(gatewaytest.UsersFile(t))
 	require.NoError(t, err)
-	srv := httptest.NewServer(&Login{Sessions: sessions, Authenticator: users, Anonymous: true})
+	srv := httptest.NewServer(&gateway.Login{Sessions: sessions, Authenticator: users, Anonymous: true})
 	defer srv.Close()
-	c := client(t)
+	c := gatewaytest.Client(t)
 
 	resp, err := c.Get(srv.URL + "/session")
 	require.NoError(t, err)
@@ -112,7 +58,7 @@ func TestLoginSessionLogout(t *testing.T) {
 	assert.NotContains(t, body, "jwt", "the browser never sees the JWT")
 	var cookie *http.Cookie
 	for _, ck := range resp.Cookies() {
-		if ck.Name == DefaultCookieName {
+		if ck.Name == gateway.DefaultCookieName {
 			cookie = ck
 		}
 	}
@@ -122,11 +68,11 @@ func TestLoginSessionLogout(t *testing.T) {
 	assert.GreaterOrEqual(t, len(cookie.Value), 43, "a 256-bit id")
 
 	// The record holds a JWT a backend can verify.
-	raw, err := sessions.cfg.Store.Get(context.Background(), []byte(cookie.Value))
+	raw, err := sessionaccess.Of(sessions).Store.Get(context.Background(), []byte(cookie.Value))
 	require.NoError(t, err)
-	var rec Session
+	var rec gateway.Session
 	require.NoError(t, json.Unmarshal(raw, &rec))
-	claims, err := sessions.cfg.Signer.Verify(rec.Token)
+	claims, err := gatewaytest.Signer(t).Verify(rec.Token)
 	require.NoError(t, err)
 	assert.Equal(t, "alice", claims.Subject)
 	assert.Equal(t, cookie.Value, claims.Session)
@@ -141,7 +87,7 @@ func TestLoginSessionLogout(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
-	_, err = sessions.cfg.Store.Get(context.Background(), []byte(cookie.Value))
+	_, err = sessionaccess.Of(sessions).Store.Get(context.Background(), []byte(cookie.Value))
 	require.ErrorIs(t, err, sessioncache.ErrNotFound, "logout deletes the record")
 	resp, err = c.Get(srv.URL + "/session")
 	require.NoError(t, err)
@@ -158,12 +104,12 @@ func TestLoginSessionLogout(t *testing.T) {
 }
 
 func TestSessionsSlideWithinMaxAge(t *testing.T) {
-	s := testSessions(t, SessionsConfig{TTL: 10 * time.Minute, MaxAge: 25 * time.Minute})
+	s := gatewaytest.Sessions(t, gateway.SessionsConfig{TTL: 10 * time.Minute, MaxAge: 25 * time.Minute})
 	now := time.Now()
-	s.now = func() time.Time { return now }
+	gateway.SetNow(s, func() time.Time { return now })
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("POST", "/login", nil)
-	sess, err := s.Create(context.Background(), rec, req, Identity{User: "bob"})
+	sess, err := s.Create(context.Background(), rec, req, gateway.Identity{User: "bob"})
 	require.NoError(t, err)
 	get := httptest.NewRequest("GET", "/", nil)
 	get.AddCookie(rec.Result().Cookies()[0])
@@ -183,11 +129,11 @@ func TestSessionsSlideWithinMaxAge(t *testing.T) {
 	}
 	now = sess.MaxExpires
 	_, err = s.Lookup(context.Background(), get)
-	require.ErrorIs(t, err, ErrNoSession, "ends at MaxAge however much it is used")
+	require.ErrorIs(t, err, gateway.ErrNoSession, "ends at MaxAge however much it is used")
 }
 
 func TestSigners(t *testing.T) {
-	_, err := NewHS256Signer([]byte("short"), "x")
+	_, err := gateway.NewHS256Signer([]byte("short"), "x")
 	require.Error(t, err)
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -196,18 +142,18 @@ func TestSigners(t *testing.T) {
 	require.NoError(t, err)
 	p := filepath.Join(t.TempDir(), "es256.pem")
 	require.NoError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600))
-	s, err := NewES256Signer(p, "gw")
+	s, err := gateway.NewES256Signer(p, "gw")
 	require.NoError(t, err)
-	tok, err := s.Sign(Identity{User: "carol"}, "sid", time.Now().Add(time.Hour))
+	tok, err := s.Sign(gateway.Identity{User: "carol"}, "sid", time.Now().Add(time.Hour))
 	require.NoError(t, err)
 	c, err := s.Verify(tok)
 	require.NoError(t, err)
 	assert.Equal(t, "carol", c.Subject)
 
-	hs, _ := NewHS256Signer([]byte(strings.Repeat("k", 32)), "gw")
+	hs, _ := gateway.NewHS256Signer([]byte(strings.Repeat("k", 32)), "gw")
 	_, err = hs.Verify(tok)
 	require.Error(t, err, "a token of another algorithm is refused")
-	expired, err := s.Sign(Identity{User: "carol"}, "sid", time.Now().Add(-time.Minute))
+	expired, err := s.Sign(gateway.Identity{User: "carol"}, "sid", time.Now().Add(-time.Minute))
 	require.NoError(t, err)
 	_, err = s.Verify(expired)
 	require.Error(t, err)
@@ -215,11 +161,11 @@ func TestSigners(t *testing.T) {
 
 func TestUsersFileErrors(t *testing.T) {
 	dir := t.TempDir()
-	_, err := NewUsersFile(filepath.Join(dir, "missing"))
+	_, err := gateway.NewUsersFile(filepath.Join(dir, "missing"))
 	require.Error(t, err)
 	bad := filepath.Join(dir, "bad")
 	require.NoError(t, os.WriteFile(bad, []byte("alice:plaintext\n"), 0o600))
-	_, err = NewUsersFile(bad)
+	_, err = gateway.NewUsersFile(bad)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "line 1")
 	assert.Contains(t, err.Error(), "not a bcrypt hash")

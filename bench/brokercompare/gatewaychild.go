@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -48,7 +49,7 @@ func serveGateway(relayAddr, name, tablePath string) error {
 		return err
 	}
 	url := "http://" + ln.Addr().String()
-	b, err := gateway.NewBroker(ctx, gateway.BrokerConfig{Relay: c, Sessions: sessions, Instance: name, Advertise: url})
+	b, err := broker.NewBroker(ctx, broker.BrokerConfig{Relay: c, Sessions: sessions, Instance: name, Advertise: url})
 	if err != nil {
 		ln.Close()
 		return err

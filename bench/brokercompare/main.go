@@ -4,9 +4,9 @@
 // other instance), against a plain WebSocket echo server measured in the same run.
 //
 // Every server runs in its own process, this program re-executed with a hidden flag
-// (-child relay|gateway|worker|echo): one relay, two gateway instances (gateway.Broker,
+// (-child relay|gateway|worker|echo): one relay, two gateway instances (broker.Broker,
 // each with its own session table in front of the relay, as two hosts would have, plus
-// gateway.Login at /login/), -workers workers (gateway.Worker: "echo ..." is answered to
+// gateway.Login at /login/), -workers workers (broker.Worker: "echo ..." is answered to
 // its sender, "set <x>" with "ok" to its sender and the message to the whole group), and
 // the echo server. The load generator is this process; it logs in once (anonymous) at the
 // first instance and uses that session's cookie on both.

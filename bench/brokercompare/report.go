@@ -32,8 +32,8 @@ func printReport(res *results) {
 	fmt.Printf("Settings: -rounds %d -duration %v -warmup %v -workers %d. Payloads of %d bytes; every "+
 		"connection (every group sender) is a closed loop, one message in flight; %s.\n\n",
 		*flagRounds, *flagDuration, *flagWarmup, *flagWorkers, payloadSize, roundsNote())
-	fmt.Printf("Topology of the broker cells: 1 relay; 2 gateway instances (gateway.Broker, each with its "+
-		"own session table in front of the relay); %d workers (gateway.Worker) on the relay's queue; "+
+	fmt.Printf("Topology of the broker cells: 1 relay; 2 gateway instances (broker.Broker, each with its "+
+		"own session table in front of the relay); %d workers (broker.Worker) on the relay's queue; "+
 		"one anonymous session, logged in at gw-1, used at both instances.\n\n", *flagWorkers)
 
 	fmt.Printf("## (a) Baseline: echo server, direct\n\n")

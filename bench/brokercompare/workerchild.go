@@ -6,18 +6,18 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
 	"github.com/globalsession/globalsession/relay"
 )
 
 // handle is the workers' logic: "echo ..." comes back to its sender; "set <x>" gets "ok"
 // back to its sender and goes, as it came, to every member of the sender's group.
-func handle(_ context.Context, msg *gateway.Message) ([]gateway.Reply, error) {
+func handle(_ context.Context, msg *broker.Message) ([]broker.Reply, error) {
 	switch {
 	case bytes.HasPrefix(msg.Data, []byte("echo ")):
-		return []gateway.Reply{gateway.ToSender(msg.Data)}, nil
+		return []broker.Reply{broker.ToSender(msg.Data)}, nil
 	case bytes.HasPrefix(msg.Data, []byte("set ")):
-		return []gateway.Reply{gateway.ToSender([]byte("ok")), gateway.ToGroup(msg.Group, msg.Data)}, nil
+		return []broker.Reply{broker.ToSender([]byte("ok")), broker.ToGroup(msg.Group, msg.Data)}, nil
 	}
 	return nil, fmt.Errorf("unknown request %.20q", msg.Data)
 }
@@ -31,7 +31,7 @@ func serveWorker(relayAddr, name string) error {
 		return fmt.Errorf("dial the relay: %w", err)
 	}
 	defer c.Close()
-	w, err := gateway.NewWorker(ctx, gateway.WorkerConfig{Relay: c, Name: name, Handler: gateway.HandlerFunc(handle)})
+	w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: c, Name: name, Handler: broker.HandlerFunc(handle)})
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/globalsession/globalsession/bench/internal/wsecho"
-	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/wsproxy"
 )
 
 // child is a server process: this program re-executed, or nginx.
@@ -99,10 +99,10 @@ func listenAndAnnounce(h http.Handler) {
 // serveBackend is the echo backend: every message comes back as it was.
 func serveBackend() { listenAndAnnounce(wsecho.Handler()) }
 
-// serveGateway serves gateway.Proxy with every connection routed to backendURL.
+// serveGateway serves wsproxy.Proxy with every connection routed to backendURL.
 func serveGateway(backendURL string) {
-	p, err := gateway.NewProxy(gateway.ProxyConfig{Route: func(*http.Request) (gateway.Backend, error) {
-		return gateway.Backend{URL: backendURL, Header: http.Header{}}, nil
+	p, err := wsproxy.NewProxy(wsproxy.ProxyConfig{Route: func(*http.Request) (wsproxy.Backend, error) {
+		return wsproxy.Backend{URL: backendURL, Header: http.Header{}}, nil
 	}})
 	if err != nil {
 		procs.Logf("gateway: %v", err)

@@ -1,9 +1,9 @@
 // Command gatewaycompare measures, on loopback, the cost of proxying WebSockets through this
-// project's gateway.Proxy against Debian's nginx as a WebSocket reverse proxy, with the echo
+// project's wsproxy.Proxy against Debian's nginx as a WebSocket reverse proxy, with the echo
 // backend reached directly as the floor.
 //
 // Each server runs in its own process: the echo backend (gorilla/websocket, echoes every
-// message) and the gateway (gateway.NewProxy with a Route that always returns the backend)
+// message) and the gateway (wsproxy.NewProxy with a Route that always returns the backend)
 // are this program re-executed with a hidden flag (-child backend, -child gateway); nginx is
 // started from PATH with a minimal config written to a temp dir. The load generator is this
 // process. Workloads: 64-byte text messages, each connection a goroutine writing one message

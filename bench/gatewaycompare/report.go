@@ -17,7 +17,7 @@ func mark(ok bool) string {
 
 // printReport writes the markdown report to stdout.
 func printReport(res results, idle idleResult, nofile uint64) {
-	fmt.Printf("# gateway.Proxy vs nginx vs direct (WebSocket echo, loopback)\n\n")
+	fmt.Printf("# wsproxy.Proxy vs nginx vs direct (WebSocket echo, loopback)\n\n")
 	fmt.Printf("Machine: %d CPUs, %s/%s, %s, %s, RLIMIT_NOFILE %d. Load generator, backend, "+
 		"gateway and nginx (1 worker) share the machine.\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), nginxVersion(), nofile)

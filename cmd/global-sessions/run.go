@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/discovery"
-	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
 	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/relief"
@@ -303,7 +303,7 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 
 func queueName(q string) string {
 	if q == "" {
-		return gateway.DefaultQueue
+		return broker.DefaultQueue
 	}
 	return q
 }

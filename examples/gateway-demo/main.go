@@ -25,6 +25,8 @@ import (
 
 	"github.com/globalsession/globalsession/discovery"
 	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/hub"
+	"github.com/globalsession/globalsession/gateway/wsproxy"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -124,17 +126,17 @@ func start(addr string) (*demo, error) {
 	if err != nil {
 		return fail(err)
 	}
-	proxy, err := gateway.NewProxy(gateway.ProxyConfig{Route: gateway.SessionRoute(gateway.RouteConfig{Sessions: sessions, Router: ss})})
+	proxy, err := wsproxy.NewProxy(wsproxy.ProxyConfig{Route: wsproxy.SessionRoute(wsproxy.RouteConfig{Sessions: sessions, Router: ss})})
 	if err != nil {
 		return fail(err)
 	}
-	hub, err := gateway.NewHub(gateway.HubConfig{Sessions: sessions, ShortInterval: time.Second})
+	h, err := hub.NewHub(hub.HubConfig{Sessions: sessions, ShortInterval: time.Second})
 	if err != nil {
 		return fail(err)
 	}
-	err = hub.Register(gateway.Command{Name: "clock", Handle: func(_ context.Context, u *gateway.User, _ map[string]any) (any, error) {
+	err = h.Register(hub.Command{Name: "clock", Handle: func(_ context.Context, u *hub.User, _ map[string]any) (any, error) {
 		n := 0
-		u.AddShortLoop("clock", func(context.Context, *gateway.User) error {
+		u.AddShortLoop("clock", func(context.Context, *hub.User) error {
 			n++
 			u.Send(map[string]any{"type": "tick", "n": n, "time": time.Now().Format(time.TimeOnly)})
 			return nil
@@ -150,7 +152,7 @@ func start(addr string) (*demo, error) {
 	mux.Handle("/logout", login)
 	mux.Handle("/session", login)
 	mux.Handle("/app/", proxy)
-	mux.Handle("/hub", hub)
+	mux.Handle("/hub", h)
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(page)
@@ -166,7 +168,7 @@ func start(addr string) (*demo, error) {
 		defer cancel()
 		srv.Shutdown(ctx)
 		proxy.Shutdown(ctx)
-		hub.Shutdown(ctx)
+		h.Shutdown(ctx)
 	})
 	d.URL = "http://" + ln.Addr().String() + "/"
 	return d, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -60,7 +61,7 @@ func demo(ctx context.Context, out io.Writer) error {
 			return err
 		}
 		defer c.Close()
-		w, err := gateway.NewWorker(ctx, gateway.WorkerConfig{Relay: c, Name: name, Handler: &Workbook{Name: name}})
+		w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: c, Name: name, Handler: &Workbook{Name: name}})
 		if err != nil {
 			return err
 		}
@@ -154,7 +155,7 @@ func startInstance(ctx context.Context, dir, name string, dial func(string) (*re
 		return "", nil, err
 	}
 	url := "http://" + ln.Addr().String()
-	b, err := gateway.NewBroker(ctx, gateway.BrokerConfig{Relay: c, Sessions: sessions, Instance: name, Advertise: url})
+	b, err := broker.NewBroker(ctx, broker.BrokerConfig{Relay: c, Sessions: sessions, Instance: name, Advertise: url})
 	if err != nil {
 		ln.Close()
 		return "", nil, err

@@ -26,14 +26,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
 	"github.com/globalsession/globalsession/relay"
 )
 
 func main() {
 	relayAddr := flag.String("relay", "", "the relay's host:port; empty runs the demo")
 	secret := flag.String("secret", "", "the relay's shared secret")
-	queue := flag.String("queue", gateway.DefaultQueue, "the worker queue to serve")
+	queue := flag.String("queue", broker.DefaultQueue, "the worker queue to serve")
 	name := flag.String("name", "", "this worker's name (default host-pid)")
 	concurrency := flag.Int("concurrency", 64, "messages handled at once")
 	flag.Parse()
@@ -65,7 +65,7 @@ func serve(ctx context.Context, out io.Writer, addr, secret, queue, name string,
 		name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	wb := &Workbook{Name: name, Log: out}
-	w, err := gateway.NewWorker(jctx, gateway.WorkerConfig{Relay: c, Queue: queue, Name: name, Handler: wb, Concurrency: concurrency})
+	w, err := broker.NewWorker(jctx, broker.WorkerConfig{Relay: c, Queue: queue, Name: name, Handler: wb, Concurrency: concurrency})
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
 )
 
 // Workbook is the worker's logic: clients of a workbook (a group) edit cells, and every
@@ -52,15 +52,15 @@ type Cell struct {
 	Worker string `json:"worker"`
 }
 
-// Handle implements gateway.Handler.
-func (w *Workbook) Handle(ctx context.Context, m *gateway.Message) ([]gateway.Reply, error) {
+// Handle implements broker.Handler.
+func (w *Workbook) Handle(ctx context.Context, m *broker.Message) ([]broker.Reply, error) {
 	var req request
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		return nil, fmt.Errorf("not a JSON request: %v", err)
 	}
-	ack := func() gateway.Reply {
+	ack := func() broker.Reply {
 		b, _ := json.Marshal(Ack{Type: "ack", ID: req.ID, Worker: w.Name})
-		return gateway.ToSender(b)
+		return broker.ToSender(b)
 	}
 	switch req.Op {
 	case "set":
@@ -68,7 +68,7 @@ func (w *Workbook) Handle(ctx context.Context, m *gateway.Message) ([]gateway.Re
 			return nil, fmt.Errorf("set: no cell")
 		}
 		b, _ := json.Marshal(Cell{Type: "cell", Cell: req.Cell, Value: req.Value, By: m.User, Client: m.Client, ID: req.ID, Worker: w.Name})
-		return []gateway.Reply{ack(), gateway.ToGroup(m.Group, b)}, nil
+		return []broker.Reply{ack(), broker.ToGroup(m.Group, b)}, nil
 	case "work":
 		if w.Log != nil {
 			w.mu.Lock()
@@ -80,9 +80,9 @@ func (w *Workbook) Handle(ctx context.Context, m *gateway.Message) ([]gateway.Re
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return []gateway.Reply{ack()}, nil
+		return []broker.Reply{ack()}, nil
 	case "echo":
-		return []gateway.Reply{ack()}, nil
+		return []broker.Reply{ack()}, nil
 	}
 	return nil, fmt.Errorf("unknown op %q", req.Op)
 }

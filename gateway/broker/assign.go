@@ -1,4 +1,4 @@
-package gateway
+package broker
 
 import (
 	"context"
@@ -10,12 +10,21 @@ import (
 	"strings"
 
 	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/sessionaccess"
+	"github.com/globalsession/globalsession/gateway/internal/web"
 )
+
+// Router chooses the gateway instance of a session (or a user) and a group: a
+// *discovery.SessionService in process, *discovery.RemoteSessions over HTTP.
+type Router interface {
+	Route(ctx context.Context, session, group string) (discovery.Route, error)
+}
 
 // AssignerConfig configures an Assigner.
 type AssignerConfig struct {
 	// Sessions looks the login cookie up and records the assignments. Required.
-	Sessions *Sessions
+	Sessions *gateway.Sessions
 	// Router chooses an instance among the healthy ones: a *discovery.SessionService over
 	// a discovery.Service fed by a MemberProvider, with BrokerURL as its URL. Required.
 	Router Router
@@ -33,12 +42,12 @@ type AssignerConfig struct {
 	Group string
 }
 
-// Assigner is seed 002's main server duty: GET ?group=G (or ?document=G) tells a logged-in
-// client which gateway instance to open its WebSocket to for group G, as JSON
-// {"url": "ws://…/ws/G", "instance": "gw-1"}. The choice is recorded in the session, so
-// the client keeps its instance (from any main server) while that instance is healthy; when
-// it is not, a healthy one is chosen and recorded instead. Without a session the answer is
-// 401; with no healthy instance, 503 with a JSON reason.
+// Assigner is the main servers' endpoint of the broker mode: GET ?group=G (or
+// ?document=G) tells a logged-in client which gateway instance to open its WebSocket to for
+// group G, as JSON {"url": "ws://…/ws/G", "instance": "gw-1"}. The choice is recorded in
+// the session, so the client keeps its instance (from any main server) while that instance
+// is healthy; when it is not, a healthy one is chosen and recorded instead. Without a
+// session the answer is 401; with no healthy instance, 503 with a JSON reason.
 type Assigner struct {
 	cfg AssignerConfig
 }
@@ -54,16 +63,16 @@ func NewAssigner(cfg AssignerConfig) (*Assigner, error) {
 // ServeHTTP implements the endpoint.
 func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, "use GET")
+		web.WriteError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
 	s, err := a.cfg.Sessions.Lookup(r.Context(), r)
-	if errors.Is(err, ErrNoSession) {
-		writeError(w, http.StatusUnauthorized, "log in first")
+	if errors.Is(err, gateway.ErrNoSession) {
+		web.WriteError(w, http.StatusUnauthorized, "log in first")
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusBadGateway, "session store: "+err.Error())
+		web.WriteError(w, http.StatusBadGateway, "session store: "+err.Error())
 		return
 	}
 	group := a.cfg.Group
@@ -74,7 +83,7 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		group = r.URL.Query().Get("document")
 	}
 	if err := validGroup(group); err != nil {
-		writeError(w, http.StatusBadRequest, "group: "+err.Error())
+		web.WriteError(w, http.StatusBadRequest, "group: "+err.Error())
 		return
 	}
 	if rec, ok := s.Assigned[group]; ok && a.alive(rec.Instance) {
@@ -83,19 +92,19 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := a.choose(r.Context(), s, group)
 	if errors.Is(err, discovery.ErrNoHealthyInstance) {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
+		web.WriteError(w, http.StatusBadGateway, err.Error())
 		return
 	}
 	if s.Assigned == nil {
-		s.Assigned = map[string]Assignment{}
+		s.Assigned = map[string]gateway.Assignment{}
 	}
 	s.Assigned[group] = rec
 	if err := a.cfg.Sessions.Save(r.Context(), s); err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
+		web.WriteError(w, http.StatusBadGateway, err.Error())
 		return
 	}
 	writeAssignment(w, rec)
@@ -104,27 +113,28 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // choose asks the Router for an instance. ByUser, the user's choice is kept in the session
 // store (so every main server and every session of the user reads it) and reused while
 // its instance is healthy.
-func (a *Assigner) choose(ctx context.Context, s *Session, group string) (Assignment, error) {
+func (a *Assigner) choose(ctx context.Context, s *gateway.Session, group string) (gateway.Assignment, error) {
 	if !a.cfg.ByUser {
 		route, err := a.cfg.Router.Route(ctx, s.ID, group)
-		return Assignment{Instance: route.Instance, URL: route.URL}, err
+		return gateway.Assignment{Instance: route.Instance, URL: route.URL}, err
 	}
-	store := a.cfg.Sessions.cfg.Store
+	private := sessionaccess.Of(a.cfg.Sessions)
+	store := private.Store
 	key := []byte("gs-assign\x00" + s.User + "\x00" + group)
 	if b, err := store.Get(ctx, key); err == nil {
-		var rec Assignment
+		var rec gateway.Assignment
 		if json.Unmarshal(b, &rec) == nil && a.alive(rec.Instance) {
 			return rec, nil
 		}
 	}
 	route, err := a.cfg.Router.Route(ctx, "user\x00"+s.User, group)
 	if err != nil {
-		return Assignment{}, err
+		return gateway.Assignment{}, err
 	}
-	rec := Assignment{Instance: route.Instance, URL: route.URL}
+	rec := gateway.Assignment{Instance: route.Instance, URL: route.URL}
 	b, _ := json.Marshal(rec)
-	if err := store.Set(ctx, key, b, a.cfg.Sessions.cfg.MaxAge); err != nil {
-		return Assignment{}, fmt.Errorf("gateway: record the user's instance: %w", err)
+	if err := store.Set(ctx, key, b, private.MaxAge); err != nil {
+		return gateway.Assignment{}, fmt.Errorf("gateway: record the user's instance: %w", err)
 	}
 	return rec, nil
 }
@@ -146,4 +156,6 @@ func (a *Assigner) alive(instance string) bool {
 	return found && snap.All[i].LastCheck.IsZero()
 }
 
-func writeAssignment(w http.ResponseWriter, rec Assignment) { writeJSON(w, http.StatusOK, rec) }
+func writeAssignment(w http.ResponseWriter, rec gateway.Assignment) {
+	web.WriteJSON(w, http.StatusOK, rec)
+}

@@ -1,4 +1,4 @@
-package gateway
+package broker
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/web"
+	"github.com/globalsession/globalsession/gateway/internal/wsconn"
 	"github.com/globalsession/globalsession/relay"
 )
 
@@ -25,7 +28,7 @@ type BrokerConfig struct {
 	// instances and workers. Required; the broker does not close it.
 	Relay *relay.Client
 	// Sessions looks the login cookie up. Required.
-	Sessions *Sessions
+	Sessions *gateway.Sessions
 	// Queue is the worker queue messages go to. Empty means DefaultQueue.
 	Queue string
 	// Instance names this gateway instance; client ids are "<Instance>/<n>". Empty means a
@@ -35,7 +38,7 @@ type BrokerConfig struct {
 	// When set, the instance joins GatewaysPath on the relay with it, so that discovery
 	// (MemberProvider) finds the instance while its relay connection lives.
 	Advertise string
-	// AllowedOrigins as for ProxyConfig: empty means the request's own host.
+	// AllowedOrigins as for wsproxy.ProxyConfig: empty means the request's own host.
 	AllowedOrigins []string
 	// Group extracts the group (workbook, document) from the upgrade request. Nil means
 	// the path after its last "/ws/".
@@ -70,7 +73,7 @@ func (c *BrokerConfig) setDefaults() error {
 		c.Queue = DefaultQueue
 	}
 	if c.Instance == "" {
-		id, err := randomID(6)
+		id, err := web.RandomID(6)
 		if err != nil {
 			return err
 		}
@@ -115,10 +118,10 @@ func (c *BrokerConfig) setDefaults() error {
 	return nil
 }
 
-// Broker is the gateway's broker mode (seed 002's wssvc): an http.Handler for WebSocket
-// upgrades on /ws/<group> from logged-in clients. Each client message goes on the relay to
-// the worker queue, where exactly one live worker handles it; the worker's replies go to
-// the sender, to another client, or to every client of a group on any gateway instance.
+// Broker is the gateway's broker mode: an http.Handler for WebSocket upgrades on
+// /ws/<group> from logged-in clients. Each client message goes on the relay to the worker
+// queue, where exactly one live worker handles it; the worker's replies go to the sender,
+// to another client, or to every client of a group on any gateway instance.
 //
 // What a client receives is each reply's data as the worker made it (text or binary), and
 // the broker's own notices as JSON text messages:
@@ -153,7 +156,7 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 	}
 	b := &Broker{cfg: cfg, clients: map[string]*brokerClient{}, groups: map[string]*group{}}
 	b.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	if err := cfg.Relay.Subscribe(ctx, InboxPath(cfg.Instance), b.fromInbox); err != nil {
+	if err := cfg.Relay.Subscribe(ctx, InboxPath(cfg.Instance), b.inbox()); err != nil {
 		return nil, fmt.Errorf("gateway: broker %s: subscribe its inbox: %w", cfg.Instance, err)
 	}
 	if cfg.Advertise != "" {
@@ -181,7 +184,7 @@ func (b *Broker) Clients() int {
 // ServeHTTP upgrades a logged-in client's request and serves its connection.
 func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s, err := b.cfg.Sessions.Lookup(r.Context(), r)
-	if errors.Is(err, ErrNoSession) {
+	if errors.Is(err, gateway.ErrNoSession) {
 		http.Error(w, "log in first", http.StatusUnauthorized)
 		return
 	}
@@ -189,11 +192,11 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session store: "+err.Error(), http.StatusBadGateway)
 		return
 	}
-	if !isWebSocketUpgrade(r) {
+	if !web.IsWebSocketUpgrade(r) {
 		http.Error(w, "a WebSocket upgrade is required", http.StatusBadRequest)
 		return
 	}
-	if !originAllowed(r, b.cfg.AllowedOrigins) {
+	if !web.OriginAllowed(r, b.cfg.AllowedOrigins) {
 		b.cfg.Logger.Warn("gateway: refused a cross-site WebSocket", "origin", r.Header.Get("Origin"), "host", r.Host)
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
@@ -238,8 +241,8 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			b.cfg.Logger.Warn("gateway: a client could not join its group", "group", group, "err", err)
 		}
-		closeWith(conn, code, text, b.cfg.WriteTimeout)
-		lingerClose(conn)
+		wsconn.CloseWith(conn, code, text, b.cfg.WriteTimeout)
+		wsconn.LingerClose(conn)
 		return
 	}
 	defer b.leave(c)
@@ -251,9 +254,9 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.pending.Wait()
 	<-writerDone
 	if code != 0 {
-		closeWith(conn, code, reason, b.cfg.WriteTimeout)
+		wsconn.CloseWith(conn, code, reason, b.cfg.WriteTimeout)
 	}
-	lingerClose(conn)
+	wsconn.LingerClose(conn)
 }
 
 // validGroup checks a group name from a URL.
@@ -289,7 +292,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		cancel()
 	}
 	for _, c := range clients {
-		closeWith(c.conn, websocket.CloseGoingAway, "server shutting down", b.cfg.WriteTimeout)
+		wsconn.CloseWith(c.conn, websocket.CloseGoingAway, "server shutting down", b.cfg.WriteTimeout)
 		c.conn.Close()
 	}
 	done := make(chan struct{})

@@ -1,4 +1,4 @@
-package gateway
+package broker
 
 import (
 	"bytes"
@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/gatewaytest"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -28,7 +30,7 @@ import (
 // session tier makes it), and whatever instances and workers a test starts.
 type brokerFixture struct {
 	relay    *relay.Relay
-	sessions *Sessions
+	sessions *gateway.Sessions
 }
 
 func newBrokerFixture(t testing.TB) *brokerFixture {
@@ -37,7 +39,7 @@ func newBrokerFixture(t testing.TB) *brokerFixture {
 		Table: sessioncache.Config{Path: filepath.Join(t.TempDir(), "relay.table"), ElementCount: 1000, RecordSize: 512}})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
-	return &brokerFixture{relay: r, sessions: testSessions(t, SessionsConfig{})}
+	return &brokerFixture{relay: r, sessions: gatewaytest.Sessions(t, gateway.SessionsConfig{})}
 }
 
 func (f *brokerFixture) client(t testing.TB, name string) *relay.Client {
@@ -69,7 +71,7 @@ func (f *brokerFixture) instance(t testing.TB, name string, cfg BrokerConfig) *g
 	defer cancel()
 	b, err := NewBroker(ctx, cfg)
 	require.NoError(t, err)
-	mux.Handle("/login/", &Login{Sessions: f.sessions, Anonymous: true})
+	mux.Handle("/login/", &gateway.Login{Sessions: f.sessions, Anonymous: true})
 	mux.Handle("/ws/", b)
 	mux.Handle("/health", b.Health())
 	mux.Handle("/metrics", b.Metrics())
@@ -96,7 +98,9 @@ func (f *brokerFixture) worker(t testing.TB, name string, h HandlerFunc) *Worker
 }
 
 // loginCookie logs in anonymously at g and returns the cookie header.
-func loginCookie(t testing.TB, g *gatewayInstance) http.Header { return anonymousLogin(t, g.srv.URL) }
+func loginCookie(t testing.TB, g *gatewayInstance) http.Header {
+	return gatewaytest.AnonymousLogin(t, g.srv.URL)
+}
 
 // wsClient is a test client of a Broker.
 type wsClient struct {
@@ -305,13 +309,13 @@ func TestAssignerKeepsALiveInstanceAndMovesOffADeadOne(t *testing.T) {
 	t.Cleanup(main.Close)
 
 	cookie := loginCookie(t, a)
-	assign := func(group string) (Assignment, int) {
+	assign := func(group string) (gateway.Assignment, int) {
 		req, _ := http.NewRequest("GET", main.URL+"?group="+group, nil)
 		req.Header = cookie.Clone()
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
-		var rec Assignment
+		var rec gateway.Assignment
 		json.NewDecoder(resp.Body).Decode(&rec)
 		return rec, resp.StatusCode
 	}
@@ -530,10 +534,10 @@ func TestAssignerByUserKeepsAUsersSessionsTogether(t *testing.T) {
 	defer cancel()
 	disc.Refresh(ctx)
 	require.Len(t, disc.Healthy(), 2)
-	users, err := NewUsersFile(usersFile(t))
+	users, err := gateway.NewUsersFile(gatewaytest.UsersFile(t))
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/login", &Login{Sessions: f.sessions, Authenticator: users})
+	mux.Handle("/login", &gateway.Login{Sessions: f.sessions, Authenticator: users})
 	for _, byUser := range []bool{false, true} {
 		svc, err := discovery.NewSessionService(discovery.SessionConfig{Source: disc, Selector: &discovery.RoundRobin{},
 			URL: func(in discovery.Instance, _ string) string { return BrokerURL(in, "hub") }})
@@ -545,12 +549,12 @@ func TestAssignerByUserKeepsAUsersSessionsTogether(t *testing.T) {
 	main := httptest.NewServer(mux)
 	t.Cleanup(main.Close)
 	aliceSession := func() http.Header {
-		c := client(t)
+		c := gatewaytest.Client(t)
 		resp, err := c.PostForm(main.URL+"/login", url.Values{"user": {"alice"}, "password": {"s3cret"}})
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		return cookieHeader(c, resp.Request.URL)
+		return gatewaytest.CookieHeader(c, resp.Request.URL)
 	}
 	assign := func(path string, cookie http.Header) string {
 		req, _ := http.NewRequest("GET", main.URL+path+"?group=hub", nil)
@@ -559,7 +563,7 @@ func TestAssignerByUserKeepsAUsersSessionsTogether(t *testing.T) {
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		var rec Assignment
+		var rec gateway.Assignment
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&rec))
 		require.True(t, strings.HasSuffix(rec.URL, "/ws/hub"), rec.URL)
 		return rec.Instance
@@ -631,20 +635,20 @@ func (f fixedRouter) Route(context.Context, string, string) (discovery.Route, er
 // A main server whose discovery lists the recorded instance but has not checked it yet
 // keeps the user there; one that checked it and found it down moves the user.
 func TestAssignerTrustsARecordUntilItsInstanceIsChecked(t *testing.T) {
-	sessions := testSessions(t, SessionsConfig{})
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
 	mux := http.NewServeMux()
-	mux.Handle("/login/", &Login{Sessions: sessions, Anonymous: true})
+	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	cookie := anonymousLogin(t, srv.URL)
+	cookie := gatewaytest.AnonymousLogin(t, srv.URL)
 	req, _ := http.NewRequest("GET", "/", nil)
 	req.Header = cookie
 	s, err := sessions.Lookup(context.Background(), req)
 	require.NoError(t, err)
-	s.Assigned = map[string]Assignment{"wb": {Instance: "gw-old", URL: "ws://old/ws/wb"}}
+	s.Assigned = map[string]gateway.Assignment{"wb": {Instance: "gw-old", URL: "ws://old/ws/wb"}}
 	require.NoError(t, sessions.Save(context.Background(), s))
 
-	assignWith := func(old discovery.Instance) Assignment {
+	assignWith := func(old discovery.Instance) gateway.Assignment {
 		snap := &discovery.Snapshot{All: []discovery.Instance{old}}
 		as, err := NewAssigner(AssignerConfig{Sessions: sessions, Instances: fixedSource{snap},
 			Router: fixedRouter{discovery.Route{Instance: "gw-new", URL: "ws://new/ws/wb"}}})
@@ -654,7 +658,7 @@ func TestAssignerTrustsARecordUntilItsInstanceIsChecked(t *testing.T) {
 		r.Header = cookie
 		as.ServeHTTP(rec, r)
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-		var a Assignment
+		var a gateway.Assignment
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
 		return a
 	}

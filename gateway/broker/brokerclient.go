@@ -1,4 +1,4 @@
-package gateway
+package broker
 
 import (
 	"context"
@@ -10,13 +10,15 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/wsconn"
 	"github.com/globalsession/globalsession/relay"
 )
 
 // brokerClient is one client connection of a Broker.
 type brokerClient struct {
 	id, group string
-	session   *Session
+	session   *gateway.Session
 	conn      *websocket.Conn
 	out       chan outMsg
 	sem       chan struct{}
@@ -68,7 +70,7 @@ func (b *Broker) readLoop(c *brokerClient) (int, string) {
 		c.conn.SetReadDeadline(time.Now().Add(wait))
 		if time.Since(c.checked) > b.cfg.SessionCheck {
 			c.checked = time.Now()
-			if _, err := b.cfg.Sessions.LookupID(c.ctx, c.session.ID); errors.Is(err, ErrNoSession) {
+			if _, err := b.cfg.Sessions.LookupID(c.ctx, c.session.ID); errors.Is(err, gateway.ErrNoSession) {
 				return websocket.ClosePolicyViolation, "the session ended"
 			}
 		}
@@ -175,7 +177,7 @@ func (c *brokerClient) send(m outMsg, b *Broker) bool {
 	c.slow.Do(func() {
 		b.cfg.Logger.Warn("gateway: client too slow, disconnecting", "client", c.id, "queued", cap(c.out))
 		go func() {
-			closeWith(c.conn, websocket.CloseTryAgainLater, "too slow to keep up", b.cfg.WriteTimeout)
+			wsconn.CloseWith(c.conn, websocket.CloseTryAgainLater, "too slow to keep up", b.cfg.WriteTimeout)
 			c.conn.Close()
 		}()
 	})

@@ -1,4 +1,4 @@
-package gateway
+package broker
 
 import (
 	"context"
@@ -61,32 +61,51 @@ func (b *Broker) deliverGroup(group string, m outMsg) {
 	}
 }
 
+// push is a reply the relay delivered to this instance: published, by another instance
+// or a worker, on a group's path (GroupPath) or on this instance's inbox (InboxPath). On
+// the wire it is a push envelope (see envelope.go); the broker handles it in this form.
+type push struct {
+	key string // the group's name on its path; on the inbox, the id of the client it is for
+	msg outMsg // what the clients receive
+}
+
+// pushes is the relay boundary: it adapts fn to a relay subscription, decoding each
+// delivery into a push. A delivery that is not one (a deletion, or an envelope that does
+// not decode, with err saying why) goes to dropped instead.
+func pushes(fn func(push), dropped func(err error)) func(sessioncache.Change) {
+	return func(ch sessioncache.Change) {
+		bin, data, err := decodePush(ch.Value)
+		if err != nil || ch.Deleted {
+			dropped(err)
+			return
+		}
+		fn(push{key: string(ch.Key), msg: outMsg{binary: bin, data: append([]byte(nil), data...)}})
+	}
+}
+
+// inbox returns the subscription callback of the instance's inbox.
+func (b *Broker) inbox() func(sessioncache.Change) {
+	return pushes(b.fromInbox, func(err error) {
+		b.cfg.Logger.Warn("gateway: dropped a malformed push", "err", err)
+	})
+}
+
 // fromInbox delivers a reply another instance or a worker addressed to one of this
 // instance's clients.
-func (b *Broker) fromInbox(ch sessioncache.Change) {
-	bin, data, err := decodePush(ch.Value)
-	if err != nil || ch.Deleted {
-		b.cfg.Logger.Warn("gateway: dropped a malformed push", "err", err)
-		return
-	}
+func (b *Broker) fromInbox(p push) {
 	b.mu.Lock()
-	c := b.clients[string(ch.Key)]
+	c := b.clients[p.key]
 	b.mu.Unlock()
 	if c != nil {
-		b.deliver(c, outMsg{binary: bin, data: append([]byte(nil), data...)})
+		b.deliver(c, p.msg)
 	}
 }
 
 // fromGroup returns the subscription callback of a group's relay path.
 func (b *Broker) fromGroup(group string) func(sessioncache.Change) {
-	return func(ch sessioncache.Change) {
-		bin, data, err := decodePush(ch.Value)
-		if err != nil || ch.Deleted {
-			b.cfg.Logger.Warn("gateway: dropped a malformed group push", "group", group, "err", err)
-			return
-		}
-		b.deliverGroup(group, outMsg{binary: bin, data: append([]byte(nil), data...)})
-	}
+	return pushes(func(p push) { b.deliverGroup(group, p.msg) }, func(err error) {
+		b.cfg.Logger.Warn("gateway: dropped a malformed group push", "group", group, "err", err)
+	})
 }
 
 // join registers c and adds it to its group, subscribing the group on the relay when it

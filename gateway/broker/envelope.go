@@ -1,4 +1,4 @@
-package gateway
+package broker
 
 import (
 	"encoding/binary"

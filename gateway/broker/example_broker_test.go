@@ -1,4 +1,4 @@
-package gateway_test
+package broker_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -33,14 +33,14 @@ func ExampleNewWorker() {
 	}
 	defer c.Close()
 
-	w, err := gateway.NewWorker(ctx, gateway.WorkerConfig{Relay: c, Name: "worker-1",
-		Handler: gateway.HandlerFunc(func(ctx context.Context, m *gateway.Message) ([]gateway.Reply, error) {
+	w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: c, Name: "worker-1",
+		Handler: broker.HandlerFunc(func(ctx context.Context, m *broker.Message) ([]broker.Reply, error) {
 			if len(m.Data) == 0 {
 				return nil, fmt.Errorf("empty edit")
 			}
-			return []gateway.Reply{
-				gateway.ToSender([]byte("saved")),
-				gateway.ToGroup(m.Group, fmt.Appendf(nil, "%s: %s", m.User, m.Data)),
+			return []broker.Reply{
+				broker.ToSender([]byte("saved")),
+				broker.ToGroup(m.Group, fmt.Appendf(nil, "%s: %s", m.User, m.Data)),
 			}, nil
 		})})
 	if err != nil {
@@ -48,7 +48,7 @@ func ExampleNewWorker() {
 		return
 	}
 	defer w.Close()
-	members, _ := c.Members(ctx, gateway.QueuePath(gateway.DefaultQueue))
+	members, _ := c.Members(ctx, broker.QueuePath(broker.DefaultQueue))
 	fmt.Println("queue members:", members)
 	// Output:
 	// queue members: [worker-1]

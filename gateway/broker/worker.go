@@ -1,4 +1,4 @@
-package gateway
+package broker
 
 import (
 	"context"
@@ -48,6 +48,7 @@ const (
 	ReplyToGroup ReplyKind = 3
 )
 
+// String names the kind: "sender", "client" or "group".
 func (k ReplyKind) String() string {
 	switch k {
 	case ReplyToSender:

@@ -1,4 +1,4 @@
-package gateway_test
+package hub_test
 
 import (
 	"context"
@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/globalsession/globalsession/gateway"
-	"github.com/globalsession/globalsession/sessioncache"
 	"github.com/gorilla/websocket"
+
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/hub"
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // A push hub with one command: "watch" acknowledges at once and adds a short loop that
@@ -33,15 +35,15 @@ func ExampleHub() {
 		fmt.Println(err)
 		return
 	}
-	hub, err := gateway.NewHub(gateway.HubConfig{Sessions: sessions, ShortInterval: 100 * time.Millisecond})
+	h, err := hub.NewHub(hub.HubConfig{Sessions: sessions, ShortInterval: 100 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	hub.Register(gateway.Command{Name: "watch", Required: []string{"symbol"},
-		Handle: func(_ context.Context, u *gateway.User, p map[string]any) (any, error) {
+	h.Register(hub.Command{Name: "watch", Required: []string{"symbol"},
+		Handle: func(_ context.Context, u *hub.User, p map[string]any) (any, error) {
 			symbol, _ := p["symbol"].(string)
-			u.AddShortLoop("price "+symbol, func(context.Context, *gateway.User) error {
+			u.AddShortLoop("price "+symbol, func(context.Context, *hub.User) error {
 				u.Send(map[string]any{"type": "price", "symbol": symbol, "price": 101.5})
 				return nil
 			})
@@ -49,10 +51,10 @@ func ExampleHub() {
 		}})
 	mux := http.NewServeMux()
 	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
-	mux.Handle("/hub", hub)
+	mux.Handle("/hub", h)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	defer hub.Shutdown(context.Background())
+	defer h.Shutdown(context.Background())
 
 	// Log in (anonymously here) for the session cookie, then open the hub with it.
 	jar, _ := cookiejar.New(nil)

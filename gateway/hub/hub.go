@@ -1,4 +1,4 @@
-package gateway
+package hub
 
 import (
 	"context"
@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/sessionaccess"
+	"github.com/globalsession/globalsession/gateway/internal/web"
 )
 
 // Command is one instruction clients may send to the hub: {"type": Name, "params": {...}}.
@@ -33,21 +37,22 @@ type LoopFunc func(ctx context.Context, u *User) error
 // HubConfig configures a Hub.
 type HubConfig struct {
 	// Sessions authenticates channels by the login cookie and is checked every cycle.
-	Sessions *Sessions
-	// AcceptBearer also admits channels that a front gateway proxies here (a Proxy with
-	// SessionRoute, which sends no cookie): the session is the one named by the JWT in the
-	// Authorization header, which must verify with Sessions' signer and whose session must
-	// still be live. With several hub instances behind the front, RouteConfig.ByUser and
-	// a sticky session service keep each user on one instance.
+	Sessions *gateway.Sessions
+	// AcceptBearer also admits channels that a front gateway proxies here (a
+	// wsproxy.Proxy with wsproxy.SessionRoute, which sends no cookie): the session is the
+	// one named by the JWT in the Authorization header, which must verify with Sessions'
+	// signer and whose session must still be live. With several hub instances behind the
+	// front, wsproxy.RouteConfig.ByUser and a sticky session service keep each user on one
+	// instance.
 	AcceptBearer bool
 	// ShortInterval and LongInterval are the two loops' periods. Zero means 5s and 3m.
 	ShortInterval, LongInterval time.Duration
-	// Validate, when set, checks more than the session's existence each cycle (the seed's
-	// "ensure token validity"); an error ends the user's channels of that session.
-	Validate func(ctx context.Context, s *Session) error
+	// Validate, when set, checks more than the session's existence each cycle (that its
+	// token is still valid, say); an error ends the user's channels of that session.
+	Validate func(ctx context.Context, s *gateway.Session) error
 	// MaxMessageSize bounds a client's command. Zero means 64 KiB.
 	MaxMessageSize int64
-	// AllowedOrigins as for ProxyConfig: empty means the request's own host.
+	// AllowedOrigins as for wsproxy.ProxyConfig: empty means the request's own host.
 	AllowedOrigins []string
 	// Events, when set, adds the built-in "subscribe" and "unsubscribe" commands (param
 	// "topic"): events of a topic are pushed to every user following it, from one upstream
@@ -57,10 +62,10 @@ type HubConfig struct {
 	Logger *slog.Logger
 }
 
-// Hub is the push endpoint of seed 001: browsers open a WebSocket with their session
-// cookie and send commands; channels are grouped per user, so several tabs share one set
-// of loops and every message reaches all of the user's tabs; the loops stop when the last
-// tab closes.
+// Hub is the gateway's push endpoint: browsers open a WebSocket with their session cookie
+// and send commands; channels are grouped per user, so several tabs share one set of loops
+// and every message reaches all of the user's tabs; the loops stop when the last tab
+// closes.
 type Hub struct {
 	cfg      HubConfig
 	mu       sync.Mutex
@@ -165,7 +170,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "log in first", http.StatusUnauthorized)
 		return
 	}
-	if !isWebSocketUpgrade(r) || !originAllowed(r, h.cfg.AllowedOrigins) {
+	if !web.IsWebSocketUpgrade(r) || !web.OriginAllowed(r, h.cfg.AllowedOrigins) {
 		http.Error(w, "a WebSocket upgrade from an allowed origin is required", http.StatusBadRequest)
 		return
 	}
@@ -204,23 +209,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // session finds the session of a channel request: by the login cookie, or with
 // AcceptBearer by the token a front gateway put in the Authorization header.
-func (h *Hub) session(r *http.Request) (*Session, error) {
+func (h *Hub) session(r *http.Request) (*gateway.Session, error) {
 	s, err := h.cfg.Sessions.Lookup(r.Context(), r)
-	if !errors.Is(err, ErrNoSession) || !h.cfg.AcceptBearer {
+	if !errors.Is(err, gateway.ErrNoSession) || !h.cfg.AcceptBearer {
 		return s, err
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return nil, ErrNoSession
+		return nil, gateway.ErrNoSession
 	}
-	c, err := h.cfg.Sessions.cfg.Signer.Verify(token)
+	sid, err := sessionaccess.Of(h.cfg.Sessions).TokenSession(token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
+		return nil, fmt.Errorf("%w: %w", gateway.ErrNoSession, err)
 	}
-	if c.Session == "" {
-		return nil, fmt.Errorf("%w: the token names no session", ErrNoSession)
+	if sid == "" {
+		return nil, fmt.Errorf("%w: the token names no session", gateway.ErrNoSession)
 	}
-	return h.cfg.Sessions.LookupID(r.Context(), c.Session)
+	return h.cfg.Sessions.LookupID(r.Context(), sid)
 }
 
 // run executes one command and answers on ch.
@@ -417,7 +422,7 @@ func (u *User) checkSessions(ctx context.Context) bool {
 			continue
 		}
 		reason := "session ended: log in again"
-		if !errors.Is(err, ErrNoSession) {
+		if !errors.Is(err, gateway.ErrNoSession) {
 			reason = err.Error()
 		}
 		for _, ch := range chans {

@@ -1,4 +1,4 @@
-package gateway
+package hub
 
 import (
 	"context"
@@ -11,17 +11,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/globalsession/globalsession/discovery"
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/gatewaytest"
+	"github.com/globalsession/globalsession/gateway/wsproxy"
 )
 
 // loginAs logs in at base as user (the test authenticator takes the form's "user") and
 // returns the new session's Cookie header: each call is another browser of that user.
 func loginAs(t *testing.T, base, user string) http.Header {
 	t.Helper()
-	return loginWith(t, base+"/login", url.Values{"user": {user}})
+	return gatewaytest.LoginWith(t, base+"/login", url.Values{"user": {user}})
 }
 
 // TestHubInstancesBehindAFrontAreStickyByUser: two hub instances behind a front gateway
@@ -29,7 +33,7 @@ func loginAs(t *testing.T, base, user string) http.Header {
 // browsers (two sessions) and two tabs, lands on one instance, so one message to the user
 // reaches all of them; another user is routed on by the selector.
 func TestHubInstancesBehindAFrontAreStickyByUser(t *testing.T) {
-	sessions := testSessions(t, SessionsConfig{})
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
 	hubs := map[string]*Hub{}
 	var instances discovery.Static
 	for _, name := range []string{"hub-a", "hub-b"} {
@@ -57,13 +61,13 @@ func TestHubInstancesBehindAFrontAreStickyByUser(t *testing.T) {
 		URL: func(in discovery.Instance, _ string) string { return "ws://" + in.Addr + "/hub" }})
 	require.NoError(t, err)
 
-	proxy, err := NewProxy(ProxyConfig{Route: SessionRoute(RouteConfig{Sessions: sessions, Router: ss, ByUser: true,
+	proxy, err := wsproxy.NewProxy(wsproxy.ProxyConfig{Route: wsproxy.SessionRoute(wsproxy.RouteConfig{Sessions: sessions, Router: ss, ByUser: true,
 		Document: func(*http.Request) string { return "hub" }})})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/login", &Login{Sessions: sessions, Authenticator: AuthenticatorFunc(
-		func(_ context.Context, r *http.Request) (Identity, error) {
-			return Identity{User: r.FormValue("user")}, nil
+	mux.Handle("/login", &gateway.Login{Sessions: sessions, Authenticator: gateway.AuthenticatorFunc(
+		func(_ context.Context, r *http.Request) (gateway.Identity, error) {
+			return gateway.Identity{User: r.FormValue("user")}, nil
 		})})
 	mux.Handle("/hub", proxy)
 	front := httptest.NewServer(mux)
@@ -117,14 +121,14 @@ func TestHubInstancesBehindAFrontAreStickyByUser(t *testing.T) {
 // for a live session, and refuses a token of another key, a token whose session ended, and
 // (without AcceptBearer) any token.
 func TestHubBearerAdmission(t *testing.T) {
-	sessions := testSessions(t, SessionsConfig{})
-	login := httptest.NewServer(&Login{Sessions: sessions, Anonymous: true})
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
+	login := httptest.NewServer(&gateway.Login{Sessions: sessions, Anonymous: true})
 	defer login.Close()
-	cookie := anonymousLogin(t, login.URL)
+	cookie := gatewaytest.AnonymousLogin(t, login.URL)
 	s, err := sessions.Lookup(context.Background(), &http.Request{Header: cookie})
 	require.NoError(t, err)
 
-	other, err := NewHS256Signer([]byte(strings.Repeat("x", 32)), "gateway-test")
+	other, err := gateway.NewHS256Signer([]byte(strings.Repeat("x", 32)), "gateway-test")
 	require.NoError(t, err)
 	forged, err := other.Sign(s.Identity, s.ID, time.Now().Add(time.Hour))
 	require.NoError(t, err)

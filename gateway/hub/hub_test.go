@@ -1,4 +1,4 @@
-package gateway
+package hub
 
 import (
 	"context"
@@ -12,23 +12,26 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/gatewaytest"
 )
 
 type hubFixture struct {
 	hub      *Hub
 	srv      *httptest.Server
-	sessions *Sessions
+	sessions *gateway.Sessions
 }
 
 func startHub(t *testing.T, cfg HubConfig) *hubFixture {
 	t.Helper()
-	sessions := testSessions(t, SessionsConfig{})
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
 	cfg.Sessions = sessions
 	h, err := NewHub(cfg)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/login/", &Login{Sessions: sessions, Anonymous: true})
-	mux.Handle("/logout", &Login{Sessions: sessions})
+	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
+	mux.Handle("/logout", &gateway.Login{Sessions: sessions})
 	mux.Handle("/hub", h)
 	return &hubFixture{hub: h, srv: serveHub(t, h, mux), sessions: sessions}
 }
@@ -48,7 +51,7 @@ func serveHub(t *testing.T, h *Hub, mux *http.ServeMux) *httptest.Server {
 }
 
 // login returns the cookie header of a fresh anonymous session.
-func (f *hubFixture) login(t *testing.T) http.Header { return anonymousLogin(t, f.srv.URL) }
+func (f *hubFixture) login(t *testing.T) http.Header { return gatewaytest.AnonymousLogin(t, f.srv.URL) }
 
 func (f *hubFixture) tab(t *testing.T, cookie http.Header) *websocket.Conn {
 	t.Helper()

@@ -1,4 +1,4 @@
-package gateway_test
+package wsproxy_test
 
 import (
 	"context"
@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/globalsession/globalsession/gateway"
 	"github.com/gorilla/websocket"
+
+	"github.com/globalsession/globalsession/gateway/wsproxy"
 )
 
 // A proxy in front of one WebSocket backend: the browser's upgrade is completed only once
@@ -32,11 +33,11 @@ func ExampleNewProxy() {
 	}))
 	defer backend.Close()
 
-	p, err := gateway.NewProxy(gateway.ProxyConfig{
-		Route: func(r *http.Request) (gateway.Backend, error) {
+	p, err := wsproxy.NewProxy(wsproxy.ProxyConfig{
+		Route: func(r *http.Request) (wsproxy.Backend, error) {
 			// A real Route looks up the session behind the request's cookie (see
 			// SessionRoute); this one sends everyone to the one backend as alice.
-			return gateway.Backend{
+			return wsproxy.Backend{
 				URL:    "ws" + strings.TrimPrefix(backend.URL, "http") + "/app/budget.qvf",
 				Header: http.Header{"X-User": {"alice"}},
 			}, nil

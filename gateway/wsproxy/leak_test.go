@@ -1,4 +1,4 @@
-package gateway
+package wsproxy
 
 import (
 	"runtime"
@@ -14,8 +14,8 @@ func (p *Proxy) active() int {
 	p.mu.Lock()
 	n := len(p.conns)
 	p.mu.Unlock()
-	if p.tunnels != nil {
-		n += 2 * p.tunnels.open()
+	if p.loops != nil {
+		n += 2 * p.loops.Stats().Open
 	}
 	return n
 }

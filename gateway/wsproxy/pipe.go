@@ -1,4 +1,4 @@
-package gateway
+package wsproxy
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/globalsession/globalsession/gateway/internal/wsconn"
+	"github.com/globalsession/globalsession/gateway/wsproxy/internal/wsframe"
 )
 
 // ended says how one direction of a proxied pair stopped.
@@ -21,8 +24,8 @@ type ended struct {
 // done, then closes them.
 func (p *Proxy) pipe(front, back *websocket.Conn) {
 	defer p.untrack(front, back)
-	defer lingerClose(front)
-	defer lingerClose(back)
+	defer wsconn.LingerClose(front)
+	defer wsconn.LingerClose(back)
 	wait := 2 * p.cfg.PingInterval
 	other := func(c *websocket.Conn) *websocket.Conn {
 		if c == front {
@@ -41,7 +44,7 @@ func (p *Proxy) pipe(front, back *websocket.Conn) {
 		})
 		c.SetPongHandler(func(data string) error {
 			c.SetReadDeadline(time.Now().Add(wait))
-			if data == keepalivePayload {
+			if data == wsframe.KeepalivePayload {
 				return nil // the answer to our own keepalive
 			}
 			return ignoreClosed(other(c).WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(p.cfg.WriteTimeout)))
@@ -64,7 +67,7 @@ func (p *Proxy) pipe(front, back *websocket.Conn) {
 	select {
 	case second := <-results:
 		if ce := (*websocket.CloseError)(nil); errors.As(second.err, &ce) && !second.out {
-			closeWith(other(second.from), ce.Code, ce.Text, p.cfg.WriteTimeout)
+			wsconn.CloseWith(other(second.from), ce.Code, ce.Text, p.cfg.WriteTimeout)
 		}
 	case <-time.After(p.cfg.WriteTimeout):
 	}
@@ -79,17 +82,17 @@ func (p *Proxy) forwardEnd(e ended, to, front *websocket.Conn) {
 	var ce *websocket.CloseError
 	switch {
 	case e.out:
-		closeWith(e.from, websocket.CloseInternalServerErr, "the other side failed", p.cfg.WriteTimeout)
-		closeWith(to, websocket.CloseInternalServerErr, "write failed", p.cfg.WriteTimeout)
+		wsconn.CloseWith(e.from, websocket.CloseInternalServerErr, "the other side failed", p.cfg.WriteTimeout)
+		wsconn.CloseWith(to, websocket.CloseInternalServerErr, "write failed", p.cfg.WriteTimeout)
 	case errors.Is(e.err, websocket.ErrReadLimit):
 		// The reader already told the sender 1009.
-		closeWith(to, websocket.CloseInternalServerErr, "the peer sent a message that was too large", p.cfg.WriteTimeout)
+		wsconn.CloseWith(to, websocket.CloseInternalServerErr, "the peer sent a message that was too large", p.cfg.WriteTimeout)
 	case errors.As(e.err, &ce) && ce.Code != websocket.CloseAbnormalClosure && ce.Code != websocket.CloseTLSHandshake:
-		closeWith(to, ce.Code, ce.Text, p.cfg.WriteTimeout)
+		wsconn.CloseWith(to, ce.Code, ce.Text, p.cfg.WriteTimeout)
 	case e.from == front:
-		closeWith(to, websocket.CloseGoingAway, "the client went away", p.cfg.WriteTimeout)
+		wsconn.CloseWith(to, websocket.CloseGoingAway, "the client went away", p.cfg.WriteTimeout)
 	default:
-		closeWith(to, websocket.CloseInternalServerErr, "the backend went away", p.cfg.WriteTimeout)
+		wsconn.CloseWith(to, websocket.CloseInternalServerErr, "the backend went away", p.cfg.WriteTimeout)
 	}
 }
 
@@ -131,8 +134,6 @@ func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results
 	}
 }
 
-const keepalivePayload = "gs-keepalive"
-
 // keepalive pings both sides every PingInterval until the returned function is called. A
 // timer does it, not a goroutine: an idle connection should cost as little as possible.
 func (p *Proxy) keepalive(conns ...*websocket.Conn) (stop func()) {
@@ -143,7 +144,7 @@ func (p *Proxy) keepalive(conns ...*websocket.Conn) (stop func()) {
 	defer mu.Unlock()
 	t = time.AfterFunc(p.cfg.PingInterval, func() {
 		for _, c := range conns {
-			_ = c.WriteControl(websocket.PingMessage, []byte(keepalivePayload), time.Now().Add(p.cfg.WriteTimeout))
+			_ = c.WriteControl(websocket.PingMessage, []byte(wsframe.KeepalivePayload), time.Now().Add(p.cfg.WriteTimeout))
 		}
 		mu.Lock()
 		if !stopped {
@@ -157,27 +158,6 @@ func (p *Proxy) keepalive(conns ...*websocket.Conn) (stop func()) {
 		t.Stop()
 		mu.Unlock()
 	}
-}
-
-// closeWith sends a close frame; 1005 becomes a close frame without a code, as the
-// protocol requires (1005, 1006 and 1015 never go on the wire).
-func closeWith(c *websocket.Conn, code int, text string, timeout time.Duration) {
-	if code == websocket.CloseAbnormalClosure || code == websocket.CloseTLSHandshake {
-		code = websocket.CloseInternalServerErr
-	}
-	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(timeout))
-}
-
-// lingerClose closes a connection without losing what was sent last: closing a socket with
-// unread data makes the kernel reset it, which can destroy the close frame just written.
-// So the write side is shut first and what the peer still sends is read away, briefly.
-func lingerClose(c *websocket.Conn) {
-	nc := c.UnderlyingConn()
-	if tc, ok := nc.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
-		nc.SetReadDeadline(time.Now().Add(time.Second))
-		io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
-	}
-	nc.Close()
 }
 
 func ignoreClosed(err error) error {
@@ -197,13 +177,13 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	p.mu.Unlock()
-	if p.tunnels != nil {
-		p.tunnels.shutdown()
+	if p.loops != nil {
+		p.loops.Shutdown()
 	}
 	// Every side hears 1001 first; only then are the connections closed, so no side is
 	// told instead that its peer failed.
 	for _, c := range conns {
-		closeWith(c, websocket.CloseGoingAway, "server shutting down", p.cfg.WriteTimeout)
+		wsconn.CloseWith(c, websocket.CloseGoingAway, "server shutting down", p.cfg.WriteTimeout)
 	}
 	for _, c := range conns {
 		c.Close()
@@ -212,8 +192,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	go func() { p.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
-		if p.tunnels != nil {
-			p.tunnels.release()
+		if p.loops != nil {
+			p.loops.Release()
 		}
 		return nil
 	case <-ctx.Done():

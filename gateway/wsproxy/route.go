@@ -1,4 +1,4 @@
-package gateway
+package wsproxy
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/gateway"
 )
 
 // Router chooses a backend for a user's session and document: *discovery.SessionService
@@ -18,11 +19,11 @@ type Router interface {
 // RouteConfig configures SessionRoute.
 type RouteConfig struct {
 	// Sessions looks the login cookie up.
-	Sessions *Sessions
+	Sessions *gateway.Sessions
 	// Router chooses the backend.
 	Router Router
 	// Document extracts the document (or resource) from the request. Nil means the path
-	// after its last "/app/" (the seed's /app/<document>), else the whole path.
+	// after its last "/app/" (/app/<document>), else the whole path.
 	Document func(r *http.Request) string
 	// SessionHeader names the header that tells the backend which session to attach to
 	// (the QIX engine's X-Qlik-Session). Empty means "X-Session-Id".
@@ -30,13 +31,13 @@ type RouteConfig struct {
 	// ByUser asks the Router for a route by the session's user instead of its id, so a
 	// sticky Router sends every session of one user (other browsers and devices as well as
 	// tabs) to the same instance: what push hub instances behind a front gateway need, so
-	// that a user's channels share one set of loops (see HubConfig.AcceptBearer). The
+	// that a user's channels share one set of loops (see hub.HubConfig.AcceptBearer). The
 	// Router's Preparer then gets the user name where it would get the session id.
 	ByUser bool
 }
 
-// SessionRoute is the seed's gateway logic as a Route for a Proxy: login cookie to
-// session, session to JWT, session service to backend. A request without a live session is
+// SessionRoute is the gateway's routing as a Route for a Proxy: login cookie to session,
+// session to JWT, session service to backend. A request without a live session is
 // refused with 401; no healthy backend gives 503.
 func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 	if cfg.SessionHeader == "" {
@@ -53,7 +54,7 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 	}
 	return func(r *http.Request) (Backend, error) {
 		s, err := cfg.Sessions.Lookup(r.Context(), r)
-		if errors.Is(err, ErrNoSession) {
+		if errors.Is(err, gateway.ErrNoSession) {
 			return Backend{}, &HTTPError{Status: http.StatusUnauthorized, Msg: "log in first"}
 		}
 		if err != nil {

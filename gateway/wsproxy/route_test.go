@@ -1,4 +1,4 @@
-package gateway
+package wsproxy
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/internal/gatewaytest"
 )
 
 // TestSessionRouteEndToEnd: log in, open a WebSocket with the cookie, and reach a backend
@@ -28,9 +30,9 @@ func TestSessionRouteEndToEnd(t *testing.T) {
 		URL: func(in discovery.Instance, doc string) string { return "ws://" + in.Addr + "/app/" + doc }})
 	require.NoError(t, err)
 
-	sessions := testSessions(t, SessionsConfig{})
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
 	mux := http.NewServeMux()
-	login := &Login{Sessions: sessions, Anonymous: true}
+	login := &gateway.Login{Sessions: sessions, Anonymous: true}
 	mux.Handle("/login/", login)
 	proxy, err := NewProxy(ProxyConfig{Route: SessionRoute(RouteConfig{Sessions: sessions, Router: ss, SessionHeader: "X-Qlik-Session"})})
 	require.NoError(t, err)
@@ -44,7 +46,7 @@ func TestSessionRouteEndToEnd(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no cookie, no WebSocket")
 
-	hdr := anonymousLogin(t, srv.URL)
+	hdr := gatewaytest.AnonymousLogin(t, srv.URL)
 	conn, _, err := websocket.DefaultDialer.Dial(wsURL, hdr)
 	require.NoError(t, err)
 	defer conn.Close()
@@ -58,15 +60,15 @@ func TestSessionRouteEndToEnd(t *testing.T) {
 	auth, sess := b.headers.Get("Authorization"), b.headers.Get("X-Qlik-Session")
 	b.mu.Unlock()
 	require.True(t, strings.HasPrefix(auth, "Bearer "))
-	claims, err := sessions.cfg.Signer.Verify(strings.TrimPrefix(auth, "Bearer "))
+	claims, err := gatewaytest.Signer(t).Verify(strings.TrimPrefix(auth, "Bearer "))
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(claims.Subject, "anonymous-"))
 	assert.Equal(t, claims.Session, sess)
 }
 
 // TestReconnectAfterBackendCrash: the backend serving a session dies; the browser gets a
-// close frame (1011), and its reconnection is routed to a live backend (seed 002's coarse
-// fault tolerance).
+// close frame (1011), and its reconnection is routed to a live backend (coarse fault
+// tolerance).
 func TestReconnectAfterBackendCrash(t *testing.T) {
 	a, b := newEchoBackend(t), newEchoBackend(t)
 	d, err := discovery.New(discovery.Config{Provider: discovery.Static{
@@ -78,17 +80,17 @@ func TestReconnectAfterBackendCrash(t *testing.T) {
 	d.Refresh(context.Background())
 	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d})
 	require.NoError(t, err)
-	sessions := testSessions(t, SessionsConfig{})
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
 	proxy, err := NewProxy(ProxyConfig{Route: SessionRoute(RouteConfig{Sessions: sessions, Router: ss})})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/login/", &Login{Sessions: sessions, Anonymous: true})
+	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
 	mux.Handle("/app/", proxy)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	defer proxy.Shutdown(context.Background())
 
-	hdr := anonymousLogin(t, srv.URL)
+	hdr := gatewaytest.AnonymousLogin(t, srv.URL)
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/app/doc"
 	served := func() (*websocket.Conn, *echoBackend) {
 		conn, _, err := websocket.DefaultDialer.Dial(wsURL, hdr)

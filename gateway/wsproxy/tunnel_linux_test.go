@@ -1,6 +1,6 @@
 //go:build linux
 
-package gateway
+package wsproxy
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/gateway/wsproxy/internal/eventloop"
 )
 
 // echoThrough opens a WebSocket through the proxy at srv and has one message echoed.
@@ -34,7 +36,7 @@ func echoThrough(t *testing.T, srv *httptest.Server) *websocket.Conn {
 func TestEventLoopHoldsIdleConnectionsWithoutGoroutines(t *testing.T) {
 	b := newEchoBackend(t)
 	p, srv := startProxy(t, ProxyConfig{Route: routeTo(b.wsURL())})
-	require.NotNil(t, p.tunnels, "Linux proxies use event loops by default")
+	require.NotNil(t, p.loops, "Linux proxies use event loops by default")
 	// The backend holds a goroutine per connection, and so do the test's clients' own
 	// connections; count the proxy's alone by its tunnels and the goroutines it adds.
 	base := runtime.NumGoroutine()
@@ -42,9 +44,9 @@ func TestEventLoopHoldsIdleConnectionsWithoutGoroutines(t *testing.T) {
 	for range n {
 		echoThrough(t, srv)
 	}
-	assert.Equal(t, n, p.tunnels.open())
+	assert.Equal(t, n, p.loops.Stats().Open)
 	// Per connection: the backend's handler goroutine; the loops are a few in all.
-	assert.LessOrEqual(t, runtime.NumGoroutine()-base, n+len(p.tunnels.loops)+4)
+	assert.LessOrEqual(t, runtime.NumGoroutine()-base, n+p.loops.Stats().Loops+4)
 }
 
 // TestEventLoopBackpressure checks that a browser that stops reading holds back the backend
@@ -90,44 +92,27 @@ func TestEventLoopBackpressure(t *testing.T) {
 // socket calls through it (the other tests then cover that path), and that the loops
 // release it after Shutdown.
 func TestEventLoopsUseIORing(t *testing.T) {
-	r, err := newIORing()
-	if err != nil {
+	if err := eventloop.IORingSupported(); err != nil {
 		t.Skipf("no io_uring here (%v): TestProxyEventLoopsWithoutIORing covers the loops", err)
 	}
-	r.close()
 	b := newEchoBackend(t)
 	p, srv := startProxy(t, ProxyConfig{Route: routeTo(b.wsURL())})
 	c := echoThrough(t, srv)
-	rings := 0
-	for _, l := range p.tunnels.loops {
-		l.mu.Lock()
-		if l.ring != nil {
-			rings++
-		}
-		l.mu.Unlock()
-	}
+	rings := p.loops.Stats().IORings
 	assert.Equal(t, 1, rings, "the loop relaying the connection has an io_uring")
 	c.Close()
 	require.NoError(t, p.Shutdown(context.Background()))
 	// A loop still closing its last tunnel releases its descriptors as it ends.
 	require.Eventually(t, func() bool {
-		for _, l := range p.tunnels.loops {
-			l.mu.Lock()
-			held := l.ring != nil || l.epfd >= 0
-			l.mu.Unlock()
-			if held {
-				return false
-			}
-		}
-		return true
+		return p.loops.Stats().Holding == 0
 	}, 10*time.Second, 5*time.Millisecond, "io_uring and epoll released after Shutdown")
 }
 
 // TestProxyEventLoopsWithoutIORing runs the event-loop tests again with the socket calls
 // made one by one, as on systems without io_uring.
 func TestProxyEventLoopsWithoutIORing(t *testing.T) {
-	forceNoIORing.Store(true)
-	defer forceNoIORing.Store(false)
+	eventloop.ForceNoIORing.Store(true)
+	defer eventloop.ForceNoIORing.Store(false)
 	for _, tt := range []struct {
 		name string
 		test func(*testing.T)

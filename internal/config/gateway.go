@@ -13,6 +13,9 @@ import (
 
 	"github.com/globalsession/globalsession/discovery"
 	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
+	"github.com/globalsession/globalsession/gateway/hub"
+	"github.com/globalsession/globalsession/gateway/wsproxy"
 	"github.com/globalsession/globalsession/internal/tlsconfig"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -84,11 +87,11 @@ type GatewayParts struct {
 	TLS      *tls.Config // nil: plain HTTP
 	Sessions *gateway.Sessions
 	Login    *gateway.Login
-	Proxy    *gateway.Proxy // nil without session_service
-	Hub      *gateway.Hub
+	Proxy    *wsproxy.Proxy // nil without session_service
+	Hub      *hub.Hub
 	// Broker is the broker block's settings, without Advertise when the block leaves it
 	// to the listening address; nil without a broker block. StartBroker starts it.
-	Broker  *gateway.BrokerConfig
+	Broker  *broker.BrokerConfig
 	poll    time.Duration
 	relay   *relay.Client
 	closers []func() error
@@ -96,10 +99,10 @@ type GatewayParts struct {
 
 // BrokerParts are what StartBroker starts; Close stops them.
 type BrokerParts struct {
-	Broker   *gateway.Broker
-	Assigner *gateway.Assigner
+	Broker   *broker.Broker
+	Assigner *broker.Assigner
 	// HubAssigner says which instance's push hub a user's tabs should all use.
-	HubAssigner *gateway.Assigner
+	HubAssigner *broker.Assigner
 	Discovery   *discovery.Service
 }
 
@@ -113,27 +116,27 @@ func (g *GatewayParts) StartBroker(ctx context.Context, advertise string, log *s
 	const load = "gateway_broker_clients" // the least loaded instance has the fewest clients
 	// Discovery, its session services and the assigners start nothing until d.Start, so
 	// only the broker, made last, can leave something to undo.
-	d, err := discovery.New(discovery.Config{Provider: gateway.MemberProvider{Relay: g.relay},
+	d, err := discovery.New(discovery.Config{Provider: broker.MemberProvider{Relay: g.relay},
 		RefreshInterval: g.poll, PollInterval: g.poll, Metrics: []string{load}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: load, URL: gateway.BrokerURL})
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: load, URL: broker.BrokerURL})
 	if err != nil {
 		return nil, err
 	}
-	as, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: ss, Instances: d})
+	as, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.Sessions, Router: ss, Instances: d})
 	if err != nil {
 		return nil, err
 	}
 	// The push hub's channels of a user share one set of loops only on one instance: its
 	// assignment is by user.
 	hubRouter, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: load,
-		URL: func(in discovery.Instance, _ string) string { return gateway.InstanceURL(in, "/hub") }})
+		URL: func(in discovery.Instance, _ string) string { return broker.InstanceURL(in, "/hub") }})
 	if err != nil {
 		return nil, err
 	}
-	hub, err := gateway.NewAssigner(gateway.AssignerConfig{Sessions: g.Sessions, Router: hubRouter, Instances: d,
+	hubAs, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.Sessions, Router: hubRouter, Instances: d,
 		ByUser: true, Group: "hub"})
 	if err != nil {
 		return nil, err
@@ -142,12 +145,12 @@ func (g *GatewayParts) StartBroker(ctx context.Context, advertise string, log *s
 	if cfg.Advertise == "" {
 		cfg.Advertise = advertise
 	}
-	b, err := gateway.NewBroker(ctx, cfg)
+	b, err := broker.NewBroker(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.Start()
-	return &BrokerParts{Broker: b, Assigner: as, HubAssigner: hub, Discovery: d}, nil
+	return &BrokerParts{Broker: b, Assigner: as, HubAssigner: hubAs, Discovery: d}, nil
 }
 
 // Close releases what GatewayParts opened, in reverse order.
@@ -279,8 +282,8 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		parts.Login.Authenticator = u
 	}
 	if g.SessionService != "" {
-		parts.Proxy, err = gateway.NewProxy(gateway.ProxyConfig{
-			Route: gateway.SessionRoute(gateway.RouteConfig{Sessions: parts.Sessions,
+		parts.Proxy, err = wsproxy.NewProxy(wsproxy.ProxyConfig{
+			Route: wsproxy.SessionRoute(wsproxy.RouteConfig{Sessions: parts.Sessions,
 				Router: &discovery.RemoteSessions{URL: g.SessionService}, SessionHeader: g.SessionHeader}),
 			AllowedOrigins: g.AllowedOrigins,
 			Logger:         log,
@@ -290,7 +293,7 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 		}
 	}
 	if bb := g.Broker; bb != nil {
-		parts.Broker = &gateway.BrokerConfig{Relay: parts.relay, Sessions: parts.Sessions, Queue: bb.Queue,
+		parts.Broker = &broker.BrokerConfig{Relay: parts.relay, Sessions: parts.Sessions, Queue: bb.Queue,
 			Instance: bb.Instance, Advertise: bb.Advertise, AllowedOrigins: g.AllowedOrigins,
 			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, Logger: log}
 		parts.poll = time.Duration(bb.PollInterval)
@@ -298,7 +301,7 @@ func (f *File) GatewayParts(ctx context.Context, log *slog.Logger) (*GatewayPart
 			parts.poll = 2 * time.Second
 		}
 	}
-	parts.Hub, err = gateway.NewHub(gateway.HubConfig{Sessions: parts.Sessions, AllowedOrigins: g.AllowedOrigins, Logger: log})
+	parts.Hub, err = hub.NewHub(hub.HubConfig{Sessions: parts.Sessions, AllowedOrigins: g.AllowedOrigins, Logger: log})
 	if err != nil {
 		return fail(err)
 	}

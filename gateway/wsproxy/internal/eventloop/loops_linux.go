@@ -1,6 +1,6 @@
 //go:build linux
 
-package gateway
+package eventloop
 
 import (
 	"errors"
@@ -11,46 +11,64 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/globalsession/globalsession/gateway/wsproxy/internal/wsframe"
 )
 
-// The event-loop data path. A proxied connection whose two sides are plain TCP is handed,
-// once both upgrades are done, to one of a few loop goroutines, each waiting in epoll (in a
-// system call, so on a thread of its own while it waits) for all of its connections. A loop
-// moves the bytes each side sends to the other as they come, following frame headers only
-// (frameScanner): to refuse a message over the limit, and to put pings and close frames
+// A proxied connection whose two sides are plain TCP is handed, once both upgrades are
+// done, to one of a few loop goroutines, each waiting in epoll (in a system call, so on a
+// thread of its own while it waits) for all of its connections. A loop moves the bytes
+// each side sends to the other as they come, following frame headers only
+// (wsframe.Scanner): to refuse a message over the limit, and to put pings and close frames
 // between frames. It reads the ready sockets and writes what it relays in batches
 // (uring_linux.go). An idle connection costs no goroutine, and a message costs one wake-up
-// of a thread that is already waiting, where the goroutine pipe (pipe.go) wakes a goroutine
+// of a thread that is already waiting, where the proxy's goroutine pipe wakes a goroutine
 // per direction and decodes every frame.
 
-// tunnels holds the loops of a Proxy.
-type tunnels struct {
-	cfg   *ProxyConfig
+// Loops are the event loops of a proxy. Each pair of connections handed over with Take is
+// called a tunnel here.
+type Loops struct {
+	cfg   Config
 	loops []*loop
 	next  uint32
 	mu    sync.Mutex
 	n     int // tunnels open
 }
 
-func newTunnels(cfg *ProxyConfig) *tunnels {
-	t := &tunnels{cfg: cfg}
+// New returns the event loops of a proxy with cfg's limits (none runs until Take hands it
+// a pair). It returns nil on systems without event loops.
+func New(cfg Config) *Loops {
+	t := &Loops{cfg: cfg}
 	for range max(1, min(runtime.GOMAXPROCS(0), 4)) {
 		t.loops = append(t.loops, &loop{t: t, epfd: -1, byFD: map[int32]*tunnelSide{}, all: map[*tunnel]struct{}{}})
 	}
 	return t
 }
 
-// open reports how many tunnels are open.
-func (t *tunnels) open() int {
+// Stats reports the loops' state.
+func (t *Loops) Stats() Stats {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n
+	st := Stats{Loops: len(t.loops), Open: t.n}
+	t.mu.Unlock()
+	for _, l := range t.loops {
+		l.mu.Lock()
+		if l.ring != nil {
+			st.IORings++
+		}
+		if l.ring != nil || l.epfd >= 0 {
+			st.Holding++
+		}
+		l.mu.Unlock()
+	}
+	return st
 }
 
-// take hands a pair of upgraded connections to a loop. early is what the backend sent right
-// after its 101 (already read from its socket); done runs when the tunnel is closed. It
-// fails, leaving both connections to the caller, when they are not plain TCP.
-func (t *tunnels) take(front, back net.Conn, early []byte, done func()) error {
+// Take hands a pair of upgraded connections, the browser's (front) and the backend's
+// (back), to a loop, which relays them until both are done and then closes them. early is
+// what the backend sent right after its 101 (already read from its socket); done runs when
+// the pair is closed. Take fails, leaving both connections to the caller, when they are
+// not plain TCP.
+func (t *Loops) Take(front, back net.Conn, early []byte, done func()) error {
 	t.mu.Lock()
 	l := t.loops[t.next%uint32(len(t.loops))]
 	t.next++
@@ -74,8 +92,8 @@ func (t *tunnels) take(front, back net.Conn, early []byte, done func()) error {
 	syscall.SetNonblock(bf, true)
 	now := time.Now()
 	tu := &tunnel{lastPing: now, early: early, done: done}
-	tu.side[0] = tunnelSide{tu: tu, i: 0, fd: ff, lastIn: now, scan: frameScanner{max: t.cfg.MaxMessageSize, masked: true}}
-	tu.side[1] = tunnelSide{tu: tu, i: 1, fd: bf, lastIn: now, scan: frameScanner{max: t.cfg.MaxMessageSize}}
+	tu.side[0] = tunnelSide{tu: tu, i: 0, fd: ff, lastIn: now, scan: wsframe.NewScanner(t.cfg.MaxMessageSize, true)}
+	tu.side[1] = tunnelSide{tu: tu, i: 1, fd: bf, lastIn: now, scan: wsframe.NewScanner(t.cfg.MaxMessageSize, false)}
 	t.mu.Lock()
 	t.n++
 	t.mu.Unlock()
@@ -83,8 +101,9 @@ func (t *tunnels) take(front, back net.Conn, early []byte, done func()) error {
 	return nil
 }
 
-// shutdown sends 1001 to both sides of every tunnel and closes them.
-func (t *tunnels) shutdown() {
+// Shutdown sends 1001 (going away) to both sides of every tunnel and closes them; a pair
+// taken later is closed the same way. Call Release once every done has run.
+func (t *Loops) Shutdown() {
 	for _, l := range t.loops {
 		l.mu.Lock()
 		l.stopping = true
@@ -109,9 +128,10 @@ func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, error) {
 	return int(n), nil
 }
 
-// release closes the loops' epoll, wake-up and io_uring descriptors; Shutdown calls it once every
-// tunnel is closed. A loop still running (a tunnel admitted late) keeps its own.
-func (t *tunnels) release() {
+// Release closes the loops' epoll, wake-up and io_uring descriptors; the proxy's Shutdown
+// calls it once every tunnel is closed. A loop still running (a tunnel admitted late)
+// keeps its own, and closes them when it ends.
+func (t *Loops) Release() {
 	for _, l := range t.loops {
 		l.mu.Lock()
 		if !l.running {
@@ -160,11 +180,11 @@ type tunnelSide struct {
 	tu       *tunnel
 	i        int
 	fd       int
-	scan     frameScanner // the frames this side sends
-	out      []byte       // bytes waiting to be written to this side
-	borrowed []byte       // bytes for this side in the round's write batch, not copied
-	outSince time.Time    // when out stopped being empty
-	pending  [][]byte     // control frames for this side, waiting for a frame boundary
+	scan     wsframe.Scanner // the frames this side sends
+	out      []byte          // bytes waiting to be written to this side
+	borrowed []byte          // bytes for this side in the round's write batch, not copied
+	outSince time.Time       // when out stopped being empty
+	pending  [][]byte        // control frames for this side, waiting for a frame boundary
 	lastIn   time.Time
 	eof      bool   // this side's read half ended
 	gone     bool   // a write failed: nothing more is written
@@ -177,7 +197,7 @@ func (s *tunnelSide) peer() *tunnelSide { return &s.tu.side[1-s.i] }
 
 // loop is one event loop.
 type loop struct {
-	t        *tunnels
+	t        *Loops
 	mu       sync.Mutex
 	epfd     int
 	wakeFD   int
@@ -264,7 +284,7 @@ func (l *loop) run() {
 	}
 	l.mu.Lock()
 	if l.ring == nil && !l.noRing {
-		if r, err := newIORing(); err == nil && !forceNoIORing.Load() {
+		if r, err := newIORing(); err == nil && !ForceNoIORing.Load() {
 			l.ring = r
 		} else {
 			if r != nil {
@@ -378,9 +398,19 @@ func (l *loop) closeDescriptors() {
 // more to read stays ready and is read again after the next wait).
 const readSlabSize = 256 << 10
 
-// forceNoIORing makes new loops make their calls one by one, as where io_uring is missing
+// ForceNoIORing makes new loops make their calls one by one, as where io_uring is missing
 // (set by tests to cover that path).
-var forceNoIORing atomic.Bool
+var ForceNoIORing atomic.Bool
+
+// IORingSupported reports why this system gives a loop no io_uring, or nil if it does.
+func IORingSupported() error {
+	r, err := newIORing()
+	if err != nil {
+		return err
+	}
+	r.close()
+	return nil
+}
 
 // readAll reads every socket in l.reading, in one batch, and relays what each sent.
 func (l *loop) readAll() {
@@ -498,8 +528,8 @@ func (l *loop) io(ops []ioOp) {
 func (l *loop) goAway(tu *tunnel) {
 	l.touch(tu)
 	if !tu.closing {
-		l.inject(&tu.side[0], closeFrame(1001, "server shutting down", false))
-		l.inject(&tu.side[1], closeFrame(1001, "server shutting down", true))
+		l.inject(&tu.side[0], wsframe.CloseFrame(1001, "server shutting down", false))
+		l.inject(&tu.side[1], wsframe.CloseFrame(1001, "server shutting down", true))
 		l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
 	}
 }
@@ -529,7 +559,7 @@ func (l *loop) register(tu *tunnel) {
 
 // relay checks the frames in b, which side s sent, and sends them on to its peer.
 func (l *loop) relay(s *tunnelSide, b []byte) {
-	valid, err := s.scan.scan(b)
+	valid, err := s.scan.Scan(b)
 	if valid > 0 {
 		l.send(s.peer(), b[:valid])
 	}
@@ -538,17 +568,17 @@ func (l *loop) relay(s *tunnelSide, b []byte) {
 	}
 	// The sender broke the rules: it hears why, the other side that its peer failed.
 	code, other := 1002, "the peer broke the protocol"
-	if errors.Is(err, errFrameTooLarge) {
+	if errors.Is(err, wsframe.ErrTooLarge) {
 		code, other = 1009, "the peer sent a message that was too large"
 	}
 	l.t.cfg.Logger.Info("gateway: closing a proxied connection", "side", sideName(s.i), "err", err)
 	if valid >= 0 {
 		// Nothing more is relayed from s: the stream to the peer ends with the frame
 		// before the bad one, between frames.
-		s.scan.hdrN, s.scan.need = 0, 0
-		l.inject(s.peer(), closeFrame(1011, other, s.peer().i == 1))
+		s.scan.Truncate()
+		l.inject(s.peer(), wsframe.CloseFrame(1011, other, s.peer().i == 1))
 	}
-	l.inject(s, closeFrame(code, err.Error(), s.i == 1))
+	l.inject(s, wsframe.CloseFrame(code, err.Error(), s.i == 1))
 	l.startClosing(s.tu, time.Now().Add(l.t.cfg.WriteTimeout))
 }
 
@@ -565,13 +595,13 @@ func (l *loop) ended(s *tunnelSide) {
 	if tu.closing {
 		return
 	}
-	if !s.scan.closed {
+	if !s.scan.Closed() {
 		// It vanished without a close frame: the other side hears so, as it would from
 		// the goroutine pipe.
 		if s.i == 1 {
-			l.inject(s.peer(), closeFrame(1011, "the backend went away", false))
+			l.inject(s.peer(), wsframe.CloseFrame(1011, "the backend went away", false))
 		} else {
-			l.inject(s.peer(), closeFrame(1001, "the client went away", true))
+			l.inject(s.peer(), wsframe.CloseFrame(1001, "the client went away", true))
 		}
 	}
 	l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
@@ -579,7 +609,7 @@ func (l *loop) ended(s *tunnelSide) {
 
 // inject sends a control frame to side s as soon as the stream to it is between frames.
 func (l *loop) inject(s *tunnelSide, f []byte) {
-	if s.peer().scan.atBoundary() && len(s.pending) == 0 {
+	if s.peer().scan.AtBoundary() && len(s.pending) == 0 {
 		l.send(s, f)
 		return
 	}
@@ -643,8 +673,8 @@ func (l *loop) clock(now time.Time) {
 		}
 		if !tu.closing && now.Sub(tu.lastPing) >= ping {
 			tu.lastPing = now
-			l.inject(&tu.side[0], controlFrame(opPing, []byte(keepalivePayload), false))
-			l.inject(&tu.side[1], controlFrame(opPing, []byte(keepalivePayload), true))
+			l.inject(&tu.side[0], wsframe.KeepaliveFrame(false))
+			l.inject(&tu.side[1], wsframe.KeepaliveFrame(true))
 		}
 	}
 }
@@ -653,7 +683,7 @@ func (l *loop) clock(now time.Time) {
 func (l *loop) sendPending(tu *tunnel) {
 	for i := range tu.side {
 		s := &tu.side[i]
-		for len(s.pending) > 0 && s.peer().scan.atBoundary() {
+		for len(s.pending) > 0 && s.peer().scan.AtBoundary() {
 			f := s.pending[0]
 			s.pending = s.pending[1:]
 			l.send(s, f)

@@ -1,24 +1,29 @@
 //go:build !linux
 
-package gateway
+package eventloop
 
 import (
 	"errors"
 	"net"
 )
 
-// tunnels is the event-loop data path, which only Linux has (tunnel_linux.go); elsewhere
-// every proxied connection uses the goroutine pipe.
-type tunnels struct{}
+// Loops is the event-loop data path, which only Linux has (loops_linux.go); elsewhere
+// New returns nil and every proxied connection uses the proxy's goroutine pipe.
+type Loops struct{}
 
-func newTunnels(*ProxyConfig) *tunnels { return nil }
+// New returns nil: this system has no event loops.
+func New(Config) *Loops { return nil }
 
-func (t *tunnels) take(net.Conn, net.Conn, []byte, func()) error {
+// Take fails: this system has no event loops.
+func (t *Loops) Take(net.Conn, net.Conn, []byte, func()) error {
 	return errors.New("gateway: no event loop on this system")
 }
 
-func (t *tunnels) open() int { return 0 }
+// Stats reports no loops.
+func (t *Loops) Stats() Stats { return Stats{} }
 
-func (t *tunnels) shutdown() {}
+// Shutdown does nothing.
+func (t *Loops) Shutdown() {}
 
-func (t *tunnels) release() {}
+// Release does nothing.
+func (t *Loops) Release() {}

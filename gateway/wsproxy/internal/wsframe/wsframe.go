@@ -1,4 +1,4 @@
-package gateway
+package wsframe
 
 import (
 	"crypto/rand"
@@ -6,10 +6,6 @@ import (
 	"errors"
 	"fmt"
 )
-
-// WebSocket frame headers (RFC 6455 section 5.2), for relaying a stream of frames without
-// decoding their payloads: the scanner follows frame boundaries, so that control frames can be
-// injected between frames, and sizes, so that a message over the limit is refused.
 
 const (
 	opContinuation = 0x0
@@ -20,14 +16,20 @@ const (
 	opPong         = 0xA
 )
 
-// Errors a frame scanner reports, with the close code the sender is answered with.
+// KeepalivePayload is the payload of the proxy's own keepalive pings: a pong that carries it
+// answers the proxy and goes no further.
+const KeepalivePayload = "gs-keepalive"
+
+// Errors a Scanner reports: the sender is answered with close code 1009 for ErrTooLarge,
+// 1002 for ErrProtocol.
 var (
-	errFrameTooLarge = errors.New("message too large")
-	errFrameProtocol = errors.New("protocol error")
+	ErrTooLarge = errors.New("message too large")
+	ErrProtocol = errors.New("protocol error")
 )
 
-// frameScanner follows the frames of one direction of a WebSocket stream.
-type frameScanner struct {
+// Scanner follows the frames of one direction of a WebSocket stream. Make one with
+// NewScanner.
+type Scanner struct {
 	max    int64 // largest message, in bytes
 	masked bool  // frames must be masked (they come from a browser); else must not be
 
@@ -42,6 +44,10 @@ type frameScanner struct {
 	codeN  int     // bytes of a close frame's code collected
 	key    [4]byte // the close frame's mask key
 }
+
+// NewScanner returns a scanner of a stream whose messages may be at most max bytes long;
+// masked says the frames must be masked (they come from a browser), else they must not be.
+func NewScanner(max int64, masked bool) Scanner { return Scanner{max: max, masked: masked} }
 
 // headerLen returns the length of a header whose second byte is b1 (mask bit and length).
 func headerLen(b1 byte) int {
@@ -58,14 +64,22 @@ func headerLen(b1 byte) int {
 	return n
 }
 
-// atBoundary reports whether the stream is between frames, so that a frame may be inserted.
-func (s *frameScanner) atBoundary() bool { return s.hdrN == 0 && s.need == 0 }
+// AtBoundary reports whether the stream is between frames, so that a frame may be inserted.
+func (s *Scanner) AtBoundary() bool { return s.hdrN == 0 && s.need == 0 }
 
-// scan follows b, the next bytes of the stream. At the first frame that breaks the rules
-// it returns an error wrapping errFrameTooLarge or errFrameProtocol, and how many bytes of b
-// came before that frame (-1 when the frame began in an earlier call): those can still be
+// Closed reports whether a close frame went by.
+func (s *Scanner) Closed() bool { return s.closed }
+
+// Truncate ends the stream where the frame being followed began: nothing more of it is
+// relayed, and the scanner is between frames, so that a close frame may follow the last
+// valid one.
+func (s *Scanner) Truncate() { s.hdrN, s.need = 0, 0 }
+
+// Scan follows b, the next bytes of the stream. At the first frame that breaks the rules
+// it returns an error wrapping ErrTooLarge or ErrProtocol, and how many bytes of b came
+// before that frame (-1 when the frame began in an earlier call): those can still be
 // relayed, and the stream stays whole.
-func (s *frameScanner) scan(b []byte) (int, error) {
+func (s *Scanner) Scan(b []byte) (int, error) {
 	start := -1 // where in b the header being collected began
 	if s.hdrN == 0 && s.need == 0 {
 		start = 0
@@ -80,7 +94,7 @@ func (s *frameScanner) scan(b []byte) (int, error) {
 				i++
 				if s.codeN == 2 {
 					if code := int(binary.BigEndian.Uint16(s.code[:])); !validCloseCode(code) {
-						return start, fmt.Errorf("%w: close code %d may not be sent", errFrameProtocol, code)
+						return start, fmt.Errorf("%w: close code %d may not be sent", ErrProtocol, code)
 					}
 				}
 				continue
@@ -122,7 +136,7 @@ func (s *frameScanner) scan(b []byte) (int, error) {
 }
 
 // header checks a complete header and starts its payload.
-func (s *frameScanner) header() error {
+func (s *Scanner) header() error {
 	b0, b1 := s.hdr[0], s.hdr[1]
 	fin, op := b0&0x80 != 0, b0&0x0F
 	var n int64
@@ -132,7 +146,7 @@ func (s *frameScanner) header() error {
 	case 127:
 		u := binary.BigEndian.Uint64(s.hdr[2:10])
 		if u > 1<<62 {
-			return fmt.Errorf("%w: frame length %d", errFrameProtocol, u)
+			return fmt.Errorf("%w: frame length %d", ErrProtocol, u)
 		}
 		n = int64(u)
 	default:
@@ -140,21 +154,21 @@ func (s *frameScanner) header() error {
 	}
 	switch {
 	case b0&0x70 != 0:
-		return fmt.Errorf("%w: reserved bits set (no extension was negotiated)", errFrameProtocol)
+		return fmt.Errorf("%w: reserved bits set (no extension was negotiated)", ErrProtocol)
 	case (b1&0x80 != 0) != s.masked:
 		if s.masked {
-			return fmt.Errorf("%w: a client frame must be masked", errFrameProtocol)
+			return fmt.Errorf("%w: a client frame must be masked", ErrProtocol)
 		}
-		return fmt.Errorf("%w: a server frame must not be masked", errFrameProtocol)
+		return fmt.Errorf("%w: a server frame must not be masked", ErrProtocol)
 	}
 	switch op {
 	case opClose, opPing, opPong:
 		if !fin || n > 125 {
-			return fmt.Errorf("%w: a control frame must be whole and at most 125 bytes", errFrameProtocol)
+			return fmt.Errorf("%w: a control frame must be whole and at most 125 bytes", ErrProtocol)
 		}
 		if op == opClose {
 			if n == 1 {
-				return fmt.Errorf("%w: a close frame of one byte", errFrameProtocol)
+				return fmt.Errorf("%w: a close frame of one byte", ErrProtocol)
 			}
 			s.closed, s.codeN, s.key = true, 0, [4]byte{}
 			if b1&0x80 != 0 {
@@ -163,18 +177,18 @@ func (s *frameScanner) header() error {
 		}
 	case opText, opBinary, opContinuation:
 		if (op == opContinuation) != s.inMsg {
-			return fmt.Errorf("%w: a continuation frame must follow a fragment, and only it", errFrameProtocol)
+			return fmt.Errorf("%w: a continuation frame must follow a fragment, and only it", ErrProtocol)
 		}
 		if op != opContinuation {
 			s.msg = 0
 		}
 		s.msg += n
 		if s.msg > s.max {
-			return fmt.Errorf("%w: %d bytes so far, the limit is %d", errFrameTooLarge, s.msg, s.max)
+			return fmt.Errorf("%w: %d bytes so far, the limit is %d", ErrTooLarge, s.msg, s.max)
 		}
 		s.inMsg = !fin
 	default:
-		return fmt.Errorf("%w: reserved opcode %#x", errFrameProtocol, op)
+		return fmt.Errorf("%w: reserved opcode %#x", ErrProtocol, op)
 	}
 	s.opcode, s.need, s.hdrN = op, n, 0
 	return nil
@@ -211,8 +225,14 @@ func controlFrame(op byte, p []byte, masked bool) []byte {
 	return b
 }
 
-// closeFrame encodes a close frame with code and reason (cut to fit in 125 bytes).
-func closeFrame(code int, reason string, masked bool) []byte {
+// KeepaliveFrame encodes a ping with KeepalivePayload, masked when it goes to a server.
+func KeepaliveFrame(masked bool) []byte {
+	return controlFrame(opPing, []byte(KeepalivePayload), masked)
+}
+
+// CloseFrame encodes a close frame with code and reason (cut to fit in 125 bytes), masked
+// when it goes to a server.
+func CloseFrame(code int, reason string, masked bool) []byte {
 	p := binary.BigEndian.AppendUint16(nil, uint16(code))
 	p = append(p, reason[:min(len(reason), 123)]...)
 	return controlFrame(opClose, p, masked)

@@ -1,4 +1,4 @@
-package gateway
+package wsframe
 
 import (
 	"bytes"
@@ -53,24 +53,24 @@ func TestFrameScannerFollowsBoundaries(t *testing.T) {
 	// However the stream is cut into reads, the scanner ends between frames, having seen
 	// the close, and is between frames exactly at the frames' ends.
 	for _, step := range []int{1, 2, 3, 7, 100, 4096, len(stream)} {
-		s := frameScanner{max: 1 << 20, masked: true}
+		s := Scanner{max: 1 << 20, masked: true}
 		for off := 0; off < len(stream); off += step {
-			_, err := s.scan(stream[off:min(off+step, len(stream))])
+			_, err := s.Scan(stream[off:min(off+step, len(stream))])
 			require.NoError(t, err, "step %d", step)
 		}
-		assert.True(t, s.atBoundary(), "step %d", step)
+		assert.True(t, s.AtBoundary(), "step %d", step)
 		assert.True(t, s.closed, "step %d", step)
 	}
-	s := frameScanner{max: 1 << 20, masked: true}
-	_, err := s.scan(stream[:3])
+	s := Scanner{max: 1 << 20, masked: true}
+	_, err := s.Scan(stream[:3])
 	require.NoError(t, err)
-	assert.False(t, s.atBoundary(), "in the middle of a header")
-	_, err = s.scan(stream[3:9])
+	assert.False(t, s.AtBoundary(), "in the middle of a header")
+	_, err = s.Scan(stream[3:9])
 	require.NoError(t, err)
-	assert.False(t, s.atBoundary(), "in the middle of a payload")
-	_, err = s.scan(stream[9:11])
+	assert.False(t, s.AtBoundary(), "in the middle of a payload")
+	_, err = s.Scan(stream[9:11])
 	require.NoError(t, err)
-	assert.True(t, s.atBoundary())
+	assert.True(t, s.AtBoundary())
 }
 
 func TestFrameScannerRefuses(t *testing.T) {
@@ -81,28 +81,28 @@ func TestFrameScannerRefuses(t *testing.T) {
 		want   error
 		at     int // where in stream the bad frame starts
 	}{
-		{"message over the limit", true, frame(true, opText, make([]byte, 101), true), errFrameTooLarge, 0},
-		{"fragments over the limit", true, append(frame(false, opText, make([]byte, 60), true), frame(true, opContinuation, make([]byte, 60), true)...), errFrameTooLarge, 66},
-		{"unmasked client frame", true, frame(true, opText, []byte("x"), false), errFrameProtocol, 0},
-		{"masked server frame", false, frame(true, opText, []byte("x"), true), errFrameProtocol, 0},
-		{"long control frame", true, frame(true, opPing, make([]byte, 126), true), errFrameProtocol, 0},
-		{"fragmented control frame", true, frame(false, opPing, nil, true), errFrameProtocol, 0},
-		{"continuation without a start", true, frame(true, opContinuation, nil, true), errFrameProtocol, 0},
-		{"data frame inside a fragmented message", true, append(frame(false, opText, nil, true), frame(true, opText, nil, true)...), errFrameProtocol, 6},
-		{"reserved opcode", true, frame(true, 0x3, nil, true), errFrameProtocol, 0},
-		{"reserved bits", true, append([]byte{0xC1, 0x80}, 1, 2, 3, 4), errFrameProtocol, 0},
-		{"reserved close code 1006", false, frame(true, opClose, []byte{0x03, 0xEE}, false), errFrameProtocol, 0},
-		{"reserved close code 1005, masked", true, frame(true, opClose, []byte{0x03, 0xED, 'x'}, true), errFrameProtocol, 0},
-		{"close code 999", false, frame(true, opClose, []byte{0x03, 0xE7}, false), errFrameProtocol, 0},
-		{"close frame of one byte", false, frame(true, opClose, []byte{0x03}, false), errFrameProtocol, 0},
+		{"message over the limit", true, frame(true, opText, make([]byte, 101), true), ErrTooLarge, 0},
+		{"fragments over the limit", true, append(frame(false, opText, make([]byte, 60), true), frame(true, opContinuation, make([]byte, 60), true)...), ErrTooLarge, 66},
+		{"unmasked client frame", true, frame(true, opText, []byte("x"), false), ErrProtocol, 0},
+		{"masked server frame", false, frame(true, opText, []byte("x"), true), ErrProtocol, 0},
+		{"long control frame", true, frame(true, opPing, make([]byte, 126), true), ErrProtocol, 0},
+		{"fragmented control frame", true, frame(false, opPing, nil, true), ErrProtocol, 0},
+		{"continuation without a start", true, frame(true, opContinuation, nil, true), ErrProtocol, 0},
+		{"data frame inside a fragmented message", true, append(frame(false, opText, nil, true), frame(true, opText, nil, true)...), ErrProtocol, 6},
+		{"reserved opcode", true, frame(true, 0x3, nil, true), ErrProtocol, 0},
+		{"reserved bits", true, append([]byte{0xC1, 0x80}, 1, 2, 3, 4), ErrProtocol, 0},
+		{"reserved close code 1006", false, frame(true, opClose, []byte{0x03, 0xEE}, false), ErrProtocol, 0},
+		{"reserved close code 1005, masked", true, frame(true, opClose, []byte{0x03, 0xED, 'x'}, true), ErrProtocol, 0},
+		{"close code 999", false, frame(true, opClose, []byte{0x03, 0xE7}, false), ErrProtocol, 0},
+		{"close frame of one byte", false, frame(true, opClose, []byte{0x03}, false), ErrProtocol, 0},
 	}
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := frameScanner{max: 100, masked: tt.masked}
+			s := Scanner{max: 100, masked: tt.masked}
 			// A good frame first: the scanner says where the bad one starts.
 			good := frame(true, opText, []byte("fine"), tt.masked)
-			valid, err := s.scan(append(append([]byte(nil), good...), tt.stream...))
+			valid, err := s.Scan(append(append([]byte(nil), good...), tt.stream...))
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, tt.want), "%v", err)
 			assert.Equal(t, len(good)+tt.at, valid, "where the bad frame starts")
@@ -112,23 +112,23 @@ func TestFrameScannerRefuses(t *testing.T) {
 
 func TestControlFrames(t *testing.T) {
 	for _, masked := range []bool{false, true} {
-		s := frameScanner{max: 10, masked: masked}
-		_, err := s.scan(closeFrame(1001, "going away", masked))
+		s := Scanner{max: 10, masked: masked}
+		_, err := s.Scan(CloseFrame(1001, "going away", masked))
 		require.NoError(t, err)
 		assert.True(t, s.closed)
-		assert.True(t, s.atBoundary())
-		_, err = s.scan(controlFrame(opPing, []byte("keepalive"), masked))
+		assert.True(t, s.AtBoundary())
+		_, err = s.Scan(controlFrame(opPing, []byte("keepalive"), masked))
 		require.NoError(t, err)
-		assert.True(t, s.atBoundary())
+		assert.True(t, s.AtBoundary())
 	}
-	assert.Equal(t, []byte{0x88, 4, 0x03, 0xE9, 'b', 'y'}, closeFrame(1001, "by", false))
+	assert.Equal(t, []byte{0x88, 4, 0x03, 0xE9, 'b', 'y'}, CloseFrame(1001, "by", false))
 	for _, code := range []int{1000, 1001, 1011, 1014, 3000, 4999} {
-		s := frameScanner{max: 10, masked: true}
-		_, err := s.scan(closeFrame(code, "", true))
+		s := Scanner{max: 10, masked: true}
+		_, err := s.Scan(CloseFrame(code, "", true))
 		require.NoError(t, err, "close code %d", code)
 	}
-	s := frameScanner{max: 10}
-	_, err := s.scan(frame(true, opClose, nil, false))
+	s := Scanner{max: 10}
+	_, err := s.Scan(frame(true, opClose, nil, false))
 	require.NoError(t, err, "a close frame without a code")
 }
 
@@ -142,13 +142,13 @@ func FuzzFrameScanner(f *testing.F) {
 		if cut < 0 || cut > len(stream) {
 			return
 		}
-		whole := frameScanner{max: 1000, masked: masked}
-		validWhole, errWhole := whole.scan(stream)
-		split := frameScanner{max: 1000, masked: masked}
-		valid, errSplit := split.scan(stream[:cut])
+		whole := Scanner{max: 1000, masked: masked}
+		validWhole, errWhole := whole.Scan(stream)
+		split := Scanner{max: 1000, masked: masked}
+		valid, errSplit := split.Scan(stream[:cut])
 		if errSplit == nil {
 			var v2 int
-			v2, errSplit = split.scan(stream[cut:])
+			v2, errSplit = split.Scan(stream[cut:])
 			if v2 >= 0 {
 				valid = cut + v2
 			} else {
@@ -164,7 +164,7 @@ func FuzzFrameScanner(f *testing.F) {
 		if (errWhole == nil) != (errSplit == nil) {
 			t.Fatalf("whole: %v, cut at %d: %v", errWhole, cut, errSplit)
 		}
-		if errWhole == nil && (whole.atBoundary() != split.atBoundary() || whole.closed != split.closed || whole.need != split.need) {
+		if errWhole == nil && (whole.AtBoundary() != split.AtBoundary() || whole.closed != split.closed || whole.need != split.need) {
 			t.Fatalf("whole and cut at %d disagree: %+v against %+v", cut, whole, split)
 		}
 	})

@@ -1,0 +1,18 @@
+// Package broker is the gateway's broker mode: a Broker serves /ws/<group> (a workbook, a
+// document) to logged-in clients and sends each message through a relay queue to exactly
+// one live Worker, whose replies go to the sender, to one client (ToClient), or to every
+// client of the group (ToGroup) on whichever gateway instance it is connected to; a failure
+// is an error notice to the sender, never silence. Instances and workers register on the
+// relay while they live: MemberProvider lists the live instances for discovery, and an
+// Assigner tells a client which instance to use for a group and records it in the session.
+//
+// Writing a worker is a Handler and NewWorker:
+//
+//	w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: relayClient,
+//		Handler: broker.HandlerFunc(func(ctx context.Context, m *broker.Message) ([]broker.Reply, error) {
+//			return []broker.Reply{broker.ToGroup(m.Group, m.Data)}, nil
+//		})})
+//
+// It is not a relay (package relay carries the messages and keeps the queues), keeps no
+// message once it is delivered or refused, and does not log users in (package gateway does).
+package broker
