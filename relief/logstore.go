@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -58,15 +59,22 @@ type LogConfig struct {
 type LogStore struct {
 	cfg  LogConfig
 	mu   sync.Mutex
-	f    *os.File
-	size int64 // bytes in the file
+	f    logFile
+	size int64 // bytes of whole records in the file: where the next one is written
 	live int64 // bytes of the records of the live entries
 	m    map[string]logEntry
 	buf  []byte
+	gen  uint64 // counts writes, so a compaction knows which entries changed meanwhile
+	// broken is set when a failed write could not be undone: the file may hold torn bytes
+	// at size, so nothing more is acknowledged until the log is opened again.
+	broken error
 	// sync state
 	dirty    bool
 	lastSync time.Time
 	closed   bool
+	// compaction, which runs in a goroutine of its own
+	compacting  bool
+	compactions sync.WaitGroup
 }
 
 type logEntry struct {
@@ -74,8 +82,25 @@ type logEntry struct {
 	expiry  int64
 	rev     uint64
 	deleted bool
-	size    int64 // bytes of its record
+	size    int64  // bytes of its record
+	gen     uint64 // the write that stored it
 }
+
+// logFile is what a LogStore needs of its file. Tests wrap the file to inject faults.
+type logFile interface {
+	WriteAt(b []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+}
+
+// wrapLogFile lets tests put a fault-injecting wrapper around a log's file (the log's, and
+// a compaction's new one).
+var wrapLogFile = func(f *os.File) logFile { return f }
+
+// testHookCompaction, when set, runs at the named steps of a compaction: "written" (the new
+// file holds the snapshot, not yet the changes made meanwhile) and "renamed".
+var testHookCompaction func(step string)
 
 func (e logEntry) entry() sessioncache.Entry {
 	out := sessioncache.Entry{Rev: e.rev, Deleted: e.deleted}
@@ -122,33 +147,36 @@ func OpenLog(cfg LogConfig) (*LogStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relief: open log %s: %w", cfg.Path, err)
 	}
-	s := &LogStore{cfg: cfg, f: f, m: map[string]logEntry{}, lastSync: time.Now()}
-	if err := s.replay(); err != nil {
+	s := &LogStore{cfg: cfg, m: map[string]logEntry{}, lastSync: time.Now()}
+	if err := s.replay(f); err != nil {
 		f.Close()
 		return nil, err
 	}
+	s.f = wrapLogFile(f)
 	return s, nil
 }
 
 // replay checks the file's magic (writing it to a new file), reads every record, keeps
-// the live entries and tombstones, and cuts off a torn tail.
-func (s *LogStore) replay() error {
-	st, err := s.f.Stat()
+// the live entries and tombstones, and cuts off a torn tail. Records are written whole at
+// the end of the last whole one (a failed write is cut off before the next), so nothing
+// acknowledged follows a torn record.
+func (s *LogStore) replay(f *os.File) error {
+	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	if st.Size() == 0 {
-		if _, err := s.f.Write([]byte(logMagic)); err != nil {
+		if _, err := f.Write([]byte(logMagic)); err != nil {
 			return fmt.Errorf("relief: log %s: %w", s.cfg.Path, err)
 		}
 		s.size = int64(len(logMagic))
 		return nil
 	}
 	magic := make([]byte, len(logMagic))
-	if _, err := io.ReadFull(s.f, magic); err != nil || string(magic) != logMagic {
+	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != logMagic {
 		return fmt.Errorf("%w: %s (move it away to start an empty log)", ErrOldLog, s.cfg.Path)
 	}
-	r := bufio.NewReaderSize(s.f, 1<<16)
+	r := bufio.NewReaderSize(f, 1<<16)
 	now := time.Now().UnixNano()
 	off := int64(len(logMagic))
 	var hdr [8]byte
@@ -157,23 +185,23 @@ func (s *LogStore) replay() error {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return s.cut(off, "a torn record length")
+			return s.cut(f, off, "a torn record length")
 		}
 		n := int64(binary.LittleEndian.Uint32(hdr[:4]))
 		if n < logHeader-8 || n > maxRecord {
-			return s.cut(off, fmt.Sprintf("a record length of %d", n))
+			return s.cut(f, off, fmt.Sprintf("a record length of %d", n))
 		}
 		rest := make([]byte, n)
 		if _, err := io.ReadFull(r, rest); err != nil {
-			return s.cut(off, "a torn record")
+			return s.cut(f, off, "a torn record")
 		}
 		if crc32.Checksum(rest, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
-			return s.cut(off, "a record that fails its checksum")
+			return s.cut(f, off, "a record that fails its checksum")
 		}
 		op, exp, rev := rest[0], int64(binary.LittleEndian.Uint64(rest[1:9])), binary.LittleEndian.Uint64(rest[9:17])
 		kl := int(binary.LittleEndian.Uint16(rest[17:19]))
 		if 19+kl > len(rest) {
-			return s.cut(off, "a key longer than its record")
+			return s.cut(f, off, "a key longer than its record")
 		}
 		key, value := string(rest[19:19+kl]), rest[19+kl:]
 		size := 8 + n
@@ -188,19 +216,17 @@ func (s *LogStore) replay() error {
 		off += size
 	}
 	s.size = off
-	_, err = s.f.Seek(off, io.SeekStart)
-	return err
+	return nil
 }
 
 // cut truncates a torn tail at off and finishes the replay there.
-func (s *LogStore) cut(off int64, why string) error {
+func (s *LogStore) cut(f *os.File, off int64, why string) error {
 	s.cfg.Logger.Warn("relief: log has a torn tail; cutting it off", "path", s.cfg.Path, "at", off, "found", why)
-	if err := s.f.Truncate(off); err != nil {
+	if err := f.Truncate(off); err != nil {
 		return fmt.Errorf("relief: log %s: cut torn tail at %d: %w", s.cfg.Path, off, err)
 	}
 	s.size = off
-	_, err := s.f.Seek(off, io.SeekStart)
-	return err
+	return nil
 }
 
 // Get implements Store.
@@ -254,18 +280,43 @@ func (s *LogStore) Put(key []byte, e sessioncache.Entry) (bool, error) {
 	if old, ok := s.m[string(key)]; ok {
 		s.live -= old.size
 	}
-	s.m[string(key)] = logEntry{value: append([]byte(nil), value...), expiry: exp, rev: e.Rev, deleted: e.Deleted, size: size}
+	s.gen++
+	s.m[string(key)] = logEntry{value: append([]byte(nil), value...), expiry: exp, rev: e.Rev, deleted: e.Deleted, size: size, gen: s.gen}
 	s.live += size
 	return true, s.afterWrite()
 }
 
-// append writes one record with a single write call and returns its size.
+// append writes one record at the end of the log and returns its size.
 func (s *LogStore) append(op byte, key, value []byte, exp int64, rev uint64) (int64, error) {
 	if s.closed {
 		return 0, errors.New("relief: log store closed")
 	}
+	if s.broken != nil {
+		return 0, s.broken
+	}
+	b, err := s.record(op, key, value, exp, rev)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.f.WriteAt(b, s.size); err != nil {
+		// Cut what was written of the record, so the next one follows the last whole one;
+		// if that fails, acknowledge nothing more (a later record after torn bytes would
+		// be lost on replay).
+		if terr := s.f.Truncate(s.size); terr != nil {
+			s.broken = fmt.Errorf("relief: log %s: a write failed (%v) and could not be undone (%v): reopen the log", s.cfg.Path, err, terr)
+			s.cfg.Logger.Error("relief: log store refuses writes until it is opened again", "err", s.broken)
+		}
+		return 0, fmt.Errorf("relief: log %s: write: %w", s.cfg.Path, err)
+	}
+	s.size += int64(len(b))
+	s.dirty = true
+	return int64(len(b)), nil
+}
+
+// record encodes one record into s.buf and returns it.
+func (s *LogStore) record(op byte, key, value []byte, exp int64, rev uint64) ([]byte, error) {
 	if len(key) > 0xffff || len(key)+len(value)+logHeader > maxRecord {
-		return 0, fmt.Errorf("relief: log store: key %d + value %d bytes is too large", len(key), len(value))
+		return nil, fmt.Errorf("relief: log store: key %d + value %d bytes is too large", len(key), len(value))
 	}
 	b := s.buf[:0]
 	b = binary.LittleEndian.AppendUint32(b, uint32(1+8+8+2+len(key)+len(value)))
@@ -277,12 +328,7 @@ func (s *LogStore) append(op byte, key, value []byte, exp int64, rev uint64) (in
 	b = append(b, value...)
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crcTable))
 	s.buf = b
-	if _, err := s.f.Write(b); err != nil {
-		return 0, fmt.Errorf("relief: log %s: write: %w", s.cfg.Path, err)
-	}
-	s.size += int64(len(b))
-	s.dirty = true
-	return int64(len(b)), nil
+	return b, nil
 }
 
 // afterWrite syncs as the policy says and compacts when the log is mostly dead.
@@ -299,8 +345,10 @@ func (s *LogStore) afterWrite() error {
 			}
 		}
 	}
-	if s.size > s.cfg.CompactAt && s.size > 2*s.live {
-		return s.compact()
+	if s.size > s.cfg.CompactAt && s.size > 2*s.live && !s.compacting {
+		s.compacting = true
+		s.compactions.Add(1)
+		go s.compact()
 	}
 	return nil
 }
@@ -316,54 +364,130 @@ func (s *LogStore) sync() error {
 	return nil
 }
 
-// compact rewrites the live, unexpired entries into a new file and renames it over the log.
-func (s *LogStore) compact() error {
-	tmp := s.cfg.Path + ".compact"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+// compact rewrites the live, unexpired entries into a new file and renames it over the
+// log. It writes a snapshot of the entries without holding the store's lock (lookups and
+// writes go on, into the old file), then, with the lock, adds what changed meanwhile,
+// syncs, renames and syncs the directory. On failure the store stays on the old file as
+// it was.
+func (s *LogStore) compact() {
+	defer s.compactions.Done()
+	err := s.rewrite()
+	s.mu.Lock()
+	s.compacting = false
+	s.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("relief: compact log %s: %w", s.cfg.Path, err)
+		s.cfg.Logger.Warn("relief: compacting the log failed; it stays as it is", "path", s.cfg.Path, "err", err)
 	}
-	old, oldSize := s.f, s.size
-	if _, err := f.Write([]byte(logMagic)); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("relief: compact log %s: %w", s.cfg.Path, err)
+}
+
+func (s *LogStore) rewrite() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
 	}
-	s.f, s.size, s.live = f, int64(len(logMagic)), 0
-	now := time.Now().UnixNano()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		s.f, s.size = old, oldSize
-		return fmt.Errorf("relief: compact log %s: %w", s.cfg.Path, err)
-	}
+	snap := make(map[string]logEntry, len(s.m))
 	for k, e := range s.m {
+		snap[k] = e
+	}
+	gen, oldSize := s.gen, s.size
+	s.mu.Unlock()
+
+	tmp := s.cfg.Path + ".compact"
+	of, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	nf := wrapLogFile(of)
+	done := false
+	defer func() {
+		if !done {
+			nf.Close()
+			os.Remove(tmp)
+		}
+	}()
+	w := &LogStore{cfg: s.cfg, f: nf, size: int64(len(logMagic))} // writes the new file
+	if _, err := nf.WriteAt([]byte(logMagic), 0); err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	sizes := make(map[string]int64, len(snap))
+	for k, e := range snap {
 		if e.expiry != 0 && e.expiry <= now {
-			delete(s.m, k)
 			continue
 		}
-		op := byte(logOpSet)
-		if e.deleted {
-			op = logOpDelete
-		}
-		size, err := s.append(op, []byte(k), e.value, e.expiry, e.rev)
+		size, err := w.append(opOf(e), []byte(k), e.value, e.expiry, e.rev)
 		if err != nil {
-			return fail(err)
+			return err
+		}
+		sizes[k] = size
+	}
+	if testHookCompaction != nil {
+		testHookCompaction("written")
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	for k, e := range s.m { // what changed since the snapshot
+		if e.gen > gen {
+			size, err := w.append(opOf(e), []byte(k), e.value, e.expiry, e.rev)
+			if err != nil {
+				return err
+			}
+			sizes[k] = size
+		}
+	}
+	if err := nf.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, s.cfg.Path); err != nil {
+		return err
+	}
+	done = true // the new file is the log now, whatever happens next
+	if testHookCompaction != nil {
+		testHookCompaction("renamed")
+	}
+	dirErr := syncDir(filepath.Dir(s.cfg.Path))
+	old := s.f
+	s.f, s.size, s.live = nf, w.size, 0
+	for k, e := range s.m {
+		size, ok := sizes[k]
+		if !ok {
+			delete(s.m, k) // expired
+			continue
 		}
 		e.size = size
 		s.m[k] = e
 		s.live += size
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, s.cfg.Path); err != nil {
-		return fail(err)
-	}
-	old.Close()
 	s.dirty, s.lastSync = false, time.Now()
+	old.Close()
 	s.cfg.Logger.Info("relief: compacted log", "path", s.cfg.Path, "from", oldSize, "to", s.size, "entries", len(s.m))
+	if dirErr != nil {
+		return fmt.Errorf("the log was compacted, but its directory could not be synced: %w", dirErr)
+	}
 	return nil
+}
+
+// opOf is the record op of an entry.
+func opOf(e logEntry) byte {
+	if e.deleted {
+		return logOpDelete
+	}
+	return logOpSet
+}
+
+// syncDir fsyncs a directory, so that a rename in it survives a power loss.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Len implements Store.
@@ -380,14 +504,19 @@ func (s *LogStore) Size() int64 {
 	return s.size
 }
 
-// Close syncs and closes the log.
+// Close stops writes, waits for a compaction in progress to finish or give up, then syncs
+// and closes the log.
 func (s *LogStore) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
+	s.mu.Unlock()
+	s.compactions.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	err := s.sync()
 	if cerr := s.f.Close(); err == nil {
 		err = cerr

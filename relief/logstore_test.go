@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,13 @@ import (
 
 func TestMain(m *testing.M) {
 	if os.Getenv("GS_LOG_WRITER") != "" {
+		if step := os.Getenv("GS_LOG_KILL_IN_COMPACTION"); step != "" {
+			testHookCompaction = func(at string) {
+				if at == step {
+					syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				}
+			}
+		}
 		os.Exit(logWriter(os.Getenv("GS_LOG_WRITER")))
 	}
 	os.Exit(m.Run())
@@ -117,6 +126,11 @@ func TestLogStoreCompacts(t *testing.T) {
 	for i := range 5000 {
 		require.NoError(t, put(s, fmt.Appendf(nil, "k%d", i%20), sessioncache.Entry{Value: fmt.Appendf(nil, "v%d", i)}))
 	}
+	// Compaction runs in the background: let the one in progress end, and one more write
+	// start the next if the log grew meanwhile.
+	s.compactions.Wait()
+	require.NoError(t, put(s, []byte("k0"), sessioncache.Entry{Value: []byte("v5000")}))
+	s.compactions.Wait()
 	assert.Less(t, s.Size(), int64(16<<10), "the log stays small when it is mostly dead")
 	require.NoError(t, s.Close())
 	r := openLog(t, path)
@@ -129,11 +143,20 @@ func TestLogStoreCompacts(t *testing.T) {
 // TestLogStoreSurvivesKill kills a process that writes as fast as it can (compacting as it
 // goes) and checks that every entry it acknowledged is there when the log is reopened.
 func TestLogStoreSurvivesKill(t *testing.T) {
+	for _, at := range []string{"", "written", "renamed"} {
+		t.Run("kill in compaction at "+at, func(t *testing.T) { killLogWriter(t, at) })
+	}
+}
+
+// killLogWriter runs logWriter in a child process and kills it: with at empty after 3,000
+// acknowledged writes, else at that step of its first compaction. Every write it
+// acknowledged is in the log when it is opened again.
+func killLogWriter(t *testing.T, at string) {
 	path := filepath.Join(t.TempDir(), "aging.log")
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "GS_LOG_WRITER="+path)
+	cmd.Env = append(os.Environ(), "GS_LOG_WRITER="+path, "GS_LOG_KILL_IN_COMPACTION="+at)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -141,12 +164,16 @@ func TestLogStoreSurvivesKill(t *testing.T) {
 	last := -1
 	for sc.Scan() {
 		last, _ = strconv.Atoi(sc.Text())
-		if last >= 3000 {
+		if at == "" && last >= 3000 {
 			break
 		}
 	}
-	require.NoError(t, cmd.Process.Kill())
-	cmd.Wait()
+	// With at set, the writer kills itself there, and its output ends.
+	cmd.Process.Kill()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "the writer was killed, it did not exit")
+	require.GreaterOrEqual(t, last, 500, "every key was written at least once before the kill")
 	// Lines printed after our last read were acknowledged too; take the highest.
 	for sc.Scan() {
 		if n, err := strconv.Atoi(sc.Text()); err == nil {
@@ -173,4 +200,94 @@ func put(s Store, key []byte, e sessioncache.Entry) error {
 // entryParts splits a Get's answer into value, expiry and error.
 func entryParts(e sessioncache.Entry, err error) ([]byte, time.Time, error) {
 	return e.Value, e.Expiry, err
+}
+
+// faultyFile writes half of its failAt-th write (counting from 1) and fails it with ENOSPC;
+// with truncateFails, it cannot cut that half off either. Every other call goes through.
+type faultyFile struct {
+	logFile
+	writes        atomic.Int64
+	failAt        int64
+	truncateFails bool
+}
+
+func (f *faultyFile) WriteAt(b []byte, off int64) (int, error) {
+	if f.writes.Add(1) == f.failAt {
+		n, _ := f.logFile.WriteAt(b[:len(b)/2], off)
+		return n, syscall.ENOSPC
+	}
+	return f.logFile.WriteAt(b, off)
+}
+
+func (f *faultyFile) Truncate(size int64) error {
+	if f.truncateFails && f.writes.Load() >= f.failAt {
+		return syscall.EIO
+	}
+	return f.logFile.Truncate(size)
+}
+
+// TestLogStoreKeepsWhatItAcknowledgedThroughAFailedWrite: a write that fails half-way
+// (a full disk) is not acknowledged, and every write acknowledged before and after it is
+// in the log when it is opened again. When the torn half cannot be cut off, the store
+// acknowledges nothing more until it is opened again. A compaction whose new file fails
+// leaves the store on its old file, counters and all.
+func TestLogStoreKeepsWhatItAcknowledgedThroughAFailedWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		failAt        int64
+		truncateFails bool
+		compactAt     int64
+	}{
+		{"a short write", 40, false, 0},
+		{"a short write that cannot be cut off", 40, true, 0},
+		{"a short write in a compaction", 0, false, 2 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "aging.log")
+			var files []*faultyFile
+			wrapLogFile = func(f *os.File) logFile {
+				ff := &faultyFile{logFile: f, failAt: tc.failAt, truncateFails: tc.truncateFails}
+				if tc.failAt == 0 && len(files) == 1 { // the first compaction's new file
+					ff.failAt = 5
+				}
+				files = append(files, ff)
+				return ff
+			}
+			t.Cleanup(func() { wrapLogFile = func(f *os.File) logFile { return f } })
+			s, err := OpenLog(LogConfig{Path: path, CompactAt: tc.compactAt})
+			require.NoError(t, err)
+			acked := map[string]string{}
+			failed := 0
+			for i := range 200 {
+				k, v := fmt.Sprintf("k%d", i%50), fmt.Sprintf("v%d", i)
+				if err := put(s, []byte(k), sessioncache.Entry{Value: []byte(v)}); err != nil {
+					failed++
+					continue
+				}
+				acked[k] = v
+				if tc.compactAt > 0 && i%20 == 19 {
+					s.compactions.Wait() // one compaction at a time, each before the next writes
+				}
+			}
+			switch {
+			case tc.truncateFails:
+				assert.Equal(t, 200-39, failed, "nothing is acknowledged after a torn write")
+			case tc.compactAt == 0:
+				assert.Equal(t, 1, failed, "only the torn write fails")
+			default:
+				assert.Zero(t, failed, "a failed compaction fails no write")
+				assert.Greater(t, len(files), 2, "compactions went on after the failed one")
+			}
+			size := s.Size()
+			require.NoError(t, s.Close())
+			wrapLogFile = func(f *os.File) logFile { return f }
+			r := openLog(t, path)
+			assert.Equal(t, size, r.Size(), "the log ends where the store said")
+			for k, v := range acked {
+				got, _, err := entryParts(r.Get([]byte(k)))
+				require.NoError(t, err, k)
+				assert.Equal(t, v, string(got), k)
+			}
+		})
+	}
 }
