@@ -10,9 +10,15 @@
 //     with its own table, and the sibling endpoint that pressure-relief servers use.
 //   - [github.com/globalsession/globalsession/relief]: pressure-relief servers (expansion
 //     and aging) with memory, durable-log and Redis stores, extensible by embedding.
-//   - [github.com/globalsession/globalsession/discovery]: a Mira-style discovery service
-//     and the session service that picks an instance for each session.
-//   - cmd/global-sessions: the reference binary, configured by the seed's JSON files.
+//   - [github.com/globalsession/globalsession/discovery]: a discovery service in the style
+//     of Mira (Qlik's engine discovery service) and the session service that picks an
+//     instance for each session.
+//   - [github.com/globalsession/globalsession/gateway]: login, cookies, sessions and the
+//     JWT for backends; its subpackages are the WebSocket proxy (gateway/wsproxy), the push
+//     hub (gateway/hub) and the message broker with its workers (gateway/broker).
+//   - cmd/global-sessions: the reference binary, configured by JSON files whose fields
+//     follow the original design's examples.
 //
-// See README.md for the whole picture and how to run it.
+// See README.md for the whole picture and how to run it, and docs/architecture.md for how
+// the parts fit together.
 package globalsession

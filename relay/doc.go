@@ -49,13 +49,15 @@
 // # Queues
 //
 // Every server also brokers work: clients Join a path's queue under a label, and a Request
-// on that path goes to exactly one member, the one with the fewest requests in flight
+// on that path goes to one member at a time, the one with the fewest requests in flight
 // (taking turns among equals); the member's answer is the requester's reply. A member whose
 // connection is lost while it holds a request loses the request to another member (up to
-// QueueAttempts members in all); with no member left the requester gets an error, never
-// silence. A member leaves when it calls Leave or its connection drops, so Members always
-// lists the live ones: gateway instances register this way (see gateway.MemberProvider),
-// and gateway workers serve their queue this way (see gateway.Worker).
+// QueueAttempts members in all), so a request may be handled twice (at least once, not
+// exactly once: make handlers idempotent); with no member left the requester gets an
+// error, never silence. The requester's deadline does not travel to the member. A member
+// leaves when it calls Leave or its connection drops, so Members always lists the live
+// ones: gateway instances register this way (see broker.MemberProvider in
+// gateway/broker), and workers serve their queue this way (see broker.Worker).
 //
 // # Sibling
 //

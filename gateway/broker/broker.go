@@ -120,8 +120,9 @@ func (c *BrokerConfig) setDefaults() error {
 
 // Broker is the gateway's broker mode: an http.Handler for WebSocket upgrades on
 // /ws/<group> from logged-in clients. Each client message goes on the relay to the worker
-// queue, where exactly one live worker handles it; the worker's replies go to the sender,
-// to another client, or to every client of a group on any gateway instance.
+// queue, where one live worker at a time handles it (at least once: another worker gets
+// it if the first one's connection is lost while it holds it); the worker's replies go to
+// the sender, to another client, or to every client of a group on any gateway instance.
 //
 // What a client receives is each reply's data as the worker made it (text or binary), and
 // the broker's own notices as JSON text messages:

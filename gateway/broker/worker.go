@@ -134,8 +134,9 @@ type WorkerConfig struct {
 }
 
 // Worker serves a queue of client messages that Brokers publish: the relay hands each
-// message to exactly one live worker of the queue, the least busy one, and hands it to
-// another when a worker's connection is lost while it holds it. Workers join on start and
+// message to one live worker of the queue, the least busy one, and hands it to another
+// when a worker's connection is lost while it holds it: a message may be handled twice (at
+// least once), so a handler should be idempotent. Workers join on start and
 // leave when they close or their connection drops; nothing else needs to be restarted.
 type Worker struct {
 	cfg     WorkerConfig

@@ -55,8 +55,9 @@
 //	                keep it if you can (flag 0x01: it is a tombstone of revision rev).
 //	                Answer: ok; flag 0x02 on it says the receiver knows no server to keep
 //	                evictions and dropped it (a sibling no relief server ever joined).
-//	12 request      hand key=value to exactly one member of path's queue (see below); expiry
-//	                is the sender's deadline (0: the receiver's default). Answer: the
+//	12 request      hand key=value to one member of path's queue at a time (see below; at
+//	                least once, not exactly once); expiry is the sender's deadline (0: the
+//	                receiver's default), which does not travel to the member. Answer: the
 //	                member's answer (ok or value with the member's value, or error).
 //	13 members      list the members of path's queue. Answer: value, the members' labels
 //	                separated by newlines.
