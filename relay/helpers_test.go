@@ -26,7 +26,8 @@ func runChildSibling() int {
 		fmt.Fprintln(os.Stderr, "no inherited link:", err)
 		return 2
 	}
-	s, err := NewSibling(SiblingConfig{Addr: os.Getenv("GS_SIBLING_ADDR"), HintDir: os.Getenv("GS_HINT_DIR")})
+	s, err := NewSibling(SiblingConfig{Addr: os.Getenv("GS_SIBLING_ADDR"), HintDir: os.Getenv("GS_HINT_DIR"),
+		ServerOptions: ServerOptions{Secret: os.Getenv("GS_SIBLING_SECRET")}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

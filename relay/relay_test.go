@@ -318,8 +318,9 @@ func TestChildSibling(t *testing.T) {
 	ln.Close()
 	child, err := NewChildSibling(ChildConfig{
 		Command: []string{exe},
-		Env:     []string{"GS_TEST_ROLE=sibling", "GS_SIBLING_ADDR=" + sibAddr, "GS_HINT_DIR=" + t.TempDir()},
-		Client:  ClientConfig{BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
+		// The child asks its relief servers for a secret; its parent's link needs none.
+		Env:    []string{"GS_TEST_ROLE=sibling", "GS_SIBLING_ADDR=" + sibAddr, "GS_HINT_DIR=" + t.TempDir(), "GS_SIBLING_SECRET=s3cret"},
+		Client: ClientConfig{BackoffMin: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { child.Close() })
@@ -327,7 +328,7 @@ func TestChildSibling(t *testing.T) {
 	ctx := ctxT(t)
 
 	relief := newMemBackend()
-	rc := dial(t, ClientConfig{Addr: sibAddr, Backend: relief, BackoffMin: 10 * time.Millisecond})
+	rc := dial(t, ClientConfig{Addr: sibAddr, Backend: relief, Secret: "s3cret", BackoffMin: 10 * time.Millisecond})
 	require.NoError(t, rc.Subscribe(ctx, "auths", func(sessioncache.Change) {}))
 	c := dial(t, ClientConfig{Addr: r.Addr().String()})
 	require.NoError(t, c.Publish(ctx, "auths", []byte("k1"), sessioncache.Entry{Value: []byte("v1")}))

@@ -99,11 +99,12 @@ type server struct {
 
 // peer is one connected client of a server.
 type peer struct {
-	srv   *server
-	c     *conn
-	name  string
-	ready bool   // hello done; only the reader goroutine touches it
-	id    string // the name the peer gave in its hello; set before it can subscribe
+	srv       *server
+	c         *conn
+	name      string
+	ready     bool   // hello done; only the reader goroutine touches it
+	id        string // the name the peer gave in its hello; set before it can subscribe
+	inherited bool   // the link from the parent process: no secret is asked
 	// greeted is ready for the hello timer, which runs on a goroutine of its own.
 	greeted    atomic.Bool
 	helloTimer *time.Timer
@@ -155,9 +156,16 @@ func (s *server) serve() {
 	}()
 }
 
-// serveConn runs the protocol on an accepted (or inherited) connection.
-func (s *server) serveConn(nc net.Conn, name string) *peer {
-	p := &peer{srv: s, name: name}
+// serveConn runs the protocol on an accepted connection.
+func (s *server) serveConn(nc net.Conn, name string) *peer { return s.servePeer(nc, name, false) }
+
+// serveInherited runs the protocol on a connection inherited from the parent process (the
+// relay's socket pair with its child sibling): only the parent holds its other end, so
+// its hello needs no secret.
+func (s *server) serveInherited(nc net.Conn, name string) *peer { return s.servePeer(nc, name, true) }
+
+func (s *server) servePeer(nc net.Conn, name string, inherited bool) *peer {
+	p := &peer{srv: s, name: name, inherited: inherited}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -211,7 +219,7 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 			return
 		}
 		secret := f.Value[1:]
-		if subtle.ConstantTimeCompare(secret, []byte(p.srv.opts.Secret)) != 1 {
+		if !p.inherited && subtle.ConstantTimeCompare(secret, []byte(p.srv.opts.Secret)) != 1 {
 			p.srv.opts.Logger.Warn("relay: refused a client with a wrong secret", "peer", p.name)
 			c.replyError(f.ID, "wrong secret")
 			c.closeAfterFlush(fmt.Errorf("%w: wrong secret from %s", ErrRefused, p.name))

@@ -324,7 +324,7 @@ func (s *Sibling) recordMembers() {
 // the link ends, which tells a child sibling its relay is gone.
 func (s *Sibling) ServeRelayConn(nc net.Conn) <-chan struct{} {
 	done := make(chan struct{})
-	p := s.srv.serveConn(nc, "relay (ipc)")
+	p := s.srv.serveInherited(nc, "relay (ipc)")
 	if p == nil {
 		close(done)
 		return done

@@ -20,7 +20,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
-	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
 )
 
@@ -83,7 +82,7 @@ func newBrokerDeployment(t *testing.T, seed int) *brokerDeployment {
         "token_path" : "./relay", "am_initializer" : true, "seed" : %d, "record_size" : 1024, "el_count" : 5000
     } } }
 }`, seed))
-	t.Cleanup(func() { relay.RemoveState(config.SectionPath(filepath.Join(d.dir, "relay"), uint64(seed))) })
+	t.Cleanup(func() { relay.RemoveState(sectionPath(filepath.Join(d.dir, "relay"), uint64(seed))) })
 	writeFile(t, filepath.Join(d.dir, "jwt.key"), strings.Repeat("0123456789abcdef", 4))
 	r := start(t, []string{"GS_MAIN=1"}, filepath.Join(d.dir, "relay.conf"))
 	d.relay = r.expect(t, `^relay: serving front ends on (\S+)`)[1]

@@ -276,7 +276,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(dir, "relay.conf"), relayConf(0))
 	// The relay's table outlives the relay by design; the test removes it.
-	t.Cleanup(func() { relay.RemoveState(config.SectionPath(filepath.Join(dir, "ml_relay.conf"), 9849381)) })
+	t.Cleanup(func() { relay.RemoveState(sectionPath(filepath.Join(dir, "ml_relay.conf"), 9849381)) })
 	main := []string{"GS_MAIN=1"}
 	r := start(t, main, filepath.Join(dir, "relay.conf"))
 	addr := r.expect(t, `^relay: serving front ends on (\S+)`)[1]
@@ -357,6 +357,8 @@ func TestBadConfigs(t *testing.T) {
 		{"syntax", "{\n\"port\": 1,\n}", "line 3"},
 		{"auth path without entry", `{"edge_supported_relay": true, "port": 1, "auth_path": "x", "path_types": {"auths": {}}}`, `no entry for auth_path "x"`},
 		{"missing tls file", `{"edge_supported_relay": true, "port": 0, "tls": {"server_cert": "nope.pem", "server_key": "nope.key"}}`, "tls"},
+		{"placeholder address", `{"edge_supported_relay": true, "port": 0, "address": "binding address",
+			"path_types": {"auths": {"cache": {"token_path": "./placeholder.token", "seed": 77}}}}`, `address: "binding address" is not`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -368,6 +370,27 @@ func TestBadConfigs(t *testing.T) {
 			require.Contains(t, err.Error(), tt.want)
 		})
 	}
+	// A refused file created nothing: the placeholder's table is not in /dev/shm.
+	_, err := os.Stat(sectionPath(filepath.Join(dir, "placeholder.token"), 77))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestAnEmptyRelayBlockRunsTheSiblingInProcess: a relay file whose relay block names no
+// proc_name runs its sibling in its own process, as the documentation says.
+func TestAnEmptyRelayBlockRunsTheSiblingInProcess(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.conf")
+	writeFile(t, path, `{"edge_supported_relay": true, "port": 0, "address": "127.0.0.1", "sibling": {"port": 0},
+		"path_types": {"auths": {"relay": {}, "cache": {"path": "`+filepath.Join(dir, "relay.table")+`"}}}}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuf{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, path, out, slog.New(slog.DiscardHandler)) }()
+	eventuallyTrue(t, "the sibling to serve", func() bool {
+		return strings.Contains(out.String(), "sibling: serving pressure-relief servers on")
+	})
+	cancel()
+	require.NoError(t, <-done)
 }
 
 // TestDefaultRuns starts the embedded default, moved to free ports, and stops it.
@@ -435,4 +458,17 @@ func TestTableHint(t *testing.T) {
 	assert.Contains(t, tableHint(err), `"replace": true`)
 
 	assert.Empty(t, tableHint(errors.New("port: required")))
+}
+
+// eventuallyTrue polls cond (a bounded number of times) for what another goroutine or
+// process brings about without a signal to wait on.
+func eventuallyTrue(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
 )
 
@@ -39,7 +38,7 @@ func reliefEndToEnd(t *testing.T, replicas int) {
         "cache" : { "token_path" : "./relay.token", "am_initializer" : true, "seed" : 1, "record_size" : 256, "el_count" : 128 }
     } }
 }`, filepath.Join(dir, "sibling.conf")))
-	t.Cleanup(func() { relay.RemoveState(config.SectionPath(filepath.Join(dir, "relay.token"), 1)) })
+	t.Cleanup(func() { relay.RemoveState(sectionPath(filepath.Join(dir, "relay.token"), 1)) })
 	mainEnv := []string{"GS_MAIN=1"}
 	r := start(t, mainEnv, filepath.Join(dir, "relay.conf"))
 	addr := r.expect(t, `^relay: serving front ends on (\S+)`)[1]

@@ -1,5 +1,13 @@
-// Package config reads the JSON configuration files of the global-sessions binary, with the
-// seed's field names and meanings, and turns them into the library's configs.
+// Package config reads and checks the JSON configuration files of the global-sessions
+// binary: their types, parsing (with // comments), and every check that can be made without
+// starting anything, with errors that name the file, the line where known, and the field.
+// The field names and meanings follow the configuration examples of the original design
+// (edge_supported_relay, half_edge, path_types, cache, lru, message_relay, ...), with this
+// project's additions documented in docs/configuration.md.
+//
+// It is not where the servers are built: cmd/global-sessions turns a checked File into the
+// library's configs and starts them. This package imports only the standard library and
+// the TLS helper.
 package config
 
 import (
@@ -7,15 +15,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
-
 	"github.com/globalsession/globalsession/internal/tlsconfig"
-	"github.com/globalsession/globalsession/sessioncache"
 )
+
+// DefaultAuthPath is the auth path of a file that names none; it is the library's
+// sessioncache.DefaultAuthPath.
+const DefaultAuthPath = "auths"
 
 // File is one configuration file. Which role it selects depends on its flags: the seed's
 // edge_supported_relay (the midway relay, with its sibling), half_edge (a sibling endpoint)
@@ -25,6 +37,9 @@ type File struct {
 	Name string `json:"-"`
 	// Dir is the directory relative paths in the file are resolved against.
 	Dir string `json:"-"`
+	// inRelay marks a relief_servers entry: its message_relay is the relay's own sibling,
+	// filled in when the relay runs.
+	inRelay bool
 
 	EdgeSupportedRelay bool                `json:"edge_supported_relay"`
 	HalfEdge           bool                `json:"half_edge"`
@@ -208,7 +223,7 @@ func Parse(b []byte, name, dir string) (*File, error) {
 		if r == nil {
 			return nil, &Error{File: name, Field: fmt.Sprintf("relief_servers[%d]", i), Msg: "null"}
 		}
-		r.Name, r.Dir = fmt.Sprintf("%s (relief_servers[%d])", name, i), dir
+		r.Name, r.Dir, r.inRelay = fmt.Sprintf("%s (relief_servers[%d])", name, i), dir, true
 		if r.MessageRelay == nil {
 			r.MessageRelay = &Endpoint{} // filled in with the relay's sibling when it runs
 		}
@@ -322,8 +337,8 @@ func (f *File) check() error {
 		}
 	}
 	if f.Role() == RoleRelay && f.PathTypes != nil {
-		if _, ok := f.PathTypes[f.authPath()]; !ok {
-			return &Error{File: f.Name, Field: "path_types", Msg: fmt.Sprintf("no entry for auth_path %q", f.authPath())}
+		if _, ok := f.PathTypes[f.AuthPathOrDefault()]; !ok {
+			return &Error{File: f.Name, Field: "path_types", Msg: fmt.Sprintf("no entry for auth_path %q", f.AuthPathOrDefault())}
 		}
 	}
 	if f.MaxFrame < 0 {
@@ -335,78 +350,39 @@ func (f *File) check() error {
 	if len(f.ReliefServers) > 0 && f.Role() != RoleRelay {
 		return &Error{File: f.Name, Field: "relief_servers", Msg: "only a relay config runs relief servers in its process"}
 	}
-	return nil
+	return f.checkRole()
 }
 
-func (f *File) authPath() string {
+// AuthPathOrDefault returns the file's auth_path, or DefaultAuthPath when it names none.
+func (f *File) AuthPathOrDefault() string {
 	if f.AuthPath != "" {
 		return f.AuthPath
 	}
-	return sessioncache.DefaultAuthPath
+	return DefaultAuthPath
 }
 
-// addr joins an address and a port; an empty address means all interfaces.
-func addr(address string, port *int) string {
+// HostPort joins an address and a port; an empty address means all interfaces and a
+// missing port 0.
+func HostPort(address string, port *int) string {
 	p := 0
 	if port != nil {
 		p = *port
 	}
-	return fmt.Sprintf("%s:%d", bracket(address), p)
+	return net.JoinHostPort(strings.Trim(address, "[]"), strconv.Itoa(p))
 }
 
-func bracket(host string) string {
-	if bytes.IndexByte([]byte(host), ':') >= 0 {
-		return "[" + host + "]"
-	}
-	return host
-}
-
-// TableConfig turns a cache block into a table config. create is the default for
-// am_initializer when the block does not say.
-func (f *File) TableConfig(c *Cache, field string, create bool) (sessioncache.Config, error) {
-	var tc sessioncache.Config
-	if c == nil {
-		tc.Create = create
-		return tc, nil
-	}
-	if c.AmInitializer != nil {
-		create = *c.AmInitializer
-	}
-	tc = sessioncache.Config{
-		Path:         c.Path,
-		Create:       create,
-		Replace:      c.Replace,
-		ElementCount: c.ElCount,
-		RecordSize:   c.RecordSize,
-		MaxKeySize:   c.MaxKeySize,
-		Seed:         c.Seed,
-	}
-	if c.ElCount < 0 || c.RecordSize < 0 || c.MaxKeySize < 0 {
-		return tc, &Error{File: f.Name, Field: field, Msg: "el_count, record_size and max_key_size must not be negative"}
-	}
-	if tc.Path == "" && c.TokenPath != "" {
-		tc.Path = SectionPath(f.resolve(c.TokenPath), c.Seed)
-	} else if tc.Path != "" {
-		tc.Path = f.resolve(tc.Path)
-	}
-	return tc, nil
-}
-
-// SectionPath names the shared-memory section for a token path and seed, as ftok does for
-// System V segments: every process giving the same token and seed gets the same section.
-func SectionPath(token string, seed uint64) string {
-	return filepath.Join(sessioncache.DefaultDir, fmt.Sprintf("globalsession-%016x-%d.table", xxhash.Sum64String(token), seed))
-}
-
-func (f *File) resolve(p string) string {
+// Resolve returns p resolved against the file's directory (an absolute or empty p as it
+// is).
+func (f *File) Resolve(p string) string {
 	if p == "" || filepath.IsAbs(p) || f.Dir == "" {
 		return p
 	}
 	return filepath.Join(f.Dir, p)
 }
 
-// tlsBlock resolves a TLS block's paths against the file's directory.
-func (f *File) tlsBlock(t *tlsconfig.Config) *tlsconfig.Config {
+// TLSBlock returns a TLS block with its paths resolved against the file's directory, or
+// nil when the block is absent or turns nothing on.
+func (f *File) TLSBlock(t *tlsconfig.Config) *tlsconfig.Config {
 	if t == nil || !t.Enabled() {
 		return nil
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/globalsession/globalsession/sessioncache"
 )
 
 // The seed's example configurations, as written there.
@@ -75,26 +77,27 @@ const seedRelief = `{
     }
 }`
 
+// seedRelayFilled is the original relay example with its placeholder address filled in.
+var seedRelayFilled = strings.Replace(seedRelay, `"binding address"`, `"127.0.0.1"`, 1)
+
 func TestSeedExamplesLoad(t *testing.T) {
 	dir := "/etc/gs"
-	r, err := Parse([]byte(seedRelay), "relay.conf", dir)
+	_, err := Parse([]byte(seedRelay), "relay.conf", dir)
+	require.Error(t, err, "the example's placeholder address is refused before anything is made")
+	assert.Contains(t, err.Error(), `address: "binding address" is not an IP address or a host name`)
+	r, err := Parse([]byte(seedRelayFilled), "relay.conf", dir)
 	require.NoError(t, err)
 	assert.Equal(t, RoleRelay, r.Role())
 	assert.Equal(t, 7878, *r.Port)
 	assert.Equal(t, []string{"global-sessions", "./sibling.conf"}, r.PathTypes["auths"].Relay.ProcName)
-	assert.Equal(t, filepath.Join(dir, "keys/ec_key.pem"), r.tlsBlock(r.TLS).ServerKey)
+	assert.Equal(t, filepath.Join(dir, "keys/ec_key.pem"), r.TLSBlock(r.TLS).ServerKey)
 
 	s, err := Parse([]byte(seedSibling), "sibling.conf", dir)
 	require.NoError(t, err)
 	assert.Equal(t, RoleSibling, s.Role())
-	tc, err := s.TableConfig(s.Cache, "cache", false)
-	require.NoError(t, err)
-	assert.False(t, tc.Create)
-	rc, err := r.TableConfig(r.PathTypes["auths"].Cache, "cache", true)
-	require.NoError(t, err)
-	assert.Equal(t, rc.Path, tc.Path, "relay and sibling name the same section")
-	assert.Equal(t, 20000, tc.ElementCount)
-	assert.Equal(t, uint64(9849381), tc.Seed)
+	assert.Equal(t, r.PathTypes["auths"].Cache.TokenPath, s.Cache.TokenPath, "relay and sibling name the same section")
+	assert.Equal(t, 20000, s.Cache.ElCount)
+	assert.Equal(t, uint64(9849381), s.Cache.Seed)
 
 	f, err := Parse([]byte(seedRelief), "relief.conf", dir)
 	require.NoError(t, err)
@@ -108,11 +111,11 @@ func TestComments(t *testing.T) {
 {
   "half_edge": true, // trailing comment
   "port": 1,
-  "address": "http://not-a-comment//here", // the // inside the string stays
+  "secret": "http://not-a-comment//here", // the // inside the string stays
   "auth_path": "a\"//b"
 }`), "c.conf", "")
 	require.NoError(t, err)
-	assert.Equal(t, "http://not-a-comment//here", f.Address)
+	assert.Equal(t, "http://not-a-comment//here", f.Secret)
 	assert.Equal(t, `a"//b`, f.AuthPath)
 }
 
@@ -130,9 +133,22 @@ func TestErrorsNameFileAndField(t *testing.T) {
 		assert.Contains(t, err.Error(), "config x.conf")
 		assert.Contains(t, err.Error(), tt.want)
 	}
-	f, err := Parse([]byte(`{"half_edge": true, "port": 1, "cache": {"am_initializer": true}}`), "x.conf", "")
-	require.NoError(t, err)
-	_, err = f.SiblingConfig(nil)
-	require.Error(t, err)
-	assert.True(t, strings.Contains(err.Error(), "cache.am_initializer"))
+	for _, tt := range []struct{ text, want string }{
+		{`{"half_edge": true, "port": 1, "cache": {"am_initializer": true}}`, "cache.am_initializer"},
+		{`{"lru": {}, "message_relay": {"port": 1}, "relief": {"kind": "old"}}`, "relief.kind"},
+		{`{"lru": {}, "message_relay": {"address": "x"}}`, "message_relay.port: required"},
+		{`{"lru": {}, "message_relay": {"port": 1}, "relief": {"log": {"path": "l", "sync": "sometimes"}}}`, "relief.log.sync"},
+		{`{"discovery": {"port": 1}}`, "exactly one provider"},
+		{`{"gateway": {"port": 1, "session_service": "http://x", "jwt": {}}}`, "gateway.jwt: required"},
+		{`{"gateway": {"port": 1, "broker": {}, "jwt": {"hs256_key_file": "k"}}}`, "gateway.broker: needs message_relay"},
+		{`{"edge_supported_relay": true, "port": 1, "relief_servers": [{"relief": {"kind": "x"}}]}`, "relief_servers[0]"},
+	} {
+		_, err := Parse([]byte(tt.text), "x.conf", "")
+		require.Error(t, err, tt.text)
+		assert.Contains(t, err.Error(), tt.want, "checked at parse time, before anything is made")
+	}
+}
+
+func TestTheDefaultAuthPathIsTheLibrarys(t *testing.T) {
+	assert.Equal(t, sessioncache.DefaultAuthPath, DefaultAuthPath)
 }

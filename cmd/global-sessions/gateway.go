@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/gateway"
+	"github.com/globalsession/globalsession/gateway/broker"
+	"github.com/globalsession/globalsession/gateway/hub"
+	"github.com/globalsession/globalsession/gateway/wsproxy"
+	"github.com/globalsession/globalsession/internal/config"
+	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/sessioncache"
+)
+
+// gatewayParts are what a gateway block builds; close releases them.
+type gatewayParts struct {
+	addr     string
+	tls      *tls.Config // nil: plain HTTP
+	sessions *gateway.Sessions
+	login    *gateway.Login
+	proxy    *wsproxy.Proxy // nil without session_service
+	hub      *hub.Hub
+	// broker is the broker block's settings, without Advertise when the block leaves it
+	// to the listening address; nil without a broker block. startBroker starts it.
+	broker  *broker.BrokerConfig
+	poll    time.Duration
+	relay   *relay.Client
+	closers []func() error
+}
+
+// close releases what the parts opened, in reverse order.
+func (g *gatewayParts) close() error {
+	var first error
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		if err := g.closers[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// newGatewayParts builds the gateway a gateway block describes.
+func newGatewayParts(f *config.File, log *slog.Logger) (_ *gatewayParts, err error) {
+	g := f.Gateway
+	parts := &gatewayParts{addr: config.HostPort(g.Address, g.Port)}
+	defer func() {
+		if err != nil {
+			parts.close()
+		}
+	}()
+	if parts.tls, err = serverTLS(f, g.TLS, "gateway.tls"); err != nil {
+		return nil, err
+	}
+	signer, err := gatewaySigner(f)
+	if err != nil {
+		return nil, err
+	}
+	store, err := gatewayStore(f, parts, log)
+	if err != nil {
+		return nil, err
+	}
+	parts.sessions, err = gateway.NewSessions(gateway.SessionsConfig{Store: store, Signer: signer, CookieName: g.CookieName,
+		TTL: time.Duration(g.SessionTTL), MaxAge: time.Duration(g.MaxAge)})
+	if err != nil {
+		return nil, err
+	}
+	parts.login = &gateway.Login{Sessions: parts.sessions, Anonymous: g.Anonymous}
+	if g.UsersFile != "" {
+		u, err := gateway.NewUsersFile(f.Resolve(g.UsersFile))
+		if err != nil {
+			return nil, &config.Error{File: f.Name, Field: "gateway.users_file", Msg: err.Error()}
+		}
+		parts.login.Authenticator = u
+	}
+	if err := gatewayRoutes(g, parts, log); err != nil {
+		return nil, err
+	}
+	return parts, nil
+}
+
+// gatewaySigner makes the JWT signer the jwt block names.
+func gatewaySigner(f *config.File) (*gateway.TokenSigner, error) {
+	j := f.Gateway.JWT
+	issuer := j.Issuer
+	if issuer == "" {
+		issuer = "global-sessions"
+	}
+	var signer *gateway.TokenSigner
+	var err error
+	if j.HS256KeyFile != "" {
+		key, rerr := os.ReadFile(f.Resolve(j.HS256KeyFile))
+		if rerr != nil {
+			return nil, &config.Error{File: f.Name, Field: "gateway.jwt.hs256_key_file", Msg: rerr.Error()}
+		}
+		signer, err = gateway.NewHS256Signer(key, issuer)
+	} else {
+		signer, err = gateway.NewES256Signer(f.Resolve(j.ES256KeyFile), issuer)
+	}
+	if err != nil {
+		return nil, &config.Error{File: f.Name, Field: "gateway.jwt", Msg: err.Error()}
+	}
+	return signer, nil
+}
+
+// gatewayStore opens the gateway's session store: the host's table behind the relay the
+// message_relay block names (without one, the table alone).
+func gatewayStore(f *config.File, parts *gatewayParts, log *slog.Logger) (*sessioncache.Manager, error) {
+	g := f.Gateway
+	var cache *config.Cache
+	create := true
+	if g.LRU != nil {
+		cache, create = g.LRU.Cache, g.LRU.ManageSection
+	}
+	table := tableConfig(f, cache, create)
+	table.Create = create
+	var remotes []sessioncache.Remote
+	authPath := ""
+	if mr := g.MessageRelay; mr != nil {
+		host := mr.Address
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		ctls, err := clientTLS(f, mr.TLS, "gateway.message_relay.tls", host)
+		if err != nil {
+			return nil, err
+		}
+		c, err := relay.NewClient(relay.ClientConfig{Addr: net.JoinHostPort(host, fmt.Sprint(*mr.Port)), TLS: ctls,
+			Secret: mr.Secret, MaxFrame: f.MaxFrame, Logger: log, Name: "gateway"})
+		if err != nil {
+			return nil, err
+		}
+		parts.closers = append(parts.closers, c.Close)
+		remotes, parts.relay, authPath = append(remotes, c), c, mr.AuthPath
+	}
+	var concern sessioncache.WriteConcern
+	if g.WriteConcern == "durable" {
+		concern = sessioncache.WriteDurable
+	}
+	m, err := sessioncache.NewManager(sessioncache.ManagerConfig{Table: table, Remotes: remotes, AuthPath: authPath,
+		Logger: log, StaleFor: time.Duration(g.StaleFor), WriteConcern: concern})
+	if err != nil {
+		return nil, err
+	}
+	parts.closers = append(parts.closers, m.Close)
+	return m, nil
+}
+
+// gatewayRoutes makes the WebSocket proxy (with a session service), the broker's settings
+// (with a broker block) and the push hub.
+func gatewayRoutes(g *config.Gateway, parts *gatewayParts, log *slog.Logger) error {
+	var err error
+	if g.SessionService != "" {
+		parts.proxy, err = wsproxy.NewProxy(wsproxy.ProxyConfig{
+			Route: wsproxy.SessionRoute(wsproxy.RouteConfig{Sessions: parts.sessions,
+				Router: &discovery.RemoteSessions{URL: g.SessionService}, SessionHeader: g.SessionHeader}),
+			AllowedOrigins: g.AllowedOrigins,
+			Logger:         log,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if bb := g.Broker; bb != nil {
+		parts.broker = &broker.BrokerConfig{Relay: parts.relay, Sessions: parts.sessions, Queue: bb.Queue,
+			Instance: bb.Instance, Advertise: bb.Advertise, AllowedOrigins: g.AllowedOrigins,
+			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, Logger: log}
+		parts.poll = time.Duration(bb.PollInterval)
+		if parts.poll == 0 {
+			parts.poll = 2 * time.Second
+		}
+	}
+	parts.hub, err = hub.NewHub(hub.HubConfig{Sessions: parts.sessions, AllowedOrigins: g.AllowedOrigins, Logger: log})
+	return err
+}
+
+// brokerParts are what startBroker starts; close stops them.
+type brokerParts struct {
+	broker   *broker.Broker
+	assigner *broker.Assigner
+	// hubAssigner says which instance's push hub a user's tabs should all use.
+	hubAssigner *broker.Assigner
+	discovery   *discovery.Service
+}
+
+// close stops the discovery of gateway instances. Shut the broker down first.
+func (b *brokerParts) close() error { return b.discovery.Close() }
+
+// startBroker starts the broker mode once the gateway listens: the Broker, registered
+// with advertise unless the block names its own URL, and the Assigners over a discovery
+// of the live gateway instances.
+func startBroker(ctx context.Context, g *gatewayParts, advertise string, log *slog.Logger) (*brokerParts, error) {
+	const load = "gateway_broker_clients" // the least loaded instance has the fewest clients
+	// Discovery, its session services and the assigners start nothing until d.Start, so
+	// only the broker, made last, can leave something to undo.
+	d, err := discovery.New(discovery.Config{Provider: broker.MemberProvider{Relay: g.relay},
+		RefreshInterval: g.poll, PollInterval: g.poll, Metrics: []string{load}, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: load, URL: broker.BrokerURL})
+	if err != nil {
+		return nil, err
+	}
+	as, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: ss, Instances: d})
+	if err != nil {
+		return nil, err
+	}
+	// The push hub's channels of a user share one set of loops only on one instance: its
+	// assignment is by user.
+	hubRouter, err := discovery.NewSessionService(discovery.SessionConfig{Source: d, Metric: load,
+		URL: func(in discovery.Instance, _ string) string { return broker.InstanceURL(in, "/hub") }})
+	if err != nil {
+		return nil, err
+	}
+	hubAs, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: hubRouter, Instances: d,
+		ByUser: true, Group: "hub"})
+	if err != nil {
+		return nil, err
+	}
+	cfg := *g.broker
+	if cfg.Advertise == "" {
+		cfg.Advertise = advertise
+	}
+	b, err := broker.NewBroker(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.Start()
+	return &brokerParts{broker: b, assigner: as, hubAssigner: hubAs, discovery: d}, nil
+}
+
+// runGateway runs the login endpoints, the WebSocket proxy, the push hub and, with a broker
+// block, the broker mode with its assignment endpoints.
+func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) error {
+	parts, err := newGatewayParts(f, log)
+	if err != nil {
+		return err
+	}
+	defer parts.close()
+	mux := http.NewServeMux()
+	for _, p := range []string{"/login", "/login/", "/logout", "/session"} {
+		mux.Handle(p, parts.login)
+	}
+	mux.Handle("/hub", parts.hub)
+	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy, the hub and the
+	// broker close theirs.
+	also := []func(context.Context) error{parts.hub.Shutdown}
+	if parts.proxy != nil {
+		mux.Handle("/app/", parts.proxy)
+		also = append(also, parts.proxy.Shutdown)
+	}
+	ln, err := net.Listen("tcp", parts.addr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen %s: %w", parts.addr, err)
+	}
+	scheme, ws := "http", "ws"
+	if parts.tls != nil {
+		ln = tls.NewListener(ln, parts.tls)
+		scheme, ws = "https", "wss"
+	}
+	fmt.Fprintf(out, "gateway: login on %s://%s/login, WebSockets on %s://%s/app/<document>, push hub on %s://%s/hub\n",
+		scheme, ln.Addr(), ws, ln.Addr(), ws, ln.Addr())
+	if parts.broker != nil {
+		bp, err := startBroker(ctx, parts, scheme+"://"+ln.Addr().String(), log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer bp.close()
+		mux.Handle("/ws/", bp.broker)
+		mux.Handle("/v1/assign", bp.assigner)
+		mux.Handle("/v1/hub", bp.hubAssigner)
+		mux.Handle("/health", bp.broker.Health())
+		mux.Handle("/metrics", bp.broker.Metrics())
+		also = append(also, bp.broker.Shutdown)
+		fmt.Fprintf(out, "gateway: broker instance %s: %s://%s/ws/<group> to queue %q, assignments on %s://%s/v1/assign?group=<group> and (the hub, by user) %s://%s/v1/hub\n",
+			bp.broker.Instance(), ws, ln.Addr(), queueName(parts.broker.Queue), scheme, ln.Addr(), scheme, ln.Addr())
+	}
+	return serveUntil(ctx, ln, mux, out, also...)
+}
+
+func queueName(q string) string {
+	if q == "" {
+		return broker.DefaultQueue
+	}
+	return q
+}
