@@ -1,5 +1,5 @@
 // Command brokercompare measures, on loopback, how many messages per second go through
-// seed 002's broker path (a client's WebSocket into a gateway instance in broker mode, the
+// the broker path (a client's WebSocket into a gateway instance in broker mode, the
 // relay's worker queue, a worker, and the reply back, possibly through the relay to the
 // other instance), against a plain WebSocket echo server measured in the same run.
 //

@@ -25,7 +25,7 @@ func roundsNote() string {
 
 // printReport writes the markdown report to stdout.
 func printReport(res *results) {
-	fmt.Printf("# Broker path (seed 002) vs plain WebSocket echo, loopback\n\n")
+	fmt.Printf("# Broker path vs plain WebSocket echo, loopback\n\n")
 	fmt.Printf("Machine: %d CPUs, %s/%s, %s. The load generator, the relay, both gateway instances, "+
 		"the %d workers and the echo server are separate processes sharing the machine.\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), *flagWorkers)

@@ -1,11 +1,14 @@
-// Command global-sessions runs one part of the session tier, chosen by its config file:
+// Command global-sessions runs one part of global-sessions, chosen by its config file:
 //
-//	global-sessions relay.conf     the midway relay and its sibling (edge_supported_relay)
-//	global-sessions sibling.conf   a sibling endpoint on its own (half_edge)
-//	global-sessions                an embedded single-host deployment on loopback
+//	global-sessions relay.conf      the midway relay and its sibling (edge_supported_relay)
+//	global-sessions sibling.conf    a sibling endpoint on its own (half_edge)
+//	global-sessions relief.conf     a pressure-relief server (full_edge, or lru + message_relay)
+//	global-sessions discovery.conf  a discovery service with its session service (discovery)
+//	global-sessions gateway.conf    the login and WebSocket gateway (gateway)
+//	global-sessions                 an embedded single-host deployment on loopback
 //
-// Config files are JSON with the seed's field names; // comments are allowed. SIGINT or
-// SIGTERM stops it cleanly.
+// Config files are JSON whose field names follow the original design's examples (see
+// docs/configuration.md); // comments are allowed. SIGINT or SIGTERM stops it cleanly.
 package main
 
 import (

@@ -1,4 +1,4 @@
-// Command workers runs a worker of seed 002's broker mode, or, without -relay, a demo of
+// Command workers runs a worker of the gateway's broker mode, or, without -relay, a demo of
 // the whole path in one process.
 //
 // A worker joins a relay's worker queue and handles the messages that browsers send

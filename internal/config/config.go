@@ -29,9 +29,10 @@ import (
 // sessioncache.DefaultAuthPath.
 const DefaultAuthPath = "auths"
 
-// File is one configuration file. Which role it selects depends on its flags: the seed's
-// edge_supported_relay (the midway relay, with its sibling), half_edge (a sibling endpoint)
-// and full_edge (a pressure-relief server).
+// File is one configuration file. Which role it selects depends on its flags (those of the
+// original examples): edge_supported_relay (the midway relay, with its sibling), half_edge
+// (a sibling endpoint) and full_edge (a pressure-relief server), or a discovery or gateway
+// block.
 type File struct {
 	// Name is the file the config was read from ("embedded default" for the default).
 	Name string `json:"-"`
@@ -88,7 +89,8 @@ type File struct {
 	ReliefServers []*File `json:"relief_servers"`
 }
 
-// Relief holds what a relief server needs beyond the seed's lru and message_relay blocks.
+// Relief holds what a relief server needs beyond the lru and message_relay blocks of the
+// original examples.
 type Relief struct {
 	// Kind is "expansion" (default) or "aging".
 	Kind string `json:"kind"`
@@ -135,7 +137,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// PathType configures one path type of the relay (the seed's path_types entries).
+// PathType configures one path type of the relay (the original examples' path_types entries).
 type PathType struct {
 	Relay *RelayLink `json:"relay"`
 	Cache *Cache     `json:"cache"`
@@ -146,10 +148,11 @@ type RelayLink struct {
 	ProcName []string `json:"proc_name"`
 }
 
-// Cache describes a shared-memory table (the seed's cache block).
+// Cache describes a shared-memory table (the original examples' cache block).
 type Cache struct {
-	// TokenPath names the section, as the seed's ftok token file does: processes giving the
-	// same token_path and seed share one section. It is not read or created.
+	// TokenPath names the section, as an ftok token file names a System V segment:
+	// processes giving the same token_path and seed share one section. It is not read or
+	// created.
 	TokenPath string `json:"token_path"`
 	// Path, if set, is the section file itself (overrides token_path).
 	Path          string `json:"path"`
@@ -163,13 +166,13 @@ type Cache struct {
 	Replace bool `json:"replace"`
 }
 
-// LRU is the seed's lru block of a client or relief server.
+// LRU is the original examples' lru block of a client or relief server.
 type LRU struct {
 	ManageSection bool   `json:"manage_section"`
 	Cache         *Cache `json:"cache"`
 }
 
-// Endpoint is an address to serve on or connect to, with its TLS block (the seed's
+// Endpoint is an address to serve on or connect to, with its TLS block (the original examples'
 // message_relay block, and this project's sibling block).
 type Endpoint struct {
 	AuthPath string            `json:"auth_path"`
@@ -207,7 +210,7 @@ func Load(path string) (*File, error) {
 }
 
 // Parse decodes config bytes; name is used in errors and dir resolves relative paths. The
-// JSON may carry // comments, as the seed's examples do. Unknown fields are errors.
+// JSON may carry // comments, as the original examples do. Unknown fields are errors.
 func Parse(b []byte, name, dir string) (*File, error) {
 	clean := stripComments(b)
 	dec := json.NewDecoder(bytes.NewReader(clean))
@@ -292,7 +295,7 @@ const (
 )
 
 // Role returns the role the file selects. A file with none of the flags but an lru and a
-// message_relay block is a pressure-relief server, as the seed's example is.
+// message_relay block is a pressure-relief server, as the original relief example is.
 func (f *File) Role() Role {
 	switch {
 	case f.EdgeSupportedRelay:
