@@ -18,6 +18,7 @@ const (
 	DefaultCookieName = "gs_session"
 	DefaultSessionTTL = 30 * time.Minute
 	DefaultMaxSession = 12 * time.Hour
+	DefaultTokenTTL   = 5 * time.Minute
 )
 
 // ErrNoSession means a request carries no session cookie, or one whose session is gone
@@ -39,11 +40,16 @@ type SessionsConfig struct {
 	// MaxAge bounds a session's whole life, however much it is used. Zero means
 	// DefaultMaxSession.
 	MaxAge time.Duration
+	// TokenTTL bounds a backend token's life: a token lives until TokenTTL after it is
+	// signed or the session's absolute end, whichever is sooner. Zero means
+	// DefaultTokenTTL.
+	TokenTTL time.Duration
 }
 
 // Sessions are the gateway's login sessions: a random 256-bit id in a cookie (HttpOnly,
 // SameSite=Lax, Secure over TLS) naming a record in the session store that holds the
-// user's identity and the JWT the gateway signed for the backends.
+// user's identity. The cookie never leaves the gateway: backends get a token (Token) that
+// names the session by its backend id, a keyed hash of the session id.
 type Sessions struct {
 	cfg SessionsConfig
 	now func() time.Time // replaced by tests
@@ -51,11 +57,11 @@ type Sessions struct {
 
 // Session is a session record.
 type Session struct {
-	// ID is the session id (the cookie's value).
+	// ID is the session id (the cookie's value). It never goes to a backend.
 	ID string `json:"-"`
+	// BackendID is what backends know the session by (see TokenSigner.BackendID).
+	BackendID string `json:"-"`
 	Identity
-	// Token is the JWT for the backends. It never goes to the browser.
-	Token string `json:"jwt"`
 	// Created is when the user logged in.
 	Created time.Time `json:"created"`
 	// Expires is when the session ends unless it is used before.
@@ -82,7 +88,10 @@ func init() {
 			if err != nil {
 				return "", err
 			}
-			return c.Session, nil
+			if c.Ref == "" {
+				return "", nil
+			}
+			return s.cfg.Signer.openRef(c.Ref)
 		}}
 	})
 }
@@ -101,7 +110,22 @@ func NewSessions(cfg SessionsConfig) (*Sessions, error) {
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxSession
 	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = DefaultTokenTTL
+	}
 	return &Sessions{cfg: cfg, now: time.Now}, nil
+}
+
+// Token signs a JWT for sess's backends: it names the session by its backend id, carries
+// the gateway's sealed reference to it, and lives TokenTTL at most, never past the
+// session's absolute end. Tokens are signed when needed, not stored.
+func (s *Sessions) Token(sess *Session) (string, error) {
+	ref, err := s.cfg.Signer.sealRef(sess.ID)
+	if err != nil {
+		return "", err
+	}
+	expiry := minTime(s.now().Add(s.cfg.TokenTTL), sess.MaxExpires)
+	return s.cfg.Signer.sign(sess.Identity, Claims{Session: sess.BackendID, Ref: ref}, expiry)
 }
 
 // Create starts a session for id, stores it, and sets its cookie on w.
@@ -111,11 +135,8 @@ func (s *Sessions) Create(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil, err
 	}
 	now := s.now()
-	sess := &Session{ID: sid, Identity: id, Created: now, MaxExpires: now.Add(s.cfg.MaxAge)}
+	sess := &Session{ID: sid, BackendID: s.cfg.Signer.BackendID(sid), Identity: id, Created: now, MaxExpires: now.Add(s.cfg.MaxAge)}
 	sess.Expires = minTime(now.Add(s.cfg.TTL), sess.MaxExpires)
-	if sess.Token, err = s.cfg.Signer.Sign(id, sid, sess.MaxExpires); err != nil {
-		return nil, fmt.Errorf("gateway: sign the session's token: %w", err)
-	}
 	if err := s.store(ctx, sess); err != nil {
 		return nil, err
 	}
@@ -156,6 +177,9 @@ func (s *Sessions) Lookup(ctx context.Context, r *http.Request) (*Session, error
 // LookupID is Lookup by session id (for checks made away from a request, such as the
 // hub's cycles).
 func (s *Sessions) LookupID(ctx context.Context, id string) (*Session, error) {
+	if !wellFormedID(id) {
+		return nil, ErrNoSession // not one this gateway made: no need to ask the store
+	}
 	c := &http.Cookie{Value: id}
 	b, err := s.cfg.Store.Get(ctx, []byte(c.Value))
 	if errors.Is(err, sessioncache.ErrNotFound) {
@@ -164,7 +188,7 @@ func (s *Sessions) LookupID(ctx context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: session store: %w", err)
 	}
-	sess := &Session{ID: c.Value}
+	sess := &Session{ID: c.Value, BackendID: s.cfg.Signer.BackendID(c.Value)}
 	if err := json.Unmarshal(b, sess); err != nil {
 		return nil, fmt.Errorf("gateway: session %s…: bad record: %w", c.Value[:min(6, len(c.Value))], err)
 	}
@@ -187,13 +211,27 @@ func (s *Sessions) Logout(ctx context.Context, w http.ResponseWriter, r *http.Re
 	http.SetCookie(w, &http.Cookie{Name: s.cfg.CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	c, err := r.Cookie(s.cfg.CookieName)
-	if err != nil || c.Value == "" {
+	if err != nil || !wellFormedID(c.Value) {
 		return nil
 	}
 	if err := s.cfg.Store.Delete(ctx, []byte(c.Value)); err != nil {
 		return fmt.Errorf("gateway: logout: %w", err)
 	}
 	return nil
+}
+
+// wellFormedID reports whether id could be a session id Create made: 43 characters of
+// unpadded base64url (32 random bytes).
+func wellFormedID(id string) bool {
+	if len(id) != 43 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -67,16 +67,29 @@ func TestLoginSessionLogout(t *testing.T) {
 	assert.Equal(t, http.SameSiteLaxMode, cookie.SameSite)
 	assert.GreaterOrEqual(t, len(cookie.Value), 43, "a 256-bit id")
 
-	// The record holds a JWT a backend can verify.
+	// The record holds no token, and fits a 384-byte record with room to spare; the token
+	// a backend gets is signed when needed, names the session by its backend id (never the
+	// cookie) and lives minutes, not the session's hours.
 	raw, err := sessionaccess.Of(sessions).Store.Get(context.Background(), []byte(cookie.Value))
 	require.NoError(t, err)
-	var rec gateway.Session
-	require.NoError(t, json.Unmarshal(raw, &rec))
-	claims, err := gatewaytest.Signer(t).Verify(rec.Token)
+	assert.NotContains(t, string(raw), `"jwt"`, "no JWT in the record")
+	assert.Less(t, len(cookie.Value)+len(raw), 300, "key + record: %s", raw)
+	sess, err := sessions.LookupID(context.Background(), cookie.Value)
+	require.NoError(t, err)
+	token, err := sessions.Token(sess)
+	require.NoError(t, err)
+	assert.NotContains(t, token, cookie.Value)
+	claims, err := gatewaytest.Signer(t).Verify(token)
 	require.NoError(t, err)
 	assert.Equal(t, "alice", claims.Subject)
-	assert.Equal(t, cookie.Value, claims.Session)
+	assert.NotEqual(t, cookie.Value, claims.Session, "the backend id is not the cookie")
+	assert.Equal(t, sess.BackendID, claims.Session)
+	assert.Len(t, claims.Session, 22)
+	assert.WithinDuration(t, time.Now().Add(gateway.DefaultTokenTTL), claims.ExpiresAt.Time, 2*time.Second)
 	assert.Equal(t, []string{"admin", "editor"}, claims.Roles)
+	sid, err := sessionaccess.Of(sessions).TokenSession(token)
+	require.NoError(t, err)
+	assert.Equal(t, cookie.Value, sid, "the gateway opens its sealed reference")
 
 	resp, err = c.Get(srv.URL + "/session")
 	require.NoError(t, err)

@@ -69,11 +69,11 @@ func newGatewayParts(f *config.File, log *slog.Logger) (_ *gatewayParts, err err
 		return nil, err
 	}
 	parts.sessions, err = gateway.NewSessions(gateway.SessionsConfig{Store: store, Signer: signer, CookieName: g.CookieName,
-		TTL: time.Duration(g.SessionTTL), MaxAge: time.Duration(g.MaxAge)})
+		TTL: time.Duration(g.SessionTTL), MaxAge: time.Duration(g.MaxAge), TokenTTL: time.Duration(g.TokenTTL)})
 	if err != nil {
 		return nil, err
 	}
-	parts.login = &gateway.Login{Sessions: parts.sessions, Anonymous: g.Anonymous}
+	parts.login = &gateway.Login{Sessions: parts.sessions, Anonymous: g.Anonymous, AllowedOrigins: g.AllowedOrigins, Logger: log}
 	if g.UsersFile != "" {
 		u, err := gateway.NewUsersFile(f.Resolve(g.UsersFile))
 		if err != nil {

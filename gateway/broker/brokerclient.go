@@ -27,7 +27,30 @@ type brokerClient struct {
 	slow      sync.Once
 	checked   time.Time      // last session check; only the reader touches it
 	pending   sync.WaitGroup // messages being handled; Add only on the reader
+
+	tokenMu  sync.Mutex
+	token    string    // the backend token workers get, signed when needed
+	tokenAge time.Time // when it was signed
 }
+
+// backendToken returns the session's token for workers, signing a new one when the one
+// held is older than tokenRefresh.
+func (c *brokerClient) backendToken(s *gateway.Sessions) (string, error) {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	if c.token == "" || time.Since(c.tokenAge) > tokenRefresh {
+		t, err := s.Token(c.session)
+		if err != nil {
+			return "", err
+		}
+		c.token, c.tokenAge = t, time.Now()
+	}
+	return c.token, nil
+}
+
+// tokenRefresh is how old a worker's token may get before the next message gets a new one:
+// well within the shortest token life a gateway is likely to give.
+const tokenRefresh = 30 * time.Second
 
 type outMsg struct {
 	binary bool
@@ -91,7 +114,13 @@ func (b *Broker) readLoop(c *brokerClient) (int, string) {
 // handle sends one message to the worker queue and routes the replies.
 func (b *Broker) handle(c *brokerClient, seq uint64, binaryMsg bool, data []byte) {
 	b.messages.Add(1)
-	req, err := encodeRequest(&Message{User: c.session.User, Group: c.group, Token: c.session.Token, Data: data, Binary: binaryMsg})
+	token, err := c.backendToken(b.cfg.Sessions)
+	if err != nil {
+		b.fail(c, seq, "the gateway could not sign the session's token")
+		b.cfg.Logger.Warn("gateway: broker: signing a token failed", "err", err)
+		return
+	}
+	req, err := encodeRequest(&Message{User: c.session.User, Group: c.group, Token: token, Data: data, Binary: binaryMsg})
 	if err != nil {
 		b.fail(c, seq, err.Error())
 		return

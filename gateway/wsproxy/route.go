@@ -3,6 +3,7 @@ package wsproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -64,7 +65,7 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 		if doc == "" {
 			return Backend{}, &HTTPError{Status: http.StatusBadRequest, Msg: "no document in the path"}
 		}
-		key := s.ID
+		key := s.BackendID // the session service never sees the cookie
 		if cfg.ByUser {
 			key = s.User
 		}
@@ -79,10 +80,14 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 		for k, v := range route.Headers {
 			h.Set(k, v)
 		}
-		h.Set("Authorization", "Bearer "+s.Token)
+		token, err := cfg.Sessions.Token(s)
+		if err != nil {
+			return Backend{}, fmt.Errorf("sign the backend's token: %w", err)
+		}
+		h.Set("Authorization", "Bearer "+token)
 		sid := route.SessionID
 		if sid == "" {
-			sid = s.ID
+			sid = s.BackendID
 		}
 		h.Set(cfg.SessionHeader, sid)
 		return Backend{URL: route.URL, Header: h}, nil

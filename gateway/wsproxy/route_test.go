@@ -64,6 +64,8 @@ func TestSessionRouteEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(claims.Subject, "anonymous-"))
 	assert.Equal(t, claims.Session, sess)
+	assert.NotContains(t, hdr.Get("Cookie"), sess, "the backend's session id is not the login cookie")
+	assert.NotContains(t, auth, strings.TrimPrefix(hdr.Get("Cookie"), gateway.DefaultCookieName+"="), "nor is any part of its token")
 }
 
 // TestReconnectAfterBackendCrash: the backend serving a session dies; the browser gets a

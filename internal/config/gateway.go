@@ -13,6 +13,9 @@ type Gateway struct {
 	CookieName string   `json:"cookie_name"`
 	SessionTTL Duration `json:"session_ttl"`
 	MaxAge     Duration `json:"max_age"`
+	// TokenTTL bounds a backend token's life, e.g. "5m" (the default); never past the
+	// session's absolute end.
+	TokenTTL Duration `json:"token_ttl"`
 	// JWT says how the gateway signs the backends' tokens: hs256_key_file (at least 32
 	// bytes) or es256_key_file (a PEM P-256 key).
 	JWT struct {

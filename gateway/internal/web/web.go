@@ -49,16 +49,20 @@ func headerHasToken(h http.Header, name, token string) bool {
 }
 
 // OriginAllowed reports whether r's Origin may open a WebSocket: no Origin (not a
-// browser), one of allowed, or, with allowed empty, the request's own host. This refuses
-// cross-site WebSocket hijacking.
+// browser), one of allowed, or, with allowed empty, the request's own origin, scheme
+// included (https when r came over TLS, else http). This refuses cross-site WebSocket
+// hijacking.
 func OriginAllowed(r *http.Request, allowed []string) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
 	if len(allowed) == 0 {
-		u := strings.TrimPrefix(strings.TrimPrefix(origin, "https://"), "http://")
-		return strings.EqualFold(u, r.Host)
+		scheme := "http://"
+		if r.TLS != nil {
+			scheme = "https://"
+		}
+		return strings.EqualFold(origin, scheme+r.Host)
 	}
 	for _, o := range allowed {
 		if strings.EqualFold(o, origin) {
