@@ -114,7 +114,7 @@ func (d *brokerDeployment) gateway(name string) *gatewayProc {
     }
 }`, name+".table", port, name))
 	p := start(t, []string{"GS_MAIN=1"}, conf)
-	url := p.expect(t, `login on (http://\S+)/login`)[1]
+	url := p.expect(t, `gateway: serving on (http://\S+):`)[1]
 	p.expect(t, `^gateway: broker instance `+regexp.QuoteMeta(name))
 	g := &gatewayProc{proc: p, name: name, url: url}
 	d.gateways[name] = g

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/globalsession/globalsession/discovery"
@@ -267,8 +268,7 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		ln = tls.NewListener(ln, parts.tls)
 		scheme, ws = "https", "wss"
 	}
-	fmt.Fprintf(out, "gateway: login on %s://%s/login, WebSockets on %s://%s/app/<document>, push hub on %s://%s/hub\n",
-		scheme, ln.Addr(), ws, ln.Addr(), ws, ln.Addr())
+	fmt.Fprintf(out, "gateway: serving on %s://%s: %s\n", scheme, ln.Addr(), gatewayEndpoints(f.Gateway, parts))
 	if parts.broker != nil {
 		bp, err := startBroker(ctx, parts, scheme+"://"+ln.Addr().String(), log)
 		if err != nil {
@@ -286,6 +286,23 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 			bp.broker.Instance(), ws, ln.Addr(), queueName(parts.broker.Queue), scheme, ln.Addr(), scheme, ln.Addr())
 	}
 	return serveUntil(ctx, ln, mux, out, also...)
+}
+
+// gatewayEndpoints lists, for the banner, the endpoints a gateway serves, with their
+// methods.
+func gatewayEndpoints(g *config.Gateway, parts *gatewayParts) string {
+	var eps []string
+	if g.UsersFile != "" {
+		eps = append(eps, "POST /login")
+	}
+	if g.Anonymous {
+		eps = append(eps, "POST /login/anonymous")
+	}
+	eps = append(eps, "POST /logout", "GET /session", "GET /hub (WebSocket)")
+	if parts.proxy != nil {
+		eps = append(eps, "GET /app/<document> (WebSocket)")
+	}
+	return strings.Join(eps, ", ")
 }
 
 func queueName(q string) string {

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/discovery"
+	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/internal/testpki"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -95,7 +97,7 @@ func gatewayRole(t *testing.T, https bool) {
         "message_relay" : { "address" : "127.0.0.1", "port" : %s }
     }
 }`, tlsBlock, sessionService.URL, relayPort))
-	base, stop := runRole(t, path, `login on (https?://\S+)/login`)
+	base, stop := runRole(t, path, `gateway: serving on (https?://\S+):`)
 
 	jar, _ := cookiejar.New(nil)
 	tlsc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
@@ -153,4 +155,63 @@ func TestGatewayConfigErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), path)
 		})
 	}
+}
+
+// TestTheGatewayLogsInAgainstTheDefaultDeployment: the embedded default deployment, with
+// its default 384-byte records, and a gateway configured as docs/running.md shows (the
+// default record size for its own table too): an anonymous login, the session, a logout.
+func TestTheGatewayLogsInAgainstTheDefaultDeployment(t *testing.T) {
+	f, err := config.Parse(defaultConf, "embedded default", "")
+	require.NoError(t, err)
+	zero := 0
+	f.Port, f.Sibling.Port = &zero, &zero
+	dir := t.TempDir()
+	f.PathTypes["auths"].Cache.Path = filepath.Join(dir, "default.table")
+	for i, r := range f.ReliefServers {
+		r.LRU.Cache.Path = filepath.Join(dir, fmt.Sprintf("relief-%d.table", i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuf{}
+	done := make(chan error, 1)
+	go func() { done <- runFile(ctx, f, out, slog.New(slog.DiscardHandler)) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	var relayAddr string
+	eventuallyTrue(t, "the default deployment to serve", func() bool {
+		m := regexp.MustCompile(`relay: serving front ends on (\S+) `).FindStringSubmatch(out.String())
+		if m != nil {
+			relayAddr = m[1]
+		}
+		return m != nil && strings.Contains(out.String(), "relief: aging")
+	})
+	_, relayPort, _ := strings.Cut(relayAddr, ":")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "jwt.key"), []byte(strings.Repeat("0123456789abcdef", 4)), 0o600))
+	path := filepath.Join(dir, "gateway.conf")
+	writeFile(t, path, fmt.Sprintf(`{
+    "gateway" : {
+        "address" : "127.0.0.1", "port" : 0,
+        "jwt" : { "hs256_key_file" : "jwt.key" },
+        "anonymous" : true,
+        "session_header" : "X-Qlik-Session",
+        "session_service" : "http://127.0.0.1:9100",
+        "lru" : { "manage_section" : true, "cache" : { "path" : "gateway.table", "seed" : 9849381, "el_count" : 20000 } },
+        "message_relay" : { "auth_path" : "auths", "address" : "127.0.0.1", "port" : %s }
+    }
+}`, relayPort))
+	base, _ := runRole(t, path, `gateway: serving on (http://\S+):`)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := c.Post(base+"/login/anonymous", "", nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	resp, err = c.Get(base + "/session")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = c.Post(base+"/logout", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 }
