@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +22,9 @@ type EventSource interface {
 }
 
 // SSE is an EventSource reading Server-Sent Events: topic T is the stream at URL/T. A
-// stream that breaks is reopened with backoff until stopped.
+// stream that breaks is reopened until stopped: after the server's retry: time if it gave
+// one, else with backoff, and with a Last-Event-ID header naming the last event's id, so
+// a server that keeps them sends what was missed.
 type SSE struct {
 	// URL is the base URL of the streams.
 	URL string
@@ -44,14 +47,19 @@ func (s *SSE) Subscribe(ctx context.Context, topic string, fn func([]byte)) (fun
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var st streamState
 		backoff := 50 * time.Millisecond
 		for ctx.Err() == nil {
-			if readStream(ctx, c, u, fn) {
+			if readStream(ctx, c, u, &st, fn) {
 				backoff = 50 * time.Millisecond
+			}
+			wait := backoff
+			if st.retry > 0 {
+				wait = st.retry
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
@@ -59,13 +67,22 @@ func (s *SSE) Subscribe(ctx context.Context, topic string, fn func([]byte)) (fun
 	return func() { cancel(); wg.Wait() }, nil
 }
 
+// streamState is what an event stream's reader keeps across reconnections.
+type streamState struct {
+	lastID string        // the id of the last event dispatched
+	retry  time.Duration // the server's reconnection time; 0 when it gave none
+}
+
 // readStream reads one SSE connection until it ends; it reports whether it got through.
-func readStream(ctx context.Context, c *http.Client, u string, fn func([]byte)) bool {
+func readStream(ctx context.Context, c *http.Client, u string, st *streamState, fn func([]byte)) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return false
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	if st.lastID != "" {
+		req.Header.Set("Last-Event-ID", st.lastID)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return false
@@ -74,7 +91,7 @@ func readStream(ctx context.Context, c *http.Client, u string, fn func([]byte)) 
 	if resp.StatusCode != http.StatusOK {
 		return false
 	}
-	_ = scanEvents(resp.Body, fn)
+	_ = scanEvents(resp.Body, st, fn)
 	return true
 }
 
@@ -82,34 +99,71 @@ func readStream(ctx context.Context, c *http.Client, u string, fn func([]byte)) 
 const maxEventLine = 1 << 20
 
 // scanEvents reads a text/event-stream and calls fn with the data of each event: its data
-// lines joined with newlines. Other fields (event, id, retry) and comments are skipped. It
-// returns when r ends, with r's error, or with bufio.ErrTooLong for a line longer than
-// maxEventLine.
-func scanEvents(r io.Reader, fn func([]byte)) error {
+// lines joined with newlines. Lines end with CRLF, LF or a bare CR. An id field is kept in
+// st (and sent as Last-Event-ID on the next connection), a retry field of digits sets
+// st's reconnection time; event fields and comments are skipped. It returns when r ends,
+// with r's error, or with bufio.ErrTooLong for a line longer than maxEventLine.
+func scanEvents(r io.Reader, st *streamState, fn func([]byte)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxEventLine)
+	sc.Split(scanEventLines)
 	var data bytes.Buffer
+	id, idSet := "", false
 	for sc.Scan() {
 		line := sc.Bytes()
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
 		switch {
 		case len(line) == 0:
+			if idSet {
+				st.lastID = id
+			}
 			if data.Len() > 0 {
 				fn(bytes.TrimSuffix(data.Bytes(), []byte("\n")))
 				data.Reset()
 			}
-		case bytes.HasPrefix(line, []byte("data:")):
-			data.Write(bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" ")))
+		case string(field) == "data":
+			data.Write(value)
 			data.WriteByte('\n')
+		case string(field) == "id" && !bytes.ContainsRune(value, 0):
+			id, idSet = string(value), true
+		case string(field) == "retry":
+			if ms, err := strconv.ParseUint(string(value), 10, 32); err == nil {
+				st.retry = time.Duration(ms) * time.Millisecond
+			}
 		}
 	}
 	return sc.Err()
 }
 
+// scanEventLines is a bufio.SplitFunc for event streams: a line ends with CRLF, LF or CR.
+func scanEventLines(data []byte, atEOF bool) (int, []byte, error) {
+	for i, c := range data {
+		switch c {
+		case '\n':
+			return i + 1, data[:i], nil
+		case '\r':
+			if i+1 == len(data) && !atEOF {
+				return 0, nil, nil // a LF may follow
+			}
+			if i+1 < len(data) && data[i+1] == '\n' {
+				return i + 2, data[:i], nil
+			}
+			return i + 1, data[:i], nil
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
 // topics fans one upstream subscription per topic out to the users following it.
 type topics struct {
-	src  EventSource
-	mu   sync.Mutex
-	subs map[string]*topic
+	src          EventSource
+	perUser, max int // caps: topics per user, topics in all
+	mu           sync.Mutex
+	subs         map[string]*topic
 }
 
 type topic struct {
@@ -121,7 +175,22 @@ func (t *topics) subscribe(ctx context.Context, u *User, name string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tp := t.subs[name]
+	if tp != nil && tp.users[u] {
+		return nil
+	}
+	n := 0
+	for _, other := range t.subs {
+		if other.users[u] {
+			n++
+		}
+	}
+	if n >= t.perUser {
+		return fmt.Errorf("a user follows at most %d topics: unsubscribe from one first", t.perUser)
+	}
 	if tp == nil {
+		if len(t.subs) >= t.max {
+			return fmt.Errorf("this hub follows at most %d topics; try later", t.max)
+		}
 		tp = &topic{users: map[*User]bool{}}
 		stop, err := t.src.Subscribe(ctx, name, func(data []byte) { t.deliver(name, data) })
 		if err != nil {

@@ -15,7 +15,7 @@ func FuzzScanEvents(f *testing.F) {
 	f.Add([]byte(": comment\nevent: tick\nid: 7\ndata:x\r\n\r\ndata: y\n"), "  leading spaces\x00\x00")
 	f.Add([]byte("data"), "")
 	f.Fuzz(func(t *testing.T, raw []byte, events string) {
-		_ = scanEvents(bytes.NewReader(raw), func([]byte) {})
+		_ = scanEvents(bytes.NewReader(raw), new(streamState), func([]byte) {})
 
 		if strings.ContainsRune(events, '\r') {
 			return // a carriage return ends a line in this protocol
@@ -33,7 +33,7 @@ func FuzzScanEvents(f *testing.F) {
 			stream.WriteString("\n")
 		}
 		var got []string
-		if err := scanEvents(strings.NewReader(stream.String()), func(b []byte) { got = append(got, string(b)) }); err != nil {
+		if err := scanEvents(strings.NewReader(stream.String()), new(streamState), func(b []byte) { got = append(got, string(b)) }); err != nil {
 			t.Fatal(err)
 		}
 		if len(got) != len(want) {

@@ -1,9 +1,11 @@
 package hub
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,4 +115,105 @@ func TestHubTopics(t *testing.T) {
 	assert.Equal(t, 1, sse.streams("project-7"), "bob still follows it")
 	bob.Close() // leaving ends bob's subscriptions too
 	sse.waitStreams(t, "project-7", 0)
+}
+
+// TestEventStreamFields: lines end with CRLF, LF or a bare CR; the last event's id is kept
+// for Last-Event-ID and a retry field sets the reconnection time.
+func TestEventStreamFields(t *testing.T) {
+	var st streamState
+	var got []string
+	stream := "retry: 1500\rid: 41\r\ndata: one\r\rid: 42\ndata: two\ndata: lines\n\n: comment\rid: 43\r" // the last event is not finished
+	require.NoError(t, scanEvents(strings.NewReader(stream), &st, func(b []byte) { got = append(got, string(b)) }))
+	assert.Equal(t, []string{"one", "two\nlines"}, got)
+	assert.Equal(t, "42", st.lastID, "only a dispatched event's id counts")
+	assert.Equal(t, 1500*time.Millisecond, st.retry)
+}
+
+// TestSSEResumesWithLastEventID: an SSE subscription whose stream breaks reconnects with
+// the last event's id in Last-Event-ID, after the server's retry time.
+func TestSSEResumesWithLastEventID(t *testing.T) {
+	var mu sync.Mutex
+	var lastIDs []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		lastIDs = append(lastIDs, r.Header.Get("Last-Event-ID"))
+		n := len(lastIDs)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "retry: 10\nid: e%d\ndata: event %d\n\n", n, n)
+		// the stream ends here: the client reconnects
+	}))
+	defer srv.Close()
+	events := make(chan string, 10)
+	stop, err := (&SSE{URL: srv.URL}).Subscribe(context.Background(), "news", func(b []byte) {
+		select {
+		case events <- string(b):
+		default:
+		}
+	})
+	require.NoError(t, err)
+	for i := 1; i <= 3; i++ {
+		select {
+		case e := <-events:
+			assert.Equal(t, fmt.Sprintf("event %d", i), e)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event")
+		}
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"", "e1", "e2"}, lastIDs[:3])
+}
+
+// TestAStalledBrowserHoldsUpNoOne: one tab never reads; a topic's events keep reaching
+// the other user at once, and the stalled tab is disconnected with CloseFallingBehind once
+// its queue is full. A user's topics and the hub's are capped, with a clear refusal.
+func TestAStalledBrowserHoldsUpNoOne(t *testing.T) {
+	sse := newSSEServer(t)
+	f := startHub(t, HubConfig{ShortInterval: time.Hour, LongInterval: time.Hour, Events: &SSE{URL: sse.srv.URL},
+		SendQueue: 4, MaxTopicsPerUser: 2, MaxTopics: 3})
+	stalled, live := f.tab(t, f.login(t)), f.tab(t, f.login(t))
+	for _, c := range []*websocket.Conn{stalled, live} {
+		require.NoError(t, c.WriteJSON(map[string]any{"type": "subscribe", "params": map[string]any{"topic": "big"}}))
+		assert.Equal(t, "ack", read(t, c)["type"])
+	}
+	sse.waitStreams(t, "big", 1)
+	payload := strings.Repeat("x", 64<<10) // enough to fill the stalled tab's socket buffers
+	for i := range 200 {
+		sse.publish("big", fmt.Sprintf("%d %s", i, payload))
+		m := read(t, live) // the live tab gets each event before the next is published
+		require.Equal(t, "event", m["type"])
+		require.True(t, strings.HasPrefix(m["data"].(string), fmt.Sprintf("%d ", i)))
+	}
+	// The stalled tab reads now: what it was sent, then the close frame.
+	stalled.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var err error
+	for err == nil {
+		_, _, err = stalled.ReadMessage()
+	}
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, CloseFallingBehind, ce.Code)
+
+	for _, topic := range []string{"a", "b"} {
+		require.NoError(t, live.WriteJSON(map[string]any{"type": "subscribe", "params": map[string]any{"topic": topic}}))
+		m := read(t, live)
+		if topic == "a" {
+			assert.Equal(t, "ack", m["type"])
+		} else {
+			assert.Equal(t, "error", m["type"])
+			assert.Contains(t, m["error"], "at most 2 topics")
+		}
+	}
+	other := f.tab(t, f.login(t))
+	for _, topic := range []string{"c", "d"} {
+		require.NoError(t, other.WriteJSON(map[string]any{"type": "subscribe", "params": map[string]any{"topic": topic}}))
+		m := read(t, other)
+		if topic == "c" {
+			assert.Equal(t, "ack", m["type"])
+		} else {
+			assert.Contains(t, m["error"], "this hub follows at most 3 topics")
+		}
+	}
 }

@@ -58,6 +58,13 @@ type HubConfig struct {
 	// "topic"): events of a topic are pushed to every user following it, from one upstream
 	// subscription per topic.
 	Events EventSource
+	// MaxTopicsPerUser and MaxTopics bound the topics one user follows and the topics the
+	// hub follows upstream; a subscribe beyond either is refused with an error saying so.
+	// Zero means 32 and 1024.
+	MaxTopicsPerUser, MaxTopics int
+	// SendQueue is how many messages may wait for one channel (tab); a browser that lets
+	// more pile up is disconnected with CloseFallingBehind. Zero means 64.
+	SendQueue int
 	// Logger receives command failures. Nil means no logging.
 	Logger *slog.Logger
 }
@@ -72,7 +79,8 @@ type Hub struct {
 	commands map[string]Command
 	users    map[string]*User
 	closed   bool
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the users' loops
+	writers  sync.WaitGroup // the channels' writers
 	topics   *topics
 }
 
@@ -90,12 +98,6 @@ type User struct {
 	stop     chan struct{}
 }
 
-type channel struct {
-	conn    *websocket.Conn
-	session string
-	wmu     sync.Mutex
-}
-
 // NewHub returns a hub with no commands; Register adds them.
 func NewHub(cfg HubConfig) (*Hub, error) {
 	if cfg.Sessions == nil {
@@ -110,12 +112,21 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = 64 << 10
 	}
+	if cfg.MaxTopicsPerUser == 0 {
+		cfg.MaxTopicsPerUser = 32
+	}
+	if cfg.MaxTopics == 0 {
+		cfg.MaxTopics = 1024
+	}
+	if cfg.SendQueue == 0 {
+		cfg.SendQueue = 64
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Hub{cfg: cfg, commands: map[string]Command{}, users: map[string]*User{}}
 	if cfg.Events != nil {
-		h.topics = &topics{src: cfg.Events, subs: map[string]*topic{}}
+		h.topics = &topics{src: cfg.Events, subs: map[string]*topic{}, perUser: cfg.MaxTopicsPerUser, max: cfg.MaxTopics}
 		h.commands["subscribe"] = Command{Name: "subscribe", Required: []string{"topic"},
 			Handle: func(ctx context.Context, u *User, p map[string]any) (any, error) {
 				name, ok := p["topic"].(string)
@@ -180,11 +191,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(h.cfg.MaxMessageSize)
-	ch := &channel{conn: conn, session: s.ID}
+	ch := newChannel(conn, s.ID, h.cfg.SendQueue, &h.writers)
 	u, ok := h.join(s.User, ch)
 	if !ok {
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "shutting down"), time.Now().Add(time.Second))
-		conn.Close()
+		ch.end(websocket.CloseGoingAway, "shutting down")
 		return
 	}
 	defer h.leave(u, ch)
@@ -288,7 +298,7 @@ func (h *Hub) join(user string, ch *channel) (*User, bool) {
 
 // leave removes a channel; the user's loops stop with the last one.
 func (h *Hub) leave(u *User, ch *channel) {
-	ch.conn.Close()
+	ch.left()
 	h.mu.Lock()
 	u.mu.Lock()
 	delete(u.channels, ch)
@@ -312,14 +322,8 @@ func (h *Hub) Users() int {
 	return len(h.users)
 }
 
-func (ch *channel) send(v any) {
-	ch.wmu.Lock()
-	defer ch.wmu.Unlock()
-	ch.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_ = ch.conn.WriteJSON(v)
-}
-
-// Send delivers a message to every channel (tab) of the user.
+// Send delivers a message to every channel (tab) of the user, without waiting for any
+// browser: each channel has a bounded queue, and one that falls behind is disconnected.
 func (u *User) Send(v any) {
 	u.mu.Lock()
 	chans := make([]*channel, 0, len(u.channels))
@@ -427,16 +431,14 @@ func (u *User) checkSessions(ctx context.Context) bool {
 		}
 		for _, ch := range chans {
 			ch.send(map[string]any{"type": "error", "error": reason})
-			ch.wmu.Lock()
-			ch.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "session ended"), time.Now().Add(time.Second))
-			ch.wmu.Unlock()
-			ch.conn.Close() // its reader returns and leaves
+			ch.end(CloseSessionEnded, "session ended") // its reader returns and leaves
 		}
 	}
 	return left > 0
 }
 
-// Shutdown closes every channel with 1001 and waits for the users' loops to stop.
+// Shutdown ends every channel with 1001, all at once, and waits for their close frames to
+// leave and the users' loops to stop, or for ctx to end.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed = true
@@ -450,13 +452,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	for _, ch := range chans {
-		ch.wmu.Lock()
-		ch.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "shutting down"), time.Now().Add(time.Second))
-		ch.wmu.Unlock()
-		ch.conn.Close()
+		ch.end(websocket.CloseGoingAway, "shutting down")
 	}
 	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
+	go func() { h.wg.Wait(); h.writers.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
