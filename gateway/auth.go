@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -59,10 +60,11 @@ func (Anonymous) Authenticate(context.Context, *http.Request) (Identity, error) 
 // bcrypt hashes, one "user:hash[:role,role]" per line (# starts a comment). The file is
 // read again when it changes.
 type UsersFile struct {
-	path  string
-	mu    sync.Mutex
-	users map[string]fileUser
-	stamp string
+	path    string
+	mu      sync.Mutex
+	users   map[string]fileUser
+	stamp   string
+	checked time.Time // when Exists last looked at the file
 }
 
 type fileUser struct {
@@ -102,6 +104,34 @@ func (u *UsersFile) load() error {
 	u.users, u.stamp = users, stamp
 	return nil
 }
+
+// Exists implements AccountChecker: whether user has a line in the file (read again when
+// it changed, at most once a second).
+func (u *UsersFile) Exists(_ context.Context, user string) (bool, error) {
+	u.mu.Lock()
+	fresh := time.Since(u.checked) < time.Second
+	u.mu.Unlock()
+	if !fresh {
+		if err := u.load(); err != nil {
+			return false, err
+		}
+		u.mu.Lock()
+		u.checked = time.Now()
+		u.mu.Unlock()
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.users[user]
+	return ok, nil
+}
+
+// AccountChecker says whether a user still exists, so that removing a user ends that
+// user's sessions (see SessionsConfig.Accounts). UsersFile is one.
+type AccountChecker interface {
+	Exists(ctx context.Context, user string) (bool, error)
+}
+
+var _ AccountChecker = (*UsersFile)(nil)
 
 // parseUsers reads a users file: one user:bcrypt-hash[:role,role...] per line; blank lines
 // and lines starting with # are skipped. Errors name path and the line.

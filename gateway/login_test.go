@@ -2,10 +2,12 @@ package gateway_test
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,4 +145,49 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestRemovingAUserEndsTheirSessions: with the users file as Sessions' Accounts, a user
+// whose line is removed has no session any more, on the next lookup (and the record is
+// gone from the store), while other users keep theirs.
+func TestRemovingAUserEndsTheirSessions(t *testing.T) {
+	path := gatewaytest.UsersFile(t)
+	users, err := gateway.NewUsersFile(path)
+	require.NoError(t, err)
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{Accounts: users})
+	srv := httptest.NewServer(&gateway.Login{Sessions: sessions, Authenticator: users, Anonymous: true})
+	defer srv.Close()
+	alice := gatewaytest.LoginWith(t, srv.URL+"/login", url.Values{"user": {"alice"}, "password": {"s3cret"}})
+	anon := gatewaytest.AnonymousLogin(t, srv.URL)
+	lookup := func(h http.Header) error {
+		_, err := sessions.Lookup(t.Context(), &http.Request{Header: h})
+		return err
+	}
+	require.NoError(t, lookup(alice))
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var kept []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "alice:") {
+			kept = append(kept, line)
+		}
+	}
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(kept, "\n")), 0o600))
+	future := time.Now().Add(2 * time.Second) // the file is looked at again at most once a second
+	require.NoError(t, os.Chtimes(path, future, future))
+	eventually(t, "alice's session to end", func() bool { return errors.Is(lookup(alice), gateway.ErrNoSession) })
+	assert.NoError(t, lookup(anon), "an anonymous session is not a user of the file")
+}
+
+// eventually polls cond, bounded, for what time brings about (a file looked at again).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

@@ -40,6 +40,11 @@ type SessionsConfig struct {
 	// MaxAge bounds a session's whole life, however much it is used. Zero means
 	// DefaultMaxSession.
 	MaxAge time.Duration
+	// Accounts, when set, is asked on every lookup whether the session's user still
+	// exists: a session of a user who was removed ends (its record is deleted everywhere),
+	// and with it, at their next check, its hub channels and broker connections. Anonymous
+	// sessions are not asked.
+	Accounts AccountChecker
 	// TokenTTL bounds a backend token's life: a token lives until TokenTTL after it is
 	// signed or the session's absolute end, whichever is sooner. Zero means
 	// DefaultTokenTTL.
@@ -195,6 +200,18 @@ func (s *Sessions) LookupID(ctx context.Context, id string) (*Session, error) {
 	now := s.now()
 	if !now.Before(sess.Expires) {
 		return nil, ErrNoSession
+	}
+	if s.cfg.Accounts != nil && !sess.Anonymous {
+		ok, err := s.cfg.Accounts.Exists(ctx, sess.User)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: check the session's user: %w", err)
+		}
+		if !ok {
+			if err := s.cfg.Store.Delete(ctx, []byte(id)); err != nil {
+				return nil, fmt.Errorf("gateway: end a removed user's session: %w", err)
+			}
+			return nil, ErrNoSession
+		}
 	}
 	if sess.Expires.Sub(now) < s.cfg.TTL/2 && sess.Expires.Before(sess.MaxExpires) {
 		sess.Expires = minTime(now.Add(s.cfg.TTL), sess.MaxExpires)

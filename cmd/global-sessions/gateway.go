@@ -65,23 +65,26 @@ func newGatewayParts(f *config.File, log *slog.Logger) (_ *gatewayParts, err err
 	if err != nil {
 		return nil, err
 	}
+	var users *gateway.UsersFile
+	if g.UsersFile != "" {
+		if users, err = gateway.NewUsersFile(f.Resolve(g.UsersFile)); err != nil {
+			return nil, &config.Error{File: f.Name, Field: "gateway.users_file", Msg: err.Error()}
+		}
+	}
 	store, err := gatewayStore(f, parts, log)
 	if err != nil {
 		return nil, err
 	}
-	parts.sessions, err = gateway.NewSessions(gateway.SessionsConfig{Store: store, Signer: signer, CookieName: g.CookieName,
-		TTL: time.Duration(g.SessionTTL), MaxAge: time.Duration(g.MaxAge), TokenTTL: time.Duration(g.TokenTTL)})
-	if err != nil {
+	scfg := gateway.SessionsConfig{Store: store, Signer: signer, CookieName: g.CookieName,
+		TTL: time.Duration(g.SessionTTL), MaxAge: time.Duration(g.MaxAge), TokenTTL: time.Duration(g.TokenTTL)}
+	parts.login = &gateway.Login{Anonymous: g.Anonymous, AllowedOrigins: g.AllowedOrigins, Logger: log}
+	if users != nil {
+		scfg.Accounts, parts.login.Authenticator = users, users
+	}
+	if parts.sessions, err = gateway.NewSessions(scfg); err != nil {
 		return nil, err
 	}
-	parts.login = &gateway.Login{Sessions: parts.sessions, Anonymous: g.Anonymous, AllowedOrigins: g.AllowedOrigins, Logger: log}
-	if g.UsersFile != "" {
-		u, err := gateway.NewUsersFile(f.Resolve(g.UsersFile))
-		if err != nil {
-			return nil, &config.Error{File: f.Name, Field: "gateway.users_file", Msg: err.Error()}
-		}
-		parts.login.Authenticator = u
-	}
+	parts.login.Sessions = parts.sessions
 	if err := gatewayRoutes(g, parts, log); err != nil {
 		return nil, err
 	}
