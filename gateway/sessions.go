@@ -222,6 +222,22 @@ func (s *Sessions) LookupID(ctx context.Context, id string) (*Session, error) {
 	return sess, nil
 }
 
+// WatchEnds calls fn with the id of each session that ends by a logout or a removal,
+// here or on any other host, as soon as this host's store learns of it (the session tier's
+// change stream), and with "" when the store may have missed some (every session should
+// then be checked). fn must not block. The returned function stops the calls. Expiry is
+// not reported: connections check their session's expiry themselves.
+func (s *Sessions) WatchEnds(fn func(sessionID string)) (stop func()) {
+	return s.cfg.Store.Watch(func(ch sessioncache.Change) {
+		switch {
+		case ch.Event == sessioncache.StreamGap:
+			fn("")
+		case ch.Deleted && wellFormedID(string(ch.Key)):
+			fn(string(ch.Key))
+		}
+	})
+}
+
 // Logout deletes r's session everywhere (the local table, the relay tier, other hosts) and
 // clears the cookie.
 func (s *Sessions) Logout(ctx context.Context, w http.ResponseWriter, r *http.Request) error {

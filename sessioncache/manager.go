@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -72,13 +74,16 @@ type Manager struct {
 	newest *newestSeen // the newest revision of each key seen, so an older one is not kept
 	clock  revision.Clock
 	log    *slog.Logger
-	sync   *streamSync  // nil when no relay keeps a stream
-	use    sync.RWMutex // held for reading while a relay's change is applied
-	closed bool         // under use
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
-	once   sync.Once
+	sync   *streamSync // nil when no relay keeps a stream
+	// watchers are the functions Watch registered, replaced whole on each change.
+	watchers atomic.Pointer[[]*watcher]
+	watchMu  sync.Mutex
+	use      sync.RWMutex // held for reading while a relay's change is applied
+	closed   bool         // under use
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	once     sync.Once
 }
 
 type remoteNode struct {
@@ -142,12 +147,53 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 // Table returns the local table.
 func (m *Manager) Table() *Table { return m.table }
 
+// watcher is a function Watch registered.
+type watcher struct{ fn func(Change) }
+
+// Watch calls fn with each change this Manager learns of: publications and deletions from
+// other hosts as the relays deliver them, its own Sets and Deletes, and a Change with
+// Event StreamGap (no key) when changes were missed and the local table was dropped. fn
+// runs on the goroutine that made or applied the change and must not block. A gateway
+// uses it to end a session's connections at once when the session is deleted anywhere.
+// The returned function stops the calls.
+func (m *Manager) Watch(fn func(Change)) (stop func()) {
+	w := &watcher{fn: fn}
+	m.watchMu.Lock()
+	defer m.watchMu.Unlock()
+	var list []*watcher
+	if p := m.watchers.Load(); p != nil {
+		list = append(list, *p...)
+	}
+	list = append(list, w)
+	m.watchers.Store(&list)
+	return func() {
+		m.watchMu.Lock()
+		defer m.watchMu.Unlock()
+		p := m.watchers.Load()
+		if p == nil {
+			return
+		}
+		list := slices.DeleteFunc(slices.Clone(*p), func(x *watcher) bool { return x == w })
+		m.watchers.Store(&list)
+	}
+}
+
+// notify calls the watchers with ch.
+func (m *Manager) notify(ch Change) {
+	if p := m.watchers.Load(); p != nil {
+		for _, w := range *p {
+			w.fn(ch)
+		}
+	}
+}
+
 // apply puts a change published by another front end into the local table.
 func (m *Manager) apply(ch Change) {
 	if !m.enter() {
 		return // closed: the table is gone
 	}
 	defer m.leave()
+	defer m.notify(ch)
 	m.clock.Observe(ch.Rev)
 	newest := m.newest.admit(ch.Key, ch.Rev)
 	if ch.Deleted {
@@ -248,6 +294,11 @@ func (m *Manager) Set(ctx context.Context, key, value []byte, ttl time.Duration)
 	rev := m.clock.Next()
 	m.newest.admit(key, rev)
 	m.tombs.Clear(key)
+	defer func() {
+		if err == nil {
+			m.notify(Change{Key: key, Value: value, Expiry: expiry, Rev: rev})
+		}
+	}()
 	if err := m.table.Set(key, value, expiry); err != nil {
 		return err
 	}
@@ -360,6 +411,7 @@ func (m *Manager) Delete(ctx context.Context, key []byte) error {
 	if _, err := m.table.Delete(key); err != nil {
 		return err
 	}
+	m.notify(Change{Key: key, Deleted: true, Rev: rev}) // gone here at once, whatever the relays answer
 	owners := m.owners(key)
 	if len(owners) == 0 {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -290,4 +291,35 @@ func TestAnOlderChangeDoesNotReplaceANewerSet(t *testing.T) {
 		v, err := b.Get(ctx, []byte("sid"))
 		return err == nil && string(v) == "from-a"
 	})
+}
+
+// TestWatchSeesEveryChange: a watcher hears the Manager's own Set and Delete at once and
+// another host's changes as the relay delivers them; after stop it hears nothing.
+func TestWatchSeesEveryChange(t *testing.T) {
+	r := startRelay(t, nil)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	a := manager(t, filepath.Join(dir, "a.table"), true, client(t, r.Addr().String()))
+	b := manager(t, filepath.Join(dir, "b.table"), true, client(t, r.Addr().String()))
+	var mu sync.Mutex
+	var seen []string
+	stop := a.Watch(func(ch sessioncache.Change) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s deleted=%v", ch.Key, ch.Deleted))
+	})
+	has := func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(seen, s)
+	}
+	require.NoError(t, a.Set(ctx, []byte("mine"), []byte("v"), time.Minute))
+	require.NoError(t, a.Delete(ctx, []byte("mine")))
+	assert.True(t, has("mine deleted=false") && has("mine deleted=true"), "its own changes, at once: %v", seen)
+	require.NoError(t, b.Set(ctx, []byte("theirs"), []byte("v"), time.Minute))
+	require.NoError(t, b.Delete(ctx, []byte("theirs")))
+	eventually(t, "the other host's delete", func() bool { return has("theirs deleted=true") })
+	stop()
+	require.NoError(t, a.Delete(ctx, []byte("after")))
+	assert.False(t, has("after deleted=true"))
 }

@@ -103,6 +103,7 @@ func (ss *streamSync) event(rs *relayStream, ch Change) {
 			m.leave()
 			m.log.Info("sessioncache: changes were missed while away from the relay; dropped the local entries",
 				"relay", rs.name, "dropped", n, "err", err)
+			m.notify(Change{Event: StreamGap})
 		}
 		ss.synced(rs, ch)
 	case StreamResumed:

@@ -141,6 +141,7 @@ type Broker struct {
 	groups  map[string]*group
 	closed  bool
 	wg      sync.WaitGroup // connections being served
+	unwatch func()         // stops the session-end notifications
 
 	next                                  atomic.Uint64
 	messages, failures, delivered, pushes atomic.Uint64
@@ -156,6 +157,7 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, clients: map[string]*brokerClient{}, groups: map[string]*group{}}
+	b.unwatch = cfg.Sessions.WatchEnds(b.sessionEnded)
 	b.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	if err := cfg.Relay.Subscribe(ctx, InboxPath(cfg.Instance), b.inbox()); err != nil {
 		return nil, fmt.Errorf("gateway: broker %s: subscribe its inbox: %w", cfg.Instance, err)
@@ -170,6 +172,30 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 		}
 	}
 	return b, nil
+}
+
+// sessionEnded closes at once, with 1008, the clients of a session that ended anywhere;
+// with id empty (the store may have missed ends) each client's next message checks its
+// session.
+func (b *Broker) sessionEnded(id string) {
+	b.mu.Lock()
+	var ended []*brokerClient
+	for _, c := range b.clients {
+		if id == "" || c.session.ID == id {
+			ended = append(ended, c)
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range ended {
+		if id == "" {
+			c.recheck.Store(true)
+			continue
+		}
+		go func() {
+			wsconn.CloseWith(c.conn, websocket.ClosePolicyViolation, "the session ended", b.cfg.WriteTimeout)
+			c.conn.Close()
+		}()
+	}
 }
 
 // Instance returns the instance's name.
@@ -276,6 +302,7 @@ func validGroup(g string) error {
 // Shutdown leaves GatewaysPath, closes every client with 1001 (going away) and waits for
 // their connections to end, or returns ctx's error. New upgrades are refused from then on.
 func (b *Broker) Shutdown(ctx context.Context) error {
+	b.unwatch()
 	b.mu.Lock()
 	already := b.closed
 	b.closed = true

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -26,6 +27,7 @@ type brokerClient struct {
 	cancel    context.CancelFunc
 	slow      sync.Once
 	checked   time.Time      // last session check; only the reader touches it
+	recheck   atomic.Bool    // check the session at the next message: ends may have been missed
 	pending   sync.WaitGroup // messages being handled; Add only on the reader
 
 	tokenMu  sync.Mutex
@@ -91,7 +93,7 @@ func (b *Broker) readLoop(c *brokerClient) (int, string) {
 			return 0, ""
 		}
 		c.conn.SetReadDeadline(time.Now().Add(wait))
-		if time.Since(c.checked) > b.cfg.SessionCheck {
+		if time.Since(c.checked) > b.cfg.SessionCheck || c.recheck.Swap(false) {
 			c.checked = time.Now()
 			if _, err := b.cfg.Sessions.LookupID(c.ctx, c.session.ID); errors.Is(err, gateway.ErrNoSession) {
 				return websocket.ClosePolicyViolation, "the session ended"

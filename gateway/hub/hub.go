@@ -82,6 +82,7 @@ type Hub struct {
 	wg       sync.WaitGroup // the users' loops
 	writers  sync.WaitGroup // the channels' writers
 	topics   *topics
+	unwatch  func() // stops the session-end notifications
 }
 
 // User is one user's channels and state on the hub.
@@ -125,6 +126,7 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Hub{cfg: cfg, commands: map[string]Command{}, users: map[string]*User{}}
+	h.unwatch = cfg.Sessions.WatchEnds(h.sessionEnded)
 	if cfg.Events != nil {
 		h.topics = &topics{src: cfg.Events, subs: map[string]*topic{}, perUser: cfg.MaxTopicsPerUser, max: cfg.MaxTopics}
 		h.commands["subscribe"] = Command{Name: "subscribe", Required: []string{"topic"},
@@ -437,9 +439,41 @@ func (u *User) checkSessions(ctx context.Context) bool {
 	return left > 0
 }
 
+// sessionEnded ends at once the channels of a session that ended anywhere; with id empty
+// (the store may have missed ends) it checks every user's sessions now.
+func (h *Hub) sessionEnded(id string) {
+	h.mu.Lock()
+	users := make([]*User, 0, len(h.users))
+	for _, u := range h.users {
+		users = append(users, u)
+	}
+	h.mu.Unlock()
+	if id == "" {
+		go func() {
+			for _, u := range users {
+				ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ShortInterval)
+				u.checkSessions(ctx)
+				cancel()
+			}
+		}()
+		return
+	}
+	for _, u := range users {
+		u.mu.Lock()
+		for ch := range u.channels {
+			if ch.session == id {
+				ch.send(map[string]any{"type": "error", "error": "session ended: log in again"})
+				ch.end(CloseSessionEnded, "session ended")
+			}
+		}
+		u.mu.Unlock()
+	}
+}
+
 // Shutdown ends every channel with 1001, all at once, and waits for their close frames to
 // leave and the users' loops to stop, or for ctx to end.
 func (h *Hub) Shutdown(ctx context.Context) error {
+	h.unwatch()
 	h.mu.Lock()
 	h.closed = true
 	var chans []*channel
