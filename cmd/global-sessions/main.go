@@ -25,13 +25,20 @@ import (
 )
 
 func main() {
+	if done, code := runCommand(os.Args[1:]); done {
+		os.Exit(code)
+	}
 	level := flag.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := flag.Bool("version", false, "print the build's version and exit")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: global-sessions [-log-level L] [config-file]\n\n"+
-			"With no config file it runs an embedded single-host deployment on loopback.\n\n")
+		fmt.Fprint(flag.CommandLine.Output(), usage+"\nFlags:\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("global-sessions", version())
+		return
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fmt.Fprintln(os.Stderr, "global-sessions: -log-level:", err)

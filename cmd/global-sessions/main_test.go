@@ -472,3 +472,62 @@ func eventuallyTrue(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// TestOperatorCommands runs the binary's subcommands as an operator would, against a relay
+// and its table: set, get, del, stats, verify, check and -version.
+func TestOperatorCommands(t *testing.T) {
+	dir := t.TempDir()
+	table := filepath.Join(dir, "relay.table")
+	path := filepath.Join(dir, "relay.conf")
+	writeFile(t, path, `{"edge_supported_relay": true, "port": 0, "address": "127.0.0.1", "sibling": {"port": 0},
+		"path_types": {"auths": {"cache": {"path": "`+table+`"}}}}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuf{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, path, out, slog.New(slog.DiscardHandler)) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	var addr string
+	eventuallyTrue(t, "the relay to serve", func() bool {
+		m := regexp.MustCompile(`relay: serving front ends on (\S+) `).FindStringSubmatch(out.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(exe, args...)
+		cmd.Env = append(os.Environ(), "GS_MAIN=1")
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	got, err := cli("set", "-relay", addr, "-ttl", "1h", "sid-1", "alice")
+	require.NoError(t, err, got)
+	got, err = cli("get", "-relay", addr, "sid-1")
+	require.NoError(t, err, got)
+	assert.Contains(t, got, "alice")
+	got, err = cli("stats", "-table", table)
+	require.NoError(t, err, got)
+	assert.Contains(t, got, "entries 1 of")
+	got, err = cli("verify", "-table", table)
+	require.NoError(t, err, got)
+	assert.Contains(t, got, "ok")
+	got, err = cli("del", "-relay", addr, "sid-1")
+	require.NoError(t, err, got)
+	got, err = cli("get", "-relay", addr, "sid-1")
+	require.NoError(t, err, got)
+	assert.Contains(t, got, "(not found)")
+
+	got, err = cli("check", path)
+	require.NoError(t, err, got)
+	assert.Contains(t, got, "ok, role edge_supported_relay")
+	bad := filepath.Join(dir, "bad.conf")
+	writeFile(t, bad, `{"edge_supported_relay": true, "port": 1, "address": "binding address"}`)
+	got, err = cli("check", bad)
+	require.Error(t, err)
+	assert.Contains(t, got, `address: "binding address" is not an IP address`)
+	got, err = cli("-version")
+	require.NoError(t, err, got)
+	assert.Contains(t, got, "global-sessions ")
+}
