@@ -148,6 +148,10 @@ func (c *conn) readLoop() {
 				c.unhold()
 			}
 			switch {
+			case c.framesR.Load() == 0 && c.rd.LooksLikeHTTP():
+				c.logger.Warn("relay: an HTTP request reached a port that speaks the relay protocol, not HTTP (see docs/protocol.md); closing it",
+					"peer", c.name)
+				err = fmt.Errorf("%s sent an HTTP request to a relay protocol port", c.name)
 			case errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed):
 				c.logger.Warn("relay: closing connection after a bad frame", "peer", c.name, "err", err)
 				err = fmt.Errorf("bad frame from %s: %w", c.name, err)

@@ -240,6 +240,9 @@ type OutboxStats struct {
 	Unplaced int64
 }
 
+// Server returns the counts of the relay's connections and requests.
+func (r *Relay) Server() ServerStats { return r.srv.stats() }
+
 // Outbox returns the counts of the relay's outbox.
 func (r *Relay) Outbox() OutboxStats {
 	return OutboxStats{Pending: r.outbox.pending.Load(), Refused: r.outbox.dropped.Load(), Retries: r.outbox.retries.Load(),

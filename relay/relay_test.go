@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -554,3 +557,30 @@ func TestServersHonourTheirFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestAnHTTPRequestIsNamed: an HTTP request sent to a relay's port is closed with one log
+// line saying the port speaks the relay protocol.
+func TestAnHTTPRequestIsNamed(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{Logger: log}})
+	resp, err := http.Get("http://" + r.Addr().String() + "/")
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.Error(t, err, "the relay does not answer HTTP")
+	eventually(t, "the log line", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), "an HTTP request reached a port that speaks the relay protocol")
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -94,7 +94,9 @@ type server struct {
 	closing        bool
 	done           chan struct{}
 	refused        atomic.Int64 // connections closed at once: MaxConns were open
-	lastRefusedLog atomic.Int64 // unix nanoseconds
+	accepted       atomic.Int64
+	requests       [256]atomic.Uint64 // by op
+	lastRefusedLog atomic.Int64       // unix nanoseconds
 }
 
 // peer is one connected client of a server.
@@ -180,6 +182,7 @@ func (s *server) servePeer(nc net.Conn, name string, inherited bool) *peer {
 	}
 	s.peers[p] = struct{}{}
 	s.mu.Unlock()
+	s.accepted.Add(1)
 	p.c = newConn(nc, connConfig{
 		name:           name,
 		logger:         s.opts.Logger,
@@ -207,6 +210,7 @@ func (s *server) servePeer(nc net.Conn, name string, inherited bool) *peer {
 // serve handles one frame from the peer: the hello first, then subscriptions and pings
 // here, and entry requests in the role.
 func (p *peer) serve(c *conn, f *wire.Frame) {
+	p.srv.requests[f.Op].Add(1)
 	if !p.ready {
 		if f.Op != wire.OpHello {
 			c.replyError(f.ID, "hello expected first")
@@ -369,6 +373,26 @@ func (s *server) drop(p *peer, err error) {
 	if !closing && !errors.Is(err, ErrConnLost) {
 		s.opts.Logger.Info("relay: peer disconnected", "peer", p.name, "err", err)
 	}
+}
+
+// ServerStats are the counts of a relay protocol server's connections and requests.
+type ServerStats struct {
+	Open     int               // connections open now
+	Accepted int64             // connections served since the start
+	Refused  int64             // connections closed at once because MaxConns were open
+	Requests map[string]uint64 // frames received, by op name ("get", "publish", ...)
+}
+
+func (s *server) stats() ServerStats {
+	s.mu.Lock()
+	st := ServerStats{Open: len(s.peers), Accepted: s.accepted.Load(), Refused: s.refused.Load(), Requests: map[string]uint64{}}
+	s.mu.Unlock()
+	for op := range s.requests {
+		if n := s.requests[op].Load(); n > 0 {
+			st.Requests[wire.Op(op).String()] = n
+		}
+	}
+	return st
 }
 
 // refuse counts a connection closed because MaxConns were open, and logs the refusals at

@@ -203,6 +203,9 @@ func (s *Sibling) ReliefOf(kind string) int {
 	return n
 }
 
+// Server returns the counts of the sibling's connections and requests.
+func (s *Sibling) Server() ServerStats { return s.srv.stats() }
+
 // GetErrors returns how many lookups a relief server failed (its error, not a miss). A
 // lookup that no server answered with the entry and that one failed returns an error, not
 // ErrNotFound.

@@ -17,6 +17,7 @@ import (
 	"github.com/globalsession/globalsession/gateway/broker"
 	"github.com/globalsession/globalsession/gateway/hub"
 	"github.com/globalsession/globalsession/gateway/wsproxy"
+	"github.com/globalsession/globalsession/internal/admin"
 	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -244,12 +245,21 @@ func startBroker(ctx context.Context, g *gatewayParts, advertise string, log *sl
 
 // runGateway runs the login endpoints, the WebSocket proxy, the push hub and, with a broker
 // block, the broker mode with its assignment endpoints.
-func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) error {
+func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger) (err error) {
 	parts, err := newGatewayParts(f, log)
 	if err != nil {
 		return err
 	}
 	defer parts.close()
+	var stops stopper
+	defer func() {
+		if serr := stops.stop(); err == nil {
+			err = serr
+		}
+	}()
+	if err := startAdmin(f, out, log, &stops, func(a *admin.Server) { gatewayMetrics(a, parts) }); err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	for _, p := range []string{"/login", "/login/", "/logout", "/session"} {
 		mux.Handle(p, parts.login)

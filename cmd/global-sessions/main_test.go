@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -530,4 +531,44 @@ func TestOperatorCommands(t *testing.T) {
 	got, err = cli("-version")
 	require.NoError(t, err, got)
 	assert.Contains(t, got, "global-sessions ")
+}
+
+// TestAdminListener: a relay file with an admin block serves /health, /ready (once its
+// relief server is connected) and Prometheus /metrics with the relay's, the sibling's
+// and the relief server's counts.
+func TestAdminListener(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.conf")
+	writeFile(t, path, `{"edge_supported_relay": true, "port": 0, "address": "127.0.0.1", "sibling": {"port": 0},
+		"admin": {"port": 0},
+		"path_types": {"auths": {"cache": {"path": "`+filepath.Join(dir, "relay.table")+`"}}},
+		"relief_servers": [{"relief": {"kind": "aging", "id": "a1"}, "lru": {"cache": {"path": "`+filepath.Join(dir, "a1.table")+`"}}}]}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuf{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, path, out, slog.New(slog.DiscardHandler)) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	var base string
+	eventuallyTrue(t, "the admin listener", func() bool {
+		m := regexp.MustCompile(`admin: /health, /ready and /metrics on (http://\S+)`).FindStringSubmatch(out.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	get := func(p string) (int, string) {
+		resp, err := http.Get(base + p)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, _ := get("/health")
+	assert.Equal(t, http.StatusOK, status)
+	eventuallyTrue(t, "ready", func() bool { s, _ := get("/ready"); return s == http.StatusOK })
+	_, metrics := get("/metrics")
+	for _, m := range []string{"relay_connections ", "relay_table_entries ", "relay_outbox_pending ", "sibling_relief_connected 1",
+		`relief_entries{id="a1",kind="aging"}`, "go_goroutines "} {
+		assert.Contains(t, metrics, m)
+	}
 }

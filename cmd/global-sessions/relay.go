@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/admin"
 	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
+	"github.com/globalsession/globalsession/relief"
 )
 
 // relayConfig is the config of the relay a relay file describes. Its Lower is left nil
@@ -108,13 +110,29 @@ func runRelay(ctx context.Context, f *config.File, out io.Writer, log *slog.Logg
 	}
 	stops = append(stops, r.Shutdown)
 	fmt.Fprintf(out, "relay: serving front ends on %s (auth path %q, table %s)\n", r.Addr(), rc.AuthPath, r.Table().Path())
-	if err := startRelaySibling(f, plan, r, out, log, &stops); err != nil {
+	sib, lowerUp, err := startRelaySibling(f, plan, r, out, log, &stops)
+	if err != nil {
 		return err
 	}
+	var reliefs []*relief.Server
 	for _, rf := range f.ReliefServers {
-		if err := startRelief(ctx, rf, out, log, &stops); err != nil {
+		s, err := startRelief(ctx, rf, out, log, &stops)
+		if err != nil {
 			return err
 		}
+		reliefs = append(reliefs, s)
+	}
+	err = startAdmin(f, out, log, &stops, func(a *admin.Server) {
+		relayMetrics(a, r, lowerUp)
+		if sib != nil {
+			siblingMetrics(a, sib)
+		}
+		for _, s := range reliefs {
+			reliefMetrics(a, s)
+		}
+	})
+	if err != nil {
+		return err
 	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
@@ -122,14 +140,15 @@ func runRelay(ctx context.Context, f *config.File, out io.Writer, log *slog.Logg
 }
 
 // startRelaySibling starts the relay's sibling as plan says and makes it the relay's
-// lower tier. The relief servers of the relay's file connect to an in-process sibling
-// unless they name another.
-func startRelaySibling(f *config.File, plan siblingPlan, r *relay.Relay, out io.Writer, log *slog.Logger, stops *stopper) error {
+// lower tier; it returns the in-process sibling (nil for a child) and whether the relay
+// reaches its sibling now. The relief servers of the relay's file connect to an
+// in-process sibling unless they name another.
+func startRelaySibling(f *config.File, plan siblingPlan, r *relay.Relay, out io.Writer, log *slog.Logger, stops *stopper) (*relay.Sibling, func() bool, error) {
 	if plan.command != nil {
 		child, err := relay.NewChildSibling(relay.ChildConfig{Command: plan.command, Logger: log,
 			Client: relay.ClientConfig{MaxFrame: f.MaxFrame}})
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if plan.stopChild {
 			*stops = append(*stops, func(context.Context) error { return child.Close() })
@@ -138,11 +157,11 @@ func startRelaySibling(f *config.File, plan siblingPlan, r *relay.Relay, out io.
 		}
 		r.SetLower(child)
 		fmt.Fprintf(out, "sibling: child process %q\n", plan.command)
-		return nil
+		return nil, child.Connected, nil
 	}
 	s, err := relay.NewSibling(*plan.config)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	*stops = append(*stops, s.Shutdown)
 	r.SetLower(s)
@@ -154,5 +173,5 @@ func startRelaySibling(f *config.File, plan siblingPlan, r *relay.Relay, out io.
 			rf.MessageRelay.Address, rf.MessageRelay.Port = host, &p
 		}
 	}
-	return nil
+	return s, func() bool { return true }, nil
 }

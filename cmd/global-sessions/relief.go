@@ -91,26 +91,26 @@ func reliefStore(ctx context.Context, f *config.File, rb *config.Relief, cfg *re
 }
 
 // startRelief starts the relief server a relief config describes.
-func startRelief(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger, stops *stopper) error {
+func startRelief(ctx context.Context, f *config.File, out io.Writer, log *slog.Logger, stops *stopper) (*relief.Server, error) {
 	rc, err := reliefConfig(ctx, f, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s, err := relief.New(rc)
 	if err != nil {
 		if rc.Store != nil {
 			rc.Store.Close()
 		}
-		return err
+		return nil, err
 	}
 	*stops = append(*stops, func(context.Context) error { return s.Close() })
 	if err := s.Start(ctx, nil); err != nil {
-		return err
+		return nil, err
 	}
 	state := "subscribed to"
 	if !s.Client().Connected() {
 		state = "waiting for"
 	}
 	fmt.Fprintf(out, "relief: %s server %q %s the sibling at %s\n", s.Kind(), s.ID(), state, rc.Sibling.Addr)
-	return nil
+	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/admin"
 	"github.com/globalsession/globalsession/internal/config"
 )
 
@@ -53,7 +54,10 @@ func runFile(ctx context.Context, f *config.File, out io.Writer, log *slog.Logge
 				"file", f.Name)
 		}
 		var stops stopper
-		err := startRelief(ctx, f, out, log, &stops)
+		s, err := startRelief(ctx, f, out, log, &stops)
+		if err == nil {
+			err = startAdmin(f, out, log, &stops, func(a *admin.Server) { reliefMetrics(a, s) })
+		}
 		if err == nil {
 			<-ctx.Done()
 			fmt.Fprintln(out, "stopping")

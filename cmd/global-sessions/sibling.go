@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/globalsession/globalsession/internal/admin"
 	"github.com/globalsession/globalsession/internal/config"
 	"github.com/globalsession/globalsession/relay"
 )
@@ -52,6 +53,15 @@ func runSibling(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		}
 	}()
 	fmt.Fprintf(out, "sibling: serving pressure-relief servers on %s\n", s.Addr())
+	var stops stopper
+	defer func() {
+		if serr := stops.stop(); err == nil {
+			err = serr
+		}
+	}()
+	if err := startAdmin(f, out, log, &stops, func(a *admin.Server) { siblingMetrics(a, s) }); err != nil {
+		return err
+	}
 	var relayGone <-chan struct{}
 	if link != nil {
 		relayGone = s.ServeRelayConn(link)

@@ -83,10 +83,20 @@ type File struct {
 	Discovery *Discovery `json:"discovery"`
 	// Gateway configures the WebSocket gateway with its login sessions.
 	Gateway *Gateway `json:"gateway"`
+	// Admin opens the role's operator listener: /health, /ready and Prometheus /metrics.
+	// Absent means none.
+	Admin *Admin `json:"admin"`
 	// ReliefServers are relief servers to run in the relay's process (the embedded default
 	// uses this for a whole deployment in one process). Each is a relief config file's
 	// content; their message_relay defaults to this relay's sibling.
 	ReliefServers []*File `json:"relief_servers"`
+}
+
+// Admin is where a role's operator listener binds: keep it on loopback or a private
+// network, since it needs no credentials.
+type Admin struct {
+	Address string `json:"address"`
+	Port    *int   `json:"port"`
 }
 
 // Relief holds what a relief server needs beyond the lru and message_relay blocks of the

@@ -19,6 +19,14 @@ func (f *File) checkRole() error {
 	if err := f.checkAddress("address", f.Address); err != nil {
 		return err
 	}
+	if a := f.Admin; a != nil {
+		if a.Port == nil || *a.Port < 0 || *a.Port > 65535 {
+			return f.bad("admin.port", "required: a TCP port (0 picks a free one)")
+		}
+		if err := f.checkAddress("admin.address", a.Address); err != nil {
+			return err
+		}
+	}
 	switch f.Role() {
 	case RoleRelay:
 		return f.checkRelay()

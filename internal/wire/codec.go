@@ -106,6 +106,17 @@ func (r *Reader) Read(f *Frame) error {
 	return Decode(body, f)
 }
 
+// LooksLikeHTTP reports whether the last length prefix read is the start of an HTTP
+// request ("GET ", "POST", ...): someone pointed a browser or an HTTP client at a port
+// that speaks this protocol.
+func (r *Reader) LooksLikeHTTP() bool {
+	switch string(r.prefix[:]) {
+	case "GET ", "POST", "HEAD", "PUT ", "DELE", "OPTI", "PATC", "CONN", "PRI ":
+		return true
+	}
+	return false
+}
+
 // body reads a frame body of n bytes into the reader's buffer. A buffer too small grows as
 // the bytes arrive (doubling, from 4 KiB), never ahead of them: a peer that announces a
 // large frame and sends little of it costs the memory of what it sent, not of what it
