@@ -631,3 +631,19 @@ func TestJSON(t *testing.T) {
 		t.Errorf("zero Config marshals to %s, want {}", out)
 	}
 }
+
+// TestTheOriginalClientBlockSaysWhatToAdd: the original examples give the connecting side
+// the server's block (server_key, server_cert, client_cert, no client_key); the error says
+// which field to add and why.
+func TestTheOriginalClientBlockSaysWhatToAdd(t *testing.T) {
+	c := tlsconfig.Config{ServerKey: "keys/ec_key.pem", ServerCert: "keys/ec_crt.crt", ClientCert: "keys/cl_ec_crt.crt"}
+	_, err := c.Client("localhost")
+	if !errors.Is(err, tlsconfig.ErrFieldRequired) {
+		t.Fatalf("err = %v, want ErrFieldRequired", err)
+	}
+	for _, want := range []string{`add "client_key"`, "keys/cl_ec_crt.crt", "remove client_cert"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+}
