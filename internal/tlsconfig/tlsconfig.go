@@ -116,6 +116,12 @@ func (c *Config) Client(serverName string) (*tls.Config, error) {
 	if serverName == "" && !c.InsecureSkipHostnameCheck {
 		return nil, fmt.Errorf("tls: client: %w", ErrNoServerName)
 	}
+	if c.ClientCert != "" && c.ClientKey == "" {
+		return nil, fmt.Errorf("tls: client_key: %w: on the side that connects, client_cert (%q) is this process's own "+
+			"certificate, presented to the server, and needs its private key: add \"client_key\" with the PEM file of "+
+			"that key, or remove client_cert to present none (a server's block, which the original examples copy to the "+
+			"connecting side, uses client_cert for the CA that client certificates must chain to)", ErrFieldRequired, c.ClientCert)
+	}
 	var roots *x509.CertPool
 	switch {
 	case c.CAFile != "":
@@ -133,12 +139,6 @@ func (c *Config) Client(serverName string) (*tls.Config, error) {
 		RootCAs:    roots,
 		ServerName: serverName,
 		MinVersion: tls.VersionTLS12,
-	}
-	if c.ClientCert != "" && c.ClientKey == "" {
-		return nil, fmt.Errorf("tls: client_key: %w: on the side that connects, client_cert (%q) is this process's own "+
-			"certificate, presented to the server, and needs its private key: add \"client_key\" with the PEM file of "+
-			"that key, or remove client_cert to present none (a server's block, which the original examples copy to the "+
-			"connecting side, uses client_cert for the CA that client certificates must chain to)", ErrFieldRequired, c.ClientCert)
 	}
 	if c.ClientCert != "" || c.ClientKey != "" {
 		cert, err := loadKeyPair("client_cert", c.ClientCert, "client_key", c.ClientKey)
