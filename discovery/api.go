@@ -18,8 +18,10 @@ import (
 // Handler returns the Mira-style HTTP API of s:
 //
 //	GET /v1/engines   every instance: address, labels, health, last error, latest metrics (JSON)
-//	GET /v1/health    the discovery service's own health: 200, or 503 when the provider's
-//	                  last refresh failed; the body says why (JSON)
+//	GET /v1/health    the discovery service's own health (a liveness probe): 200, or 503
+//	                  when the provider's last refresh failed; the body says why (JSON)
+//	GET /v1/ready     readiness (a Kubernetes readiness probe): 200 when at least one
+//	                  instance is healthy, else 503 with the same JSON body
 //	GET /metrics      the discovery service's own metrics (Prometheus text format)
 //	GET /             a status page that refreshes itself
 //
@@ -29,17 +31,25 @@ func Handler(s *Service, sessions *SessionService) http.Handler {
 	mux.HandleFunc("GET /v1/engines", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Snapshot().All)
 	})
-	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
-		snap := s.Snapshot()
-		body := map[string]any{"provider": snap.Provider, "instances": len(snap.All), "healthy": len(snap.Healthy),
-			"refreshed": snap.Refreshed}
-		status := http.StatusOK
-		if snap.ProviderError != "" {
-			body["provider_error"] = snap.ProviderError
-			status = http.StatusServiceUnavailable
+	health := func(ready bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			snap := s.Snapshot()
+			body := map[string]any{"provider": snap.Provider, "instances": len(snap.All), "healthy": len(snap.Healthy),
+				"refreshed": snap.Refreshed}
+			status := http.StatusOK
+			if snap.ProviderError != "" {
+				body["provider_error"] = snap.ProviderError
+				status = http.StatusServiceUnavailable
+			}
+			if ready && len(snap.Healthy) == 0 {
+				body["ready_error"] = "no healthy instance to route sessions to"
+				status = http.StatusServiceUnavailable
+			}
+			writeJSON(w, status, body)
 		}
-		writeJSON(w, status, body)
-	})
+	}
+	mux.HandleFunc("GET /v1/health", health(false))
+	mux.HandleFunc("GET /v1/ready", health(true))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "discovery_instances", Help: "Instances the provider lists."},

@@ -342,3 +342,23 @@ func TestARefreshDoesNotWaitForAPollInFlight(t *testing.T) {
 	assert.Equal(t, "fine", snap.All[0].ID)
 	assert.True(t, snap.All[0].Healthy)
 }
+
+// TestReadinessNeedsAHealthyInstance: /v1/health is liveness (200 with no healthy
+// instance), /v1/ready is 503 until an instance is healthy.
+func TestReadinessNeedsAHealthyInstance(t *testing.T) {
+	p := &switchable{}
+	s := newService(t, p, Config{MetricsPath: "-"})
+	s.Refresh(context.Background())
+	h := Handler(s, nil)
+	code := func(path string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code
+	}
+	assert.Equal(t, http.StatusOK, code("/v1/health"))
+	assert.Equal(t, http.StatusServiceUnavailable, code("/v1/ready"))
+	e := newEngine(t, 1)
+	p.set(nil, Target{ID: "e", Addr: e.addr()})
+	s.Refresh(context.Background())
+	assert.Equal(t, http.StatusOK, code("/v1/ready"))
+}

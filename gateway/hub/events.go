@@ -32,9 +32,15 @@ type SSE struct {
 	Client *http.Client
 }
 
-// Subscribe implements EventSource.
+// Subscribe implements EventSource. A topic is a path: its segments stay path segments
+// ("project/42/changes" is the stream at URL/project/42/changes), each escaped on its own;
+// a topic with an empty segment, "." or ".." is refused.
 func (s *SSE) Subscribe(ctx context.Context, topic string, fn func([]byte)) (func(), error) {
-	u := strings.TrimSuffix(s.URL, "/") + "/" + url.PathEscape(topic)
+	path, err := topicPath(topic)
+	if err != nil {
+		return nil, err
+	}
+	u := strings.TrimSuffix(s.URL, "/") + "/" + path
 	if _, err := url.Parse(u); err != nil {
 		return nil, fmt.Errorf("gateway: sse %s: %w", u, err)
 	}
@@ -71,6 +77,18 @@ func (s *SSE) Subscribe(ctx context.Context, topic string, fn func([]byte)) (fun
 type streamState struct {
 	lastID string        // the id of the last event dispatched
 	retry  time.Duration // the server's reconnection time; 0 when it gave none
+}
+
+// topicPath turns a topic into a URL path: its segments, each escaped.
+func topicPath(topic string) (string, error) {
+	segs := strings.Split(strings.TrimPrefix(topic, "/"), "/")
+	for i, seg := range segs {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", fmt.Errorf("topic %q: a topic is a path of non-empty segments, none of them \".\" or \"..\"", topic)
+		}
+		segs[i] = url.PathEscape(seg)
+	}
+	return strings.Join(segs, "/"), nil
 }
 
 // readStream reads one SSE connection until it ends; it reports whether it got through.

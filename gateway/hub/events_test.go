@@ -217,3 +217,21 @@ func TestAStalledBrowserHoldsUpNoOne(t *testing.T) {
 		}
 	}
 }
+
+// TestTopicsArePaths: a topic's segments stay path segments of the upstream URL, each
+// escaped; empty, "." and ".." segments are refused.
+func TestTopicsArePaths(t *testing.T) {
+	for topic, want := range map[string]string{
+		"project/42/changes":  "project/42/changes",
+		"/project/42/changes": "project/42/changes",
+		"a b/c?d":             "a%20b/c%3Fd",
+	} {
+		got, err := topicPath(topic)
+		require.NoError(t, err, topic)
+		assert.Equal(t, want, got)
+	}
+	for _, bad := range []string{"project//changes", "project/../secret", "./x", "x/", ""} {
+		_, err := topicPath(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+}
