@@ -49,6 +49,34 @@ func (s *server) join(p *peer, path, label string) {
 		}
 	}
 	q.members = append(q.members, &member{p: p, label: label})
+	close(s.queueCh)
+	s.queueCh = make(chan struct{})
+}
+
+// awaitMember waits for a member to join path's queue (one that was empty: after a relay
+// restart the members rejoin a moment after the requests come back), and picks it. It
+// gives up a little before ctx's deadline, so the sender still gets the answer that says
+// why.
+func (s *server) awaitMember(ctx context.Context, path string) *member {
+	s.queueWaits.Add(1)
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-min(250*time.Millisecond, time.Until(d)/5)))
+		defer cancel()
+	}
+	for {
+		s.mu.Lock()
+		joined := s.queueCh
+		s.mu.Unlock()
+		if m := s.pick(path, nil); m != nil {
+			return m
+		}
+		select {
+		case <-joined:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // leave removes p from path's queue.
@@ -127,6 +155,9 @@ func (s *server) request(from *peer, f *wire.Frame) {
 	var lastErr error
 	for attempt := 0; attempt < s.opts.QueueAttempts; attempt++ {
 		m := s.pick(string(f.Path), tried)
+		if m == nil && len(tried) == 0 {
+			m = s.awaitMember(ctx, string(f.Path)) // no member yet: wait for one, within the deadline
+		}
 		if m == nil {
 			break
 		}

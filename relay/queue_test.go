@@ -129,7 +129,9 @@ func TestQueueErrors(t *testing.T) {
 	r := startRelay(t, RelayConfig{})
 	sender := dial(t, ClientConfig{Addr: r.Addr().String()})
 
-	_, err := sender.Request(ctxT(t), "nobody", nil, []byte("x"))
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := sender.Request(short, "nobody", nil, []byte("x"))
 	var re *RemoteError
 	require.ErrorAs(t, err, &re)
 	require.Contains(t, re.Message, `no member in queue "nobody"`)
@@ -264,4 +266,26 @@ func TestRepliesAfterAQuietSpell(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v", string(v))
 	require.Equal(t, 1, c.Connects(), "the connection survived")
+}
+
+// TestARequestWaitsForTheFirstMember: a request sent while a queue has no member (its
+// workers are rejoining after a restart, say) waits, within its deadline, for one to join,
+// instead of failing at once.
+func TestARequestWaitsForTheFirstMember(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	sender := dial(t, ClientConfig{Addr: r.Addr().String()})
+	answer := make(chan error, 1)
+	go func() {
+		_, err := sender.Request(ctxT(t), "late", nil, []byte("x"))
+		answer <- err
+	}()
+	eventually(t, "the request to wait", func() bool { return r.srv.queueWaits.Load() == 1 })
+	w := dial(t, ClientConfig{Addr: r.Addr().String()})
+	require.NoError(t, w.Join(ctxT(t), "late", "w", func(context.Context, []byte, []byte) ([]byte, error) { return []byte("ok"), nil }))
+	select {
+	case err := <-answer:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never got its member")
+	}
 }

@@ -96,6 +96,8 @@ type server struct {
 	refused        atomic.Int64 // connections closed at once: MaxConns were open
 	accepted       atomic.Int64
 	requests       [256]atomic.Uint64 // by op
+	queueCh        chan struct{}      // closed and replaced when a queue member joins
+	queueWaits     atomic.Int64       // requests that waited for a queue's first member
 	lastRefusedLog atomic.Int64       // unix nanoseconds
 }
 
@@ -116,7 +118,7 @@ func newServer(ln net.Listener, opts ServerOptions, role roleHandler) *server {
 	opts.setDefaults()
 	return &server{opts: opts, ln: ln, role: role, peers: map[*peer]struct{}{},
 		subs: map[string]map[*peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{}),
-		genCh: make(chan struct{})}
+		genCh: make(chan struct{}), queueCh: make(chan struct{})}
 }
 
 // listen binds addr for a server with opts.

@@ -212,11 +212,12 @@ func TestBrokerRoutesRepliesToSenderGroupAndClient(t *testing.T) {
 
 func TestBrokerErrorNotices(t *testing.T) {
 	f := newBrokerFixture(t)
-	g := f.instance(t, "gw", BrokerConfig{MaxMessageSize: 1024})
+	g := f.instance(t, "gw", BrokerConfig{MaxMessageSize: 1024, RequestTimeout: time.Second})
 	cookie := loginCookie(t, g)
 	c := openGroup(t, g, cookie, "wb")
 
-	// No worker yet: an error, never silence.
+	// No worker yet: the request waits for one within its timeout, then an error, never
+	// silence.
 	c.send(t, "set A1=1")
 	n := c.notice(t)
 	require.Equal(t, "error", n.Event)
