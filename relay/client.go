@@ -247,10 +247,21 @@ func (c *Client) connect() (*conn, error) {
 	return cn, nil
 }
 
+// isTLS reports whether nc is a TLS connection.
+func isTLS(nc net.Conn) bool {
+	_, ok := nc.(*tls.Conn)
+	return ok
+}
+
 // hello performs the opening exchange on a dialed connection.
 func hello(ctx context.Context, cn *conn, name, secret string) error {
 	v := append([]byte{wire.Version}, secret...)
 	cl, err := cn.roundTrip(ctx, &wire.Frame{Op: wire.OpHello, Key: []byte(name), Value: v})
+	if errors.Is(err, ErrConnLost) && !isTLS(cn.nc) {
+		// A TLS server closes a connection whose first bytes are not a TLS handshake.
+		return fmt.Errorf("%w: hello to %s: the server closed the connection without answering; "+
+			"if it speaks TLS, give this client a TLS configuration (ClientConfig.TLS, a tls block): %w", ErrUnavailable, cn.name, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: hello to %s: %w", ErrUnavailable, cn.name, err)
 	}
@@ -316,6 +327,9 @@ func (c *Client) current(ctx context.Context) (*conn, error) {
 				last = c.lastErr
 			}
 			c.mu.Unlock()
+			if errors.Is(last, ErrUnavailable) || errors.Is(last, ErrRefused) {
+				return nil, last // it names the server already
+			}
 			if last != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Addr, last)
 			}

@@ -2,9 +2,11 @@ package relay
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/internal/testpki"
@@ -64,5 +66,7 @@ func TestTLS(t *testing.T) {
 		defer cancel()
 		_, err := Dial(short, ClientConfig{Addr: addr, BackoffMin: 10 * time.Millisecond})
 		require.ErrorIs(t, err, ErrUnavailable)
+		assert.Contains(t, err.Error(), "if it speaks TLS, give this client a TLS configuration")
+		assert.Equal(t, 1, strings.Count(err.Error(), "server unavailable"), "the error does not repeat itself: %v", err)
 	})
 }
