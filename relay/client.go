@@ -327,7 +327,7 @@ func (c *Client) current(ctx context.Context) (*conn, error) {
 				last = c.lastErr
 			}
 			c.mu.Unlock()
-			if errors.Is(last, ErrUnavailable) || errors.Is(last, ErrRefused) {
+			if errors.Is(last, ErrUnavailable) {
 				return nil, last // it names the server already
 			}
 			if last != nil {
