@@ -1,6 +1,7 @@
 package relief
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestDurableWriteConcern(t *testing.T) {
 
 	ctx := ctxT(t)
 	require.NoError(t, strict.Set(ctx, []byte("sid-1"), []byte("alice"), time.Hour))
-	e, err := aging.Store().Get([]byte("sid-1"))
+	e, err := aging.Store().Get(context.Background(), []byte("sid-1"))
 	require.NoError(t, err, "acknowledged only once aging holds it")
 	assert.Equal(t, "alice", string(e.Value))
 
@@ -58,7 +59,7 @@ func TestDurableWriteConcern(t *testing.T) {
 	aging = startAging()
 	waitRelief(t, tr.sib, 0, 1)
 	require.NoError(t, strict.Set(ctx, []byte("sid-2"), []byte("bob"), time.Hour))
-	e, err = aging.Store().Get([]byte("sid-2"))
+	e, err = aging.Store().Get(context.Background(), []byte("sid-2"))
 	require.NoError(t, err)
 	assert.Equal(t, "bob", string(e.Value))
 }

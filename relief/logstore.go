@@ -2,6 +2,7 @@ package relief
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -230,7 +231,7 @@ func (s *LogStore) cut(f *os.File, off int64, why string) error {
 }
 
 // Get implements Store.
-func (s *LogStore) Get(key []byte) (sessioncache.Entry, error) {
+func (s *LogStore) Get(_ context.Context, key []byte) (sessioncache.Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -248,7 +249,7 @@ func (s *LogStore) Get(key []byte) (sessioncache.Entry, error) {
 
 // Put implements Store. What it stores is in the file (and synced as the policy says)
 // before Put returns.
-func (s *LogStore) Put(key []byte, e sessioncache.Entry) (bool, error) {
+func (s *LogStore) Put(_ context.Context, key []byte, e sessioncache.Entry) (bool, error) {
 	var exp int64
 	if !e.Expiry.IsZero() {
 		exp = e.Expiry.UnixNano()

@@ -2,6 +2,7 @@ package relief
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,16 +72,16 @@ func TestLogStoreReopens(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	r := openLog(t, path)
-	v, _, err := entryParts(r.Get([]byte("a")))
+	v, _, err := entryParts(r.Get(context.Background(), []byte("a")))
 	require.NoError(t, err)
 	assert.Equal(t, "1bis", string(v))
-	v, exp, err := entryParts(r.Get([]byte("b")))
+	v, exp, err := entryParts(r.Get(context.Background(), []byte("b")))
 	require.NoError(t, err)
 	assert.Equal(t, "2", string(v))
 	assert.False(t, exp.IsZero())
-	_, _, err = entryParts(r.Get([]byte("gone")))
+	_, _, err = entryParts(r.Get(context.Background(), []byte("gone")))
 	require.ErrorIs(t, err, ErrNotFound)
-	_, _, err = entryParts(r.Get([]byte("past")))
+	_, _, err = entryParts(r.Get(context.Background(), []byte("past")))
 	require.ErrorIs(t, err, ErrNotFound)
 	assert.Equal(t, 3, r.Len(), "a, b and the tombstone of gone")
 }
@@ -135,7 +136,7 @@ func TestLogStoreCompacts(t *testing.T) {
 	require.NoError(t, s.Close())
 	r := openLog(t, path)
 	assert.Equal(t, 20, r.Len())
-	v, _, err := entryParts(r.Get([]byte("k19")))
+	v, _, err := entryParts(r.Get(context.Background(), []byte("k19")))
 	require.NoError(t, err)
 	assert.Equal(t, "v4999", string(v))
 }
@@ -184,7 +185,7 @@ func killLogWriter(t *testing.T, at string) {
 	for k := range 500 {
 		// The last acknowledged write of key k is the largest i <= last with i%500 == k.
 		i := last - ((last-k)%500+500)%500
-		v, _, err := entryParts(r.Get(fmt.Appendf(nil, "k%d", k)))
+		v, _, err := entryParts(r.Get(context.Background(), fmt.Appendf(nil, "k%d", k)))
 		require.NoError(t, err, "k%d", k)
 		n, _ := strconv.Atoi(string(v[1:]))
 		assert.GreaterOrEqual(t, n, i, "k%d lost its acknowledged value v%d", k, i)
@@ -193,7 +194,7 @@ func killLogWriter(t *testing.T, at string) {
 
 // put stores e in s, for tests that only care whether it failed.
 func put(s Store, key []byte, e sessioncache.Entry) error {
-	_, err := s.Put(key, e)
+	_, err := s.Put(context.Background(), key, e)
 	return err
 }
 
@@ -284,7 +285,7 @@ func TestLogStoreKeepsWhatItAcknowledgedThroughAFailedWrite(t *testing.T) {
 			r := openLog(t, path)
 			assert.Equal(t, size, r.Size(), "the log ends where the store said")
 			for k, v := range acked {
-				got, _, err := entryParts(r.Get([]byte(k)))
+				got, _, err := entryParts(r.Get(context.Background(), []byte(k)))
 				require.NoError(t, err, k)
 				assert.Equal(t, v, string(got), k)
 			}

@@ -1,6 +1,8 @@
 package relief
 
 import (
+	"context"
+
 	"github.com/globalsession/globalsession/internal/entrytable"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -31,10 +33,14 @@ func NewMemoryStore(cfg sessioncache.Config) (*MemoryStore, error) {
 func (m *MemoryStore) Table() *sessioncache.Table { return m.t.Raw() }
 
 // Get implements Store.
-func (m *MemoryStore) Get(key []byte) (sessioncache.Entry, error) { return m.t.GetAppend(nil, key) }
+func (m *MemoryStore) Get(_ context.Context, key []byte) (sessioncache.Entry, error) {
+	return m.t.GetAppend(nil, key)
+}
 
 // Put implements Store.
-func (m *MemoryStore) Put(key []byte, e sessioncache.Entry) (bool, error) { return m.t.Put(key, e) }
+func (m *MemoryStore) Put(_ context.Context, key []byte, e sessioncache.Entry) (bool, error) {
+	return m.t.Put(key, e)
+}
 
 // Len implements Store.
 func (m *MemoryStore) Len() int { return m.t.Raw().Len() }

@@ -62,8 +62,9 @@ func NewRedisStore(ctx context.Context, cfg RedisConfig) (*RedisStore, error) {
 
 func (r *RedisStore) key(k []byte) string { return r.prefix + string(k) }
 
-func (r *RedisStore) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), r.timeout)
+// ctx bounds one call by the store's timeout, within the caller's ctx.
+func (r *RedisStore) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout)
 }
 
 const redisHeader = 17
@@ -112,8 +113,8 @@ return 1
 `)
 
 // Get implements Store.
-func (r *RedisStore) Get(key []byte) (sessioncache.Entry, error) {
-	ctx, cancel := r.ctx()
+func (r *RedisStore) Get(ctx context.Context, key []byte) (sessioncache.Entry, error) {
+	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	b, err := r.c.Get(ctx, r.key(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -141,7 +142,7 @@ func (r *RedisStore) Get(key []byte) (sessioncache.Entry, error) {
 }
 
 // Put implements Store.
-func (r *RedisStore) Put(key []byte, e sessioncache.Entry) (bool, error) {
+func (r *RedisStore) Put(ctx context.Context, key []byte, e sessioncache.Entry) (bool, error) {
 	var pxat int64
 	if !e.Expiry.IsZero() {
 		pxat = e.Expiry.UnixMilli()
@@ -162,7 +163,7 @@ func (r *RedisStore) Put(key []byte, e sessioncache.Entry) (bool, error) {
 	} else {
 		b = append(b, e.Value...)
 	}
-	ctx, cancel := r.ctx()
+	ctx, cancel := r.ctx(ctx)
 	defer cancel()
 	n, err := putScript.Run(ctx, r.c, []string{r.key(key)}, b, pxat).Int()
 	if err != nil {
@@ -171,24 +172,24 @@ func (r *RedisStore) Put(key []byte, e sessioncache.Entry) (bool, error) {
 	return n == 1, nil
 }
 
-// Len implements Store: the number of keys under the prefix (a SCAN; meant for tests and
-// status pages, not hot paths).
+// Len implements Store: the size of the database (DBSIZE, summed over a cluster's
+// masters), which is the store's when it has the database to itself and an upper bound
+// when it shares it (counting only the keys under the prefix would mean scanning the
+// keyspace).
 func (r *RedisStore) Len() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*r.timeout)
+	ctx, cancel := r.ctx(context.Background())
 	defer cancel()
-	var n atomic.Int64 // ForEachMaster scans the masters concurrently
-	scan := func(ctx context.Context, c *redis.Client) error {
-		it := c.Scan(ctx, 0, r.prefix+"*", 1000).Iterator()
-		for it.Next(ctx) {
-			n.Add(1)
-		}
-		return it.Err()
+	var n atomic.Int64 // ForEachMaster asks the masters concurrently
+	size := func(ctx context.Context, c *redis.Client) error {
+		m, err := c.DBSize(ctx).Result()
+		n.Add(m)
+		return err
 	}
 	switch c := r.c.(type) {
 	case *redis.ClusterClient:
-		_ = c.ForEachMaster(ctx, scan)
+		_ = c.ForEachMaster(ctx, size)
 	case *redis.Client:
-		_ = scan(ctx, c)
+		_ = size(ctx, c)
 	}
 	return int(n.Load())
 }

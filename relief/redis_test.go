@@ -76,26 +76,26 @@ func TestRedisStore(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 
-	_, _, err = entryParts(s.Get([]byte("k")))
+	_, _, err = entryParts(s.Get(context.Background(), []byte("k")))
 	require.ErrorIs(t, err, ErrNotFound)
 	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond) // Redis keeps milliseconds
 	require.NoError(t, put(s, []byte("k"), sessioncache.Entry{Value: []byte("session"), Expiry: exp}))
 	require.NoError(t, put(s, []byte("forever"), sessioncache.Entry{Value: []byte("x")}))
-	v, gotExp, err := entryParts(s.Get([]byte("k")))
+	v, gotExp, err := entryParts(s.Get(context.Background(), []byte("k")))
 	require.NoError(t, err)
 	assert.Equal(t, "session", string(v))
 	assert.True(t, exp.Equal(gotExp))
-	_, noExp, err := entryParts(s.Get([]byte("forever")))
+	_, noExp, err := entryParts(s.Get(context.Background(), []byte("forever")))
 	require.NoError(t, err)
 	assert.True(t, noExp.IsZero())
-	assert.Equal(t, 2, s.Len())
+	assert.Equal(t, 2, s.Len(), "the database's size, without a scan")
 
 	require.NoError(t, put(s, []byte("past"), sessioncache.Entry{Value: []byte("x"), Expiry: time.Now().Add(-time.Second)}))
-	_, _, err = entryParts(s.Get([]byte("past")))
+	_, _, err = entryParts(s.Get(context.Background(), []byte("past")))
 	require.ErrorIs(t, err, ErrNotFound, "an expired entry is never returned")
 
 	require.NoError(t, put(s, []byte("k"), sessioncache.Entry{Deleted: true}))
-	_, _, err = entryParts(s.Get([]byte("k")))
+	_, _, err = entryParts(s.Get(context.Background(), []byte("k")))
 	require.ErrorIs(t, err, ErrNotFound)
 
 	// A relief server on Redis keeps its entries across its own restart.
@@ -105,7 +105,7 @@ func TestRedisStore(t *testing.T) {
 	s2, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: "test:"})
 	require.NoError(t, err)
 	defer s2.Close()
-	v, _, err = entryParts(s2.Get([]byte("aged")))
+	v, _, err = entryParts(s2.Get(context.Background(), []byte("aged")))
 	require.NoError(t, err)
 	assert.Equal(t, "out", string(v))
 
@@ -147,12 +147,12 @@ func TestRedisStoreCluster(t *testing.T) {
 		require.NoError(t, put(s, fmt.Appendf(nil, "k%d", i), sessioncache.Entry{Value: fmt.Appendf(nil, "v%d", i), Expiry: time.Now().Add(time.Hour)}))
 	}
 	for i := range 300 {
-		v, _, err := entryParts(s.Get(fmt.Appendf(nil, "k%d", i)))
+		v, _, err := entryParts(s.Get(context.Background(), fmt.Appendf(nil, "k%d", i)))
 		require.NoError(t, err)
 		require.Equal(t, fmt.Sprintf("v%d", i), string(v))
 	}
-	assert.Equal(t, 300, s.Len(), "keys are spread over the masters and all counted")
+	assert.Equal(t, 300, s.Len(), "keys are spread over the masters and all counted (DBSIZE of each)")
 	require.NoError(t, put(s, []byte("k7"), sessioncache.Entry{Deleted: true}))
-	_, _, err = entryParts(s.Get([]byte("k7")))
+	_, _, err = entryParts(s.Get(context.Background(), []byte("k7")))
 	require.ErrorIs(t, err, ErrNotFound)
 }

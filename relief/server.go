@@ -193,13 +193,13 @@ func (s *Server) capExpiry(expiry time.Time) time.Time {
 
 // Get answers the sibling's lookup from the store: the entry, or ErrNotFound with the
 // key's tombstone if it has one.
-func (s *Server) Get(_ context.Context, _ string, key []byte) (sessioncache.Entry, error) {
+func (s *Server) Get(ctx context.Context, _ string, key []byte) (sessioncache.Entry, error) {
 	s.gets.Add(1)
 	if !s.enter() {
 		return sessioncache.Entry{}, ErrClosed
 	}
 	defer s.leave()
-	e, err := s.store.Get(key)
+	e, err := s.store.Get(ctx, key)
 	if err == nil {
 		s.hits.Add(1)
 	}
@@ -208,21 +208,21 @@ func (s *Server) Get(_ context.Context, _ string, key []byte) (sessioncache.Entr
 
 // Set keeps an entry the sibling hands over (a new entry), for at most MaxLife, unless the
 // store holds a newer version.
-func (s *Server) Set(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
+func (s *Server) Set(ctx context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.sets.Add(1)
-	return s.keep(key, e)
+	return s.keep(ctx, key, e)
 }
 
 // Evict keeps an entry (or tombstone) the relay's table pushed out, for at most MaxLife,
 // unless the store holds a newer version.
-func (s *Server) Evict(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
+func (s *Server) Evict(ctx context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.evictions.Add(1)
-	return s.keep(key, e)
+	return s.keep(ctx, key, e)
 }
 
-func (s *Server) keep(key []byte, e sessioncache.Entry) error {
+func (s *Server) keep(ctx context.Context, key []byte, e sessioncache.Entry) error {
 	if e.Deleted {
-		return s.tombstone(key, e)
+		return s.tombstone(ctx, key, e)
 	}
 	if !e.Expiry.IsZero() && !e.Expiry.After(time.Now()) {
 		return nil // already expired: nothing to keep
@@ -232,7 +232,7 @@ func (s *Server) keep(key []byte, e sessioncache.Entry) error {
 		return ErrClosed
 	}
 	defer s.leave()
-	if _, err := s.store.Put(key, e); err != nil {
+	if _, err := s.store.Put(ctx, key, e); err != nil {
 		s.log.Warn("relief: store refused an entry", "err", err)
 		return err
 	}
@@ -241,12 +241,12 @@ func (s *Server) keep(key []byte, e sessioncache.Entry) error {
 
 // Delete replaces key's entry with a tombstone, kept until e.Expiry, TombstoneTTL from
 // now, or the entry's own expiry, whichever is latest.
-func (s *Server) Delete(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
+func (s *Server) Delete(ctx context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.deletes.Add(1)
-	return s.tombstone(key, e)
+	return s.tombstone(ctx, key, e)
 }
 
-func (s *Server) tombstone(key []byte, e sessioncache.Entry) error {
+func (s *Server) tombstone(ctx context.Context, key []byte, e sessioncache.Entry) error {
 	e.Value, e.Deleted = nil, true
 	if floor := time.Now().Add(s.cfg.TombstoneTTL); e.Expiry.Before(floor) {
 		e.Expiry = floor
@@ -255,7 +255,7 @@ func (s *Server) tombstone(key []byte, e sessioncache.Entry) error {
 		return ErrClosed
 	}
 	defer s.leave()
-	if _, err := s.store.Put(key, e); err != nil {
+	if _, err := s.store.Put(ctx, key, e); err != nil {
 		s.log.Warn("relief: store refused a tombstone", "err", err)
 		return err
 	}

@@ -112,7 +112,7 @@ func TestNothingLostToPressure(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	for _, s := range append(exp, aging...) {
-		_, _, err := entryParts(s.Store().Get([]byte("sid-3")))
+		_, _, err := entryParts(s.Store().Get(context.Background(), []byte("sid-3")))
 		require.ErrorIs(t, err, ErrNotFound, "relief %s still has a deleted key", s.ID())
 	}
 }

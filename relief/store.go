@@ -1,6 +1,8 @@
 package relief
 
 import (
+	"context"
+
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -22,12 +24,13 @@ var ErrClosed = sessioncache.ErrClosed
 type Store interface {
 	// Get returns the version stored under key. It returns ErrNotFound when the store
 	// holds no live entry; with a tombstone, the returned Entry has Deleted and Rev set.
-	Get(key []byte) (sessioncache.Entry, error)
+	Get(ctx context.Context, key []byte) (sessioncache.Entry, error)
 	// Put stores e (an entry, or a tombstone when e.Deleted) unless the store holds a
 	// newer version, and reports whether it did.
-	Put(key []byte, e sessioncache.Entry) (bool, error)
+	Put(ctx context.Context, key []byte, e sessioncache.Entry) (bool, error)
 	// Len returns the number of entries and tombstones held, including expired ones not
-	// yet reclaimed.
+	// yet reclaimed (an estimate where counting exactly would be costly). It is for status
+	// pages and metrics, so it must not scan a large store.
 	Len() int
 	// Close releases the store.
 	Close() error
