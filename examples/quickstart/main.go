@@ -112,7 +112,7 @@ func main() {
 	// The relay hands its evictions to aging relief in the background; wait (bounded) for
 	// alice's to arrive.
 	for i := 0; i < 500; i++ {
-		if _, err := aging.Store().Get([]byte("sid-alice")); err == nil {
+		if _, err := aging.Store().Get(ctx, []byte("sid-alice")); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -129,12 +129,12 @@ func main() {
 	// The relay hands the deletion to relief from its outbox, in the background; wait
 	// (bounded) for aging relief to hold the tombstone.
 	for i := 0; i < 500; i++ {
-		if e, _ := aging.Store().Get([]byte("sid-alice")); e.Deleted {
+		if e, _ := aging.Store().Get(ctx, []byte("sid-alice")); e.Deleted {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err = aging.Store().Get([]byte("sid-alice"))
+	_, err = aging.Store().Get(ctx, []byte("sid-alice"))
 	fmt.Printf("  aging relief's store: %v\n", errOrOK(err))
 	_, err = r.Lookup([]byte("sid-alice"))
 	fmt.Printf("  relay's table: %v\n", errOrOK(err))
