@@ -176,7 +176,9 @@ func scanEventLines(data []byte, atEOF bool) (int, []byte, error) {
 	return 0, nil, nil
 }
 
-// topics fans one upstream subscription per topic out to the users following it.
+// topics fans one upstream subscription per topic out to the tabs following it. A
+// subscription belongs to the tab that made it: another tab of the same user unsubscribing
+// does not end it, and a tab that closes ends its own.
 type topics struct {
 	src          EventSource
 	perUser, max int // caps: topics per user, topics in all
@@ -185,31 +187,33 @@ type topics struct {
 }
 
 type topic struct {
-	users map[*User]bool
-	stop  func()
+	tabs map[*channel]*User
+	stop func()
 }
 
-func (t *topics) subscribe(ctx context.Context, u *User, name string) error {
+func (t *topics) subscribe(ctx context.Context, u *User, ch *channel, name string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tp := t.subs[name]
-	if tp != nil && tp.users[u] {
+	if tp != nil && tp.tabs[ch] != nil {
 		return nil
 	}
-	n := 0
-	for _, other := range t.subs {
-		if other.users[u] {
-			n++
+	if tp == nil || !followedBy(tp, u) {
+		n := 0
+		for _, other := range t.subs {
+			if followedBy(other, u) {
+				n++
+			}
 		}
-	}
-	if n >= t.perUser {
-		return fmt.Errorf("a user follows at most %d topics: unsubscribe from one first", t.perUser)
+		if n >= t.perUser {
+			return fmt.Errorf("a user follows at most %d topics: unsubscribe from one first", t.perUser)
+		}
 	}
 	if tp == nil {
 		if len(t.subs) >= t.max {
 			return fmt.Errorf("this hub follows at most %d topics; try later", t.max)
 		}
-		tp = &topic{users: map[*User]bool{}}
+		tp = &topic{tabs: map[*channel]*User{}}
 		stop, err := t.src.Subscribe(ctx, name, func(data []byte) { t.deliver(name, data) })
 		if err != nil {
 			return err
@@ -217,36 +221,51 @@ func (t *topics) subscribe(ctx context.Context, u *User, name string) error {
 		tp.stop = stop
 		t.subs[name] = tp
 	}
-	tp.users[u] = true
+	tp.tabs[ch] = u
 	return nil
+}
+
+// followedBy reports whether a tab of u follows tp.
+func followedBy(tp *topic, u *User) bool {
+	for _, owner := range tp.tabs {
+		if owner == u {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *topics) deliver(name string, data []byte) {
 	t.mu.Lock()
 	tp := t.subs[name]
-	var users []*User
+	var tabs []*channel
 	if tp != nil {
-		for u := range tp.users {
-			users = append(users, u)
+		for ch := range tp.tabs {
+			tabs = append(tabs, ch)
 		}
 	}
 	t.mu.Unlock()
-	for _, u := range users {
-		u.Send(map[string]any{"type": "event", "topic": name, "data": string(data)})
+	msg := map[string]any{"type": "event", "topic": name, "data": string(data)}
+	for _, ch := range tabs {
+		ch.send(msg)
 	}
 }
 
-// unsubscribe removes u from a topic (all topics when name is empty) and stops upstream
-// subscriptions nobody follows any more.
-func (t *topics) unsubscribe(u *User, name string) {
+// unsubscribe ends ch's subscription to a topic (to every topic when name is empty), and
+// the upstream subscriptions no tab follows any more. It reports whether ch followed name.
+func (t *topics) unsubscribe(ch *channel, name string) bool {
 	t.mu.Lock()
 	var stops []func()
+	followed := false
 	for n, tp := range t.subs {
 		if name != "" && n != name {
 			continue
 		}
-		delete(tp.users, u)
-		if len(tp.users) == 0 {
+		if tp.tabs[ch] != nil {
+			followed = true
+			delete(tp.tabs, ch)
+		}
+		if len(tp.tabs) == 0 {
 			stops = append(stops, tp.stop)
 			delete(t.subs, n)
 		}
@@ -255,4 +274,5 @@ func (t *topics) unsubscribe(u *User, name string) {
 	for _, stop := range stops {
 		stop()
 	}
+	return followed
 }

@@ -235,3 +235,32 @@ func TestTopicsArePaths(t *testing.T) {
 		assert.Error(t, err, "%q", bad)
 	}
 }
+
+// TestSubscriptionsBelongToTabs: two tabs of one user follow a topic; one unsubscribing
+// does not end the other's subscription (one upstream stream all along), unsubscribing a
+// topic the tab does not follow is an error, and the stream ends with the last tab.
+func TestSubscriptionsBelongToTabs(t *testing.T) {
+	sse := newSSEServer(t)
+	f := startHub(t, HubConfig{ShortInterval: time.Hour, LongInterval: time.Hour, Events: &SSE{URL: sse.srv.URL}})
+	cookie := f.login(t)
+	tab1, tab2 := f.tab(t, cookie), f.tab(t, cookie)
+	for _, c := range []*websocket.Conn{tab1, tab2} {
+		require.NoError(t, c.WriteJSON(map[string]any{"type": "subscribe", "params": map[string]any{"topic": "project/7/changes"}}))
+		assert.Equal(t, "ack", read(t, c)["type"])
+	}
+	sse.waitStreams(t, "project/7/changes", 1)
+	require.NoError(t, tab1.WriteJSON(map[string]any{"type": "unsubscribe", "params": map[string]any{"topic": "project/7/changes"}}))
+	assert.Equal(t, "ack", read(t, tab1)["type"])
+	require.NoError(t, tab1.WriteJSON(map[string]any{"type": "unsubscribe", "params": map[string]any{"topic": "project/7/changes"}}))
+	m := read(t, tab1)
+	assert.Equal(t, "error", m["type"])
+	assert.Contains(t, m["error"], "does not follow")
+
+	sse.publish("project/7/changes", "still here")
+	m = read(t, tab2)
+	assert.Equal(t, "event", m["type"], "tab 2's own subscription survived tab 1's unsubscribe")
+	assert.Equal(t, "still here", m["data"])
+	assert.Equal(t, 1, sse.streams("project/7/changes"))
+	tab2.Close()
+	sse.waitStreams(t, "project/7/changes", 0)
+}

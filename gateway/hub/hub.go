@@ -135,15 +135,17 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 				if !ok || name == "" {
 					return nil, errors.New("topic must be a non-empty string")
 				}
-				return name, h.topics.subscribe(ctx, u, name)
+				return name, h.topics.subscribe(ctx, u, tabOf(ctx), name)
 			}}
 		h.commands["unsubscribe"] = Command{Name: "unsubscribe", Required: []string{"topic"},
-			Handle: func(_ context.Context, u *User, p map[string]any) (any, error) {
+			Handle: func(ctx context.Context, _ *User, p map[string]any) (any, error) {
 				name, _ := p["topic"].(string)
 				if name == "" {
 					return nil, errors.New("topic must be a non-empty string")
 				}
-				h.topics.unsubscribe(u, name)
+				if !h.topics.unsubscribe(tabOf(ctx), name) {
+					return nil, fmt.Errorf("this tab does not follow topic %q", name)
+				}
 				return name, nil
 			}}
 	}
@@ -240,6 +242,15 @@ func (h *Hub) session(r *http.Request) (*gateway.Session, error) {
 	return h.cfg.Sessions.LookupID(r.Context(), sid)
 }
 
+// tabKey is the context key of the channel (tab) a command came from.
+type tabKey struct{}
+
+// tabOf returns the channel a command's ctx came from.
+func tabOf(ctx context.Context) *channel {
+	ch, _ := ctx.Value(tabKey{}).(*channel)
+	return ch
+}
+
 // run executes one command and answers on ch.
 func (h *Hub) run(ctx context.Context, u *User, ch *channel, name string, id any, params map[string]any) {
 	h.mu.Lock()
@@ -268,7 +279,7 @@ func (h *Hub) run(ctx context.Context, u *User, ch *channel, name string, id any
 			return
 		}
 	}
-	res, err := c.Handle(ctx, u, params)
+	res, err := c.Handle(context.WithValue(ctx, tabKey{}, ch), u, params)
 	if err != nil {
 		h.cfg.Logger.Warn("gateway: hub command failed", "command", name, "user", u.ID, "err", err)
 		fail(err.Error())
@@ -301,6 +312,9 @@ func (h *Hub) join(user string, ch *channel) (*User, bool) {
 // leave removes a channel; the user's loops stop with the last one.
 func (h *Hub) leave(u *User, ch *channel) {
 	ch.left()
+	if h.topics != nil {
+		h.topics.unsubscribe(ch, "") // upstream subscriptions nobody follows now end
+	}
 	h.mu.Lock()
 	u.mu.Lock()
 	delete(u.channels, ch)
@@ -312,9 +326,6 @@ func (h *Hub) leave(u *User, ch *channel) {
 		close(u.stop)
 	}
 	h.mu.Unlock()
-	if gone && h.topics != nil {
-		h.topics.unsubscribe(u, "") // upstream subscriptions nobody follows now end
-	}
 }
 
 // Users returns how many users have channels open.
