@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/discovery"
@@ -360,7 +361,7 @@ func TestAssignerKeepsALiveInstanceAndMovesOffADeadOne(t *testing.T) {
 }
 
 func TestEnvelopes(t *testing.T) {
-	m := &Message{Client: "gw/1", User: "alice", Group: "wb", Token: "jwt", Data: []byte("set A1=1"), Binary: true}
+	m := &Message{Client: "gw/1", User: "alice", Group: "wb", Token: "jwt", ID: "gw/1/7", Data: []byte("set A1=1"), Binary: true}
 	b, err := encodeRequest(m)
 	require.NoError(t, err)
 	got, err := decodeRequest("gw/1", b)
@@ -374,7 +375,7 @@ func TestEnvelopes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, replies, back)
 
-	for _, bad := range [][]byte{nil, {2, 0, 0}, {1, 0, 1}, append(bytes.Clone(b), 9)} {
+	for _, bad := range [][]byte{nil, {1, 0, 0}, {envelopeVersion, 0, 1}, append(bytes.Clone(b), 9)} {
 		_, err := decodeReplies(bad)
 		require.ErrorIs(t, err, ErrBadEnvelope, "%x", bad)
 	}
@@ -382,8 +383,10 @@ func TestEnvelopes(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadEnvelope)
 	_, err = encodeReplies([]Reply{ToClient("nobody", nil)})
 	require.ErrorContains(t, err, `"nobody"`)
-	_, err = decodeRequest("x", []byte{1, 0, 0, 5, 'a'})
+	_, err = decodeRequest("x", []byte{envelopeVersion, 0, 0, 5, 'a'})
 	require.ErrorContains(t, err, "user: 5 bytes announced, 1 left")
+	_, err = decodeRequest("x", []byte{1, 0, 0, 0})
+	require.ErrorContains(t, err, "version 1 (this side speaks 2)", "a gateway and a worker of different versions say so")
 }
 
 func FuzzDecodeReplies(f *testing.F) {
@@ -668,4 +671,33 @@ func TestAssignerTrustsARecordUntilItsInstanceIsChecked(t *testing.T) {
 	checkedDown := unchecked
 	checkedDown.LastCheck, checkedDown.LastError = time.Now(), "connection refused"
 	require.Equal(t, "gw-new", assignWith(checkedDown).Instance)
+}
+
+// TestWorkersSeeAMessageID: each message reaches its worker with an id of its own, made of
+// the sender's client id and the message's number, so a handler can make its effect
+// idempotent when a message is handed to it twice.
+func TestWorkersSeeAMessageID(t *testing.T) {
+	f := newBrokerFixture(t)
+	g := f.instance(t, "gw", BrokerConfig{})
+	ids := make(chan string, 4)
+	f.worker(t, "w", func(_ context.Context, m *Message) ([]Reply, error) {
+		ids <- m.ID
+		return []Reply{ToSender([]byte("ok"))}, nil
+	})
+	c := openGroup(t, g, loginCookie(t, g), "wb")
+	var got []string
+	for range 2 {
+		c.send(t, "x")
+		select {
+		case id := <-ids:
+			got = append(got, id)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no message reached the worker")
+		}
+	}
+	require.Len(t, got, 2)
+	assert.NotEqual(t, got[0], got[1])
+	for _, id := range got {
+		assert.True(t, strings.HasPrefix(id, c.id+"/"), "%q names its client %q", id, c.id)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,7 +123,8 @@ func (b *Broker) handle(c *brokerClient, seq uint64, binaryMsg bool, data []byte
 		b.cfg.Logger.Warn("gateway: broker: signing a token failed", "err", err)
 		return
 	}
-	req, err := encodeRequest(&Message{User: c.session.User, Group: c.group, Token: token, Data: data, Binary: binaryMsg})
+	req, err := encodeRequest(&Message{User: c.session.User, Group: c.group, Token: token, Data: data, Binary: binaryMsg,
+		ID: c.id + "/" + strconv.FormatUint(seq, 10)})
 	if err != nil {
 		b.fail(c, seq, err.Error())
 		return

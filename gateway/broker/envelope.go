@@ -11,7 +11,7 @@ import (
 //
 //	request (gateway to a worker, on QueuePath(queue); key: the client's id)
 //	  version 1 | flags 1 (0x01 binary) | user u16+bytes | group u16+bytes |
-//	  token u16+bytes | data (the rest)
+//	  token u16+bytes | id u16+bytes | data (the rest)
 //	replies (the worker's answer to a request)
 //	  version 1 | count u16 | count times: kind 1 | flags 1 | target u16+bytes | data u32+bytes
 //	push (on GroupPath(group), or on InboxPath(instance) with key: the client's id)
@@ -19,7 +19,7 @@ import (
 //
 // Integers are big-endian.
 
-const envelopeVersion = 1
+const envelopeVersion = 2
 
 // Relay paths of the broker mode.
 const (
@@ -110,10 +110,10 @@ func (r *envelopeReader) version() {
 
 // encodeRequest encodes a client's message for a worker.
 func encodeRequest(m *Message) ([]byte, error) {
-	b := make([]byte, 0, 8+len(m.User)+len(m.Group)+len(m.Token)+len(m.Data))
+	b := make([]byte, 0, 10+len(m.User)+len(m.Group)+len(m.Token)+len(m.ID)+len(m.Data))
 	b = append(b, envelopeVersion, flagsOf(m.Binary))
 	var err error
-	for _, s := range []string{m.User, m.Group, m.Token} {
+	for _, s := range []string{m.User, m.Group, m.Token, m.ID} {
 		if b, err = appendString16(b, s); err != nil {
 			return nil, err
 		}
@@ -130,6 +130,7 @@ func decodeRequest(client string, b []byte) (*Message, error) {
 	m.User = r.string16("user")
 	m.Group = r.string16("group")
 	m.Token = r.string16("token")
+	m.ID = r.string16("id")
 	if r.err != nil {
 		return nil, r.err
 	}

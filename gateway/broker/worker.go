@@ -28,6 +28,11 @@ type Message struct {
 	Group string
 	// Token is the JWT the gateway signed for the user's session: verify it to trust User.
 	Token string
+	// ID identifies this message, the same on every delivery of it: the relay hands a
+	// message to another worker when the first one's connection is lost while it holds
+	// it, so a handler may run twice for one message (at least once). A handler whose
+	// effect must happen once records the IDs it has applied.
+	ID string
 	// Data is the message as the client sent it.
 	Data []byte
 	// Binary says the client sent a binary message rather than text.
