@@ -174,7 +174,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		go r.lowerWorker(r.jobs[i])
 	}
 	r.srv.serve()
-	r.log.Info("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path(), "outbox", dir)
+	r.log.Debug("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path(), "outbox", dir)
 	return r, nil
 }
 

@@ -165,7 +165,7 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 	s.srv.serve()
 	s.wg.Add(1)
 	go s.handOff()
-	s.log.Info("sibling: serving relief servers", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath,
+	s.log.Debug("sibling: serving relief servers", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath,
 		"members", len(s.members), "hints", dir)
 	return s, nil
 }

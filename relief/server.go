@@ -132,7 +132,7 @@ func (s *Server) Start(ctx context.Context, h relay.Backend) error {
 		// is not up yet is not an error.
 		s.log.Warn("relief: sibling not reachable yet; will keep trying", "sibling", cc.Addr, "err", err)
 	}
-	s.log.Info("relief: started", "kind", s.cfg.Kind, "id", s.cfg.ID, "sibling", cc.Addr)
+	s.log.Debug("relief: started", "kind", s.cfg.Kind, "id", s.cfg.ID, "sibling", cc.Addr)
 	return nil
 }
 
