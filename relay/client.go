@@ -22,7 +22,7 @@ type ClientConfig struct {
 	// Addr is the server's host:port.
 	Addr string
 	// TLS, when set, makes the client speak TLS; it must verify the server (see
-	// internal/tlsconfig for building one from the config files' tls block).
+	// relay/tlsconfig for building one from the config files' tls block).
 	TLS *tls.Config
 	// Secret is sent in the hello; a server configured with a secret refuses others.
 	Secret string

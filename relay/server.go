@@ -19,7 +19,7 @@ import (
 // ServerOptions are the connection settings shared by the relay and the sibling endpoint.
 type ServerOptions struct {
 	// TLS, when set, makes the server speak TLS. Set ClientAuth in it to require client
-	// certificates (see internal/tlsconfig).
+	// certificates (see relay/tlsconfig).
 	TLS *tls.Config
 	// Secret, when set, must be presented by every client in its hello.
 	Secret string

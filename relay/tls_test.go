@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/globalsession/globalsession/internal/testpki"
-	"github.com/globalsession/globalsession/internal/tlsconfig"
+	"github.com/globalsession/globalsession/relay/tlsconfig"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 

@@ -48,6 +48,9 @@ func runFile(ctx context.Context, f *config.File, out io.Writer, log *slog.Logge
 		return runDiscovery(ctx, f, out, log)
 	case config.RoleGateway:
 		return runGateway(ctx, f, out, log)
+	case config.RoleFrontEnd:
+		return &config.Error{File: f.Name, Field: "my_messages", Msg: "this is a front end's file (lru and my_messages): " +
+			"a program opens its Manager with relay/clientconfig; the binary runs the servers"}
 	default:
 		if !f.FullEdge {
 			log.Info("config: the file sets none of edge_supported_relay, half_edge and full_edge; its lru and message_relay blocks make it a pressure-relief server",

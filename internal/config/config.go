@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/globalsession/globalsession/internal/tlsconfig"
+	"github.com/globalsession/globalsession/relay/tlsconfig"
 )
 
 // DefaultAuthPath is the auth path of a file that names none; it is the library's
@@ -55,6 +55,10 @@ type File struct {
 	Sibling            *Endpoint           `json:"sibling"`
 	LRU                *LRU                `json:"lru"`
 	MessageRelay       *Endpoint           `json:"message_relay"`
+	// MyMessages is the relay of a front end's file (the original design's client
+	// configuration: an lru block and a my_messages block), which a program loads with
+	// relay/clientconfig; the binary runs no front end.
+	MyMessages *Endpoint `json:"my_messages"`
 	// FanOut turns delivery of publications to other front ends on or off (default on).
 	FanOut *bool `json:"fan_out"`
 	// MaxFrame is the largest protocol frame accepted, in bytes (default 1 MiB).
@@ -302,6 +306,9 @@ const (
 	RoleRelief    Role = "full_edge"
 	RoleDiscovery Role = "discovery"
 	RoleGateway   Role = "gateway"
+	// RoleFrontEnd is a front end's file: an lru and a my_messages block, loaded by a
+	// program (relay/clientconfig), not run by the binary.
+	RoleFrontEnd Role = "front end"
 )
 
 // Role returns the role the file selects. A file with none of the flags but an lru and a
@@ -316,6 +323,8 @@ func (f *File) Role() Role {
 		return RoleDiscovery
 	case f.Gateway != nil && !f.FullEdge && f.LRU == nil:
 		return RoleGateway
+	case f.MyMessages != nil && !f.FullEdge && f.MessageRelay == nil:
+		return RoleFrontEnd
 	default:
 		return RoleRelief
 	}
@@ -331,7 +340,7 @@ func (f *File) check() error {
 	if n > 1 {
 		return &Error{File: f.Name, Msg: "more than one of edge_supported_relay, half_edge and full_edge is set"}
 	}
-	if n == 0 && f.Discovery == nil && f.Gateway == nil && (f.LRU == nil || f.MessageRelay == nil) {
+	if n == 0 && f.Discovery == nil && f.Gateway == nil && f.MyMessages == nil && (f.LRU == nil || f.MessageRelay == nil) {
 		return &Error{File: f.Name, Msg: "no role: set edge_supported_relay, half_edge or full_edge, give lru and message_relay for a relief server, or a discovery block"}
 	}
 	if n > 0 && f.Discovery != nil {

@@ -1,6 +1,6 @@
 package config
 
-import "github.com/globalsession/globalsession/internal/tlsconfig"
+import "github.com/globalsession/globalsession/relay/tlsconfig"
 
 // Gateway is the gateway block: login, sessions in the session tier, and the WebSocket
 // proxy routed by a session service.

@@ -36,6 +36,14 @@ func (f *File) checkRole() error {
 		return f.checkDiscovery()
 	case RoleGateway:
 		return f.checkGateway()
+	case RoleFrontEnd:
+		if err := f.checkEndpoint(f.MyMessages, "my_messages"); err != nil {
+			return err
+		}
+		if f.LRU != nil {
+			return f.checkCache(f.LRU.Cache, "lru.cache")
+		}
+		return nil
 	default:
 		return f.checkRelief()
 	}

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/internal/testpki"
-	"github.com/globalsession/globalsession/internal/tlsconfig"
+	"github.com/globalsession/globalsession/relay/tlsconfig"
 )
 
 // ioTimeout bounds every network operation so a broken case fails instead of hanging.

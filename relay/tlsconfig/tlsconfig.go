@@ -1,4 +1,9 @@
-// Package tlsconfig builds *tls.Config values for the project's network hops from the JSON tls block of its config files.
+// Package tlsconfig builds the *tls.Config values of relay.ClientConfig.TLS and
+// relay.ServerOptions.TLS from the tls block of global-sessions' config files (server_key,
+// server_cert, client_cert, client_key, ca_file), with mutual TLS and errors that name the
+// field and the file. On a serving side client_cert is the CA that client certificates
+// must chain to; on a connecting side it is the process's own certificate, with its key in
+// client_key. It is not a general TLS toolkit: it reads PEM files and nothing else.
 package tlsconfig
 
 import (
