@@ -176,12 +176,24 @@ func (s *Sessions) Lookup(ctx context.Context, r *http.Request) (*Session, error
 	if err != nil || c.Value == "" {
 		return nil, ErrNoSession
 	}
-	return s.LookupID(ctx, c.Value)
+	return s.lookupID(ctx, c.Value, true)
 }
 
-// LookupID is Lookup by session id (for checks made away from a request, such as the
-// hub's cycles).
+// LookupID is Lookup by session id (for checks made away from a request): a use of the
+// session, which extends it as Lookup does.
 func (s *Sessions) LookupID(ctx context.Context, id string) (*Session, error) {
+	return s.lookupID(ctx, id, true)
+}
+
+// Check is LookupID without extending the session: it says whether the session is still
+// live (not logged out, expired or removed) without counting as its use. The hub checks
+// the sessions of open channels this way, so that a tab left open does not keep its
+// session alive by itself.
+func (s *Sessions) Check(ctx context.Context, id string) (*Session, error) {
+	return s.lookupID(ctx, id, false)
+}
+
+func (s *Sessions) lookupID(ctx context.Context, id string, use bool) (*Session, error) {
 	if !wellFormedID(id) {
 		return nil, ErrNoSession // not one this gateway made: no need to ask the store
 	}
@@ -213,7 +225,7 @@ func (s *Sessions) LookupID(ctx context.Context, id string) (*Session, error) {
 			return nil, ErrNoSession
 		}
 	}
-	if sess.Expires.Sub(now) < s.cfg.TTL/2 && sess.Expires.Before(sess.MaxExpires) {
+	if use && sess.Expires.Sub(now) < s.cfg.TTL/2 && sess.Expires.Before(sess.MaxExpires) {
 		sess.Expires = minTime(now.Add(s.cfg.TTL), sess.MaxExpires)
 		if err := s.store(ctx, sess); err != nil {
 			return nil, err

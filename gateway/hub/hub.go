@@ -58,6 +58,11 @@ type HubConfig struct {
 	// "topic"): events of a topic are pushed to every user following it, from one upstream
 	// subscription per topic.
 	Events EventSource
+	// KeepSessionsAlive makes an open channel count as a use of its session: each cycle's
+	// check extends the session (up to its absolute limit), as a request would. By default
+	// only a channel's commands count, so a tab left open does not keep its session alive
+	// by itself, and the session ends after its idle TTL.
+	KeepSessionsAlive bool
 	// MaxTopicsPerUser and MaxTopics bound the topics one user follows and the topics the
 	// hub follows upstream; a subscribe beyond either is refused with an error saying so.
 	// Zero means 32 and 1024.
@@ -215,6 +220,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := json.Unmarshal(b, &msg); err != nil {
 			ch.send(map[string]any{"type": "error", "error": "not a JSON command: " + err.Error()})
+			continue
+		}
+		// A command is a use of the session: it extends it, and one that ended ends the tab.
+		if _, err := h.cfg.Sessions.LookupID(r.Context(), ch.session); errors.Is(err, gateway.ErrNoSession) {
+			ch.send(map[string]any{"type": "error", "error": "session ended: log in again"})
+			ch.end(CloseSessionEnded, "session ended")
 			continue
 		}
 		h.run(r.Context(), u, ch, msg.Type, msg.ID, msg.Params)
@@ -430,7 +441,11 @@ func (u *User) checkSessions(ctx context.Context) bool {
 	u.mu.Unlock()
 	left := 0
 	for id, chans := range bySession {
-		s, err := u.hub.cfg.Sessions.LookupID(ctx, id)
+		check := u.hub.cfg.Sessions.Check
+		if u.hub.cfg.KeepSessionsAlive {
+			check = u.hub.cfg.Sessions.LookupID
+		}
+		s, err := check(ctx, id)
 		if err == nil && u.hub.cfg.Validate != nil {
 			err = u.hub.cfg.Validate(ctx, s)
 		}

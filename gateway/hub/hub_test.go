@@ -2,6 +2,8 @@ package hub
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -172,4 +174,36 @@ func TestHubEndsChannelsOfALoggedOutSession(t *testing.T) {
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+}
+
+// TestAnOpenTabDoesNotKeepItsSessionAlive: the hub's checks do not extend a session, so a
+// tab left open lets its session end after its idle TTL (and is then closed); with
+// KeepSessionsAlive the checks count as use.
+func TestAnOpenTabDoesNotKeepItsSessionAlive(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{TTL: time.Second})
+			h, err := NewHub(HubConfig{Sessions: sessions, ShortInterval: 50 * time.Millisecond, LongInterval: time.Hour, KeepSessionsAlive: keep})
+			require.NoError(t, err)
+			mux := http.NewServeMux()
+			mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
+			mux.Handle("/hub", h)
+			f := &hubFixture{hub: h, srv: serveHub(t, h, mux), sessions: sessions}
+			c := f.tab(t, f.login(t))
+			c.SetReadDeadline(time.Now().Add(2500 * time.Millisecond)) // more than two TTLs, idle
+			var err2 error
+			for err2 == nil {
+				_, _, err2 = c.ReadMessage()
+			}
+			var ce *websocket.CloseError
+			if keep {
+				var ne net.Error
+				require.ErrorAs(t, err2, &ne, "the tab stays open while it is checked: %v", err2)
+				assert.True(t, ne.Timeout())
+				return
+			}
+			require.ErrorAs(t, err2, &ce, "the idle session ended and its tab was closed")
+			assert.Equal(t, CloseSessionEnded, ce.Code)
+		})
+	}
 }
