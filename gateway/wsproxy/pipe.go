@@ -102,6 +102,7 @@ func (p *Proxy) forwardEnd(e ended, to, front *websocket.Conn) {
 // thus between 3/4 and all of wait away, a write at most 5/4 of WriteTimeout long.
 func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results chan<- ended) {
 	var readSet, writeSet time.Time
+	var msg readErrs
 	for {
 		mt, r, err := src.NextReader()
 		if err != nil {
@@ -117,21 +118,36 @@ func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results
 			dst.SetWriteDeadline(now.Add(p.cfg.WriteTimeout))
 			writeSet = now
 		}
+		msg.r, msg.err = r, nil
 		w, err := dst.NextWriter(mt)
 		if err == nil {
-			if _, err = io.Copy(w, r); err == nil {
+			if _, err = io.Copy(w, &msg); err == nil {
 				err = w.Close()
 			}
 		}
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				results <- ended{from: src, err: err}
-			} else {
-				results <- ended{from: src, err: err, out: true}
-			}
+			// A read that fails inside a message (a close frame or a frame that breaks
+			// the protocol between fragments, a message over the limit, the connection
+			// lost) ends src as it would between messages; only a failed write is dst's.
+			results <- ended{from: src, err: err, out: msg.err == nil}
 			return
 		}
 	}
+}
+
+// readErrs is a reader that keeps the error its reader returned, other than io.EOF: when
+// an io.Copy fails, it tells whether the read or the write did.
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (m *readErrs) Read(b []byte) (int, error) {
+	n, err := m.r.Read(b)
+	if err != nil && err != io.EOF {
+		m.err = err
+	}
+	return n, err
 }
 
 // keepalive pings both sides every PingInterval until the returned function is called. A

@@ -82,7 +82,9 @@ var writeBuffers = &sync.Pool{}
 // backend), 502 when the backend cannot be reached (its own 4xx status when it refuses
 // the session). Once connected, each side hears the other's close code, never the
 // reserved 1005, 1006 or 1015: a backend that vanishes is reported with 1011, a browser
-// that does with 1001.
+// that does with 1001. A side that breaks the protocol (a code that may not be sent, such
+// as those or 1014, included) hears 1002, and the other side hears that it vanished; a
+// message over MaxMessageSize gets its sender 1009 and the other side 1011.
 //
 // On Linux, a connection that is plain TCP on both sides is relayed by a few event loops
 // (a goroutine each, waiting in epoll) that move its bytes as they arrive and read only the

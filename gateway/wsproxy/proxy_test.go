@@ -83,7 +83,7 @@ func (b *echoBackend) wsURL() string { return "ws" + strings.TrimPrefix(b.srv.UR
 // TestProxyGoroutinePipe); by default they use the event loops where they can.
 var goroutinePipeOnly bool
 
-func startProxy(t *testing.T, cfg ProxyConfig) (*Proxy, *httptest.Server) {
+func startProxy(t testing.TB, cfg ProxyConfig) (*Proxy, *httptest.Server) {
 	t.Helper()
 	cfg.GoroutinePipe = cfg.GoroutinePipe || goroutinePipeOnly
 	p, err := NewProxy(cfg)

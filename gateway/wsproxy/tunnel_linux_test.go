@@ -4,6 +4,7 @@ package wsproxy
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -106,6 +107,93 @@ func TestEventLoopsUseIORing(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return p.loops.Stats().Holding == 0
 	}, 10*time.Second, 5*time.Millisecond, "io_uring and epoll released after Shutdown")
+}
+
+// TestLoopsMatchPipeWithoutIORing plays FuzzLoopsMatchPipe's seeds with the loops making
+// their socket calls one by one, as on systems without io_uring (the loops read
+// ForceNoIORing when they start, and these proxies' loops start in this test).
+func TestLoopsMatchPipeWithoutIORing(t *testing.T) {
+	eventloop.ForceNoIORing.Store(true)
+	defer eventloop.ForceNoIORing.Store(false)
+	h := newDiffHarness(t)
+	for i, seed := range conversationSeeds {
+		t.Run(fmt.Sprint(i), func(t *testing.T) { h.compare(t, seed) })
+	}
+	for _, p := range h.proxies {
+		assert.Zero(t, p.withLoops.loops.Stats().IORings, "no loop has an io_uring")
+	}
+}
+
+// forBoth runs test with a raw browser and backend connected through the proxy with event
+// loops of a read limit, and again through the one with the goroutine pipe.
+func forBoth(t *testing.T, limit int64, test func(t *testing.T, browser, backend *diffEnd)) {
+	h := newDiffHarness(t)
+	p := h.proxies[limit]
+	for name, addr := range map[string]string{"loops": p.loops, "pipe": p.pipe} {
+		t.Run(name, func(t *testing.T) {
+			browser, backend := h.rawPair(t, addr, "/"+name, nil)
+			test(t, browser, backend)
+		})
+	}
+}
+
+// TestCloseWaitsForTheFrameInProgress has the backend break the protocol while the
+// browser is in the middle of a frame: the backend's 1002 has to wait for that frame's end
+// (a close frame cannot go inside another), and the loops, which stop relaying when a
+// connection closes, still relay the rest of that frame so that the 1002 goes at all, as
+// the goroutine pipe's does.
+func TestCloseWaitsForTheFrameInProgress(t *testing.T) {
+	forBoth(t, 70000, func(t *testing.T, browser, backend *diffEnd) {
+		go browser.read()
+		go backend.read()
+		frame := appendFrame(nil, 0x01, payload(60000, 'x'), true) // a text fragment
+		browser.send(frame[:20000])
+		time.Sleep(50 * time.Millisecond) // relayed by now, very likely
+		backend.send(appendFrame(nil, 0x89, payload(126, 'p'), false))
+		time.Sleep(50 * time.Millisecond) // the loops begin closing
+		browser.send(frame[20000:])
+		awaitEnd(t, browser, backend)
+		assert.Equal(t, "browser received:\n\tclose 1011", browser.record())
+		assert.Equal(t, "backend received:\n\tclose 1002", backend.record())
+	})
+}
+
+// TestBadFrameCutByARead has the backend send a frame that breaks the protocol (a ping of
+// 126 bytes) in two writes, its header cut: the loops must not relay the header's first
+// bytes before they know the frame is bad, or the browser's close could not follow them.
+func TestBadFrameCutByARead(t *testing.T) {
+	forBoth(t, 32, func(t *testing.T, browser, backend *diffEnd) {
+		go browser.read()
+		go backend.read()
+		bad := appendFrame(appendFrame(nil, 0x81, []byte("fine"), false), 0x89, payload(126, 'p'), false)
+		backend.send(bad[:6+3])
+		time.Sleep(50 * time.Millisecond)
+		backend.send(bad[6+3:])
+		awaitEnd(t, browser, backend)
+		assert.Equal(t, "browser received:\n\ttext \"fine\"\n\tclose 1011", browser.record())
+		assert.Equal(t, "backend received:\n\tclose 1002", backend.record())
+	})
+}
+
+// TestStuckWriteTellsTheOtherSide has a browser that reads nothing while the backend
+// sends: once a write to the browser has waited WriteTimeout, the backend hears that the
+// other side failed (1011) before its connection is closed, from the loops as from the
+// goroutine pipe.
+func TestStuckWriteTellsTheOtherSide(t *testing.T) {
+	forBoth(t, 65535, func(t *testing.T, _, backend *diffEnd) {
+		go backend.read() // and the browser reads nothing
+		// The backend sends until the proxy takes no more (the connection has a deadline).
+		go func() {
+			msg := appendFrame(nil, 0x82, payload(60000, 'b'), false)
+			for range 4000 {
+				if _, err := backend.conn.Write(msg); err != nil {
+					return
+				}
+			}
+		}()
+		awaitEnd(t, backend)
+		assert.Equal(t, "backend received:\n\tclose 1011", backend.record())
+	})
 }
 
 // TestProxyEventLoopsWithoutIORing runs the event-loop tests again with the socket calls

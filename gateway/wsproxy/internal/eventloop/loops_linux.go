@@ -8,11 +8,10 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
-	"github.com/globalsession/globalsession/gateway/wsproxy/internal/wsframe"
+	"golang.org/x/sys/unix"
 )
 
 // A proxied connection whose two sides are plain TCP is handed, once both upgrades are
@@ -23,7 +22,8 @@ import (
 // between frames. It reads the ready sockets and writes what it relays in batches
 // (uring_linux.go). An idle connection costs no goroutine, and a message costs one wake-up
 // of a thread that is already waiting, where the proxy's goroutine pipe wakes a goroutine
-// per direction and decodes every frame.
+// per direction and decodes every frame. What a loop does with each connection is in
+// tunnel_linux.go.
 
 // Loops are the event loops of a proxy. Each pair of connections handed over with Take is
 // called a tunnel here.
@@ -82,18 +82,15 @@ func (t *Loops) Take(front, back net.Conn, early []byte, done func()) error {
 	}
 	bf, err := dupTCP(back)
 	if err != nil {
-		syscall.Close(ff)
+		unix.Close(ff)
 		return err
 	}
 	// The dups keep the sockets; closing the originals takes them out of Go's poller.
 	front.Close()
 	back.Close()
-	syscall.SetNonblock(ff, true)
-	syscall.SetNonblock(bf, true)
-	now := time.Now()
-	tu := &tunnel{lastPing: now, early: early, done: done}
-	tu.side[0] = tunnelSide{tu: tu, i: 0, fd: ff, lastIn: now, scan: wsframe.NewScanner(t.cfg.MaxMessageSize, true)}
-	tu.side[1] = tunnelSide{tu: tu, i: 1, fd: bf, lastIn: now, scan: wsframe.NewScanner(t.cfg.MaxMessageSize, false)}
+	unix.SetNonblock(ff, true)
+	unix.SetNonblock(bf, true)
+	tu := newTunnel(ff, bf, t.cfg.MaxMessageSize, early, done)
 	t.mu.Lock()
 	t.n++
 	t.mu.Unlock()
@@ -114,20 +111,6 @@ func (t *Loops) Shutdown() {
 	}
 }
 
-// rawIO makes a read-like or write-like system call on a non-blocking descriptor. It never
-// blocks, so it goes without the scheduler's bookkeeping for system calls that may
-// (syscall.Read and Write do it), which is a measurable part of relaying a small message.
-func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, e := syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), flags, 0, 0)
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
-
 // Release closes the loops' epoll, wake-up and io_uring descriptors; the proxy's Shutdown
 // calls it once every tunnel is closed. A loop still running (a tunnel admitted late)
 // keeps its own, and closes them when it ends.
@@ -141,7 +124,43 @@ func (t *Loops) Release() {
 	}
 }
 
-// dupTCP returns a duplicate of a TCP connection's descriptor.
+// closed counts a tunnel out.
+func (t *Loops) closed() {
+	t.mu.Lock()
+	t.n--
+	t.mu.Unlock()
+}
+
+// ForceNoIORing makes new loops make their calls one by one, as where io_uring is missing
+// (set by tests to cover that path).
+var ForceNoIORing atomic.Bool
+
+// IORingSupported reports why this system gives a loop no io_uring, or nil if it does.
+func IORingSupported() error {
+	r, err := newIORing()
+	if err != nil {
+		return err
+	}
+	r.close()
+	return nil
+}
+
+// rawIO makes a read-like or write-like system call on a non-blocking descriptor. It never
+// blocks, so it goes without the scheduler's bookkeeping for system calls that may
+// (unix.Read and Write do it), which is a measurable part of relaying a small message. It
+// returns 0 bytes with the error.
+func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, unix.Errno) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	n, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), flags, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
+}
+
+// dupTCP returns a duplicate of a TCP connection's descriptor, closed on exec.
 func dupTCP(c net.Conn) (int, error) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -153,49 +172,17 @@ func dupTCP(c net.Conn) (int, error) {
 	}
 	fd := -1
 	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = syscall.Dup(int(s)) }); err != nil {
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return -1, err
 	}
 	if derr != nil {
 		return -1, derr
 	}
-	syscall.CloseOnExec(fd)
 	return fd, nil
 }
 
-// tunnel is one proxied connection in a loop: side 0 is the browser, side 1 the backend.
-type tunnel struct {
-	side     [2]tunnelSide
-	early    []byte
-	lastPing time.Time
-	closing  bool      // closing: no more bytes are relayed; the sockets end at closeBy
-	closeBy  time.Time // when a closing tunnel's sockets are closed whatever the peers do
-	shut     bool      // both write sides are shut (the lingering close has begun)
-	dirty    bool      // in its loop's dirty list
-	done     func()
-}
-
-// tunnelSide is one socket of a tunnel.
-type tunnelSide struct {
-	tu       *tunnel
-	i        int
-	fd       int
-	scan     wsframe.Scanner // the frames this side sends
-	out      []byte          // bytes waiting to be written to this side
-	borrowed []byte          // bytes for this side in the round's write batch, not copied
-	outSince time.Time       // when out stopped being empty
-	pending  [][]byte        // control frames for this side, waiting for a frame boundary
-	lastIn   time.Time
-	eof      bool   // this side's read half ended
-	gone     bool   // a write failed: nothing more is written
-	queued   bool   // in the loop's write batch
-	events   uint32 // what the loop waits for on the socket
-	watched  bool   // the socket is in the epoll set
-}
-
-func (s *tunnelSide) peer() *tunnelSide { return &s.tu.side[1-s.i] }
-
-// loop is one event loop.
+// loop is one event loop. The fields below mu are the loop goroutine's only, but for those
+// said to be set under mu.
 type loop struct {
 	t        *Loops
 	mu       sync.Mutex
@@ -204,16 +191,22 @@ type loop struct {
 	running  bool
 	stopping bool
 	added    []*tunnel
-	byFD     map[int32]*tunnelSide // loop goroutine only
-	all      map[*tunnel]struct{}  // loop goroutine only
-	dirty    []*tunnel             // touched since the last settle; loop goroutine only
-	now      time.Time             // when the last wait returned; loop goroutine only
-	slab     []byte                // the read batch's buffer
-	ring     *ioRing               // nil: calls are made one by one; set under mu
-	noRing   bool                  // io_uring is missing or failed; set under mu
-	ops      []ioOp                // a batch's calls, reused
-	reading  []*tunnelSide         // the round's read batch
-	writing  []*tunnelSide         // the round's write batch
+	ring     *ioRing // nil: calls are made one by one; set under mu
+	noRing   bool    // io_uring is missing or failed; set under mu
+
+	byFD      map[int32]*tunnelSide
+	all       map[*tunnel]struct{}
+	dirty     []*tunnel // touched since the last flush
+	now       time.Time // when the last wait returned
+	events    []unix.EpollEvent
+	tick      time.Duration // how often the clock runs
+	lastTick  time.Time
+	lastYield time.Time
+	shutDown  bool          // every tunnel was told the proxy is shutting down
+	slab      []byte        // the read batch's buffer
+	ops       []ioOp        // a batch's calls, reused
+	reading   []*tunnelSide // the round's read batch
+	writing   []*tunnelSide // the round's write batch
 }
 
 // setup creates the loop's epoll instance and wake-up descriptor, once.
@@ -223,21 +216,21 @@ func (l *loop) setup() error {
 	if l.epfd >= 0 {
 		return nil
 	}
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return err
 	}
-	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-	if e != 0 {
-		syscall.Close(epfd)
-		return e
-	}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(r), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(r)}); err != nil {
-		syscall.Close(epfd)
-		syscall.Close(int(r))
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
 		return err
 	}
-	l.epfd, l.wakeFD = epfd, int(r)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return err
+	}
+	l.epfd, l.wakeFD = epfd, wake
 	return nil
 }
 
@@ -258,7 +251,21 @@ func (l *loop) add(tu *tunnel) {
 // cannot be closed meanwhile.
 func (l *loop) wakeUpLocked() {
 	one := [8]byte{1}
-	rawIO(syscall.SYS_WRITE, l.wakeFD, one[:], 0)
+	rawIO(unix.SYS_WRITE, l.wakeFD, one[:], 0)
+}
+
+// closeDescriptors closes the loop's epoll, wake-up and io_uring descriptors; l.mu is held
+// and the loop is not running.
+func (l *loop) closeDescriptors() {
+	if l.epfd >= 0 {
+		unix.Close(l.epfd)
+		unix.Close(l.wakeFD)
+		l.epfd, l.wakeFD = -1, -1
+	}
+	if l.ring != nil {
+		l.ring.close()
+		l.ring = nil
+	}
 }
 
 // loopYieldInterval is how often a loop gives the scheduler a turn of its own accord. The
@@ -270,17 +277,30 @@ func (l *loop) wakeUpLocked() {
 // 15-25% less CPU per message at one connection).
 const loopYieldInterval = 2 * time.Millisecond
 
-// tick is how often the loop looks at its tunnels' clocks: pings, dead peers, deadlines.
-func (l *loop) tick() time.Duration {
-	return min(l.t.cfg.PingInterval/4, l.t.cfg.WriteTimeout/4, 250*time.Millisecond)
-}
+// readSlabSize is the loop's read buffer, shared by the sockets of one batch: 64 KiB each
+// when few are read at once, down to 2 KiB each for a full batch of 128 (a socket with
+// more to read stays ready and is read again after the next wait).
+const readSlabSize = 256 << 10
 
 // run is the loop: it ends when it has no tunnel left. Each round waits for events, reads
-// every socket that has something (one batch), relays what came, runs the clock, and
+// every socket that has something (one batch) and relays what came, runs the clock, and
 // writes everything owed (another batch) before it settles the tunnels it touched.
 func (l *loop) run() {
+	l.prepare()
+	for l.admit() {
+		l.poll()
+		l.readAll()
+		l.runTimers()
+		l.flush()
+	}
+}
+
+// prepare readies the loop to run: its buffers, its clock and, the first time it runs,
+// an io_uring if the system gives it one.
+func (l *loop) prepare() {
 	if l.slab == nil {
 		l.slab = make([]byte, readSlabSize)
+		l.events = make([]unix.EpollEvent, 128)
 	}
 	l.mu.Lock()
 	if l.ring == nil && !l.noRing {
@@ -295,121 +315,126 @@ func (l *loop) run() {
 		}
 	}
 	l.mu.Unlock()
-	events := make([]syscall.EpollEvent, 128)
-	tick := l.tick()
-	lastTick := time.Now()
-	lastYield := lastTick
-	shutDown := false // every tunnel was told the proxy is shutting down
-	for {
-		l.mu.Lock()
-		added, stopping := l.added, l.stopping
-		l.added = nil
-		if len(added) == 0 && len(l.all) == 0 {
-			l.running = false
-			if stopping { // the proxy is shut down: nothing will come again
-				l.closeDescriptors()
-			}
-			l.mu.Unlock()
-			return
+	l.tick = min(l.t.cfg.PingInterval/4, l.t.cfg.WriteTimeout/4, 250*time.Millisecond)
+	l.lastTick = time.Now()
+	l.lastYield = l.lastTick
+	l.shutDown = false
+}
+
+// admit registers the tunnels handed over since the last round and, once the proxy is
+// shutting down, tells every tunnel so. It returns false when the loop has no tunnel left,
+// and is then no longer running: it has closed its descriptors if the proxy is shut down.
+func (l *loop) admit() bool {
+	l.mu.Lock()
+	added, stopping := l.added, l.stopping
+	l.added = nil
+	if len(added) == 0 && len(l.all) == 0 {
+		l.running = false
+		if stopping { // the proxy is shut down: nothing will come again
+			l.closeDescriptors()
 		}
 		l.mu.Unlock()
-		for _, tu := range added {
-			l.register(tu)
-			if stopping && shutDown {
-				l.goAway(tu) // admitted just before the shutdown
-			}
+		return false
+	}
+	l.mu.Unlock()
+	for _, tu := range added {
+		l.register(tu)
+		if stopping && l.shutDown {
+			l.goAway(tu) // admitted just before the shutdown
 		}
-		if stopping && !shutDown {
-			shutDown = true
-			for tu := range l.all {
-				l.goAway(tu)
-			}
+	}
+	if stopping && !l.shutDown {
+		l.shutDown = true
+		for tu := range l.all {
+			l.goAway(tu)
 		}
-		wait := int(tick/time.Millisecond) + 1
-		if len(l.dirty) > 0 {
-			wait = 0 // something to settle already
-		}
-		n, err := syscall.EpollWait(l.epfd, events, wait)
-		if err != nil && err != syscall.EINTR {
-			n = 0
-		}
-		l.now = time.Now()
-		for _, ev := range events[:max(n, 0)] {
-			if int(ev.Fd) == l.wakeFD {
-				var b [8]byte
-				syscall.Read(l.wakeFD, b[:])
-				continue
-			}
-			s := l.byFD[ev.Fd]
-			if s == nil {
-				continue
-			}
-			l.touch(s.tu)
-			if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && len(s.out) > 0 {
-				l.queueWrite(s)
-			}
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && !s.eof {
-				l.reading = append(l.reading, s)
-			}
-		}
-		l.readAll()
-		if l.now.Sub(lastYield) >= loopYieldInterval {
-			lastYield = l.now
-			runtime.Gosched()
-		}
-		if now := l.now; now.Sub(lastTick) >= tick {
-			lastTick = now
-			l.clock(now)
-			for tu := range l.all {
-				l.touch(tu)
-			}
-		}
-		// Only the tunnels something happened to are looked at after each wait: a loop
-		// may hold thousands of idle ones.
-		for _, tu := range l.dirty {
-			l.sendPending(tu)
-		}
-		l.writeAll()
-		for _, tu := range l.dirty {
-			tu.dirty = false
-			l.settle(tu)
-		}
-		clear(l.dirty)
-		l.dirty = l.dirty[:0]
+	}
+	return true
+}
+
+// poll waits for events, for a tick at most and not at all when tunnels are waiting to be
+// flushed, and puts the sockets they concern in the round's batches.
+func (l *loop) poll() {
+	wait := int(l.tick/time.Millisecond) + 1
+	if len(l.dirty) > 0 {
+		wait = 0 // something to settle already
+	}
+	n, err := unix.EpollWait(l.epfd, l.events, wait)
+	if err != nil { // EINTR: nothing happened
+		n = 0
+	}
+	l.now = time.Now()
+	for i := range l.events[:n] {
+		l.ready(&l.events[i])
 	}
 }
 
-// closeDescriptors closes the loop's epoll, wake-up and io_uring descriptors; l.mu is held
-// and the loop is not running.
-func (l *loop) closeDescriptors() {
-	if l.epfd >= 0 {
-		syscall.Close(l.epfd)
-		syscall.Close(l.wakeFD)
-		l.epfd, l.wakeFD = -1, -1
+// ready puts the socket of an event in the round's read batch, write batch, or both.
+func (l *loop) ready(ev *unix.EpollEvent) {
+	if int(ev.Fd) == l.wakeFD {
+		var b [8]byte
+		unix.Read(l.wakeFD, b[:])
+		return
 	}
-	if l.ring != nil {
-		l.ring.close()
-		l.ring = nil
+	s := l.byFD[ev.Fd]
+	if s == nil {
+		return
+	}
+	l.touch(s.tu)
+	if ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && len(s.out) > 0 {
+		l.queueWrite(s)
+	}
+	if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 && !s.state.has(readEnded) {
+		l.reading = append(l.reading, s)
 	}
 }
 
-// readSlabSize is the loop's read buffer, shared by the sockets of one batch: 64 KiB each
-// when few are read at once, down to 2 KiB each for a full batch of 128 (a socket with
-// more to read stays ready and is read again after the next wait).
-const readSlabSize = 256 << 10
-
-// ForceNoIORing makes new loops make their calls one by one, as where io_uring is missing
-// (set by tests to cover that path).
-var ForceNoIORing atomic.Bool
-
-// IORingSupported reports why this system gives a loop no io_uring, or nil if it does.
-func IORingSupported() error {
-	r, err := newIORing()
-	if err != nil {
-		return err
+// runTimers yields to the scheduler every loopYieldInterval, and runs the tunnels' clock
+// every tick.
+func (l *loop) runTimers() {
+	if l.now.Sub(l.lastYield) >= loopYieldInterval {
+		l.lastYield = l.now
+		runtime.Gosched()
 	}
-	r.close()
-	return nil
+	if l.now.Sub(l.lastTick) >= l.tick {
+		l.lastTick = l.now
+		l.clock(l.now)
+		for tu := range l.all {
+			l.touch(tu)
+		}
+	}
+}
+
+// flush ends a round: it sends the control frames whose frame boundary has come, writes
+// everything owed in one batch, and settles the tunnels the round touched. Only those are
+// looked at: a loop may hold thousands of idle ones.
+func (l *loop) flush() {
+	for _, tu := range l.dirty {
+		l.sendPending(tu)
+	}
+	l.writeAll()
+	for _, tu := range l.dirty {
+		tu.dirty = false
+		l.settle(tu)
+	}
+	clear(l.dirty)
+	l.dirty = l.dirty[:0]
+}
+
+// touch marks a tunnel for the round's flush.
+func (l *loop) touch(tu *tunnel) {
+	if !tu.dirty {
+		tu.dirty = true
+		l.dirty = append(l.dirty, tu)
+	}
+}
+
+// queueWrite puts side s in the round's write batch.
+func (l *loop) queueWrite(s *tunnelSide) {
+	if !s.state.has(writeQueued) {
+		s.state.set(writeQueued)
+		l.writing = append(l.writing, s)
+	}
 }
 
 // readAll reads every socket in l.reading, in one batch, and relays what each sent.
@@ -428,12 +453,14 @@ func (l *loop) readAll() {
 		switch {
 		case op.err == 0 && op.n > 0:
 			s.lastIn = l.now
-			if !s.tu.closing {
+			if s.tu.phase == relaying {
 				l.relay(s, op.buf[:op.n])
+			} else {
+				l.finishFrame(s, op.buf[:op.n])
 			}
-		case op.err == syscall.EAGAIN || op.err == syscall.EINTR:
+		case op.err == unix.EAGAIN || op.err == unix.EINTR:
 		default: // end of stream or a reset
-			s.eof = true
+			s.state.set(readEnded)
 			l.ended(s)
 		}
 	}
@@ -449,12 +476,9 @@ func (l *loop) writeAll() {
 	queued := len(l.writing)
 	sides := l.writing[:0] // filtered in place
 	for _, s := range l.writing {
-		s.queued = false
-		buf := s.out
-		if len(buf) == 0 {
-			buf = s.borrowed
-		}
-		if s.gone || len(buf) == 0 {
+		s.state.unset(writeQueued)
+		buf := s.owed()
+		if s.state.has(writeFailed) || len(buf) == 0 {
 			s.borrowed = nil
 			continue
 		}
@@ -463,33 +487,37 @@ func (l *loop) writeAll() {
 	}
 	l.io(ops)
 	for i, s := range sides {
-		op := &ops[i]
-		n := 0
-		if op.err == 0 {
-			n = op.n
-		}
-		if len(s.out) > 0 {
-			s.out = s.out[:copy(s.out, s.out[n:])]
-		} else {
-			// The bytes were borrowed: keep what the socket did not take.
-			s.out = append(s.out, s.borrowed[n:]...)
-			s.outSince = l.now
-		}
-		s.borrowed = nil
-		if n > 0 {
-			s.outSince = l.now
-		}
-		if op.err != 0 && op.err != syscall.EAGAIN && op.err != syscall.EINTR { // the socket is gone
-			s.out, s.gone = s.out[:0], true
-			l.startClosing(s.tu, l.now)
-		}
-		if len(s.out) == 0 && cap(s.out) > 256<<10 {
-			s.out = nil
-		}
+		l.wrote(s, &ops[i])
 	}
 	clear(l.writing[:queued])
 	l.writing = l.writing[:0]
 	l.ops = ops[:0]
+}
+
+// wrote takes the result of a write to side s: what the socket did not take stays in its
+// out buffer; a failed write ends the tunnel.
+func (l *loop) wrote(s *tunnelSide, op *ioOp) {
+	n := 0
+	if op.err == 0 {
+		n = op.n
+	}
+	if len(s.out) > 0 {
+		s.out = s.out[:copy(s.out, s.out[n:])]
+	} else {
+		// The bytes were borrowed: keep what the socket did not take.
+		s.out = append(s.out, s.borrowed[n:]...)
+		s.outSince = l.now
+	}
+	s.borrowed = nil
+	if n > 0 {
+		s.outSince = l.now
+	}
+	if op.err != 0 && op.err != unix.EAGAIN && op.err != unix.EINTR { // the socket is gone
+		l.failWrite(s)
+	}
+	if len(s.out) == 0 && cap(s.out) > 256<<10 {
+		s.out = nil
+	}
 }
 
 // io performs a batch of socket calls: through the loop's io_uring when it has one, else
@@ -510,246 +538,29 @@ func (l *loop) io(ops []ioOp) {
 	}
 	for i := range ops {
 		op := &ops[i]
-		var n int
-		var err error
 		if op.send {
-			n, err = sendRaw(op.fd, op.buf)
+			op.n, op.err = sendRaw(op.fd, op.buf)
 		} else {
-			n, err = recvRaw(op.fd, op.buf)
+			op.n, op.err = recvRaw(op.fd, op.buf)
 		}
-		op.n, op.err, op.done = max(n, 0), 0, true
-		if errno, ok := err.(syscall.Errno); ok {
-			op.err = errno
-		}
-	}
-}
-
-// goAway tells both sides of a tunnel that the proxy is shutting down, and closes it.
-func (l *loop) goAway(tu *tunnel) {
-	l.touch(tu)
-	if !tu.closing {
-		l.inject(&tu.side[0], wsframe.CloseFrame(1001, "server shutting down", false))
-		l.inject(&tu.side[1], wsframe.CloseFrame(1001, "server shutting down", true))
-		l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
-	}
-}
-
-// touch marks a tunnel for settle after this round of events.
-func (l *loop) touch(tu *tunnel) {
-	if !tu.dirty {
-		tu.dirty = true
-		l.dirty = append(l.dirty, tu)
-	}
-}
-
-// register adds a new tunnel's sockets to the loop and sends the backend's early bytes.
-func (l *loop) register(tu *tunnel) {
-	l.all[tu] = struct{}{}
-	l.touch(tu)
-	for i := range tu.side {
-		s := &tu.side[i]
-		l.byFD[int32(s.fd)] = s
-		l.watch(s, syscall.EPOLLIN)
-	}
-	if len(tu.early) > 0 {
-		l.relay(&tu.side[1], tu.early)
-		tu.early = nil
-	}
-}
-
-// relay checks the frames in b, which side s sent, and sends them on to its peer.
-func (l *loop) relay(s *tunnelSide, b []byte) {
-	valid, err := s.scan.Scan(b)
-	if valid > 0 {
-		l.send(s.peer(), b[:valid])
-	}
-	if err == nil {
-		return
-	}
-	// The sender broke the rules: it hears why, the other side that its peer failed.
-	code, other := 1002, "the peer broke the protocol"
-	if errors.Is(err, wsframe.ErrTooLarge) {
-		code, other = 1009, "the peer sent a message that was too large"
-	}
-	l.t.cfg.Logger.Info("gateway: closing a proxied connection", "side", sideName(s.i), "err", err)
-	if valid >= 0 {
-		// Nothing more is relayed from s: the stream to the peer ends with the frame
-		// before the bad one, between frames.
-		s.scan.Truncate()
-		l.inject(s.peer(), wsframe.CloseFrame(1011, other, s.peer().i == 1))
-	}
-	l.inject(s, wsframe.CloseFrame(code, err.Error(), s.i == 1))
-	l.startClosing(s.tu, time.Now().Add(l.t.cfg.WriteTimeout))
-}
-
-func sideName(i int) string {
-	if i == 0 {
-		return "browser"
-	}
-	return "backend"
-}
-
-// ended handles the end of what side s sends.
-func (l *loop) ended(s *tunnelSide) {
-	tu := s.tu
-	if tu.closing {
-		return
-	}
-	if !s.scan.Closed() {
-		// It vanished without a close frame: the other side hears so, as it would from
-		// the goroutine pipe.
-		if s.i == 1 {
-			l.inject(s.peer(), wsframe.CloseFrame(1011, "the backend went away", false))
-		} else {
-			l.inject(s.peer(), wsframe.CloseFrame(1001, "the client went away", true))
-		}
-	}
-	l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
-}
-
-// inject sends a control frame to side s as soon as the stream to it is between frames.
-func (l *loop) inject(s *tunnelSide, f []byte) {
-	if s.peer().scan.AtBoundary() && len(s.pending) == 0 {
-		l.send(s, f)
-		return
-	}
-	s.pending = append(s.pending, f)
-}
-
-// send queues b for side s; the round's write batch sends it. b is borrowed rather than
-// copied when nothing else waits for the socket: it stays unchanged until the batch (it is
-// the round's read buffer, a control frame or the early bytes), and usually the socket
-// takes it all.
-func (l *loop) send(s *tunnelSide, b []byte) {
-	if s.gone {
-		return
-	}
-	switch {
-	case len(s.out) == 0 && s.borrowed == nil:
-		s.borrowed = b
-	case len(s.out) == 0:
-		s.out = append(append(s.out, s.borrowed...), b...)
-		s.borrowed = nil
-		s.outSince = l.now
-	default:
-		s.out = append(s.out, b...)
-	}
-	l.queueWrite(s)
-}
-
-// queueWrite puts side s in the round's write batch.
-func (l *loop) queueWrite(s *tunnelSide) {
-	if !s.queued {
-		s.queued = true
-		l.writing = append(l.writing, s)
-	}
-}
-
-// startClosing stops relaying; the tunnel's sockets are shut once what is owed is written,
-// and closed when the peers have closed theirs or at by.
-func (l *loop) startClosing(tu *tunnel, by time.Time) {
-	if !tu.closing || by.Before(tu.closeBy) {
-		tu.closeBy = by
-	}
-	tu.closing = true
-}
-
-// clock runs the tunnels' timers: keepalive pings, dead peers, stuck writes.
-func (l *loop) clock(now time.Time) {
-	ping, wait := l.t.cfg.PingInterval, 2*l.t.cfg.PingInterval
-	for tu := range l.all {
-		if tu.closing {
-			continue
-		}
-		for i := range tu.side {
-			s := &tu.side[i]
-			switch {
-			case now.Sub(s.lastIn) > wait:
-				l.t.cfg.Logger.Info("gateway: a side of a proxied connection sent nothing, not even a pong", "side", sideName(i), "for", wait)
-				l.ended(s)
-			case len(s.out) > 0 && now.Sub(s.outSince) > l.t.cfg.WriteTimeout:
-				l.startClosing(tu, now)
-			}
-		}
-		if !tu.closing && now.Sub(tu.lastPing) >= ping {
-			tu.lastPing = now
-			l.inject(&tu.side[0], wsframe.KeepaliveFrame(false))
-			l.inject(&tu.side[1], wsframe.KeepaliveFrame(true))
-		}
-	}
-}
-
-// sendPending sends the control frames waiting for a frame boundary that has come.
-func (l *loop) sendPending(tu *tunnel) {
-	for i := range tu.side {
-		s := &tu.side[i]
-		for len(s.pending) > 0 && s.peer().scan.AtBoundary() {
-			f := s.pending[0]
-			s.pending = s.pending[1:]
-			l.send(s, f)
-		}
-	}
-}
-
-// settle sets what the loop waits for on each socket of a tunnel the round touched, after
-// its writes, and closes a closing tunnel whose time has come.
-func (l *loop) settle(tu *tunnel) {
-	if tu.closing {
-		done := len(tu.side[0].out) == 0 && len(tu.side[1].out) == 0
-		if done && !tu.shut {
-			// Lingering close: shut the write halves, then read until the peers close
-			// theirs, so that the last frames are not reset away by unread data.
-			tu.shut = true
-			syscall.Shutdown(tu.side[0].fd, syscall.SHUT_WR)
-			syscall.Shutdown(tu.side[1].fd, syscall.SHUT_WR)
-			tu.closeBy = time.Now().Add(time.Second)
-		}
-		if (tu.shut && tu.side[0].eof && tu.side[1].eof) || !time.Now().Before(tu.closeBy) {
-			l.close(tu)
-			return
-		}
-	}
-	for i := range tu.side {
-		s := &tu.side[i]
-		var want uint32
-		if !s.eof && len(s.peer().out) == 0 {
-			want |= syscall.EPOLLIN // read only what the peer can take
-		}
-		if len(s.out) > 0 {
-			want |= syscall.EPOLLOUT
-		}
-		l.watch(s, want)
+		op.done = true
 	}
 }
 
 // watch sets what the loop waits for on side s's socket. With nothing to wait for, the
 // socket leaves the epoll set: a closed socket would otherwise be reported again and again.
 func (l *loop) watch(s *tunnelSide, want uint32) {
+	if want == s.events {
+		return
+	}
+	ev := unix.EpollEvent{Events: want, Fd: int32(s.fd)}
 	switch {
-	case want == s.events && (want == 0) == !s.watched:
 	case want == 0:
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
-		s.watched = false
-	case !s.watched:
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, s.fd, &syscall.EpollEvent{Events: want, Fd: int32(s.fd)})
-		s.watched = true
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+	case s.events == 0:
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev)
 	default:
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, s.fd, &syscall.EpollEvent{Events: want, Fd: int32(s.fd)})
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, s.fd, &ev)
 	}
 	s.events = want
-}
-
-// close closes a tunnel's sockets and forgets it.
-func (l *loop) close(tu *tunnel) {
-	for i := range tu.side {
-		s := &tu.side[i]
-		l.watch(s, 0)
-		delete(l.byFD, int32(s.fd))
-		syscall.Close(s.fd)
-	}
-	delete(l.all, tu)
-	l.t.mu.Lock()
-	l.t.n--
-	l.t.mu.Unlock()
-	tu.done()
 }

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // An event loop reads the sockets that epoll says are ready, and writes what it relays,
@@ -17,48 +18,11 @@ import (
 // machines) that is most of the cost of relaying a small message: a batch of 64 sends and
 // receives on loopback costs 0.37x of the same calls made one by one on the machine this
 // was measured on. Where io_uring is missing or forbidden (old kernels, seccomp profiles),
-// ioBatch makes the calls one by one.
+// loop.io makes the calls one by one. The kernel's structures are in uring_abi_linux.go.
 
-const (
-	sysIOURingSetup = 425
-	sysIOURingEnter = 426
-
-	ioringOpSend = 26
-	ioringOpRecv = 27
-
-	ioringEnterGetEvents = 1 << 0
-	ioringSetupSubmitAll = 1 << 7 // keep submitting after an operation fails to start
-	ioringFeatSingleMmap = 1 << 0
-
-	ioringOffSQRing = 0
-	ioringOffCQRing = 0x8000000
-	ioringOffSQEs   = 0x10000000
-
-	sqeSize = 64
-	cqeSize = 16
-
-	// ioRingEntries is the submission queue's size: a batch larger than this takes more
-	// than one system call.
-	ioRingEntries = 256
-)
-
-// ioringParams is struct io_uring_params.
-type ioringParams struct {
-	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFD uint32
-	resv                                                                   [3]uint32
-	sqOff                                                                  sqringOffsets
-	cqOff                                                                  cqringOffsets
-}
-
-type sqringOffsets struct {
-	head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
-	userAddr                                                        uint64
-}
-
-type cqringOffsets struct {
-	head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
-	userAddr                                                        uint64
-}
+// ioRingEntries is the submission queue's size: a batch larger than this takes more than
+// one system call.
+const ioRingEntries = 256
 
 // ioOp is one non-blocking socket call of a batch, and its result.
 type ioOp struct {
@@ -66,89 +30,123 @@ type ioOp struct {
 	buf  []byte // not empty
 	send bool   // send (with MSG_NOSIGNAL) rather than recv
 	n    int    // bytes moved; 0 at the end of a stream
-	err  syscall.Errno
+	err  unix.Errno
 	done bool // n and err are set
 }
 
-// ioRing is an io_uring instance used by one goroutine.
+// sqe is the submission queue entry of op; userData identifies it in its completion.
+func (op *ioOp) sqe(userData uint64) ioUringSQE {
+	e := ioUringSQE{
+		opcode:   ioringOpRecv,
+		fd:       int32(op.fd),
+		addr:     uint64(uintptr(unsafe.Pointer(&op.buf[0]))),
+		len:      uint32(len(op.buf)),
+		msgFlags: unix.MSG_DONTWAIT,
+		userData: userData,
+	}
+	if op.send {
+		e.opcode, e.msgFlags = ioringOpSend, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL
+	}
+	return e
+}
+
+// complete records the result of a completion: a byte count, or a negated errno.
+func (op *ioOp) complete(res int32) {
+	op.n, op.err, op.done = 0, 0, true
+	if res < 0 {
+		op.err = unix.Errno(-res)
+	} else {
+		op.n = int(res)
+	}
+}
+
+// ioRing is an io_uring instance used by one goroutine. Its slices and pointers are views
+// of the kernel's mappings.
 type ioRing struct {
 	fd      int
 	rings   []byte // the submission and completion rings (one mapping, or the first of two)
 	cqRings []byte // the completion ring when the kernel maps it apart
-	sqeMem  []byte
+	sqeMem  []byte // the submission queue entries
 
 	sqHead, sqTail *uint32
 	sqMask         uint32
-	sqArray        unsafe.Pointer
-	sqes           unsafe.Pointer
+	sqArray        []uint32     // indexes into sqes, in submission order
+	sqes           []ioUringSQE // the entries
 	cqHead, cqTail *uint32
 	cqMask         uint32
-	cqes           unsafe.Pointer
+	cqes           []ioUringCQE
 }
 
 // newIORing sets up an io_uring, or fails when the system has none.
 func newIORing() (*ioRing, error) {
-	var p ioringParams
-	p.flags = ioringSetupSubmitAll
-	fd, _, e := syscall.Syscall(sysIOURingSetup, ioRingEntries, uintptr(unsafe.Pointer(&p)), 0)
-	if e == syscall.EINVAL { // a kernel older than 5.18: no IORING_SETUP_SUBMIT_ALL
-		p = ioringParams{}
-		fd, _, e = syscall.Syscall(sysIOURingSetup, ioRingEntries, uintptr(unsafe.Pointer(&p)), 0)
+	p := ioUringParams{flags: ioringSetupSubmitAll}
+	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, ioRingEntries, uintptr(unsafe.Pointer(&p)), 0)
+	if e == unix.EINVAL { // a kernel older than 5.18: no IORING_SETUP_SUBMIT_ALL
+		p = ioUringParams{}
+		fd, _, e = unix.Syscall(unix.SYS_IO_URING_SETUP, ioRingEntries, uintptr(unsafe.Pointer(&p)), 0)
 	}
 	if e != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", e)
 	}
 	r := &ioRing{fd: int(fd)}
-	syscall.CloseOnExec(r.fd)
-	fail := func(err error) (*ioRing, error) {
+	unix.CloseOnExec(r.fd)
+	if err := r.mapRings(&p); err != nil {
 		r.close()
 		return nil, err
 	}
+	return r, nil
+}
+
+// mapRings maps the rings and entries that io_uring_setup described in p, and points the
+// ring's views into them.
+func (r *ioRing) mapRings(p *ioUringParams) error {
 	sqSize := int(p.sqOff.array + p.sqEntries*4)
-	cqSize := int(p.cqOff.cqes + p.cqEntries*cqeSize)
+	cqSize := int(p.cqOff.cqes + p.cqEntries*uint32(unsafe.Sizeof(ioUringCQE{})))
 	single := p.features&ioringFeatSingleMmap != 0
 	if single {
 		sqSize = max(sqSize, cqSize)
 	}
-	const prot, flags = syscall.PROT_READ | syscall.PROT_WRITE, syscall.MAP_SHARED | syscall.MAP_POPULATE
+	const prot, flags = unix.PROT_READ | unix.PROT_WRITE, unix.MAP_SHARED | unix.MAP_POPULATE
 	var err error
-	if r.rings, err = syscall.Mmap(r.fd, ioringOffSQRing, sqSize, prot, flags); err != nil {
-		return fail(fmt.Errorf("io_uring: map rings: %w", err))
+	if r.rings, err = unix.Mmap(r.fd, ioringOffSQRing, sqSize, prot, flags); err != nil {
+		return fmt.Errorf("io_uring: map rings: %w", err)
 	}
 	cq := r.rings
 	if !single {
-		if r.cqRings, err = syscall.Mmap(r.fd, ioringOffCQRing, cqSize, prot, flags); err != nil {
-			return fail(fmt.Errorf("io_uring: map completion ring: %w", err))
+		if r.cqRings, err = unix.Mmap(r.fd, ioringOffCQRing, cqSize, prot, flags); err != nil {
+			return fmt.Errorf("io_uring: map completion ring: %w", err)
 		}
 		cq = r.cqRings
 	}
-	if r.sqeMem, err = syscall.Mmap(r.fd, ioringOffSQEs, int(p.sqEntries*sqeSize), prot, flags); err != nil {
-		return fail(fmt.Errorf("io_uring: map submission entries: %w", err))
+	sqesSize := int(p.sqEntries) * int(unsafe.Sizeof(ioUringSQE{}))
+	if r.sqeMem, err = unix.Mmap(r.fd, ioringOffSQEs, sqesSize, prot, flags); err != nil {
+		return fmt.Errorf("io_uring: map submission entries: %w", err)
 	}
 	sq := unsafe.Pointer(&r.rings[0])
 	r.sqHead = (*uint32)(unsafe.Add(sq, p.sqOff.head))
 	r.sqTail = (*uint32)(unsafe.Add(sq, p.sqOff.tail))
 	r.sqMask = *(*uint32)(unsafe.Add(sq, p.sqOff.ringMask))
-	r.sqArray = unsafe.Add(sq, p.sqOff.array)
-	r.sqes = unsafe.Pointer(&r.sqeMem[0])
+	r.sqArray = unsafe.Slice((*uint32)(unsafe.Add(sq, p.sqOff.array)), p.sqEntries)
+	r.sqes = unsafe.Slice((*ioUringSQE)(unsafe.Pointer(&r.sqeMem[0])), p.sqEntries)
 	cqp := unsafe.Pointer(&cq[0])
 	r.cqHead = (*uint32)(unsafe.Add(cqp, p.cqOff.head))
 	r.cqTail = (*uint32)(unsafe.Add(cqp, p.cqOff.tail))
 	r.cqMask = *(*uint32)(unsafe.Add(cqp, p.cqOff.ringMask))
-	r.cqes = unsafe.Add(cqp, p.cqOff.cqes)
-	return r, nil
+	r.cqes = unsafe.Slice((*ioUringCQE)(unsafe.Add(cqp, p.cqOff.cqes)), p.cqEntries)
+	return nil
 }
 
 // close unmaps the rings and closes the instance.
 func (r *ioRing) close() {
+	r.sqArray, r.sqes, r.cqes = nil, nil, nil
 	for _, m := range [][]byte{r.sqeMem, r.cqRings, r.rings} {
 		if m != nil {
-			syscall.Munmap(m)
+			unix.Munmap(m)
 		}
 	}
 	r.sqeMem, r.cqRings, r.rings = nil, nil, nil
 	if r.fd >= 0 {
-		syscall.Close(r.fd)
+		unix.Close(r.fd)
 		r.fd = -1
 	}
 }
@@ -166,7 +164,7 @@ func (r *ioRing) do(ops []ioOp) error {
 		if err := r.doBatch(ops[start:min(len(ops), start+ioRingEntries)]); err != nil {
 			for i := range ops {
 				if !ops[i].done {
-					ops[i].n, ops[i].err, ops[i].done = 0, syscall.EIO, true
+					ops[i].n, ops[i].err, ops[i].done = 0, unix.EIO, true
 				}
 			}
 			return err
@@ -175,54 +173,28 @@ func (r *ioRing) do(ops []ioOp) error {
 	return nil
 }
 
+// doBatch submits ops, at most ioRingEntries, and waits until all have completed.
 func (r *ioRing) doBatch(ops []ioOp) error {
 	tail := *r.sqTail
 	for i := range ops {
-		op := &ops[i]
-		op.done = false
+		ops[i].done = false
 		idx := (tail + uint32(i)) & r.sqMask
-		sqe := unsafe.Add(r.sqes, uintptr(idx)*sqeSize)
-		*(*[sqeSize]byte)(sqe) = [sqeSize]byte{}
-		opcode, flags := uint8(ioringOpRecv), uint32(syscall.MSG_DONTWAIT)
-		if op.send {
-			opcode, flags = ioringOpSend, syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL
-		}
-		*(*uint8)(sqe) = opcode
-		*(*int32)(unsafe.Add(sqe, 4)) = int32(op.fd)
-		*(*uint64)(unsafe.Add(sqe, 16)) = uint64(uintptr(unsafe.Pointer(&op.buf[0])))
-		*(*uint32)(unsafe.Add(sqe, 24)) = uint32(len(op.buf))
-		*(*uint32)(unsafe.Add(sqe, 28)) = flags
-		*(*uint64)(unsafe.Add(sqe, 32)) = uint64(i)
-		*(*uint32)(unsafe.Add(r.sqArray, 4*uintptr(idx))) = idx
+		r.sqes[idx] = ops[i].sqe(uint64(i))
+		r.sqArray[idx] = idx
 	}
 	atomic.StoreUint32(r.sqTail, tail+uint32(len(ops))) // publishes the entries
 	toSubmit, want := uint32(len(ops)), len(ops)
 	for {
-		head, ctail := *r.cqHead, atomic.LoadUint32(r.cqTail)
-		for ; head != ctail; head++ {
-			cqe := unsafe.Add(r.cqes, uintptr(head&r.cqMask)*cqeSize)
-			i := *(*uint64)(cqe)
-			res := *(*int32)(unsafe.Add(cqe, 8))
-			if i < uint64(len(ops)) && !ops[i].done {
-				ops[i].done = true
-				if res < 0 {
-					ops[i].n, ops[i].err = 0, syscall.Errno(-res)
-				} else {
-					ops[i].n, ops[i].err = int(res), 0
-				}
-				want--
-			}
-		}
-		atomic.StoreUint32(r.cqHead, head)
+		want -= r.reap(ops)
 		if want <= 0 {
 			return nil
 		}
-		n, _, e := syscall.Syscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(want),
+		n, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(want),
 			ioringEnterGetEvents, 0, 0)
 		switch e {
 		case 0:
 			toSubmit -= min(toSubmit, uint32(n))
-		case syscall.EINTR, syscall.EAGAIN, syscall.EBUSY:
+		case unix.EINTR, unix.EAGAIN, unix.EBUSY:
 			// Interrupted, or out of resources for a moment: what was submitted is
 			// counted by the kernel's head; wait again for the rest.
 			toSubmit = tail + uint32(len(ops)) - atomic.LoadUint32(r.sqHead)
@@ -230,4 +202,20 @@ func (r *ioRing) doBatch(ops []ioOp) error {
 			return fmt.Errorf("%w: io_uring_enter: %w", errRingBroken, e)
 		}
 	}
+}
+
+// reap takes the completions the kernel has posted, records them in ops (their user data
+// is the op's index) and returns how many ops they completed.
+func (r *ioRing) reap(ops []ioOp) int {
+	completed := 0
+	head, tail := *r.cqHead, atomic.LoadUint32(r.cqTail)
+	for ; head != tail; head++ {
+		cqe := &r.cqes[head&r.cqMask]
+		if i := cqe.userData; i < uint64(len(ops)) && !ops[i].done {
+			ops[i].complete(cqe.res)
+			completed++
+		}
+	}
+	atomic.StoreUint32(r.cqHead, head)
+	return completed
 }

@@ -4,11 +4,11 @@ package eventloop
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestIORingBatches drives the ring directly: a batch larger than the submission queue,
@@ -23,7 +23,7 @@ func TestIORingBatches(t *testing.T) {
 	const n = ioRingEntries + 44
 	var a, b [n]int
 	for i := range n {
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		require.NoError(t, err)
 		a[i], b[i] = fds[0], fds[1]
 	}
@@ -31,7 +31,7 @@ func TestIORingBatches(t *testing.T) {
 		for i := range n {
 			for _, fd := range []int{a[i], b[i]} {
 				if fd >= 0 {
-					syscall.Close(fd)
+					unix.Close(fd)
 				}
 			}
 		}
@@ -57,15 +57,15 @@ func TestIORingBatches(t *testing.T) {
 	// Nothing more to read: non-blocking receives fail with EAGAIN instead of waiting.
 	require.NoError(t, r.do(ops[:3]))
 	for _, op := range ops[:3] {
-		assert.Equal(t, syscall.EAGAIN, op.err)
+		assert.Equal(t, unix.EAGAIN, op.err)
 	}
 	// A send to a closed peer fails; the end of a stream reads as 0 bytes.
-	syscall.Close(b[0])
-	syscall.Close(a[1])
+	unix.Close(b[0])
+	unix.Close(a[1])
 	b[0], a[1] = -1, -1
 	two := []ioOp{{fd: a[0], buf: []byte("lost"), send: true}, {fd: b[1], buf: make([]byte, 8)}}
 	require.NoError(t, r.do(two))
-	assert.Equal(t, syscall.EPIPE, two[0].err)
+	assert.Equal(t, unix.EPIPE, two[0].err)
 	assert.Zero(t, two[1].err)
 	assert.Zero(t, two[1].n)
 }

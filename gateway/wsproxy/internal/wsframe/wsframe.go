@@ -67,6 +67,10 @@ func headerLen(b1 byte) int {
 // AtBoundary reports whether the stream is between frames, so that a frame may be inserted.
 func (s *Scanner) AtBoundary() bool { return s.hdrN == 0 && s.need == 0 }
 
+// PayloadLeft reports how many payload bytes of the current frame are still to come: 0
+// between frames. (Between calls to Scan, no frame's header is half read.)
+func (s *Scanner) PayloadLeft() int64 { return s.need }
+
 // Closed reports whether a close frame went by.
 func (s *Scanner) Closed() bool { return s.closed }
 
@@ -75,15 +79,17 @@ func (s *Scanner) Closed() bool { return s.closed }
 // valid one.
 func (s *Scanner) Truncate() { s.hdrN, s.need = 0, 0 }
 
-// Scan follows b, the next bytes of the stream. At the first frame that breaks the rules
-// it returns an error wrapping ErrTooLarge or ErrProtocol, and how many bytes of b came
-// before that frame (-1 when the frame began in an earlier call): those can still be
-// relayed, and the stream stays whole.
+// Scan follows b, the next bytes of the stream, and returns how many of them may be
+// relayed. That is all of b, but for the beginning of a frame that is too short to check
+// at its end (part of a header, or a close frame's header without its whole status code),
+// which Scan leaves as if it had not seen it: the caller passes those bytes again, with
+// the ones that follow. So a frame is relayed only once it is known to be valid.
+//
+// At the first frame that breaks the rules, Scan returns an error wrapping ErrTooLarge or
+// ErrProtocol, and how many bytes of b came before that frame: those can still be relayed,
+// and the stream stays whole.
 func (s *Scanner) Scan(b []byte) (int, error) {
-	start := -1 // where in b the header being collected began
-	if s.hdrN == 0 && s.need == 0 {
-		start = 0
-	}
+	start, mark := 0, *s // where in b the frame being followed began, and the scanner then
 	for i := 0; i < len(b); {
 		if s.need > 0 {
 			if s.opcode == opClose && s.codeN < 2 {
@@ -105,7 +111,7 @@ func (s *Scanner) Scan(b []byte) (int, error) {
 			continue
 		}
 		if s.hdrN == 0 {
-			start = i
+			start, mark = i, *s
 		}
 		if s.hdrN < 2 {
 			s.hdr[s.hdrN] = b[i]
@@ -114,13 +120,11 @@ func (s *Scanner) Scan(b []byte) (int, error) {
 			continue
 		}
 		want := headerLen(s.hdr[1])
+		n := copy(s.hdr[s.hdrN:want], b[i:])
+		s.hdrN += n
+		i += n
 		if s.hdrN < want {
-			n := copy(s.hdr[s.hdrN:want], b[i:])
-			s.hdrN += n
-			i += n
-			if s.hdrN < want {
-				return len(b), nil
-			}
+			break
 		}
 		if err := s.header(); err != nil {
 			return start, err
@@ -131,6 +135,10 @@ func (s *Scanner) Scan(b []byte) (int, error) {
 		if err := s.header(); err != nil {
 			return start, err
 		}
+	}
+	if s.hdrN > 0 || (s.opcode == opClose && s.need > 0 && s.codeN < 2) {
+		*s = mark // the frame is not all here to check: it is left for the next call
+		return start, nil
 	}
 	return len(b), nil
 }
@@ -196,12 +204,13 @@ func (s *Scanner) header() error {
 
 // validCloseCode reports whether code may be sent in a close frame: the reserved 1004, 1005,
 // 1006 and 1015, and codes below 1000 or in the unassigned ranges, may not (browsers fail the
-// connection on them).
+// connection on them), nor may 1014 (bad gateway), which some client libraries refuse. These
+// are the codes the goroutine pipe's WebSocket library accepts.
 func validCloseCode(code int) bool {
 	switch {
 	case code >= 3000 && code <= 4999:
 		return true
-	case code >= 1000 && code <= 1014:
+	case code >= 1000 && code <= 1013:
 		return code != 1004 && code != 1005 && code != 1006
 	}
 	return false

@@ -54,23 +54,56 @@ func TestFrameScannerFollowsBoundaries(t *testing.T) {
 	// the close, and is between frames exactly at the frames' ends.
 	for _, step := range []int{1, 2, 3, 7, 100, 4096, len(stream)} {
 		s := Scanner{max: 1 << 20, masked: true}
-		for off := 0; off < len(stream); off += step {
-			_, err := s.Scan(stream[off:min(off+step, len(stream))])
-			require.NoError(t, err, "step %d", step)
-		}
+		n, err := scanPieces(&s, stream, step)
+		require.NoError(t, err, "step %d", step)
+		assert.Equal(t, len(stream), n, "step %d", step)
 		assert.True(t, s.AtBoundary(), "step %d", step)
 		assert.True(t, s.closed, "step %d", step)
 	}
 	s := Scanner{max: 1 << 20, masked: true}
-	_, err := s.Scan(stream[:3])
+	n, err := s.Scan(stream[:3])
 	require.NoError(t, err)
-	assert.False(t, s.AtBoundary(), "in the middle of a header")
-	_, err = s.Scan(stream[3:9])
-	require.NoError(t, err)
-	assert.False(t, s.AtBoundary(), "in the middle of a payload")
-	_, err = s.Scan(stream[9:11])
-	require.NoError(t, err)
+	assert.Zero(t, n, "a header cut short is left for the next call")
 	assert.True(t, s.AtBoundary())
+	n, err = s.Scan(stream[:9])
+	require.NoError(t, err)
+	assert.Equal(t, 9, n)
+	assert.False(t, s.AtBoundary(), "in the middle of a payload")
+	assert.Equal(t, int64(2), s.PayloadLeft())
+	n, err = s.Scan(stream[9:17])
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "the next frame's header is not all there")
+	assert.True(t, s.AtBoundary())
+	assert.Zero(t, s.PayloadLeft())
+	_, err = s.Scan(stream[11:30])
+	require.NoError(t, err)
+	assert.Equal(t, int64(300-(30-19)), s.PayloadLeft(), "in the middle of a payload")
+	// A close frame waits for its code too.
+	s = Scanner{max: 10}
+	closeFrame := frame(true, opClose, []byte{0x03, 0xE8, 'o', 'k'}, false)
+	n, err = s.Scan(closeFrame[:3])
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.False(t, s.Closed())
+	n, err = s.Scan(closeFrame)
+	require.NoError(t, err)
+	assert.Equal(t, len(closeFrame), n)
+	assert.True(t, s.Closed())
+}
+
+// scanPieces scans stream in pieces of step bytes as a caller does, passing what Scan left
+// again with the next piece. It returns how many bytes may be relayed.
+func scanPieces(s *Scanner, stream []byte, step int) (int, error) {
+	relayed := 0
+	for end := 0; end < len(stream); {
+		end = min(end+step, len(stream))
+		n, err := s.Scan(stream[relayed:end])
+		relayed += n
+		if err != nil {
+			return relayed, err
+		}
+	}
+	return relayed, nil
 }
 
 func TestFrameScannerRefuses(t *testing.T) {
@@ -94,6 +127,7 @@ func TestFrameScannerRefuses(t *testing.T) {
 		{"reserved close code 1006", false, frame(true, opClose, []byte{0x03, 0xEE}, false), ErrProtocol, 0},
 		{"reserved close code 1005, masked", true, frame(true, opClose, []byte{0x03, 0xED, 'x'}, true), ErrProtocol, 0},
 		{"close code 999", false, frame(true, opClose, []byte{0x03, 0xE7}, false), ErrProtocol, 0},
+		{"close code 1014", false, frame(true, opClose, []byte{0x03, 0xF6}, false), ErrProtocol, 0},
 		{"close frame of one byte", false, frame(true, opClose, []byte{0x03}, false), ErrProtocol, 0},
 	}
 
@@ -122,7 +156,7 @@ func TestControlFrames(t *testing.T) {
 		assert.True(t, s.AtBoundary())
 	}
 	assert.Equal(t, []byte{0x88, 4, 0x03, 0xE9, 'b', 'y'}, CloseFrame(1001, "by", false))
-	for _, code := range []int{1000, 1001, 1011, 1014, 3000, 4999} {
+	for _, code := range []int{1000, 1001, 1011, 1013, 3000, 4999} {
 		s := Scanner{max: 10, masked: true}
 		_, err := s.Scan(CloseFrame(code, "", true))
 		require.NoError(t, err, "close code %d", code)
@@ -133,11 +167,15 @@ func TestControlFrames(t *testing.T) {
 }
 
 // FuzzFrameScanner checks that where reads cut a stream does not matter: scanning it whole
-// and scanning it in two pieces agree on whether it is valid and on where it stands.
+// and scanning it in two pieces (what Scan leaves of the first passed again with the
+// second) agree on whether it is valid, on where a bad frame starts, on how much may be
+// relayed and on where the scanner stands; and that a bad frame is never relayed.
 func FuzzFrameScanner(f *testing.F) {
 	f.Add(append(frame(true, opText, []byte("hello"), true), frame(true, opClose, nil, true)...), 3, true)
 	f.Add(frame(false, opBinary, make([]byte, 200), false), 100, false)
 	f.Add([]byte{0x81, 0xFF, 0, 0, 0, 0, 0, 0, 1, 0}, 5, true)
+	f.Add(append(frame(true, opBinary, make([]byte, 70), false), 0x89, 126, 0, 126), 73, false)
+	f.Add(frame(true, opClose, []byte{0x03, 0xEE}, false), 3, false)
 	f.Fuzz(func(t *testing.T, stream []byte, cut int, masked bool) {
 		if cut < 0 || cut > len(stream) {
 			return
@@ -147,25 +185,22 @@ func FuzzFrameScanner(f *testing.F) {
 		split := Scanner{max: 1000, masked: masked}
 		valid, errSplit := split.Scan(stream[:cut])
 		if errSplit == nil {
-			var v2 int
-			v2, errSplit = split.Scan(stream[cut:])
-			if v2 >= 0 {
-				valid = cut + v2
-			} else {
-				valid = -1
-			}
+			var more int
+			more, errSplit = split.Scan(stream[valid:])
+			valid += more
 		}
-		if errWhole != nil && errSplit != nil && valid >= 0 && valid != validWhole {
-			t.Fatalf("the bad frame starts at %d whole, at %d when cut at %d", validWhole, valid, cut)
+		if (errWhole == nil) != (errSplit == nil) || valid != validWhole {
+			t.Fatalf("whole: %d valid, %v; cut at %d: %d valid, %v", validWhole, errWhole, cut, valid, errSplit)
 		}
-		if errWhole == nil && validWhole != len(stream) {
-			t.Fatalf("a valid stream of %d bytes reported %d valid", len(stream), validWhole)
-		}
-		if (errWhole == nil) != (errSplit == nil) {
-			t.Fatalf("whole: %v, cut at %d: %v", errWhole, cut, errSplit)
-		}
-		if errWhole == nil && (whole.AtBoundary() != split.AtBoundary() || whole.closed != split.closed || whole.need != split.need) {
+		if errWhole == nil && whole != split {
 			t.Fatalf("whole and cut at %d disagree: %+v against %+v", cut, whole, split)
+		}
+		if errWhole != nil {
+			// What may be relayed is valid on its own.
+			again := Scanner{max: 1000, masked: masked}
+			if n, err := again.Scan(stream[:validWhole]); err != nil || n != validWhole {
+				t.Fatalf("the %d bytes before the bad frame: %d valid, %v", validWhole, n, err)
+			}
 		}
 	})
 }
