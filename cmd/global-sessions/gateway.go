@@ -168,6 +168,7 @@ func gatewayRoutes(g *config.Gateway, parts *gatewayParts, log *slog.Logger) err
 			Route: wsproxy.SessionRoute(wsproxy.RouteConfig{Sessions: parts.sessions,
 				Router: &discovery.RemoteSessions{URL: g.SessionService}, SessionHeader: g.SessionHeader}),
 			AllowedOrigins: g.AllowedOrigins,
+			Sessions:       parts.sessions,
 			Logger:         log,
 		})
 		if err != nil {

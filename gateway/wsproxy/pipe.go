@@ -186,6 +186,7 @@ func ignoreClosed(err error) error {
 // Shutdown closes every proxied connection with 1001 (going away) on both sides and waits
 // for them to finish, or returns ctx's error. New upgrades are refused from then on.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.live.stop()
 	p.mu.Lock()
 	p.closed = true
 	conns := make([]*websocket.Conn, 0, len(p.conns))

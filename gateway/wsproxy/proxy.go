@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/globalsession/globalsession/gateway"
 	"github.com/globalsession/globalsession/gateway/internal/web"
 	"github.com/globalsession/globalsession/gateway/internal/wsconn"
 	"github.com/globalsession/globalsession/gateway/wsproxy/internal/eventloop"
@@ -26,6 +27,10 @@ type Backend struct {
 	// Header is sent with the backend's upgrade request (the JWT as Authorization, the
 	// session header, ...).
 	Header http.Header
+	// Session is the gateway session the connection belongs to (SessionRoute sets it):
+	// with ProxyConfig.Sessions, the connection is closed when that session ends. Empty
+	// means none.
+	Session string
 }
 
 // HTTPError is an error with the HTTP status to answer it with before the upgrade.
@@ -58,6 +63,15 @@ type ProxyConfig struct {
 	HandshakeTimeout time.Duration
 	// Logger receives refusals and failures. Nil means no logging.
 	Logger *slog.Logger
+	// Sessions, when set, ends every proxied connection whose session (Backend.Session)
+	// ends: at once, with CloseSessionEnded to the browser and 1001 to the backend, when it
+	// is logged out or its user removed on any gateway instance (the session tier's change
+	// stream), and within SessionCheck when it expires. An open connection counts as a use
+	// of its session: it keeps the session from its idle expiry, never past its absolute
+	// one.
+	Sessions *gateway.Sessions
+	// SessionCheck is how often the sessions of open connections are checked. Zero means 1s.
+	SessionCheck time.Duration
 	// GoroutinePipe makes every connection use the goroutine pipe: two goroutines that
 	// decode each frame and encode it again. By default, on Linux, a connection that is
 	// plain TCP on both sides is instead relayed by a few event loops (epoll) that move its
@@ -103,6 +117,7 @@ type Proxy struct {
 	conns  map[*websocket.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+	live   liveSessions // open connections by session, when cfg.Sessions is set
 }
 
 // NewProxy returns a proxy.
@@ -125,12 +140,18 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.SessionCheck == 0 {
+		cfg.SessionCheck = time.Second
+	}
 	p := &Proxy{cfg: cfg, conns: map[*websocket.Conn]struct{}{},
 		dialer: websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment,
 			WriteBufferPool: writeBuffers}}
 	if !cfg.GoroutinePipe {
 		p.loops = eventloop.New(eventloop.Config{MaxMessageSize: cfg.MaxMessageSize, PingInterval: cfg.PingInterval,
 			WriteTimeout: cfg.WriteTimeout, Logger: cfg.Logger})
+	}
+	if cfg.Sessions != nil {
+		p.live.start(cfg.Sessions, cfg.SessionCheck)
 	}
 	if p.loops != nil {
 		var d net.Dialer
@@ -210,15 +231,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refuse(front, back)
 			return
 		}
-		if err := p.loops.Take(front.UnderlyingConn(), backTCP, early, p.wg.Done); err == nil {
+		lp := p.live.add(be.Session)
+		pair, err := p.loops.Take(front.UnderlyingConn(), backTCP, early, func() { p.live.remove(lp); p.wg.Done() })
+		if err == nil {
+			p.live.ready(lp, pair.End)
 			return
 		}
+		p.live.remove(lp)
 		p.wg.Done() // the goroutine pipe takes the pair after all
 	}
 	if !p.track(front, back) {
 		p.refuse(front, back)
 		return
 	}
+	lp := p.live.add(be.Session)
+	defer p.live.remove(lp)
+	p.live.ready(lp, func(code int, text string) {
+		wsconn.CloseWith(front, code, text, p.cfg.WriteTimeout)
+		wsconn.CloseWith(back, websocket.CloseGoingAway, "the client's session ended", p.cfg.WriteTimeout)
+		front.Close()
+		back.Close()
+	})
 	p.pipe(front, back)
 }
 

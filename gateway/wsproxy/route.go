@@ -90,6 +90,6 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 			sid = s.BackendID
 		}
 		h.Set(cfg.SessionHeader, sid)
-		return Backend{URL: route.URL, Header: h}, nil
+		return Backend{URL: route.URL, Header: h, Session: s.ID}, nil
 	}
 }

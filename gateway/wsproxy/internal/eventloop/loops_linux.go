@@ -63,27 +63,52 @@ func (t *Loops) Stats() Stats {
 	return st
 }
 
+// Pair is a pair of connections a loop relays.
+type Pair struct {
+	l  *loop
+	tu *tunnel
+}
+
+// ending is a request to end a pair, with the close code the browser hears.
+type ending struct {
+	tu   *tunnel
+	code int
+	text string
+}
+
+// End closes the pair at once: the browser hears code and text, the backend 1001, each
+// after the frame it is receiving; it does not wait. A pair already closed is left alone.
+func (p *Pair) End(code int, text string) {
+	l := p.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ending = append(l.ending, ending{tu: p.tu, code: code, text: text})
+	if l.running {
+		l.wakeUpLocked()
+	}
+}
+
 // Take hands a pair of upgraded connections, the browser's (front) and the backend's
 // (back), to a loop, which relays them until both are done and then closes them. early is
 // what the backend sent right after its 101 (already read from its socket); done runs when
 // the pair is closed. Take fails, leaving both connections to the caller, when they are
 // not plain TCP.
-func (t *Loops) Take(front, back net.Conn, early []byte, done func()) error {
+func (t *Loops) Take(front, back net.Conn, early []byte, done func()) (*Pair, error) {
 	t.mu.Lock()
 	l := t.loops[t.next%uint32(len(t.loops))]
 	t.next++
 	t.mu.Unlock()
 	if err := l.setup(); err != nil {
-		return err
+		return nil, err
 	}
 	ff, err := dupTCP(front)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bf, err := dupTCP(back)
 	if err != nil {
 		unix.Close(ff)
-		return err
+		return nil, err
 	}
 	// The dups keep the sockets; closing the originals takes them out of Go's poller.
 	front.Close()
@@ -95,7 +120,7 @@ func (t *Loops) Take(front, back net.Conn, early []byte, done func()) error {
 	t.n++
 	t.mu.Unlock()
 	l.add(tu)
-	return nil
+	return &Pair{l: l, tu: tu}, nil
 }
 
 // Shutdown sends 1001 (going away) to both sides of every tunnel and closes them; a pair
@@ -191,8 +216,9 @@ type loop struct {
 	running  bool
 	stopping bool
 	added    []*tunnel
-	ring     *ioRing // nil: calls are made one by one; set under mu
-	noRing   bool    // io_uring is missing or failed; set under mu
+	ending   []ending // pairs to end (Pair.End), under mu
+	ring     *ioRing  // nil: calls are made one by one; set under mu
+	noRing   bool     // io_uring is missing or failed; set under mu
 
 	byFD      map[int32]*tunnelSide
 	all       map[*tunnel]struct{}
@@ -326,8 +352,8 @@ func (l *loop) prepare() {
 // and is then no longer running: it has closed its descriptors if the proxy is shut down.
 func (l *loop) admit() bool {
 	l.mu.Lock()
-	added, stopping := l.added, l.stopping
-	l.added = nil
+	added, stopping, ends := l.added, l.stopping, l.ending
+	l.added, l.ending = nil, nil
 	if len(added) == 0 && len(l.all) == 0 {
 		l.running = false
 		if stopping { // the proxy is shut down: nothing will come again
@@ -347,6 +373,11 @@ func (l *loop) admit() bool {
 		l.shutDown = true
 		for tu := range l.all {
 			l.goAway(tu)
+		}
+	}
+	for _, e := range ends {
+		if _, open := l.all[e.tu]; open {
+			l.end(e)
 		}
 	}
 	return true

@@ -14,9 +14,15 @@ type Loops struct{}
 // New returns nil: this system has no event loops.
 func New(Config) *Loops { return nil }
 
+// Pair is a pair of connections a loop relays; there are none on this system.
+type Pair struct{}
+
+// End does nothing: there are no pairs on this system.
+func (p *Pair) End(int, string) {}
+
 // Take fails: this system has no event loops.
-func (t *Loops) Take(net.Conn, net.Conn, []byte, func()) error {
-	return errors.New("gateway: no event loop on this system")
+func (t *Loops) Take(net.Conn, net.Conn, []byte, func()) (*Pair, error) {
+	return nil, errors.New("gateway: no event loop on this system")
 }
 
 // Stats reports no loops.

@@ -227,6 +227,18 @@ func (l *loop) goAway(tu *tunnel) {
 	}
 }
 
+// end closes a tunnel that Pair.End asked to: the browser hears the given code, the
+// backend 1001.
+func (l *loop) end(e ending) {
+	tu := e.tu
+	l.touch(tu)
+	if tu.phase == relaying {
+		l.inject(&tu.side[0], wsframe.CloseFrame(e.code, e.text, false))
+		l.inject(&tu.side[1], wsframe.CloseFrame(1001, "the client's session ended", true))
+		l.startClosing(tu, time.Now().Add(l.t.cfg.WriteTimeout))
+	}
+}
+
 // inject sends a control frame to side s as soon as the stream to it is between frames.
 func (l *loop) inject(s *tunnelSide, f []byte) {
 	if s.peer().scan.AtBoundary() && len(s.pending) == 0 {
