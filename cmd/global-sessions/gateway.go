@@ -216,7 +216,7 @@ func startBroker(ctx context.Context, g *gatewayParts, advertise string, log *sl
 	if err != nil {
 		return nil, err
 	}
-	as, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: ss, Instances: d})
+	as, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: ss, Instances: d, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +227,7 @@ func startBroker(ctx context.Context, g *gatewayParts, advertise string, log *sl
 	if err != nil {
 		return nil, err
 	}
-	hubAs, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: hubRouter, Instances: d,
+	hubAs, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: hubRouter, Instances: d, Logger: log,
 		ByUser: true, Group: "hub"})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -32,6 +33,8 @@ type AssignerConfig struct {
 	// behind the Router). Nil means recorded instances are not checked here: the Router is
 	// asked every time (a sticky SessionService keeps the instance while it is healthy).
 	Instances interface{ Snapshot() *discovery.Snapshot }
+	// Logger receives the failures behind 5xx answers. Nil means no logging.
+	Logger *slog.Logger
 	// ByUser routes by the user rather than by the session: all of a user's sessions (other
 	// browsers, other devices) are sent to the instance chosen first, while it is healthy.
 	// The push hub needs this: a user's channels share one set of loops only when they
@@ -72,7 +75,7 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		web.WriteError(w, http.StatusBadGateway, "session store: "+err.Error())
+		web.Fail(w, r, a.cfg.Logger, http.StatusBadGateway, "the session store did not answer", err, true)
 		return
 	}
 	group := a.cfg.Group
@@ -92,11 +95,11 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := a.choose(r.Context(), s, group)
 	if errors.Is(err, discovery.ErrNoHealthyInstance) {
-		web.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		web.Fail(w, r, a.cfg.Logger, http.StatusServiceUnavailable, "no gateway instance is available; try again", err, true)
 		return
 	}
 	if err != nil {
-		web.WriteError(w, http.StatusBadGateway, err.Error())
+		web.Fail(w, r, a.cfg.Logger, http.StatusBadGateway, "could not choose an instance", err, true)
 		return
 	}
 	if s.Assigned == nil {
@@ -104,7 +107,7 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Assigned[group] = rec
 	if err := a.cfg.Sessions.Save(r.Context(), s); err != nil {
-		web.WriteError(w, http.StatusBadGateway, err.Error())
+		web.Fail(w, r, a.cfg.Logger, http.StatusBadGateway, "could not record the assignment", err, true)
 		return
 	}
 	writeAssignment(w, rec)

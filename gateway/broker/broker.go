@@ -216,7 +216,7 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		http.Error(w, "session store: "+err.Error(), http.StatusBadGateway)
+		web.Fail(w, r, b.cfg.Logger, http.StatusBadGateway, "the session store did not answer", err, false)
 		return
 	}
 	if !web.IsWebSocketUpgrade(r) {

@@ -2,6 +2,7 @@ package wsproxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -36,7 +37,11 @@ type Backend struct {
 // HTTPError is an error with the HTTP status to answer it with before the upgrade.
 type HTTPError struct {
 	Status int
-	Msg    string
+	// Msg is what the browser is told; keep internal detail for Err.
+	Msg string
+	// Err, when set, is the failure behind a 5xx: logged with the request's id, never
+	// sent to the browser.
+	Err error
 }
 
 // Error implements error.
@@ -181,10 +186,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	be, err := p.cfg.Route(r)
 	if err != nil {
 		var he *HTTPError
-		if errors.As(err, &he) {
+		switch {
+		case errors.As(err, &he) && he.Status < 500:
 			http.Error(w, he.Msg, he.Status)
-		} else {
-			http.Error(w, "no route: "+err.Error(), http.StatusBadGateway)
+		case errors.As(err, &he):
+			web.Fail(w, r, p.cfg.Logger, he.Status, he.Msg, cmp.Or(he.Err, error(he)), false)
+		default:
+			web.Fail(w, r, p.cfg.Logger, http.StatusBadGateway, "no route to a backend", err, false)
 		}
 		return
 	}

@@ -241,7 +241,7 @@ func TestProxyRefusals(t *testing.T) {
 	}{
 		{"cross-site origin", routeTo(b.wsURL()), http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
 		{"no session", func(*http.Request) (Backend, error) {
-			return Backend{}, &HTTPError{http.StatusUnauthorized, "log in first"}
+			return Backend{}, &HTTPError{Status: http.StatusUnauthorized, Msg: "log in first"}
 		}, nil, http.StatusUnauthorized},
 		{"backend unreachable", routeTo(deadURL), nil, http.StatusBadGateway},
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,3 +96,42 @@ func logoutClosesSockets(t *testing.T, pipe bool) {
 	require.NoError(t, err, "another session's socket stays open")
 	assert.Equal(t, "still", string(msg))
 }
+
+// TestAFailureBehindTheProxyIsNotShown: a route that fails inside the gateway answers the
+// browser with a generic message and a request id; the detail goes to the log only.
+func TestAFailureBehindTheProxyIsNotShown(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	for _, route := range []func(*http.Request) (Backend, error){
+		func(*http.Request) (Backend, error) {
+			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: "the session store did not answer", Err: errors.New("secret detail 1")}
+		},
+		func(*http.Request) (Backend, error) { return Backend{}, errors.New("secret detail 2") },
+	} {
+		proxy, err := NewProxy(ProxyConfig{Route: route, Logger: log})
+		require.NoError(t, err)
+		srv := httptest.NewServer(proxy)
+		_, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/app/doc", nil)
+		require.Error(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		proxy.Shutdown(context.Background())
+		assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+		assert.NotContains(t, string(body), "secret detail")
+		assert.Contains(t, string(body), "(request ")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Contains(t, logs.String(), "secret detail 1")
+	assert.Contains(t, logs.String(), "secret detail 2")
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -59,7 +59,7 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 			return Backend{}, &HTTPError{Status: http.StatusUnauthorized, Msg: "log in first"}
 		}
 		if err != nil {
-			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: "session store: " + err.Error()}
+			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: "the session store did not answer", Err: err}
 		}
 		doc := cfg.Document(r)
 		if doc == "" {
@@ -71,10 +71,10 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 		}
 		route, err := cfg.Router.Route(r.Context(), key, doc)
 		if errors.Is(err, discovery.ErrNoHealthyInstance) {
-			return Backend{}, &HTTPError{Status: http.StatusServiceUnavailable, Msg: err.Error()}
+			return Backend{}, &HTTPError{Status: http.StatusServiceUnavailable, Msg: "no backend is available; try again", Err: err}
 		}
 		if err != nil {
-			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: err.Error()}
+			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: "the session service did not answer", Err: err}
 		}
 		h := http.Header{}
 		for k, v := range route.Headers {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 )
@@ -20,6 +21,22 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // WriteError answers with status and {"error": msg}.
 func WriteError(w http.ResponseWriter, status int, msg string) {
 	WriteJSON(w, status, map[string]string{"error": msg})
+}
+
+// Fail answers a failure behind an endpoint: status with msg and a request id, but not the
+// failure's detail, which goes to log once at WARN with the same id. With asJSON the body
+// is {"error": ...}, else plain text.
+func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, msg string, err error, asJSON bool) {
+	id, _ := RandomID(6)
+	if log != nil {
+		log.Warn("gateway: "+msg, "request_id", id, "status", status, "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	msg += " (request " + id + ")"
+	if asJSON {
+		WriteError(w, status, msg)
+		return
+	}
+	http.Error(w, msg, status)
 }
 
 // RandomID returns n random bytes in unpadded URL-safe base64.
