@@ -257,7 +257,7 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
-	conn.SetReadLimit(b.cfg.MaxMessageSize)
+	// The message limit is enforced by readLimited, which says why it closes.
 	jctx, jcancel := context.WithTimeout(r.Context(), b.cfg.WriteTimeout)
 	err = b.join(jctx, c)
 	jcancel()

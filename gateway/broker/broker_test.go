@@ -246,6 +246,9 @@ func TestBrokerErrorNotices(t *testing.T) {
 	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, _, err := c.conn.ReadMessage()
 	require.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "got %v", err)
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "message larger than 1024 bytes", ce.Text, "the close says why")
 }
 
 func TestBrokerRefusals(t *testing.T) {

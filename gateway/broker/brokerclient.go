@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -82,7 +83,7 @@ func (b *Broker) readLoop(c *brokerClient) (int, string) {
 	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(wait)) })
 	var seq uint64
 	for {
-		mt, data, err := c.conn.ReadMessage()
+		mt, data, err := readLimited(c.conn, b.cfg.MaxMessageSize)
 		if err != nil {
 			var ce *websocket.CloseError
 			switch {
@@ -224,4 +225,22 @@ func (c *brokerClient) notice(n noticeBody) {
 	case <-c.ctx.Done():
 	default:
 	}
+}
+
+// readLimited reads the next message, failing with websocket.ErrReadLimit once it has more
+// than limit bytes, without reading the rest. The library's own limit would answer 1009
+// itself, with no reason; the broker's answer says why.
+func readLimited(conn *websocket.Conn, limit int64) (int, []byte, error) {
+	mt, r, err := conn.NextReader()
+	if err != nil {
+		return mt, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return mt, nil, err
+	}
+	if int64(len(data)) > limit {
+		return mt, nil, websocket.ErrReadLimit
+	}
+	return mt, data, nil
 }
