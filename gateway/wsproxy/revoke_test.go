@@ -32,11 +32,14 @@ func TestALogoutClosesOpenProxiedSockets(t *testing.T) {
 	}
 }
 
-func logoutClosesSockets(t *testing.T, pipe bool) {
+// sessionProxy serves, on one test server, anonymous logins, logout and a proxy whose
+// connections end with their sessions, in front of an echo backend; extra adds handlers.
+func sessionProxy(t *testing.T, pipe bool, extra func(*http.ServeMux)) (*httptest.Server, *echoBackend) {
+	t.Helper()
 	b := newEchoBackend(t)
 	d, err := discovery.New(discovery.Config{Provider: discovery.Static{{ID: "e", Addr: strings.TrimPrefix(b.srv.URL, "http://")}}, MetricsPath: "-"})
 	require.NoError(t, err)
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
 	d.Refresh(context.Background())
 	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d,
 		URL: func(in discovery.Instance, doc string) string { return "ws://" + in.Addr + "/app/" + doc }})
@@ -49,9 +52,19 @@ func logoutClosesSockets(t *testing.T, pipe bool) {
 	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
 	mux.Handle("/logout", &gateway.Login{Sessions: sessions})
 	mux.Handle("/app/", proxy)
+	if extra != nil {
+		extra(mux)
+	}
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	defer proxy.Shutdown(context.Background())
+	t.Cleanup(func() {
+		srv.Close()
+		proxy.Shutdown(context.Background())
+	})
+	return srv, b
+}
+
+func logoutClosesSockets(t *testing.T, pipe bool) {
+	srv, b := sessionProxy(t, pipe, nil)
 
 	open := func(cookie http.Header) *websocket.Conn {
 		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/app/doc", cookie)
