@@ -216,7 +216,9 @@ func startBroker(ctx context.Context, g *gatewayParts, advertise string, log *sl
 	if err != nil {
 		return nil, err
 	}
-	as, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: ss, Instances: d, Logger: log})
+	members := broker.MemberProvider{Relay: g.relay}
+	as, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: ss, Instances: d, Logger: log,
+		Live: members.Live, Refresh: d.Refresh})
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +230,7 @@ func startBroker(ctx context.Context, g *gatewayParts, advertise string, log *sl
 		return nil, err
 	}
 	hubAs, err := broker.NewAssigner(broker.AssignerConfig{Sessions: g.sessions, Router: hubRouter, Instances: d, Logger: log,
+		Live: members.Live, Refresh: d.Refresh,
 		ByUser: true, Group: "hub"})
 	if err != nil {
 		return nil, err

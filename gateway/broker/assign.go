@@ -33,6 +33,12 @@ type AssignerConfig struct {
 	// behind the Router). Nil means recorded instances are not checked here: the Router is
 	// asked every time (a sticky SessionService keeps the instance while it is healthy).
 	Instances interface{ Snapshot() *discovery.Snapshot }
+	// Live, when set, says whether an instance is registered on the relay now
+	// (MemberProvider.Live): an instance whose relay connection dropped is not handed out
+	// even before discovery's next poll notices. Refresh, when set, brings discovery up to
+	// date when the Router chose such an instance; the Router is then asked once more.
+	Live    func(ctx context.Context, instance string) bool
+	Refresh func(ctx context.Context)
 	// Logger receives the failures behind 5xx answers. Nil means no logging.
 	Logger *slog.Logger
 	// ByUser routes by the user rather than by the session: all of a user's sessions (other
@@ -89,7 +95,7 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, http.StatusBadRequest, "group: "+err.Error())
 		return
 	}
-	if rec, ok := s.Assigned[group]; ok && a.alive(rec.Instance) {
+	if rec, ok := s.Assigned[group]; ok && a.alive(rec.Instance) && a.live(r.Context(), rec.Instance) {
 		writeAssignment(w, rec)
 		return
 	}
@@ -118,7 +124,7 @@ func (a *Assigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its instance is healthy.
 func (a *Assigner) choose(ctx context.Context, s *gateway.Session, group string) (gateway.Assignment, error) {
 	if !a.cfg.ByUser {
-		route, err := a.cfg.Router.Route(ctx, s.ID, group)
+		route, err := a.route(ctx, s.BackendID, group)
 		return gateway.Assignment{Instance: route.Instance, URL: route.URL}, err
 	}
 	private := sessionaccess.Of(a.cfg.Sessions)
@@ -126,11 +132,11 @@ func (a *Assigner) choose(ctx context.Context, s *gateway.Session, group string)
 	key := []byte("gs-assign\x00" + s.User + "\x00" + group)
 	if b, err := store.Get(ctx, key); err == nil {
 		var rec gateway.Assignment
-		if json.Unmarshal(b, &rec) == nil && a.alive(rec.Instance) {
+		if json.Unmarshal(b, &rec) == nil && a.alive(rec.Instance) && a.live(ctx, rec.Instance) {
 			return rec, nil
 		}
 	}
-	route, err := a.cfg.Router.Route(ctx, "user\x00"+s.User, group)
+	route, err := a.route(ctx, "user\x00"+s.User, group)
 	if err != nil {
 		return gateway.Assignment{}, err
 	}
@@ -140,6 +146,22 @@ func (a *Assigner) choose(ctx context.Context, s *gateway.Session, group string)
 		return gateway.Assignment{}, fmt.Errorf("gateway: record the user's instance: %w", err)
 	}
 	return rec, nil
+}
+
+// route asks the Router; when it chose an instance no longer registered on the relay, it
+// brings discovery up to date and asks once more.
+func (a *Assigner) route(ctx context.Context, key, group string) (discovery.Route, error) {
+	route, err := a.cfg.Router.Route(ctx, key, group)
+	if err != nil || a.live(ctx, route.Instance) || a.cfg.Refresh == nil {
+		return route, err
+	}
+	a.cfg.Refresh(ctx)
+	return a.cfg.Router.Route(ctx, key, group)
+}
+
+// live reports whether an instance is registered on the relay now (true without Live).
+func (a *Assigner) live(ctx context.Context, instance string) bool {
+	return a.cfg.Live == nil || a.cfg.Live(ctx, instance)
 }
 
 // alive reports whether a recorded instance may be kept: it is healthy, or this server's

@@ -704,3 +704,48 @@ func TestWorkersSeeAMessageID(t *testing.T) {
 		assert.True(t, strings.HasPrefix(id, c.id+"/"), "%q names its client %q", id, c.id)
 	}
 }
+
+// switchRouter routes to one instance until switched, then to another.
+type switchRouter struct {
+	mu      sync.Mutex
+	current string
+}
+
+func (r *switchRouter) Route(_ context.Context, _, group string) (discovery.Route, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return discovery.Route{Instance: r.current, URL: "ws://" + r.current + "/ws/" + group}, nil
+}
+
+// TestAssignmentSkipsAnInstanceThatLeftTheRelay: an instance whose relay connection dropped
+// (not Live) is not handed out, even before discovery notices: the Assigner refreshes
+// discovery and routes again; a recorded assignment to it is not reused either.
+func TestAssignmentSkipsAnInstanceThatLeftTheRelay(t *testing.T) {
+	sessions := gatewaytest.Sessions(t, gateway.SessionsConfig{})
+	router := &switchRouter{current: "gone"}
+	var refreshed atomic.Int32
+	as, err := NewAssigner(AssignerConfig{Sessions: sessions, Router: router,
+		Live: func(_ context.Context, instance string) bool { return instance != "gone" },
+		Refresh: func(context.Context) {
+			refreshed.Add(1)
+			router.mu.Lock()
+			router.current = "live"
+			router.mu.Unlock()
+		}})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
+	mux.Handle("/v1/assign", as)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	cookie := gatewaytest.AnonymousLogin(t, srv.URL)
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/assign?group=wb", nil)
+	req.Header = cookie
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var got gateway.Assignment
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	assert.Equal(t, "live", got.Instance)
+	assert.Equal(t, int32(1), refreshed.Load())
+}

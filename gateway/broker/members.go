@@ -57,6 +57,22 @@ func (p MemberProvider) Targets(ctx context.Context) ([]discovery.Target, error)
 	return out, nil
 }
 
+// Live reports whether instance is registered on the relay now: its relay connection has
+// not dropped (the relay forgets a member the moment its connection does). When the relay
+// cannot be asked it reports true, leaving the decision to discovery's health checks.
+func (p MemberProvider) Live(ctx context.Context, instance string) bool {
+	targets, err := p.Targets(ctx)
+	if err != nil {
+		return true
+	}
+	for _, t := range targets {
+		if t.ID == instance {
+			return true
+		}
+	}
+	return false
+}
+
 // BrokerURL is a discovery.SessionConfig URL function for gateway instances found by a
 // MemberProvider: the WebSocket URL of group on the instance ("ws://host:port/ws/<group>",
 // wss for an https instance).
