@@ -110,7 +110,7 @@ func (d *brokerDeployment) gateway(name string) *gatewayProc {
         "jwt" : { "hs256_key_file" : "jwt.key" },
         "lru" : { "manage_section" : true, "cache" : { "path" : %q, "el_count" : 5000, "record_size" : 1024 } },
         "message_relay" : { "address" : "127.0.0.1", "port" : %s },
-        "broker" : { "instance" : %q, "poll_interval" : "100ms", "request_timeout" : "20s" }
+        "broker" : { "instance" : %q, "poll_interval" : "100ms", "request_timeout" : "20s", "allow_anonymous" : true }
     }
 }`, name+".table", port, name))
 	p := start(t, []string{"GS_MAIN=1"}, conf)

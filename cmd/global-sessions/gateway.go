@@ -176,7 +176,7 @@ func gatewayRoutes(g *config.Gateway, parts *gatewayParts, log *slog.Logger) err
 		}
 	}
 	if bb := g.Broker; bb != nil {
-		parts.broker = &broker.BrokerConfig{Relay: parts.relay, Sessions: parts.sessions, Queue: bb.Queue,
+		parts.broker = &broker.BrokerConfig{Relay: parts.relay, Sessions: parts.sessions, Queue: bb.Queue, AllowAnonymous: bb.AllowAnonymous,
 			Instance: bb.Instance, Advertise: bb.Advertise, AllowedOrigins: g.AllowedOrigins,
 			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, Logger: log}
 		parts.poll = time.Duration(bb.PollInterval)

@@ -43,6 +43,12 @@ type BrokerConfig struct {
 	// Group extracts the group (workbook, document) from the upgrade request. Nil means
 	// the path after its last "/ws/".
 	Group func(r *http.Request) string
+	// Authorize says whether a session may join a group (and so receive its messages); an
+	// error refuses the WebSocket with 403 and its text. Nil means the default: a named
+	// user may join any group, an anonymous session only with AllowAnonymous.
+	Authorize func(ctx context.Context, s *gateway.Session, group string) error
+	// AllowAnonymous lets anonymous sessions join groups under the default Authorize.
+	AllowAnonymous bool
 	// MaxMessageSize bounds a client's message. Zero means 64 KiB.
 	MaxMessageSize int64
 	// RequestTimeout bounds the handling of one message by a worker. Zero means 30s.
@@ -198,6 +204,17 @@ func (b *Broker) sessionEnded(id string) {
 	}
 }
 
+// authorize applies Authorize, or the default policy.
+func (b *Broker) authorize(ctx context.Context, s *gateway.Session, group string) error {
+	if b.cfg.Authorize != nil {
+		return b.cfg.Authorize(ctx, s, group)
+	}
+	if s.Anonymous && !b.cfg.AllowAnonymous {
+		return fmt.Errorf("an anonymous session may not join group %q: log in", group)
+	}
+	return nil
+}
+
 // Instance returns the instance's name.
 func (b *Broker) Instance() string { return b.cfg.Instance }
 
@@ -231,6 +248,10 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	group := b.cfg.Group(r)
 	if err := validGroup(group); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := b.authorize(r.Context(), s, group); err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
 	b.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,6 +33,9 @@ import (
 type brokerFixture struct {
 	relay    *relay.Relay
 	sessions *gateway.Sessions
+	// defaultPolicy leaves BrokerConfig's authorization as the test gives it; otherwise
+	// instances let anonymous sessions join, as most tests log in anonymously.
+	defaultPolicy bool
 }
 
 func newBrokerFixture(t testing.TB) *brokerFixture {
@@ -65,6 +69,9 @@ func (f *brokerFixture) instance(t testing.TB, name string, cfg BrokerConfig) *g
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Start()
 	cfg.Relay, cfg.Sessions, cfg.Instance = f.client(t, name), f.sessions, name
+	if cfg.Authorize == nil && !f.defaultPolicy {
+		cfg.AllowAnonymous = true
+	}
 	if cfg.Advertise == "" {
 		cfg.Advertise = srv.URL
 	}
@@ -748,4 +755,69 @@ func TestAssignmentSkipsAnInstanceThatLeftTheRelay(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
 	assert.Equal(t, "live", got.Instance)
 	assert.Equal(t, int32(1), refreshed.Load())
+}
+
+// userCookie logs user in with a password at a login endpoint of its own over f's
+// sessions and returns the cookie header.
+func (f *brokerFixture) userCookie(t *testing.T, user, password string) http.Header {
+	t.Helper()
+	users, err := gateway.NewUsersFile(gatewaytest.UsersFile(t))
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/login", &gateway.Login{Sessions: f.sessions, Authenticator: users})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c := gatewaytest.Client(t)
+	resp, err := c.PostForm(srv.URL+"/login", url.Values{"user": {user}, "password": {password}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return gatewaytest.CookieHeader(c, resp.Request.URL)
+}
+
+// refusedJoin dials group at g with cookie and returns the HTTP status and body of the
+// refusal; it fails the test if the join succeeds.
+func refusedJoin(t testing.TB, g *gatewayInstance, cookie http.Header, group string) (int, string) {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(g.srv.URL, "http")+"/ws/"+group, cookie)
+	if err == nil {
+		c.Close()
+		t.Fatalf("joining %q succeeded", group)
+	}
+	require.NotNil(t, resp, "dial error %v", err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// By default an anonymous session may not join a group (403 saying why) and a named
+// user may; AllowAnonymous lets anonymous sessions in.
+func TestBrokerDefaultAuthorization(t *testing.T) {
+	f := newBrokerFixture(t)
+	f.defaultPolicy = true
+	strict := f.instance(t, "gw-strict", BrokerConfig{})
+	open := f.instance(t, "gw-open", BrokerConfig{AllowAnonymous: true})
+	anon := loginCookie(t, strict)
+	code, body := refusedJoin(t, strict, anon, "wb")
+	require.Equal(t, http.StatusForbidden, code)
+	require.Contains(t, body, "anonymous session may not join")
+	openGroup(t, open, anon, "wb")
+	openGroup(t, strict, f.userCookie(t, "alice", "s3cret"), "wb")
+}
+
+// A configured Authorize decides who joins which group; its error is the refusal's text.
+func TestBrokerAuthorizeHook(t *testing.T) {
+	f := newBrokerFixture(t)
+	f.defaultPolicy = true
+	g := f.instance(t, "gw", BrokerConfig{Authorize: func(_ context.Context, s *gateway.Session, group string) error {
+		if group != "wb-"+s.User {
+			return fmt.Errorf("%s may not open %s", s.User, group)
+		}
+		return nil
+	}})
+	alice := f.userCookie(t, "alice", "s3cret")
+	openGroup(t, g, alice, "wb-alice")
+	code, body := refusedJoin(t, g, alice, "wb-bob")
+	require.Equal(t, http.StatusForbidden, code)
+	require.Contains(t, body, "alice may not open wb-bob")
 }

@@ -51,6 +51,8 @@ type Gateway struct {
 type BrokerBlock struct {
 	// Queue is the worker queue (default "workers").
 	Queue string `json:"queue"`
+	// AllowAnonymous lets anonymous sessions join groups (default: only named users).
+	AllowAnonymous bool `json:"allow_anonymous"`
 	// Instance names this gateway instance (default: random).
 	Instance string `json:"instance"`
 	// Advertise is the base URL clients reach this instance at (default: the address it
