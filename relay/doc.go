@@ -1,5 +1,5 @@
-// Package relay is the relay tier of global-sessions: the client front ends use, the
-// midway relay, and the sibling endpoint that pressure-relief servers connect to.
+// Package relay is the relay tier of global-sessions: the midway relay, the sibling endpoint
+// that pressure-relief servers connect to, and the client front ends use to reach them.
 //
 // # Shape
 //
@@ -9,14 +9,21 @@
 // relay and a child sibling) an inherited socket pair. Either end of a connection may send
 // requests; each is matched to its reply by id, so many are in flight at once.
 //
-// # Client
+// # Protocol
 //
-// A Client keeps one connection to one server and shares it between goroutines. Requests
-// carry the context's deadline (RequestTimeout when it has none) and fail with ErrTimeout,
-// ErrUnavailable or ErrClosed rather than wait forever. The client reconnects with
-// exponential backoff and jitter when the connection is lost, detects a silent peer with
-// heartbeats, and re-subscribes on every new connection. A request in flight when the
-// connection is lost is sent once more on the next one; every operation is idempotent.
+// The two ends of the protocol live in relay/internal/endpoint, which this package builds
+// on and whose names it gives its importers: Client (and ClientConfig, Dial, NewClient),
+// the server's ServerOptions and ServerStats, the Backend interfaces, and the errors. A
+// Client keeps one connection to one server, shares it between goroutines, reconnects with
+// backoff, detects a silent peer with heartbeats and re-subscribes on every connection;
+// requests carry their context's deadline and fail with ErrTimeout, ErrUnavailable or
+// ErrClosed rather than wait forever. Every server of this package (the Relay and the
+// Sibling) is an endpoint server: it runs the hello, keeps subscriptions, fans messages
+// out, brokers work queues (Client.Join and Client.Request: gateway instances register
+// this way, see broker.MemberProvider in gateway/broker, and workers serve their queue
+// this way, see broker.Worker), and disconnects a peer that misbehaves or does not keep
+// up. What follows is the tier: what the relay and the sibling do with the entry requests
+// the protocol hands them.
 //
 // # Relay
 //
@@ -46,19 +53,6 @@
 // relay kept. A publish with the strict write concern is answered once the key's aging
 // relief servers hold the entry.
 //
-// # Queues
-//
-// Every server also brokers work: clients Join a path's queue under a label, and a Request
-// on that path goes to one member at a time, the one with the fewest requests in flight
-// (taking turns among equals); the member's answer is the requester's reply. A member whose
-// connection is lost while it holds a request loses the request to another member (up to
-// QueueAttempts members in all), so a request may be handled twice (at least once, not
-// exactly once: make handlers idempotent); with no member left the requester gets an
-// error, never silence. The requester's deadline does not travel to the member. A member
-// leaves when it calls Leave or its connection drops, so Members always lists the live
-// ones: gateway instances register this way (see broker.MemberProvider in
-// gateway/broker), and workers serve their queue this way (see broker.Worker).
-//
 // # Sibling
 //
 // A Sibling is the endpoint below the relay. Pressure-relief servers connect to it as
@@ -74,10 +68,4 @@
 // the relay asks the key's connected servers of both kinds and answers with the newest
 // version among their answers. It runs in the relay's process, or as a child process
 // (ChildSibling) that the relay starts, restarts when it dies, and stops on shutdown.
-//
-// # Faults
-//
-// A peer that sends a malformed or oversized frame is disconnected with a logged reason; a
-// subscriber that does not keep up with its messages is disconnected rather than allowed to
-// hold up publishers; nothing one peer does affects the others' connections.
 package relay

@@ -22,6 +22,7 @@ import (
 	"github.com/edsrzf/mmap-go"
 
 	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/relay/internal/endpoint"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -288,7 +289,7 @@ func (o *outbox) pendingEviction(key []byte) (sessioncache.Entry, bool) {
 	if f == nil || o.tombs[string(key)] >= f.Rev {
 		return sessioncache.Entry{}, false
 	}
-	return sessioncache.Entry{Value: clone(f.Value), Expiry: unixTime(f.Expiry), Rev: f.Rev}, true
+	return sessioncache.Entry{Value: clone(f.Value), Expiry: endpoint.UnixTime(f.Expiry), Rev: f.Rev}, true
 }
 
 // deletedAt returns the revision of an unconfirmed deletion of key, or 0.
@@ -473,14 +474,4 @@ func (o *outbox) close() {
 		o.seal(o.seg)
 	}
 	o.mu.Unlock()
-}
-
-// entryFrameOf is the outbox record of a hand-down.
-func entryFrameOf(op wire.Op, path string, key []byte, e sessioncache.Entry) *wire.Frame {
-	f := &wire.Frame{Op: op, Path: []byte(path), Key: key, Value: e.Value, Expiry: unixNano(e.Expiry), Rev: e.Rev}
-	if e.Deleted && op == wire.OpEvict {
-		f.Flags |= wire.FlagDeleted
-		f.Value = nil
-	}
-	return f
 }

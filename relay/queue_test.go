@@ -203,7 +203,7 @@ func TestPeersNeverWedgeEachOther(t *testing.T) {
 	r := startRelay(t, RelayConfig{})
 	dialPipe := func(context.Context, string) (net.Conn, error) {
 		a, b := net.Pipe()
-		r.srv.serveConn(b, "pipe")
+		r.srv.ServeConn(b, "pipe")
 		return a, nil
 	}
 	c := dial(t, ClientConfig{Addr: "pipe", Dial: dialPipe})
@@ -279,7 +279,7 @@ func TestARequestWaitsForTheFirstMember(t *testing.T) {
 		_, err := sender.Request(ctxT(t), "late", nil, []byte("x"))
 		answer <- err
 	}()
-	eventually(t, "the request to wait", func() bool { return r.srv.queueWaits.Load() == 1 })
+	eventually(t, "the request to wait", func() bool { return r.srv.QueueWaits() == 1 })
 	w := dial(t, ClientConfig{Addr: r.Addr().String()})
 	require.NoError(t, w.Join(ctxT(t), "late", "w", func(context.Context, []byte, []byte) ([]byte, error) { return []byte("ok"), nil }))
 	select {

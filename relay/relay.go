@@ -17,6 +17,7 @@ import (
 	"github.com/globalsession/globalsession/internal/revision"
 	"github.com/globalsession/globalsession/internal/tombstone"
 	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/relay/internal/endpoint"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -82,7 +83,7 @@ const RecordOverhead = entrytable.Overhead
 // sibling that reaches the pressure-relief servers.
 type Relay struct {
 	cfg     RelayConfig
-	srv     *server
+	srv     *endpoint.Server
 	table   *sessioncache.Table
 	entries *entrytable.Table
 	outbox  *outbox
@@ -90,7 +91,7 @@ type Relay struct {
 	// down: the tier below said it keeps none (ErrNoOwner).
 	noOwnerUntil atomic.Int64
 	unplaced     atomic.Int64 // evictions dropped so (OutboxStats.Unplaced)
-	stream       *changeStream
+	stream       *endpoint.ChangeStream
 	clock        revision.Clock
 	lower        atomic.Pointer[Backend]
 	log          *slog.Logger
@@ -120,7 +121,7 @@ type lowerJob struct {
 // NewRelay opens the relay's table and outbox, binds cfg.Addr and starts serving. Stop it
 // with Shutdown or Close.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
-	cfg.ServerOptions.setDefaults()
+	cfg.ServerOptions = endpoint.ServerDefaults(cfg.ServerOptions)
 	if cfg.AuthPath == "" {
 		cfg.AuthPath = DefaultAuthPath
 	}
@@ -137,7 +138,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.StreamBacklog = 16384
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make([]chan lowerJob, cfg.LowerWorkers),
-		tombs: tombstone.New(time.Minute), stream: newChangeStream(cfg.StreamBacklog)}
+		tombs: tombstone.New(time.Minute)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.horizon.Store(uint64(time.Now().UnixNano()))
 	r.SetLower(cfg.Lower)
@@ -161,20 +162,20 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		t.Close()
 		return nil, err
 	}
-	ln, err := listen(cfg.Addr, &cfg.ServerOptions)
+	r.srv, err = endpoint.Listen(cfg.Addr, cfg.ServerOptions, relayHandler{r})
 	if err != nil {
 		r.outbox.close()
 		t.Close()
 		return nil, err
 	}
-	r.srv = newServer(ln, cfg.ServerOptions, r)
+	r.stream = endpoint.NewChangeStream(r.srv, cfg.StreamBacklog)
 	for i := range r.jobs {
 		r.jobs[i] = make(chan lowerJob, 256)
 		r.wg.Add(1)
 		go r.lowerWorker(r.jobs[i])
 	}
-	r.srv.serve()
-	r.log.Debug("relay: serving", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path(), "outbox", dir)
+	r.srv.Serve()
+	r.log.Debug("relay: serving", "addr", r.srv.Addr().String(), "auth_path", cfg.AuthPath, "table", t.Path(), "outbox", dir)
 	return r, nil
 }
 
@@ -218,7 +219,7 @@ func (r *Relay) lowerTier() Backend {
 }
 
 // Addr returns the address the relay listens on.
-func (r *Relay) Addr() net.Addr { return r.srv.ln.Addr() }
+func (r *Relay) Addr() net.Addr { return r.srv.Addr() }
 
 // Table returns the relay's table. Its values carry the relay's 9-byte revision envelope
 // and deleted keys hold tombstones: use Lookup to read an entry.
@@ -241,7 +242,7 @@ type OutboxStats struct {
 }
 
 // Server returns the counts of the relay's connections and requests.
-func (r *Relay) Server() ServerStats { return r.srv.stats() }
+func (r *Relay) Server() ServerStats { return r.srv.Stats() }
 
 // Outbox returns the counts of the relay's outbox.
 func (r *Relay) Outbox() OutboxStats {
@@ -250,83 +251,80 @@ func (r *Relay) Outbox() OutboxStats {
 }
 
 // serveRequest handles a front end's entry request.
-func (r *Relay) serveRequest(p *peer, f *wire.Frame) {
-	c := p.c
+func (r *Relay) serveRequest(p *endpoint.Peer, f *wire.Frame) {
 	auth := string(f.Path) == r.cfg.AuthPath
 	switch f.Op {
 	case wire.OpPublish, wire.OpSet, wire.OpEvict:
 		if f.Flags&wire.FlagBatch != 0 {
-			c.replyError(f.ID, "evict: a relay takes no batches: hand its entries over one by one")
+			p.ReplyError(f.ID, "evict: a relay takes no batches: hand its entries over one by one")
 			return
 		}
 		if !auth {
 			if f.Op == wire.OpPublish {
 				if f.Flags&wire.FlagNoFanout != 0 {
-					c.reply(f.ID, wire.StatusOK, 0, nil, 0) // not stored here, and not delivered
+					p.Reply(f.ID, wire.StatusOK, 0, nil, 0) // not stored here, and not delivered
 					return
 				}
-				r.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
-				c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+				r.srv.FanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
+				p.Reply(f.ID, wire.StatusOK, 0, nil, 0)
 				return
 			}
-			c.replyError(f.ID, fmt.Sprintf("%s: path %q is not stored here (the auth path is %q)", f.Op, f.Path, r.cfg.AuthPath))
+			p.ReplyError(f.ID, fmt.Sprintf("%s: path %q is not stored here (the auth path is %q)", f.Op, f.Path, r.cfg.AuthPath))
 			return
 		}
 		f.Rev = r.revision(f.Rev)
 		if r.mayBeSuperseded(f.Key, f.Rev) {
-			r.checkBelowThen(p, copyFrame(f), r.write)
+			r.checkBelowThen(p, endpoint.CopyFrame(f), r.write)
 			return
 		}
 		r.write(p, f)
 	case wire.OpGet:
 		if !auth {
-			c.replyError(f.ID, fmt.Sprintf("get: path %q is not stored here", f.Path))
+			p.ReplyError(f.ID, fmt.Sprintf("get: path %q is not stored here", f.Path))
 			return
 		}
-		r.get(c, f)
+		r.get(p, f)
 	case wire.OpDelete:
 		if !auth {
-			c.replyError(f.ID, fmt.Sprintf("delete: path %q is not stored here", f.Path))
+			p.ReplyError(f.ID, fmt.Sprintf("delete: path %q is not stored here", f.Path))
 			return
 		}
 		f.Rev = r.revision(f.Rev)
 		if r.mayBeSuperseded(f.Key, f.Rev) {
-			r.checkBelowThen(p, copyFrame(f), r.del)
+			r.checkBelowThen(p, endpoint.CopyFrame(f), r.del)
 			return
 		}
 		r.del(p, f)
 	default:
-		c.replyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
+		p.ReplyError(f.ID, fmt.Sprintf("%s is not a request a relay serves", f.Op))
 	}
 }
 
 // write stores a publish, set or evict of the auth path whose revision f.Rev is set.
-func (r *Relay) write(p *peer, f *wire.Frame) {
-	c := p.c
-	e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: f.Rev}
+func (r *Relay) write(p *endpoint.Peer, f *wire.Frame) {
+	e := sessioncache.Entry{Value: f.Value, Expiry: endpoint.UnixTime(f.Expiry), Rev: f.Rev}
 	durable := f.Flags&wire.FlagDurable != 0
 	// A durable write is handed down below with a reply (storeDurably), not queued.
 	applied, err := r.store(f.Key, e, !durable)
 	if err != nil {
-		c.replyError(f.ID, err.Error())
+		p.ReplyError(f.ID, err.Error())
 		return
 	}
 	if applied && f.Op == wire.OpPublish && f.Flags&wire.FlagNoFanout == 0 {
 		r.publishChange(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: e.Rev}, p)
 	}
 	if durable && applied {
-		r.storeDurably(c, f.ID, clone(f.Key), sessioncache.Entry{Value: clone(f.Value), Expiry: e.Expiry, Rev: e.Rev})
+		r.storeDurably(p, f.ID, clone(f.Key), sessioncache.Entry{Value: clone(f.Value), Expiry: e.Expiry, Rev: e.Rev})
 		return
 	}
-	c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+	p.Reply(f.ID, wire.StatusOK, 0, nil, 0)
 }
 
 // del deletes a key of the auth path, as a deletion of revision f.Rev (set).
-func (r *Relay) del(p *peer, f *wire.Frame) {
-	c := p.c
-	existed, rev, err := r.remove(f.Key, f.Rev, unixTime(f.Expiry))
+func (r *Relay) del(p *endpoint.Peer, f *wire.Frame) {
+	existed, rev, err := r.remove(f.Key, f.Rev, endpoint.UnixTime(f.Expiry))
 	if err != nil {
-		c.replyError(f.ID, err.Error())
+		p.ReplyError(f.ID, err.Error())
 		return
 	}
 	r.publishChange(&wire.Frame{Op: wire.OpMessage, Flags: wire.FlagDeleted, Path: f.Path, Key: f.Key, Rev: rev}, p)
@@ -334,7 +332,7 @@ func (r *Relay) del(p *peer, f *wire.Frame) {
 	if existed {
 		flags = wire.FlagExisted
 	}
-	c.reply(f.ID, wire.StatusOK, flags, nil, 0)
+	p.Reply(f.ID, wire.StatusOK, flags, nil, 0)
 }
 
 // mayBeSuperseded reports whether a write of revision rev may be older than a version of
@@ -356,7 +354,7 @@ func (r *Relay) mayBeSuperseded(key []byte, rev uint64) bool {
 // checkBelowThen asks the tier below for key's version and applies f with then unless the
 // tier below holds a newer one (f is then superseded: it is acknowledged and dropped). It
 // runs in a goroutine of its own, with f owning its slices.
-func (r *Relay) checkBelowThen(p *peer, f *wire.Frame, then func(*peer, *wire.Frame)) {
+func (r *Relay) checkBelowThen(p *endpoint.Peer, f *wire.Frame, then func(*endpoint.Peer, *wire.Frame)) {
 	lower := r.lowerTier()
 	if lower == nil {
 		then(p, f)
@@ -366,20 +364,20 @@ func (r *Relay) checkBelowThen(p *peer, f *wire.Frame, then func(*peer, *wire.Fr
 	go func() {
 		defer r.inflight.Done()
 		if rev := r.outbox.deletedAt(f.Key); rev >= f.Rev {
-			p.c.reply(f.ID, wire.StatusOK, 0, nil, 0) // a deletion waiting in the outbox is newer
+			p.Reply(f.ID, wire.StatusOK, 0, nil, 0) // a deletion waiting in the outbox is newer
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 		defer cancel()
 		below, err := lower.Get(ctx, r.cfg.AuthPath, f.Key)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			p.c.replyError(f.ID, "this write may be older than a version the relay handed down, which cannot be checked now: "+err.Error())
+			p.ReplyError(f.ID, "this write may be older than a version the relay handed down, which cannot be checked now: "+err.Error())
 			return
 		}
 		mine := sessioncache.Entry{Rev: f.Rev, Deleted: f.Op == wire.OpDelete}
 		if (err == nil || below.Deleted) && !mine.Newer(below) {
 			r.superseded.Add(1)
-			p.c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+			p.Reply(f.ID, wire.StatusOK, 0, nil, 0)
 			return
 		}
 		then(p, f)
@@ -388,10 +386,10 @@ func (r *Relay) checkBelowThen(p *peer, f *wire.Frame, then func(*peer, *wire.Fr
 
 // storeDurably hands an entry to the aging relief servers that own its key, through the
 // lower tier, and answers the front end once they hold it (the strict write concern).
-func (r *Relay) storeDurably(c *conn, id uint64, key []byte, e sessioncache.Entry) {
+func (r *Relay) storeDurably(p *endpoint.Peer, id uint64, key []byte, e sessioncache.Entry) {
 	db, ok := r.lowerTier().(DurableBackend)
 	if !ok {
-		c.replyError(id, "publish: the strict write concern needs a sibling below the relay")
+		p.ReplyError(id, "publish: the strict write concern needs a sibling below the relay")
 		return
 	}
 	r.inflight.Add(1)
@@ -400,49 +398,40 @@ func (r *Relay) storeDurably(c *conn, id uint64, key []byte, e sessioncache.Entr
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
 		defer cancel()
 		if err := db.SetDurable(ctx, r.cfg.AuthPath, key, e); err != nil {
-			c.replyError(id, "the entry is not held durably: "+err.Error())
+			p.ReplyError(id, "the entry is not held durably: "+err.Error())
 			return
 		}
-		c.reply(id, wire.StatusOK, 0, nil, 0)
+		p.Reply(id, wire.StatusOK, 0, nil, 0)
 	}()
 }
 
 // publishChange numbers a change of the auth path, keeps it in the stream's backlog and
 // delivers it to the subscribed front ends but from.
-func (r *Relay) publishChange(msg *wire.Frame, from *peer) {
+func (r *Relay) publishChange(msg *wire.Frame, from *endpoint.Peer) {
 	if r.cfg.NoFanOut {
 		return
 	}
-	r.stream.mu.Lock()
-	defer r.stream.mu.Unlock()
-	r.stream.add(msg)
-	r.srv.fanOut(msg, from)
+	r.stream.Publish(msg, from)
 }
 
-// resume answers a subscribe with FlagResume: it subscribes p to the auth path's changes
-// and replies with those it missed since the position it gives, all at once with the
-// subscription, so none falls between the two.
-func (r *Relay) resume(p *peer, f *wire.Frame) {
+// resume answers a subscribe with FlagResume: on the auth path, the stream of its changes
+// subscribes p and replies with those it missed since the position it gives (see
+// endpoint.ChangeStream.Resume).
+func (r *Relay) resume(p *endpoint.Peer, f *wire.Frame) {
 	if string(f.Path) != r.cfg.AuthPath || r.cfg.NoFanOut {
-		p.c.replyError(f.ID, fmt.Sprintf("subscribe: path %q keeps no stream of changes here", f.Path))
+		p.ReplyError(f.ID, fmt.Sprintf("subscribe: path %q keeps no stream of changes here", f.Path))
 		return
 	}
-	epoch, after, err := wire.ParseResumeRequest(f.Value)
-	if err != nil {
-		p.c.replyError(f.ID, "subscribe: "+err.Error())
-		return
-	}
-	limit := wire.DefaultMaxFrame
-	if r.cfg.MaxFrame > 0 {
-		limit = min(limit, r.cfg.MaxFrame)
-	}
-	limit -= wire.HeaderSize + len(f.Path) + 64
-	r.stream.mu.Lock()
-	r.srv.subscribe(p, r.cfg.AuthPath)
-	v := r.stream.since(nil, epoch, after, limit)
-	r.stream.mu.Unlock()
-	p.c.reply(f.ID, wire.StatusValue, 0, v, 0)
+	r.stream.Resume(p, f)
 }
+
+// relayHandler is the relay as its server's endpoint.Handler and endpoint.Resumer: it
+// serves the front ends' entry requests and stream resumptions.
+type relayHandler struct{ r *Relay }
+
+func (h relayHandler) ServeRequest(p *endpoint.Peer, f *wire.Frame) { h.r.serveRequest(p, f) }
+
+func (h relayHandler) Resume(p *endpoint.Peer, f *wire.Frame) { h.r.resume(p, f) }
 
 // revision returns rev, or a revision of the relay's own clock for a writer that gave none.
 func (r *Relay) revision(rev uint64) uint64 {
@@ -487,7 +476,7 @@ func (r *Relay) remove(key []byte, rev uint64, until time.Time) (bool, uint64, e
 		tomb.Expiry = held.Expiry
 	}
 	if r.handsDown() {
-		if err := r.outbox.add(entryFrameOf(wire.OpDelete, r.cfg.AuthPath, key, tomb)); err != nil {
+		if err := r.outbox.add(endpoint.EntryFrame(wire.OpDelete, r.cfg.AuthPath, key, tomb)); err != nil {
 			r.outbox.warnFull("delete", key)
 			return existed, rev, fmt.Errorf("the deletion cannot be handed to the tiers below: %w", err)
 		}
@@ -497,24 +486,24 @@ func (r *Relay) remove(key []byte, rev uint64, until time.Time) (bool, uint64, e
 
 // get answers from the table, or falls through to the lower tier in a goroutine so the
 // connection keeps serving meanwhile.
-func (r *Relay) get(c *conn, f *wire.Frame) {
+func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 	buf := getBuf()
 	e, err := r.entries.GetAppend(buf[:0], f.Key)
 	if err == nil || e.Deleted {
-		c.replyEntry(f.ID, e, err)
+		p.ReplyEntry(f.ID, e, err)
 		putBuf(buf)
 		return
 	}
 	putBuf(buf)
 	if errors.Is(err, sessioncache.ErrNotFound) {
 		if pe, ok := r.outbox.pendingEviction(f.Key); ok && (pe.Expiry.IsZero() || pe.Expiry.After(time.Now())) {
-			c.replyEntry(f.ID, pe, nil) // evicted, and not yet with aging relief
+			p.ReplyEntry(f.ID, pe, nil) // evicted, and not yet with aging relief
 			return
 		}
 	}
 	lower := r.lowerTier()
 	if !errors.Is(err, sessioncache.ErrNotFound) || lower == nil {
-		replyResult(c, f.ID, err)
+		p.ReplyResult(f.ID, err)
 		return
 	}
 	id, key := f.ID, clone(f.Key)
@@ -531,20 +520,20 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 				r.log.Warn("relay: lower tier get failed", "err", err)
 			}
 			// A missing tier is a miss, not a failure of the front end's request.
-			replyResult(c, id, ErrNotFound)
+			p.ReplyResult(id, ErrNotFound)
 			return
 		case !e.Expiry.IsZero() && !e.Expiry.After(time.Now()):
-			replyResult(c, id, ErrNotFound)
+			p.ReplyResult(id, ErrNotFound)
 			return
 		}
 		r.clock.Observe(e.Rev)
 		if rev := r.outbox.deletedAt(key); rev != 0 && (rev > e.Rev || (rev == e.Rev && !e.Deleted)) {
 			// A deletion the tiers below have not confirmed yet overrides their answer.
-			c.replyEntry(id, sessioncache.Entry{Rev: rev, Deleted: true}, ErrNotFound)
+			p.ReplyEntry(id, sessioncache.Entry{Rev: rev, Deleted: true}, ErrNotFound)
 			return
 		}
 		if !e.Deleted && r.tombs.DeletedAfter(key, seq) {
-			replyResult(c, id, ErrNotFound) // deleted while the answer was on its way
+			p.ReplyResult(id, ErrNotFound) // deleted while the answer was on its way
 			return
 		}
 		applied, err := r.entries.Put(key, e)
@@ -556,7 +545,7 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 			// the table holds now.
 			held, herr := r.entries.GetAppend(nil, key)
 			if herr == nil || held.Deleted {
-				c.replyEntry(id, held, herr)
+				p.ReplyEntry(id, held, herr)
 				return
 			}
 		}
@@ -564,7 +553,7 @@ func (r *Relay) get(c *conn, f *wire.Frame) {
 		if e.Deleted {
 			err = ErrNotFound
 		}
-		c.replyEntry(id, e, err)
+		p.ReplyEntry(id, e, err)
 	}()
 }
 
@@ -590,7 +579,7 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 		r.unplaced.Add(1) // the tier below said it keeps no evictions: see handDown
 		return
 	}
-	if err := r.outbox.add(entryFrameOf(wire.OpEvict, r.cfg.AuthPath, key, e)); err != nil {
+	if err := r.outbox.add(endpoint.EntryFrame(wire.OpEvict, r.cfg.AuthPath, key, e)); err != nil {
 		r.outbox.warnFull("eviction", key)
 	}
 }
@@ -620,13 +609,13 @@ func (r *Relay) handDownTo(ctx context.Context, frames []*wire.Frame) error {
 	if bl, ok := lower.(BatchBackend); ok && len(frames) > 1 {
 		batch := make([]HandDown, len(frames))
 		for i, f := range frames {
-			batch[i] = HandDown{Key: f.Key, Entry: frameEntry(f), Delete: f.Op == wire.OpDelete}
+			batch[i] = HandDown{Key: f.Key, Entry: endpoint.FrameEntry(f), Delete: f.Op == wire.OpDelete}
 		}
 		return bl.HandDownBatch(ctx, r.cfg.AuthPath, batch)
 	}
 	var noOwner error
 	for _, f := range frames {
-		e := frameEntry(f)
+		e := endpoint.FrameEntry(f)
 		var err error
 		if f.Op == wire.OpDelete {
 			err = lower.Delete(ctx, string(f.Path), f.Key, e)
@@ -691,7 +680,7 @@ func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 func (r *Relay) Shutdown(ctx context.Context) error {
 	var err error
 	r.once.Do(func() {
-		err = r.srv.shutdown(ctx)
+		err = r.srv.Shutdown(ctx)
 		r.cancel()
 		r.inflight.Wait() // requests that went to the tier below
 		r.wg.Wait()

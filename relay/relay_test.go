@@ -463,12 +463,7 @@ func TestConnectionLimitAndHelloDeadline(t *testing.T) {
 	require.NoError(t, err)
 	defer silent.Close()
 	closedByServer(silent) // no hello: closed after HelloTimeout
-	peers := func() int {
-		r.srv.mu.Lock()
-		defer r.srv.mu.Unlock()
-		return len(r.srv.peers)
-	}
-	eventually(t, "the server to forget the closed connection", func() bool { return peers() == 0 })
+	eventually(t, "the server to forget the closed connection", func() bool { return r.Server().Open == 0 })
 
 	a := dial(t, ClientConfig{Addr: r.Addr().String()})
 	b := dial(t, ClientConfig{Addr: r.Addr().String(), BackoffMin: time.Hour})
@@ -476,7 +471,7 @@ func TestConnectionLimitAndHelloDeadline(t *testing.T) {
 	require.NoError(t, err)
 	defer extra.Close()
 	closedByServer(extra) // the third of at most two
-	assert.Equal(t, int64(1), r.srv.refused.Load())
+	assert.Equal(t, int64(1), r.Server().Refused)
 	_, err = a.Ping(ctxT(t))
 	require.NoError(t, err, "the connections within the limit are served")
 

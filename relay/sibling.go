@@ -15,6 +15,7 @@ import (
 
 	"github.com/globalsession/globalsession/internal/rendezvous"
 	"github.com/globalsession/globalsession/internal/wire"
+	"github.com/globalsession/globalsession/relay/internal/endpoint"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -60,7 +61,7 @@ type SiblingConfig struct {
 // absent owner should receive is kept for it on disk and handed over when it is back.
 type Sibling struct {
 	cfg   SiblingConfig
-	srv   *server
+	srv   *endpoint.Server
 	table *sessioncache.Table
 	log   *slog.Logger
 	hints *hintStore
@@ -90,17 +91,17 @@ type reliefRings struct {
 	members   int
 	expansion *rendezvous.Ring[string]
 	aging     *rendezvous.Ring[string]
-	connected map[string]*peer // relief name -> its connection
-	relief    []*peer          // connected relief servers
-	other     []*peer          // subscribers that are not relief servers: they get everything
-	all       []*peer
+	connected map[string]*endpoint.Peer // relief name -> its connection
+	relief    []*endpoint.Peer          // connected relief servers
+	other     []*endpoint.Peer          // subscribers that are not relief servers: they get everything
+	all       []*endpoint.Peer
 }
 
 var _ DurableBackend = (*Sibling)(nil)
 
 // NewSibling binds cfg.Addr and starts serving relief servers. Stop it with Shutdown.
 func NewSibling(cfg SiblingConfig) (*Sibling, error) {
-	cfg.ServerOptions.setDefaults()
+	cfg.ServerOptions = endpoint.ServerDefaults(cfg.ServerOptions)
 	if cfg.AuthPath == "" {
 		cfg.AuthPath = DefaultAuthPath
 	}
@@ -156,16 +157,15 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 	if len(s.members) != len(recorded) {
 		s.recordMembers()
 	}
-	ln, err := listen(cfg.Addr, &cfg.ServerOptions)
+	s.srv, err = endpoint.Listen(cfg.Addr, cfg.ServerOptions, siblingHandler{s})
 	if err != nil {
 		s.closeTable()
 		return nil, err
 	}
-	s.srv = newServer(ln, cfg.ServerOptions, s)
-	s.srv.serve()
+	s.srv.Serve()
 	s.wg.Add(1)
 	go s.handOff()
-	s.log.Debug("sibling: serving relief servers", "addr", ln.Addr().String(), "auth_path", cfg.AuthPath,
+	s.log.Debug("sibling: serving relief servers", "addr", s.srv.Addr().String(), "auth_path", cfg.AuthPath,
 		"members", len(s.members), "hints", dir)
 	return s, nil
 }
@@ -182,7 +182,7 @@ func (s *Sibling) closeTable() {
 }
 
 // Addr returns the address relief servers connect to.
-func (s *Sibling) Addr() net.Addr { return s.srv.ln.Addr() }
+func (s *Sibling) Addr() net.Addr { return s.srv.Addr() }
 
 // Table returns the attached relay table, or nil.
 func (s *Sibling) Table() *sessioncache.Table { return s.table }
@@ -196,7 +196,7 @@ func (s *Sibling) Relief() int { return len(s.currentRings().all) }
 func (s *Sibling) ReliefOf(kind string) int {
 	n := 0
 	for _, p := range s.currentRings().relief {
-		if k, _, _ := ParseReliefName(p.id); k == kind {
+		if k, _, _ := ParseReliefName(p.ID()); k == kind {
 			n++
 		}
 	}
@@ -204,7 +204,7 @@ func (s *Sibling) ReliefOf(kind string) int {
 }
 
 // Server returns the counts of the sibling's connections and requests.
-func (s *Sibling) Server() ServerStats { return s.srv.stats() }
+func (s *Sibling) Server() ServerStats { return s.srv.Stats() }
 
 // GetErrors returns how many lookups a relief server failed (its error, not a miss). A
 // lookup that no server answered with the entry and that one failed returns an error, not
@@ -270,25 +270,25 @@ func (s *Sibling) warnUnplaced() {
 // currentRings returns the rings for the current subscriptions and members, rebuilding
 // them when either changed. A relief server seen for the first time becomes a member.
 func (s *Sibling) currentRings() *reliefRings {
-	gen := s.srv.generation()
+	gen := s.srv.Generation()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rings != nil && s.rings.gen == gen && s.rings.members == len(s.members) {
 		return s.rings
 	}
-	peers, gen := s.srv.subscribers(s.cfg.AuthPath)
-	r := &reliefRings{gen: gen, all: peers, connected: map[string]*peer{}}
+	peers, gen := s.srv.Subscribers(s.cfg.AuthPath)
+	r := &reliefRings{gen: gen, all: peers, connected: map[string]*endpoint.Peer{}}
 	added := false
 	for _, p := range peers {
-		if _, _, ok := ParseReliefName(p.id); !ok {
+		if _, _, ok := ParseReliefName(p.ID()); !ok {
 			r.other = append(r.other, p)
 			continue
 		}
 		r.relief = append(r.relief, p)
-		r.connected[p.id] = p
-		if !s.members[p.id] {
-			s.members[p.id], added = true, true
-			s.log.Info("sibling: a new relief server joins the members", "member", p.id)
+		r.connected[p.ID()] = p
+		if !s.members[p.ID()] {
+			s.members[p.ID()], added = true, true
+			s.log.Info("sibling: a new relief server joins the members", "member", p.ID())
 		}
 	}
 	if added {
@@ -327,13 +327,13 @@ func (s *Sibling) recordMembers() {
 // the link ends, which tells a child sibling its relay is gone.
 func (s *Sibling) ServeRelayConn(nc net.Conn) <-chan struct{} {
 	done := make(chan struct{})
-	p := s.srv.serveInherited(nc, "relay (ipc)")
+	p := s.srv.ServeInherited(nc, "relay (ipc)")
 	if p == nil {
 		close(done)
 		return done
 	}
 	go func() {
-		<-p.c.done
+		<-p.Done()
 		close(done)
 	}()
 	return done
@@ -341,21 +341,27 @@ func (s *Sibling) ServeRelayConn(nc net.Conn) <-chan struct{} {
 
 // serveRequest handles a peer's entry request. Entry requests come from above (the
 // relay): they are answered by asking the relief servers.
-func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
+func (s *Sibling) serveRequest(p *endpoint.Peer, f *wire.Frame) {
 	switch f.Op {
 	case wire.OpGet, wire.OpSet, wire.OpDelete, wire.OpEvict:
-		go serveBackend(context.Background(), s, p.c, copyFrame(f), s.cfg.RequestTimeout)
+		p.ServeBackend(s, f)
 	case wire.OpPublish:
 		if f.Flags&wire.FlagNoFanout != 0 {
-			p.c.reply(f.ID, wire.StatusOK, 0, nil, 0) // the sibling stores nothing: nothing to do
+			p.Reply(f.ID, wire.StatusOK, 0, nil, 0) // the sibling stores nothing: nothing to do
 			return
 		}
-		s.srv.fanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
-		p.c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+		s.srv.FanOut(&wire.Frame{Op: wire.OpMessage, Path: f.Path, Key: f.Key, Value: f.Value, Expiry: f.Expiry, Rev: f.Rev}, p)
+		p.Reply(f.ID, wire.StatusOK, 0, nil, 0)
 	default:
-		p.c.replyError(f.ID, fmt.Sprintf("%s is not a request the sibling serves", f.Op))
+		p.ReplyError(f.ID, fmt.Sprintf("%s is not a request the sibling serves", f.Op))
 	}
 }
+
+// siblingHandler is the sibling as its server's endpoint.Handler: it serves the relay's
+// entry requests.
+type siblingHandler struct{ s *Sibling }
+
+func (h siblingHandler) ServeRequest(p *endpoint.Peer, f *wire.Frame) { h.s.serveRequest(p, f) }
 
 // Get asks the connected relief servers that may hold key, of both kinds, all at once, and
 // answers with the newest version among their answers: an entry, or not found with the
@@ -363,7 +369,7 @@ func (s *Sibling) serveRequest(p *peer, f *wire.Frame) {
 // failure, not ErrNotFound.
 func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	r := s.currentRings()
-	var owners []*peer
+	var owners []*endpoint.Peer
 	owners = append(owners, r.other...)
 	for _, ring := range []*rendezvous.Ring[string]{r.expansion, r.aging} {
 		for _, m := range ring.Owners(nil, key, s.cfg.Replicas) {
@@ -383,12 +389,7 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 	for _, p := range owners {
 		go func() {
 			var a answer
-			cl, err := p.c.roundTrip(ctx, &wire.Frame{Op: wire.OpGet, Path: []byte(path), Key: key})
-			if err == nil {
-				a.e, err = entryOf(wire.OpGet, cl)
-				putCall(cl)
-			}
-			a.err = err
+			a.e, a.err = p.Get(ctx, path, key)
 			answers <- a
 		}()
 	}
@@ -429,11 +430,11 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 // misses it loses nothing.
 func (s *Sibling) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	r := s.currentRings()
-	f := entryFrameOf(wire.OpSet, path, key, e)
+	f := endpoint.EntryFrame(wire.OpSet, path, key, e)
 	f.Flags |= wire.FlagNoReply
 	var errs []error
-	send := func(p *peer) {
-		if err := p.c.writeDeferred(f); err != nil {
+	send := func(p *endpoint.Peer) {
+		if err := p.WriteDeferred(f); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -457,7 +458,7 @@ func (s *Sibling) SetDurable(ctx context.Context, path string, key []byte, e ses
 	if len(owners) == 0 {
 		return errors.New("no aging relief server is known to hold the entry")
 	}
-	var peers []*peer
+	var peers []*endpoint.Peer
 	for _, m := range owners {
 		p := r.connected[m]
 		if p == nil {
@@ -465,13 +466,13 @@ func (s *Sibling) SetDurable(ctx context.Context, path string, key []byte, e ses
 		}
 		peers = append(peers, p)
 	}
-	f := entryFrameOf(wire.OpEvict, path, key, e)
+	f := endpoint.EntryFrame(wire.OpEvict, path, key, e)
 	errs := make(chan error, len(peers))
 	for _, p := range peers {
 		go func() {
 			g := *f
-			if err := simple(ctx, p.c, &g); err != nil {
-				errs <- fmt.Errorf("aging relief server %s: %w", p.id, err)
+			if err := p.Send(ctx, &g); err != nil {
+				errs <- fmt.Errorf("aging relief server %s: %w", p.ID(), err)
 				return
 			}
 			errs <- nil
@@ -495,7 +496,7 @@ func (s *Sibling) SetDurable(ctx context.Context, path string, key []byte, e ses
 func (s *Sibling) Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	r := s.currentRings()
 	e.Deleted = true
-	f := &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key, Expiry: unixNano(e.Expiry), Rev: e.Rev}
+	f := endpoint.HandDownFrame(path, HandDown{Key: key, Entry: e, Delete: true})
 	targets := map[string]bool{}
 	s.mu.Lock()
 	for m := range s.members {
@@ -510,7 +511,7 @@ func (s *Sibling) Delete(ctx context.Context, path string, key []byte, e session
 // subscriber, it drops the entry, counts it as unplaced and returns ErrNoOwner.
 func (s *Sibling) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	r := s.currentRings()
-	f := entryFrameOf(wire.OpEvict, path, key, e)
+	f := endpoint.EntryFrame(wire.OpEvict, path, key, e)
 	var buf [4]string
 	owners := r.aging.Owners(buf[:0], key, s.cfg.Replicas)
 	if len(owners) == 0 && len(r.other) == 0 {
@@ -547,7 +548,7 @@ func (s *Sibling) HandDownBatch(ctx context.Context, path string, batch []HandDo
 	var buf [4]string
 	dropped := false // evictions were dropped: no aging server is known
 	for i, h := range batch {
-		f := handDownFrame(path, h)
+		f := endpoint.HandDownFrame(path, h)
 		all[i] = f
 		var targets []string
 		if h.Delete {
@@ -573,16 +574,16 @@ func (s *Sibling) HandDownBatch(ctx context.Context, path string, batch []HandDo
 	}
 	results := make(chan result, len(perMember)+len(r.other))
 	sent := 0
-	send := func(p *peer, member string, frames []*wire.Frame) {
+	send := func(p *endpoint.Peer, member string, frames []*wire.Frame) {
 		sent++
 		go func() {
-			packed, err := packBatches(frames)
+			packed, err := endpoint.PackBatches(frames)
 			for _, f := range packed {
 				if err != nil {
 					break
 				}
 				g := *f
-				err = simpleDeferred(ctx, p.c, &g)
+				err = p.SendDeferred(ctx, &g)
 			}
 			results <- result{member: member, frames: frames, err: err}
 		}()
@@ -639,7 +640,7 @@ func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, 
 		sent++
 		go func() {
 			g := *f
-			results <- result{err: simple(ctx, p.c, &g)}
+			results <- result{err: p.Send(ctx, &g)}
 		}()
 	}
 	var errs []error
@@ -654,7 +655,7 @@ func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, 
 		sent++
 		go func() {
 			g := *f
-			results <- result{member: m, err: simpleDeferred(ctx, p.c, &g)}
+			results <- result{member: m, err: p.SendDeferred(ctx, &g)}
 		}()
 	}
 	for range sent {
@@ -678,10 +679,10 @@ func (s *Sibling) toMembers(ctx context.Context, r *reliefRings, f *wire.Frame, 
 
 // toMember sends f to member m over p (nil when m is absent), keeping it as a hint when m
 // is absent or does not confirm it.
-func (s *Sibling) toMember(ctx context.Context, p *peer, m string, f *wire.Frame) error {
+func (s *Sibling) toMember(ctx context.Context, p *endpoint.Peer, m string, f *wire.Frame) error {
 	if p != nil {
 		g := *f
-		err := simpleDeferred(ctx, p.c, &g)
+		err := p.SendDeferred(ctx, &g)
 		if err == nil {
 			return nil
 		}
@@ -711,9 +712,9 @@ func (s *Sibling) handOff() {
 			return
 		case <-tick.C:
 		case <-s.kick:
-		case <-s.srv.changed(gen):
+		case <-s.srv.Changed(gen):
 		}
-		gen = s.srv.generation()
+		gen = s.srv.Generation()
 		r := s.currentRings()
 		for name, p := range r.connected {
 			s.mu.Lock()
@@ -729,7 +730,7 @@ func (s *Sibling) handOff() {
 }
 
 // deliverHints hands name's hints to p until none are left or a delivery fails.
-func (s *Sibling) deliverHints(name string, p *peer) {
+func (s *Sibling) deliverHints(name string, p *endpoint.Peer) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
@@ -755,8 +756,8 @@ func (s *Sibling) deliverHints(name string, p *peer) {
 }
 
 // sendAll sends frames to p with replies, in batches, and fails if any is not confirmed.
-func (s *Sibling) sendAll(p *peer, frames []*wire.Frame) error {
-	packed, err := packBatches(frames)
+func (s *Sibling) sendAll(p *endpoint.Peer, frames []*wire.Frame) error {
+	packed, err := endpoint.PackBatches(frames)
 	if err != nil {
 		return err
 	}
@@ -774,7 +775,7 @@ func (s *Sibling) sendAll(p *peer, frames []*wire.Frame) error {
 			defer func() { <-sem }()
 			rctx, rcancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 			defer rcancel()
-			err := simple(rctx, p.c, f)
+			err := p.Send(rctx, f)
 			if err != nil {
 				cancel()
 			}
@@ -794,7 +795,7 @@ func (s *Sibling) sendAll(p *peer, frames []*wire.Frame) error {
 func (s *Sibling) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
-		err = s.srv.shutdown(ctx)
+		err = s.srv.Shutdown(ctx)
 		s.stop()
 		s.wg.Wait()
 		s.hints.close()

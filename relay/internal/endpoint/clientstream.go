@@ -1,4 +1,4 @@
-package relay
+package endpoint
 
 import (
 	"context"
@@ -156,6 +156,8 @@ func (c *Client) streamLost() {
 }
 
 func changeOf(f *wire.Frame, epoch uint64) sessioncache.Change {
-	return sessioncache.Change{Key: f.Key, Value: f.Value, Expiry: unixTime(f.Expiry), Deleted: f.Flags&wire.FlagDeleted != 0,
+	return sessioncache.Change{Key: f.Key, Value: f.Value, Expiry: UnixTime(f.Expiry), Deleted: f.Flags&wire.FlagDeleted != 0,
 		Rev: f.Rev, Seq: f.ID, Epoch: epoch}
 }
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -1,4 +1,4 @@
-package relay
+package endpoint
 
 import (
 	"context"
@@ -383,16 +383,16 @@ func entryOf(op wire.Op, cl *call) (sessioncache.Entry, error) {
 	if err := replyErr(op, cl); err != nil {
 		var e sessioncache.Entry
 		if errors.Is(err, ErrNotFound) && cl.rev != 0 {
-			e = sessioncache.Entry{Rev: cl.rev, Deleted: true, Expiry: unixTime(cl.expiry)}
+			e = sessioncache.Entry{Rev: cl.rev, Deleted: true, Expiry: UnixTime(cl.expiry)}
 		}
 		return e, err
 	}
-	return sessioncache.Entry{Value: append([]byte(nil), cl.value...), Expiry: unixTime(cl.expiry), Rev: cl.rev}, nil
+	return sessioncache.Entry{Value: append([]byte(nil), cl.value...), Expiry: UnixTime(cl.expiry), Rev: cl.rev}, nil
 }
 
 // entryFrame is a request of op carrying e.
 func entryFrame(op wire.Op, path string, key []byte, e sessioncache.Entry) *wire.Frame {
-	return &wire.Frame{Op: op, Path: []byte(path), Key: key, Value: e.Value, Expiry: unixNano(e.Expiry), Rev: e.Rev}
+	return &wire.Frame{Op: op, Path: []byte(path), Key: key, Value: e.Value, Expiry: UnixNano(e.Expiry), Rev: e.Rev}
 }
 
 // Set stores the entry under key on path, on the server only.
@@ -425,7 +425,7 @@ func (c *Client) PublishDurable(ctx context.Context, path string, key []byte, e 
 // Evict hands an entry pushed out of an upper tier's table (or, with e.Deleted, a
 // tombstone) to the server.
 func (c *Client) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
-	return c.send(ctx, entryFrameOf(wire.OpEvict, path, key, e))
+	return c.send(ctx, EntryFrame(wire.OpEvict, path, key, e))
 }
 
 // HandDownBatch hands the changes of batch to the server in as few frames as their size
@@ -434,9 +434,9 @@ func (c *Client) Evict(ctx context.Context, path string, key []byte, e sessionca
 func (c *Client) HandDownBatch(ctx context.Context, path string, batch []HandDown) error {
 	frames := make([]*wire.Frame, len(batch))
 	for i, h := range batch {
-		frames[i] = handDownFrame(path, h)
+		frames[i] = HandDownFrame(path, h)
 	}
-	packed, err := packBatches(frames)
+	packed, err := PackBatches(frames)
 	if err != nil {
 		return err
 	}
@@ -454,7 +454,7 @@ func (c *Client) HandDownBatch(ctx context.Context, path string, batch []HandDow
 // Delete removes key from path on the server, below it, and at its subscribers, as a
 // deletion of revision e.Rev kept until e.Expiry (zero: the server's default).
 func (c *Client) Delete(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
-	return c.send(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key, Expiry: unixNano(e.Expiry), Rev: e.Rev})
+	return c.send(ctx, &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: key, Expiry: UnixNano(e.Expiry), Rev: e.Rev})
 }
 
 // Ping measures one round trip to the server.
@@ -503,7 +503,7 @@ func (c *Client) deliver(f *wire.Frame) {
 	if fn == nil {
 		return
 	}
-	fn(sessioncache.Change{Key: f.Key, Value: f.Value, Expiry: unixTime(f.Expiry), Deleted: f.Flags&wire.FlagDeleted != 0,
+	fn(sessioncache.Change{Key: f.Key, Value: f.Value, Expiry: UnixTime(f.Expiry), Deleted: f.Flags&wire.FlagDeleted != 0,
 		Rev: f.Rev, Seq: f.ID})
 }
 
@@ -533,14 +533,17 @@ func (c *Client) Close() error {
 	return nil
 }
 
-func unixNano(t time.Time) int64 {
+// UnixNano is a time as a frame's expiry field carries it, unix nanoseconds: 0 for the
+// zero time.
+func UnixNano(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixNano()
 }
 
-func unixTime(ns int64) time.Time {
+// UnixTime is the time a frame's expiry field stands for: the zero time for 0.
+func UnixTime(ns int64) time.Time {
 	if ns == 0 {
 		return time.Time{}
 	}

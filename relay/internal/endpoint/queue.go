@@ -1,4 +1,4 @@
-package relay
+package endpoint
 
 import (
 	"context"
@@ -28,13 +28,13 @@ type queue struct {
 
 // member is one peer in a queue.
 type member struct {
-	p        *peer
+	p        *Peer
 	label    string
 	inflight atomic.Int32
 }
 
 // join makes p a member of path's queue (again, with a new label, if it already is).
-func (s *server) join(p *peer, path, label string) {
+func (s *Server) join(p *Peer, path, label string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[path]
@@ -57,7 +57,7 @@ func (s *server) join(p *peer, path, label string) {
 // restart the members rejoin a moment after the requests come back), and picks it. It
 // gives up a little before ctx's deadline, so the sender still gets the answer that says
 // why.
-func (s *server) awaitMember(ctx context.Context, path string) *member {
+func (s *Server) awaitMember(ctx context.Context, path string) *member {
 	s.queueWaits.Add(1)
 	if d, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
@@ -79,14 +79,18 @@ func (s *server) awaitMember(ctx context.Context, path string) *member {
 	}
 }
 
+// QueueWaits returns how many queue requests found no member and waited for the first to
+// join.
+func (s *Server) QueueWaits() int64 { return s.queueWaits.Load() }
+
 // leave removes p from path's queue.
-func (s *server) leave(p *peer, path string) {
+func (s *Server) leave(p *Peer, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.leaveLocked(p, path)
 }
 
-func (s *server) leaveLocked(p *peer, path string) {
+func (s *Server) leaveLocked(p *Peer, path string) {
 	q := s.queues[path]
 	if q == nil {
 		return
@@ -98,7 +102,7 @@ func (s *server) leaveLocked(p *peer, path string) {
 }
 
 // members returns the labels of path's queue members, in the order they joined.
-func (s *server) members(path string) []string {
+func (s *Server) members(path string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[path]
@@ -114,7 +118,7 @@ func (s *server) members(path string) []string {
 
 // pick chooses the member of path's queue with the fewest requests in flight, taking turns
 // among equals, skipping the members in tried. It returns nil when there is none.
-func (s *server) pick(path string, tried []*peer) *member {
+func (s *Server) pick(path string, tried []*Peer) *member {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[path]
@@ -141,7 +145,7 @@ func (s *server) pick(path string, tried []*peer) *member {
 
 // request hands a request for path's queue to one member after another until one answers,
 // and answers the sender with that member's answer. f is a copy the call may keep.
-func (s *server) request(from *peer, f *wire.Frame) {
+func (s *Server) request(from *Peer, f *wire.Frame) {
 	// The sender's connection closing abandons the request.
 	var ctx context.Context
 	var cancel context.CancelFunc
@@ -151,7 +155,7 @@ func (s *server) request(from *peer, f *wire.Frame) {
 		ctx, cancel = context.WithTimeout(from.c.ctx, s.opts.RequestTimeout)
 	}
 	defer cancel()
-	var tried []*peer
+	var tried []*Peer
 	var lastErr error
 	for attempt := 0; attempt < s.opts.QueueAttempts; attempt++ {
 		m := s.pick(string(f.Path), tried)

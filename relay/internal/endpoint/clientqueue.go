@@ -1,4 +1,4 @@
-package relay
+package endpoint
 
 import (
 	"context"
@@ -114,7 +114,7 @@ func (d clientDispatcher) serve(cn *conn, f *wire.Frame) {
 		cn.replyError(f.ID, fmt.Sprintf("not a member of queue %q", f.Path))
 		return
 	}
-	req := copyFrame(f)
+	req := CopyFrame(f)
 	go func() {
 		// The handler stops when the requester's deadline passes or the connection
 		// closes (Close closes it): the server hands the request to another member.

@@ -1,4 +1,4 @@
-package relay
+package endpoint
 
 import (
 	"context"
@@ -100,7 +100,7 @@ func (d backendDispatcher) serve(c *conn, f *wire.Frame) {
 		serveBackend(context.Background(), d.b, c, f, 0)
 		return
 	}
-	req := copyFrame(f)
+	req := CopyFrame(f)
 	go serveBackend(context.Background(), d.b, c, req, c.timeout)
 }
 
@@ -133,18 +133,18 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 				err = errors.New("set: this server cannot store entries durably")
 				break
 			}
-			err = db.SetDurable(ctx, path, f.Key, frameEntry(f))
+			err = db.SetDurable(ctx, path, f.Key, FrameEntry(f))
 			break
 		}
-		err = b.Set(ctx, path, f.Key, frameEntry(f))
+		err = b.Set(ctx, path, f.Key, FrameEntry(f))
 	case wire.OpDelete:
-		err = b.Delete(ctx, path, f.Key, frameEntry(f))
+		err = b.Delete(ctx, path, f.Key, FrameEntry(f))
 	case wire.OpEvict:
 		if f.Flags&wire.FlagBatch != 0 {
 			err = serveBatch(ctx, b, path, f.Value)
 			break
 		}
-		err = b.Evict(ctx, path, f.Key, frameEntry(f))
+		err = b.Evict(ctx, path, f.Key, FrameEntry(f))
 	}
 	switch {
 	case f.Flags&wire.FlagNoReply != 0:
@@ -166,14 +166,14 @@ func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
 	if !ok {
 		return wire.ParseBatch(v, func(f *wire.Frame) error {
 			if f.Op == wire.OpDelete {
-				return b.Delete(ctx, path, f.Key, frameEntry(f))
+				return b.Delete(ctx, path, f.Key, FrameEntry(f))
 			}
-			return b.Evict(ctx, path, f.Key, frameEntry(f))
+			return b.Evict(ctx, path, f.Key, FrameEntry(f))
 		})
 	}
 	var batch []HandDown
 	if err := wire.ParseBatch(v, func(f *wire.Frame) error {
-		batch = append(batch, HandDown{Key: f.Key, Entry: frameEntry(f), Delete: f.Op == wire.OpDelete})
+		batch = append(batch, HandDown{Key: f.Key, Entry: FrameEntry(f), Delete: f.Op == wire.OpDelete})
 		return nil
 	}); err != nil {
 		return err
@@ -181,17 +181,30 @@ func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
 	return bb.HandDownBatch(ctx, path, batch)
 }
 
-// handDownFrame is the frame that carries h on path.
-func handDownFrame(path string, h HandDown) *wire.Frame {
-	if h.Delete {
-		return &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: h.Key, Expiry: unixNano(h.Entry.Expiry), Rev: h.Entry.Rev}
+// EntryFrame is the request of op (set, publish, evict or delete) carrying e on path: an
+// evict of a tombstone when e.Deleted, with FlagDeleted and no value.
+func EntryFrame(op wire.Op, path string, key []byte, e sessioncache.Entry) *wire.Frame {
+	f := &wire.Frame{Op: op, Path: []byte(path), Key: key, Value: e.Value, Expiry: UnixNano(e.Expiry), Rev: e.Rev}
+	if e.Deleted && op == wire.OpEvict {
+		f.Flags |= wire.FlagDeleted
+		f.Value = nil
 	}
-	return entryFrameOf(wire.OpEvict, path, h.Key, h.Entry)
+	return f
 }
 
-// frameEntry is the entry a set, evict or delete frame carries; its value points into f.
-func frameEntry(f *wire.Frame) sessioncache.Entry {
-	e := sessioncache.Entry{Value: f.Value, Expiry: unixTime(f.Expiry), Rev: f.Rev}
+// HandDownFrame is the request that carries h on path: a delete, or an evict (of a
+// tombstone when h.Entry.Deleted).
+func HandDownFrame(path string, h HandDown) *wire.Frame {
+	if h.Delete {
+		return &wire.Frame{Op: wire.OpDelete, Path: []byte(path), Key: h.Key, Expiry: UnixNano(h.Entry.Expiry), Rev: h.Entry.Rev}
+	}
+	return EntryFrame(wire.OpEvict, path, h.Key, h.Entry)
+}
+
+// FrameEntry is the entry a set, evict or delete frame carries (a tombstone for a delete,
+// or an evict with FlagDeleted); its value points into f.
+func FrameEntry(f *wire.Frame) sessioncache.Entry {
+	e := sessioncache.Entry{Value: f.Value, Expiry: UnixTime(f.Expiry), Rev: f.Rev}
 	if f.Op == wire.OpDelete || (f.Op == wire.OpEvict && f.Flags&wire.FlagDeleted != 0) {
 		e.Value, e.Deleted = nil, true
 	}
@@ -210,8 +223,9 @@ func replyResult(c *conn, id uint64, err error) {
 	}
 }
 
-// copyFrame returns a frame whose slices are its own, for use after the reader moves on.
-func copyFrame(f *wire.Frame) *wire.Frame {
+// CopyFrame returns a copy of f whose slices are its own, for a handler that answers after
+// the reader has moved on.
+func CopyFrame(f *wire.Frame) *wire.Frame {
 	buf := make([]byte, 0, len(f.Path)+len(f.Key)+len(f.Value))
 	buf = append(buf, f.Path...)
 	buf = append(buf, f.Key...)
@@ -226,10 +240,10 @@ func copyFrame(f *wire.Frame) *wire.Frame {
 // batchBytes bounds the value of a batch frame, well below any peer's frame limit.
 const batchBytes = 256 << 10
 
-// packBatches packs evict and delete frames into batch frames of at most batchBytes each
-// (one frame larger than that goes alone), a new batch starting where the path changes. A
-// single frame is sent as it is.
-func packBatches(frames []*wire.Frame) ([]*wire.Frame, error) {
+// PackBatches packs evict and delete frames into batch frames (evicts with FlagBatch) of
+// at most 256 KiB each (one frame larger than that goes alone), a new batch starting where
+// the path changes. A single frame is sent as it is.
+func PackBatches(frames []*wire.Frame) ([]*wire.Frame, error) {
 	if len(frames) == 1 {
 		return frames, nil
 	}

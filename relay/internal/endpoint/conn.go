@@ -1,4 +1,4 @@
-package relay
+package endpoint
 
 import (
 	"bufio"
@@ -506,11 +506,11 @@ func (c *conn) replyEntry(id uint64, e sessioncache.Entry, err error) {
 	switch {
 	case id == 0:
 	case err == nil:
-		_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusValue, Value: e.Value, Expiry: unixNano(e.Expiry), Rev: e.Rev})
+		_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusValue, Value: e.Value, Expiry: UnixNano(e.Expiry), Rev: e.Rev})
 	case errors.Is(err, ErrNotFound):
 		f := wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusNotFound}
 		if e.Deleted {
-			f.Rev, f.Expiry = e.Rev, unixNano(e.Expiry)
+			f.Rev, f.Expiry = e.Rev, UnixNano(e.Expiry)
 		}
 		_ = c.writeSoft(&f)
 	default:

@@ -1,4 +1,4 @@
-package relay
+package endpoint
 
 import (
 	"context"
@@ -73,20 +73,42 @@ func (o *ServerOptions) setDefaults() {
 	}
 }
 
-// roleHandler is what a server does with a peer's entry requests after the hello.
-type roleHandler interface {
-	serveRequest(p *peer, f *wire.Frame)
+// ServerDefaults returns o with its zero fields set to their documented defaults, as a
+// Server applies them: a role that reads o (its RequestTimeout, its Logger) reads these.
+func ServerDefaults(o ServerOptions) ServerOptions {
+	o.setDefaults()
+	return o
 }
 
-// server accepts connections, runs the hello, tracks subscriptions and fans messages out.
-type server struct {
+// Handler is what a server does with the requests the protocol leaves to its role: the
+// entry requests (get, set, publish, delete, evict) a peer sends once its hello is done.
+type Handler interface {
+	// ServeRequest answers f, from p, on the peer's reader goroutine: f is valid only
+	// during the call, and it must reply exactly once (p.Reply and the like), before it
+	// returns or later from another goroutine with copied data (see CopyFrame).
+	ServeRequest(p *Peer, f *wire.Frame)
+}
+
+// Resumer is a Handler that keeps a stream of changes (see ChangeStream): it answers a
+// subscribe with FlagResume. A server whose handler is not one refuses such subscribes.
+type Resumer interface {
+	// Resume answers f, a subscribe with FlagResume from p, as ServeRequest answers
+	// requests.
+	Resume(p *Peer, f *wire.Frame)
+}
+
+// Server is the accepting end of the relay protocol: it accepts connections, runs the
+// hello (secret, version, hello deadline, connection limit), answers pings, keeps
+// subscriptions and queue memberships, brokers queue requests, fans messages out to
+// subscribers, pings idle peers, and hands the entry requests to its Handler.
+type Server struct {
 	opts           ServerOptions
 	ln             net.Listener
-	role           roleHandler
+	role           Handler
 	wg             sync.WaitGroup
 	mu             sync.Mutex
-	peers          map[*peer]struct{}
-	subs           map[string]map[*peer]struct{}
+	peers          map[*Peer]struct{}
+	subs           map[string]map[*Peer]struct{}
 	queues         map[string]*queue
 	gen            uint64        // counts changes of subs, so roles can cache what they derive from it
 	genCh          chan struct{} // closed and replaced when gen changes
@@ -101,9 +123,11 @@ type server struct {
 	lastRefusedLog atomic.Int64       // unix nanoseconds
 }
 
-// peer is one connected client of a server.
-type peer struct {
-	srv       *server
+// Peer is one connected client of a Server, as its Handler sees it: the handler answers
+// the peer's requests with its Reply methods, and may send it requests of its own (a
+// sibling asks its relief servers this way).
+type Peer struct {
+	srv       *Server
 	c         *conn
 	name      string
 	ready     bool   // hello done; only the reader goroutine touches it
@@ -114,15 +138,9 @@ type peer struct {
 	helloTimer *time.Timer
 }
 
-func newServer(ln net.Listener, opts ServerOptions, role roleHandler) *server {
-	opts.setDefaults()
-	return &server{opts: opts, ln: ln, role: role, peers: map[*peer]struct{}{},
-		subs: map[string]map[*peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{}),
-		genCh: make(chan struct{}), queueCh: make(chan struct{})}
-}
-
-// listen binds addr for a server with opts.
-func listen(addr string, opts *ServerOptions) (net.Listener, error) {
+// Listen binds addr (host:port; ":0" picks a free port) for a server with opts that hands
+// entry requests to h. The server accepts nothing until Serve.
+func Listen(addr string, opts ServerOptions, h Handler) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen %s: %w", addr, err)
@@ -130,11 +148,17 @@ func listen(addr string, opts *ServerOptions) (net.Listener, error) {
 	if opts.TLS != nil {
 		ln = tls.NewListener(ln, opts.TLS)
 	}
-	return ln, nil
+	opts.setDefaults()
+	return &Server{opts: opts, ln: ln, role: h, peers: map[*Peer]struct{}{},
+		subs: map[string]map[*Peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{}),
+		genCh: make(chan struct{}), queueCh: make(chan struct{})}, nil
 }
 
-// serve accepts connections until the listener closes.
-func (s *server) serve() {
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts connections, in a goroutine of its own, until Shutdown.
+func (s *Server) Serve() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -155,21 +179,23 @@ func (s *server) serve() {
 				continue
 			}
 			backoff = 5 * time.Millisecond
-			s.serveConn(nc, nc.RemoteAddr().String())
+			s.ServeConn(nc, nc.RemoteAddr().String())
 		}
 	}()
 }
 
-// serveConn runs the protocol on an accepted connection.
-func (s *server) serveConn(nc net.Conn, name string) *peer { return s.servePeer(nc, name, false) }
+// ServeConn runs the protocol on an accepted connection, named name in the logs, as the
+// accept loop does. It returns the connection's peer, or nil when the server is shutting
+// down or MaxConns connections are open (nc is then closed).
+func (s *Server) ServeConn(nc net.Conn, name string) *Peer { return s.servePeer(nc, name, false) }
 
-// serveInherited runs the protocol on a connection inherited from the parent process (the
+// ServeInherited is ServeConn for a connection inherited from the parent process (the
 // relay's socket pair with its child sibling): only the parent holds its other end, so
 // its hello needs no secret.
-func (s *server) serveInherited(nc net.Conn, name string) *peer { return s.servePeer(nc, name, true) }
+func (s *Server) ServeInherited(nc net.Conn, name string) *Peer { return s.servePeer(nc, name, true) }
 
-func (s *server) servePeer(nc net.Conn, name string, inherited bool) *peer {
-	p := &peer{srv: s, name: name, inherited: inherited}
+func (s *Server) servePeer(nc net.Conn, name string, inherited bool) *Peer {
+	p := &Peer{srv: s, name: name, inherited: inherited}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -209,9 +235,9 @@ func (s *server) servePeer(nc net.Conn, name string, inherited bool) *peer {
 	return p
 }
 
-// serve handles one frame from the peer: the hello first, then subscriptions and pings
-// here, and entry requests in the role.
-func (p *peer) serve(c *conn, f *wire.Frame) {
+// serve handles one frame from the peer: the hello first, then subscriptions, queues and
+// pings here, and entry requests in the handler.
+func (p *Peer) serve(c *conn, f *wire.Frame) {
 	p.srv.requests[f.Op].Add(1)
 	if !p.ready {
 		if f.Op != wire.OpHello {
@@ -251,8 +277,8 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 		c.replyError(f.ID, "hello already done")
 	case wire.OpSubscribe:
 		if f.Flags&wire.FlagResume != 0 {
-			if r, ok := p.srv.role.(resumer); ok {
-				r.resume(p, f)
+			if r, ok := p.srv.role.(Resumer); ok {
+				r.Resume(p, f)
 			} else {
 				c.replyError(f.ID, fmt.Sprintf("subscribe: path %q keeps no stream of changes here", f.Path))
 			}
@@ -276,27 +302,27 @@ func (p *peer) serve(c *conn, f *wire.Frame) {
 		}
 		c.reply(f.ID, wire.StatusOK, 0, nil, 0)
 	case wire.OpRequest:
-		go p.srv.request(p, copyFrame(f))
+		go p.srv.request(p, CopyFrame(f))
 	case wire.OpMembers:
 		c.reply(f.ID, wire.StatusValue, 0, []byte(strings.Join(p.srv.members(string(f.Path)), "\n")), 0)
 	default:
-		p.srv.role.serveRequest(p, f)
+		p.srv.role.ServeRequest(p, f)
 	}
 }
 
-func (s *server) subscribe(p *peer, path string) {
+func (s *Server) subscribe(p *Peer, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.subs[path]
 	if m == nil {
-		m = map[*peer]struct{}{}
+		m = map[*Peer]struct{}{}
 		s.subs[path] = m
 	}
 	m[p] = struct{}{}
 	s.bumpLocked()
 }
 
-func (s *server) unsubscribe(p *peer, path string) {
+func (s *Server) unsubscribe(p *Peer, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.subs[path], p)
@@ -304,16 +330,16 @@ func (s *server) unsubscribe(p *peer, path string) {
 }
 
 // bumpLocked starts a new generation of the subscriptions; s.mu is held.
-func (s *server) bumpLocked() {
+func (s *Server) bumpLocked() {
 	s.gen++
 	s.genNow.Store(s.gen)
 	close(s.genCh)
 	s.genCh = make(chan struct{})
 }
 
-// changed returns a channel that is closed once the generation of the subscriptions is
-// no longer gen.
-func (s *server) changed(gen uint64) <-chan struct{} {
+// Changed returns a channel that is closed once the generation of the subscriptions (see
+// Generation) is no longer gen.
+func (s *Server) Changed(gen uint64) <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen != gen {
@@ -324,27 +350,30 @@ func (s *server) changed(gen uint64) <-chan struct{} {
 	return s.genCh
 }
 
-// generation returns the current generation of the subscriptions.
-func (s *server) generation() uint64 { return s.genNow.Load() }
+// Generation returns the current generation of the subscriptions: it changes whenever a
+// peer subscribes, unsubscribes or disconnects, so a role can cache what it derives from
+// the subscribers until it does.
+func (s *Server) Generation() uint64 { return s.genNow.Load() }
 
-// subscribers returns the peers subscribed to path, and the generation of the
+// Subscribers returns the peers subscribed to path, and the generation of the
 // subscriptions they were read at.
-func (s *server) subscribers(path string) ([]*peer, uint64) {
+func (s *Server) Subscribers(path string) ([]*Peer, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.subs[path]
-	out := make([]*peer, 0, len(m))
+	out := make([]*Peer, 0, len(m))
 	for p := range m {
 		out = append(out, p)
 	}
 	return out, s.gen
 }
 
-// fanOut pushes a message to every subscriber of f's path but except.
-func (s *server) fanOut(f *wire.Frame, except *peer) {
+// FanOut pushes f, a message, to every subscriber of f's path but except (nil: to every
+// one), without waiting: a subscriber that does not keep up is disconnected.
+func (s *Server) FanOut(f *wire.Frame, except *Peer) {
 	s.mu.Lock()
 	m := s.subs[string(f.Path)]
-	targets := make([]*peer, 0, len(m))
+	targets := make([]*Peer, 0, len(m))
 	for p := range m {
 		if p != except {
 			targets = append(targets, p)
@@ -357,7 +386,7 @@ func (s *server) fanOut(f *wire.Frame, except *peer) {
 }
 
 // drop forgets a closed peer.
-func (s *server) drop(p *peer, err error) {
+func (s *Server) drop(p *Peer, err error) {
 	if p.helloTimer != nil {
 		p.helloTimer.Stop()
 	}
@@ -385,7 +414,8 @@ type ServerStats struct {
 	Requests map[string]uint64 // frames received, by op name ("get", "publish", ...)
 }
 
-func (s *server) stats() ServerStats {
+// Stats returns the counts of the server's connections and requests.
+func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	st := ServerStats{Open: len(s.peers), Accepted: s.accepted.Load(), Refused: s.refused.Load(), Requests: map[string]uint64{}}
 	s.mu.Unlock()
@@ -399,7 +429,7 @@ func (s *server) stats() ServerStats {
 
 // refuse counts a connection closed because MaxConns were open, and logs the refusals at
 // most once every ten seconds.
-func (s *server) refuse(name string) {
+func (s *Server) refuse(name string) {
 	n := s.refused.Add(1)
 	now := time.Now().UnixNano()
 	last := s.lastRefusedLog.Load()
@@ -410,15 +440,15 @@ func (s *server) refuse(name string) {
 		"max_conns", s.opts.MaxConns, "refused_total", n)
 }
 
-// shutdown stops accepting, closes every connection and waits for the server's goroutines,
-// or returns ctx's error when it ends first.
-func (s *server) shutdown(ctx context.Context) error {
+// Shutdown stops accepting, closes every connection and waits for the server's goroutines
+// (its handler's calls on the readers included), or returns ctx's error when it ends first.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
 		s.closing = true
 		close(s.done)
 	}
-	peers := make([]*peer, 0, len(s.peers))
+	peers := make([]*Peer, 0, len(s.peers))
 	for p := range s.peers {
 		peers = append(peers, p)
 	}
