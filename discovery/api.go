@@ -146,11 +146,23 @@ type RemoteSessions struct {
 // Route implements the same contract as SessionService.Route over HTTP: an error matching
 // ErrNoHealthyInstance when the service answers 503.
 func (rs *RemoteSessions) Route(ctx context.Context, session, document string) (Route, error) {
+	return rs.route(ctx, session, document, "")
+}
+
+// Reroute implements SessionService.Reroute over HTTP.
+func (rs *RemoteSessions) Reroute(ctx context.Context, session, document, refused string) (Route, error) {
+	return rs.route(ctx, session, document, refused)
+}
+
+func (rs *RemoteSessions) route(ctx context.Context, session, document, refused string) (Route, error) {
 	c := rs.Client
 	if c == nil {
 		c = http.DefaultClient
 	}
 	u := rs.URL + "/v1/route?session=" + urlQuery(session) + "&document=" + urlQuery(document)
+	if refused != "" {
+		u += "&refused=" + urlQuery(refused)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Route{}, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,22 @@ func (s *Snapshot) HealthyIndex(key string) (int, bool) {
 	})
 	i, ok := s.index[key]
 	return i, ok
+}
+
+// filteredVersions numbers the snapshots made by without, apart from the service's own.
+var filteredVersions atomic.Uint64
+
+// without returns a snapshot like s whose Healthy leaves out the instances with the given
+// keys. It has a Version of its own, so a selector's per-version state is not mixed up.
+func (s *Snapshot) without(keys []string) *Snapshot {
+	out := &Snapshot{All: s.All, Provider: s.Provider, ProviderError: s.ProviderError, Refreshed: s.Refreshed,
+		Version: 1<<63 | filteredVersions.Add(1)}
+	for _, in := range s.Healthy {
+		if !slices.Contains(keys, in.Key()) {
+			out.Healthy = append(out.Healthy, in)
+		}
+	}
+	return out
 }
 
 // New returns a Service; Start begins refreshing and polling.

@@ -101,43 +101,121 @@ func NewSessionService(cfg SessionConfig) (*SessionService, error) {
 
 // Route chooses (or, when sticky, recalls) an instance for session and document and
 // prepares the session on it. It never returns a route to an instance that is not healthy
-// in the current snapshot; with none healthy it fails with ErrNoHealthyInstance.
+// in the current snapshot; with none healthy it fails with ErrNoHealthyInstance. When the
+// Preparer fails on the chosen instance, the next healthy instance is tried, and so on
+// once over every healthy instance; the error then names each instance's failure.
 func (s *SessionService) Route(ctx context.Context, session, document string) (Route, error) {
+	return s.route(ctx, session, document, "")
+}
+
+// Reroute is Route for a session whose route led to an instance that refused the
+// connection (refused is that instance's key, as in Route.Instance): a sticky route to it
+// is forgotten and the choice is made among the other healthy instances, so a backend that
+// died just now costs one refused dial, not a poll interval of them.
+func (s *SessionService) Reroute(ctx context.Context, session, document, refused string) (Route, error) {
+	return s.route(ctx, session, document, refused)
+}
+
+func (s *SessionService) route(ctx context.Context, session, document, avoid string) (Route, error) {
 	snap := s.cfg.Source.Snapshot()
 	key := session + "\x00" + document
 	if !s.cfg.NotSticky {
-		if r, ok := s.recall(snap, key); ok {
+		if r, ok := s.recall(snap, key, avoid); ok {
 			return r, nil
 		}
 	}
-	i, err := s.cfg.Selector.Select(snap, key)
+	var failed []string
+	if avoid != "" {
+		failed = append(failed, avoid)
+	}
+	var errs []error
+	for range len(snap.Healthy) + 1 { // the last pass finds none left
+
+		r, err := s.choose(ctx, snap, failed, session, document)
+		if err == nil {
+			if !s.cfg.NotSticky {
+				s.remember(key, r)
+			}
+			return r, nil
+		}
+		if errors.Is(err, ErrNoHealthyInstance) && len(errs) > 0 {
+			break // every healthy instance was tried
+		}
+		var pe *prepareError
+		if !errors.As(err, &pe) {
+			return Route{}, err
+		}
+		errs = append(errs, err)
+		failed = append(failed, pe.instance)
+	}
+	return Route{}, fmt.Errorf("%w: %w", ErrPrepare, prepareErrors(errs))
+}
+
+// prepareErrors are the Preparer's failures on each instance tried, in one line.
+type prepareErrors []error
+
+func (e prepareErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e prepareErrors) Unwrap() []error { return e }
+
+// ErrPrepare means the Preparer failed on every healthy instance; the error also holds
+// each instance's failure.
+var ErrPrepare = errors.New("discovery: no instance could prepare the session")
+
+// prepareError is the Preparer's failure on one instance.
+type prepareError struct {
+	instance string
+	err      error
+}
+
+func (e *prepareError) Error() string {
+	return fmt.Sprintf("discovery: prepare session on %s: %v", e.instance, e.err)
+}
+
+func (e *prepareError) Unwrap() error { return e.err }
+
+// choose selects among snap's healthy instances other than those in failed and prepares
+// the session there.
+func (s *SessionService) choose(ctx context.Context, snap *Snapshot, failed []string, session, document string) (Route, error) {
+	from := snap
+	if len(failed) > 0 {
+		from = snap.without(failed)
+	}
+	if len(from.Healthy) == 0 {
+		return Route{}, ErrNoHealthyInstance
+	}
+	i, err := s.cfg.Selector.Select(from, session+"\x00"+document)
 	if err != nil {
 		return Route{}, err
 	}
-	in := snap.Healthy[i]
+	in := from.Healthy[i]
 	r := Route{URL: s.cfg.URL(in, document), Instance: in.Key()}
 	if s.cfg.Preparer != nil {
 		id, h, err := s.cfg.Preparer.Prepare(ctx, in, session, document)
 		if err != nil {
-			return Route{}, fmt.Errorf("discovery: prepare session on %s: %w", in.Key(), err)
+			return Route{}, &prepareError{instance: in.Key(), err: err}
 		}
 		r.SessionID, r.Headers = id, h
-	}
-	if !s.cfg.NotSticky {
-		s.remember(key, r)
 	}
 	return r, nil
 }
 
-// recall returns the sticky route for key if its instance is still healthy.
-func (s *SessionService) recall(snap *Snapshot, key string) (Route, bool) {
+// recall returns the sticky route for key if its instance is still healthy and is not
+// avoid.
+func (s *SessionService) recall(snap *Snapshot, key, avoid string) (Route, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.sticky[key]
 	if !ok {
 		return Route{}, false
 	}
-	if _, healthy := snap.HealthyIndex(st.instance); healthy {
+	if _, healthy := snap.HealthyIndex(st.instance); healthy && st.instance != avoid {
 		st.used = time.Now()
 		s.sticky[key] = st
 		return st.route, true
@@ -163,7 +241,7 @@ func (s *SessionService) remember(key string, r Route) {
 
 // ServeHTTP serves GET /v1/route?session=S&document=D: the route as JSON, or 503 with a
 // JSON reason when no instance is healthy, 400 for a missing parameter, 502 when the
-// Preparer fails.
+// Preparer fails on every healthy instance. With &refused=INSTANCE it answers as Reroute.
 func (s *SessionService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET or POST"})
@@ -174,7 +252,7 @@ func (s *SessionService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "session and document are required"})
 		return
 	}
-	route, err := s.Route(r.Context(), session, document)
+	route, err := s.route(r.Context(), session, document, r.FormValue("refused"))
 	switch {
 	case errors.Is(err, ErrNoHealthyInstance):
 		snap := s.cfg.Source.Snapshot()

@@ -132,3 +132,85 @@ func TestPreparerFailure(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "document not found")
 }
+
+// A preparation that fails on the chosen instance is tried on the next healthy one; the
+// route that works is the one remembered.
+func TestPreparerFailureTriesTheNextInstance(t *testing.T) {
+	src := &fixed{snapshotOf(3, func(int) float64 { return 0 })}
+	var tried []string
+	ss, err := NewSessionService(SessionConfig{Source: src, Preparer: PreparerFunc(
+		func(_ context.Context, in Instance, _, _ string) (string, map[string]string, error) {
+			tried = append(tried, in.ID)
+			if len(tried) < 3 {
+				return "", nil, fmt.Errorf("%s is out of memory", in.ID)
+			}
+			return "sid-" + in.ID, nil, nil
+		})})
+	require.NoError(t, err)
+	r, err := ss.Route(context.Background(), "alice", "doc")
+	require.NoError(t, err)
+	require.Len(t, tried, 3, "each healthy instance once")
+	assert.ElementsMatch(t, []string{"e0", "e1", "e2"}, tried)
+	assert.Equal(t, tried[2], r.Instance)
+	assert.Equal(t, "sid-"+tried[2], r.SessionID)
+	again, err := ss.Route(context.Background(), "alice", "doc")
+	require.NoError(t, err)
+	assert.Equal(t, r, again, "the working route is sticky")
+	assert.Len(t, tried, 3)
+}
+
+// When every instance fails to prepare, the error says so and names each failure, in
+// process and over HTTP (502).
+func TestPreparerFailsEverywhere(t *testing.T) {
+	src := &fixed{snapshotOf(2, func(int) float64 { return 0 })}
+	ss, err := NewSessionService(SessionConfig{Source: src, Preparer: PreparerFunc(
+		func(_ context.Context, in Instance, _, _ string) (string, map[string]string, error) {
+			return "", nil, fmt.Errorf("%s: document not found", in.ID)
+		})})
+	require.NoError(t, err)
+	_, err = ss.Route(context.Background(), "s", "d")
+	require.ErrorIs(t, err, ErrPrepare)
+	assert.Contains(t, err.Error(), "e0: document not found")
+	assert.Contains(t, err.Error(), "e1: document not found")
+	assert.NotContains(t, err.Error(), "\n")
+
+	srv := httptest.NewServer(ss)
+	defer srv.Close()
+	_, err = (&RemoteSessions{URL: srv.URL}).Route(context.Background(), "s", "d")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "status 502")
+	assert.Contains(t, err.Error(), "e1: document not found")
+}
+
+// Reroute leaves out the instance that refused the connection, even when a sticky route
+// led there, and the new route is the one remembered; with no other instance it is
+// ErrNoHealthyInstance. The same over HTTP.
+func TestRerouteAvoidsTheRefusingInstance(t *testing.T) {
+	src := &fixed{snapshotOf(2, func(int) float64 { return 0 })}
+	ss, err := NewSessionService(SessionConfig{Source: src})
+	require.NoError(t, err)
+	srv := httptest.NewServer(ss)
+	defer srv.Close()
+	for name, r := range map[string]interface {
+		Route(context.Context, string, string) (Route, error)
+		Reroute(context.Context, string, string, string) (Route, error)
+	}{"in process": ss, "over HTTP": &RemoteSessions{URL: srv.URL}} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			first, err := r.Route(ctx, "alice-"+name, "doc")
+			require.NoError(t, err)
+			moved, err := r.Reroute(ctx, "alice-"+name, "doc", first.Instance)
+			require.NoError(t, err)
+			assert.NotEqual(t, first.Instance, moved.Instance)
+			again, err := r.Route(ctx, "alice-"+name, "doc")
+			require.NoError(t, err)
+			assert.Equal(t, moved.Instance, again.Instance, "the new route is sticky")
+
+			one := &fixed{snapshotOf(1, func(int) float64 { return 0 })}
+			lone, err := NewSessionService(SessionConfig{Source: one})
+			require.NoError(t, err)
+			_, err = lone.Reroute(ctx, "bob", "doc", "e0")
+			require.ErrorIs(t, err, ErrNoHealthyInstance)
+		})
+	}
+}

@@ -46,29 +46,33 @@ type workerProc struct {
 }
 
 var (
-	workersOnce sync.Once
-	workersExe  string
-	workersErr  error
+	examplesMu  sync.Mutex
+	examplesDir string            // where exampleBinary builds, removed by TestMain
+	examplesExe map[string]string // example name -> its binary
 )
 
-// workersBinary builds examples/workers once per test run.
-func workersBinary(t *testing.T) string {
+// exampleBinary builds examples/<name> once per test run and returns the binary's path.
+func exampleBinary(t *testing.T, name string) string {
 	t.Helper()
-	workersOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gs-workers")
-		if err != nil {
-			workersErr = err
-			return
-		}
-		workersExe = filepath.Join(dir, "workers")
-		out, err := exec.Command("go", "build", "-o", workersExe, "github.com/globalsession/globalsession/examples/workers").CombinedOutput()
-		if err != nil {
-			workersErr = fmt.Errorf("go build examples/workers: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, workersErr)
-	return workersExe
+	examplesMu.Lock()
+	defer examplesMu.Unlock()
+	if exe := examplesExe[name]; exe != "" {
+		return exe
+	}
+	if examplesDir == "" {
+		dir, err := os.MkdirTemp("", "gs-examples")
+		require.NoError(t, err)
+		examplesDir, examplesExe = dir, map[string]string{}
+	}
+	exe := filepath.Join(examplesDir, name)
+	out, err := exec.Command("go", "build", "-o", exe, "github.com/globalsession/globalsession/examples/"+name).CombinedOutput()
+	require.NoError(t, err, "go build examples/%s:\n%s", name, out)
+	examplesExe[name] = exe
+	return exe
 }
+
+// workersBinary builds examples/workers once per test run.
+func workersBinary(t *testing.T) string { return exampleBinary(t, "workers") }
 
 func newBrokerDeployment(t *testing.T, seed int) *brokerDeployment {
 	t.Helper()

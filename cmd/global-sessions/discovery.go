@@ -22,7 +22,11 @@ func discoveryConfig(f *config.File, log *slog.Logger) (discovery.Config, discov
 	}
 	cfg := discovery.Config{Provider: p, RefreshInterval: time.Duration(d.RefreshInterval), PollInterval: time.Duration(d.PollInterval),
 		Timeout: time.Duration(d.Timeout), HealthPath: d.HealthPath, MetricsPath: d.MetricsPath, Metrics: d.Metrics, Logger: log}
-	return cfg, discovery.SessionConfig{Metric: d.LoadMetric, NotSticky: d.NotSticky}, nil
+	scfg := discovery.SessionConfig{Metric: d.LoadMetric, NotSticky: d.NotSticky}
+	if p := d.Prepare; p != nil {
+		scfg.Preparer = &discovery.HTTPPreparer{Path: p.Path, TTL: time.Duration(p.TTL), Timeout: time.Duration(p.Timeout)}
+	}
+	return cfg, scfg, nil
 }
 
 // discoveryProvider makes the one provider the discovery block names.

@@ -40,8 +40,8 @@ func TestMain(m *testing.M) {
 		os.Exit(frontend())
 	}
 	code := m.Run()
-	if workersExe != "" {
-		os.RemoveAll(filepath.Dir(workersExe)) // built once for the run by workersBinary
+	if examplesDir != "" {
+		os.RemoveAll(examplesDir) // the examples exampleBinary built for the run
 	}
 	os.Exit(code)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -32,6 +33,41 @@ type Backend struct {
 	// with ProxyConfig.Sessions, the connection is closed when that session ends. Empty
 	// means none.
 	Session string
+	// Reroute, when set, chooses another backend for the same request when this one
+	// refuses the connection (an instance that died before discovery noticed); the proxy
+	// calls it at most once per request. SessionRoute sets it when its Router is a
+	// Rerouter.
+	Reroute func(ctx context.Context) (Backend, error)
+}
+
+// dial opens the backend's WebSocket for r, with be's headers and the forwarding ones.
+func (p *Proxy) dial(r *http.Request, be Backend) (*websocket.Conn, *http.Response, error) {
+	h := be.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		h.Set("X-Forwarded-For", host)
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	h.Set("X-Forwarded-Proto", proto)
+	h.Set("X-Forwarded-Host", r.Host)
+	if sp := r.Header.Values("Sec-WebSocket-Protocol"); len(sp) > 0 {
+		h["Sec-WebSocket-Protocol"] = sp
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.HandshakeTimeout)
+	defer cancel()
+	return p.dialer.DialContext(ctx, be.URL, h)
+}
+
+// refused reports whether a dial failed because nothing listens at the backend's address
+// (connection refused or reset before the handshake): a backend that is gone, as opposed
+// to one that answered.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // HTTPError is an error with the HTTP status to answer it with before the upgrade.
@@ -196,25 +232,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	h := be.Header.Clone()
-	if h == nil {
-		h = http.Header{}
+	back, resp, err := p.dial(r, be)
+	if err != nil && be.Reroute != nil && refused(err) {
+		p.cfg.Logger.Info("gateway: backend refused the connection; routing again", "backend", be.URL, "err", err)
+		if next, rerr := be.Reroute(r.Context()); rerr == nil {
+			be = next
+			back, resp, err = p.dial(r, be)
+		} else {
+			p.cfg.Logger.Warn("gateway: no other backend", "err", rerr)
+		}
 	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		h.Set("X-Forwarded-For", host)
-	}
-	proto := "http"
-	if r.TLS != nil {
-		proto = "https"
-	}
-	h.Set("X-Forwarded-Proto", proto)
-	h.Set("X-Forwarded-Host", r.Host)
-	if sp := r.Header.Values("Sec-WebSocket-Protocol"); len(sp) > 0 {
-		h["Sec-WebSocket-Protocol"] = sp
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.HandshakeTimeout)
-	back, resp, err := p.dialer.DialContext(ctx, be.URL, h)
-	cancel()
 	if err != nil {
 		status := http.StatusBadGateway
 		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {

@@ -17,6 +17,13 @@ type Router interface {
 	Route(ctx context.Context, session, document string) (discovery.Route, error)
 }
 
+// Rerouter is a Router that can choose again when the instance it chose refuses the
+// connection: *discovery.SessionService and *discovery.RemoteSessions are.
+type Rerouter interface {
+	Router
+	Reroute(ctx context.Context, session, document, refused string) (discovery.Route, error)
+}
+
 // RouteConfig configures SessionRoute.
 type RouteConfig struct {
 	// Sessions looks the login cookie up.
@@ -70,26 +77,47 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 			key = s.User
 		}
 		route, err := cfg.Router.Route(r.Context(), key, doc)
-		if errors.Is(err, discovery.ErrNoHealthyInstance) {
-			return Backend{}, &HTTPError{Status: http.StatusServiceUnavailable, Msg: "no backend is available; try again", Err: err}
-		}
 		if err != nil {
-			return Backend{}, &HTTPError{Status: http.StatusBadGateway, Msg: "the session service did not answer", Err: err}
+			return Backend{}, routeError(err)
 		}
-		h := http.Header{}
-		for k, v := range route.Headers {
-			h.Set(k, v)
+		be, err := backendOf(cfg, s, route)
+		if rr, ok := cfg.Router.(Rerouter); ok && err == nil {
+			be.Reroute = func(ctx context.Context) (Backend, error) {
+				route, err := rr.Reroute(ctx, key, doc, route.Instance)
+				if err != nil {
+					return Backend{}, routeError(err)
+				}
+				return backendOf(cfg, s, route)
+			}
 		}
-		token, err := cfg.Sessions.Token(s)
-		if err != nil {
-			return Backend{}, fmt.Errorf("sign the backend's token: %w", err)
-		}
-		h.Set("Authorization", "Bearer "+token)
-		sid := route.SessionID
-		if sid == "" {
-			sid = s.BackendID
-		}
-		h.Set(cfg.SessionHeader, sid)
-		return Backend{URL: route.URL, Header: h, Session: s.ID}, nil
+		return be, err
 	}
+}
+
+// routeError is the answer to the browser when the Router fails.
+func routeError(err error) error {
+	if errors.Is(err, discovery.ErrNoHealthyInstance) {
+		return &HTTPError{Status: http.StatusServiceUnavailable, Msg: "no backend is available; try again", Err: err}
+	}
+	return &HTTPError{Status: http.StatusBadGateway, Msg: "the session service did not answer", Err: err}
+}
+
+// backendOf is the Backend for session s on route: its headers, a fresh token, the
+// session header.
+func backendOf(cfg RouteConfig, s *gateway.Session, route discovery.Route) (Backend, error) {
+	h := http.Header{}
+	for k, v := range route.Headers {
+		h.Set(k, v)
+	}
+	token, err := cfg.Sessions.Token(s)
+	if err != nil {
+		return Backend{}, fmt.Errorf("sign the backend's token: %w", err)
+	}
+	h.Set("Authorization", "Bearer "+token)
+	sid := route.SessionID
+	if sid == "" {
+		sid = s.BackendID
+	}
+	h.Set(cfg.SessionHeader, sid)
+	return Backend{URL: route.URL, Header: h, Session: s.ID}, nil
 }

@@ -73,12 +73,43 @@ func TestSessionRouteEndToEnd(t *testing.T) {
 // tolerance).
 func TestReconnectAfterBackendCrash(t *testing.T) {
 	a, b := newEchoBackend(t), newEchoBackend(t)
+	d, login, served := routedPair(t, a, b)
+	hdr := login()
+	conn, first := served(hdr)
+	// The backend crashes: its connections drop (vanish) and it stops listening. The
+	// open WebSocket is closed with 1011.
+	require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("vanish")))
+	first.srv.Listener.Close()
+	first.srv.CloseClientConnections() // and the kept-alive ones discovery polls on
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := conn.ReadMessage()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseInternalServerErr, ce.Code)
+	conn.Close()
+	// Discovery notices; the reconnection goes to the live backend.
+	d.Poll(context.Background())
+	conn, second := served(hdr)
+	defer conn.Close()
+	assert.NotSame(t, first, second)
+	require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("still here")))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := conn.ReadMessage()
+	require.NoError(t, err)
+	assert.Equal(t, "still here", string(msg))
+}
+
+// routedPair is a proxy with session routing over discovery of backends a and b. It returns
+// the discovery service, login, which logs a new session in, and served, which opens a
+// proxied WebSocket with a session and says which backend took it.
+func routedPair(t *testing.T, a, b *echoBackend) (*discovery.Service, func() http.Header, func(http.Header) (*websocket.Conn, *echoBackend)) {
+	t.Helper()
 	d, err := discovery.New(discovery.Config{Provider: discovery.Static{
 		{ID: "a", Addr: strings.TrimPrefix(a.srv.URL, "http://")},
 		{ID: "b", Addr: strings.TrimPrefix(b.srv.URL, "http://")},
 	}, MetricsPath: "-"})
 	require.NoError(t, err)
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
 	d.Refresh(context.Background())
 	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d})
 	require.NoError(t, err)
@@ -89,12 +120,11 @@ func TestReconnectAfterBackendCrash(t *testing.T) {
 	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
 	mux.Handle("/app/", proxy)
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	defer proxy.Shutdown(context.Background())
-
-	hdr := gatewaytest.AnonymousLogin(t, srv.URL)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { proxy.Shutdown(context.Background()) })
+	login := func() http.Header { return gatewaytest.AnonymousLogin(t, srv.URL) }
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/app/doc"
-	served := func() (*websocket.Conn, *echoBackend) {
+	return d, login, func(hdr http.Header) (*websocket.Conn, *echoBackend) {
 		conn, _, err := websocket.DefaultDialer.Dial(wsURL, hdr)
 		require.NoError(t, err)
 		for _, e := range []*echoBackend{a, b} {
@@ -109,26 +139,29 @@ func TestReconnectAfterBackendCrash(t *testing.T) {
 		t.Fatal("no backend saw the connection")
 		return nil, nil
 	}
-	conn, first := served()
-	// The backend crashes: its connections drop (vanish) and it stops listening. The
-	// open WebSocket is closed with 1011.
-	require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("vanish")))
-	first.srv.Listener.Close()
-	first.srv.CloseClientConnections() // and the kept-alive ones discovery polls on
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, _, err = conn.ReadMessage()
-	var ce *websocket.CloseError
-	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, websocket.CloseInternalServerErr, ce.Code)
+}
+
+// A backend that stops listening before discovery notices (no poll in between) costs
+// browsers nothing: a refused dial is routed again, once, to the other backend, for the
+// session whose sticky route led there (that new route is kept) and for new sessions.
+func TestRefusingBackendIsRoutedAround(t *testing.T) {
+	a, b := newEchoBackend(t), newEchoBackend(t)
+	_, login, served := routedPair(t, a, b)
+	hdr := login()
+	conn, first := served(hdr)
 	conn.Close()
-	// Discovery notices; the reconnection goes to the live backend.
-	d.Poll(context.Background())
-	conn, second := served()
-	defer conn.Close()
-	assert.NotSame(t, first, second)
-	require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("still here")))
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, msg, err := conn.ReadMessage()
-	require.NoError(t, err)
-	assert.Equal(t, "still here", string(msg))
+	first.srv.Listener.Close() // gone; discovery still lists it healthy
+	for i := range 6 {
+		if i >= 3 {
+			hdr = login() // new sessions, half of which round-robin sends to the dead one
+		}
+		conn, second := served(hdr)
+		assert.NotSame(t, first, second)
+		require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte("hello")))
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, msg, err := conn.ReadMessage()
+		require.NoError(t, err)
+		assert.Equal(t, "hello", string(msg))
+		conn.Close()
+	}
 }

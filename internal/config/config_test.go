@@ -139,6 +139,8 @@ func TestErrorsNameFileAndField(t *testing.T) {
 		{`{"lru": {}, "message_relay": {"address": "x"}}`, "message_relay.port: required"},
 		{`{"lru": {}, "message_relay": {"port": 1}, "relief": {"log": {"path": "l", "sync": "sometimes"}}}`, "relief.log.sync"},
 		{`{"discovery": {"port": 1}}`, "exactly one provider"},
+		{`{"discovery": {"port": 1, "file": "f", "prepare": {"path": "prepare"}}}`, "discovery.prepare.path: must start with /"},
+		{`{"discovery": {"port": 1, "file": "f", "prepare": {"ttl": "10ms"}}}`, "discovery.prepare.ttl: at least 1s"},
 		{`{"gateway": {"port": 1, "session_service": "http://x", "jwt": {}}}`, "gateway.jwt: required"},
 		{`{"gateway": {"port": 1, "broker": {}, "jwt": {"hs256_key_file": "k"}}}`, "gateway.broker: needs message_relay"},
 		{`{"edge_supported_relay": true, "port": 1, "relief_servers": [{"relief": {"kind": "x"}}]}`, "relief_servers[0]"},

@@ -23,6 +23,18 @@ type Discovery struct {
 	LoadMetric string `json:"load_metric"`
 	// NotSticky turns off keeping a session and document on their first instance.
 	NotSticky bool `json:"not_sticky"`
+	// Prepare has the session service prepare each new session on its instance over HTTP.
+	Prepare *PrepareBlock `json:"prepare"`
+}
+
+// PrepareBlock configures the session service's HTTP preparer (discovery.HTTPPreparer).
+type PrepareBlock struct {
+	// Path is the instances' preparation endpoint (default "/v1/prepare").
+	Path string `json:"path"`
+	// TTL is how long an instance keeps a prepared session with no connection (default 5m).
+	TTL Duration `json:"ttl"`
+	// Timeout bounds one preparation (default 5s).
+	Timeout Duration `json:"timeout"`
 }
 
 // DNSBlock configures the DNS provider.

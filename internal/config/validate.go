@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Relief server kinds, as the relief block's kind names them.
@@ -178,6 +179,16 @@ func (f *File) checkDiscovery() error {
 	}
 	if d.Port == nil {
 		return f.bad("discovery.port", "required")
+	}
+	if p := d.Prepare; p != nil {
+		switch {
+		case p.Path != "" && !strings.HasPrefix(p.Path, "/"):
+			return f.bad("discovery.prepare.path", "must start with /, not %q", p.Path)
+		case p.TTL != 0 && time.Duration(p.TTL) < time.Second:
+			return f.bad("discovery.prepare.ttl", "at least 1s, not %v", time.Duration(p.TTL))
+		case p.Timeout < 0:
+			return f.bad("discovery.prepare.timeout", "must not be negative")
+		}
 	}
 	return f.checkAddress("discovery.address", d.Address)
 }
