@@ -6,6 +6,12 @@
 // relay while they live: MemberProvider lists the live instances for discovery, and an
 // Assigner tells a client which instance to use for a group and records it in the session.
 //
+// Who may join which group is BrokerConfig.Authorize's decision, made with the session's
+// identity before the WebSocket opens (403 with its reason when refused); without it, a
+// named user may join any group and an anonymous session none (AllowAnonymous lets them).
+// A message reaches a worker at least once: Message.ID is the same on every delivery, so a
+// handler can make its effect idempotent.
+//
 // Writing a worker is a Handler and NewWorker:
 //
 //	w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: relayClient,
