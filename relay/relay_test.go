@@ -579,3 +579,44 @@ func TestAnHTTPRequestIsNamed(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestFrameBudget: large frames (over 64 KiB) take shares of the server's FrameBudget while
+// they are received. Peers that announce large frames and send half of them hold the whole
+// budget; a third large frame then waits (its connection's small frames behind it too),
+// while other connections' small requests are served; once a holder goes, it is served.
+func TestFrameBudget(t *testing.T) {
+	const size = 512 << 10
+	r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{FrameBudget: 2*size + 4096, MaxFrame: size + 1024}})
+	big := func(id uint64) []byte {
+		return mustAppend(&wire.Frame{Op: wire.OpPublish, ID: id, Path: []byte("news"), Value: make([]byte, size)})
+	}
+	var holders []*rawPeer
+	for range 2 {
+		p := rawHello(t, r.Addr().String())
+		b := big(2)
+		_, err := p.nc.Write(b[:len(b)/2]) // and never the rest
+		require.NoError(t, err)
+		holders = append(holders, p)
+	}
+	eventually(t, "two half-sent frames to hold the budget", func() bool { return r.Server().LargeFrameBytes >= 2*size })
+
+	waiter := rawHello(t, r.Addr().String())
+	_, err := waiter.nc.Write(append(big(3), mustAppend(&wire.Frame{Op: wire.OpPing, ID: 4})...))
+	require.NoError(t, err)
+	eventually(t, "the third large frame to wait", func() bool { return r.Server().LargeFrameWaits == 1 })
+
+	other := rawHello(t, r.Addr().String())
+	other.send(&wire.Frame{Op: wire.OpPing, ID: 9})
+	require.Equal(t, uint64(9), other.next().ID, "small frames of other connections are served")
+
+	holders[0].nc.Close()
+	for _, id := range []uint64{3, 4} {
+		f := waiter.next()
+		require.Equal(t, id, f.ID)
+		require.Equal(t, wire.StatusOK, f.Status)
+	}
+	eventually(t, "the served frame's share to come back", func() bool {
+		held := r.Server().LargeFrameBytes
+		return held > size && held < 2*size // the one holder left
+	})
+}

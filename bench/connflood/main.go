@@ -1,9 +1,11 @@
 // Command connflood measures what hostile connections cost a relay: it starts a relay in a
 // child process, opens connections that say hello and then announce a frame of the largest
-// size without sending it, and connections that never say hello, and reports how much the
-// relay's resident memory grew while they are all open.
+// size without sending it (or, with -sent, sending only that much of it), and connections
+// that never say hello, and reports how much the relay's resident memory grew while they
+// are all open.
 //
 //	cd bench && go run ./connflood
+//	cd bench && go run ./connflood -sent 524288   # half of each 1 MiB frame: the frame budget
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/globalsession/globalsession/bench/internal/procs"
@@ -26,9 +29,11 @@ import (
 )
 
 var (
-	flagConns = flag.Int("conns", 2000, "hostile connections of each kind")
-	flagChild = flag.String("child", "", "internal: run as the relay")
-	flagDir   = flag.String("dir", "", "internal: the relay's directory")
+	flagConns  = flag.Int("conns", 2000, "hostile connections of each kind")
+	flagSent   = flag.Int("sent", 0, "bytes of each announced frame's body that are sent (the rest never is)")
+	flagBudget = flag.Int64("budget", 0, "the relay's frame budget in bytes (0: its default, 64 MiB)")
+	flagChild  = flag.String("child", "", "internal: run as the relay")
+	flagDir    = flag.String("dir", "", "internal: the relay's directory")
 )
 
 func main() {
@@ -48,7 +53,7 @@ func main() {
 // serveRelay runs a relay with its defaults on a table in *flagDir, prints its address and
 // serves until it is killed; it exits if the relay cannot start.
 func serveRelay() {
-	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
+	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0", ServerOptions: relay.ServerOptions{FrameBudget: *flagBudget},
 		Table: sessioncache.Config{Path: filepath.Join(*flagDir, "relay.table"), Create: true, ElementCount: 1000, RecordSize: 512}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -64,7 +69,7 @@ func run() error {
 		return err
 	}
 	procs.AtCleanup(func() { os.RemoveAll(dir) })
-	cmd, out, err := procs.StartChild("relay", "-dir", dir)
+	cmd, out, err := procs.StartChild("relay", "-dir", dir, "-budget", strconv.FormatInt(*flagBudget, 10))
 	if err != nil {
 		return err
 	}
@@ -100,6 +105,7 @@ func run() error {
 			}
 		}
 	}
+	sendBodies(conns)
 	// Let the relay read what was sent (well within its 10 s hello deadline).
 	time.Sleep(time.Second)
 	after := rss(pid)
@@ -116,10 +122,27 @@ func run() error {
 	fmt.Println("| connections | relay RSS before | with them open | growth | per connection | still open |")
 	fmt.Println("|--:|--:|--:|--:|--:|--:|")
 	grew := after - before
-	fmt.Printf("| %d hello + 1 MiB announced, %d silent | %.1f MB | %.1f MB | %.1f MB | %.1f KiB | %d |\n",
-		*flagConns, *flagConns, mb(before), mb(after), mb(grew), float64(grew)/1024/float64(len(conns)), open)
+	fmt.Printf("| %d hello + 1 MiB announced (%d bytes of it sent), %d silent | %.1f MB | %.1f MB | %.1f MB | %.1f KiB | %d |\n",
+		*flagConns, max(*flagSent, 0), *flagConns, mb(before), mb(after), mb(grew), float64(grew)/1024/float64(len(conns)), open)
 	fmt.Printf("\nTarget: growth under 100 MB for 2,000 connections: %.1f MB.\n", mb(grew))
 	return nil
+}
+
+// sendBodies writes *flagSent bytes of the announced frame on every other connection, at
+// once, each for at most 5 s (a relay that does not read them leaves them in the kernel).
+func sendBodies(conns []net.Conn) {
+	if *flagSent <= 0 {
+		return
+	}
+	body := make([]byte, min(*flagSent, wire.DefaultMaxFrame-1))
+	var wg sync.WaitGroup
+	for i := 0; i < len(conns); i += 2 {
+		wg.Go(func() {
+			conns[i].SetWriteDeadline(time.Now().Add(5 * time.Second))
+			conns[i].Write(body)
+		})
+	}
+	wg.Wait()
 }
 
 func mb(b int64) float64 { return float64(b) / 1e6 }

@@ -41,6 +41,10 @@ func serverMetrics(a *admin.Server, prefix string, stats func() relay.ServerStat
 	a.CounterFunc(prefix+"_connections_accepted_total", "Connections served since the start.", func() float64 { return float64(stats().Accepted) })
 	a.CounterFunc(prefix+"_connections_refused_total", "Connections closed at once: the connection limit was reached.",
 		func() float64 { return float64(stats().Refused) })
+	a.GaugeFunc(prefix+"_large_frame_bytes", "Bytes of the frame budget that large frames hold now.",
+		func() float64 { return float64(stats().LargeFrameBytes) })
+	a.GaugeFunc(prefix+"_large_frame_waits", "Connections waiting for a share of the frame budget now.",
+		func() float64 { return float64(stats().LargeFrameWaits) })
 	a.LabeledCounters(prefix+"_frames_received_total", "Frames received, by op.", "op", func() map[string]float64 {
 		m := map[string]float64{}
 		for op, n := range stats().Requests {

@@ -53,5 +53,6 @@ func serverOptions(f *config.File, t *tlsconfig.Config, field, secret string, lo
 	if err != nil {
 		return relay.ServerOptions{}, err
 	}
-	return relay.ServerOptions{TLS: tc, Secret: secret, MaxFrame: f.MaxFrame, Logger: log}, nil
+	return relay.ServerOptions{TLS: tc, Secret: secret, MaxFrame: f.MaxFrame, MaxConns: f.MaxConns, FrameBudget: f.FrameBudget,
+		Logger: log}, nil
 }

@@ -63,6 +63,12 @@ type File struct {
 	FanOut *bool `json:"fan_out"`
 	// MaxFrame is the largest protocol frame accepted, in bytes (default 1 MiB).
 	MaxFrame int `json:"max_frame"`
+	// MaxConns bounds the connections a relay or sibling serves at once (default 10,000;
+	// -1 means no limit).
+	MaxConns int `json:"max_conns"`
+	// FrameBudget bounds the bytes of large frames (over 64 KiB) all connections hold at
+	// once while they are received (default 64 MiB).
+	FrameBudget int64 `json:"frame_budget"`
 	// Replicas is how many relief servers of each kind the sibling gives each key
 	// (default 1; 2 recommended).
 	Replicas int `json:"replicas"`
@@ -365,6 +371,12 @@ func (f *File) check() error {
 	}
 	if f.MaxFrame < 0 {
 		return &Error{File: f.Name, Field: "max_frame", Msg: "negative"}
+	}
+	if f.MaxConns < -1 {
+		return &Error{File: f.Name, Field: "max_conns", Msg: "-1 (no limit), 0 (the default) or a positive count"}
+	}
+	if f.FrameBudget < 0 {
+		return &Error{File: f.Name, Field: "frame_budget", Msg: "negative"}
 	}
 	if f.Role() == RoleRelief && f.MessageRelay == nil {
 		return &Error{File: f.Name, Field: "message_relay", Msg: "required: the sibling to connect to"}

@@ -139,6 +139,8 @@ func TestErrorsNameFileAndField(t *testing.T) {
 		{`{"lru": {}, "message_relay": {"address": "x"}}`, "message_relay.port: required"},
 		{`{"lru": {}, "message_relay": {"port": 1}, "relief": {"log": {"path": "l", "sync": "sometimes"}}}`, "relief.log.sync"},
 		{`{"discovery": {"port": 1}}`, "exactly one provider"},
+		{`{"edge_supported_relay": true, "port": 1, "max_conns": -2}`, "max_conns: -1 (no limit)"},
+		{`{"edge_supported_relay": true, "port": 1, "frame_budget": -1}`, "frame_budget: negative"},
 		{`{"discovery": {"port": 1, "file": "f", "prepare": {"path": "prepare"}}}`, "discovery.prepare.path: must start with /"},
 		{`{"discovery": {"port": 1, "file": "f", "prepare": {"ttl": "10ms"}}}`, "discovery.prepare.ttl: at least 1s"},
 		{`{"gateway": {"port": 1, "session_service": "http://x", "jwt": {}}}`, "gateway.jwt: required"},

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -71,6 +72,27 @@ type Reader struct {
 	max    int
 	buf    []byte
 	prefix [4]byte
+	// With a budget, large frames are read into a buffer of their own, held (with their
+	// share of the budget) until the next Read.
+	budget    *Budget
+	budgetCtx context.Context
+	held      int // bytes of the budget held for the last frame
+}
+
+// SetBudget makes the reader take a share of b for every large frame (over LargeFrame)
+// before reading its body, waiting for it while ctx lasts, and give it back at the next
+// Read (when the frame's slices become invalid) or Release.
+func (r *Reader) SetBudget(ctx context.Context, b *Budget) {
+	r.budget, r.budgetCtx = b, ctx
+}
+
+// Release gives back the share of the budget held for the last frame read; call it when
+// the reader is done.
+func (r *Reader) Release() {
+	if r.held > 0 {
+		r.budget.release(r.held)
+		r.held = 0
+	}
 }
 
 // NewReader returns a Reader that refuses frames longer than maxFrame bytes (after the
@@ -86,6 +108,7 @@ func NewReader(r io.Reader, maxFrame int) *Reader {
 // longer than the limit returns ErrFrameTooLarge without reading its body; io.EOF means the
 // stream ended cleanly between frames.
 func (r *Reader) Read(f *Frame) error {
+	r.Release()
 	if _, err := io.ReadFull(r.r, r.prefix[:]); err != nil {
 		return err
 	}
@@ -96,7 +119,7 @@ func (r *Reader) Read(f *Frame) error {
 	if n < HeaderSize {
 		return fmt.Errorf("%w: length %d, the header alone needs %d", ErrMalformed, n, HeaderSize)
 	}
-	body, err := r.body(int(n))
+	body, err := r.readBody(int(n))
 	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -115,6 +138,23 @@ func (r *Reader) LooksLikeHTTP() bool {
 		return true
 	}
 	return false
+}
+
+// readBody reads a frame body of n bytes: into the reader's buffer, or, for a large frame
+// under a budget, into a buffer of its own once the budget has room for it.
+func (r *Reader) readBody(n int) ([]byte, error) {
+	if r.budget == nil || n <= LargeFrame {
+		return r.body(n)
+	}
+	if err := r.budget.acquire(r.budgetCtx, n); err != nil {
+		return nil, err
+	}
+	r.held = n
+	small := r.buf
+	r.buf = nil // grown as the bytes arrive, and dropped at the next Read
+	body, err := r.body(n)
+	r.buf = small
+	return body, err
 }
 
 // body reads a frame body of n bytes into the reader's buffer. A buffer too small grows as

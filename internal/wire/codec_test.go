@@ -3,6 +3,7 @@ package wire
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -210,4 +211,48 @@ func TestAnnouncedLengthIsNotAllocatedAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertFrameEqual(t, &big, &got)
+}
+
+// A Reader with a Budget holds a share for a large frame until its next Read; a reader
+// whose share is not free waits, and gives up when its context ends.
+func TestReaderBudget(t *testing.T) {
+	big, err := Append(nil, &Frame{Op: OpPublish, ID: 1, Value: make([]byte, 2*LargeFrame)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, _ := Append(nil, &Frame{Op: OpPing, ID: 2})
+	n := int64(len(big) - 4)
+	b := NewBudget(n)
+	rd := NewReader(bytes.NewReader(append(append(append([]byte{}, big...), small...), big...)), 0)
+	rd.SetBudget(context.Background(), b)
+	var f Frame
+	if err := rd.Read(&f); err != nil || f.ID != 1 {
+		t.Fatalf("big frame: %v %d", err, f.ID)
+	}
+	if b.Held() != n {
+		t.Fatalf("held %d, want %d", b.Held(), n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	other := NewReader(bytes.NewReader(big), 0)
+	other.SetBudget(ctx, b)
+	cancel()
+	if err := other.Read(&f); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a reader without a share: %v, want to wait until its context ended", err)
+	}
+	if err := rd.Read(&f); err != nil || f.ID != 2 || b.Held() != 0 {
+		t.Fatalf("small frame: %v id %d held %d, want the share back", err, f.ID, b.Held())
+	}
+	if err := rd.Read(&f); err != nil || f.ID != 1 || len(f.Value) != 2*LargeFrame {
+		t.Fatalf("big frame again: %v", err)
+	}
+	rd.Release()
+	if b.Held() != 0 || b.Waiting() != 0 {
+		t.Fatalf("held %d waiting %d after Release", b.Held(), b.Waiting())
+	}
+	tooBig := NewBudget(LargeFrame * 2)
+	rd = NewReader(bytes.NewReader(big), 0)
+	rd.SetBudget(context.Background(), tooBig)
+	if err := rd.Read(&f); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("a frame larger than the budget: %v", err)
+	}
 }

@@ -97,6 +97,7 @@ type connConfig struct {
 	requestTimeout time.Duration
 	writeTimeout   time.Duration
 	maxFrame       int
+	budget         *wire.Budget // nil: large frames take no share of a budget
 	queueLen       int
 	dialed         bool // this side dialed (a client)
 }
@@ -120,6 +121,9 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	c.raw, c.dialed = rawConn(nc), cfg.dialed
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if cfg.budget != nil {
+		c.rd.SetBudget(c.ctx, cfg.budget)
+	}
 	return c
 }
 
@@ -144,6 +148,7 @@ func (c *conn) readLoop() {
 			held = false
 		}
 		if err := c.rd.Read(&f); err != nil {
+			c.rd.Release()
 			if held {
 				c.unhold()
 			}

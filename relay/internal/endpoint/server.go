@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -25,6 +26,12 @@ type ServerOptions struct {
 	Secret string
 	// MaxFrame is the largest frame accepted. Zero means 1 MiB.
 	MaxFrame int
+	// FrameBudget bounds the bytes of large frames (bodies over 64 KiB) that all
+	// connections together hold while receiving and serving them: a connection whose next
+	// frame does not fit waits until one does, so peers that announce large frames and send
+	// them slowly cost this much at most. Smaller frames take no share. Zero means 64 MiB;
+	// it is raised to MaxFrame when smaller.
+	FrameBudget int64
 	// Heartbeat is how often an idle connection is pinged; a peer silent for two intervals
 	// is disconnected. Zero means 5s; negative disables heartbeats.
 	Heartbeat time.Duration
@@ -68,6 +75,10 @@ func (o *ServerOptions) setDefaults() {
 	if o.QueueAttempts == 0 {
 		o.QueueAttempts = DefaultQueueAttempts
 	}
+	if o.FrameBudget == 0 {
+		o.FrameBudget = 64 << 20
+	}
+	o.FrameBudget = max(o.FrameBudget, int64(cmp.Or(o.MaxFrame, wire.DefaultMaxFrame)))
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -103,6 +114,7 @@ type Resumer interface {
 // subscribers, pings idle peers, and hands the entry requests to its Handler.
 type Server struct {
 	opts           ServerOptions
+	budget         *wire.Budget // shared by the readers of every connection
 	ln             net.Listener
 	role           Handler
 	wg             sync.WaitGroup
@@ -149,7 +161,7 @@ func Listen(addr string, opts ServerOptions, h Handler) (*Server, error) {
 		ln = tls.NewListener(ln, opts.TLS)
 	}
 	opts.setDefaults()
-	return &Server{opts: opts, ln: ln, role: h, peers: map[*Peer]struct{}{},
+	return &Server{opts: opts, ln: ln, role: h, peers: map[*Peer]struct{}{}, budget: wire.NewBudget(opts.FrameBudget),
 		subs: map[string]map[*Peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{}),
 		genCh: make(chan struct{}), queueCh: make(chan struct{})}, nil
 }
@@ -219,6 +231,7 @@ func (s *Server) servePeer(nc net.Conn, name string, inherited bool) *Peer {
 		requestTimeout: s.opts.RequestTimeout,
 		writeTimeout:   s.opts.RequestTimeout,
 		maxFrame:       s.opts.MaxFrame,
+		budget:         s.budget,
 		queueLen:       s.opts.QueueLen,
 	})
 	p.helloTimer = time.AfterFunc(s.opts.HelloTimeout, func() {
@@ -412,12 +425,17 @@ type ServerStats struct {
 	Accepted int64             // connections served since the start
 	Refused  int64             // connections closed at once because MaxConns were open
 	Requests map[string]uint64 // frames received, by op name ("get", "publish", ...)
+	// LargeFrameBytes is how much of FrameBudget large frames hold now, and
+	// LargeFrameWaits how many connections wait for a share of it.
+	LargeFrameBytes int64
+	LargeFrameWaits int64
 }
 
 // Stats returns the counts of the server's connections and requests.
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
-	st := ServerStats{Open: len(s.peers), Accepted: s.accepted.Load(), Refused: s.refused.Load(), Requests: map[string]uint64{}}
+	st := ServerStats{Open: len(s.peers), Accepted: s.accepted.Load(), Refused: s.refused.Load(), Requests: map[string]uint64{},
+		LargeFrameBytes: s.budget.Held(), LargeFrameWaits: s.budget.Waiting()}
 	s.mu.Unlock()
 	for op := range s.requests {
 		if n := s.requests[op].Load(); n > 0 {
