@@ -28,8 +28,10 @@ type ClientConfig = endpoint.ClientConfig
 type QueueHandler = endpoint.QueueHandler
 
 // NewClient returns a client that connects to cfg.Addr in the background and keeps
-// reconnecting until Close. Requests made while it is disconnected wait for the connection
-// up to their deadline and then fail with ErrUnavailable.
+// reconnecting until Close. A request made while it is disconnected waits for the
+// connection, up to its deadline; once attempts to connect have failed for
+// cfg.WaitForServer (the server is down, or refuses the hello), requests fail at once with
+// ErrUnavailable and the last attempt's error until a connection succeeds.
 func NewClient(cfg ClientConfig) (*Client, error) { return endpoint.NewClient(cfg) }
 
 // Dial is NewClient followed by waiting, up to ctx's deadline, for the first connection.

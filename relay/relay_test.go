@@ -620,3 +620,25 @@ func TestFrameBudget(t *testing.T) {
 		return held > size && held < 2*size // the one holder left
 	})
 }
+
+// A client whose server stays down stops making callers wait: once its attempts have
+// failed for WaitForServer, a request without a deadline (RequestTimeout is an hour here)
+// fails at once with ErrUnavailable naming the server, and the error is not repeated
+// within itself. Once the server is back, requests are served again.
+func TestRequestsDoNotWaitForADeadServer(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	addr := r.Addr().String()
+	c := dial(t, ClientConfig{Addr: addr, RequestTimeout: time.Hour, WaitForServer: 50 * time.Millisecond,
+		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	require.NoError(t, r.Close())
+	eventually(t, "the client to notice", func() bool { return !c.Connected() })
+	err := c.Set(context.Background(), "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")})
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.Contains(t, err.Error(), addr)
+	assert.Equal(t, 1, strings.Count(err.Error(), "server unavailable"), err.Error())
+
+	startRelay(t, RelayConfig{Addr: addr})
+	eventually(t, "requests to be served again", func() bool {
+		return c.Set(context.Background(), "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}) == nil
+	})
+}

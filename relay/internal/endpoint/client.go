@@ -38,6 +38,12 @@ type ClientConfig struct {
 	// BackoffMin and BackoffMax bound the exponential backoff, with jitter, between
 	// connection attempts. Zero means 50ms and 5s.
 	BackoffMin, BackoffMax time.Duration
+	// WaitForServer is how long requests wait for a server that cannot be reached: once
+	// attempts to connect have failed for this long, requests fail at once with
+	// ErrUnavailable and the last attempt's error, until a connection succeeds. Zero means
+	// 2s (a quick restart costs latency, a server that stays down costs no caller more
+	// than this); negative means requests never wait for a failed server.
+	WaitForServer time.Duration
 	// MaxFrame is the largest frame accepted from the server. Zero means 1 MiB.
 	MaxFrame int
 	// Backend answers requests the server sends to this client (a pressure-relief server
@@ -65,6 +71,9 @@ func (c *ClientConfig) setDefaults() {
 	if c.BackoffMax == 0 {
 		c.BackoffMax = 5 * time.Second
 	}
+	if c.WaitForServer == 0 {
+		c.WaitForServer = 2 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -83,28 +92,34 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	conn     *conn         // nil while disconnected
-	ready    chan struct{} // closed when conn becomes non-nil or the client closes
-	lastErr  error
-	subs     map[string]func(sessioncache.Change)
-	streams  map[string]*streamSub
-	queues   map[string]queueMembership
-	connects int
+	mu      sync.Mutex
+	conn    *conn         // nil while disconnected
+	ready   chan struct{} // closed when conn becomes non-nil or the client closes
+	failing chan struct{} // closed when an attempt to connect first fails (downSince is set)
+	lastErr error
+	// downSince is when the first of the attempts to connect that have failed since the
+	// last connection failed; zero while connected or before any attempt failed.
+	downSince time.Time
+	subs      map[string]func(sessioncache.Change)
+	streams   map[string]*streamSub
+	queues    map[string]queueMembership
+	connects  int
 }
 
 var _ sessioncache.Remote = (*Client)(nil)
 
 // NewClient returns a client that connects to cfg.Addr in the background and keeps
-// reconnecting until Close. Requests made while it is disconnected wait for the connection
-// up to their deadline and then fail with ErrUnavailable.
+// reconnecting until Close. A request made while it is disconnected waits for the
+// connection, up to its deadline; once attempts to connect have failed for
+// cfg.WaitForServer (the server is down, or refuses the hello), requests fail at once with
+// ErrUnavailable and the last attempt's error until a connection succeeds.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Addr == "" && cfg.Dial == nil {
 		return nil, errors.New("relay: client config: addr is empty")
 	}
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, ready: make(chan struct{}),
+	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, ready: make(chan struct{}), failing: make(chan struct{}),
 		subs: map[string]func(sessioncache.Change){}, streams: map[string]*streamSub{}, queues: map[string]queueMembership{}}
 	c.wg.Add(1)
 	go c.supervise()
@@ -155,9 +170,9 @@ func (c *Client) supervise() {
 		c.mu.Lock()
 		if c.conn == cn {
 			c.conn = nil
-			c.ready = make(chan struct{})
+			c.ready, c.failing = make(chan struct{}), make(chan struct{})
 		}
-		c.lastErr = cn.closedErr()
+		c.lastErr, c.downSince = cn.closedErr(), time.Time{}
 		c.mu.Unlock()
 		c.streamLost()
 		if c.ctx.Err() == nil {
@@ -172,6 +187,10 @@ func (c *Client) supervise() {
 func (c *Client) setErr(err error) {
 	c.mu.Lock()
 	c.lastErr = err
+	if c.downSince.IsZero() {
+		c.downSince = time.Now()
+		close(c.failing)
+	}
 	c.mu.Unlock()
 }
 
@@ -241,7 +260,7 @@ func (c *Client) connect() (*conn, error) {
 	c.mu.Lock()
 	c.conn = cn
 	close(c.ready)
-	c.lastErr = nil
+	c.lastErr, c.downSince = nil, time.Time{}
 	c.connects++
 	c.mu.Unlock()
 	return cn, nil
@@ -307,11 +326,13 @@ func replyErr(op wire.Op, cl *call) error {
 	}
 }
 
-// current returns the live connection, waiting for one up to ctx's deadline.
+// current returns the live connection. Without one, it waits for a connection up to ctx's
+// deadline, but only while attempts to connect have been failing for less than
+// WaitForServer: after that it fails at once.
 func (c *Client) current(ctx context.Context) (*conn, error) {
 	for {
 		c.mu.Lock()
-		cn, ready, last := c.conn, c.ready, c.lastErr
+		cn, ready, failing, last, down := c.conn, c.ready, c.failing, c.lastErr, c.downSince
 		c.mu.Unlock()
 		if c.ctx.Err() != nil {
 			return nil, ErrClosed
@@ -319,23 +340,55 @@ func (c *Client) current(ctx context.Context) (*conn, error) {
 		if cn != nil {
 			return cn, nil
 		}
+		var giveUp *time.Timer // when waiting stops, if attempts are failing
+		if !down.IsZero() {
+			left := c.cfg.WaitForServer - time.Since(down)
+			if left <= 0 {
+				return nil, c.unavailable(last, nil)
+			}
+			giveUp, failing = time.NewTimer(left), nil
+		}
 		select {
 		case <-ready:
+			stopTimer(giveUp)
+		case <-failing: // look again: the wait is bounded from now on
+		case <-timerC(giveUp): // look again: connected since, or down for too long
 		case <-ctx.Done():
+			stopTimer(giveUp)
 			c.mu.Lock()
 			if c.lastErr != nil {
 				last = c.lastErr
 			}
 			c.mu.Unlock()
-			if errors.Is(last, ErrUnavailable) {
-				return nil, last // it names the server already
-			}
-			if last != nil {
-				return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Addr, last)
-			}
-			return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Addr, ctx.Err())
+			return nil, c.unavailable(last, ctx.Err())
 		}
 	}
+}
+
+// timerC is t's channel; nil (never ready) for no timer.
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// unavailable is ErrUnavailable with why: the last error of the connection (which may
+// name the server already), else cause.
+func (c *Client) unavailable(last, cause error) error {
+	switch {
+	case errors.Is(last, ErrUnavailable):
+		return last
+	case last != nil:
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Addr, last)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Addr, cause)
 }
 
 // do sends a request on the current connection, once more on the next connection if the
