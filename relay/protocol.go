@@ -30,8 +30,8 @@ type QueueHandler = endpoint.QueueHandler
 // NewClient returns a client that connects to cfg.Addr in the background and keeps
 // reconnecting until Close. A request made while it is disconnected waits for the
 // connection, up to its deadline; once attempts to connect have failed for
-// cfg.WaitForServer (the server is down, or refuses the hello), requests fail at once with
-// ErrUnavailable and the last attempt's error until a connection succeeds.
+// cfg.WaitForServer (the server is down, or refuses the hello), a request has one attempt
+// made at once and fails with ErrUnavailable and its error if it fails too.
 func NewClient(cfg ClientConfig) (*Client, error) { return endpoint.NewClient(cfg) }
 
 // Dial is NewClient followed by waiting, up to ctx's deadline, for the first connection.
@@ -44,6 +44,14 @@ type ServerOptions = endpoint.ServerOptions
 
 // ServerStats are the counts of a relay protocol server's connections and requests.
 type ServerStats = endpoint.ServerStats
+
+// RequestStats is a relay protocol server's account of the answered requests of one op:
+// replies by status and a latency histogram over LatencyBuckets.
+type RequestStats = endpoint.RequestStats
+
+// LatencyBuckets are the upper bounds, in seconds, of the request latency histograms in
+// RequestStats.
+var LatencyBuckets = endpoint.LatencyBuckets
 
 // RemoteError is an error reply from the peer, carrying its message.
 type RemoteError = endpoint.RemoteError

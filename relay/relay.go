@@ -244,6 +244,10 @@ type OutboxStats struct {
 // Server returns the counts of the relay's connections and requests.
 func (r *Relay) Server() ServerStats { return r.srv.Stats() }
 
+// Requests returns, for each op the relay answered, its replies by status and their
+// latencies.
+func (r *Relay) Requests() []RequestStats { return r.srv.RequestStats() }
+
 // Outbox returns the counts of the relay's outbox.
 func (r *Relay) Outbox() OutboxStats {
 	return OutboxStats{Pending: r.outbox.pending.Load(), Refused: r.outbox.dropped.Load(), Retries: r.outbox.retries.Load(),

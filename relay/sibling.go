@@ -206,6 +206,10 @@ func (s *Sibling) ReliefOf(kind string) int {
 // Server returns the counts of the sibling's connections and requests.
 func (s *Sibling) Server() ServerStats { return s.srv.Stats() }
 
+// Requests returns, for each op the sibling answered, its replies by status and their
+// latencies.
+func (s *Sibling) Requests() []RequestStats { return s.srv.RequestStats() }
+
 // GetErrors returns how many lookups a relief server failed (its error, not a miss). A
 // lookup that no server answered with the entry and that one failed returns an error, not
 // ErrNotFound.

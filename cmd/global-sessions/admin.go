@@ -54,6 +54,29 @@ func serverMetrics(a *admin.Server, prefix string, stats func() relay.ServerStat
 	})
 }
 
+// requestMetrics registers a relay protocol server's answered requests under prefix: by
+// op and status, and a latency histogram by op.
+func requestMetrics(a *admin.Server, prefix string, requests func() []relay.RequestStats) {
+	a.CountersBy2(prefix+"_requests_total", "Requests answered, by op and reply status.", [2]string{"op", "status"},
+		func() map[[2]string]float64 {
+			m := map[[2]string]float64{}
+			for _, r := range requests() {
+				for status, n := range r.ByStatus {
+					m[[2]string{r.Op, status}] = float64(n)
+				}
+			}
+			return m
+		})
+	a.Histograms(prefix+"_request_seconds", "Time from a request's arrival to its reply, by op.", "op", relay.LatencyBuckets,
+		func() map[string]admin.Histogram {
+			m := map[string]admin.Histogram{}
+			for _, r := range requests() {
+				m[r.Op] = admin.Histogram{Buckets: r.Buckets, Sum: r.Sum.Seconds()}
+			}
+			return m
+		})
+}
+
 // tableMetrics registers a shared-memory table's counts under prefix.
 func tableMetrics(a *admin.Server, prefix string, t *sessioncache.Table) {
 	a.GaugeFunc(prefix+"_entries", "Entries in the table.", func() float64 { return float64(t.Stats().Len) })
@@ -68,6 +91,7 @@ func tableMetrics(a *admin.Server, prefix string, t *sessioncache.Table) {
 // tier below (the sibling) is set.
 func relayMetrics(a *admin.Server, r *relay.Relay, lower func() bool) {
 	serverMetrics(a, "relay", r.Server)
+	requestMetrics(a, "relay", r.Requests)
 	tableMetrics(a, "relay_table", r.Table())
 	a.GaugeFunc("relay_outbox_pending", "Evictions and deletions not yet confirmed by the tier below.", func() float64 { return float64(r.Outbox().Pending) })
 	a.CounterFunc("relay_outbox_refused_total", "Hand-downs refused because the outbox was full.", func() float64 { return float64(r.Outbox().Refused) })
@@ -90,6 +114,7 @@ func relayMetrics(a *admin.Server, r *relay.Relay, lower func() bool) {
 // connected.
 func siblingMetrics(a *admin.Server, s *relay.Sibling) {
 	serverMetrics(a, "sibling", s.Server)
+	requestMetrics(a, "sibling", s.Requests)
 	a.GaugeFunc("sibling_relief_connected", "Relief servers connected now.", func() float64 { return float64(s.Relief()) })
 	a.GaugeFunc("sibling_relief_members", "Relief servers that own keys, connected or not.", func() float64 { return float64(len(s.Members())) })
 	a.CounterFunc("sibling_hints_added_total", "Changes kept for absent relief servers.", func() float64 { return float64(s.Hints().Added) })

@@ -566,9 +566,21 @@ func TestAdminListener(t *testing.T) {
 	status, _ := get("/health")
 	assert.Equal(t, http.StatusOK, status)
 	eventuallyTrue(t, "ready", func() bool { s, _ := get("/ready"); return s == http.StatusOK })
+	// One publish and one get that misses, from a front end.
+	addr := regexp.MustCompile(`relay: serving front ends on (\S+)`).FindStringSubmatch(out.String())
+	require.NotNil(t, addr, out.String())
+	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: addr[1]})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Publish(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v"), Expiry: time.Now().Add(time.Hour)}))
+	_, err = c.Get(ctx, "auths", []byte("missing"))
+	require.ErrorIs(t, err, relay.ErrNotFound)
 	_, metrics := get("/metrics")
 	for _, m := range []string{"relay_connections ", "relay_table_entries ", "relay_outbox_pending ", "sibling_relief_connected 1",
-		`relief_entries{id="a1",kind="aging"}`, "go_goroutines "} {
+		`relief_entries{id="a1",kind="aging"}`, "go_goroutines ", "relay_large_frame_bytes 0",
+		`relay_requests_total{op="publish",status="ok"} 1`, `relay_requests_total{op="get",status="not found"} 1`,
+		`relay_request_seconds_count{op="publish"} 1`, `relay_request_seconds_bucket{op="get",le="+Inf"} 1`,
+		`sibling_requests_total{op="hello",status="ok"} 1`} {
 		assert.Contains(t, metrics, m)
 	}
 }

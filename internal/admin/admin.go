@@ -141,3 +141,60 @@ func (l *labeled) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.CounterValue, n, v)
 	}
 }
+
+// CountersBy2 registers a counter family with two labels, whose values f reads when
+// scraped (one per pair of label values).
+func (s *Server) CountersBy2(name, help string, labels [2]string, f func() map[[2]string]float64) {
+	s.registry.MustRegister(&labeled2{desc: prometheus.NewDesc(name, help, labels[:], nil), f: f})
+}
+
+type labeled2 struct {
+	desc *prometheus.Desc
+	f    func() map[[2]string]float64
+}
+
+func (l *labeled2) Describe(ch chan<- *prometheus.Desc) { ch <- l.desc }
+
+func (l *labeled2) Collect(ch chan<- prometheus.Metric) {
+	for v, n := range l.f() {
+		ch <- prometheus.MustNewConstMetric(l.desc, prometheus.CounterValue, n, v[0], v[1])
+	}
+}
+
+// Histogram is one histogram's state: Buckets[i] counts the observations within Bounds[i]
+// (and above the bound before), the last those above every bound; Sum is in seconds.
+type Histogram struct {
+	Buckets []uint64
+	Sum     float64
+}
+
+// Histograms registers a histogram family with one label over bounds (in seconds), whose
+// histograms f reads when scraped (one per label value).
+func (s *Server) Histograms(name, help, label string, bounds []float64, f func() map[string]Histogram) {
+	s.registry.MustRegister(&histograms{desc: prometheus.NewDesc(name, help, []string{label}, nil), bounds: bounds, f: f})
+}
+
+type histograms struct {
+	desc   *prometheus.Desc
+	bounds []float64
+	f      func() map[string]Histogram
+}
+
+func (h *histograms) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+func (h *histograms) Collect(ch chan<- prometheus.Metric) {
+	for v, hist := range h.f() {
+		cumulative := make(map[float64]uint64, len(h.bounds))
+		var n uint64
+		for i, b := range h.bounds {
+			if i < len(hist.Buckets) {
+				n += hist.Buckets[i]
+			}
+			cumulative[b] = n
+		}
+		if len(hist.Buckets) > len(h.bounds) {
+			n += hist.Buckets[len(h.bounds)]
+		}
+		ch <- prometheus.MustNewConstHistogram(h.desc, n, hist.Sum, cumulative, v)
+	}
+}

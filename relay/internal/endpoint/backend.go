@@ -153,6 +153,7 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 		c.reply(f.ID, wire.StatusOK, wire.FlagNoOwner, nil, 0)
 	case err == nil && f.Op != wire.OpGet:
 		// The ack of a hand-down is bulk traffic: let it share a write with others.
+		c.clock.done(f.ID, wire.StatusOK)
 		_ = c.writeDeferred(&wire.Frame{Op: wire.OpReply, ID: f.ID, Status: wire.StatusOK})
 	default:
 		replyResult(c, f.ID, err)

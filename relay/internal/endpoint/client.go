@@ -39,10 +39,11 @@ type ClientConfig struct {
 	// connection attempts. Zero means 50ms and 5s.
 	BackoffMin, BackoffMax time.Duration
 	// WaitForServer is how long requests wait for a server that cannot be reached: once
-	// attempts to connect have failed for this long, requests fail at once with
-	// ErrUnavailable and the last attempt's error, until a connection succeeds. Zero means
-	// 2s (a quick restart costs latency, a server that stays down costs no caller more
-	// than this); negative means requests never wait for a failed server.
+	// attempts to connect have failed for this long, a request has one attempt made at
+	// once (not after the backoff; at most one per BackoffMin) and fails with
+	// ErrUnavailable and that attempt's error if it fails. Zero means 2s (a quick restart
+	// costs latency, a server that stays down costs a caller one attempt); negative means
+	// requests never wait for a failed server.
 	WaitForServer time.Duration
 	// MaxFrame is the largest frame accepted from the server. Zero means 1 MiB.
 	MaxFrame int
@@ -95,15 +96,18 @@ type Client struct {
 	mu      sync.Mutex
 	conn    *conn         // nil while disconnected
 	ready   chan struct{} // closed when conn becomes non-nil or the client closes
-	failing chan struct{} // closed when an attempt to connect first fails (downSince is set)
+	failed  chan struct{} // closed (and made anew) when an attempt to connect fails
+	nudge   chan struct{} // asks the supervisor to try to connect now, not after its backoff
 	lastErr error
 	// downSince is when the first of the attempts to connect that have failed since the
 	// last connection failed; zero while connected or before any attempt failed.
 	downSince time.Time
-	subs      map[string]func(sessioncache.Change)
-	streams   map[string]*streamSub
-	queues    map[string]queueMembership
-	connects  int
+	// lastFailure is when the last attempt to connect failed.
+	lastFailure time.Time
+	subs        map[string]func(sessioncache.Change)
+	streams     map[string]*streamSub
+	queues      map[string]queueMembership
+	connects    int
 }
 
 var _ sessioncache.Remote = (*Client)(nil)
@@ -111,16 +115,17 @@ var _ sessioncache.Remote = (*Client)(nil)
 // NewClient returns a client that connects to cfg.Addr in the background and keeps
 // reconnecting until Close. A request made while it is disconnected waits for the
 // connection, up to its deadline; once attempts to connect have failed for
-// cfg.WaitForServer (the server is down, or refuses the hello), requests fail at once with
-// ErrUnavailable and the last attempt's error until a connection succeeds.
+// cfg.WaitForServer (the server is down, or refuses the hello), a request has one attempt
+// made at once and fails with ErrUnavailable and its error if it fails too.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Addr == "" && cfg.Dial == nil {
 		return nil, errors.New("relay: client config: addr is empty")
 	}
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, ready: make(chan struct{}), failing: make(chan struct{}),
-		subs: map[string]func(sessioncache.Change){}, streams: map[string]*streamSub{}, queues: map[string]queueMembership{}}
+	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, ready: make(chan struct{}), failed: make(chan struct{}),
+		nudge: make(chan struct{}, 1),
+		subs:  map[string]func(sessioncache.Change){}, streams: map[string]*streamSub{}, queues: map[string]queueMembership{}}
 	c.wg.Add(1)
 	go c.supervise()
 	return c, nil
@@ -153,6 +158,7 @@ func (c *Client) supervise() {
 			backoff = min(2*backoff, c.cfg.BackoffMax)
 			select {
 			case <-time.After(wait):
+			case <-c.nudge: // a request asks whether the server is back
 			case <-c.ctx.Done():
 			}
 			continue
@@ -170,7 +176,7 @@ func (c *Client) supervise() {
 		c.mu.Lock()
 		if c.conn == cn {
 			c.conn = nil
-			c.ready, c.failing = make(chan struct{}), make(chan struct{})
+			c.ready = make(chan struct{})
 		}
 		c.lastErr, c.downSince = cn.closedErr(), time.Time{}
 		c.mu.Unlock()
@@ -186,11 +192,12 @@ func (c *Client) supervise() {
 
 func (c *Client) setErr(err error) {
 	c.mu.Lock()
-	c.lastErr = err
+	c.lastErr, c.lastFailure = err, time.Now()
 	if c.downSince.IsZero() {
-		c.downSince = time.Now()
-		close(c.failing)
+		c.downSince = c.lastFailure
 	}
+	close(c.failed)
+	c.failed = make(chan struct{})
 	c.mu.Unlock()
 }
 
@@ -328,11 +335,15 @@ func replyErr(op wire.Op, cl *call) error {
 
 // current returns the live connection. Without one, it waits for a connection up to ctx's
 // deadline, but only while attempts to connect have been failing for less than
-// WaitForServer: after that it fails at once.
+// WaitForServer. After that it asks for one attempt at once (unless one failed within
+// BackoffMin) and fails with that attempt's error: a server that stays down costs a caller
+// one attempt, not its deadline, and one that is back is found without waiting out the
+// backoff.
 func (c *Client) current(ctx context.Context) (*conn, error) {
+	nudged := false
 	for {
 		c.mu.Lock()
-		cn, ready, failing, last, down := c.conn, c.ready, c.failing, c.lastErr, c.downSince
+		cn, ready, failed, last, down, lastFailure := c.conn, c.ready, c.failed, c.lastErr, c.downSince, c.lastFailure
 		c.mu.Unlock()
 		if c.ctx.Err() != nil {
 			return nil, ErrClosed
@@ -342,16 +353,23 @@ func (c *Client) current(ctx context.Context) (*conn, error) {
 		}
 		var giveUp *time.Timer // when waiting stops, if attempts are failing
 		if !down.IsZero() {
-			left := c.cfg.WaitForServer - time.Since(down)
-			if left <= 0 {
+			if left := c.cfg.WaitForServer - time.Since(down); left > 0 {
+				giveUp = time.NewTimer(left)
+			} else if nudged || time.Since(lastFailure) < c.cfg.BackoffMin {
 				return nil, c.unavailable(last, nil)
+			} else {
+				nudged = true
+				select {
+				case c.nudge <- struct{}{}:
+				default: // asked already
+				}
 			}
-			giveUp, failing = time.NewTimer(left), nil
 		}
 		select {
 		case <-ready:
 			stopTimer(giveUp)
-		case <-failing: // look again: the wait is bounded from now on
+		case <-failed: // look again
+			stopTimer(giveUp)
 		case <-timerC(giveUp): // look again: connected since, or down for too long
 		case <-ctx.Done():
 			stopTimer(giveUp)

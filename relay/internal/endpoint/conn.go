@@ -60,6 +60,9 @@ type conn struct {
 	flusherOnce sync.Once
 	refusing    atomic.Bool // closeAfterFlush was called: later frames are dropped
 
+	// clock times the peer's requests until their replies (a server's connections only).
+	clock *requestClock
+
 	// Messages pushed to this connection (fan-out) go through a bounded queue so that a
 	// slow subscriber never blocks a publisher.
 	queue    chan []byte // made by the first push
@@ -502,6 +505,7 @@ func (c *conn) reply(id uint64, status wire.Status, flags uint8, value []byte, e
 	if id == 0 {
 		return
 	}
+	c.clock.done(id, status)
 	_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: status, Flags: flags, Value: value, Expiry: expiry})
 }
 
@@ -511,8 +515,10 @@ func (c *conn) replyEntry(id uint64, e sessioncache.Entry, err error) {
 	switch {
 	case id == 0:
 	case err == nil:
+		c.clock.done(id, wire.StatusValue)
 		_ = c.writeSoft(&wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusValue, Value: e.Value, Expiry: UnixNano(e.Expiry), Rev: e.Rev})
 	case errors.Is(err, ErrNotFound):
+		c.clock.done(id, wire.StatusNotFound)
 		f := wire.Frame{Op: wire.OpReply, ID: id, Status: wire.StatusNotFound}
 		if e.Deleted {
 			f.Rev, f.Expiry = e.Rev, UnixNano(e.Expiry)

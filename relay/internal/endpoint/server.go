@@ -114,7 +114,8 @@ type Resumer interface {
 // subscribers, pings idle peers, and hands the entry requests to its Handler.
 type Server struct {
 	opts           ServerOptions
-	budget         *wire.Budget // shared by the readers of every connection
+	budget         *wire.Budget  // shared by the readers of every connection
+	replies        [256]opCounts // answered requests by op: statuses and latencies
 	ln             net.Listener
 	role           Handler
 	wg             sync.WaitGroup
@@ -234,6 +235,7 @@ func (s *Server) servePeer(nc net.Conn, name string, inherited bool) *Peer {
 		budget:         s.budget,
 		queueLen:       s.opts.QueueLen,
 	})
+	p.c.clock = newRequestClock(&s.replies)
 	p.helloTimer = time.AfterFunc(s.opts.HelloTimeout, func() {
 		if !p.greeted.Load() {
 			p.c.close(fmt.Errorf("%w: %s did not say hello within %v", ErrConnLost, name, s.opts.HelloTimeout))
@@ -252,6 +254,7 @@ func (s *Server) servePeer(nc net.Conn, name string, inherited bool) *Peer {
 // pings here, and entry requests in the handler.
 func (p *Peer) serve(c *conn, f *wire.Frame) {
 	p.srv.requests[f.Op].Add(1)
+	c.clock.start(f)
 	if !p.ready {
 		if f.Op != wire.OpHello {
 			c.replyError(f.ID, "hello expected first")
@@ -444,6 +447,10 @@ func (s *Server) Stats() ServerStats {
 	}
 	return st
 }
+
+// RequestStats returns, for each op with answered requests, the replies by status and
+// their latencies (from a request's arrival to its reply being queued).
+func (s *Server) RequestStats() []RequestStats { return requestStats(&s.replies) }
 
 // refuse counts a connection closed because MaxConns were open, and logs the refusals at
 // most once every ten seconds.
