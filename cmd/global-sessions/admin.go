@@ -150,6 +150,9 @@ func reliefMetrics(a *admin.Server, s *relief.Server) {
 // gatewayMetrics registers a gateway's metrics and readiness: its relay is reachable.
 func gatewayMetrics(a *admin.Server, parts *gatewayParts) {
 	a.GaugeFunc("gateway_hub_users", "Users with push channels open.", func() float64 { return float64(parts.hub.Users()) })
+	if parts.proxy != nil {
+		a.GaugeFunc("gateway_proxied_connections", "WebSockets being relayed to backends now.", func() float64 { return float64(parts.proxy.Open()) })
+	}
 	if parts.relay == nil {
 		return
 	}

@@ -89,6 +89,15 @@ func TestDiscoveryConfigErrors(t *testing.T) {
 // stops it and returns run's error.
 func runRole(t *testing.T, path, pattern string) (string, func() error) {
 	t.Helper()
+	m, stop := runRoleMatching(t, path, pattern)
+	return m[0], stop
+}
+
+// runRoleMatching is runRole for a role whose output has several lines of interest: it
+// reads lines (at most 20) until each pattern has matched one, and returns each first
+// submatch.
+func runRoleMatching(t *testing.T, path string, patterns ...string) ([]string, func() error) {
+	t.Helper()
 	f, err := config.Load(path)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -96,14 +105,18 @@ func runRole(t *testing.T, path, pattern string) (string, func() error) {
 	done := make(chan error, 1)
 	go func() { done <- runFile(ctx, f, pw, slog.New(slog.DiscardHandler)); pw.Close() }()
 	sc := bufio.NewScanner(pr)
-	if !sc.Scan() {
-		cancel()
-		t.Fatalf("the role printed nothing: %v", <-done)
-	}
-	m := regexp.MustCompile(pattern).FindStringSubmatch(sc.Text())
-	if m == nil {
-		cancel()
-		t.Fatalf("%q does not match %q", sc.Text(), pattern)
+	found := make([]string, len(patterns))
+	for left, lines := len(patterns), 0; left > 0; lines++ {
+		if lines == 20 || !sc.Scan() {
+			cancel()
+			t.Fatalf("the role did not print lines matching %q: %v", patterns, <-done)
+		}
+		for i, p := range patterns {
+			if m := regexp.MustCompile(p).FindStringSubmatch(sc.Text()); m != nil && found[i] == "" {
+				found[i] = m[1]
+				left--
+			}
+		}
 	}
 	go io.Copy(io.Discard, pr)
 	stopped := false
@@ -116,5 +129,5 @@ func runRole(t *testing.T, path, pattern string) (string, func() error) {
 		return <-done
 	}
 	t.Cleanup(func() { stop() })
-	return m[1], stop
+	return found, stop
 }

@@ -261,7 +261,8 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 			err = serr
 		}
 	}()
-	if err := startAdmin(f, out, log, &stops, func(a *admin.Server) { gatewayMetrics(a, parts) }); err != nil {
+	var adm *admin.Server
+	if err := startAdmin(f, out, log, &stops, func(a *admin.Server) { adm = a; gatewayMetrics(a, parts) }); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
@@ -302,7 +303,11 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		fmt.Fprintf(out, "gateway: broker instance %s: %s://%s/ws/<group> to queue %q, assignments on %s://%s/v1/assign?group=<group> and (the hub, by user) %s://%s/v1/hub\n",
 			bp.broker.Instance(), ws, ln.Addr(), queueName(parts.broker.Queue), scheme, ln.Addr(), scheme, ln.Addr())
 	}
-	return serveUntil(ctx, ln, mux, out, also...)
+	var h http.Handler = mux
+	if adm != nil {
+		h = adm.InstrumentHTTP("gateway_http", mux)
+	}
+	return serveUntil(ctx, ln, h, out, also...)
 }
 
 // gatewayEndpoints lists, for the banner, the endpoints a gateway serves, with their

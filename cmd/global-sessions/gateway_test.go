@@ -87,6 +87,7 @@ func gatewayRole(t *testing.T, https bool) {
 		pool.AppendCertsFromPEM(pem)
 	}
 	writeFile(t, path, fmt.Sprintf(`{
+    "admin" : { "port" : 0 },
     "gateway" : {
         "address" : "127.0.0.1", "port" : 0, %s
         "anonymous" : true,
@@ -97,7 +98,8 @@ func gatewayRole(t *testing.T, https bool) {
         "message_relay" : { "address" : "127.0.0.1", "port" : %s }
     }
 }`, tlsBlock, sessionService.URL, relayPort))
-	base, stop := runRole(t, path, `gateway: serving on (https?://\S+):`)
+	urls, stop := runRoleMatching(t, path, `gateway: serving on (https?://\S+):`, `admin: .* on (http://\S+)`)
+	base, adminURL := urls[0], urls[1]
 
 	jar, _ := cookiejar.New(nil)
 	tlsc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
@@ -124,6 +126,18 @@ func gatewayRole(t *testing.T, https bool) {
 	_, msg, err := ws.ReadMessage()
 	require.NoError(t, err)
 	assert.True(t, strings.HasSuffix(string(msg), ":hello"), string(msg))
+
+	// The admin listener counts the login and the upgrade by route and code, and the open
+	// proxied WebSocket.
+	resp, err = http.Get(adminURL + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`gateway_http_requests_total{code="200",route="/login/"} 1`,
+		`gateway_http_requests_total{code="101",route="/app/"} 1`, `gateway_http_request_seconds_count{route="/login/"} 1`,
+		"gateway_proxied_connections 1", "gateway_relay_connects_total 1"} {
+		assert.Contains(t, string(metrics), m)
+	}
 
 	// Stopping the gateway closes the proxied WebSocket with 1001.
 	require.NoError(t, stop())

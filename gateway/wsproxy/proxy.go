@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -159,6 +160,7 @@ type Proxy struct {
 	closed bool
 	wg     sync.WaitGroup
 	live   liveSessions // open connections by session, when cfg.Sessions is set
+	open   atomic.Int64 // connections being relayed now
 }
 
 // NewProxy returns a proxy.
@@ -267,12 +269,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		lp := p.live.add(be.Session)
-		pair, err := p.loops.Take(front.UnderlyingConn(), backTCP, early, func() { p.live.remove(lp); p.wg.Done() })
+		p.open.Add(1)
+		pair, err := p.loops.Take(front.UnderlyingConn(), backTCP, early, func() { p.live.remove(lp); p.open.Add(-1); p.wg.Done() })
 		if err == nil {
 			p.live.ready(lp, pair.End)
 			return
 		}
 		p.live.remove(lp)
+		p.open.Add(-1)
 		p.wg.Done() // the goroutine pipe takes the pair after all
 	}
 	if !p.track(front, back) {
@@ -281,6 +285,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lp := p.live.add(be.Session)
 	defer p.live.remove(lp)
+	p.open.Add(1)
+	defer p.open.Add(-1)
 	p.live.ready(lp, func(code int, text string) {
 		wsconn.CloseWith(front, code, text, p.cfg.WriteTimeout)
 		wsconn.CloseWith(back, websocket.CloseGoingAway, "the client's session ended", p.cfg.WriteTimeout)
@@ -289,6 +295,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	p.pipe(front, back)
 }
+
+// Open returns how many connections the proxy is relaying now.
+func (p *Proxy) Open() int { return int(p.open.Load()) }
 
 // refuse closes a pair that arrived during Shutdown.
 func (p *Proxy) refuse(front, back *websocket.Conn) {
