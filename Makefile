@@ -31,6 +31,7 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzParseMetrics$$' -fuzztime $(FUZZTIME) ./discovery
 	go test -run '^$$' -fuzz '^FuzzFileParse$$' -fuzztime $(FUZZTIME) ./discovery
 	go test -run '^$$' -fuzz '^FuzzDecodeReplies$$' -fuzztime $(FUZZTIME) ./gateway/broker
+	go test -run '^$$' -fuzz '^FuzzDecodeFile$$' -fuzztime $(FUZZTIME) ./gateway/broker
 	go test -run '^$$' -fuzz '^FuzzScanEvents$$' -fuzztime $(FUZZTIME) ./gateway/hub
 	go test -run '^$$' -fuzz '^FuzzParseUsers$$' -fuzztime $(FUZZTIME) ./gateway
 	go test -run '^$$' -fuzz '^FuzzFrameScanner$$' -fuzztime $(FUZZTIME) ./gateway/wsproxy/internal/wsframe

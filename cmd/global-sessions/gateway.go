@@ -178,7 +178,8 @@ func gatewayRoutes(g *config.Gateway, parts *gatewayParts, log *slog.Logger) err
 	if bb := g.Broker; bb != nil {
 		parts.broker = &broker.BrokerConfig{Relay: parts.relay, Sessions: parts.sessions, Queue: bb.Queue, AllowAnonymous: bb.AllowAnonymous,
 			Instance: bb.Instance, Advertise: bb.Advertise, AllowedOrigins: g.AllowedOrigins,
-			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, Logger: log}
+			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, MaxFileSize: bb.MaxFileSize,
+			FileTimeout: time.Duration(bb.FileTimeout), MaxFileRequests: bb.MaxFileRequests, Logger: log}
 		parts.poll = time.Duration(bb.PollInterval)
 		if parts.poll == 0 {
 			parts.poll = 2 * time.Second

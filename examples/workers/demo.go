@@ -10,8 +10,11 @@ import (
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
+
+	_ "embed"
 
 	"github.com/gorilla/websocket"
 
@@ -21,53 +24,92 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-// demo runs the whole path in one process: a relay, two gateway instances (each with its
-// own session table in front of the relay, as two hosts would have), two workers, and two
-// browsers of one user editing the workbook "budget", one on each instance.
-func demo(ctx context.Context, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+// page is the demo page: log in, open the workbook, edit cells, watch the plot.
+//
+//go:embed page.html
+var page []byte
+
+// stack is the demo's servers: a relay, two gateway instances (each with its own session
+// table in front of the relay, as two hosts would have, and the demo page at /) and two
+// workers.
+type stack struct {
+	URLs    []string // the gateway instances
+	closers []func()
+}
+
+// Close stops everything, in reverse order.
+func (s *stack) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+// startStack starts the demo's servers on loopback, saying what started on out.
+func startStack(ctx context.Context, out io.Writer) (_ *stack, err error) {
+	s := &stack{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
 	dir, err := os.MkdirTemp("", "workers-demo")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	s.closers = append(s.closers, func() { os.RemoveAll(dir) })
 	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
 		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 1000, RecordSize: 1024}})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer r.Close()
+	s.closers = append(s.closers, func() { r.Close() })
 	fmt.Fprintf(out, "relay on %s\n", r.Addr())
 	dial := func(name string) (*relay.Client, error) {
-		return relay.Dial(ctx, relay.ClientConfig{Addr: r.Addr().String(), Name: name})
+		c, err := relay.Dial(ctx, relay.ClientConfig{Addr: r.Addr().String(), Name: name})
+		if err == nil {
+			s.closers = append(s.closers, func() { c.Close() })
+		}
+		return c, err
 	}
-
-	var urls []string
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("gw-%d", i)
 		url, stop, err := startInstance(ctx, dir, name, dial)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer stop()
-		urls = append(urls, url)
+		s.closers = append(s.closers, stop)
+		s.URLs = append(s.URLs, url)
 		fmt.Fprintf(out, "gateway instance %s on %s\n", name, url)
 	}
 	for i := 1; i <= 2; i++ {
 		name := fmt.Sprintf("w%d", i)
 		c, err := dial(name)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer c.Close()
-		w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: c, Name: name, Handler: &Workbook{Name: name}})
+		wb := &Workbook{Name: name, Relay: c}
+		w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: c, Name: name, Handler: wb, Files: wb})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer w.Close()
+		s.closers = append(s.closers, func() { w.Close() })
 		fmt.Fprintf(out, "worker %s joined the queue\n", name)
 	}
+	return s, nil
+}
+
+// demo runs the whole path in one process (startStack) with two browsers of one user
+// editing the workbook "budget", one on each instance; the second then fetches the
+// workbook's plot.
+func demo(ctx context.Context, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := startStack(ctx, out)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	urls := s.URLs
 
 	// One login; the session lives in the relay tier, so both instances know it.
 	jar, _ := cookiejar.New(nil)
@@ -127,6 +169,28 @@ func demo(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "browser 2 got %s\n", msg)
+	return fetchPlot(ctx, out, urls[1], hdr)
+}
+
+// fetchPlot asks the instance at url for the budget workbook's plot, as browser 2's page
+// would, and says what came back.
+func fetchPlot(ctx context.Context, out io.Writer, url string, hdr http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/ws/budget/files/plot.svg", nil)
+	if err != nil {
+		return err
+	}
+	req.Header = hdr
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "browser 2 got plot.svg: %s, %s, %d bytes, bar %q\n", resp.Status, resp.Header.Get("Content-Type"),
+		len(body), regexp.MustCompile(`<title>A1 = [^<]*</title>`).Find(body))
 	return nil
 }
 
@@ -164,6 +228,10 @@ func startInstance(ctx context.Context, dir, name string, dial func(string) (*re
 	mux := http.NewServeMux()
 	mux.Handle("/login/", &gateway.Login{Sessions: sessions, Anonymous: true})
 	mux.Handle("/ws/", b)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(page)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	stop := func() {

@@ -10,9 +10,16 @@
 // stops or its connection drops, and the relay hands each message to one live worker.
 //
 // The demo starts a relay, two gateway instances, two workers and two browsers (WebSocket
-// clients) on one workbook, one browser on each instance, and shows an edit reach both:
+// clients) on one workbook, one browser on each instance, and shows an edit reach both and
+// the workbook's plot follow it:
 //
 //	go run ./examples/workers
+//
+// With -serve it starts the same servers and waits: open the page of each gateway instance
+// in a browser of its own, log in, and edit cells in one; the other shows the edit and its
+// plot (an SVG drawn by a worker) redrawn:
+//
+//	go run ./examples/workers -serve
 package main
 
 import (
@@ -36,13 +43,17 @@ func main() {
 	queue := flag.String("queue", broker.DefaultQueue, "the worker queue to serve")
 	name := flag.String("name", "", "this worker's name (default host-pid)")
 	concurrency := flag.Int("concurrency", 64, "messages handled at once")
+	serveDemo := flag.Bool("serve", false, "start the demo's servers and wait (open their pages in browsers)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if *relayAddr == "" {
+	switch {
+	case *serveDemo:
+		err = serveStack(ctx, os.Stdout)
+	case *relayAddr == "":
 		err = demo(ctx, os.Stdout)
-	} else {
+	default:
 		err = serve(ctx, os.Stdout, *relayAddr, *secret, *queue, *name, *concurrency)
 	}
 	if err != nil {
@@ -64,8 +75,9 @@ func serve(ctx context.Context, out io.Writer, addr, secret, queue, name string,
 		host, _ := os.Hostname()
 		name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	wb := &Workbook{Name: name, Log: out}
-	w, err := broker.NewWorker(jctx, broker.WorkerConfig{Relay: c, Queue: queue, Name: name, Handler: wb, Concurrency: concurrency})
+	wb := &Workbook{Name: name, Log: out, Relay: c}
+	w, err := broker.NewWorker(jctx, broker.WorkerConfig{Relay: c, Queue: queue, Name: name, Handler: wb, Files: wb,
+		Concurrency: concurrency})
 	if err != nil {
 		return err
 	}
@@ -74,4 +86,16 @@ func serve(ctx context.Context, out io.Writer, addr, secret, queue, name string,
 	sctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	return w.Shutdown(sctx)
+}
+
+// serveStack runs the demo's servers until ctx ends.
+func serveStack(ctx context.Context, out io.Writer) error {
+	s, err := startStack(ctx, out)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Fprintf(out, "open %s/ and %s/ in two browsers (Ctrl-C stops)\n", s.URLs[0], s.URLs[1])
+	<-ctx.Done()
+	return nil
 }

@@ -53,6 +53,15 @@ type BrokerConfig struct {
 	MaxMessageSize int64
 	// RequestTimeout bounds the handling of one message by a worker. Zero means 30s.
 	RequestTimeout time.Duration
+	// MaxFileSize bounds the body of a file a worker serves (GET
+	// <...>/ws/<group>/files/<name>); a larger one is answered 502. Zero means
+	// DefaultMaxFileSize.
+	MaxFileSize int
+	// FileTimeout bounds one file request. Zero means 10s.
+	FileTimeout time.Duration
+	// MaxFileRequests bounds the file requests of one session under way at once on this
+	// instance; more are answered 429. Zero means 4.
+	MaxFileRequests int
 	// MaxInFlight bounds the messages of one client being handled at once; the client's
 	// next message is read when one finishes. Zero means 16.
 	MaxInFlight int
@@ -106,6 +115,15 @@ func (c *BrokerConfig) setDefaults() error {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 16
 	}
+	if c.MaxFileSize == 0 {
+		c.MaxFileSize = DefaultMaxFileSize
+	}
+	if c.FileTimeout == 0 {
+		c.FileTimeout = 10 * time.Second
+	}
+	if c.MaxFileRequests == 0 {
+		c.MaxFileRequests = 4
+	}
 	if c.SendQueue == 0 {
 		c.SendQueue = 256
 	}
@@ -145,9 +163,11 @@ type Broker struct {
 	mu      sync.Mutex
 	clients map[string]*brokerClient
 	groups  map[string]*group
-	closed  bool
-	wg      sync.WaitGroup // connections being served
-	unwatch func()         // stops the session-end notifications
+	// fileReqs counts each session's file requests under way; under mu.
+	fileReqs map[string]int
+	closed   bool
+	wg       sync.WaitGroup // connections being served
+	unwatch  func()         // stops the session-end notifications
 
 	next                                  atomic.Uint64
 	messages, failures, delivered, pushes atomic.Uint64
@@ -162,7 +182,7 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, clients: map[string]*brokerClient{}, groups: map[string]*group{}}
+	b := &Broker{cfg: cfg, clients: map[string]*brokerClient{}, groups: map[string]*group{}, fileReqs: map[string]int{}}
 	b.unwatch = cfg.Sessions.WatchEnds(b.sessionEnded)
 	b.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	if err := cfg.Relay.Subscribe(ctx, InboxPath(cfg.Instance), b.inbox()); err != nil {
@@ -237,6 +257,10 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !web.IsWebSocketUpgrade(r) {
+		if group, name, ok := fileRequest(r); ok {
+			b.serveFile(w, r, s, group, name)
+			return
+		}
 		http.Error(w, "a WebSocket upgrade is required", http.StatusBadRequest)
 		return
 	}

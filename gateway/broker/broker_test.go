@@ -97,9 +97,16 @@ func (g *gatewayInstance) stop() {
 
 func (f *brokerFixture) worker(t testing.TB, name string, h HandlerFunc) *Worker {
 	t.Helper()
+	return f.workerWith(t, WorkerConfig{Name: name, Handler: h})
+}
+
+// workerWith starts a worker with cfg, on a relay client of its own.
+func (f *brokerFixture) workerWith(t testing.TB, cfg WorkerConfig) *Worker {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	w, err := NewWorker(ctx, WorkerConfig{Relay: f.client(t, name), Name: name, Handler: h})
+	cfg.Relay = f.client(t, cfg.Name)
+	w, err := NewWorker(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { w.Close() })
 	return w

@@ -12,6 +12,13 @@
 // A message reaches a worker at least once: Message.ID is the same on every delivery, so a
 // handler can make its effect idempotent.
 //
+// A client may also GET <...>/ws/<group>/files/<name> on the instance that holds its
+// group's WebSocket (a workbook's plots): the request goes through the queue to a worker's
+// FileHandler (WorkerConfig.Files), whose status, content type and body are the answer.
+// Only a session with the group's WebSocket open there may ask (403 otherwise); the body's
+// size, the time and a session's requests at once are bounded (502, 504, 429). A worker
+// without Files answers 404.
+//
 // Writing a worker is a Handler and NewWorker:
 //
 //	w, err := broker.NewWorker(ctx, broker.WorkerConfig{Relay: relayClient,

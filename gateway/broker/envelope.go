@@ -10,7 +10,7 @@ import (
 // What gateways and workers exchange on the relay (see Broker and Worker):
 //
 //	request (gateway to a worker, on QueuePath(queue); key: the client's id)
-//	  version 1 | flags 1 (0x01 binary) | user u16+bytes | group u16+bytes |
+//	  version 1 | flags 1 (0x01 binary, 0x02 a file request: data is the name) | user u16+bytes | group u16+bytes |
 //	  token u16+bytes | id u16+bytes | data (the rest)
 //	replies (the worker's answer to a request)
 //	  version 1 | count u16 | count times: kind 1 | flags 1 | target u16+bytes | data u32+bytes
@@ -93,10 +93,10 @@ func (r *envelopeReader) string16(what string) string {
 	return string(r.bytesN(int(binary.BigEndian.Uint16(n)), what))
 }
 
-// flags takes the flags byte, refusing bits this side does not know.
-func (r *envelopeReader) flags(what string) byte {
+// flags takes the flags byte, refusing bits other than known.
+func (r *envelopeReader) flags(what string, known byte) byte {
 	f := r.byte1(what)
-	if r.err == nil && f&^flagBinary != 0 {
+	if r.err == nil && f&^known != 0 {
 		r.fail(fmt.Sprintf("%s %#x has unknown bits", what, f))
 	}
 	return f
@@ -125,8 +125,8 @@ func encodeRequest(m *Message) ([]byte, error) {
 func decodeRequest(client string, b []byte) (*Message, error) {
 	r := envelopeReader{b: b}
 	r.version()
-	flags := r.flags("flags")
-	m := &Message{Client: client, Binary: flags&flagBinary != 0}
+	flags := r.flags("flags", flagBinary|flagFile)
+	m := &Message{Client: client, Binary: flags&flagBinary != 0, file: flags&flagFile != 0}
 	m.User = r.string16("user")
 	m.Group = r.string16("group")
 	m.Token = r.string16("token")
@@ -177,7 +177,7 @@ func decodeReplies(b []byte) ([]Reply, error) {
 	out := make([]Reply, 0, min(n, len(r.b)/8+1))
 	for i := 0; i < n && r.err == nil; i++ {
 		rp := Reply{Kind: ReplyKind(r.byte1("reply kind"))}
-		rp.Binary = r.flags("reply flags")&flagBinary != 0
+		rp.Binary = r.flags("reply flags", flagBinary)&flagBinary != 0
 		rp.Target = r.string16("reply target")
 		l := r.bytesN(4, "reply length")
 		if r.err != nil {
@@ -211,7 +211,7 @@ func encodePush(binaryMsg bool, data []byte) []byte {
 func decodePush(b []byte) (binaryMsg bool, data []byte, err error) {
 	r := envelopeReader{b: b}
 	r.version()
-	flags := r.flags("flags")
+	flags := r.flags("flags", flagBinary)
 	if r.err != nil {
 		return false, nil, r.err
 	}

@@ -37,6 +37,8 @@ type Message struct {
 	Data []byte
 	// Binary says the client sent a binary message rather than text.
 	Binary bool
+
+	file bool // a file request (see FileRequest), for the worker's Files
 }
 
 // ReplyKind says who a Reply goes to.
@@ -132,7 +134,15 @@ type WorkerConfig struct {
 	Name string
 	// Handler does the work. Required.
 	Handler Handler
-	// Concurrency bounds the messages handled at once; more wait. Zero means 64.
+	// Files serves the files clients ask for under their group (GET
+	// <...>/ws/<group>/files/<name> on a gateway instance). Nil answers every such request
+	// 404.
+	Files FileHandler
+	// MaxFileSize bounds a file's body; a larger one is an error to the client. Zero means
+	// DefaultMaxFileSize.
+	MaxFileSize int
+	// Concurrency bounds the messages (and file requests) handled at once; more wait.
+	// Zero means 64.
 	Concurrency int
 	// Logger receives handler failures. Nil means no logging.
 	Logger *slog.Logger
@@ -169,6 +179,9 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 64
+	}
+	if cfg.MaxFileSize <= 0 {
+		cfg.MaxFileSize = DefaultMaxFileSize
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -212,6 +225,9 @@ func (w *Worker) serve(ctx context.Context, key, value []byte) (out []byte, err 
 		return nil, fmt.Errorf("worker %s busy: %w", w.cfg.Name, ctx.Err())
 	}
 	defer func() { <-w.sem }()
+	if msg.file {
+		return w.serveFile(ctx, msg)
+	}
 	replies, err := w.cfg.Handler.Handle(ctx, msg)
 	if err != nil {
 		return nil, err
@@ -276,3 +292,21 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 
 // Close is Shutdown without a deadline.
 func (w *Worker) Close() error { return w.Shutdown(context.Background()) }
+
+// WatchGroup calls fn with every message sent to group's clients (ToGroup replies and
+// Worker.Publish to the group), whichever worker sent it, until stop: a worker that keeps
+// a group's state (a workbook's cells, for its plots) learns the edits other workers
+// handled. fn runs on c's delivery goroutine, so it should be quick. One watch per group
+// and relay client.
+func WatchGroup(ctx context.Context, c *relay.Client, group string, fn func(data []byte, binary bool)) (stop func(context.Context) error, err error) {
+	path := GroupPath(group)
+	err = c.Subscribe(ctx, path, func(ch sessioncache.Change) {
+		if bin, data, err := decodePush(ch.Value); err == nil {
+			fn(data, bin)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: watch group %q: %w", group, err)
+	}
+	return func(ctx context.Context) error { return c.Unsubscribe(ctx, path) }, nil
+}

@@ -62,6 +62,12 @@ type BrokerBlock struct {
 	RequestTimeout Duration `json:"request_timeout"`
 	// MaxMessageSize bounds a client's message in bytes (default 65536).
 	MaxMessageSize int64 `json:"max_message_size"`
+	// MaxFileSize bounds a file a worker serves under /ws/<group>/files/ (default 524288).
+	MaxFileSize int `json:"max_file_size"`
+	// FileTimeout bounds one file request (default 10s).
+	FileTimeout Duration `json:"file_timeout"`
+	// MaxFileRequests bounds a session's file requests under way at once (default 4).
+	MaxFileRequests int `json:"max_file_requests"`
 	// PollInterval is how often /v1/assign's discovery of the gateway instances refreshes
 	// the member list and polls their health and load (default 2s).
 	PollInterval Duration `json:"poll_interval"`

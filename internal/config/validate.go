@@ -246,8 +246,10 @@ func (f *File) checkBroker() error {
 			return f.bad("gateway.broker.advertise", "%q is not an http(s) URL with a host", bb.Advertise)
 		}
 	}
-	if bb.MaxMessageSize < 0 || bb.RequestTimeout < 0 || bb.PollInterval < 0 {
-		return f.bad("gateway.broker", "max_message_size, request_timeout and poll_interval must not be negative")
+	if bb.MaxMessageSize < 0 || bb.RequestTimeout < 0 || bb.PollInterval < 0 || bb.MaxFileSize < 0 || bb.FileTimeout < 0 ||
+		bb.MaxFileRequests < 0 {
+		return f.bad("gateway.broker", "max_message_size, request_timeout, poll_interval, max_file_size, file_timeout and "+
+			"max_file_requests must not be negative")
 	}
 	return nil
 }
