@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,7 +85,7 @@ func TestPreparedSessionsEndToEnd(t *testing.T) {
 }`, disc, relayPort))
 	gw, _ := runRole(t, filepath.Join(dir, "gateway.conf"), `gateway: serving on (http://\S+):`)
 
-	cookie := anonymousCookie(t, gw)
+	cookie := login(t, gw)
 	ws, first := openDocument(t, gw, cookie)
 	assert.True(t, first.Prepared, "the session was prepared by the session service")
 	assert.False(t, first.Resumed)
@@ -104,7 +103,7 @@ func TestPreparedSessionsEndToEnd(t *testing.T) {
 	// The engine dies; discovery has not noticed.
 	require.NoError(t, procs[first.Engine].Process.Kill())
 	procs[first.Engine].Wait()
-	for _, c := range []http.Header{cookie, anonymousCookie(t, gw)} {
+	for _, c := range []http.Header{cookie, login(t, gw)} {
 		ws, moved := openDocument(t, gw, c)
 		ws.Close()
 		assert.NotEqual(t, first.Engine, moved.Engine)
@@ -134,22 +133,6 @@ func waitHealthy(t *testing.T, base string, n int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("discovery never listed %d healthy engines", n)
-}
-
-// anonymousCookie logs in anonymously at the gateway and returns the cookie header.
-func anonymousCookie(t *testing.T, base string) http.Header {
-	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
-	resp, err := c.Post(base+"/login/anonymous", "", nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	hdr := http.Header{}
-	for _, ck := range jar.Cookies(resp.Request.URL) {
-		hdr.Add("Cookie", ck.Name+"="+ck.Value)
-	}
-	return hdr
 }
 
 // openDocument opens sales.qvf through the gateway and returns the engine's greeting.
