@@ -9,6 +9,12 @@
 // browser never sees the JWT. Sessions slide: a use after half the TTL extends it, never
 // past MaxAge. Logout deletes the session everywhere.
 //
+// Single sign-on through an OpenID Connect provider (OIDC, configured by OIDCConfig) makes
+// the same sessions: the authorization code flow with PKCE, state and nonce checked and
+// the ID token verified against the provider's keys. The provider's tokens stay on the
+// server, sealed in the session store beside the session; OIDC.Tokens refreshes them, and
+// a refused refresh, a logout or the provider's back-channel logout ends the session.
+//
 // This package does not serve WebSockets and does not route anything; importing it brings
 // in neither discovery nor a WebSocket library. The gateway's other jobs are packages of
 // their own, each built on these sessions:

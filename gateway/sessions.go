@@ -265,6 +265,20 @@ func (s *Sessions) Logout(ctx context.Context, w http.ResponseWriter, r *http.Re
 	return nil
 }
 
+// End deletes the session with id everywhere (the local table, the relay tier, other
+// hosts), as Logout does for a request's session: the hub, the broker and the WebSocket
+// proxy learn of it through WatchEnds and close its channels and sockets. Ending a session
+// that is already gone is not an error.
+func (s *Sessions) End(ctx context.Context, id string) error {
+	if !wellFormedID(id) {
+		return nil
+	}
+	if err := s.cfg.Store.Delete(ctx, []byte(id)); err != nil {
+		return fmt.Errorf("gateway: end session: %w", err)
+	}
+	return nil
+}
+
 // wellFormedID reports whether id could be a session id Create made: 43 characters of
 // unpadded base64url (32 random bytes).
 func wellFormedID(id string) bool {
