@@ -110,8 +110,10 @@ type OIDCConfig struct {
 	// are derived from it with HKDF). At least 32 bytes, the same on every gateway
 	// process and host. Required.
 	Secret []byte
-	// StateCookie is the name of the short-lived cookie that carries a login's sealed
-	// state, nonce and PKCE verifier. Empty means DefaultOIDCStateCookie.
+	// StateCookie names the short-lived cookies that carry a login's sealed state, nonce
+	// and PKCE verifier: StateCookie_ and the state's first 12 characters, so that logins
+	// started in several tabs at once each find their own. Empty means
+	// DefaultOIDCStateCookie.
 	StateCookie string
 	// StateTTL is how long a login may take at the provider. Zero means
 	// DefaultOIDCStateTTL.
@@ -347,13 +349,27 @@ func (o *OIDC) Start(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, http.StatusInternalServerError, "the sign-in could not start", err)
 		return
 	}
-	http.SetCookie(w, o.stateCookie(r, sealed, int(o.cfg.StateTTL.Seconds())))
+	http.SetCookie(w, o.stateCookie(r, st.State, sealed, int(o.cfg.StateTTL.Seconds())))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, p.oauth.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), http.StatusFound)
 }
 
-func (o *OIDC) stateCookie(r *http.Request, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: o.cfg.StateCookie, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
+// stateCookieName is the name of the cookie of a login's state, or "" for a state that
+// this gateway cannot have made.
+func (o *OIDC) stateCookieName(state string) string {
+	if len(state) != 32 {
+		return ""
+	}
+	for _, c := range state {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return ""
+		}
+	}
+	return o.cfg.StateCookie + "_" + state[:12]
+}
+
+func (o *OIDC) stateCookie(r *http.Request, state, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: o.stateCookieName(state), Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode}
 }
 
@@ -411,15 +427,22 @@ func SafeReturnPath(ret string) string {
 func (o *OIDC) Callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	c, cookieErr := r.Cookie(o.cfg.StateCookie)
-	http.SetCookie(w, o.stateCookie(r, "", -1)) // a state serves once
+	name := o.stateCookieName(q.Get("state"))
+	var c *http.Cookie
+	cookieErr := fmt.Errorf("%w: a malformed state", errBadState)
+	if name != "" {
+		if c, cookieErr = r.Cookie(name); cookieErr != nil {
+			cookieErr = fmt.Errorf("%w: no state cookie", errBadState)
+		}
+		http.SetCookie(w, o.stateCookie(r, q.Get("state"), "", -1)) // a state serves once
+	}
 	if e := q.Get("error"); e != "" {
 		o.fail(w, r, http.StatusUnauthorized, "the sign-in provider refused the sign-in",
 			fmt.Errorf("provider error %q: %s", e, q.Get("error_description")))
 		return
 	}
 	if cookieErr != nil {
-		o.fail(w, r, http.StatusBadRequest, "this sign-in cannot be verified; start again", fmt.Errorf("%w: no state cookie", errBadState))
+		o.fail(w, r, http.StatusBadRequest, "this sign-in cannot be verified; start again", cookieErr)
 		return
 	}
 	st, err := o.open(c.Value)

@@ -284,11 +284,18 @@ func (b *browser) cookie(u, name string) *http.Cookie {
 	pu, err := url.Parse(u)
 	require.NoError(b.t, err)
 	for _, c := range b.c.Jar.Cookies(pu) {
-		if c.Name == name {
+		if c.Name == name || strings.HasSuffix(name, "_") && strings.HasPrefix(c.Name, name) {
 			return c
 		}
 	}
 	return nil
+}
+
+// stateOf returns the state of a callback URL.
+func stateOf(t *testing.T, callback string) string {
+	u, err := url.Parse(callback)
+	require.NoError(t, err)
+	return u.Query().Get("state")
 }
 
 // login runs the redirect dance up to the provider's redirect back, with alterAuth
@@ -351,7 +358,7 @@ func TestOIDCLogin(t *testing.T) {
 	require.Equal(t, http.StatusFound, start.StatusCode)
 	var state *http.Cookie
 	for _, c := range start.Cookies() {
-		if c.Name == gateway.DefaultOIDCStateCookie {
+		if strings.HasPrefix(c.Name, gateway.DefaultOIDCStateCookie+"_") {
 			state = c
 		}
 	}
@@ -423,6 +430,25 @@ func TestOIDCLogin(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "another site cannot log the user out")
 }
 
+// TestOIDCLoginsInTwoTabs: two logins started at once in one browser each finish with
+// their own state cookie, in either order.
+func TestOIDCLoginsInTwoTabs(t *testing.T) {
+	p := startProvider(t)
+	g := startGateway(t, p, nil)
+	b := newBrowser(t)
+	first := b.toCallback(g, "/one", nil)
+	second := b.toCallback(g, "/two", nil)
+	a := b.get(second)
+	require.Equal(t, http.StatusSeeOther, a.StatusCode, a.body)
+	assert.Equal(t, "/two", a.Header.Get("Location"))
+	a = b.get(first)
+	require.Equal(t, http.StatusSeeOther, a.StatusCode, a.body)
+	assert.Equal(t, "/one", a.Header.Get("Location"))
+	assert.Nil(t, b.cookie(g.srv.URL, gateway.DefaultOIDCStateCookie+"_"), "each state cookie is cleared once used")
+	code, _ := b.session(g)
+	assert.Equal(t, http.StatusOK, code)
+}
+
 // TestOIDCReturnIsSameOrigin: a return URL on another origin is replaced with "/".
 func TestOIDCReturnIsSameOrigin(t *testing.T) {
 	p := startProvider(t)
@@ -451,14 +477,30 @@ func TestOIDCRefusals(t *testing.T) {
 			cb, err := url.Parse(b.toCallback(g, "/", nil))
 			require.NoError(t, err)
 			q := cb.Query()
-			q.Set("state", "forged")
+			q.Set("state", q.Get("state")[:12]+strings.Repeat("x", 20)) // the same cookie, another state
+			cb.RawQuery = q.Encode()
+			return b.get(cb.String())
+		}},
+		{"unknown state", http.StatusBadRequest, func(b *browser) answer {
+			cb, err := url.Parse(b.toCallback(g, "/", nil))
+			require.NoError(t, err)
+			q := cb.Query()
+			q.Set("state", strings.Repeat("y", 32))
+			cb.RawQuery = q.Encode()
+			return b.get(cb.String())
+		}},
+		{"malformed state", http.StatusBadRequest, func(b *browser) answer {
+			cb, err := url.Parse(b.toCallback(g, "/", nil))
+			require.NoError(t, err)
+			q := cb.Query()
+			q.Set("state", "<script>")
 			cb.RawQuery = q.Encode()
 			return b.get(cb.String())
 		}},
 		{"forged state cookie", http.StatusBadRequest, func(b *browser) answer {
 			cb := b.toCallback(g, "/", nil)
 			u, _ := url.Parse(g.srv.URL)
-			b.c.Jar.SetCookies(u, []*http.Cookie{{Name: gateway.DefaultOIDCStateCookie, Value: base64.RawURLEncoding.EncodeToString(make([]byte, 80)), Path: "/"}})
+			b.c.Jar.SetCookies(u, []*http.Cookie{{Name: gateway.DefaultOIDCStateCookie + "_" + stateOf(t, cb)[:12], Value: base64.RawURLEncoding.EncodeToString(make([]byte, 80)), Path: "/"}})
 			return b.get(cb)
 		}},
 		{"no state cookie", http.StatusBadRequest, func(b *browser) answer {
@@ -467,7 +509,7 @@ func TestOIDCRefusals(t *testing.T) {
 		}},
 		{"replayed callback", http.StatusBadRequest, func(b *browser) answer {
 			cb := b.toCallback(g, "/", nil)
-			state := b.cookie(g.srv.URL, gateway.DefaultOIDCStateCookie)
+			state := b.cookie(g.srv.URL, gateway.DefaultOIDCStateCookie+"_")
 			require.NotNil(t, state)
 			first := newBrowser(t) // the user's browser finishes the login...
 			u, _ := url.Parse(g.srv.URL)
@@ -475,6 +517,12 @@ func TestOIDCRefusals(t *testing.T) {
 			require.Equal(t, http.StatusSeeOther, first.get(cb).StatusCode)
 			g.logs.take()
 			return b.get(cb) // ...and the same callback with the same cookie comes again
+		}},
+		{"expired state", http.StatusBadRequest, func(b *browser) answer {
+			cb := b.toCallback(g, "/", nil)
+			g.offset.Store(int64(gateway.DefaultOIDCStateTTL + time.Second))
+			defer g.offset.Store(0)
+			return b.get(cb)
 		}},
 		{"wrong nonce", http.StatusUnauthorized, func(b *browser) answer {
 			return b.get(b.toCallback(g, "/", func(q url.Values) { q.Set("nonce", "the attacker's nonce") }))
@@ -513,7 +561,7 @@ func TestOIDCRefusals(t *testing.T) {
 		}},
 	} {
 		why := map[string]string{
-			"forged state": "the state does not match", "forged state cookie": "did not seal", "no state cookie": "no state cookie",
+			"forged state": "the state does not match", "unknown state": "no state cookie", "malformed state": "malformed state", "expired state": "expired at", "forged state cookie": "did not seal", "no state cookie": "no state cookie",
 			"replayed callback": "replayed", "wrong nonce": "nonce does not match", "ID token for another audience": "expected audience",
 			"expired ID token": "token is expired", "unsigned ID token": `algorithm \"none\"`, "the provider refuses": "access_denied",
 			"a code the provider does not know": "invalid_grant",
@@ -710,4 +758,23 @@ func TestOIDCKeyRotation(t *testing.T) {
 		code, _ := b.session(g)
 		assert.Equal(t, http.StatusOK, code)
 	}
+}
+
+// TestOIDCBackendAccessToken: with BackendAccessToken, backends receive the provider's
+// access token rather than the gateway's JWT.
+func TestOIDCBackendAccessToken(t *testing.T) {
+	p := startProvider(t)
+	g := startGateway(t, p, func(c *gateway.OIDCConfig) { c.Backend = gateway.BackendAccessToken })
+	b := newBrowser(t)
+	b.login(g, "/")
+	sess := g.lookup(t, b)
+	tok, err := g.oidc.BackendToken(t.Context(), sess)
+	require.NoError(t, err)
+	tokens, err := g.oidc.Tokens(t.Context(), sess)
+	require.NoError(t, err)
+	assert.Equal(t, tokens.AccessToken, tok)
+	_, err = gatewaytest.Signer(t).Verify(tok)
+	assert.Error(t, err, "not the gateway's JWT")
+	_, err = jwt.Parse(tok, func(*jwt.Token) (any, error) { return p.m.Keypair.PublicKey, nil }, jwt.WithAudience(p.m.ClientID))
+	require.NoError(t, err, "the provider signed it for this client")
 }
