@@ -1,22 +1,28 @@
 // Command relaycompare measures, in one run on loopback, remote GET and SET through the
 // project's relay (relay.Client to a relay.Relay, over plain TCP and over TLS) against a real
-// redis-server through github.com/redis/go-redis/v9, with a raw Go TCP round trip of the same
-// bytes as the floor. Every figure is also stated as a ratio to a baseline measured in the
-// same run.
+// redis-server, with a raw Go TCP round trip of the same bytes as the floor. Redis is driven
+// twice: through github.com/redis/go-redis/v9 (one command per pooled connection at a time)
+// and through github.com/redis/rueidis with auto-pipelining, which pipelines the commands of
+// concurrent goroutines on its connections as relay.Client does its requests: the fair
+// comparison. Every figure is also stated as a ratio to a baseline measured in the same run,
+// each server's CPU time per operation is read from /proc (so the ratio does not depend on
+// the load generator), and redis-benchmark's figures stand beside them as the ceiling of a
+// C client.
 //
 // Each server runs in its own process: the relays and the raw echo server are this program
 // re-executed with a hidden flag (-serve-relay, -serve-echo), redis-server is started from
 // PATH on a free port without persistence. The workload is uniform random GETs and SETs of
-// preloaded keys; the matrix is {relay, relay TLS, redis} x {GET, SET} x {1, 4 connections}
-// x {1, 16 requests in flight}, each cell a fixed number of operations after a warm-up,
-// repeated in rounds that interleave the systems so that noise hits them all; the median is
-// reported. Latency is that of every GET with 1 connection and 1 request in flight. A cell
-// runs -ops operations (200,000), or fewer when its slowest system would need more than
-// -budget (2s) for them, so that the whole run stays within about three minutes; the count
-// is fixed in the first round and the same for every system.
+// preloaded keys; the matrix is {relay, relay TLS, redis, redis pipelined} x {GET, SET} x
+// {1, 4 connections} x {1, 16 requests in flight}, each cell a fixed number of operations
+// after a warm-up, repeated in rounds that interleave the systems so that noise hits them
+// all; the median is reported. Latency is that of every GET with 1 connection and 1 request
+// in flight. A cell runs -ops operations (200,000), or fewer when its slowest system would
+// need more than -budget (2s) for them; the count is fixed in the first round and the same
+// for every system.
 //
-// Run it from the bench directory (redis-server must be installed, e.g. with
-// `apt-get install -y redis-server`); the markdown report goes to stdout, progress to stderr:
+// Run it from the bench directory (redis-server and redis-benchmark must be installed, e.g.
+// with `apt-get install -y redis-server`); the markdown report goes to stdout, progress to
+// stderr:
 //
 //	go run ./relaycompare
 //	go run ./relaycompare -ops 50000 -rounds 1     (a quick look)
@@ -34,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/proccpu"
 	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/globalsession/globalsession/internal/wire"
 )
@@ -91,6 +98,7 @@ const (
 	sysRelay    = "relay"
 	sysRelayTLS = "relay TLS"
 	sysRedis    = "redis"
+	sysRedisP   = "redis pipelined"
 	sysRaw      = "raw TCP"
 )
 
@@ -109,7 +117,9 @@ var (
 // latencies with 1 connection and 1 request in flight per system.
 type measurements struct {
 	tput  map[cell]map[string][]float64
-	ops   map[cell]int // operations per measurement, fixed in the first round
+	cpu   map[cell]map[string][]float64 // the server process's CPU time per operation, µs
+	bench map[cell]float64              // redis-benchmark's ops/s
+	ops   map[cell]int                  // operations per measurement, fixed in the first round
 	lat   map[string][]time.Duration
 	redis string // redis-server version
 }
@@ -168,26 +178,33 @@ func compare() error {
 		sysRelay:    func(n int) (session, error) { return dialRelay(w, plain.addr, nil, n) },
 		sysRelayTLS: func(n int) (session, error) { return dialRelay(w, secure.addr, p.clientTLS(), n) },
 		sysRedis:    func(n int) (session, error) { return dialRedis(w, rs.addr, n) },
+		sysRedisP:   func(n int) (session, error) { return dialPipelinedRedis(w, rs.addr, n) },
 		sysRaw:      func(int) (session, error) { return dialRaw(echo.addr, reqSize, replySize) },
 	}
-	m := &measurements{tput: map[cell]map[string][]float64{}, ops: map[cell]int{}, lat: map[string][]time.Duration{}, redis: rs.version}
+	pids := map[string]int{sysRelay: plain.cmd.Process.Pid, sysRelayTLS: secure.cmd.Process.Pid,
+		sysRedis: rs.cmd.Process.Pid, sysRedisP: rs.cmd.Process.Pid, sysRaw: echo.cmd.Process.Pid}
+	m := &measurements{tput: map[cell]map[string][]float64{}, cpu: map[cell]map[string][]float64{}, bench: map[cell]float64{},
+		ops: map[cell]int{}, lat: map[string][]time.Duration{}, redis: rs.version}
 	start := time.Now()
 	for round := range *flagRounds {
 		for _, conns := range connCounts {
-			if err := measureRound(m, dial, w, round, conns); err != nil {
+			if err := measureRound(m, dial, pids, w, round, conns); err != nil {
 				return err
 			}
 		}
 	}
 	progress("measured in %v", time.Since(start).Round(time.Second))
+	if err := redisBenchmark(m, rs.addr); err != nil {
+		progress("redis-benchmark: %v (its column stays empty)", err)
+	}
 	report(os.Stdout, m, reqSize, replySize)
 	return nil
 }
 
 // measureRound measures every cell with conns connections once, the systems interleaved
 // in an order that rotates with the round.
-func measureRound(m *measurements, dial map[string]func(int) (session, error), w *workload, round, conns int) error {
-	names := []string{sysRelay, sysRelayTLS, sysRedis}
+func measureRound(m *measurements, dial map[string]func(int) (session, error), pids map[string]int, w *workload, round, conns int) error {
+	names := []string{sysRelay, sysRelayTLS, sysRedis, sysRedisP}
 	if conns == 1 {
 		names = append(names, sysRaw)
 	}
@@ -230,16 +247,21 @@ func measureRound(m *measurements, dial map[string]func(int) (session, error), w
 				m.ops[c] = count
 			}
 			for _, n := range order {
+				cpu0 := proccpu.Threads(pids[n])
 				res, err := measure(sessions[n], op, inflight, count, len(w.keys), seed)
 				if err != nil {
 					return fmt.Errorf("%s %s conns=%d in-flight=%d: %w", n, op, conns, inflight, err)
 				}
-				progress("round %d/%d: %s conns=%d in-flight=%-2d %-9s %7.0f ops/s, median %v (%d ops)", round+1, *flagRounds,
-					op, conns, inflight, n, res.opsPerSec, percentile(slices.Clone(res.lat), 0.5).Round(100*time.Nanosecond), count)
+				cpu := float64(proccpu.Threads(pids[n])-cpu0) / float64(time.Microsecond) / float64(count)
+				progress("round %d/%d: %s conns=%d in-flight=%-2d %-15s %7.0f ops/s, median %v, server CPU %.1f µs/op (%d ops)",
+					round+1, *flagRounds, op, conns, inflight, n, res.opsPerSec,
+					percentile(slices.Clone(res.lat), 0.5).Round(100*time.Nanosecond), cpu, count)
 				if m.tput[c] == nil {
 					m.tput[c] = map[string][]float64{}
+					m.cpu[c] = map[string][]float64{}
 				}
 				m.tput[c][n] = append(m.tput[c][n], res.opsPerSec)
+				m.cpu[c][n] = append(m.cpu[c][n], cpu)
 				if latCell {
 					m.lat[n] = append(m.lat[n], res.lat...)
 				}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/redis/rueidis"
 
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -147,6 +148,41 @@ func (s *redisSession) do(_ int, op opKind, key int) error {
 }
 
 func (s *redisSession) close() { s.rc.Close() }
+
+// pipelinedRedisSession is one rueidis client with conns connections that pipelines the
+// commands of concurrent goroutines on them, as a relay.Client does its requests: the same
+// client behaviour for both servers.
+type pipelinedRedisSession struct {
+	w  *workload
+	rc rueidis.Client
+}
+
+func dialPipelinedRedis(w *workload, addr string, conns int) (*pipelinedRedisSession, error) {
+	multiplex := -1 // one connection
+	for n := 1; n < conns; n *= 2 {
+		multiplex++
+	}
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true,
+		PipelineMultiplex: multiplex, ForceSingleClient: true})
+	if err != nil {
+		return nil, err
+	}
+	return &pipelinedRedisSession{w: w, rc: rc}, nil
+}
+
+func (s *pipelinedRedisSession) do(_ int, op opKind, key int) error {
+	ctx := context.Background()
+	if op == opSet {
+		return s.rc.Do(ctx, s.rc.B().Set().Key(s.w.strKeys[key]).Value(rueidis.BinaryString(s.w.value)).Build()).Error()
+	}
+	v, err := s.rc.Do(ctx, s.rc.B().Get().Key(s.w.strKeys[key]).Build()).AsBytes()
+	if err == nil && len(v) != len(s.w.value) {
+		err = fmt.Errorf("redis returned %d bytes, want %d", len(v), len(s.w.value))
+	}
+	return err
+}
+
+func (s *pipelinedRedisSession) close() { s.rc.Close() }
 
 // rawSession is the floor: one TCP connection to the echo server; each operation writes a
 // request of the size of a relay GET frame and reads a reply of the size of its answer.

@@ -23,26 +23,37 @@ func report(w io.Writer, m *measurements, reqSize, replySize int) {
 		machine(), m.redis, redis.Version())
 
 	fmt.Fprintf(w, "## Throughput (ops/s)\n\n")
-	fmt.Fprintf(w, "| op | conns | in flight | ops | relay | relay TLS | redis | relay/redis | relay TLS/redis | TLS/plain | spread |\n")
-	fmt.Fprintf(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, op := range opKinds {
-		for _, conns := range connCounts {
-			for _, inflight := range inflightSizes {
-				t := m.tput[cell{op, conns, inflight}]
-				p, s, r := median(t[sysRelay]), median(t[sysRelayTLS]), median(t[sysRedis])
-				fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", op, conns, inflight,
-					thousands(float64(m.ops[cell{op, conns, inflight}])),
-					thousands(p), thousands(s), thousands(r), ratio(p, r), ratio(s, r), ratio(s, p),
-					spread(t[sysRelay], t[sysRelayTLS], t[sysRedis]))
-			}
-		}
-	}
-	fmt.Fprintf(w, "\nspread: the largest (max-min)/median over the rounds among the three systems of the row.\n\n")
+	fmt.Fprintf(w, "| op | conns | in flight | ops | relay | relay TLS | redis (go-redis) | redis pipelined (rueidis) | "+
+		"relay / redis pipelined | TLS/plain | redis-benchmark | spread |\n")
+	fmt.Fprintf(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	eachCell(func(c cell) {
+		t := m.tput[c]
+		p, s, r, rp := median(t[sysRelay]), median(t[sysRelayTLS]), median(t[sysRedis]), median(t[sysRedisP])
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.op, c.conns, c.inflight,
+			thousands(float64(m.ops[c])), thousands(p), thousands(s), thousands(r), thousands(rp), ratio(p, rp), ratio(s, p),
+			thousands(m.bench[c]), spread(t[sysRelay], t[sysRelayTLS], t[sysRedis], t[sysRedisP]))
+	})
+	fmt.Fprintf(w, "\nspread: the largest (max-min)/median over the rounds among the systems of the row. redis-benchmark: "+
+		"the C client shipped with Redis, with the cell's requests in flight spread over min(conns, in flight) "+
+		"connections (-c, -P), run once after the rounds: the ceiling of a client.\n\n")
+
+	fmt.Fprintf(w, "## Server CPU per operation (µs)\n\n")
+	fmt.Fprintf(w, "The CPU time of the server's process (every thread, from /proc) during the measurement, divided by its "+
+		"operations: what a request costs the server, whatever the load generator does.\n\n")
+	fmt.Fprintf(w, "| op | conns | in flight | relay | relay TLS | redis (go-redis) | redis pipelined | relay / redis pipelined |\n")
+	fmt.Fprintf(w, "|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	eachCell(func(c cell) {
+		u := m.cpu[c]
+		p, rp := median(u[sysRelay]), median(u[sysRedisP])
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", c.op, c.conns, c.inflight,
+			p, median(u[sysRelayTLS]), median(u[sysRedis]), rp, ratio(p, rp))
+	})
+	fmt.Fprintln(w)
 
 	fmt.Fprintf(w, "## GET latency, 1 connection, 1 request in flight\n\n")
 	fmt.Fprintf(w, "| path | median | p99 | median / raw round trip |\n|---|--:|--:|--:|\n")
 	raw := percentile(m.lat[sysRaw], 0.5)
-	for _, n := range []string{sysRaw, sysRelay, sysRelayTLS, sysRedis} {
+	for _, n := range []string{sysRaw, sysRelay, sysRelayTLS, sysRedis, sysRedisP} {
 		med, p99 := percentile(m.lat[n], 0.5), percentile(m.lat[n], 0.99)
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", n, micros(med), micros(p99), ratio(float64(med), float64(raw)))
 	}
@@ -54,42 +65,50 @@ func report(w io.Writer, m *measurements, reqSize, replySize int) {
 
 	fmt.Fprintf(w, "\nNotes: go-redis runs one command per pooled connection at a time (PoolSize = MaxActiveConns = "+
 		"conns), so with more requests in flight than connections the others wait for the pool; a relay.Client "+
-		"pipelines every request in flight on its one connection. Goroutine g uses relay client g %% conns.\n")
+		"pipelines every request in flight on its connection, and so does rueidis (auto-pipelining, conns "+
+		"connections): the fair comparison is relay against redis pipelined. Goroutine g uses relay client g %% conns.\n")
+}
+
+// eachCell calls fn for every cell, in the report's order.
+func eachCell(fn func(c cell)) {
+	for _, op := range opKinds {
+		for _, conns := range connCounts {
+			for _, inflight := range inflightSizes {
+				fn(cell{op, conns, inflight})
+			}
+		}
+	}
 }
 
 // targets states each target and the cells that miss it.
 func targets(w io.Writer, m *measurements, raw time.Duration) {
 	fmt.Fprintf(w, "## Targets\n\n")
-	var below []string
-	for _, conns := range connCounts {
-		for _, inflight := range inflightSizes {
-			t := m.tput[cell{opGet, conns, inflight}]
-			if x := median(t[sysRelay]) / median(t[sysRedis]); x < 1.0 {
-				below = append(below, fmt.Sprintf("%dx%d (%.2fx)", conns, inflight, x))
-			}
+	var below, cpu, tls []string
+	eachCell(func(c cell) {
+		t, u := m.tput[c], m.cpu[c]
+		name := fmt.Sprintf("%s %dx%d", c.op, c.conns, c.inflight)
+		if x := median(t[sysRelay]) / median(t[sysRedisP]); x < 1.0 {
+			below = append(below, fmt.Sprintf("%s (%.2fx)", name, x))
 		}
-	}
-	verdict(w, "relay GET throughput >= 1.0x redis at the same connections x in flight", below)
-
-	x := float64(percentile(m.lat[sysRelay], 0.5)) / float64(raw)
-	below = nil
-	if x > 1.2 {
-		below = append(below, fmt.Sprintf("relay median %.2fx raw", x))
-	}
-	verdict(w, fmt.Sprintf("single-client relay median GET latency <= 1.2x the raw round trip (%.2fx)", x), below)
-
-	below = nil
-	for _, op := range opKinds {
-		for _, conns := range connCounts {
-			for _, inflight := range inflightSizes {
-				t := m.tput[cell{op, conns, inflight}]
-				if x := median(t[sysRelayTLS]) / median(t[sysRelay]); x < 0.7 {
-					below = append(below, fmt.Sprintf("%s %dx%d (%.2fx)", op, conns, inflight, x))
-				}
-			}
+		if x := median(u[sysRelay]) / median(u[sysRedisP]); c.inflight == 16 && x > 1.0 {
+			cpu = append(cpu, fmt.Sprintf("%s (%.2fx)", name, x))
 		}
+		if x := median(t[sysRelayTLS]) / median(t[sysRelay]); x < 0.7 {
+			tls = append(tls, fmt.Sprintf("%s (%.2fx)", name, x))
+		}
+	})
+	verdict(w, "relay throughput >= 1.0x redis's with the same pipelining, in every cell", below)
+	verdict(w, "relay server CPU per operation <= 1.0x redis's at 16 in flight", cpu)
+	relayMed, redisMed := percentile(m.lat[sysRelay], 0.5), percentile(m.lat[sysRedisP], 0.5)
+	var lat []string
+	if relayMed > redisMed {
+		lat = append(lat, fmt.Sprintf("relay %s vs redis %s", micros(relayMed), micros(redisMed)))
 	}
-	verdict(w, "relay TLS throughput >= 0.7x plain in every cell", below)
+	if x := float64(relayMed) / float64(raw); x > 1.2 {
+		lat = append(lat, fmt.Sprintf("relay %.2fx raw", x))
+	}
+	verdict(w, "single-client relay median GET <= redis's and <= 1.2x the raw round trip", lat)
+	verdict(w, "relay TLS throughput >= 0.7x plain in every cell", tls)
 }
 
 func verdict(w io.Writer, target string, below []string) {

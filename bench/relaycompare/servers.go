@@ -293,3 +293,46 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// redisBenchmark runs redis-benchmark, the C client that ships with Redis, against the
+// server at addr for every cell (SET first, which also stores the keys its GETs read), with
+// the cell's requests in flight spread over its connections: the ceiling of a client.
+func redisBenchmark(m *measurements, addr string) error {
+	bin, err := exec.LookPath("redis-benchmark")
+	if err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	for _, conns := range connCounts {
+		for _, inflight := range inflightSizes {
+			for _, op := range []opKind{opSet, opGet} {
+				c := cell{op, conns, inflight}
+				clients := min(conns, inflight)
+				out, err := exec.Command(bin, "-h", host, "-p", port, "-t", strings.ToLower(op.String()),
+					"-n", strconv.Itoa(max(m.ops[c], 10000)), "-d", strconv.Itoa(*flagValueSize), "-r", strconv.Itoa(*flagKeys),
+					"-c", strconv.Itoa(clients), "-P", strconv.Itoa(max(inflight/clients, 1)), "-q", "--csv").Output()
+				if err != nil {
+					return fmt.Errorf("%s: %w", op, err)
+				}
+				rate, err := benchmarkRate(out, op.String())
+				if err != nil {
+					return err
+				}
+				m.bench[c] = rate
+				progress("redis-benchmark %s conns=%d in-flight=%d: %.0f ops/s", op, conns, inflight, rate)
+			}
+		}
+	}
+	return nil
+}
+
+// benchmarkRate finds the requests per second of test in redis-benchmark's CSV output.
+func benchmarkRate(out []byte, test string) (float64, error) {
+	for line := range strings.SplitSeq(string(out), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) >= 2 && strings.Trim(f[0], `"`) == test {
+			return strconv.ParseFloat(strings.Trim(f[1], `"`), 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s line in redis-benchmark's output: %q", test, out)
+}
