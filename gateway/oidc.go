@@ -234,6 +234,13 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 		return nil, err
 	}
 	o.store.m = cfg.Sessions.cfg.Store
+	// However a session ends here (this logout, Login's /logout, End, a refused refresh,
+	// a back-channel logout), its tokens go with it.
+	cfg.Sessions.addEndHook(func(ctx context.Context, id string) {
+		if err := o.store.delete(ctx, tokensKey(cfg.Sessions.cfg.Signer.BackendID(id))); err != nil {
+			o.log.Warn("gateway: oidc: delete an ended session's tokens", "err", err)
+		}
+	})
 	return o, nil
 }
 
@@ -612,11 +619,8 @@ func (o *OIDC) Logout(w http.ResponseWriter, r *http.Request) {
 		if t, err := o.loadTokens(ctx, sess); err == nil {
 			idToken = t.ID
 		}
-		if err := o.deleteTokens(ctx, sess); err != nil {
-			o.log.Warn("gateway: oidc: logout: delete the session's tokens", "err", err)
-		}
 	}
-	if err := o.cfg.Sessions.Logout(ctx, w, r); err != nil {
+	if err := o.cfg.Sessions.Logout(ctx, w, r); err != nil { // deletes the tokens too
 		o.fail(w, r, http.StatusBadGateway, "the logout could not be finished", err)
 		return
 	}
@@ -783,10 +787,9 @@ func (o *OIDC) deleteTokens(ctx context.Context, sess *Session) error {
 	return o.store.delete(ctx, tokensKey(sess.BackendID))
 }
 
-// endSession ends sess and deletes its tokens.
+// endSession ends sess; its tokens go with it (the end hook of NewOIDC).
 func (o *OIDC) endSession(ctx context.Context, sess *Session) error {
-	err := o.cfg.Sessions.End(ctx, sess.ID)
-	return errors.Join(err, o.deleteTokens(ctx, sess))
+	return o.cfg.Sessions.End(ctx, sess.ID)
 }
 
 // Tokens returns sess's provider tokens, valid for at least RefreshMargin when the

@@ -26,6 +26,7 @@ import (
 
 	"github.com/globalsession/globalsession/gateway"
 	"github.com/globalsession/globalsession/gateway/internal/gatewaytest"
+	"github.com/globalsession/globalsession/gateway/internal/sessionaccess"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -417,6 +418,19 @@ func TestOIDCLogin(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, code)
 	_, err = g.oidc.Tokens(t.Context(), sess)
 	require.ErrorIs(t, err, gateway.ErrNoSession)
+	store := sessionaccess.Of(g.sessions).Store
+	_, err = store.Get(t.Context(), []byte("oidc/t/"+sess.BackendID))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound, "the tokens are deleted at logout")
+
+	// Login's own /logout deletes an OIDC session's tokens too.
+	b.login(g, "/")
+	sess = g.lookup(t, b)
+	_, err = store.Get(t.Context(), []byte("oidc/t/"+sess.BackendID))
+	require.NoError(t, err)
+	out = b.do(http.MethodPost, g.srv.URL+"/logout", url.Values{})
+	require.Equal(t, http.StatusNoContent, out.StatusCode, out.body)
+	_, err = store.Get(t.Context(), []byte("oidc/t/"+sess.BackendID))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound, "the tokens are deleted at logout")
 
 	// A logout without a session goes to the post-logout page.
 	out = b.do(http.MethodPost, g.srv.URL+"/logout/oidc", url.Values{})
@@ -645,6 +659,8 @@ func TestOIDCRefresh(t *testing.T) {
 	}
 	code, _ = b.session(g)
 	assert.Equal(t, http.StatusUnauthorized, code)
+	_, err = sessionaccess.Of(g.sessions).Store.Get(t.Context(), []byte("oidc/t/"+sess.BackendID))
+	require.ErrorIs(t, err, sessioncache.ErrNotFound, "the tokens went with the session")
 	_, err = g.oidc.Tokens(t.Context(), sess)
 	require.ErrorIs(t, err, gateway.ErrNoSession)
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/globalsession/globalsession/gateway/internal/sessionaccess"
@@ -58,6 +59,26 @@ type SessionsConfig struct {
 type Sessions struct {
 	cfg SessionsConfig
 	now func() time.Time // replaced by tests
+
+	endMu sync.Mutex
+	onEnd []func(ctx context.Context, id string) // what else goes when a session ends here
+}
+
+// addEndHook has fn called with the id of each session this Sessions ends (Logout, End, a
+// removed user), once its record is deleted: an OIDC login deletes the session's tokens.
+func (s *Sessions) addEndHook(fn func(ctx context.Context, id string)) {
+	s.endMu.Lock()
+	defer s.endMu.Unlock()
+	s.onEnd = append(s.onEnd, fn)
+}
+
+func (s *Sessions) ended(ctx context.Context, id string) {
+	s.endMu.Lock()
+	hooks := s.onEnd
+	s.endMu.Unlock()
+	for _, fn := range hooks {
+		fn(ctx, id)
+	}
 }
 
 // Session is a session record.
@@ -222,6 +243,7 @@ func (s *Sessions) lookupID(ctx context.Context, id string, use bool) (*Session,
 			if err := s.cfg.Store.Delete(ctx, []byte(id)); err != nil {
 				return nil, fmt.Errorf("gateway: end a removed user's session: %w", err)
 			}
+			s.ended(ctx, id)
 			return nil, ErrNoSession
 		}
 	}
@@ -262,6 +284,7 @@ func (s *Sessions) Logout(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err := s.cfg.Store.Delete(ctx, []byte(c.Value)); err != nil {
 		return fmt.Errorf("gateway: logout: %w", err)
 	}
+	s.ended(ctx, c.Value)
 	return nil
 }
 
@@ -276,6 +299,7 @@ func (s *Sessions) End(ctx context.Context, id string) error {
 	if err := s.cfg.Store.Delete(ctx, []byte(id)); err != nil {
 		return fmt.Errorf("gateway: end session: %w", err)
 	}
+	s.ended(ctx, id)
 	return nil
 }
 
