@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +33,7 @@ type gatewayParts struct {
 	tls      *tls.Config // nil: plain HTTP
 	sessions *gateway.Sessions
 	login    *gateway.Login
+	oidc     *gateway.OIDC  // nil without an oidc block
 	proxy    *wsproxy.Proxy // nil without session_service
 	hub      *hub.Hub
 	// broker is the broker block's settings, without Advertise when the block leaves it
@@ -80,16 +85,71 @@ func newGatewayParts(f *config.File, log *slog.Logger) (_ *gatewayParts, err err
 		TTL: time.Duration(g.SessionTTL), MaxAge: time.Duration(g.MaxAge), TokenTTL: time.Duration(g.TokenTTL)}
 	parts.login = &gateway.Login{Anonymous: g.Anonymous, AllowedOrigins: g.AllowedOrigins, Logger: log}
 	if users != nil {
-		scfg.Accounts, parts.login.Authenticator = users, users
+		parts.login.Authenticator = users
+		if g.OIDC == nil { // the provider's users are not in the users file
+			scfg.Accounts = users
+		}
 	}
 	if parts.sessions, err = gateway.NewSessions(scfg); err != nil {
 		return nil, err
 	}
 	parts.login.Sessions = parts.sessions
+	if parts.oidc, err = gatewayOIDC(f, parts.sessions, log); err != nil {
+		return nil, err
+	}
 	if err := gatewayRoutes(g, parts, log); err != nil {
 		return nil, err
 	}
 	return parts, nil
+}
+
+// gatewayOIDC makes the single sign-on the oidc block describes; nil without one.
+func gatewayOIDC(f *config.File, sessions *gateway.Sessions, log *slog.Logger) (*gateway.OIDC, error) {
+	o := f.Gateway.OIDC
+	if o == nil {
+		return nil, nil
+	}
+	read := func(field, name string) ([]byte, error) {
+		b, err := os.ReadFile(f.Resolve(name))
+		if err != nil {
+			return nil, &config.Error{File: f.Name, Field: "gateway.oidc." + field, Msg: err.Error()}
+		}
+		return bytes.TrimSpace(b), nil
+	}
+	secret, err := read("secret_file", o.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	var clientSecret []byte
+	if o.ClientSecretFile != "" {
+		if clientSecret, err = read("client_secret_file", o.ClientSecretFile); err != nil {
+			return nil, err
+		}
+	}
+	backend := gateway.BackendGatewayJWT
+	if o.BackendToken == "access_token" {
+		backend = gateway.BackendAccessToken
+	}
+	oc, err := gateway.NewOIDC(gateway.OIDCConfig{Sessions: sessions, Issuer: o.Issuer, ClientID: o.ClientID,
+		ClientSecret: string(clientSecret), Scopes: o.Scopes, RedirectURL: o.RedirectURL,
+		PostLogoutRedirectURL: o.PostLogoutRedirectURL, UserClaim: o.UserClaim, RolesClaim: o.RolesClaim, Backend: backend,
+		Secret: secret, StateTTL: time.Duration(o.StateTTL), RefreshMargin: time.Duration(o.RefreshMargin),
+		AllowedOrigins: f.Gateway.AllowedOrigins, Logger: log})
+	if err != nil {
+		return nil, &config.Error{File: f.Name, Field: "gateway.oidc", Msg: err.Error()}
+	}
+	return oc, nil
+}
+
+// oidcValid is the hub's per-cycle check of a session's provider tokens: refreshed when
+// they are about to expire; a refusal ends the session (and so its channels).
+func oidcValid(oc *gateway.OIDC) func(ctx context.Context, s *gateway.Session) error {
+	return func(ctx context.Context, s *gateway.Session) error {
+		if _, err := oc.Tokens(ctx, s); err != nil && !errors.Is(err, gateway.ErrNoTokens) {
+			return err
+		}
+		return nil // valid, or not a single sign-on session
+	}
 }
 
 // gatewaySigner makes the JWT signer the jwt block names.
@@ -166,7 +226,8 @@ func gatewayRoutes(g *config.Gateway, parts *gatewayParts, log *slog.Logger) err
 	if g.SessionService != "" {
 		parts.proxy, err = wsproxy.NewProxy(wsproxy.ProxyConfig{
 			Route: wsproxy.SessionRoute(wsproxy.RouteConfig{Sessions: parts.sessions,
-				Router: &discovery.RemoteSessions{URL: g.SessionService}, SessionHeader: g.SessionHeader}),
+				Router: &discovery.RemoteSessions{URL: g.SessionService}, SessionHeader: g.SessionHeader,
+				BackendToken: backendToken(parts.oidc)}),
 			AllowedOrigins: g.AllowedOrigins,
 			Sessions:       parts.sessions,
 			Logger:         log,
@@ -179,14 +240,27 @@ func gatewayRoutes(g *config.Gateway, parts *gatewayParts, log *slog.Logger) err
 		parts.broker = &broker.BrokerConfig{Relay: parts.relay, Sessions: parts.sessions, Queue: bb.Queue, AllowAnonymous: bb.AllowAnonymous,
 			Instance: bb.Instance, Advertise: bb.Advertise, AllowedOrigins: g.AllowedOrigins,
 			RequestTimeout: time.Duration(bb.RequestTimeout), MaxMessageSize: bb.MaxMessageSize, MaxFileSize: bb.MaxFileSize,
-			FileTimeout: time.Duration(bb.FileTimeout), MaxFileRequests: bb.MaxFileRequests, Logger: log}
+			FileTimeout: time.Duration(bb.FileTimeout), MaxFileRequests: bb.MaxFileRequests,
+			BackendToken: backendToken(parts.oidc), Logger: log}
 		parts.poll = time.Duration(bb.PollInterval)
 		if parts.poll == 0 {
 			parts.poll = 2 * time.Second
 		}
 	}
-	parts.hub, err = hub.NewHub(hub.HubConfig{Sessions: parts.sessions, AllowedOrigins: g.AllowedOrigins, Logger: log})
+	hcfg := hub.HubConfig{Sessions: parts.sessions, AllowedOrigins: g.AllowedOrigins, Logger: log}
+	if parts.oidc != nil {
+		hcfg.Validate = oidcValid(parts.oidc)
+	}
+	parts.hub, err = hub.NewHub(hcfg)
 	return err
+}
+
+// backendToken is what backends get with single sign-on (nil: the gateway's JWT).
+func backendToken(oc *gateway.OIDC) func(context.Context, *gateway.Session) (string, error) {
+	if oc == nil {
+		return nil
+	}
+	return oc.BackendToken
 }
 
 // brokerParts are what startBroker starts; close stops them.
@@ -271,6 +345,15 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 		mux.Handle(p, parts.login)
 	}
 	mux.Handle("/hub", parts.hub)
+	if parts.oidc != nil {
+		paths := []string{"/login/oidc", "/login/oidc/callback", "/logout/oidc", "/oidc/backchannel-logout"}
+		if u, err := url.Parse(f.Gateway.OIDC.RedirectURL); err == nil && !slices.Contains(paths, u.Path) && u.Path != "" {
+			paths = append(paths, u.Path) // the callback where the provider sends the browser back
+		}
+		for _, p := range paths {
+			mux.Handle(p, parts.oidc)
+		}
+	}
 	// http.Server.Shutdown leaves hijacked WebSockets alone: the proxy, the hub and the
 	// broker close theirs.
 	also := []func(context.Context) error{parts.hub.Shutdown}
@@ -320,6 +403,10 @@ func gatewayEndpoints(g *config.Gateway, parts *gatewayParts) string {
 	}
 	if g.Anonymous {
 		eps = append(eps, "POST /login/anonymous")
+	}
+	if parts.oidc != nil {
+		eps = append(eps, "GET /login/oidc (single sign-on)", "GET /login/oidc/callback", "POST /logout/oidc",
+			"POST /oidc/backchannel-logout")
 	}
 	eps = append(eps, "POST /logout", "GET /session", "GET /hub (WebSocket)")
 	if parts.proxy != nil {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,38 +40,8 @@ func TestGatewayRole(t *testing.T) {
 
 func gatewayRole(t *testing.T, https bool) {
 	dir := t.TempDir()
-	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
-		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 100, RecordSize: 1024}})
-	require.NoError(t, err)
-	defer r.Close()
-
-	up := websocket.Upgrader{}
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/health" {
-			return
-		}
-		c, err := up.Upgrade(w, req, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			c.WriteMessage(mt, append([]byte(req.Header.Get("X-Qlik-Session")[:4]+":"), msg...))
-		}
-	}))
-	defer backend.Close()
-	d, err := discovery.New(discovery.Config{Provider: discovery.Static{{ID: "engine-1", Addr: strings.TrimPrefix(backend.URL, "http://")}}, MetricsPath: "-"})
-	require.NoError(t, err)
-	defer d.Close()
-	d.Refresh(context.Background())
-	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d})
-	require.NoError(t, err)
-	sessionService := httptest.NewServer(discovery.Handler(d, ss))
-	defer sessionService.Close()
+	env := startGatewayEnv(t, dir)
+	r, sessionService := env.relay, env.sessionService
 
 	key := filepath.Join(dir, "jwt.key")
 	require.NoError(t, os.WriteFile(key, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600))
@@ -97,7 +68,7 @@ func gatewayRole(t *testing.T, https bool) {
         "lru" : { "manage_section" : true, "cache" : { "path" : "gateway.table", "el_count" : 100, "record_size" : 1024 } },
         "message_relay" : { "address" : "127.0.0.1", "port" : %s }
     }
-}`, tlsBlock, sessionService.URL, relayPort))
+}`, tlsBlock, sessionService, relayPort))
 	urls, stop := runRoleMatching(t, path, `gateway: serving on (https?://\S+):`, `admin: .* on (http://\S+)`)
 	base, adminURL := urls[0], urls[1]
 
@@ -228,4 +199,63 @@ func TestTheGatewayLogsInAgainstTheDefaultDeployment(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+}
+
+// gatewayEnv is what a gateway role needs around it: a relay, a WebSocket backend that
+// echoes with the first four characters of its session header (X-Qlik-Session) and keeps
+// the last Authorization it got, and a session service routing to it.
+type gatewayEnv struct {
+	relay          *relay.Relay
+	sessionService string // its base URL
+	mu             sync.Mutex
+	authorization  string
+}
+
+func startGatewayEnv(t *testing.T, dir string) *gatewayEnv {
+	t.Helper()
+	env := &gatewayEnv{}
+	r, err := relay.NewRelay(relay.RelayConfig{Addr: "127.0.0.1:0",
+		Table: sessioncache.Config{Path: filepath.Join(dir, "relay.table"), ElementCount: 100, RecordSize: 1024}})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	env.relay = r
+	up := websocket.Upgrader{}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/health" {
+			return
+		}
+		env.mu.Lock()
+		env.authorization = req.Header.Get("Authorization")
+		env.mu.Unlock()
+		c, err := up.Upgrade(w, req, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.WriteMessage(mt, append([]byte(req.Header.Get("X-Qlik-Session")[:4]+":"), msg...))
+		}
+	}))
+	t.Cleanup(backend.Close)
+	d, err := discovery.New(discovery.Config{Provider: discovery.Static{{ID: "engine-1", Addr: strings.TrimPrefix(backend.URL, "http://")}}, MetricsPath: "-"})
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	d.Refresh(context.Background())
+	ss, err := discovery.NewSessionService(discovery.SessionConfig{Source: d})
+	require.NoError(t, err)
+	svc := httptest.NewServer(discovery.Handler(d, ss))
+	t.Cleanup(svc.Close)
+	env.sessionService = svc.URL
+	return env
+}
+
+// lastAuthorization is the Authorization header of the backend's last upgrade.
+func (e *gatewayEnv) lastAuthorization() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.authorization
 }

@@ -37,13 +37,19 @@ type brokerClient struct {
 	tokenAge time.Time // when it was signed
 }
 
-// backendToken returns the session's token for workers, signing a new one when the one
+// backendToken returns the session's token for workers, making a new one when the one
 // held is older than tokenRefresh.
-func (c *brokerClient) backendToken(s *gateway.Sessions) (string, error) {
+func (c *brokerClient) backendToken(b *Broker) (string, error) {
 	c.tokenMu.Lock()
 	defer c.tokenMu.Unlock()
 	if c.token == "" || time.Since(c.tokenAge) > tokenRefresh {
-		t, err := s.Token(c.session)
+		var t string
+		var err error
+		if b.cfg.BackendToken != nil {
+			t, err = b.cfg.BackendToken(c.ctx, c.session)
+		} else {
+			t, err = b.cfg.Sessions.Token(c.session)
+		}
 		if err != nil {
 			return "", err
 		}
@@ -118,7 +124,7 @@ func (b *Broker) readLoop(c *brokerClient) (int, string) {
 // handle sends one message to the worker queue and routes the replies.
 func (b *Broker) handle(c *brokerClient, seq uint64, binaryMsg bool, data []byte) {
 	b.messages.Add(1)
-	token, err := c.backendToken(b.cfg.Sessions)
+	token, err := c.backendToken(b)
 	if err != nil {
 		b.fail(c, seq, "the gateway could not sign the session's token")
 		b.cfg.Logger.Warn("gateway: broker: signing a token failed", "err", err)

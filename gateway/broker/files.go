@@ -207,7 +207,7 @@ var errFileTooLarge = errors.New("the worker's file is larger than the limit")
 
 // fetchFile asks the worker queue for name on behalf of client c.
 func (b *Broker) fetchFile(ctx context.Context, c *brokerClient, name string) (*File, error) {
-	token, err := c.backendToken(b.cfg.Sessions)
+	token, err := c.backendToken(b)
 	if err != nil {
 		return nil, fmt.Errorf("sign the session's token: %w", err)
 	}

@@ -42,6 +42,10 @@ type RouteConfig struct {
 	// that a user's channels share one set of loops (see hub.HubConfig.AcceptBearer). The
 	// Router's Preparer then gets the user name where it would get the session id.
 	ByUser bool
+	// BackendToken makes the bearer token the backend gets in Authorization. Nil means
+	// Sessions.Token (the gateway's own JWT); (*gateway.OIDC).BackendToken gives the
+	// provider's access token when the OIDC config says so.
+	BackendToken func(ctx context.Context, s *gateway.Session) (string, error)
 }
 
 // SessionRoute is the gateway's routing as a Route for a Proxy: login cookie to session,
@@ -80,14 +84,14 @@ func SessionRoute(cfg RouteConfig) func(r *http.Request) (Backend, error) {
 		if err != nil {
 			return Backend{}, routeError(err)
 		}
-		be, err := backendOf(cfg, s, route)
+		be, err := backendOf(r.Context(), cfg, s, route)
 		if rr, ok := cfg.Router.(Rerouter); ok && err == nil {
 			be.Reroute = func(ctx context.Context) (Backend, error) {
 				route, err := rr.Reroute(ctx, key, doc, route.Instance)
 				if err != nil {
 					return Backend{}, routeError(err)
 				}
-				return backendOf(cfg, s, route)
+				return backendOf(ctx, cfg, s, route)
 			}
 		}
 		return be, err
@@ -104,12 +108,18 @@ func routeError(err error) error {
 
 // backendOf is the Backend for session s on route: its headers, a fresh token, the
 // session header.
-func backendOf(cfg RouteConfig, s *gateway.Session, route discovery.Route) (Backend, error) {
+func backendOf(ctx context.Context, cfg RouteConfig, s *gateway.Session, route discovery.Route) (Backend, error) {
 	h := http.Header{}
 	for k, v := range route.Headers {
 		h.Set(k, v)
 	}
-	token, err := cfg.Sessions.Token(s)
+	var token string
+	var err error
+	if cfg.BackendToken != nil {
+		token, err = cfg.BackendToken(ctx, s)
+	} else {
+		token, err = cfg.Sessions.Token(s)
+	}
 	if err != nil {
 		return Backend{}, fmt.Errorf("sign the backend's token: %w", err)
 	}

@@ -26,6 +26,8 @@ type Gateway struct {
 	// UsersFile enables /login with bcrypt hashes; Anonymous enables /login/anonymous.
 	UsersFile string `json:"users_file"`
 	Anonymous bool   `json:"anonymous"`
+	// OIDC enables single sign-on through an OpenID Connect provider (/login/oidc).
+	OIDC *OIDCBlock `json:"oidc"`
 	// AllowedOrigins for WebSocket upgrades (default: the request's own host).
 	AllowedOrigins []string `json:"allowed_origins"`
 	// SessionHeader names the header telling the backend its session (default X-Session-Id).
@@ -45,6 +47,37 @@ type Gateway struct {
 	// WriteConcern is "relay" (the default: a login is acknowledged once the relay holds
 	// the session) or "durable" (once the key's aging relief servers hold it).
 	WriteConcern string `json:"write_concern"`
+}
+
+// OIDCBlock configures single sign-on through an OpenID Connect provider
+// (gateway.OIDCConfig).
+type OIDCBlock struct {
+	// Issuer is the provider's issuer URL. Required.
+	Issuer string `json:"issuer"`
+	// ClientID is the gateway's client id at the provider. Required.
+	ClientID string `json:"client_id"`
+	// ClientSecretFile holds the client secret (surrounding white space dropped).
+	ClientSecretFile string `json:"client_secret_file"`
+	// RedirectURL is the callback's absolute URL as registered (…/login/oidc/callback).
+	// Required.
+	RedirectURL string `json:"redirect_url"`
+	// PostLogoutRedirectURL is where the browser goes after a logout (default "/").
+	PostLogoutRedirectURL string `json:"post_logout_redirect_url"`
+	// Scopes asked for (default openid, profile, email).
+	Scopes []string `json:"scopes"`
+	// UserClaim names the user (default preferred_username, else sub); RolesClaim holds
+	// the roles (default none).
+	UserClaim  string `json:"user_claim"`
+	RolesClaim string `json:"roles_claim"`
+	// BackendToken is what backends get: "gateway_jwt" (the default) or "access_token".
+	BackendToken string `json:"backend_token"`
+	// SecretFile keys the login state and the tokens' encryption: at least 32 bytes, the
+	// same on every gateway. Required.
+	SecretFile string `json:"secret_file"`
+	// StateTTL bounds a login at the provider (default 10m); RefreshMargin is how long
+	// before expiry an access token is refreshed (default 1m).
+	StateTTL      Duration `json:"state_ttl"`
+	RefreshMargin Duration `json:"refresh_margin"`
 }
 
 // BrokerBlock configures the gateway's broker mode.

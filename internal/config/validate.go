@@ -212,6 +212,9 @@ func (f *File) checkGateway() error {
 	if err := f.checkBroker(); err != nil {
 		return err
 	}
+	if err := f.checkOIDC(); err != nil {
+		return err
+	}
 	switch {
 	case g.JWT.HS256KeyFile != "" && g.JWT.ES256KeyFile != "":
 		return f.bad("gateway.jwt", "give hs256_key_file or es256_key_file, not both")
@@ -225,6 +228,39 @@ func (f *File) checkGateway() error {
 	}
 	if g.LRU != nil {
 		return f.checkCache(g.LRU.Cache, "gateway.lru.cache")
+	}
+	return nil
+}
+
+func (f *File) checkOIDC() error {
+	o := f.Gateway.OIDC
+	if o == nil {
+		return nil
+	}
+	absolute := func(field, v string) error {
+		if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return f.bad("gateway.oidc."+field, "%q is not an absolute http(s) URL", v)
+		}
+		return nil
+	}
+	switch {
+	case o.ClientID == "":
+		return f.bad("gateway.oidc.client_id", "required: the gateway's client id at the provider")
+	case o.SecretFile == "":
+		return f.bad("gateway.oidc.secret_file", "required: a file of at least 32 random bytes, the same on every gateway")
+	case o.BackendToken != "" && o.BackendToken != "gateway_jwt" && o.BackendToken != "access_token":
+		return f.bad("gateway.oidc.backend_token", "%q is neither \"gateway_jwt\" nor \"access_token\"", o.BackendToken)
+	case o.StateTTL < 0 || o.RefreshMargin < 0:
+		return f.bad("gateway.oidc", "state_ttl and refresh_margin must not be negative")
+	}
+	if err := absolute("issuer", o.Issuer); err != nil {
+		return err
+	}
+	if err := absolute("redirect_url", o.RedirectURL); err != nil {
+		return err
+	}
+	if o.PostLogoutRedirectURL != "" && !strings.HasPrefix(o.PostLogoutRedirectURL, "/") {
+		return absolute("post_logout_redirect_url", o.PostLogoutRedirectURL)
 	}
 	return nil
 }
