@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -908,6 +909,22 @@ func (o *OIDC) index(ctx context.Context, sess *Session, t *oidcTokens) error {
 		keys = append(keys, o.store.indexKey("sid", o.cfg.Issuer, t.SID))
 	}
 	for _, key := range keys {
+		if err := o.addToIndex(ctx, key, sess); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexAttempts bounds the read-merge-write rounds of addToIndex.
+const indexAttempts = 4
+
+// addToIndex adds sess to the index under key. Another host may rewrite the index at the
+// same moment from what it read before (the store has no compare-and-set), so the entry is
+// read back after the write, and merged in again when it was lost: a lost entry would be a
+// session that a back-channel logout misses.
+func (o *OIDC) addToIndex(ctx context.Context, key string, sess *Session) error {
+	for range indexAttempts {
 		list, err := o.readIndex(ctx, key)
 		if err != nil {
 			return err
@@ -928,8 +945,15 @@ func (o *OIDC) index(ctx context.Context, sess *Session, t *oidcTokens) error {
 		if err := o.store.put(ctx, key, b, until.Sub(now)); err != nil {
 			return err
 		}
+		after, err := o.readIndex(ctx, key)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(after, func(e indexEntry) bool { return e.ID == sess.ID }) {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("gateway: oidc: the index of the provider's session kept losing this session (%d attempts)", indexAttempts)
 }
 
 func (o *OIDC) readIndex(ctx context.Context, key string) ([]indexEntry, error) {
