@@ -289,3 +289,21 @@ func TestARequestWaitsForTheFirstMember(t *testing.T) {
 		t.Fatal("the request never got its member")
 	}
 }
+
+// A member that gives up when the requester's deadline passes does not turn the timeout
+// into an error of its own: the requester sees ErrTimeout, every time.
+func TestQueueRequestTimesOutAsATimeout(t *testing.T) {
+	r := startRelay(t, RelayConfig{})
+	sender := dial(t, ClientConfig{Addr: r.Addr().String()})
+	w := dial(t, ClientConfig{Addr: r.Addr().String()})
+	require.NoError(t, w.Join(ctxT(t), "slow", "w", func(ctx context.Context, _, _ []byte) ([]byte, error) {
+		<-ctx.Done()
+		return nil, fmt.Errorf("gave up: %w", ctx.Err())
+	}))
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := sender.Request(ctx, "slow", nil, []byte("x"))
+		cancel()
+		require.ErrorIs(t, err, ErrTimeout)
+	}
+}

@@ -91,6 +91,11 @@ func (c *Client) Request(ctx context.Context, path string, key, value []byte) ([
 	}
 	defer putCall(cl)
 	if err := replyErr(wire.OpRequest, cl); err != nil {
+		if !time.Now().Before(deadline) {
+			// An error that arrives once the deadline has passed (the server's or the
+			// member's own timeout) is the request timing out.
+			return nil, fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
 		return nil, err
 	}
 	return append([]byte(nil), cl.value...), nil
@@ -127,6 +132,11 @@ func (d clientDispatcher) serve(cn *conn, f *wire.Frame) {
 		if d.c.ctx.Err() != nil || cn.ctx.Err() != nil {
 			// The client is closing under the handler, or the connection is gone: leave
 			// the request unanswered, so the server hands it to another member.
+			return
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The requester has stopped waiting: its own deadline answers it with
+			// ErrTimeout, which an error reply racing that deadline would hide.
 			return
 		}
 		if err != nil {
