@@ -162,11 +162,11 @@ func NewSibling(cfg SiblingConfig) (*Sibling, error) {
 		s.closeTable()
 		return nil, err
 	}
+	s.log.Debug("sibling: serving relief servers", "addr", s.srv.Addr().String(), "auth_path", cfg.AuthPath,
+		"members", len(s.members), "hints", dir)
 	s.srv.Serve()
 	s.wg.Add(1)
 	go s.handOff()
-	s.log.Debug("sibling: serving relief servers", "addr", s.srv.Addr().String(), "auth_path", cfg.AuthPath,
-		"members", len(s.members), "hints", dir)
 	return s, nil
 }
 

@@ -118,9 +118,9 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		pending:  make(map[uint64]*call),
 		done:     make(chan struct{}),
 		queueLen: max(cfg.queueLen, 1),
-		br:       bufio.NewReaderSize(nc, readBufferSize),
 		flushReq: make(chan struct{}, 1),
 	}
+	c.br = bufio.NewReaderSize(nc, readBufferSize)
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	c.raw, c.dialed = rawConn(nc), cfg.dialed
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -155,40 +155,51 @@ func (c *conn) readLoop() {
 			if held {
 				c.unhold()
 			}
-			switch {
-			case c.framesR.Load() == 0 && c.rd.LooksLikeHTTP():
-				c.logger.Warn("relay: an HTTP request reached a port that speaks the relay protocol, not HTTP (see docs/protocol.md); closing it",
-					"peer", c.name)
-				err = fmt.Errorf("%s sent an HTTP request to a relay protocol port", c.name)
-			case errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed):
-				c.logger.Warn("relay: closing connection after a bad frame", "peer", c.name, "err", err)
-				err = fmt.Errorf("bad frame from %s: %w", c.name, err)
-			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-				err = ErrConnLost
-			}
-			c.close(err)
+			c.readFailed(err)
 			return
-		}
-		c.framesR.Add(1)
-		if c.refusing.Load() {
-			continue
 		}
 		if !held && c.frameBuffered() {
 			c.waiting.Add(1)
 			held = true
 		}
-		switch {
-		case f.Op == wire.OpReply:
-			c.complete(&f)
-		case f.Op == wire.OpMessage:
-			if c.onMsg != nil {
-				c.onMsg(&f)
-			}
-		case c.dispatch != nil:
-			c.dispatch.serve(c, &f)
-		default:
-			c.replyError(f.ID, fmt.Sprintf("%s not accepted on this connection", f.Op))
+		c.handleFrame(&f)
+	}
+}
+
+// readFailed closes the connection after a failed read, saying why.
+func (c *conn) readFailed(err error) {
+	switch {
+	case c.framesR.Load() == 0 && c.rd.LooksLikeHTTP():
+		c.logger.Warn("relay: an HTTP request reached a port that speaks the relay protocol, not HTTP (see docs/protocol.md); closing it",
+			"peer", c.name)
+		err = fmt.Errorf("%s sent an HTTP request to a relay protocol port", c.name)
+	case errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrMalformed):
+		c.logger.Warn("relay: closing connection after a bad frame", "peer", c.name, "err", err)
+		err = fmt.Errorf("bad frame from %s: %w", c.name, err)
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF):
+		err = ErrConnLost
+	}
+	c.close(err)
+}
+
+// handleFrame acts on one frame read from the peer: a reply completes its call, a message
+// goes to onMsg, a request to the dispatcher.
+func (c *conn) handleFrame(f *wire.Frame) {
+	c.framesR.Add(1)
+	if c.refusing.Load() {
+		return
+	}
+	switch {
+	case f.Op == wire.OpReply:
+		c.complete(f)
+	case f.Op == wire.OpMessage:
+		if c.onMsg != nil {
+			c.onMsg(f)
 		}
+	case c.dispatch != nil:
+		c.dispatch.serve(c, f)
+	default:
+		c.replyError(f.ID, fmt.Sprintf("%s not accepted on this connection", f.Op))
 	}
 }
 

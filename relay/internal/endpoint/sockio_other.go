@@ -12,6 +12,6 @@ import (
 // flusher goroutine.
 func rawConn(net.Conn) syscall.RawConn { return nil }
 
-var errWouldBlock = errors.New("relay: socket send buffer full")
+var errWouldBlock = errors.New("relay: socket would block")
 
 func writeNow(syscall.RawConn, []byte) (int, error) { return 0, errWouldBlock }

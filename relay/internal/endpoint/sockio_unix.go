@@ -1,0 +1,75 @@
+//go:build unix
+
+package endpoint
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawConn returns the raw connection of a TCP or Unix socket, for writes that must not
+// wait; nil for others (TLS), whose writes then go through the flusher goroutine.
+func rawConn(nc net.Conn) syscall.RawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// errWouldBlock means the socket took less than all of a write, or had nothing to read,
+// without waiting.
+var errWouldBlock = errors.New("relay: socket would block")
+
+// sockCall makes a read or write system call on a non-blocking socket. It never blocks, so
+// it goes without the scheduler's bookkeeping for calls that may (syscall.Read and Write
+// do it, and it wakes the runtime's monitor thread now and then), which is a measurable
+// part of answering a small request.
+func sockCall(trap uintptr, fd uintptr, b []byte) (int, syscall.Errno) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	for {
+		n, _, e := unix.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), 0
+	}
+}
+
+// writeNow writes what the socket takes at once, without waiting for it to drain.
+func writeNow(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var werr error
+	err := rc.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, e := sockCall(unix.SYS_WRITE, fd, b[n:])
+			switch {
+			case e == syscall.EAGAIN || (e == 0 && m == 0):
+				werr = errWouldBlock
+				return true
+			case e != 0:
+				werr = e
+				return true
+			}
+			n += m
+		}
+		return true // done, or not waiting for the socket
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
+}
