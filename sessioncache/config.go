@@ -97,6 +97,14 @@ type Config struct {
 	// during the call.
 	BeforeEvict func(key, value []byte, expiry time.Time)
 
+	// Prefault makes Open bring every page of the section into memory and into this
+	// process's page tables before it returns, so that no Get or Set stops for the first
+	// touch of a page (a page fault of a few microseconds on tmpfs, paid once per page and
+	// process otherwise, spread over the first minutes of traffic). Open takes longer by
+	// about the time to write the section once; see docs/performance.md for figures. It
+	// changes nothing in the section, so processes may attach with it while others write.
+	Prefault bool
+
 	// Logger receives recoveries of locks left by dead processes and section replacement.
 	// Nil means no logging.
 	Logger *slog.Logger

@@ -81,6 +81,9 @@ func Open(cfg Config) (*Table, error) {
 		t.logger = slog.New(slog.DiscardHandler)
 	}
 	t.now = func() int64 { return time.Now().UnixNano() }
+	if cfg.Prefault {
+		t.prefault()
+	}
 	return t, nil
 }
 

@@ -4,6 +4,10 @@
 // until the others progress after a lock holder is killed with SIGKILL.
 //
 //	go run ./tablecompare            (from the bench directory)
+//	go run ./tablecompare -sizes 10k,100k,1M,10M -rounds 3
+//
+// The second measures the size series (series.go): how uniform Gets and Sets cost as the
+// caches grow, in one run.
 package main
 
 import (
@@ -37,6 +41,8 @@ var (
 	flagKills       = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
 	flagScattered   = flag.Bool("scattered-keys", false, "take each key from its own allocation instead of building it in a buffer")
 	flagOnly        = flag.String("only", "", "run only the workloads whose name contains this, or with \"processes\" only the shared-table measurement")
+	flagSizes       = flag.String("sizes", "", "measure the size series instead: uniform Gets and Sets and two processes at each of these entry counts (e.g. 10k,100k,1M,10M)")
+	flagPrefault    = flag.Bool("prefault", true, "open the size series' tables with sessioncache.Config.Prefault")
 	flagChild       = flag.String("child", "", "internal: run as a child process in this role")
 	flagPath        = flag.String("path", "", "internal: table path for a child")
 )
@@ -112,6 +118,15 @@ func main() {
 		os.Exit(child(*flagChild, *flagPath))
 	}
 	exitOnSignal()
+	if *flagSizes != "" {
+		sizes, err := parseSizes(*flagSizes)
+		check(err)
+		fmt.Printf("# tablecompare: the size series, keys of %d bytes, values of %d bytes, %d ops per cell, median of %d\n",
+			*flagKey, *flagValue, *flagOps, *flagRounds)
+		fmt.Printf("# %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+		sizeSeries(sizes)
+		return
+	}
 	fmt.Printf("# tablecompare: %d keys of %d bytes, values of %d bytes, %d ops per cell, median of %d\n",
 		*flagKeys, *flagKey, *flagValue, *flagOps, *flagRounds)
 	fmt.Printf("# %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())

@@ -104,6 +104,15 @@ func (p *proc) expect(want string) {
 // same table at once, each with one OS thread. Each process makes Gets for the same length of
 // time, started together; the throughput of several is the sum of their rates.
 func twoProcesses(path string) {
+	o, t := processRates(path)
+	fmt.Println("| processes on one table (uniform get) | ops/s | ratio to one process |")
+	fmt.Println("|---|---|---|")
+	fmt.Printf("| 1 | %.0f | 1.00x |\n| 2 | %.0f | %.2fx |\n\n", o, t, t/o)
+}
+
+// processRates returns the medians over rounds of the Get rates of one process and of two
+// processes on the table at path.
+func processRates(path string) (one, two float64) {
 	measure := func(n int) float64 {
 		var ps []*proc
 		for range n {
@@ -124,15 +133,12 @@ func twoProcesses(path string) {
 		}
 		return total
 	}
-	var one, two []float64
+	var ones, twos []float64
 	for range *flagRounds {
-		one = append(one, measure(1))
-		two = append(two, measure(2))
+		ones = append(ones, measure(1))
+		twos = append(twos, measure(2))
 	}
-	o, t := median(one), median(two)
-	fmt.Println("| processes on one table (uniform get) | ops/s | ratio to one process |")
-	fmt.Println("|---|---|---|")
-	fmt.Printf("| 1 | %.0f | 1.00x |\n| 2 | %.0f | %.2fx |\n\n", o, t, t/o)
+	return median(ones), median(twos)
 }
 
 // recovery kills a process that writes to a one-shard table in a tight loop (so it holds the

@@ -184,6 +184,8 @@ type Cache struct {
 	StopChild     *bool  `json:"stop_child"`
 	// Replace lets a creator replace a section of another shape.
 	Replace bool `json:"replace"`
+	// Prefault brings the whole section into memory when the process opens it.
+	Prefault bool `json:"prefault"`
 }
 
 // LRU is the original examples' lru block of a client or relief server.

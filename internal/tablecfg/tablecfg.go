@@ -23,7 +23,7 @@ func Of(f *config.File, c *config.Cache, create bool) sessioncache.Config {
 	if c.AmInitializer != nil {
 		create = *c.AmInitializer
 	}
-	tc := sessioncache.Config{Path: f.Resolve(c.Path), Create: create, Replace: c.Replace,
+	tc := sessioncache.Config{Path: f.Resolve(c.Path), Create: create, Replace: c.Replace, Prefault: c.Prefault,
 		ElementCount: c.ElCount, RecordSize: c.RecordSize, MaxKeySize: c.MaxKeySize, Seed: c.Seed}
 	if tc.Path == "" && c.TokenPath != "" {
 		tc.Path = SectionPath(f.Resolve(c.TokenPath), c.Seed)
