@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/benchpki"
 	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/globalsession/globalsession/bench/internal/wsecho"
 	"github.com/globalsession/globalsession/gateway/wsproxy"
@@ -81,12 +83,16 @@ func waitAccepting(addr string) error {
 	}
 }
 
-// listenAndAnnounce listens on a free loopback port, prints it and serves h forever.
-func listenAndAnnounce(h http.Handler) {
+// listenAndAnnounce listens on a free loopback port (over TLS 1.3 with tc), prints it and
+// serves h forever.
+func listenAndAnnounce(h http.Handler, tc *tls.Config) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		procs.Logf("listen: %v", err)
 		os.Exit(1)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -97,10 +103,20 @@ func listenAndAnnounce(h http.Handler) {
 }
 
 // serveBackend is the echo backend: every message comes back as it was.
-func serveBackend() { listenAndAnnounce(wsecho.Handler()) }
+func serveBackend() { listenAndAnnounce(wsecho.Handler(), nil) }
 
-// serveGateway serves wsproxy.Proxy with every connection routed to backendURL.
-func serveGateway(backendURL string) {
+// serveGateway serves wsproxy.Proxy with every connection routed to backendURL, over TLS 1.3
+// when certFile is set.
+func serveGateway(backendURL, certFile, keyFile string) {
+	var tc *tls.Config
+	if certFile != "" {
+		var err error
+		if tc, err = benchpki.ServerTLS(certFile, keyFile); err != nil {
+			procs.Logf("gateway: %v", err)
+			os.Exit(1)
+		}
+		tc.MinVersion = tls.VersionTLS13
+	}
 	p, err := wsproxy.NewProxy(wsproxy.ProxyConfig{Route: func(*http.Request) (wsproxy.Backend, error) {
 		return wsproxy.Backend{URL: backendURL, Header: http.Header{}}, nil
 	}})
@@ -118,5 +134,5 @@ func serveGateway(backendURL string) {
 		cancel()
 		os.Exit(0)
 	}()
-	listenAndAnnounce(p)
+	listenAndAnnounce(p, tc)
 }

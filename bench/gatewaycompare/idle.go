@@ -14,30 +14,34 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// idleResult is the gateway's resident memory before and after opening idle connections.
+// idleResult is a proxy's resident memory before and after opening idle connections.
 type idleResult struct {
+	name                string
 	want, opened        int
-	procs               int   // gateway processes holding them
+	procs               int   // proxy processes holding them
 	err                 error // why fewer than want were opened
 	rssBefore, rssAfter int64 // bytes, summed over the processes
 	openTime            time.Duration
 }
 
-// idleTarget is a gateway process that holds idle connections.
+// idleTarget is a proxy that holds idle connections: its URL and the processes whose
+// memory counts.
 type idleTarget struct {
-	url string
-	pid int
+	url  string
+	pids []int
 }
 
 // rssSum adds up the VmRSS of the targets.
 func rssSum(ts []idleTarget) (int64, error) {
 	var sum int64
 	for _, t := range ts {
-		n, err := rss(t.pid)
-		if err != nil {
-			return 0, err
+		for _, pid := range t.pids {
+			n, err := rss(pid)
+			if err != nil {
+				return 0, err
+			}
+			sum += n
 		}
-		sum += n
 	}
 	return sum, nil
 }
@@ -57,17 +61,17 @@ func rss(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
-// measureIdle opens n WebSockets through the gateway processes ts (in turn), each checked
-// with one echo and then left idle (a reader answers the gateway's pings, as a browser
-// would), and reads the gateways' RSS before and once they are all open.
-func measureIdle(ts []idleTarget, n int) idleResult {
-	res := idleResult{want: n, procs: len(ts)}
+// measureIdle opens n WebSockets through the proxy processes ts (in turn), each checked
+// with one echo and then left idle (a reader answers the proxy's pings, as a browser
+// would), and reads the proxies' RSS before and once they are all open.
+func measureIdle(name string, ts []idleTarget, n int) idleResult {
+	res := idleResult{name: name, want: n, procs: len(ts)}
 	var err error
 	if res.rssBefore, err = rssSum(ts); err != nil {
 		res.err = err
 		return res
 	}
-	procs.Logf("idle: opening %d connections through the gateway", n)
+	procs.Logf("idle: opening %d connections through %s", n, name)
 	conns := make([]*websocket.Conn, n)
 	var next, opened atomic.Int64
 	var failed atomic.Bool
@@ -105,7 +109,7 @@ func measureIdle(ts []idleTarget, n int) idleResult {
 	if err != nil && res.err == nil {
 		res.err = err
 	}
-	procs.Logf("idle: %d open in %v, gateway RSS %d -> %d MiB", res.opened, res.openTime.Round(time.Millisecond), res.rssBefore>>20, res.rssAfter>>20)
+	procs.Logf("idle: %d open in %v, %s RSS %d -> %d MiB", res.opened, res.openTime.Round(time.Millisecond), name, res.rssBefore>>20, res.rssAfter>>20)
 	for _, c := range conns {
 		if c != nil {
 			c.NetConn().Close()

@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/globalsession/globalsession/bench/internal/benchpki"
 	"github.com/globalsession/globalsession/bench/internal/procs"
 )
 
@@ -35,11 +37,16 @@ func nginxVersion() string {
 	return strings.TrimSpace(string(out))
 }
 
+// nginxMaxIdle is how many idle connections the nginx of this program can hold: each takes
+// two of its worker's connections.
+const nginxMaxIdle = 30000
+
 const nginxConf = `daemon off;
 worker_processes 1;
+worker_rlimit_nofile 65536;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
-events { worker_connections 4096; }
+events { worker_connections 65536; }
 http {
 	access_log off;
 	client_body_temp_path %[1]s/client_body;
@@ -49,7 +56,8 @@ http {
 	scgi_temp_path %[1]s/scgi;
 	map $http_upgrade $connection_upgrade { default upgrade; '' close; }
 	server {
-		listen %[2]s;
+		listen %[2]s%[4]s;
+		%[5]s
 		location / {
 			proxy_pass http://%[3]s;
 			proxy_http_version 1.1;
@@ -62,8 +70,8 @@ http {
 `
 
 // startNginx starts nginx as a WebSocket reverse proxy to backendAddr on a free port, in a
-// temp dir that is removed at cleanup.
-func startNginx(backendAddr string) (*child, error) {
+// temp dir that is removed at cleanup; with certs, it listens over TLS 1.3.
+func startNginx(backendAddr string, certs *benchpki.PKI) (*child, error) {
 	path, err := nginxPath()
 	if err != nil {
 		return nil, err
@@ -78,7 +86,12 @@ func startNginx(backendAddr string) (*child, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, dir, addr, backendAddr), 0o644); err != nil {
+	ssl, sslConf := "", ""
+	if certs != nil {
+		ssl = " ssl"
+		sslConf = fmt.Sprintf("ssl_certificate %s; ssl_certificate_key %s; ssl_protocols TLSv1.3;", certs.CertFile, certs.KeyFile)
+	}
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, dir, addr, backendAddr, ssl, sslConf), 0o644); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(path, "-c", conf, "-p", dir+"/")
@@ -106,4 +119,19 @@ func freePort() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// childPIDs returns the children of process pid (nginx's workers), from /proc.
+func childPIDs(pid int) []int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids
 }

@@ -16,8 +16,12 @@ func mark(ok bool) string {
 }
 
 // printReport writes the markdown report to stdout.
-func printReport(res results, idle idleResult, nofile uint64) {
+func printReport(res results, idle, idleNginx idleResult, nofile uint64) {
 	fmt.Printf("# wsproxy.Proxy vs nginx vs direct (WebSocket echo, loopback)\n\n")
+	if *flagTLS {
+		fmt.Printf("Browsers' side over TLS 1.3 (wss://, a self-signed P-256 certificate made for the run) for the gateway and nginx; " +
+			"direct, and both proxies' links to the backend, plain ws://.\n\n")
+	}
 	fmt.Printf("Machine: %d CPUs, %s/%s, %s, %s, RLIMIT_NOFILE %d. Load generator, backend, "+
 		"gateway and nginx (1 worker) share the machine.\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), nginxVersion(), nofile)
@@ -45,9 +49,25 @@ func printReport(res results, idle idleResult, nofile uint64) {
 		fmt.Printf("| %d | %.2fx | %.2fx | %s | %s | %.2fx | %.2fx |\n", n, g.rate/x.rate, g.rate/d.rate, ms(addG), ms(addX), ratio, float64(g.cpu)/float64(x.cpu))
 	}
 	fmt.Println()
-	procs := "one gateway process"
+	perConn := printIdle(idle, nofile)
+	perConnNginx := printIdle(idleNginx, nofile)
+	if perConn > 0 && perConnNginx > 0 {
+		fmt.Printf("Idle memory per connection, gateway/nginx: %.2fx.\n\n", perConn/perConnNginx)
+	}
+	memOK := idle.err == nil && idle.opened == idle.want && idle.want >= 10000 && idle.rssAfter < 1<<30
+	fmt.Println("Targets:")
+	fmt.Printf("- gateway throughput >= 1.0x nginx's (every workload): %s\n", mark(thrOK))
+	fmt.Printf("- added median latency <= 1.2x nginx's (every workload): %s\n", mark(latOK))
+	fmt.Printf("- 10,000 idle proxied connections under 1 GiB (gateway VmRSS): %s\n", mark(memOK))
+	fmt.Printf("- idle memory per connection <= nginx's: %s\n", mark(perConn > 0 && perConnNginx > 0 && perConn <= perConnNginx))
+}
+
+// printIdle reports one proxy's idle connections and returns its bytes per connection (0
+// when none opened).
+func printIdle(idle idleResult, nofile uint64) float64 {
+	procs := "one " + idle.name + " process"
 	if idle.procs > 1 {
-		procs = fmt.Sprintf("%d gateway processes, %d each (RLIMIT_NOFILE %d; two sockets per connection)", idle.procs, idle.want/idle.procs, nofile)
+		procs = fmt.Sprintf("%d %s processes, %d each (RLIMIT_NOFILE %d; two sockets per connection)", idle.procs, idle.name, idle.want/idle.procs, nofile)
 	}
 	fmt.Printf("Idle connections through %s: %d of %d opened in %v", procs, idle.opened, idle.want, idle.openTime.Round(time.Millisecond))
 	if idle.err != nil {
@@ -57,11 +77,7 @@ func printReport(res results, idle idleResult, nofile uint64) {
 	if idle.opened > 0 {
 		perConn = float64(idle.rssAfter-idle.rssBefore) / float64(idle.opened)
 	}
-	fmt.Printf("; gateway VmRSS (summed) %.1f MiB before, %.1f MiB after, %.1f KiB per connection.\n\n",
-		float64(idle.rssBefore)/(1<<20), float64(idle.rssAfter)/(1<<20), perConn/1024)
-	memOK := idle.err == nil && idle.opened == idle.want && idle.want >= 10000 && idle.rssAfter < 1<<30
-	fmt.Println("Targets:")
-	fmt.Printf("- gateway throughput >= 1.0x nginx's (every workload): %s\n", mark(thrOK))
-	fmt.Printf("- added median latency <= 1.2x nginx's (every workload): %s\n", mark(latOK))
-	fmt.Printf("- 10,000 idle proxied connections under 1 GiB (gateway VmRSS): %s\n", mark(memOK))
+	fmt.Printf("; %s VmRSS (summed) %.1f MiB before, %.1f MiB after, %.1f KiB per connection.\n\n",
+		idle.name, float64(idle.rssBefore)/(1<<20), float64(idle.rssAfter)/(1<<20), perConn/1024)
+	return perConn
 }

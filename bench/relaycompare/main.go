@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/benchpki"
 	"github.com/globalsession/globalsession/bench/internal/proccpu"
 	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/globalsession/globalsession/internal/wire"
@@ -136,7 +137,7 @@ func compare() error {
 		return err
 	}
 	procs.AtCleanup(rs.stop)
-	p, err := newPKI(tmp)
+	p, err := benchpki.New(tmp)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func compare() error {
 		return err
 	}
 	procs.AtCleanup(plain.stop)
-	secure, err := startChild("relay TLS", append([]string{"-serve-relay", "-tls-cert", p.certFile, "-tls-key", p.keyFile}, sizes...)...)
+	secure, err := startChild("relay TLS", append([]string{"-serve-relay", "-tls-cert", p.CertFile, "-tls-key", p.KeyFile}, sizes...)...)
 	if err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func compare() error {
 	if err := preloadRelay(w, plain.addr, nil); err != nil {
 		return fmt.Errorf("preload relay: %w", err)
 	}
-	if err := preloadRelay(w, secure.addr, p.clientTLS()); err != nil {
+	if err := preloadRelay(w, secure.addr, p.ClientTLS()); err != nil {
 		return fmt.Errorf("preload relay TLS: %w", err)
 	}
 	if err := preloadRedis(w, rs.addr); err != nil {
@@ -176,7 +177,7 @@ func compare() error {
 	replySize := 4 + wire.HeaderSize + *flagValueSize
 	dial := map[string]func(conns int) (session, error){
 		sysRelay:    func(n int) (session, error) { return dialRelay(w, plain.addr, nil, n) },
-		sysRelayTLS: func(n int) (session, error) { return dialRelay(w, secure.addr, p.clientTLS(), n) },
+		sysRelayTLS: func(n int) (session, error) { return dialRelay(w, secure.addr, p.ClientTLS(), n) },
 		sysRedis:    func(n int) (session, error) { return dialRedis(w, rs.addr, n) },
 		sysRedisP:   func(n int) (session, error) { return dialPipelinedRedis(w, rs.addr, n) },
 		sysRaw:      func(int) (session, error) { return dialRaw(echo.addr, reqSize, replySize) },

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/globalsession/globalsession/bench/internal/benchpki"
 	"github.com/globalsession/globalsession/bench/internal/procs"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -63,7 +64,7 @@ func serveRelay(certFile, keyFile string) error {
 		},
 	}
 	if certFile != "" {
-		tc, err := serverTLS(certFile, keyFile)
+		tc, err := benchpki.ServerTLS(certFile, keyFile)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,6 @@
-package main
+// Package benchpki makes the throwaway certificates of the comparison programs' TLS
+// servers: a CA and a server certificate for 127.0.0.1, written as PEM files.
+package benchpki
 
 import (
 	"crypto/ecdsa"
@@ -16,17 +18,17 @@ import (
 	"time"
 )
 
-// pki is a throwaway CA and a server certificate for 127.0.0.1, written as PEM files into a
-// directory the caller removes. The relay child process loads the server pair from the
-// files; the client trusts the CA through roots.
-type pki struct {
-	certFile, keyFile string
-	roots             *x509.CertPool
+// PKI is a throwaway CA and a server certificate for 127.0.0.1, written as PEM files into a
+// directory the caller removes. A server child process loads the server pair from the
+// files (ServerTLS); the client trusts the CA through Roots.
+type PKI struct {
+	CertFile, KeyFile string
+	Roots             *x509.CertPool
 }
 
-// newPKI generates an ECDSA P-256 CA and a server certificate signed by it for 127.0.0.1,
+// New generates an ECDSA P-256 CA and a server certificate signed by it for 127.0.0.1,
 // and writes the server certificate and key into dir.
-func newPKI(dir string) (*pki, error) {
+func New(dir string) (*PKI, error) {
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -34,7 +36,7 @@ func newPKI(dir string) (*pki, error) {
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "relaycompare throwaway CA"},
+		Subject:               pkix.Name{CommonName: "benchmark throwaway CA"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -56,7 +58,7 @@ func newPKI(dir string) (*pki, error) {
 	}
 	srvTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "relaycompare server"},
+		Subject:      pkix.Name{CommonName: "benchmark server"},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -71,16 +73,16 @@ func newPKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pki{
-		certFile: filepath.Join(dir, "server.pem"),
-		keyFile:  filepath.Join(dir, "server-key.pem"),
-		roots:    x509.NewCertPool(),
+	p := &PKI{
+		CertFile: filepath.Join(dir, "server.pem"),
+		KeyFile:  filepath.Join(dir, "server-key.pem"),
+		Roots:    x509.NewCertPool(),
 	}
-	p.roots.AddCert(ca)
-	if err := writePEM(p.certFile, "CERTIFICATE", srvDER); err != nil {
+	p.Roots.AddCert(ca)
+	if err := writePEM(p.CertFile, "CERTIFICATE", srvDER); err != nil {
 		return nil, err
 	}
-	if err := writePEM(p.keyFile, "PRIVATE KEY", keyDER); err != nil {
+	if err := writePEM(p.KeyFile, "PRIVATE KEY", keyDER); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -90,13 +92,13 @@ func writePEM(path, typ string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }
 
-// clientTLS is the client side: it verifies the relay's certificate against the CA.
-func (p *pki) clientTLS() *tls.Config {
-	return &tls.Config{RootCAs: p.roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+// ClientTLS is the client side: it verifies the server's certificate against the CA.
+func (p *PKI) ClientTLS() *tls.Config {
+	return &tls.Config{RootCAs: p.Roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 }
 
-// serverTLS loads the server pair written by newPKI (in the relay child process).
-func serverTLS(certFile, keyFile string) (*tls.Config, error) {
+// ServerTLS loads the server pair written by New (in a server child process).
+func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, err
