@@ -52,6 +52,12 @@ func NewWithHosts(tb testing.TB, hosts ...string) *PKI {
 	return p
 }
 
+// Write is NewWithHosts for programs outside tests (the comparison programs of bench): it
+// writes into dir, which the caller removes, and returns errors.
+func Write(dir string, hosts ...string) (*PKI, error) {
+	return generate(dir, time.Now(), hosts)
+}
+
 // generate creates the CA, server and client certificates and writes them into dir.
 func generate(dir string, now time.Time, hosts []string) (*PKI, error) {
 	p := &PKI{

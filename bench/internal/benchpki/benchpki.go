@@ -1,21 +1,15 @@
 // Package benchpki makes the throwaway certificates of the comparison programs' TLS
-// servers: a CA and a server certificate for 127.0.0.1, written as PEM files.
+// servers: a CA and a server certificate for 127.0.0.1, written as PEM files (by the main
+// module's internal/testpki).
 package benchpki
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
-	"path/filepath"
-	"time"
+
+	"github.com/globalsession/globalsession/internal/testpki"
 )
 
 // PKI is a throwaway CA and a server certificate for 127.0.0.1, written as PEM files into a
@@ -27,69 +21,21 @@ type PKI struct {
 }
 
 // New generates an ECDSA P-256 CA and a server certificate signed by it for 127.0.0.1,
-// and writes the server certificate and key into dir.
+// and writes them into dir.
 func New(dir string) (*PKI, error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := testpki.Write(dir, "127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "benchmark throwaway CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create CA certificate: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
+	ca, err := os.ReadFile(p.CACert)
 	if err != nil {
 		return nil, err
 	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("benchpki: no certificate in %s", p.CACert)
 	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "benchmark server"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, srvKey.Public(), caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create server certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
-	if err != nil {
-		return nil, err
-	}
-	p := &PKI{
-		CertFile: filepath.Join(dir, "server.pem"),
-		KeyFile:  filepath.Join(dir, "server-key.pem"),
-		Roots:    x509.NewCertPool(),
-	}
-	p.Roots.AddCert(ca)
-	if err := writePEM(p.CertFile, "CERTIFICATE", srvDER); err != nil {
-		return nil, err
-	}
-	if err := writePEM(p.KeyFile, "PRIVATE KEY", keyDER); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-func writePEM(path, typ string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+	return &PKI{CertFile: p.ServerCert, KeyFile: p.ServerKey, Roots: roots}, nil
 }
 
 // ClientTLS is the client side: it verifies the server's certificate against the CA.
