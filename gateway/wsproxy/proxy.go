@@ -284,16 +284,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lp := p.live.add(be.Session)
-	defer p.live.remove(lp)
 	p.open.Add(1)
-	defer p.open.Add(-1)
 	p.live.ready(lp, func(code int, text string) {
 		wsconn.CloseWith(front, code, text, p.cfg.WriteTimeout)
 		wsconn.CloseWith(back, websocket.CloseGoingAway, "the client's session ended", p.cfg.WriteTimeout)
 		front.Close()
 		back.Close()
 	})
-	p.pipe(front, back)
+	// The pipe runs on a goroutine of its own and this one, whose stack grew through the
+	// TLS handshake and the HTTP request, ends: an idle pair keeps small stacks only.
+	go func() {
+		defer p.live.remove(lp)
+		defer p.open.Add(-1)
+		p.pipe(front, back)
+	}()
 }
 
 // Open returns how many connections the proxy is relaying now.
