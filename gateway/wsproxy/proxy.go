@@ -127,6 +127,12 @@ type ProxyConfig struct {
 // so an idle connection holds none.
 var writeBuffers = &sync.Pool{}
 
+// pipeReadBuffer is the read buffer of each side of a pair relayed by the goroutine pipe: a
+// frame's header and small messages are read through it, and a read as large as it goes
+// straight into the caller's buffer, so large messages do not need a large one. Each idle
+// pair holds two (gorilla's default is 4 KiB each).
+const pipeReadBuffer = 1024
+
 // Proxy is an http.Handler that completes a browser's WebSocket upgrade only once it has
 // connected to the backend Route chose, and then relays frames both ways: text and binary
 // messages (fragmented ones streamed, not buffered whole), pings and pongs, and the close
@@ -188,7 +194,7 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, conns: map[*websocket.Conn]struct{}{},
 		dialer: websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment,
-			WriteBufferPool: writeBuffers}}
+			ReadBufferSize: pipeReadBuffer, WriteBufferPool: writeBuffers}}
 	if !cfg.GoroutinePipe {
 		p.loops = eventloop.New(eventloop.Config{MaxMessageSize: cfg.MaxMessageSize, PingInterval: cfg.PingInterval,
 			WriteTimeout: cfg.WriteTimeout, Logger: cfg.Logger})
@@ -257,7 +263,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sp := back.Subprotocol(); sp != "" {
 		rh.Set("Sec-WebSocket-Protocol", sp)
 	}
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }, WriteBufferPool: writeBuffers}
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }, ReadBufferSize: pipeReadBuffer,
+		WriteBufferPool: writeBuffers}
 	front, err := up.Upgrade(w, r, rh)
 	if err != nil {
 		back.Close()
