@@ -217,8 +217,8 @@ func (s *Server) servePeer(nc net.Conn, name string, inherited bool) *Peer {
 	}
 	if s.opts.MaxConns > 0 && len(s.peers) >= s.opts.MaxConns {
 		s.mu.Unlock()
+		s.refuse(name) // counted before the peer can see the close
 		nc.Close()
-		s.refuse(name)
 		return nil
 	}
 	s.peers[p] = struct{}{}
