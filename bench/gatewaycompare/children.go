@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -124,11 +125,18 @@ func serveGateway(backendURL, certFile, keyFile string) {
 		procs.Logf("gateway: %v", err)
 		os.Exit(1)
 	}
+	// GATEWAYCOMPARE_CPUPROFILE profiles the gateway child until it stops.
+	if path := os.Getenv("GATEWAYCOMPARE_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+		}
+	}
 	go func() {
 		// Shut the proxy down on SIGTERM, briefly, so its connections are closed cleanly.
 		sig := make(chan os.Signal, 1)
 		procs.NotifyStop(sig)
 		<-sig
+		pprof.StopCPUProfile()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = p.Shutdown(ctx)
 		cancel()
