@@ -21,7 +21,10 @@ type ended struct {
 }
 
 // pipe relays frames between the browser's connection and the backend's until both are
-// done, then closes them.
+// done, then closes them. It takes two goroutines: this one copies the backend's frames to
+// the browser, another the browser's to the backend. The direction that ends first tells
+// the other side at once (forwardEnd) and gives it WriteTimeout to answer: the other
+// direction's read ends with that answer, or at that deadline.
 func (p *Proxy) pipe(front, back *websocket.Conn) {
 	defer p.untrack(front, back)
 	defer wsconn.LingerClose(front)
@@ -33,17 +36,18 @@ func (p *Proxy) pipe(front, back *websocket.Conn) {
 		}
 		return front
 	}
+	dl := &readDeadlines{wait: wait}
 	for _, c := range []*websocket.Conn{front, back} {
 		c.SetReadLimit(p.cfg.MaxMessageSize)
 		c.SetReadDeadline(time.Now().Add(wait))
 		// Pings and pongs go through to the other side (which answers for itself); they
 		// also show this side is alive.
 		c.SetPingHandler(func(data string) error {
-			c.SetReadDeadline(time.Now().Add(wait))
+			dl.extend(c, time.Now())
 			return ignoreClosed(other(c).WriteControl(websocket.PingMessage, []byte(data), time.Now().Add(p.cfg.WriteTimeout)))
 		})
 		c.SetPongHandler(func(data string) error {
-			c.SetReadDeadline(time.Now().Add(wait))
+			dl.extend(c, time.Now())
 			if data == wsframe.KeepalivePayload {
 				return nil // the answer to our own keepalive
 			}
@@ -55,22 +59,52 @@ func (p *Proxy) pipe(front, back *websocket.Conn) {
 	}
 
 	results := make(chan ended, 2)
-	go p.copyFrames(front, back, wait, results)
-	go p.copyFrames(back, front, wait, results)
+	var first sync.Once
+	finish := func(e ended) {
+		first.Do(func() {
+			p.forwardEnd(e, other(e.from), front)
+			dl.end(other(e.from), time.Now().Add(p.cfg.WriteTimeout))
+		})
+		results <- e
+	}
 	stopPings := p.keepalive(front, back)
 	defer stopPings()
+	go func() { finish(p.copyFrames(front, back, dl)) }()
+	finish(p.copyFrames(back, front, dl))
 
-	first := <-results
-	p.forwardEnd(first, other(first.from), front)
-	// Give the other side a moment to answer the close it was sent; its answer completes
-	// the handshake with the side that began it.
-	select {
-	case second := <-results:
-		if ce := (*websocket.CloseError)(nil); errors.As(second.err, &ce) && !second.out {
-			wsconn.CloseWith(other(second.from), ce.Code, ce.Text, p.cfg.WriteTimeout)
-		}
-	case <-time.After(p.cfg.WriteTimeout):
+	<-results // the first to end, already forwarded
+	second := <-results
+	// The second direction ended with the other side's answer to the close it was sent
+	// (or at its deadline): the answer completes the handshake with the side that began.
+	if ce := (*websocket.CloseError)(nil); errors.As(second.err, &ce) && !second.out {
+		wsconn.CloseWith(other(second.from), ce.Code, ce.Text, p.cfg.WriteTimeout)
 	}
+}
+
+// readDeadlines moves the read deadlines of a pair's two connections: forward (to wait
+// from now) while the pair is relaying, and to a last deadline once one direction has
+// ended, after which they are moved no more.
+type readDeadlines struct {
+	wait  time.Duration
+	mu    sync.Mutex
+	ended bool
+}
+
+// extend moves c's read deadline to wait from now, unless the pair is ending.
+func (d *readDeadlines) extend(c *websocket.Conn, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ended {
+		c.SetReadDeadline(now.Add(d.wait))
+	}
+}
+
+// end gives c's reads a last deadline.
+func (d *readDeadlines) end(c *websocket.Conn, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ended = true
+	c.SetReadDeadline(at)
 }
 
 // forwardEnd tells the other side how its peer's direction ended, with a close code every
@@ -96,22 +130,22 @@ func (p *Proxy) forwardEnd(e ended, to, front *websocket.Conn) {
 	}
 }
 
-// copyFrames streams messages from src to dst until either fails. Deadlines are moved
-// only when a quarter of their span has passed, not on every message: moving one costs a
-// timer update, and a busy connection would pay it twice per message. A read deadline is
-// thus between 3/4 and all of wait away, a write at most 5/4 of WriteTimeout long.
-func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results chan<- ended) {
+// copyFrames streams messages from src to dst until either fails, and says how it ended.
+// Deadlines are moved only when a quarter of their span has passed, not on every message:
+// moving one costs a timer update, and a busy connection would pay it twice per message. A
+// read deadline is thus between 3/4 and all of wait away, a write at most 5/4 of
+// WriteTimeout long.
+func (p *Proxy) copyFrames(src, dst *websocket.Conn, dl *readDeadlines) ended {
 	var readSet, writeSet time.Time
 	var msg readErrs
 	for {
 		mt, r, err := src.NextReader()
 		if err != nil {
-			results <- ended{from: src, err: err}
-			return
+			return ended{from: src, err: err}
 		}
 		now := time.Now()
-		if now.Sub(readSet) > wait/4 {
-			src.SetReadDeadline(now.Add(wait))
+		if now.Sub(readSet) > dl.wait/4 {
+			dl.extend(src, now)
 			readSet = now
 		}
 		if now.Sub(writeSet) > p.cfg.WriteTimeout/4 {
@@ -129,8 +163,7 @@ func (p *Proxy) copyFrames(src, dst *websocket.Conn, wait time.Duration, results
 			// A read that fails inside a message (a close frame or a frame that breaks
 			// the protocol between fragments, a message over the limit, the connection
 			// lost) ends src as it would between messages; only a failed write is dst's.
-			results <- ended{from: src, err: err, out: msg.err == nil}
-			return
+			return ended{from: src, err: err, out: msg.err == nil}
 		}
 	}
 }
