@@ -118,9 +118,9 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		pending:  make(map[uint64]*call),
 		done:     make(chan struct{}),
 		queueLen: max(cfg.queueLen, 1),
+		br:       bufio.NewReaderSize(nc, readBufferSize),
 		flushReq: make(chan struct{}, 1),
 	}
-	c.br = bufio.NewReaderSize(nc, readBufferSize)
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	c.raw, c.dialed = rawConn(nc), cfg.dialed
 	c.ctx, c.cancel = context.WithCancel(context.Background())
