@@ -154,6 +154,19 @@ func (s *Sessions) Token(sess *Session) (string, error) {
 	return s.cfg.Signer.sign(sess.Identity, Claims{Session: sess.BackendID, Ref: ref}, expiry)
 }
 
+// TokenFunc makes the token a backend gets for a session (RouteConfig.BackendToken,
+// BrokerConfig.BackendToken).
+type TokenFunc func(ctx context.Context, sess *Session) (string, error)
+
+// BackendToken returns the token sess's backends get: tokenOf's, or, when tokenOf is nil,
+// the gateway's own JWT (Token).
+func (s *Sessions) BackendToken(ctx context.Context, sess *Session, tokenOf TokenFunc) (string, error) {
+	if tokenOf != nil {
+		return tokenOf(ctx, sess)
+	}
+	return s.Token(sess)
+}
+
 // Create starts a session for id, stores it, and sets its cookie on w.
 func (s *Sessions) Create(ctx context.Context, w http.ResponseWriter, r *http.Request, id Identity) (*Session, error) {
 	sid, err := web.RandomID(32)

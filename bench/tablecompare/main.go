@@ -164,14 +164,10 @@ func main() {
 		{"freecache", freeCache{freecache.NewCache(2 * bytesNeeded)}},
 	}
 	for _, c := range caches {
-		for _, k := range keys {
-			c.kv.set(k, value)
-		}
-		for _, k := range keys {
-			if _, ok := c.kv.get(make([]byte, 0, *flagValue), k); !ok {
-				fmt.Fprintf(os.Stderr, "%s lost a key while filling: size it larger\n", c.name)
-				exit(1)
-			}
+		fill(c.kv, keys, value)
+		if readable(c.kv, keys) != len(keys) {
+			fmt.Fprintf(os.Stderr, "%s lost a key while filling: size it larger\n", c.name)
+			exit(1)
 		}
 	}
 
@@ -222,14 +218,7 @@ func main() {
 	fmt.Println("|---|---|---|---|")
 	fmt.Print("| keys still readable |")
 	for _, c := range caches {
-		held := 0
-		buf := make([]byte, 0, *flagValue)
-		for _, k := range keys {
-			if _, ok := c.kv.get(buf[:0], k); ok {
-				held++
-			}
-		}
-		fmt.Printf(" %d of %d |", held, len(keys))
+		fmt.Printf(" %d of %d |", readable(c.kv, keys), len(keys))
 	}
 	fmt.Print("\n\n")
 

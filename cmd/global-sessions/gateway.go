@@ -256,7 +256,7 @@ func gatewayRoutes(g *config.Gateway, parts *gatewayParts, log *slog.Logger) err
 }
 
 // backendToken is what backends get with single sign-on (nil: the gateway's JWT).
-func backendToken(oc *gateway.OIDC) func(context.Context, *gateway.Session) (string, error) {
+func backendToken(oc *gateway.OIDC) gateway.TokenFunc {
 	if oc == nil {
 		return nil
 	}

@@ -52,7 +52,7 @@ type BrokerConfig struct {
 	// BackendToken makes the token workers get in Message.Token. Nil means
 	// Sessions.Token (the gateway's own JWT); (*gateway.OIDC).BackendToken gives the
 	// provider's access token when the OIDC config says so.
-	BackendToken func(ctx context.Context, s *gateway.Session) (string, error)
+	BackendToken gateway.TokenFunc
 	// MaxMessageSize bounds a client's message. Zero means 64 KiB.
 	MaxMessageSize int64
 	// RequestTimeout bounds the handling of one message by a worker. Zero means 30s.

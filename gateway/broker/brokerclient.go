@@ -43,13 +43,7 @@ func (c *brokerClient) backendToken(b *Broker) (string, error) {
 	c.tokenMu.Lock()
 	defer c.tokenMu.Unlock()
 	if c.token == "" || time.Since(c.tokenAge) > tokenRefresh {
-		var t string
-		var err error
-		if b.cfg.BackendToken != nil {
-			t, err = b.cfg.BackendToken(c.ctx, c.session)
-		} else {
-			t, err = b.cfg.Sessions.Token(c.session)
-		}
+		t, err := b.cfg.Sessions.BackendToken(c.ctx, c.session, b.cfg.BackendToken)
 		if err != nil {
 			return "", err
 		}

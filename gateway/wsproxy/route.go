@@ -45,7 +45,7 @@ type RouteConfig struct {
 	// BackendToken makes the bearer token the backend gets in Authorization. Nil means
 	// Sessions.Token (the gateway's own JWT); (*gateway.OIDC).BackendToken gives the
 	// provider's access token when the OIDC config says so.
-	BackendToken func(ctx context.Context, s *gateway.Session) (string, error)
+	BackendToken gateway.TokenFunc
 }
 
 // SessionRoute is the gateway's routing as a Route for a Proxy: login cookie to session,
@@ -113,13 +113,7 @@ func backendOf(ctx context.Context, cfg RouteConfig, s *gateway.Session, route d
 	for k, v := range route.Headers {
 		h.Set(k, v)
 	}
-	var token string
-	var err error
-	if cfg.BackendToken != nil {
-		token, err = cfg.BackendToken(ctx, s)
-	} else {
-		token, err = cfg.Sessions.Token(s)
-	}
+	token, err := cfg.Sessions.BackendToken(ctx, s, cfg.BackendToken)
 	if err != nil {
 		return Backend{}, fmt.Errorf("sign the backend's token: %w", err)
 	}
