@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -24,8 +25,9 @@ type ended struct {
 // done, then closes them. It takes two goroutines: this one copies the backend's frames to
 // the browser, another the browser's to the backend. The direction that ends first tells
 // the other side at once (forwardEnd) and gives it WriteTimeout to answer: the other
-// direction's read ends with that answer, or at that deadline.
-func (p *Proxy) pipe(front, back *websocket.Conn) {
+// direction's read ends with that answer, or at that deadline. While ending is set (the
+// gateway ends the pair itself, having sent both sides their close) nothing is forwarded.
+func (p *Proxy) pipe(front, back *websocket.Conn, ending *atomic.Bool) {
 	defer p.untrack(front, back)
 	defer wsconn.LingerClose(front)
 	defer wsconn.LingerClose(back)
@@ -60,9 +62,13 @@ func (p *Proxy) pipe(front, back *websocket.Conn) {
 
 	results := make(chan ended, 2)
 	var first sync.Once
+	var firstFrom *websocket.Conn // the side whose direction ended first; set in first
 	finish := func(e ended) {
 		first.Do(func() {
-			p.forwardEnd(e, other(e.from), front)
+			firstFrom = e.from
+			if !ending.Load() {
+				p.forwardEnd(e, other(e.from), front)
+			}
 			dl.end(other(e.from), time.Now().Add(p.cfg.WriteTimeout))
 		})
 		results <- e
@@ -72,11 +78,14 @@ func (p *Proxy) pipe(front, back *websocket.Conn) {
 	go func() { finish(p.copyFrames(front, back, dl)) }()
 	finish(p.copyFrames(back, front, dl))
 
-	<-results // the first to end, already forwarded
+	// The two results may arrive in either order; the second is the other direction's.
 	second := <-results
+	if r := <-results; second.from == firstFrom {
+		second = r
+	}
 	// The second direction ended with the other side's answer to the close it was sent
 	// (or at its deadline): the answer completes the handshake with the side that began.
-	if ce := (*websocket.CloseError)(nil); errors.As(second.err, &ce) && !second.out {
+	if ce := (*websocket.CloseError)(nil); errors.As(second.err, &ce) && !second.out && !ending.Load() {
 		wsconn.CloseWith(other(second.from), ce.Code, ce.Text, p.cfg.WriteTimeout)
 	}
 }

@@ -292,7 +292,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	lp := p.live.add(be.Session)
 	p.open.Add(1)
+	var ending atomic.Bool // the gateway ends the pair: the pipe forwards no close
 	p.live.ready(lp, func(code int, text string) {
+		ending.Store(true)
 		wsconn.CloseWith(front, code, text, p.cfg.WriteTimeout)
 		wsconn.CloseWith(back, websocket.CloseGoingAway, "the client's session ended", p.cfg.WriteTimeout)
 		front.Close()
@@ -303,7 +305,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer p.live.remove(lp)
 		defer p.open.Add(-1)
-		p.pipe(front, back)
+		p.pipe(front, back, &ending)
 	}()
 }
 
