@@ -84,16 +84,16 @@ func waitAccepting(addr string) error {
 	}
 }
 
-// listenAndAnnounce listens on a free loopback port (over TLS 1.3 with tc), prints it and
-// serves h forever.
-func listenAndAnnounce(h http.Handler, tc *tls.Config) {
+// listenAndAnnounce listens on a free loopback port (over TLS when overTLS is set, which
+// returns the TLS listener over the TCP one), prints it and serves h forever.
+func listenAndAnnounce(h http.Handler, overTLS func(net.Listener) net.Listener) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		procs.Logf("listen: %v", err)
 		os.Exit(1)
 	}
-	if tc != nil {
-		ln = tls.NewListener(ln, tc)
+	if overTLS != nil {
+		ln = overTLS(ln)
 	}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -142,5 +142,10 @@ func serveGateway(backendURL, certFile, keyFile string) {
 		cancel()
 		os.Exit(0)
 	}()
-	listenAndAnnounce(p, tc)
+	var overTLS func(net.Listener) net.Listener
+	if tc != nil {
+		// The proxy's own TLS listener, whose connections its event loops can take.
+		overTLS = func(ln net.Listener) net.Listener { return wsproxy.NewTLSListener(ln, tc) }
+	}
+	listenAndAnnounce(p, overTLS)
 }

@@ -367,7 +367,7 @@ func runGateway(ctx context.Context, f *config.File, out io.Writer, log *slog.Lo
 	}
 	scheme, ws := "http", "ws"
 	if parts.tls != nil {
-		ln = tls.NewListener(ln, parts.tls)
+		ln = wsproxy.NewTLSListener(ln, parts.tls)
 		scheme, ws = "https", "wss"
 	}
 	fmt.Fprintf(out, "gateway: serving on %s://%s: %s\n", scheme, ln.Addr(), gatewayEndpoints(f.Gateway, parts))

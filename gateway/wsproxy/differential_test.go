@@ -3,6 +3,7 @@ package wsproxy
 import (
 	"bufio"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -21,8 +22,9 @@ import (
 
 // FuzzLoopsMatchPipe relays the same WebSocket conversation through the event loops and
 // through the goroutine pipe, over loopback TCP, between a scripted browser and a scripted
-// backend that speak raw frames, and requires both ends to receive the same things either
-// way: the same messages (type and unmasked payload; the pipe re-frames and re-masks
+// backend that speak raw frames, and again through the event loops with the browser over
+// TLS (wss://: the loops protect its records), and requires both ends to receive the same
+// things every way: the same messages (type and unmasked payload; the pipe re-frames and re-masks
 // them, so fragment boundaries and masking keys are not compared), the same pings and
 // pongs, in the same order, and the same close code. decodeConversation turns the input
 // into turns of frames from either side or both (fragmented messages, pings and pongs
@@ -52,6 +54,9 @@ func (h *diffHarness) compare(t *testing.T, data []byte) {
 	viaLoops := h.play(t, proxies.loops, c)
 	require.Equal(t, viaPipe, viaLoops, "what the ends received through the goroutine pipe (expected) and the "+
 		"event loops (actual), in this conversation:\n%s", c)
+	viaLoopsTLS := h.play(t, proxies.loopsTLS, c)
+	require.Equal(t, viaPipe, viaLoopsTLS, "what the ends received through the goroutine pipe (expected) and the "+
+		"event loops with the browser over TLS (actual), in this conversation:\n%s", c)
 }
 
 // conversationSeeds are hand-made inputs; decodeConversation says what the bytes mean.
@@ -350,18 +355,26 @@ func appendFrame(dst []byte, b0 byte, p []byte, masked bool) []byte {
 	return dst
 }
 
-// diffHarness is a scripted backend with, for each read limit, two proxies in front: one
-// with event loops, one with the goroutine pipe only.
+// diffHarness is a scripted backend with, for each read limit, three proxies in front: one
+// with event loops, one with the goroutine pipe only, and one with event loops whose
+// browsers come over TLS (NewTLSListener).
 type diffHarness struct {
 	backend *scriptedBackend
 	proxies map[int64]proxyPair
 	next    atomic.Uint64
 }
 
-// proxyPair is the two proxies of a read limit.
+// proxyPair is the proxies of a read limit.
 type proxyPair struct {
-	loops, pipe string // their addresses
-	withLoops   *Proxy
+	loops, pipe, loopsTLS entrance
+	withLoops, withTLS    *Proxy
+}
+
+// entrance is where a browser reaches a proxy: its address, and the browser's TLS
+// configuration for wss:// (nil for ws://).
+type entrance struct {
+	addr string
+	tls  *tls.Config
 }
 
 func newDiffHarness(tb testing.TB) *diffHarness {
@@ -369,21 +382,28 @@ func newDiffHarness(tb testing.TB) *diffHarness {
 	route := func(r *http.Request) (Backend, error) {
 		return Backend{URL: "ws://" + h.backend.ln.Addr().String() + r.URL.Path}, nil
 	}
+	serverTLS, browserTLS := testTLS(tb)
 	for _, limit := range limits {
 		cfg := ProxyConfig{Route: route, MaxMessageSize: limit, PingInterval: time.Hour, WriteTimeout: 2 * time.Second}
 		p, viaLoops := startProxy(tb, cfg)
 		if p.loops == nil {
 			tb.Skip("no event loops on this system")
 		}
+		pt, viaTLS := startTLSProxy(tb, cfg, serverTLS)
 		cfg.GoroutinePipe = true
 		_, viaPipe := startProxy(tb, cfg)
-		h.proxies[limit] = proxyPair{viaLoops.Listener.Addr().String(), viaPipe.Listener.Addr().String(), p}
+		h.proxies[limit] = proxyPair{
+			loops:     entrance{addr: viaLoops.Listener.Addr().String()},
+			pipe:      entrance{addr: viaPipe.Listener.Addr().String()},
+			loopsTLS:  entrance{addr: viaTLS.Listener.Addr().String(), tls: browserTLS},
+			withLoops: p, withTLS: pt,
+		}
 	}
 	return h
 }
 
-// play has a conversation through the proxy at addr and returns what each end received.
-func (h *diffHarness) play(t *testing.T, addr string, c conversation) string {
+// play has a conversation through the proxy at in and returns what each end received.
+func (h *diffHarness) play(t *testing.T, in entrance, c conversation) string {
 	path := fmt.Sprintf("/conversation/%d", h.next.Add(1))
 	steps := c.steps
 	var early []byte
@@ -391,7 +411,7 @@ func (h *diffHarness) play(t *testing.T, addr string, c conversation) string {
 		early = steps[0].frames[1]
 	}
 	var ends [2]*diffEnd
-	ends[0], ends[1] = h.rawPair(t, addr, path, early)
+	ends[0], ends[1] = h.rawPair(t, in, path, early)
 	for _, e := range ends {
 		go e.read()
 	}
@@ -419,12 +439,12 @@ func (h *diffHarness) play(t *testing.T, addr string, c conversation) string {
 	return ends[0].record() + "\n" + ends[1].record()
 }
 
-// rawPair opens a browser's connection through the proxy at addr, and returns its end and
+// rawPair opens a browser's connection through the proxy at in, and returns its end and
 // the backend's, which has sent early with its 101. They are closed when t ends.
-func (h *diffHarness) rawPair(t *testing.T, addr, path string, early []byte) (browser, backend *diffEnd) {
+func (h *diffHarness) rawPair(t *testing.T, in entrance, path string, early []byte) (browser, backend *diffEnd) {
 	reached := h.backend.expect(path, early)
 	defer h.backend.forget(path)
-	browser = dialBrowser(t, addr, path)
+	browser = dialBrowser(t, in, path)
 	t.Cleanup(func() { browser.conn.Close() })
 	select {
 	case backend = <-reached:
@@ -470,7 +490,7 @@ func (e ending) play(ends [2]*diffEnd) {
 type diffEnd struct {
 	name    string
 	browser bool // it masks what it sends, and must receive unmasked frames
-	conn    *net.TCPConn
+	conn    endConn
 	br      *bufio.Reader
 	done    chan struct{} // read has returned
 	changed chan struct{}
@@ -489,7 +509,14 @@ type diffEnd struct {
 	ended      bool   // its stream ended
 }
 
-func newDiffEnd(name string, browser bool, nc *net.TCPConn, br *bufio.Reader) *diffEnd {
+// endConn is an end's connection: TCP, or TLS for a browser over wss:// (whose CloseWrite
+// sends close_notify).
+type endConn interface {
+	net.Conn
+	CloseWrite() error
+}
+
+func newDiffEnd(name string, browser bool, nc endConn, br *bufio.Reader) *diffEnd {
 	nc.SetDeadline(time.Now().Add(10 * time.Second)) // every conversation ends
 	return &diffEnd{name: name, browser: browser, conn: nc, br: br, done: make(chan struct{}),
 		changed: make(chan struct{}, 1)}
@@ -717,11 +744,16 @@ func readWireFrame(br *bufio.Reader) (wireFrame, error) {
 	return f, nil
 }
 
-// dialBrowser opens a WebSocket to the proxy at addr as a browser would, raw.
-func dialBrowser(t *testing.T, addr, path string) *diffEnd {
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+// dialBrowser opens a WebSocket to the proxy at in as a browser would, raw.
+func dialBrowser(t *testing.T, in entrance, path string) *diffEnd {
+	addr := in.addr
+	tcp, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	tcp.SetDeadline(time.Now().Add(5 * time.Second))
+	nc := endConn(tcp.(*net.TCPConn))
+	if in.tls != nil {
+		nc = tls.Client(tcp, in.tls)
+	}
 	_, err = fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", path, addr)
 	require.NoError(t, err)
@@ -730,7 +762,7 @@ func dialBrowser(t *testing.T, addr, path string) *diffEnd {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	return newDiffEnd("browser", true, nc.(*net.TCPConn), br)
+	return newDiffEnd("browser", true, nc, br)
 }
 
 // scriptedBackend accepts the proxies' WebSocket connections and hands each, upgraded,

@@ -21,6 +21,7 @@ import (
 	"github.com/globalsession/globalsession/gateway/internal/web"
 	"github.com/globalsession/globalsession/gateway/internal/wsconn"
 	"github.com/globalsession/globalsession/gateway/wsproxy/internal/eventloop"
+	"github.com/globalsession/globalsession/gateway/wsproxy/internal/tlsrecord"
 )
 
 // Backend is where a WebSocket is proxied to.
@@ -275,15 +276,38 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refuse(front, back)
 			return
 		}
-		lp := p.live.add(be.Session)
-		p.open.Add(1)
-		pair, err := p.loops.Take(front.UnderlyingConn(), backTCP, early, func() { p.live.remove(lp); p.open.Add(-1); p.wg.Done() })
-		if err == nil {
-			p.live.ready(lp, pair.End)
+		frontConn, frontTLS, err := p.handOver(front)
+		if errors.Is(err, tlsrecord.ErrDataHeld) {
+			// The browser sent data before our 101, as the upgrade forbids and crypto/tls
+			// alone now holds: the connection can go on neither way.
+			p.cfg.Logger.Info("gateway: a browser sent data before its upgrade was answered", "err", err)
+			wsconn.CloseWith(front, websocket.CloseProtocolError, "data before the upgrade was answered", p.cfg.WriteTimeout)
+			wsconn.CloseWith(back, websocket.CloseGoingAway, "the client went away", p.cfg.WriteTimeout)
+			front.Close()
+			back.Close()
+			p.wg.Done()
 			return
 		}
-		p.live.remove(lp)
-		p.open.Add(-1)
+		if err == nil {
+			lp := p.live.add(be.Session)
+			p.open.Add(1)
+			var pair *eventloop.Pair
+			pair, err = p.loops.Take(frontConn, backTCP, frontTLS, early, func() { p.live.remove(lp); p.open.Add(-1); p.wg.Done() })
+			if err == nil {
+				p.live.ready(lp, pair.End)
+				return
+			}
+			p.live.remove(lp)
+			p.open.Add(-1)
+			if frontTLS != nil {
+				// crypto/tls has given the connection up: the goroutine pipe cannot have it.
+				p.cfg.Logger.Warn("gateway: an event loop did not take a wss connection", "err", err)
+				frontConn.Close()
+				back.Close()
+				p.wg.Done()
+				return
+			}
+		}
 		p.wg.Done() // the goroutine pipe takes the pair after all
 	}
 	if !p.track(front, back) {
@@ -320,9 +344,10 @@ func (p *Proxy) refuse(front, back *websocket.Conn) {
 	back.Close()
 }
 
-// tunnelable reports whether a pair can go to an event loop (both sides plain TCP, the
-// backend's handshake recorded); if so it returns the backend's TCP connection and what the
-// backend sent after its 101. It ends the recording of the backend's handshake in any case.
+// tunnelable reports whether a pair can go to an event loop (the browser's side plain TCP
+// or TLS from a Listener of NewTLSListener, the backend's plain TCP with its handshake
+// recorded); if so it returns the backend's TCP connection and what the backend sent after
+// its 101. It ends the recording of the backend's handshake in any case.
 func (p *Proxy) tunnelable(front, back *websocket.Conn) (net.Conn, []byte, bool) {
 	nc, overTLS := back.UnderlyingConn(), false
 	if tc, ok := nc.(*tls.Conn); ok {
@@ -333,7 +358,15 @@ func (p *Proxy) tunnelable(front, back *websocket.Conn) (net.Conn, []byte, bool)
 		return nil, nil, false // no event loops
 	}
 	rec := hc.stop()
-	_, frontTCP := front.UnderlyingConn().(*net.TCPConn)
+	frontTCP := false
+	switch fc := front.UnderlyingConn().(type) {
+	case *net.TCPConn:
+		frontTCP = true
+	case *tls.Conn:
+		if tc, ok := fc.NetConn().(*tlsrecord.Conn); ok {
+			_, frontTCP = tc.Conn.(*net.TCPConn)
+		}
+	}
 	_, backTCP := hc.Conn.(*net.TCPConn)
 	if overTLS || !frontTCP || !backTCP {
 		return nil, nil, false
@@ -349,6 +382,22 @@ func (p *Proxy) tunnelable(front, back *websocket.Conn) (net.Conn, []byte, bool)
 		return nil, nil, false
 	}
 	return hc.Conn, rec[i+end+4:], true
+}
+
+// handOver returns the TCP connection of a browser's side that tunnelable accepted and,
+// for wss://, its TLS record layer, which crypto/tls gives up (tlsrecord.Handoff). It
+// fails, leaving the connection as it was, when the TLS layer cannot be handed over.
+func (p *Proxy) handOver(front *websocket.Conn) (net.Conn, *tlsrecord.Stream, error) {
+	tc, ok := front.UnderlyingConn().(*tls.Conn)
+	if !ok {
+		return front.UnderlyingConn(), nil, nil
+	}
+	stream, nc, err := tlsrecord.Handoff(tc)
+	if err != nil {
+		p.cfg.Logger.Debug("gateway: a wss connection stays on the goroutine pipe", "err", err)
+		return nil, nil, err
+	}
+	return nc, stream, nil
 }
 
 // admit counts a pair in for Shutdown; false if shutting down.

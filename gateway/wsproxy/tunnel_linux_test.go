@@ -125,13 +125,14 @@ func TestLoopsMatchPipeWithoutIORing(t *testing.T) {
 }
 
 // forBoth runs test with a raw browser and backend connected through the proxy with event
-// loops of a read limit, and again through the one with the goroutine pipe.
+// loops of a read limit, again through the one with the goroutine pipe, and through the
+// one with event loops whose browser comes over TLS.
 func forBoth(t *testing.T, limit int64, test func(t *testing.T, browser, backend *diffEnd)) {
 	h := newDiffHarness(t)
 	p := h.proxies[limit]
-	for name, addr := range map[string]string{"loops": p.loops, "pipe": p.pipe} {
+	for name, in := range map[string]entrance{"loops": p.loops, "pipe": p.pipe, "loops over TLS": p.loopsTLS} {
 		t.Run(name, func(t *testing.T) {
-			browser, backend := h.rawPair(t, addr, "/"+name, nil)
+			browser, backend := h.rawPair(t, in, "/"+strings.ReplaceAll(name, " ", "-"), nil)
 			test(t, browser, backend)
 		})
 	}

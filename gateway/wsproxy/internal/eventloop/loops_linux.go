@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/globalsession/globalsession/gateway/wsproxy/internal/tlsrecord"
 )
 
 // A proxied connection whose two sides are plain TCP is handed, once both upgrades are
@@ -89,11 +91,12 @@ func (p *Pair) End(code int, text string) {
 }
 
 // Take hands a pair of upgraded connections, the browser's (front) and the backend's
-// (back), to a loop, which relays them until both are done and then closes them. early is
-// what the backend sent right after its 101 (already read from its socket); done runs when
-// the pair is closed. Take fails, leaving both connections to the caller, when they are
-// not plain TCP.
-func (t *Loops) Take(front, back net.Conn, early []byte, done func()) (*Pair, error) {
+// (back), to a loop, which relays them until both are done and then closes them. frontTLS
+// is the record layer of a browser's TLS connection, whose TCP connection front is, or nil
+// for a plain one. early is what the backend sent right after its 101 (already read from
+// its socket); done runs when the pair is closed. Take fails, leaving both connections to
+// the caller, when they are not TCP.
+func (t *Loops) Take(front, back net.Conn, frontTLS *tlsrecord.Stream, early []byte, done func()) (*Pair, error) {
 	t.mu.Lock()
 	l := t.loops[t.next%uint32(len(t.loops))]
 	t.next++
@@ -115,7 +118,7 @@ func (t *Loops) Take(front, back net.Conn, early []byte, done func()) (*Pair, er
 	back.Close()
 	unix.SetNonblock(ff, true)
 	unix.SetNonblock(bf, true)
-	tu := newTunnel(ff, bf, t.cfg.MaxMessageSize, early, done)
+	tu := newTunnel(ff, bf, frontTLS, t.cfg.MaxMessageSize, early, done)
 	t.mu.Lock()
 	t.n++
 	t.mu.Unlock()
@@ -484,11 +487,7 @@ func (l *loop) readAll() {
 		switch {
 		case op.err == 0 && op.n > 0:
 			s.lastIn = l.now
-			if s.tu.phase == relaying {
-				l.relay(s, op.buf[:op.n])
-			} else {
-				l.finishFrame(s, op.buf[:op.n])
-			}
+			l.received(s, op.buf[:op.n])
 		case op.err == unix.EAGAIN || op.err == unix.EINTR:
 		default: // end of stream or a reset
 			s.state.set(readEnded)
@@ -546,7 +545,9 @@ func (l *loop) wrote(s *tunnelSide, op *ioOp) {
 	if op.err != 0 && op.err != unix.EAGAIN && op.err != unix.EINTR { // the socket is gone
 		l.failWrite(s)
 	}
-	if len(s.out) == 0 && cap(s.out) > 256<<10 {
+	// A TLS side seals everything into its out buffer: an idle one keeps no more than a
+	// small message's records.
+	if len(s.out) == 0 && (cap(s.out) > 256<<10 || s.tls != nil && cap(s.out) > 4<<10) {
 		s.out = nil
 	}
 }

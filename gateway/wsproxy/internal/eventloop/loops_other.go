@@ -5,6 +5,8 @@ package eventloop
 import (
 	"errors"
 	"net"
+
+	"github.com/globalsession/globalsession/gateway/wsproxy/internal/tlsrecord"
 )
 
 // Loops is the event-loop data path, which only Linux has (loops_linux.go); elsewhere
@@ -21,7 +23,7 @@ type Pair struct{}
 func (p *Pair) End(int, string) {}
 
 // Take fails: this system has no event loops.
-func (t *Loops) Take(net.Conn, net.Conn, []byte, func()) (*Pair, error) {
+func (t *Loops) Take(net.Conn, net.Conn, *tlsrecord.Stream, []byte, func()) (*Pair, error) {
 	return nil, errors.New("gateway: no event loop on this system")
 }
 

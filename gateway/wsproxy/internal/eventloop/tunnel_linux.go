@@ -4,10 +4,12 @@ package eventloop
 
 import (
 	"errors"
+	"io"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/globalsession/globalsession/gateway/wsproxy/internal/tlsrecord"
 	"github.com/globalsession/globalsession/gateway/wsproxy/internal/wsframe"
 )
 
@@ -40,6 +42,7 @@ type tunnelSide struct {
 	tu       *tunnel
 	i        int // 0 the browser, 1 the backend
 	fd       int
+	tls      *tlsrecord.Stream // the record layer of a browser's wss:// connection; nil: plain
 	state    sideState
 	events   uint32          // what the loop waits for on the socket; 0: not in the epoll set
 	scan     wsframe.Scanner // the frames this side sends
@@ -65,11 +68,12 @@ func (f sideState) has(x sideState) bool { return f&x != 0 }
 func (f *sideState) set(x sideState)     { *f |= x }
 func (f *sideState) unset(x sideState)   { *f &^= x }
 
-// newTunnel returns the tunnel of a browser's socket (front) and a backend's (back).
-func newTunnel(front, back int, maxMessage int64, early []byte, done func()) *tunnel {
+// newTunnel returns the tunnel of a browser's socket (front, with its TLS record layer
+// frontTLS, or nil) and a backend's (back).
+func newTunnel(front, back int, frontTLS *tlsrecord.Stream, maxMessage int64, early []byte, done func()) *tunnel {
 	now := time.Now()
 	tu := &tunnel{lastPing: now, early: early, done: done}
-	tu.side[0] = tunnelSide{tu: tu, i: 0, fd: front, lastIn: now, scan: wsframe.NewScanner(maxMessage, true)}
+	tu.side[0] = tunnelSide{tu: tu, i: 0, fd: front, tls: frontTLS, lastIn: now, scan: wsframe.NewScanner(maxMessage, true)}
 	tu.side[1] = tunnelSide{tu: tu, i: 1, fd: back, lastIn: now, scan: wsframe.NewScanner(maxMessage, false)}
 	return tu
 }
@@ -191,6 +195,33 @@ func goneFrame(s *tunnelSide) []byte {
 	return wsframe.CloseFrame(1001, "the client went away", true)
 }
 
+// received takes what side s sent (b, read from its socket): for a TLS side, the records
+// are opened first, and a close_notify or a record that cannot be accepted ends what s
+// sends.
+func (l *loop) received(s *tunnelSide, b []byte) {
+	var end error
+	if s.tls != nil {
+		b, end = s.tls.Open(b)
+		if s.tls.UpdateOwed() {
+			l.send(s, nil) // our key update, as the peer asked
+		}
+	}
+	if len(b) > 0 {
+		if s.tu.phase == relaying {
+			l.relay(s, b)
+		} else {
+			l.finishFrame(s, b)
+		}
+	}
+	if end != nil {
+		if !errors.Is(end, io.EOF) {
+			l.t.cfg.Logger.Info("gateway: closing a proxied connection", "side", sideName(s.i), "err", end)
+		}
+		s.state.set(readEnded)
+		l.ended(s)
+	}
+}
+
 // ended handles the end of what side s sends.
 func (l *loop) ended(s *tunnelSide) {
 	tu := s.tu
@@ -263,9 +294,17 @@ func (l *loop) sendPending(tu *tunnel) {
 // send queues b for side s; the round's write batch sends it. b is borrowed rather than
 // copied when nothing else waits for the socket: it stays unchanged until the batch (it is
 // the round's read buffer, a control frame or the early bytes), and usually the socket
-// takes it all.
+// takes it all. To a TLS side it goes sealed in records, in the out buffer.
 func (l *loop) send(s *tunnelSide, b []byte) {
 	if s.state.has(writeFailed) {
+		return
+	}
+	if s.tls != nil {
+		if len(s.out) == 0 {
+			s.outSince = l.now
+		}
+		s.out = s.tls.Seal(s.out, b)
+		l.queueWrite(s)
 		return
 	}
 	switch {
@@ -336,6 +375,14 @@ func (l *loop) settle(tu *tunnel) {
 // Whatever happens, the sockets are closed at closeBy.
 func (l *loop) finishClosing(tu *tunnel) bool {
 	if tu.phase == closing && tu.side[0].flushed() && tu.side[1].flushed() {
+		if s := &tu.side[0]; s.tls != nil && !s.state.has(writeFailed) {
+			// A TLS side hears close_notify before its write half is shut.
+			var sealed bool
+			if s.out, sealed = s.tls.SealCloseNotify(s.out); sealed {
+				s.outSince = l.now
+				return false
+			}
+		}
 		tu.phase = lingering
 		unix.Shutdown(tu.side[0].fd, unix.SHUT_WR)
 		unix.Shutdown(tu.side[1].fd, unix.SHUT_WR)
