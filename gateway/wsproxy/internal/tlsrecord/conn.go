@@ -107,7 +107,8 @@ type tracker struct {
 	hdr    [headerLen]byte
 	hdrN   int
 	body   []byte // the current record's body: read so far (in), or written so far (out)
-	bodyN  int
+	bodyN  int    // how much of it went by
+	bodyL  int    // its announced length
 	app    *direction // the application traffic protection, once the secret is known
 	seen   bool       // a record under it went by
 	broken error      // why this direction cannot be followed any more
@@ -127,14 +128,25 @@ func (t *tracker) consume(b []byte, record func(hdr []byte, body []byte)) {
 			if t.hdrN < headerLen {
 				return
 			}
-			t.body = make([]byte, binary.BigEndian.Uint16(t.hdr[3:5]))
-			t.bodyN = 0
+			t.bodyN, t.bodyL = 0, int(binary.BigEndian.Uint16(t.hdr[3:5]))
+			if t.bodyL > maxAnyCiphertext {
+				// crypto/tls refuses the record; its body is not kept for it.
+				t.broken = errors.New("tls: a record longer than TLS allows")
+			}
+			if t.broken == nil {
+				t.body = make([]byte, t.bodyL)
+			}
 		}
-		n := copy(t.body[t.bodyN:], b)
+		n := min(len(b), t.bodyL-t.bodyN)
+		if t.body != nil {
+			copy(t.body[t.bodyN:], b[:n])
+		}
 		t.bodyN += n
 		b = b[n:]
-		if t.bodyN == len(t.body) {
-			record(t.hdr[:], t.body)
+		if t.bodyN == t.bodyL {
+			if t.body != nil {
+				record(t.hdr[:], t.body)
+			}
 			t.hdrN, t.body = 0, nil
 		}
 	}
@@ -153,7 +165,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	want := headerLen - c.in.hdrN
 	if c.in.hdrN == headerLen {
-		want = len(c.in.body) - c.in.bodyN
+		want = c.in.bodyL - c.in.bodyN
 	}
 	n, err := c.Conn.Read(p[:min(len(p), want)])
 	c.in.consume(p[:n], c.inRecord)
@@ -333,6 +345,7 @@ func Handoff(tc *tls.Conn) (*Stream, net.Conn, error) {
 	c.mu.Lock()
 	c.probing = false
 	c.handed = n == 0
+	c.clientSecret, c.serverSecret = nil, nil // the Stream has what it needs
 	c.mu.Unlock()
 	if n > 0 {
 		return nil, nil, ErrDataHeld

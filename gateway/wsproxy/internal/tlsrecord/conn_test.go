@@ -251,6 +251,26 @@ func TestHandoffFindsDataHeld(t *testing.T) {
 	}
 }
 
+// TestHugeRecordDuringTheHandshake: a record header announcing more than TLS allows costs
+// no buffer of that size; crypto/tls ends the handshake.
+func TestHugeRecordDuringTheHandshake(t *testing.T) {
+	s := newServer(t, nil)
+	raw, err := net.Dial("tcp", s.ln.Addr().String())
+	require.NoError(t, err)
+	defer raw.Close()
+	_, err = raw.Write([]byte{typeHandshake, 3, 1, 0xff, 0xff})
+	require.NoError(t, err)
+	c, err := s.ln.Accept()
+	require.NoError(t, err)
+	defer c.Close()
+	tc := c.(*tls.Conn)
+	require.NoError(t, tc.SetDeadline(time.Now().Add(10*time.Second)))
+	require.Error(t, tc.Handshake())
+	in := &tc.NetConn().(*Conn).in
+	require.Nil(t, in.body)
+	require.ErrorContains(t, in.broken, "longer than TLS allows")
+}
+
 // TestBadRecordsEndTheStream: a record altered on the way, or of a type that has no place
 // after the handshake, ends what the peer sends with ErrRecord.
 func TestBadRecordsEndTheStream(t *testing.T) {

@@ -29,6 +29,8 @@ const (
 	MaxPlaintext = 1 << 14
 	// maxCiphertext is the longest protected record body a peer may send.
 	maxCiphertext = MaxPlaintext + 256
+	// maxAnyCiphertext is the longest record body of any TLS version (1.2 allows more).
+	maxAnyCiphertext = MaxPlaintext + 2048
 
 	handshakeKeyUpdate = 24
 	alertCloseNotify   = 0
@@ -202,8 +204,13 @@ func (s *Stream) Open(b []byte) ([]byte, error) {
 		return nil, s.ended
 	}
 	if len(s.held) > 0 {
-		b = append(append(make([]byte, 0, len(s.held)+len(b)), s.held...), b...)
-		s.held = nil
+		// The held record grows until it is whole (amortized: a peer sending a byte at a
+		// time costs no copy of the record per byte), and is opened with what follows it.
+		s.held = append(s.held, b...)
+		if !wholeOrBad(s.held) {
+			return nil, nil
+		}
+		b, s.held = s.held, nil
 	}
 	data := b[:0] // the records' data, moved down over what was decrypted
 	for len(b) >= headerLen {
@@ -245,6 +252,15 @@ func (s *Stream) Open(b []byte) ([]byte, error) {
 		s.held = append([]byte(nil), b...)
 	}
 	return data, nil
+}
+
+// wholeOrBad reports whether b starts with a whole record, or with a header Open refuses.
+func wholeOrBad(b []byte) bool {
+	if len(b) < headerLen {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(b[3:5]))
+	return b[0] != typeApplicationData || n > maxCiphertext || len(b) >= headerLen+n
 }
 
 // handshake takes a handshake message the peer sent after the handshake: a key update,
