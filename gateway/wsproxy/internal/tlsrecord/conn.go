@@ -106,9 +106,9 @@ type Conn struct {
 type tracker struct {
 	hdr    [headerLen]byte
 	hdrN   int
-	body   []byte // the current record's body: read so far (in), or written so far (out)
-	bodyN  int    // how much of it went by
-	bodyL  int    // its announced length
+	body   []byte     // the current record's body: read so far (in), or written so far (out)
+	bodyN  int        // how much of it went by
+	bodyL  int        // its announced length
 	app    *direction // the application traffic protection, once the secret is known
 	seen   bool       // a record under it went by
 	broken error      // why this direction cannot be followed any more
