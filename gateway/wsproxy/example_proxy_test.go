@@ -2,7 +2,10 @@ package wsproxy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -67,4 +70,28 @@ func ExampleNewProxy() {
 	}
 	fmt.Println(string(reply))
 	// Output: alice said hello
+}
+
+// Serving wss://: NewTLSListener takes the place of tls.NewListener, so that the proxy's
+// event loops relay the browsers' TLS connections too. (Not run: it needs a certificate
+// and serves until the process ends.)
+func ExampleNewTLSListener() {
+	p, err := wsproxy.NewProxy(wsproxy.ProxyConfig{
+		Route: func(*http.Request) (wsproxy.Backend, error) {
+			return wsproxy.Backend{URL: "ws://10.0.0.7:8080/app"}, nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair("gateway.crt", "gateway.key")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", ":8443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.Serve(wsproxy.NewTLSListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})))
 }
