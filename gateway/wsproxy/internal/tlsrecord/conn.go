@@ -35,7 +35,7 @@ func (probing) Timeout() bool   { return true }
 func (probing) Temporary() bool { return true }
 
 // Listener is a TLS listener, as tls.NewListener's, whose connections can be handed over
-// after their handshake (see Conn.Handoff). Each connection's handshake runs with a clone
+// after their handshake (see Handoff). Each connection's handshake runs with a clone
 // of the configuration whose KeyLogWriter is the connection's own (and the configuration's
 // KeyLogWriter, if it has one).
 type Listener struct {
