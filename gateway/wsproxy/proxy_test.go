@@ -85,10 +85,21 @@ var goroutinePipeOnly bool
 
 func startProxy(t testing.TB, cfg ProxyConfig) (*Proxy, *httptest.Server) {
 	t.Helper()
+	return serveProxy(t, cfg, nil)
+}
+
+// serveProxy starts a proxy on a loopback listener, wrapped by wrap if it is not nil, and
+// stops it when t ends.
+func serveProxy(t testing.TB, cfg ProxyConfig, wrap func(net.Listener) net.Listener) (*Proxy, *httptest.Server) {
+	t.Helper()
 	cfg.GoroutinePipe = cfg.GoroutinePipe || goroutinePipeOnly
 	p, err := NewProxy(cfg)
 	require.NoError(t, err)
-	srv := httptest.NewServer(p)
+	srv := httptest.NewUnstartedServer(p)
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

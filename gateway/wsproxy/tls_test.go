@@ -3,11 +3,11 @@ package wsproxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,19 +42,7 @@ func testTLS(tb testing.TB) (server, browser *tls.Config) {
 // startTLSProxy is startProxy serving wss:// on a listener of NewTLSListener.
 func startTLSProxy(tb testing.TB, cfg ProxyConfig, config *tls.Config) (*Proxy, *httptest.Server) {
 	tb.Helper()
-	cfg.GoroutinePipe = cfg.GoroutinePipe || goroutinePipeOnly
-	p, err := NewProxy(cfg)
-	require.NoError(tb, err)
-	srv := httptest.NewUnstartedServer(p)
-	srv.Listener = NewTLSListener(srv.Listener, config)
-	srv.Start()
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-		srv.Close()
-	})
-	return p, srv
+	return serveProxy(tb, cfg, func(ln net.Listener) net.Listener { return NewTLSListener(ln, config) })
 }
 
 // dialWSS opens a wss:// WebSocket through the proxy at srv.
@@ -214,5 +202,37 @@ func TestWSSKeyUpdate(t *testing.T) {
 	case <-ended:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the proxy never ended the connection")
+	}
+}
+
+// TestWSSCutLinks cuts a wss:// browser's connection on an event loop without close_notify,
+// between records and in the middle of one: the backend hears 1001 and the loop lets the
+// pair go, as for a plain connection cut.
+func TestWSSCutLinks(t *testing.T) {
+	if goroutinePipeOnly {
+		t.Skip("the goroutine pipe only")
+	}
+	b := newEchoBackend(t)
+	serverTLS, browserTLS := testTLS(t)
+	p, srv := startTLSProxy(t, ProxyConfig{Route: routeTo(b.wsURL())}, serverTLS)
+	if p.loops == nil {
+		t.Skip("no event loops on this system")
+	}
+	for _, partial := range [][]byte{nil, {23, 3, 3, 0, 40, 1, 2}} {
+		c := dialWSS(t, srv, browserTLS)
+		echo(t, c, []byte("hi"))
+		tcp := c.NetConn().(*tls.Conn).NetConn()
+		if partial != nil {
+			_, err := tcp.Write(partial) // the start of a record, never finished
+			require.NoError(t, err)
+		}
+		require.NoError(t, tcp.Close())
+		select {
+		case ce := <-b.closes:
+			assert.Equal(t, websocket.CloseGoingAway, ce.Code)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the backend never heard the browser go")
+		}
+		require.Eventually(t, func() bool { return p.loops.Stats().Open == 0 }, 10*time.Second, time.Millisecond)
 	}
 }
