@@ -45,6 +45,24 @@ func startTLSProxy(tb testing.TB, cfg ProxyConfig, config *tls.Config) (*Proxy, 
 	return serveProxy(tb, cfg, func(ln net.Listener) net.Listener { return NewTLSListener(ln, config) })
 }
 
+// loopsOverTLS starts an echo backend and a proxy in front of it serving wss:// with event
+// loops (the test is skipped where there are none), and returns them with a browser's TLS
+// configuration.
+func loopsOverTLS(t *testing.T, cfg ProxyConfig) (*echoBackend, *Proxy, *httptest.Server, *tls.Config) {
+	t.Helper()
+	if goroutinePipeOnly {
+		t.Skip("the goroutine pipe only")
+	}
+	b := newEchoBackend(t)
+	serverTLS, browserTLS := testTLS(t)
+	cfg.Route = routeTo(b.wsURL())
+	p, srv := startTLSProxy(t, cfg, serverTLS)
+	if p.loops == nil {
+		t.Skip("no event loops on this system")
+	}
+	return b, p, srv, browserTLS
+}
+
 // dialWSS opens a wss:// WebSocket through the proxy at srv.
 func dialWSS(t *testing.T, srv *httptest.Server, config *tls.Config) *websocket.Conn {
 	t.Helper()
@@ -68,15 +86,7 @@ func echo(t *testing.T, c *websocket.Conn, msg []byte) {
 // like plain ones, hold no goroutine while idle, relay messages of every size (records cut
 // by reads, several records per message), and end with the backend's close code.
 func TestWSSTakesTheEventLoops(t *testing.T) {
-	if goroutinePipeOnly {
-		t.Skip("the goroutine pipe only")
-	}
-	b := newEchoBackend(t)
-	serverTLS, browserTLS := testTLS(t)
-	p, srv := startTLSProxy(t, ProxyConfig{Route: routeTo(b.wsURL()), MaxMessageSize: 1 << 20}, serverTLS)
-	if p.loops == nil {
-		t.Skip("no event loops on this system")
-	}
+	_, p, srv, browserTLS := loopsOverTLS(t, ProxyConfig{MaxMessageSize: 1 << 20})
 	base := runtime.NumGoroutine()
 	const n = 50
 	conns := make([]*websocket.Conn, n)
@@ -122,15 +132,7 @@ func TestWSSKeyUpdate(t *testing.T) {
 	if err != nil {
 		t.Skip("openssl is not installed (.ci/run installs it)")
 	}
-	if goroutinePipeOnly {
-		t.Skip("the goroutine pipe only")
-	}
-	b := newEchoBackend(t)
-	serverTLS, _ := testTLS(t)
-	p, srv := startTLSProxy(t, ProxyConfig{Route: routeTo(b.wsURL())}, serverTLS)
-	if p.loops == nil {
-		t.Skip("no event loops on this system")
-	}
+	b, p, srv, _ := loopsOverTLS(t, ProxyConfig{})
 	msgs := t.TempDir() + "/messages" // s_client lists the protocol messages it sends and receives
 	cmd := exec.Command(openssl, "s_client", "-connect", srv.Listener.Addr().String(), "-tls1_3",
 		"-quiet", "-no_ign_eof", "-msg", "-msgfile", msgs) // it goes on whether it can verify the certificate or not
@@ -209,15 +211,7 @@ func TestWSSKeyUpdate(t *testing.T) {
 // between records and in the middle of one: the backend hears 1001 and the loop lets the
 // pair go, as for a plain connection cut.
 func TestWSSCutLinks(t *testing.T) {
-	if goroutinePipeOnly {
-		t.Skip("the goroutine pipe only")
-	}
-	b := newEchoBackend(t)
-	serverTLS, browserTLS := testTLS(t)
-	p, srv := startTLSProxy(t, ProxyConfig{Route: routeTo(b.wsURL())}, serverTLS)
-	if p.loops == nil {
-		t.Skip("no event loops on this system")
-	}
+	b, p, srv, browserTLS := loopsOverTLS(t, ProxyConfig{})
 	for _, partial := range [][]byte{nil, {23, 3, 3, 0, 40, 1, 2}} {
 		c := dialWSS(t, srv, browserTLS)
 		echo(t, c, []byte("hi"))
