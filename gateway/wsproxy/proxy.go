@@ -281,10 +281,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The browser sent data before our 101, as the upgrade forbids and crypto/tls
 			// alone now holds: the connection can go on neither way.
 			p.cfg.Logger.Info("gateway: a browser sent data before its upgrade was answered", "err", err)
-			wsconn.CloseWith(front, websocket.CloseProtocolError, "data before the upgrade was answered", p.cfg.WriteTimeout)
-			wsconn.CloseWith(back, websocket.CloseGoingAway, "the client went away", p.cfg.WriteTimeout)
-			front.Close()
-			back.Close()
+			p.closePair(front, websocket.CloseProtocolError, "data before the upgrade was answered",
+				back, websocket.CloseGoingAway, "the client went away")
 			p.wg.Done()
 			return
 		}
@@ -338,8 +336,13 @@ func (p *Proxy) Open() int { return int(p.open.Load()) }
 
 // refuse closes a pair that arrived during Shutdown.
 func (p *Proxy) refuse(front, back *websocket.Conn) {
-	wsconn.CloseWith(front, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
-	wsconn.CloseWith(back, websocket.CloseGoingAway, "shutting down", p.cfg.WriteTimeout)
+	p.closePair(front, websocket.CloseGoingAway, "shutting down", back, websocket.CloseGoingAway, "shutting down")
+}
+
+// closePair sends each side of a pair its close frame and closes both.
+func (p *Proxy) closePair(front *websocket.Conn, frontCode int, frontText string, back *websocket.Conn, backCode int, backText string) {
+	wsconn.CloseWith(front, frontCode, frontText, p.cfg.WriteTimeout)
+	wsconn.CloseWith(back, backCode, backText, p.cfg.WriteTimeout)
 	front.Close()
 	back.Close()
 }
