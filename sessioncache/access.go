@@ -145,8 +145,11 @@ func (t *Table) corrupt(sh *shard) error {
 // the new version out of place, into the shard's next free record, points the index at it
 // and gives the old record up without touching it: successive Sets of random keys then write
 // neighbouring records, which the processor fetches ahead, instead of wherever each old
-// version lies. A recently written record (likely still in the processor's caches, as the
-// records of a hot set are) and any record of a full shard are overwritten in place.
+// version lies. It writes that record before it probes the index, so the record's stores
+// and the rest of the Set overlap the index's cache miss instead of waiting for it. A
+// recently written record (likely still in the processor's caches, as the records of a hot
+// set are) and any record of a full shard are overwritten in place: a shard whose updates
+// keep finding recent records probes first (see shard.hot).
 func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	if t.closed.Load() {
 		return ErrClosed
@@ -172,26 +175,9 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 		ev = t.evictBuf()
 		defer t.evictBufs.Put(ev)
 	}
+	prefetch(unsafe.Pointer(slot(sh, home(sh, tag))), slotSize)
 	t.lockShard(sh)
-	pos, s, ok := probeTag(sh, tag)
-	if ok && s != 0 {
-		var idx uint32
-		if idx, ok = slotRecord(sh, s); ok {
-			t.replace(sh, pos, tag, idx, key, value, exp)
-		}
-	} else if ok {
-		idx := t.allocate(sh, t.nowIfExpiring(sh), ev)
-		// Allocation may have removed entries and shifted slots: probe again.
-		if pos, _, ok = probeTag(sh, tag); ok {
-			r := t.record(sh, idx)
-			t.fill(r, key, value, exp)
-			r.ref = 0 // new entries start unreferenced (evict.go)
-			*slot(sh, pos) = makeSlot(tag, idx)
-			sh.hdr.live++
-		} else {
-			giveUp(sh, idx)
-		}
-	}
+	ok := t.store(sh, tag, key, value, exp, ev)
 	if ok {
 		if exp != 0 && (sh.hdr.minExpiry == 0 || exp < sh.hdr.minExpiry) {
 			sh.hdr.minExpiry = exp
@@ -213,13 +199,87 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	return nil
 }
 
+// store writes key's entry into a locked shard and indexes it, as Set describes. It reports
+// false if the index is damaged.
+func (t *Table) store(sh *shard, tag uint64, key, value []byte, exp int64, ev *evicted) bool {
+	tryFree := true
+	if sh.hot.Load() < hotProbeFirst {
+		next, free := t.takeFree(sh)
+		if free {
+			return t.writeAhead(sh, tag, next, key, value, exp)
+		}
+		tryFree = false
+	}
+	pos, s, ok := probeTag(sh, tag)
+	if !ok {
+		return false
+	}
+	if s != 0 {
+		idx, ok := slotRecord(sh, s)
+		if ok {
+			t.replace(sh, pos, tag, idx, key, value, exp, tryFree)
+		}
+		return ok
+	}
+	idx := t.allocate(sh, t.nowIfExpiring(sh), ev, tryFree)
+	// Allocation may have removed entries and shifted slots: probe again.
+	if pos, _, ok = probeTag(sh, tag); !ok {
+		giveUp(sh, idx)
+		return false
+	}
+	r := t.record(sh, idx)
+	t.fill(r, key, value, exp)
+	r.ref = 0 // new entries start unreferenced (evict.go)
+	*slot(sh, pos) = makeSlot(tag, idx)
+	sh.hdr.live++
+	return true
+}
+
+// writeAhead writes key's entry into free record next of a locked shard, which it has
+// taken, then indexes it: in place of the key's current version, which it gives up, or as a
+// new entry. It reports false if the index is damaged.
+//
+// The new version is whole before the old record is given up, and that is pending before
+// the index points to the new one: a writer that dies here leaves the old version, the new
+// one, or both (repair keeps one), but never the old one after a reader may have seen the
+// new one.
+func (t *Table) writeAhead(sh *shard, tag uint64, next uint32, key, value []byte, exp int64) bool {
+	r := t.record(sh, next)
+	t.fill(r, key, value, exp)
+	pos, s, ok := probeTag(sh, tag)
+	var idx uint32
+	if ok && s != 0 {
+		idx, ok = slotRecord(sh, s)
+	}
+	if !ok {
+		giveUp(sh, next)
+		return false
+	}
+	if s == 0 {
+		r.ref = 0 // new entries start unreferenced (evict.go)
+		*slot(sh, pos) = makeSlot(tag, next)
+		sh.hdr.live++
+		return true
+	}
+	r.ref = 1
+	sh.noteUpdate(recentlyWritten(sh, idx))
+	if testHookMidUpdate != nil {
+		testHookMidUpdate(key)
+	}
+	giveUp(sh, idx)
+	*slot(sh, pos) = makeSlot(tag, next)
+	return true
+}
+
 // replace writes a new version of the entry in record idx, indexed by the slot at pos, of a
-// locked shard. A record written recently (so probably still in the processor's caches) is
-// overwritten in place; any other goes out of place into the shard's next free record, when
-// it has one, so that successive updates of random keys write neighbouring records.
-func (t *Table) replace(sh *shard, pos uint32, tag uint64, idx uint32, key, value []byte, exp int64) {
+// locked shard that probed before writing. A record written recently (so probably still in
+// the processor's caches) is overwritten in place; any other goes out of place into the
+// shard's next free record, when it has one (tryFree false: it was just found to have none).
+func (t *Table) replace(sh *shard, pos uint32, tag uint64, idx uint32, key, value []byte, exp int64, tryFree bool) {
 	next, free := uint32(0), false
-	if !recentlyWritten(sh, idx) {
+	recent := recentlyWritten(sh, idx)
+	sh.noteUpdate(recent)
+	if !recent && tryFree {
 		next, free = t.takeFree(sh)
 	}
 	if !free {
@@ -228,10 +288,8 @@ func (t *Table) replace(sh *shard, pos uint32, tag uint64, idx uint32, key, valu
 		r.ref = 1
 		return
 	}
-	// The new version is whole before the old record is given up, and that is pending
-	// before the index points to the new one: a writer that dies here leaves the old
-	// version, the new one, or both (repair keeps one), but never the old one after a
-	// reader may have seen the new one.
+	// As in writeAhead: the new version is whole before the old record is given up, and
+	// that is pending before the index points to the new one.
 	r := t.record(sh, next)
 	t.fill(r, key, value, exp)
 	r.ref = 1

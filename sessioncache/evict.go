@@ -33,10 +33,14 @@ func (t *Table) evictBuf() *evicted {
 
 // allocate returns an unindexed shard-local record for a new entry, with its bit set: a free
 // one, or one whose entry it evicts when the shard is full. With ev non-nil an evicted
-// unexpired entry is copied into it. The caller fills and indexes the record.
-func (t *Table) allocate(sh *shard, now int64, ev *evicted) uint32 {
-	if i, ok := t.takeFree(sh); ok {
-		return i
+// unexpired entry is copied into it. The caller fills and indexes the record. With tryFree
+// false the caller has just found the shard without a free record, so that search is not
+// repeated.
+func (t *Table) allocate(sh *shard, now int64, ev *evicted, tryFree bool) uint32 {
+	if tryFree {
+		if i, ok := t.takeFree(sh); ok {
+			return i
+		}
 	}
 	if sh.hdr.minExpiry != 0 && sh.hdr.minExpiry <= now {
 		t.reclaimExpired(sh, now)

@@ -50,6 +50,7 @@ type shard struct {
 	count   uint32         // records in the shard
 	nslots  uint32         // index slots in the shard
 	reads   *readCounts    // this process's Gets of the shard not yet added to its header
+	hot     atomic.Uint32  // how often this process's updates found recent records (see noteUpdate)
 }
 
 // Open creates or attaches to the section that cfg names. With cfg.Create it lays out a new

@@ -53,6 +53,36 @@ func recentlyWritten(sh *shard, i uint32) bool {
 	return d < recentWindow
 }
 
+// A shard's Sets write ahead (access.go) unless its updates keep finding their entries
+// among its recent writes, as those of a hot set do: then they probe first, so that they can
+// overwrite those records in place. shard.hot, process-local and changed only under the
+// shard's lock, counts toward that choice: it rises by hotRise for an update that found a
+// recent record and falls by one for one that did not, between 0 and hotMax; at
+// hotProbeFirst or more the shard probes first. It takes one update in five or more that
+// finds a recent record to keep a shard probing first. (It is atomic only because the lock
+// lives in shared memory, where the race detector cannot see it.)
+const (
+	hotRise       = 4
+	hotMax        = 16
+	hotProbeFirst = 8
+)
+
+// noteUpdate counts an update of a locked shard that found (recent) or did not find its entry
+// among the shard's recent writes. It writes only when the count changes, so that a shard at
+// either end does not dirty the cache line it shares with its neighbours.
+func (sh *shard) noteUpdate(recent bool) {
+	old := sh.hot.Load()
+	h := old
+	if recent {
+		h = min(h+hotRise, hotMax)
+	} else if h > 0 {
+		h--
+	}
+	if h != old {
+		sh.hot.Store(h)
+	}
+}
+
 // takeFree returns a free record for a write, in state "writing", or false when the shard
 // has none (every record is indexed). The lists live in shared memory, so their lengths and
 // entries are checked: a damaged entry is skipped (Verify reports it), never followed.
