@@ -227,25 +227,38 @@ func (t *Table) store(sh *shard, tag uint64, key, value []byte, exp int64, ev *e
 		giveUp(sh, idx)
 		return false
 	}
-	r := t.record(sh, idx)
-	t.fill(r, key, value, exp)
-	r.ref = 0 // new entries start unreferenced (evict.go)
+	t.fill(t.record(sh, idx), key, value, exp)
+	t.indexNew(sh, pos, tag, idx)
+	return true
+}
+
+// indexNew points empty slot pos of a locked shard at record idx, just filled with a new
+// entry.
+func (t *Table) indexNew(sh *shard, pos uint32, tag uint64, idx uint32) {
+	t.record(sh, idx).ref = 0 // new entries start unreferenced (evict.go)
 	*slot(sh, pos) = makeSlot(tag, idx)
 	sh.hdr.live++
-	return true
+}
+
+// switchVersion points slot pos of a locked shard, which holds the entry of record old, at
+// record next, just filled with the entry's new version, and gives old up. The new version
+// is whole before the old record is given up, and that is pending before the index points to
+// the new one: a writer that dies here leaves the old version, the new one, or both (repair
+// keeps one), but never the old one after a reader may have seen the new one.
+func (t *Table) switchVersion(sh *shard, pos uint32, tag uint64, old, next uint32, key []byte) {
+	t.record(sh, next).ref = 1
+	if testHookMidUpdate != nil {
+		testHookMidUpdate(key)
+	}
+	giveUp(sh, old)
+	*slot(sh, pos) = makeSlot(tag, next)
 }
 
 // writeAhead writes key's entry into free record next of a locked shard, which it has
 // taken, then indexes it: in place of the key's current version, which it gives up, or as a
 // new entry. It reports false if the index is damaged.
-//
-// The new version is whole before the old record is given up, and that is pending before
-// the index points to the new one: a writer that dies here leaves the old version, the new
-// one, or both (repair keeps one), but never the old one after a reader may have seen the
-// new one.
 func (t *Table) writeAhead(sh *shard, tag uint64, next uint32, key, value []byte, exp int64) bool {
-	r := t.record(sh, next)
-	t.fill(r, key, value, exp)
+	t.fill(t.record(sh, next), key, value, exp)
 	pos, s, ok := probeTag(sh, tag)
 	var idx uint32
 	if ok && s != 0 {
@@ -256,18 +269,11 @@ func (t *Table) writeAhead(sh *shard, tag uint64, next uint32, key, value []byte
 		return false
 	}
 	if s == 0 {
-		r.ref = 0 // new entries start unreferenced (evict.go)
-		*slot(sh, pos) = makeSlot(tag, next)
-		sh.hdr.live++
+		t.indexNew(sh, pos, tag, next)
 		return true
 	}
-	r.ref = 1
 	sh.noteUpdate(recentlyWritten(sh, idx))
-	if testHookMidUpdate != nil {
-		testHookMidUpdate(key)
-	}
-	giveUp(sh, idx)
-	*slot(sh, pos) = makeSlot(tag, next)
+	t.switchVersion(sh, pos, tag, idx, next, key)
 	return true
 }
 
@@ -288,16 +294,8 @@ func (t *Table) replace(sh *shard, pos uint32, tag uint64, idx uint32, key, valu
 		r.ref = 1
 		return
 	}
-	// As in writeAhead: the new version is whole before the old record is given up, and
-	// that is pending before the index points to the new one.
-	r := t.record(sh, next)
-	t.fill(r, key, value, exp)
-	r.ref = 1
-	if testHookMidUpdate != nil {
-		testHookMidUpdate(key)
-	}
-	giveUp(sh, idx)
-	*slot(sh, pos) = makeSlot(tag, next)
+	t.fill(t.record(sh, next), key, value, exp)
+	t.switchVersion(sh, pos, tag, idx, next, key)
 }
 
 // prefetchNextWrite starts fetching the record the locked shard's next write will most
