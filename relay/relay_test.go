@@ -200,32 +200,59 @@ func TestClientErrors(t *testing.T) {
 		require.ErrorIs(t, err, ErrClosed)
 	})
 	t.Run("request deadline", func(t *testing.T) {
-		// A server that accepts the hello and then never answers.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer ln.Close()
-		go func() {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer nc.Close()
-			var f wire.Frame
-			rd := wire.NewReader(nc, 0)
-			if rd.Read(&f) != nil {
-				return
-			}
-			b, _ := wire.Append(nil, &wire.Frame{Op: wire.OpReply, ID: f.ID, Value: []byte{1}})
-			nc.Write(b)
-			for rd.Read(&f) == nil {
-			}
-		}()
-		c := dial(t, ClientConfig{Addr: ln.Addr().String(), Heartbeat: -1})
+		c := dial(t, ClientConfig{Addr: silentServer(t), Heartbeat: -1})
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		_, _, err = entryParts(c.Get(ctx, "auths", []byte("k")))
+		_, _, err := entryParts(c.Get(ctx, "auths", []byte("k")))
 		require.ErrorIs(t, err, ErrTimeout)
 	})
+	t.Run("default request timeout", func(t *testing.T) {
+		// Contexts without a deadline get RequestTimeout, from the connection's sweeper:
+		// a background context, a cancelable one, and many requests at once.
+		c := dial(t, ClientConfig{Addr: silentServer(t), Heartbeat: -1, RequestTimeout: 150 * time.Millisecond})
+		start := time.Now()
+		_, _, err := entryParts(c.Get(context.Background(), "auths", []byte("k")))
+		require.ErrorIs(t, err, ErrTimeout)
+		require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		require.ErrorIs(t, c.Set(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}), ErrTimeout)
+		errs := make(chan error, 20)
+		for range cap(errs) {
+			go func() {
+				errs <- c.Set(context.Background(), "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")})
+			}()
+		}
+		for range cap(errs) {
+			require.ErrorIs(t, <-errs, ErrTimeout)
+		}
+	})
+}
+
+// silentServer listens on loopback for one connection, accepts its hello and then reads
+// and never answers; it stops with the test.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { nc.Close() })
+		var f wire.Frame
+		rd := wire.NewReader(nc, 0)
+		if rd.Read(&f) != nil {
+			return
+		}
+		b, _ := wire.Append(nil, &wire.Frame{Op: wire.OpReply, ID: f.ID, Value: []byte{1}})
+		nc.Write(b)
+		for rd.Read(&f) == nil {
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // TestServerSurvivesBadPeers sends garbage, oversize frames and requests before hello, and

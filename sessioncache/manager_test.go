@@ -315,7 +315,12 @@ func TestWatchSeesEveryChange(t *testing.T) {
 	}
 	require.NoError(t, a.Set(ctx, []byte("mine"), []byte("v"), time.Minute))
 	require.NoError(t, a.Delete(ctx, []byte("mine")))
-	assert.True(t, has("mine deleted=false") && has("mine deleted=true"), "its own changes, at once: %v", seen)
+	snapshot := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+	assert.True(t, has("mine deleted=false") && has("mine deleted=true"), "its own changes, at once: %v", snapshot())
 	require.NoError(t, b.Set(ctx, []byte("theirs"), []byte("v"), time.Minute))
 	require.NoError(t, b.Delete(ctx, []byte("theirs")))
 	eventually(t, "the other host's delete", func() bool { return has("theirs deleted=true") })

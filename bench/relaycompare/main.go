@@ -26,6 +26,10 @@
 //
 //	go run ./relaycompare
 //	go run ./relaycompare -ops 50000 -rounds 1     (a quick look)
+//	go run ./relaycompare -conns 1 -inflight 16    (only the cells of one connection, 16 in flight)
+//
+// Beside each server's CPU time per operation it reports this process's, the clients'
+// side, so that a gap between the systems can be placed on the server or the client.
 package main
 
 import (
@@ -37,6 +41,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,6 +57,8 @@ var (
 	flagValueSize = flag.Int("value-size", 384, "value bytes")
 	flagOps       = flag.Int("ops", 200_000, "operations per measurement, after a warm-up (see -budget)")
 	flagRounds    = flag.Int("rounds", 3, "rounds; the median over rounds is reported")
+	flagConns     = flag.String("conns", "1,4", "connection counts to measure, comma-separated")
+	flagInflight  = flag.String("inflight", "1,16", "requests in flight per cell, comma-separated")
 	flagBudget    = flag.Duration("budget", 2*time.Second, "time budget of one measurement: a cell whose slowest "+
 		"system would need longer for -ops operations runs fewer, the same count for every system and round (0: no limit)")
 
@@ -72,6 +79,14 @@ func main() {
 		exitOn(serveEcho())
 		return
 	}
+	var err error
+	if connCounts, err = intList(*flagConns); err == nil {
+		inflightSizes, err = intList(*flagInflight)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relaycompare:", err)
+		os.Exit(2)
+	}
 	if *flagKeys < 1 || *flagOps < 16 || *flagRounds < 1 || *flagKeySize < 1 || *flagValueSize < 1 {
 		fmt.Fprintln(os.Stderr, "relaycompare: -keys, -key-size, -value-size and -rounds must be positive, -ops at least 16")
 		os.Exit(2)
@@ -82,7 +97,7 @@ func main() {
 	procs.ExitOnSignal(130, func(s os.Signal) {
 		fmt.Fprintf(os.Stderr, "relaycompare: %v, stopping the servers\n", s)
 	})
-	err := compare()
+	err = compare()
 	procs.RunCleanups()
 	exitOn(err)
 }
@@ -119,6 +134,7 @@ var (
 type measurements struct {
 	tput  map[cell]map[string][]float64
 	cpu   map[cell]map[string][]float64 // the server process's CPU time per operation, µs
+	self  map[cell]map[string][]float64 // this process's (the clients') CPU time per operation, µs
 	bench map[cell]float64              // redis-benchmark's ops/s
 	ops   map[cell]int                  // operations per measurement, fixed in the first round
 	lat   map[string][]time.Duration
@@ -184,7 +200,8 @@ func compare() error {
 	}
 	pids := map[string]int{sysRelay: plain.cmd.Process.Pid, sysRelayTLS: secure.cmd.Process.Pid,
 		sysRedis: rs.cmd.Process.Pid, sysRedisP: rs.cmd.Process.Pid, sysRaw: echo.cmd.Process.Pid}
-	m := &measurements{tput: map[cell]map[string][]float64{}, cpu: map[cell]map[string][]float64{}, bench: map[cell]float64{},
+	m := &measurements{tput: map[cell]map[string][]float64{}, cpu: map[cell]map[string][]float64{},
+		self: map[cell]map[string][]float64{}, bench: map[cell]float64{},
 		ops: map[cell]int{}, lat: map[string][]time.Duration{}, redis: rs.version}
 	start := time.Now()
 	for round := range *flagRounds {
@@ -248,21 +265,24 @@ func measureRound(m *measurements, dial map[string]func(int) (session, error), p
 				m.ops[c] = count
 			}
 			for _, n := range order {
-				cpu0 := proccpu.Threads(pids[n])
+				cpu0, self0 := proccpu.Threads(pids[n]), proccpu.Threads(os.Getpid())
 				res, err := measure(sessions[n], op, inflight, count, len(w.keys), seed)
 				if err != nil {
 					return fmt.Errorf("%s %s conns=%d in-flight=%d: %w", n, op, conns, inflight, err)
 				}
 				cpu := float64(proccpu.Threads(pids[n])-cpu0) / float64(time.Microsecond) / float64(count)
-				progress("round %d/%d: %s conns=%d in-flight=%-2d %-15s %7.0f ops/s, median %v, server CPU %.1f µs/op (%d ops)",
+				self := float64(proccpu.Threads(os.Getpid())-self0) / float64(time.Microsecond) / float64(count)
+				progress("round %d/%d: %s conns=%d in-flight=%-2d %-15s %7.0f ops/s, median %v, server CPU %.1f µs/op, client CPU %.1f µs/op (%d ops)",
 					round+1, *flagRounds, op, conns, inflight, n, res.opsPerSec,
-					percentile(slices.Clone(res.lat), 0.5).Round(100*time.Nanosecond), cpu, count)
+					percentile(slices.Clone(res.lat), 0.5).Round(100*time.Nanosecond), cpu, self, count)
 				if m.tput[c] == nil {
 					m.tput[c] = map[string][]float64{}
 					m.cpu[c] = map[string][]float64{}
+					m.self[c] = map[string][]float64{}
 				}
 				m.tput[c][n] = append(m.tput[c][n], res.opsPerSec)
 				m.cpu[c][n] = append(m.cpu[c][n], cpu)
+				m.self[c][n] = append(m.self[c][n], self)
 				if latCell {
 					m.lat[n] = append(m.lat[n], res.lat...)
 				}
@@ -280,6 +300,19 @@ func cellOps(rate float64) int {
 		n = min(n, max(int(rate*flagBudget.Seconds())/1000*1000, 1000))
 	}
 	return n
+}
+
+// intList parses a comma-separated list of positive integers.
+func intList(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a list of positive integers", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func progress(format string, args ...any) {

@@ -383,6 +383,23 @@ func (c *Client) current(ctx context.Context) (*conn, error) {
 	}
 }
 
+// currentUntil is current with the deadline until (monoNow) for a ctx without one: the
+// live connection at once, and a context with that deadline only when it has to wait.
+func (c *Client) currentUntil(ctx context.Context, until int64) (*conn, error) {
+	c.mu.Lock()
+	cn := c.conn
+	c.mu.Unlock()
+	if cn != nil && c.ctx.Err() == nil {
+		return cn, nil
+	}
+	if until != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, epoch.Add(time.Duration(until)))
+		defer cancel()
+	}
+	return c.current(ctx)
+}
+
 // timerC is t's channel; nil (never ready) for no timer.
 func timerC(t *time.Timer) <-chan time.Time {
 	if t == nil {
@@ -411,23 +428,26 @@ func (c *Client) unavailable(last, cause error) error {
 
 // do sends a request on the current connection, once more on the next connection if the
 // first one is lost with the request in flight (every operation is idempotent).
+//
+// A context without a deadline gets RequestTimeout, enforced by the connection's sweeper
+// rather than a timer of its own (see conn.roundTripUntil): the common call, with a live
+// connection, starts no timer.
 func (c *Client) do(ctx context.Context, f *wire.Frame) (*call, error) {
+	var until int64 // the deadline of a ctx without one (monoNow), else 0
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
-		defer cancel()
+		until = monoNow() + int64(c.cfg.RequestTimeout)
 	}
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		var cn *conn
-		if cn, err = c.current(ctx); err != nil {
+		if cn, err = c.currentUntil(ctx, until); err != nil {
 			return nil, err
 		}
 		var cl *call
-		if cl, err = cn.roundTrip(ctx, f); err == nil {
+		if cl, err = cn.roundTripUntil(ctx, f, false, until); err == nil {
 			return cl, nil
 		}
-		if !errors.Is(err, ErrConnLost) || ctx.Err() != nil {
+		if !errors.Is(err, ErrConnLost) || ctx.Err() != nil || (until != 0 && monoNow() >= until) {
 			break
 		}
 	}

@@ -40,6 +40,13 @@ type conn struct {
 	pending map[uint64]*call
 	err     error // set once the connection is closed
 
+	// The sweeper fails calls whose deadline (call.until) passes: requests whose context
+	// has no deadline of its own cost no timer each. It is armed while such calls are
+	// pending.
+	sweepOnce  sync.Once
+	sweepTimer *time.Timer
+	sweepArmed atomic.Bool // under mu when set false
+
 	wmu     sync.Mutex
 	waiting atomic.Int32    // writers queued for wmu
 	out     []byte          // encoded frames not yet written; under wmu
@@ -80,6 +87,8 @@ type dispatcher interface {
 // call is one request waiting for its reply.
 type call struct {
 	done   chan struct{}
+	op     wire.Op
+	until  int64 // when the sweeper fails the call (monoNow), 0 for never
 	status wire.Status
 	flags  uint8
 	expiry int64
@@ -118,11 +127,11 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		pending:  make(map[uint64]*call),
 		done:     make(chan struct{}),
 		queueLen: max(cfg.queueLen, 1),
-		br:       bufio.NewReaderSize(nc, readBufferSize),
 		flushReq: make(chan struct{}, 1),
 	}
-	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	c.raw, c.dialed = rawConn(nc), cfg.dialed
+	c.br = bufio.NewReaderSize(c.socketReader(), readBufferSize)
+	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if cfg.budget != nil {
 		c.rd.SetBudget(c.ctx, cfg.budget)
@@ -243,13 +252,18 @@ func (c *conn) roundTripDeferred(ctx context.Context, f *wire.Frame) (*call, err
 }
 
 func (c *conn) roundTripMode(ctx context.Context, f *wire.Frame, deferred bool) (*call, error) {
-	var cancel context.CancelFunc
+	var until int64
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
+		until = monoNow() + int64(c.timeout)
 	}
+	return c.roundTripUntil(ctx, f, deferred, until)
+}
+
+// roundTripUntil is roundTripMode with the request's deadline given: until (monoNow), when
+// not 0, is enforced by the sweeper, for a context that has no deadline of its own.
+func (c *conn) roundTripUntil(ctx context.Context, f *wire.Frame, deferred bool, until int64) (*call, error) {
 	cl := callPool.Get().(*call)
-	cl.err = nil
+	cl.err, cl.op, cl.until = nil, f.Op, until
 	f.ID = c.nextID.Add(1)
 	c.mu.Lock()
 	if c.err != nil {
@@ -260,6 +274,9 @@ func (c *conn) roundTripMode(ctx context.Context, f *wire.Frame, deferred bool) 
 	}
 	c.pending[f.ID] = cl
 	c.mu.Unlock()
+	if until != 0 && !c.sweepArmed.Load() {
+		c.armSweeper()
+	}
 	write := c.write
 	if deferred {
 		write = c.writeDeferred
@@ -268,20 +285,75 @@ func (c *conn) roundTripMode(ctx context.Context, f *wire.Frame, deferred bool) 
 		c.forget(f.ID, cl)
 		return nil, err
 	}
-	select {
-	case <-cl.done:
-		if cl.err != nil {
-			err := cl.err
-			callPool.Put(cl)
-			return nil, err
+	var err error
+	if ctx.Done() == nil {
+		<-cl.done
+		err = cl.err
+	} else {
+		select {
+		case <-cl.done:
+			err = cl.err
+		case <-ctx.Done():
+			c.forget(f.ID, cl)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fmt.Errorf("%w: %s to %s", ErrTimeout, f.Op, c.name)
+			}
+			return nil, ctx.Err()
 		}
-		return cl, nil
-	case <-ctx.Done():
-		c.forget(f.ID, cl)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: %s to %s", ErrTimeout, f.Op, c.name)
+	}
+	if err != nil {
+		callPool.Put(cl)
+		return nil, err
+	}
+	return cl, nil
+}
+
+// epoch is the origin of monoNow.
+var epoch = time.Now()
+
+// monoNow is the monotonic clock in nanoseconds since epoch.
+func monoNow() int64 { return int64(time.Since(epoch)) }
+
+// sweepEvery is how often the sweeper looks for calls past their deadline: a deadline is
+// enforced within this much (an eighth of the default request timeout, 1ms to 100ms).
+func (c *conn) sweepEvery() time.Duration {
+	return min(max(c.timeout/8, time.Millisecond), 100*time.Millisecond)
+}
+
+// armSweeper makes sure the sweeper will run while calls with a deadline are pending.
+func (c *conn) armSweeper() {
+	c.sweepOnce.Do(func() {
+		c.sweepTimer = time.AfterFunc(time.Hour, c.sweep)
+		c.sweepTimer.Stop()
+	})
+	if c.sweepArmed.CompareAndSwap(false, true) {
+		c.sweepTimer.Reset(c.sweepEvery())
+	}
+}
+
+// sweep fails the pending calls whose deadline has passed with ErrTimeout, and rearms
+// itself while any call is pending.
+func (c *conn) sweep() {
+	now := monoNow()
+	var expired []*call
+	c.mu.Lock()
+	for id, cl := range c.pending {
+		if cl.until != 0 && now >= cl.until {
+			delete(c.pending, id)
+			expired = append(expired, cl)
 		}
-		return nil, ctx.Err()
+	}
+	rearm := len(c.pending) > 0 && c.err == nil
+	if !rearm {
+		c.sweepArmed.Store(false) // under mu: a call added after this arms it again
+	}
+	c.mu.Unlock()
+	for _, cl := range expired {
+		cl.err = fmt.Errorf("%w: %s to %s", ErrTimeout, cl.op, c.name)
+		cl.done <- struct{}{}
+	}
+	if rearm {
+		c.sweepTimer.Reset(c.sweepEvery())
 	}
 }
 
@@ -350,13 +422,20 @@ func (c *conn) write(f *wire.Frame) error {
 
 // writeLocked appends an encoded frame (or nothing, for b nil) and flushes if this was the
 // last writer in line or much is buffered; c.wmu is held and c.waiting counts this writer.
+//
+// The writer that brings the count to zero takes c.soft once more after that, so a frame
+// added to c.soft by a writer that saw others queued (see writeSoft) is never left behind.
 func (c *conn) writeLocked(b []byte) error {
 	c.takeSoftLocked()
 	c.out = append(c.out, b...)
+	last := c.waiting.Add(-1) == 0
+	if last {
+		c.takeSoftLocked()
+	}
 	var err error
-	if (c.waiting.Add(-1) == 0 || len(c.out) >= flushAt) && len(c.out) > 0 {
+	if (last || len(c.out) >= flushAt) && len(c.out) > 0 {
 		c.deadline()
-		err = c.flushOut(c.nc.Write)
+		err = c.flushOut(c.writeSocket)
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err)
@@ -377,6 +456,24 @@ func (c *conn) takeSoftLocked() {
 		}
 	}
 	c.softMu.Unlock()
+}
+
+// socketReader is what the connection reads from: the raw socket where there is one (see
+// rawReader), else the net.Conn.
+func (c *conn) socketReader() io.Reader {
+	if c.raw != nil {
+		return rawReader{c.raw}
+	}
+	return c.nc
+}
+
+// writeSocket writes all of b, waiting for the socket within the write deadline: through
+// the raw socket where there is one (see writeAll), else the net.Conn.
+func (c *conn) writeSocket(b []byte) (int, error) {
+	if c.raw != nil {
+		return writeAll(c.raw, b)
+	}
+	return c.nc.Write(b)
 }
 
 // flushOut writes c.out with write and keeps what it did not take; c.wmu is held.
@@ -412,7 +509,7 @@ func (c *conn) flushSoftLocked() {
 	}
 	if c.raw == nil && !c.dialed {
 		c.deadline()
-		if err := c.flushOut(c.nc.Write); err != nil {
+		if err := c.flushOut(c.writeSocket); err != nil {
 			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
 		}
 		return
@@ -434,15 +531,15 @@ func (c *conn) flushSoftLocked() {
 }
 
 // writeSoft adds f without waiting for c.wmu or the socket and flushes it (see flushSoft);
-// with writers queued, one of them or the flusher goroutine flushes it instead.
+// with writers queued (or the reader holding its flush), the one that brings the count of
+// queued writers to zero takes c.soft after doing so and flushes it (writeLocked, unhold),
+// so a reply to a batch of requests costs no goroutine hand-off.
 func (c *conn) writeSoft(f *wire.Frame) error {
 	if err := c.appendSoft(f); err != nil {
 		return err
 	}
 	if c.waiting.Load() == 0 {
 		c.flushSoft()
-	} else {
-		c.requestFlush() // a queued writer may already be past taking c.soft
 	}
 	return nil
 }
@@ -591,7 +688,7 @@ func (c *conn) closeAfterFlush(err error) {
 		c.takeSoftLocked()
 		if len(c.out) > 0 {
 			c.deadline()
-			_ = c.flushOut(c.nc.Write)
+			_ = c.flushOut(c.writeSocket)
 		}
 		c.wmu.Unlock()
 		c.close(err)

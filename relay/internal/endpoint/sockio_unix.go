@@ -4,6 +4,7 @@ package endpoint
 
 import (
 	"errors"
+	"io"
 	"net"
 	"syscall"
 	"unsafe"
@@ -67,6 +68,60 @@ func writeNow(rc syscall.RawConn, b []byte) (int, error) {
 			n += m
 		}
 		return true // done, or not waiting for the socket
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
+}
+
+// rawReader reads a non-blocking socket through its raw connection: like the net.Conn's
+// Read (it waits for the socket through the runtime's poller and keeps its deadlines), but
+// each read goes without the scheduler's bookkeeping for calls that may block (see
+// sockCall).
+type rawReader struct{ rc syscall.RawConn }
+
+func (r rawReader) Read(p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := r.rc.Read(func(fd uintptr) bool {
+		m, e := sockCall(unix.SYS_READ, fd, p)
+		switch {
+		case e == syscall.EAGAIN:
+			return false // wait until the socket is readable
+		case e != 0:
+			rerr = e
+		case m == 0 && len(p) > 0:
+			rerr = io.EOF
+		}
+		n = m
+		return true
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, rerr
+}
+
+// writeAll writes all of b, waiting (through the runtime's poller, within the write
+// deadline) whenever the socket's buffer is full, each write without the scheduler's
+// bookkeeping for calls that may block.
+func writeAll(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var werr error
+	err := rc.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, e := sockCall(unix.SYS_WRITE, fd, b[n:])
+			switch {
+			case e == syscall.EAGAIN || (e == 0 && m == 0):
+				return false // wait until the socket takes more
+			case e != 0:
+				werr = e
+				return true
+			}
+			n += m
+		}
+		return true
 	})
 	if err != nil {
 		return n, err
