@@ -217,7 +217,7 @@ func (c *Client) connect() (*conn, error) {
 		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, c.cfg.Addr, err)
 	}
 	if c.cfg.TLS != nil {
-		tc := tls.Client(nc, c.cfg.TLS)
+		tc := tls.Client(withRawIO(nc), c.cfg.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("%w: TLS handshake with %s: %w", ErrUnavailable, c.cfg.Addr, err)

@@ -159,12 +159,26 @@ func Listen(addr string, opts ServerOptions, h Handler) (*Server, error) {
 		return nil, fmt.Errorf("relay: listen %s: %w", addr, err)
 	}
 	if opts.TLS != nil {
-		ln = tls.NewListener(ln, opts.TLS)
+		ln = tlsListener{ln, opts.TLS}
 	}
 	opts.setDefaults()
 	return &Server{opts: opts, ln: ln, role: h, peers: map[*Peer]struct{}{}, budget: wire.NewBudget(opts.FrameBudget),
 		subs: map[string]map[*Peer]struct{}{}, queues: map[string]*queue{}, done: make(chan struct{}),
 		genCh: make(chan struct{}), queueCh: make(chan struct{})}, nil
+}
+
+// tlsListener is tls.NewListener over sockets with raw reads and writes (withRawIO).
+type tlsListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l tlsListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(withRawIO(nc), l.cfg), nil
 }
 
 // Addr returns the address the server listens on.

@@ -128,3 +128,24 @@ func writeAll(rc syscall.RawConn, b []byte) (int, error) {
 	}
 	return n, werr
 }
+
+// rawIOConn is a TCP connection whose reads and writes go through raw system calls (see
+// rawReader and writeAll): the socket under a TLS connection, whose own reads and writes
+// then cost no scheduler bookkeeping either.
+type rawIOConn struct {
+	net.Conn
+	r  rawReader
+	rc syscall.RawConn
+}
+
+func (c *rawIOConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *rawIOConn) Write(p []byte) (int, error) { return writeAll(c.rc, p) }
+
+// withRawIO returns nc with raw reads and writes where it is a socket, else nc itself.
+func withRawIO(nc net.Conn) net.Conn {
+	rc := rawConn(nc)
+	if rc == nil {
+		return nc
+	}
+	return &rawIOConn{Conn: nc, r: rawReader{rc}, rc: rc}
+}
