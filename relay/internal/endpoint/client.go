@@ -30,7 +30,9 @@ type ClientConfig struct {
 	Name string
 	// DialTimeout bounds each connection attempt. Zero means 5s.
 	DialTimeout time.Duration
-	// RequestTimeout is the deadline of requests whose context has none. Zero means 5s.
+	// RequestTimeout is the deadline of requests whose context has none, enforced within
+	// an eighth of it (at most 100ms later) by the connection, without a timer per request.
+	// Zero means 5s.
 	RequestTimeout time.Duration
 	// Heartbeat is how often an idle connection is pinged; a peer silent for two intervals
 	// is dead and the client reconnects. Zero means 5s; negative disables heartbeats.
