@@ -434,7 +434,6 @@ func (c *conn) writeLocked(b []byte) error {
 	}
 	var err error
 	if (last || len(c.out) >= flushAt) && len(c.out) > 0 {
-		c.deadline()
 		err = c.flushOut(c.writeSocket)
 	}
 	if err != nil {
@@ -467,13 +466,27 @@ func (c *conn) socketReader() io.Reader {
 	return c.nc
 }
 
-// writeSocket writes all of b, waiting for the socket within the write deadline: through
-// the raw socket where there is one (see writeAll), else the net.Conn.
+// writeSocket writes all of b, waiting for the socket within the write timeout; c.wmu is
+// held. Through the raw socket where there is one: what the socket takes at once goes
+// without a deadline, and only a write that has to wait for the socket sets one, and
+// clears it after, so the common write costs no timer (renewing a deadline moves the
+// socket's timer, which wakes the runtime's poller thread now and then). Else through the
+// net.Conn, after renewing its deadline.
 func (c *conn) writeSocket(b []byte) (int, error) {
-	if c.raw != nil {
-		return writeAll(c.raw, b)
+	if c.raw == nil {
+		c.deadline()
+		return c.nc.Write(b)
 	}
-	return c.nc.Write(b)
+	n, err := writeNow(c.raw, b)
+	if !errors.Is(err, errWouldBlock) {
+		return n, err
+	}
+	c.deadline()
+	m, err := writeAll(c.raw, b[n:])
+	if c.wtimeout > 0 {
+		c.nc.SetWriteDeadline(time.Time{})
+	}
+	return n + m, err
 }
 
 // flushOut writes c.out with write and keeps what it did not take; c.wmu is held.
@@ -508,16 +521,14 @@ func (c *conn) flushSoftLocked() {
 		return
 	}
 	if c.raw == nil && !c.dialed {
-		c.deadline()
 		if err := c.flushOut(c.writeSocket); err != nil {
 			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
 		}
 		return
 	}
 	if c.raw != nil {
-		// The raw write does not wait, but it fails outright on a write deadline left
-		// behind by an earlier flush that has since passed: renew it.
-		c.deadline()
+		// The raw write does not wait; no write deadline is left set on a raw socket (see
+		// writeSocket), so none can have passed.
 		err := c.flushOut(func(b []byte) (int, error) { return writeNow(c.raw, b) })
 		if err != nil && !errors.Is(err, errWouldBlock) {
 			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
@@ -687,7 +698,6 @@ func (c *conn) closeAfterFlush(err error) {
 		c.wmu.Lock()
 		c.takeSoftLocked()
 		if len(c.out) > 0 {
-			c.deadline()
 			_ = c.flushOut(c.writeSocket)
 		}
 		c.wmu.Unlock()
