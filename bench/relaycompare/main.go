@@ -4,7 +4,10 @@
 // twice: through github.com/redis/go-redis/v9 (one command per pooled connection at a time)
 // and through github.com/redis/rueidis with auto-pipelining, which pipelines the commands of
 // concurrent goroutines on its connections as relay.Client does its requests: the fair
-// comparison. Every figure is also stated as a ratio to a baseline measured in the same run,
+// comparison (every rueidis connection has overlapped commands before it is measured, so
+// that it runs them through its reader and writer goroutines, as a relay.Client always
+// does; a fresh one runs commands on the caller's goroutine until two overlap). Every
+// figure is also stated as a ratio to a baseline measured in the same run,
 // each server's CPU time per operation is read from /proc (so the ratio does not depend on
 // the load generator), and redis-benchmark's figures stand beside them as the ceiling of a
 // C client.

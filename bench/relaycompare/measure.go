@@ -167,7 +167,18 @@ func dialPipelinedRedis(w *workload, addr string, conns int) (*pipelinedRedisSes
 	if err != nil {
 		return nil, err
 	}
-	return &pipelinedRedisSession{w: w, rc: rc}, nil
+	s := &pipelinedRedisSession{w: w, rc: rc}
+	// Until two of its commands overlap, a rueidis connection runs each command on the
+	// caller's goroutine (it writes and reads the socket itself, as go-redis does); the
+	// first overlap starts its reader and writer goroutines for good. A relay.Client always
+	// has its reader goroutine (it must read pushes and the server's requests), so the
+	// same client behaviour means rueidis in that mode too: overlapping GETs on every
+	// connection before measuring.
+	if err := forAllKeys(min(len(w.keys), 64*conns), func(k int) error { return s.do(0, opGet, k) }); err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *pipelinedRedisSession) do(_ int, op opKind, key int) error {

@@ -81,7 +81,8 @@ func report(w io.Writer, m *measurements, reqSize, replySize int) {
 	fmt.Fprintf(w, "\nNotes: go-redis runs one command per pooled connection at a time (PoolSize = MaxActiveConns = "+
 		"conns), so with more requests in flight than connections the others wait for the pool; a relay.Client "+
 		"pipelines every request in flight on its connection, and so does rueidis (auto-pipelining, conns "+
-		"connections): the fair comparison is relay against redis pipelined. Goroutine g uses relay client g %% conns.\n")
+		"connections, each put in its pipelined mode by overlapping GETs before it is measured): the fair "+
+		"comparison is relay against redis pipelined. Goroutine g uses relay client g %% conns.\n")
 }
 
 // eachCell calls fn for every cell, in the report's order.
