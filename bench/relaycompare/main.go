@@ -30,6 +30,7 @@
 //	go run ./relaycompare
 //	go run ./relaycompare -ops 50000 -rounds 1     (a quick look)
 //	go run ./relaycompare -conns 1 -inflight 16    (only the cells of one connection, 16 in flight)
+//	go run ./relaycompare -fast-wakeup             (idle processors kept polling: the fast wake-up state)
 //
 // Beside each server's CPU time per operation it reports this process's, the clients'
 // side, so that a gap between the systems can be placed on the server or the client.
@@ -51,6 +52,7 @@ import (
 	"github.com/globalsession/globalsession/bench/internal/benchpki"
 	"github.com/globalsession/globalsession/bench/internal/proccpu"
 	"github.com/globalsession/globalsession/bench/internal/procs"
+	"github.com/globalsession/globalsession/bench/internal/wakeup"
 	"github.com/globalsession/globalsession/internal/wire"
 )
 
@@ -61,8 +63,10 @@ var (
 	flagOps       = flag.Int("ops", 200_000, "operations per measurement, after a warm-up (see -budget)")
 	flagRounds    = flag.Int("rounds", 3, "rounds; the median over rounds is reported")
 	flagConns     = flag.String("conns", "1,4", "connection counts to measure, comma-separated")
-	flagInflight  = flag.String("inflight", "1,16", "requests in flight per cell, comma-separated")
-	flagBudget    = flag.Duration("budget", 2*time.Second, "time budget of one measurement: a cell whose slowest "+
+	flagFast      = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
+		"the machine's fast wake-up state on demand")
+	flagInflight = flag.String("inflight", "1,16", "requests in flight per cell, comma-separated")
+	flagBudget   = flag.Duration("budget", 2*time.Second, "time budget of one measurement: a cell whose slowest "+
 		"system would need longer for -ops operations runs fewer, the same count for every system and round (0: no limit)")
 
 	// Hidden: the roles of the re-executed child processes.
@@ -100,7 +104,15 @@ func main() {
 	procs.ExitOnSignal(130, func(s os.Signal) {
 		fmt.Fprintf(os.Stderr, "relaycompare: %v, stopping the servers\n", s)
 	})
+	release := func() {}
+	if *flagFast {
+		if release, err = wakeup.HoldFast(); err != nil {
+			fmt.Fprintln(os.Stderr, "relaycompare:", err)
+			os.Exit(1)
+		}
+	}
 	err = compare()
+	release()
 	procs.RunCleanups()
 	exitOn(err)
 }
@@ -323,5 +335,9 @@ func progress(format string, args ...any) {
 }
 
 func machine() string {
-	return fmt.Sprintf("%d CPUs, %s/%s, %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	state := "idle processors as the machine handles them"
+	if *flagFast {
+		state = "idle processors kept polling (-fast-wakeup)"
+	}
+	return fmt.Sprintf("%d CPUs, %s/%s, %s; %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), state)
 }

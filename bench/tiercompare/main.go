@@ -9,6 +9,7 @@
 //     attached, against the same tier without relief.
 //
 //     cd bench && go run ./tiercompare
+//     cd bench && go run ./tiercompare -fast-wakeup   (idle processors kept polling: the fast wake-up state)
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/bench/internal/proccpu"
+	"github.com/globalsession/globalsession/bench/internal/wakeup"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -33,6 +35,8 @@ var (
 	flagChild  = flag.String("child", "", "internal: run as a server process (tier or echo)")
 	flagExp    = flag.Int("expansion", 0, "internal: expansion relief servers in a tier child")
 	flagAging  = flag.Int("aging", 0, "internal: aging relief servers in a tier child")
+	flagFast   = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
+		"the machine's fast wake-up state on demand")
 )
 
 const (
@@ -59,9 +63,18 @@ func main() {
 func key(i int) []byte { return fmt.Appendf(nil, "%0*d", keySize, i) }
 
 func run() error {
+	state := "idle processors as the machine handles them"
+	if *flagFast {
+		release, err := wakeup.HoldFast()
+		if err != nil {
+			return err
+		}
+		defer release()
+		state = "idle processors kept polling (-fast-wakeup)"
+	}
 	fmt.Printf("# the tier with pressure relief, on loopback\n\n%d-byte keys, %d-byte values; relay table of %d records; "+
-		"every server in its own process. Machine: %d CPUs, %s/%s, %s.\n\n",
-		keySize, valueSize, relayRecs, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+		"every server in its own process. Machine: %d CPUs, %s/%s, %s; %s.\n\n",
+		keySize, valueSize, relayRecs, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), state)
 	ctx := context.Background()
 
 	echo, err := spawn("echo")
