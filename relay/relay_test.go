@@ -235,24 +235,38 @@ func silentServer(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 1)
+	t.Cleanup(func() {
+		ln.Close()
+		select {
+		case nc := <-accepted:
+			nc.Close()
+		default:
+		}
+	})
 	go func() {
 		nc, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		t.Cleanup(func() { nc.Close() })
-		var f wire.Frame
-		rd := wire.NewReader(nc, 0)
-		if rd.Read(&f) != nil {
-			return
-		}
-		b, _ := wire.Append(nil, &wire.Frame{Op: wire.OpReply, ID: f.ID, Value: []byte{1}})
-		nc.Write(b)
-		for rd.Read(&f) == nil {
-		}
+		accepted <- nc
+		answerHelloThenSilent(nc)
 	}()
 	return ln.Addr().String()
+}
+
+// answerHelloThenSilent answers the first frame on nc (a client's hello) and then reads
+// everything and answers nothing, until nc fails.
+func answerHelloThenSilent(nc net.Conn) {
+	var f wire.Frame
+	rd := wire.NewReader(nc, 0)
+	if rd.Read(&f) != nil {
+		return
+	}
+	b, _ := wire.Append(nil, &wire.Frame{Op: wire.OpReply, ID: f.ID, Value: []byte{1}})
+	nc.Write(b)
+	for rd.Read(&f) == nil { // swallow requests and pings, never answer
+	}
 }
 
 // TestServerSurvivesBadPeers sends garbage, oversize frames and requests before hello, and
@@ -421,17 +435,7 @@ func TestHeartbeatDetectsSilentPeer(t *testing.T) {
 				return
 			}
 			accepted <- nc
-			go func() {
-				var f wire.Frame
-				rd := wire.NewReader(nc, 0)
-				if rd.Read(&f) != nil {
-					return
-				}
-				b, _ := wire.Append(nil, &wire.Frame{Op: wire.OpReply, ID: f.ID, Value: []byte{1}})
-				nc.Write(b)
-				for rd.Read(&f) == nil { // swallow pings, never answer
-				}
-			}()
+			go answerHelloThenSilent(nc)
 		}
 	}()
 	c := dial(t, ClientConfig{Addr: ln.Addr().String(), Heartbeat: 20 * time.Millisecond, BackoffMin: time.Millisecond})

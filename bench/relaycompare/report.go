@@ -37,31 +37,12 @@ func report(w io.Writer, m *measurements, reqSize, replySize int) {
 		"the C client shipped with Redis, with the cell's requests in flight spread over min(conns, in flight) "+
 		"connections (-c, -P), run once after the rounds: the ceiling of a client.\n\n")
 
-	fmt.Fprintf(w, "## Server CPU per operation (µs)\n\n")
-	fmt.Fprintf(w, "The CPU time of the server's process (every thread, from /proc) during the measurement, divided by its "+
-		"operations: what a request costs the server, whatever the load generator does.\n\n")
-	fmt.Fprintf(w, "| op | conns | in flight | relay | relay TLS | redis (go-redis) | redis pipelined | relay / redis pipelined |\n")
-	fmt.Fprintf(w, "|---|--:|--:|--:|--:|--:|--:|--:|\n")
-	eachCell(func(c cell) {
-		u := m.cpu[c]
-		p, rp := median(u[sysRelay]), median(u[sysRedisP])
-		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", c.op, c.conns, c.inflight,
-			p, median(u[sysRelayTLS]), median(u[sysRedis]), rp, ratio(p, rp))
-	})
-	fmt.Fprintln(w)
-
-	fmt.Fprintf(w, "## Client CPU per operation (µs)\n\n")
-	fmt.Fprintf(w, "The CPU time of this process (the load generator: each system's client library and the "+
-		"goroutines that drive it) during the measurement, divided by its operations.\n\n")
-	fmt.Fprintf(w, "| op | conns | in flight | relay.Client | relay.Client TLS | go-redis | rueidis | relay.Client / rueidis |\n")
-	fmt.Fprintf(w, "|---|--:|--:|--:|--:|--:|--:|--:|\n")
-	eachCell(func(c cell) {
-		u := m.self[c]
-		p, rp := median(u[sysRelay]), median(u[sysRedisP])
-		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", c.op, c.conns, c.inflight,
-			p, median(u[sysRelayTLS]), median(u[sysRedis]), rp, ratio(p, rp))
-	})
-	fmt.Fprintln(w)
+	cpuTable(w, "Server CPU per operation (µs)", "The CPU time of the server's process (every thread, from /proc) "+
+		"during the measurement, divided by its operations: what a request costs the server, whatever the load "+
+		"generator does.", "relay | relay TLS | redis (go-redis) | redis pipelined | relay / redis pipelined", m.cpu)
+	cpuTable(w, "Client CPU per operation (µs)", "The CPU time of this process (the load generator: each system's "+
+		"client library and the goroutines that drive it) during the measurement, divided by its operations.",
+		"relay.Client | relay.Client TLS | go-redis | rueidis | relay.Client / rueidis", m.self)
 
 	raw := percentile(m.lat[sysRaw], 0.5)
 	if len(m.lat[sysRaw]) > 0 {
@@ -83,6 +64,21 @@ func report(w io.Writer, m *measurements, reqSize, replySize int) {
 		"pipelines every request in flight on its connection, and so does rueidis (auto-pipelining, conns "+
 		"connections, each put in its pipelined mode by overlapping GETs before it is measured): the fair "+
 		"comparison is relay against redis pipelined. Goroutine g uses relay client g %% conns.\n")
+}
+
+// cpuTable writes a table of CPU time per operation, one row per cell, with the columns
+// named in columns: relay, relay TLS, redis, redis pipelined and the ratio of the first to
+// the last.
+func cpuTable(w io.Writer, title, about, columns string, perOp map[cell]map[string][]float64) {
+	fmt.Fprintf(w, "## %s\n\n%s\n\n", title, about)
+	fmt.Fprintf(w, "| op | conns | in flight | %s |\n|---|--:|--:|--:|--:|--:|--:|--:|\n", columns)
+	eachCell(func(c cell) {
+		u := perOp[c]
+		p, rp := median(u[sysRelay]), median(u[sysRedisP])
+		fmt.Fprintf(w, "| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", c.op, c.conns, c.inflight,
+			p, median(u[sysRelayTLS]), median(u[sysRedis]), rp, ratio(p, rp))
+	})
+	fmt.Fprintln(w)
 }
 
 // eachCell calls fn for every cell, in the report's order.

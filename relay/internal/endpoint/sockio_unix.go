@@ -51,7 +51,13 @@ func sockCall(trap uintptr, fd uintptr, b []byte) (int, syscall.Errno) {
 }
 
 // writeNow writes what the socket takes at once, without waiting for it to drain.
-func writeNow(rc syscall.RawConn, b []byte) (int, error) {
+func writeNow(rc syscall.RawConn, b []byte) (int, error) { return writeRaw(rc, b, false) }
+
+// writeRaw writes b through the raw connection, each write without the scheduler's
+// bookkeeping for calls that may block (see sockCall). When the socket's buffer is full
+// it waits for the socket (through the runtime's poller, within the write deadline) if
+// wait is set, and otherwise stops there with errWouldBlock.
+func writeRaw(rc syscall.RawConn, b []byte, wait bool) (int, error) {
 	var n int
 	var werr error
 	err := rc.Write(func(fd uintptr) bool {
@@ -59,6 +65,9 @@ func writeNow(rc syscall.RawConn, b []byte) (int, error) {
 			m, e := sockCall(unix.SYS_WRITE, fd, b[n:])
 			switch {
 			case e == syscall.EAGAIN || (e == 0 && m == 0):
+				if wait {
+					return false // wait until the socket takes more
+				}
 				werr = errWouldBlock
 				return true
 			case e != 0:
@@ -67,7 +76,7 @@ func writeNow(rc syscall.RawConn, b []byte) (int, error) {
 			}
 			n += m
 		}
-		return true // done, or not waiting for the socket
+		return true
 	})
 	if err != nil {
 		return n, err
@@ -103,31 +112,9 @@ func (r rawReader) Read(p []byte) (int, error) {
 	return n, rerr
 }
 
-// writeAll writes all of b, waiting (through the runtime's poller, within the write
-// deadline) whenever the socket's buffer is full, each write without the scheduler's
-// bookkeeping for calls that may block.
-func writeAll(rc syscall.RawConn, b []byte) (int, error) {
-	var n int
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := sockCall(unix.SYS_WRITE, fd, b[n:])
-			switch {
-			case e == syscall.EAGAIN || (e == 0 && m == 0):
-				return false // wait until the socket takes more
-			case e != 0:
-				werr = e
-				return true
-			}
-			n += m
-		}
-		return true
-	})
-	if err != nil {
-		return n, err
-	}
-	return n, werr
-}
+// writeAll writes all of b, waiting for the socket whenever its buffer is full (see
+// writeRaw).
+func writeAll(rc syscall.RawConn, b []byte) (int, error) { return writeRaw(rc, b, true) }
 
 // rawIOConn is a TCP connection whose reads and writes go through raw system calls (see
 // rawReader and writeAll): the socket under a TLS connection, whose own reads and writes
