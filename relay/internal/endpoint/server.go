@@ -223,21 +223,8 @@ func (s *Server) ServeInherited(nc net.Conn, name string) *Peer { return s.serve
 
 func (s *Server) servePeer(nc net.Conn, name string, inherited bool) *Peer {
 	p := &Peer{srv: s, name: name, inherited: inherited}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		nc.Close()
-		return nil
-	}
-	if s.opts.MaxConns > 0 && len(s.peers) >= s.opts.MaxConns {
-		s.mu.Unlock()
-		s.refuse(name) // counted before the peer can see the close
-		nc.Close()
-		return nil
-	}
-	s.peers[p] = struct{}{}
-	s.mu.Unlock()
-	s.accepted.Add(1)
+	// The connection is whole before the peer is registered: Shutdown closes every
+	// registered peer's connection.
 	p.c = newConn(nc, connConfig{
 		name:           name,
 		logger:         s.opts.Logger,
@@ -250,16 +237,34 @@ func (s *Server) servePeer(nc net.Conn, name string, inherited bool) *Peer {
 		queueLen:       s.opts.QueueLen,
 	})
 	p.c.clock = newRequestClock(&s.replies)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		p.c.cancel()
+		nc.Close()
+		return nil
+	}
+	if s.opts.MaxConns > 0 && len(s.peers) >= s.opts.MaxConns {
+		s.mu.Unlock()
+		s.refuse(name) // counted before the peer can see the close
+		p.c.cancel()
+		nc.Close()
+		return nil
+	}
+	s.peers[p] = struct{}{}
+	// Added while not closing, under the lock Shutdown takes before it waits.
+	s.wg.Add(2)
+	// Set under the lock drop reads it with.
 	p.helloTimer = time.AfterFunc(s.opts.HelloTimeout, func() {
 		if !p.greeted.Load() {
 			p.c.close(fmt.Errorf("%w: %s did not say hello within %v", ErrConnLost, name, s.opts.HelloTimeout))
 		}
 	})
+	s.mu.Unlock()
+	s.accepted.Add(1)
 	// The reader is one of the server's goroutines: shutdown waits for it, so no request is
 	// being served once it returns.
-	s.wg.Add(1)
 	go func() { defer s.wg.Done(); p.c.readLoop() }()
-	s.wg.Add(1)
 	go func() { defer s.wg.Done(); p.c.heartbeat(s.opts.Heartbeat) }()
 	return p
 }
@@ -417,10 +422,10 @@ func (s *Server) FanOut(f *wire.Frame, except *Peer) {
 
 // drop forgets a closed peer.
 func (s *Server) drop(p *Peer, err error) {
+	s.mu.Lock()
 	if p.helloTimer != nil {
 		p.helloTimer.Stop()
 	}
-	s.mu.Lock()
 	delete(s.peers, p)
 	for _, m := range s.subs {
 		delete(m, p)
