@@ -348,3 +348,56 @@ func TestAFailingReliefServerIsNotANotFound(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrNotFound, "a failure is not a miss")
 	assert.Equal(t, int64(1), s.GetErrors())
 }
+
+// gatedBackend is a lower tier whose evictions wait until the gate opens.
+type gatedBackend struct {
+	*memBackend
+	gate chan struct{}
+}
+
+func (b *gatedBackend) Evict(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
+	select {
+	case <-b.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return b.memBackend.Evict(ctx, path, key, e)
+}
+
+// TestAMissIsAnAnswerOnlyFromAnUpToDateOwner: while the key's only aging server is away,
+// or back but not yet handed what was kept for it, the sibling cannot tell an entry it
+// pushed out from one that never was: a lookup fails with ErrOwnersBehind, and a front
+// end asking the relay gets an error, not a miss that would read as a logout. Once the
+// server has everything, its miss is a miss.
+func TestAMissIsAnAnswerOnlyFromAnUpToDateOwner(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir(), Members: []string{"aging/a1"}})
+	r := startRelay(t, RelayConfig{Lower: s})
+	front := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	hour := time.Now().Add(time.Hour)
+	require.NoError(t, s.Evict(ctx, "auths", []byte("pushed-out"), sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: 1}))
+
+	for _, key := range []string{"pushed-out", "never-set"} {
+		_, err := s.Get(ctx, "auths", []byte(key))
+		require.ErrorIs(t, err, ErrOwnersBehind, "%s, the owner away", key)
+		_, err = front.Get(ctx, "auths", []byte(key))
+		require.Error(t, err, "%s through the relay, the owner away", key)
+		assert.NotErrorIs(t, err, ErrNotFound, "%s through the relay, the owner away", key)
+	}
+	assert.Equal(t, int64(2), r.LowerGetFailures())
+
+	b := &gatedBackend{memBackend: newMemBackend(), gate: make(chan struct{})}
+	c := dial(t, ClientConfig{Addr: s.Addr().String(), Name: ReliefName(ReliefAging, "a1"), Backend: b})
+	require.NoError(t, c.Subscribe(ctx, "auths", func(sessioncache.Change) {}))
+	eventually(t, "the sibling to count a1", func() bool { return s.ReliefOf(ReliefAging) == 1 })
+	_, err := s.Get(ctx, "auths", []byte("never-set"))
+	require.ErrorIs(t, err, ErrOwnersBehind, "the owner is back but its hints are not handed over")
+
+	close(b.gate)
+	eventually(t, "the hints to be handed over", func() bool { return s.Hints().Delivered == 1 })
+	_, err = s.Get(ctx, "auths", []byte("never-set"))
+	require.ErrorIs(t, err, ErrNotFound, "an up-to-date owner's miss")
+	e, err := front.Get(ctx, "auths", []byte("pushed-out"))
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(e.Value))
+}

@@ -109,6 +109,9 @@ type Relay struct {
 	// table does not hold is checked against the tier below (see mayBeSuperseded).
 	horizon    atomic.Uint64
 	superseded atomic.Int64 // writes dropped because the tier below held a newer version
+	// lowerGetFailures counts lookups the tier below failed (its error, not a miss).
+	lowerGetFailures atomic.Int64
+	lastGetWarn      atomic.Int64 // unix nanoseconds of the last warning about one
 }
 
 // lowerJob is a new entry to hand to the lower tier's expansion servers.
@@ -252,6 +255,22 @@ func (r *Relay) Requests() []RequestStats { return r.srv.RequestStats() }
 func (r *Relay) Outbox() OutboxStats {
 	return OutboxStats{Pending: r.outbox.pending.Load(), Refused: r.outbox.dropped.Load(), Retries: r.outbox.retries.Load(),
 		Unplaced: r.unplaced.Load()}
+}
+
+// LowerGetFailures returns how many lookups the tier below failed (its error, not a miss).
+// The front end that asked got an error, not ErrNotFound: the entry may be there.
+func (r *Relay) LowerGetFailures() int64 { return r.lowerGetFailures.Load() }
+
+// warnLowerGet counts a lookup the tier below failed and logs it, at most once every ten
+// seconds (with the count) while they go on.
+func (r *Relay) warnLowerGet(err error) {
+	n := r.lowerGetFailures.Add(1)
+	now := time.Now().UnixNano()
+	last := r.lastGetWarn.Load()
+	if now-last < int64(10*time.Second) || !r.lastGetWarn.CompareAndSwap(last, now) {
+		return
+	}
+	r.log.Warn("relay: lower tier get failed", "err", err, "failures_total", n)
 }
 
 // serveRequest handles a front end's entry request.
@@ -520,11 +539,14 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 		e, err := lower.Get(ctx, r.cfg.AuthPath, key)
 		switch {
 		case err != nil && !e.Deleted:
-			if !errors.Is(err, ErrNotFound) {
-				r.log.Warn("relay: lower tier get failed", "err", err)
+			if errors.Is(err, ErrNotFound) {
+				p.ReplyResult(id, ErrNotFound)
+				return
 			}
-			// A missing tier is a miss, not a failure of the front end's request.
-			p.ReplyResult(id, ErrNotFound)
+			// The tier below may hold the entry: "not found" would read as a logout, so
+			// the front end gets the failure and can ask again.
+			r.warnLowerGet(err)
+			p.ReplyResult(id, fmt.Errorf("relay: the tier below could not answer: %w", err))
 			return
 		case !e.Expiry.IsZero() && !e.Expiry.After(time.Now()):
 			p.ReplyResult(id, ErrNotFound)

@@ -367,22 +367,39 @@ type siblingHandler struct{ s *Sibling }
 
 func (h siblingHandler) ServeRequest(p *endpoint.Peer, f *wire.Frame) { h.s.serveRequest(p, f) }
 
+// ErrOwnersBehind is the error of a lookup that found nothing while no aging relief server
+// that owns the key could vouch for the miss: each was away, or has not yet received all
+// that was kept for it while it was. The entry may exist; ask again later.
+var ErrOwnersBehind = errors.New("sibling: no aging relief server that owns the key is connected and up to date")
+
 // Get asks the connected relief servers that may hold key, of both kinds, all at once, and
 // answers with the newest version among their answers: an entry, or not found with the
-// newest tombstone. When none has the entry and one of them failed, it returns that
+// newest tombstone. A miss is ErrNotFound only when one of the key's aging servers that
+// answered holds all it was given (it is connected and nothing is kept for it as hints),
+// since the relay's table hands every entry it pushes out to those servers; otherwise it
+// is ErrOwnersBehind. When none has the entry and one of them failed, it returns that
 // failure, not ErrNotFound.
 func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	r := s.currentRings()
 	var owners []*endpoint.Peer
 	owners = append(owners, r.other...)
-	for _, ring := range []*rendezvous.Ring[string]{r.expansion, r.aging} {
-		for _, m := range ring.Owners(nil, key, s.cfg.Replicas) {
-			if p := r.connected[m]; p != nil {
-				owners = append(owners, p)
-			}
+	for _, m := range r.expansion.Owners(nil, key, s.cfg.Replicas) {
+		if p := r.connected[m]; p != nil {
+			owners = append(owners, p)
+		}
+	}
+	aging := r.aging.Owners(nil, key, s.cfg.Replicas)
+	vouch := len(aging) == 0 // no aging server known: nothing pushed out was kept anywhere
+	for _, m := range aging {
+		if p := r.connected[m]; p != nil {
+			owners = append(owners, p)
+			vouch = vouch || !s.hints.has(m)
 		}
 	}
 	if len(owners) == 0 {
+		if !vouch {
+			return sessioncache.Entry{}, ErrOwnersBehind
+		}
 		return sessioncache.Entry{}, ErrNotFound
 	}
 	type answer struct {
@@ -420,6 +437,9 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 			// Not found where it was asked, but a server that may hold it did not answer:
 			// "not found" would read as "logged out".
 			return sessioncache.Entry{}, fmt.Errorf("sibling: a relief server that may hold the key failed: %w", firstErr)
+		}
+		if !vouch {
+			return sessioncache.Entry{}, ErrOwnersBehind
 		}
 		return sessioncache.Entry{}, ErrNotFound
 	}

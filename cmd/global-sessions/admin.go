@@ -96,6 +96,8 @@ func relayMetrics(a *admin.Server, r *relay.Relay, lower func() bool) {
 	a.GaugeFunc("relay_outbox_pending", "Evictions and deletions not yet confirmed by the tier below.", func() float64 { return float64(r.Outbox().Pending) })
 	a.CounterFunc("relay_outbox_refused_total", "Hand-downs refused because the outbox was full.", func() float64 { return float64(r.Outbox().Refused) })
 	a.CounterFunc("relay_outbox_retries_total", "Hand-downs tried again after the tier below failed them.", func() float64 { return float64(r.Outbox().Retries) })
+	a.CounterFunc("relay_lower_get_failures_total", "Lookups the tier below failed; the front end got an error, not a miss.",
+		func() float64 { return float64(r.LowerGetFailures()) })
 	a.CounterFunc("relay_evictions_unplaced_total", "Evictions dropped: the tier below keeps none.", func() float64 { return float64(r.Outbox().Unplaced) })
 	a.Ready(admin.Check{Name: "table", Check: func(context.Context) error {
 		if _, err := r.Table().Get([]byte("\x00ready")); err != nil && !errors.Is(err, sessioncache.ErrNotFound) {

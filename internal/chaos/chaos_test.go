@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -138,10 +139,12 @@ func (h *harness) finalCheck(hist map[string][]op) finalResult {
 	for range 8 {
 		wg.Go(func() {
 			for i := range work {
+				// An error is no answer (a relief server may still be receiving what was
+				// kept for it while it was away): ask again, for up to 10 s.
 				var g op
-				for attempt := 0; attempt < 3 && time.Now().Before(deadline); attempt++ {
+				for attempt := 0; attempt < 40 && time.Now().Before(deadline); attempt++ {
 					if attempt > 0 {
-						time.Sleep(200 * time.Millisecond)
+						time.Sleep(250 * time.Millisecond)
 					}
 					var ok bool
 					g, ok = h.do(op{client: -1, kind: opGet, key: exps[i].key}, h.fresh, "/get", url.Values{"k": {exps[i].key}})
@@ -306,6 +309,7 @@ func (h *harness) report(t *testing.T, hist map[string][]op, run runResult, fina
 		show("LOST", final.lost)
 		show("RESURRECTED", resurrected)
 		show("CORRUPT", run.corrupt)
+		d.WriteString(h.tierWarnings())
 		t.Log(d.String())
 	}
 	if len(final.lost) != 0 {
@@ -350,6 +354,56 @@ func (h *harness) describe(f finding, ops []op, fresh op) string {
 			break
 		}
 		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
+
+// tierWarnings gathers the warnings and errors that the relay (with its sibling) and the
+// relief servers logged during the test, each message once per process with its count and
+// first time, for a failure's report.
+func (h *harness) tierWarnings() string {
+	type seen struct {
+		first string
+		n     int
+	}
+	var b strings.Builder
+	b.WriteString("\n== warnings and errors of the relay, its sibling and the relief servers (first time, count):\n")
+	shown := 0
+	for _, m := range append([]*member{h.relay}, h.reliefs...) {
+		data, err := os.ReadFile(filepath.Join(h.dir, m.name+".log"))
+		if err != nil {
+			fmt.Fprintf(&b, "    %s: %v\n", m.name, err)
+			continue
+		}
+		var order []string
+		msgs := map[string]*seen{}
+		for _, line := range strings.Split(string(data), "\n") {
+			if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+				continue
+			}
+			at, _, _ := strings.Cut(line, " ")
+			msg := line
+			if i := strings.Index(line, "level="); i >= 0 {
+				msg = line[i:]
+			}
+			if j := strings.Index(msg, " err="); j >= 0 && len(msg) > j+120 {
+				msg = msg[:j+120] // one message with errors that differ in detail only
+			}
+			if s := msgs[msg]; s != nil {
+				s.n++
+				continue
+			}
+			msgs[msg] = &seen{first: at, n: 1}
+			order = append(order, msg)
+		}
+		for _, msg := range order {
+			if shown == 60 {
+				b.WriteString("    ... more\n")
+				return b.String()
+			}
+			shown++
+			fmt.Fprintf(&b, "    %-8s %s x%d %s\n", m.name, msgs[msg].first, msgs[msg].n, msg)
+		}
 	}
 	return b.String()
 }
