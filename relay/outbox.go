@@ -35,6 +35,12 @@ import (
 // A segment is a sequence of records: u32 length of the frame, u32 CRC-32C of the frame,
 // then the frame as internal/wire encodes it (op evict or delete, key, value, expiry, rev).
 // A torn record, or a length of zero (the unused rest of a segment), ends its replay.
+//
+// A segment whose records are all confirmed is kept, mapped, as a spare (up to
+// outboxSpares, named spare-N, which replay ignores) and becomes the next segment: its
+// pages are already in memory, so appending costs no page faults. What a spare held
+// before is not replayed: each append zeroes the length after its record before writing
+// the record, so the records written since the reuse always end at a length of zero.
 
 var outboxCRC = crc32.MakeTable(crc32.Castagnoli)
 
@@ -44,6 +50,9 @@ var ErrOutboxFull = errors.New("relay: outbox is full")
 
 const outboxSegmentSize = 4 << 20
 
+// outboxSpares is how many confirmed segments the outbox keeps for reuse.
+const outboxSpares = 2
+
 // outbox is a durable queue of hand-downs with delivery workers.
 type outbox struct {
 	dir     string
@@ -51,22 +60,25 @@ type outbox struct {
 	log     *slog.Logger
 	deliver func(ctx context.Context, frames []*wire.Frame) error
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	queue    []*outRecord // waiting for a worker
-	bytes    int64        // bytes of records not yet confirmed
-	seg      *outSegment  // the segment appended to
-	nextSeg  uint64
-	tombs    map[string]uint64      // keys with a deletion not yet confirmed: the highest revision
-	evicted  map[string]*wire.Frame // keys with an eviction not yet confirmed: the newest
-	closed   bool
-	wg       sync.WaitGroup
-	ctx      context.Context
-	cancel   context.CancelFunc
-	pending  atomic.Int64 // records not yet confirmed
-	dropped  atomic.Int64 // records refused because the outbox was full
-	retries  atomic.Int64
-	lastWarn atomic.Int64 // unix nanoseconds of the last "full" warning
+	mu        sync.Mutex
+	cond      *sync.Cond
+	queue     []*outRecord // waiting for a worker
+	bytes     int64        // bytes of records not yet confirmed
+	seg       *outSegment  // the segment appended to
+	nextSeg   uint64
+	mapped    map[*outSegment]struct{} // segments with a mapping, the current one included
+	spares    []*outSegment            // confirmed segments kept for reuse, mapped
+	nextSpare uint64
+	tombs     map[string]uint64      // keys with a deletion not yet confirmed: the highest revision
+	evicted   map[string]*wire.Frame // keys with an eviction not yet confirmed: the newest
+	closed    bool
+	wg        sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	pending   atomic.Int64 // records not yet confirmed
+	dropped   atomic.Int64 // records refused because the outbox was full
+	retries   atomic.Int64
+	lastWarn  atomic.Int64 // unix nanoseconds of the last "full" warning
 	// lastRetryWarn is the unix nanoseconds of the last warning about failed hand-downs.
 	lastRetryWarn atomic.Int64
 }
@@ -76,8 +88,8 @@ type outbox struct {
 // page cache) as soon as it is copied, whatever happens to the process next.
 type outSegment struct {
 	n           uint64
-	f           *os.File  // nil once sealed and closed
-	mem         mmap.MMap // nil once sealed
+	path        string    // the file's name now
+	mem         mmap.MMap // nil for a segment a previous run left (read, not mapped)
 	size        int64     // bytes of records in it
 	outstanding int       // records appended and not confirmed
 	sealed      bool
@@ -95,7 +107,14 @@ func openOutbox(dir string, limit int64, workers int, log *slog.Logger, deliver 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: outbox %s: %w", dir, err)
 	}
-	o := &outbox{dir: dir, limit: limit, log: log, deliver: deliver, tombs: map[string]uint64{}, evicted: map[string]*wire.Frame{}}
+	o := &outbox{dir: dir, limit: limit, log: log, deliver: deliver, tombs: map[string]uint64{}, evicted: map[string]*wire.Frame{},
+		mapped: map[*outSegment]struct{}{}}
+	// Spares a previous run left hold nothing to replay.
+	if old, err := filepath.Glob(filepath.Join(dir, "spare-*")); err == nil {
+		for _, name := range old {
+			os.Remove(name)
+		}
+	}
 	o.cond = sync.NewCond(&o.mu)
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	if err := o.recover(); err != nil {
@@ -131,7 +150,7 @@ func (o *outbox) recover() error {
 		if err != nil {
 			o.log.Warn("relay: outbox segment ends early", "file", name, "err", err)
 		}
-		seg := &outSegment{n: n, sealed: true}
+		seg := &outSegment{n: n, path: name, sealed: true}
 		for _, f := range frames {
 			o.enqueueLocked(f, seg)
 		}
@@ -185,8 +204,9 @@ func readSegment(name string) ([]*wire.Frame, error) {
 	}
 }
 
-// roll seals the current segment and starts a new one of at least size bytes. Called with
-// o.mu held or before the workers start.
+// roll seals the current segment and starts a new one of at least size bytes: a spare
+// when one is big enough, else a new file. Called with o.mu held or before the workers
+// start.
 func (o *outbox) roll(size int64) error {
 	if o.seg != nil {
 		o.seal(o.seg)
@@ -194,39 +214,67 @@ func (o *outbox) roll(size int64) error {
 	n := o.nextSeg
 	o.nextSeg++
 	path := filepath.Join(o.dir, segmentName(n))
+	if k := len(o.spares); k > 0 && int64(len(o.spares[k-1].mem)) >= size {
+		seg := o.spares[k-1]
+		o.spares = o.spares[:k-1]
+		binary.LittleEndian.PutUint32(seg.mem, 0) // what it held before is not replayed
+		if err := os.Rename(seg.path, path); err == nil {
+			*seg = outSegment{n: n, path: path, mem: seg.mem}
+			o.seg = seg
+			return nil
+		}
+		o.unmap(seg)
+		os.Remove(seg.path)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("relay: outbox: %w", err)
 	}
+	defer f.Close() // the mapping outlives the descriptor
 	size = max(size, outboxSegmentSize)
 	if err := f.Truncate(size); err != nil {
-		f.Close()
 		os.Remove(path)
 		return fmt.Errorf("relay: outbox: %w", err)
 	}
 	mem, err := mmap.Map(f, mmap.RDWR, 0)
 	if err != nil {
-		f.Close()
 		os.Remove(path)
 		return fmt.Errorf("relay: outbox: map %s: %w", path, err)
 	}
-	o.seg = &outSegment{n: n, f: f, mem: mem}
+	o.seg = &outSegment{n: n, path: path, mem: mem}
+	o.mapped[o.seg] = struct{}{}
 	return nil
 }
 
-// seal stops appending to seg and removes it if nothing in it awaits confirmation.
+// seal stops appending to seg and retires it if nothing in it awaits confirmation.
 func (o *outbox) seal(seg *outSegment) {
 	seg.sealed = true
+	if seg.outstanding == 0 {
+		o.retire(seg)
+	}
+}
+
+// retire disposes of a sealed segment whose records are all confirmed: kept as a spare
+// while there is room for one (and it is mapped, and not too big), else removed.
+func (o *outbox) retire(seg *outSegment) {
+	if len(seg.mem) == outboxSegmentSize && len(o.spares) < outboxSpares && !o.closed {
+		spare := filepath.Join(o.dir, fmt.Sprintf("spare-%d", o.nextSpare))
+		o.nextSpare++
+		if err := os.Rename(seg.path, spare); err == nil {
+			seg.path = spare
+			o.spares = append(o.spares, seg)
+			return
+		}
+	}
+	o.unmap(seg)
+	os.Remove(seg.path)
+}
+
+func (o *outbox) unmap(seg *outSegment) {
 	if seg.mem != nil {
 		seg.mem.Unmap()
 		seg.mem = nil
-	}
-	if seg.f != nil {
-		seg.f.Close()
-		seg.f = nil
-	}
-	if seg.outstanding == 0 {
-		os.Remove(filepath.Join(o.dir, segmentName(seg.n)))
+		delete(o.mapped, seg)
 	}
 }
 
@@ -250,6 +298,11 @@ func (o *outbox) add(f *wire.Frame) error {
 		if err := o.roll(int64(len(buf))); err != nil {
 			return err
 		}
+	}
+	// The length after the record first, then the record: at any moment the records end
+	// at a length of zero or at a torn record, never run on into what a spare held.
+	if end := o.seg.size + int64(len(buf)); end+4 <= int64(len(o.seg.mem)) {
+		binary.LittleEndian.PutUint32(o.seg.mem[end:], 0)
 	}
 	copy(o.seg.mem[o.seg.size:], buf)
 	o.seg.size += int64(len(buf))
@@ -430,7 +483,7 @@ func (o *outbox) confirmed(rec *outRecord) {
 	}
 	rec.seg.outstanding--
 	if rec.seg.sealed && rec.seg.outstanding == 0 {
-		os.Remove(filepath.Join(o.dir, segmentName(rec.seg.n)))
+		o.retire(rec.seg)
 	}
 }
 
@@ -472,6 +525,14 @@ func (o *outbox) close() {
 	o.mu.Lock()
 	if o.seg != nil && !o.seg.sealed {
 		o.seal(o.seg)
+	}
+	for _, seg := range o.spares {
+		o.unmap(seg)
+		os.Remove(seg.path)
+	}
+	o.spares = nil
+	for seg := range o.mapped {
+		o.unmap(seg) // sealed with records unconfirmed: the files stay for the next run
 	}
 	o.mu.Unlock()
 }
