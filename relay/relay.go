@@ -16,6 +16,7 @@ import (
 	"github.com/globalsession/globalsession/internal/entrytable"
 	"github.com/globalsession/globalsession/internal/revision"
 	"github.com/globalsession/globalsession/internal/tombstone"
+	"github.com/globalsession/globalsession/internal/wallclock"
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/relay/internal/endpoint"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -601,7 +602,7 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 			break
 		}
 	}
-	if time.Now().UnixNano() < r.noOwnerUntil.Load() {
+	if wallclock.Nanos() < r.noOwnerUntil.Load() {
 		r.unplaced.Add(1) // the tier below said it keeps no evictions: see handDown
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/wallclock"
 	"github.com/globalsession/globalsession/relay"
 	"github.com/globalsession/globalsession/sessioncache"
 )
@@ -224,7 +225,7 @@ func (s *Server) keep(ctx context.Context, key []byte, e sessioncache.Entry) err
 	if e.Deleted {
 		return s.tombstone(ctx, key, e)
 	}
-	if !e.Expiry.IsZero() && !e.Expiry.After(time.Now()) {
+	if !e.Expiry.IsZero() && e.Expiry.UnixNano() <= wallclock.Nanos() {
 		return nil // already expired: nothing to keep
 	}
 	e.Expiry = s.capExpiry(e.Expiry)

@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
+
+	"github.com/globalsession/globalsession/internal/wallclock"
 )
 
 // Table is a fixed-size LRU table of keys and values in a memory-mapped file that several
@@ -81,7 +83,7 @@ func Open(cfg Config) (*Table, error) {
 	if t.logger == nil {
 		t.logger = slog.New(slog.DiscardHandler)
 	}
-	t.now = func() int64 { return time.Now().UnixNano() }
+	t.now = wallclock.Nanos
 	if cfg.Prefault {
 		t.prefault()
 	}

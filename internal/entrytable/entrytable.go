@@ -14,10 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/globalsession/globalsession/internal/wallclock"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -149,7 +149,7 @@ func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool,
 		}
 		// A record this package did not write: replace it.
 	}
-	if !e.Expiry.IsZero() && !e.Expiry.After(time.Now()) {
+	if !e.Expiry.IsZero() && e.Expiry.UnixNano() <= wallclock.Nanos() {
 		if _, err := t.t.Delete(key); err != nil {
 			return held, false, err
 		}
