@@ -151,21 +151,44 @@ func (t *Table) corrupt(sh *shard) error {
 // set are) and any record of a full shard are overwritten in place: a shard whose updates
 // keep finding recent records probes first (see shard.hot).
 func (t *Table) Set(key, value []byte, expiry time.Time) error {
+	_, err := t.set(key, value, expiry, 0, nil)
+	return err
+}
+
+// HeldFunc decides, for SetIf, whether to replace what a key holds: held is the first
+// bytes of the value stored now, valid only during the call (nil when found is false: no
+// entry, or it has expired), and heldExpiry its expiry in Unix nanoseconds (0 for none).
+// It returns whether to store the new value, and the expiry to store it with, in Unix
+// nanoseconds: the one SetIf was given, a later one, or 0 for none (an earlier one counts
+// as the one given). It runs with the key's shard locked, in every process: it must be
+// quick and must not use the table.
+type HeldFunc func(held []byte, heldExpiry int64, found bool) (store bool, expiry int64)
+
+// SetIf is Set done only if decide approves, given what the key holds: check and write
+// are one step under the key's lock, with one lookup, so no other writer (in any process)
+// can come between them. decide sees at most the first n bytes of the held value. SetIf
+// reports whether it stored. An expiry that has passed is Set's: the key is deleted,
+// without asking decide, and SetIf reports false.
+func (t *Table) SetIf(key, value []byte, expiry time.Time, n int, decide HeldFunc) (bool, error) {
+	return t.set(key, value, expiry, max(n, 0), decide)
+}
+
+func (t *Table) set(key, value []byte, expiry time.Time, n int, decide HeldFunc) (bool, error) {
 	if t.closed.Load() {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	if err := t.checkKey(key); err != nil {
-		return err
+		return false, err
 	}
 	if len(key)+len(value) > int(t.shape.recordSize) {
-		return fmt.Errorf("%w: key %d + value %d bytes, record_size is %d", ErrValueTooLarge,
+		return false, fmt.Errorf("%w: key %d + value %d bytes, record_size is %d", ErrValueTooLarge,
 			len(key), len(value), t.shape.recordSize)
 	}
 	var exp int64
 	if !expiry.IsZero() {
 		if exp = expiry.UnixNano(); exp <= t.now() {
 			_, err := t.Delete(key)
-			return err
+			return false, err
 		}
 	}
 	sh, tag := t.locate(t.hash(key))
@@ -177,6 +200,18 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	}
 	prefetch(unsafe.Pointer(slot(sh, home(sh, tag))), slotSize)
 	t.lockShard(sh)
+	if decide != nil {
+		store, storeExp, ok := t.askHeld(sh, tag, key, n, exp, decide)
+		if !ok {
+			t.unlockShard(sh)
+			return false, t.corrupt(sh)
+		}
+		if !store {
+			t.unlockShard(sh)
+			return false, nil
+		}
+		exp = storeExp
+	}
 	ok := t.store(sh, tag, key, value, exp, ev)
 	if ok {
 		if exp != 0 && (sh.hdr.minExpiry == 0 || exp < sh.hdr.minExpiry) {
@@ -187,7 +222,7 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 	}
 	t.unlockShard(sh)
 	if !ok {
-		return t.corrupt(sh)
+		return false, t.corrupt(sh)
 	}
 	if ev != nil && ev.ok {
 		var e time.Time
@@ -196,7 +231,39 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 		}
 		t.onEvict(ev.buf[:ev.keyLen], ev.buf[ev.keyLen:], e)
 	}
-	return nil
+	return true, nil
+}
+
+// askHeld shows decide what key holds in a locked shard, and returns its answer and the
+// expiry to store with (see HeldFunc); ok is false if the index is damaged.
+func (t *Table) askHeld(sh *shard, tag uint64, key []byte, n int, exp int64, decide HeldFunc) (store bool, newExp int64, ok bool) {
+	r, res := t.find(sh, tag, key)
+	var held []byte
+	var heldExp int64
+	found := false
+	switch res {
+	case lookupBroken:
+		return false, 0, false
+	case lookupHit:
+		klen, vlen := uint32(r.keyLen), r.valLen
+		if vlen > t.shape.recordSize || klen+vlen > t.shape.recordSize {
+			return false, 0, false
+		}
+		if heldExp = r.expiry; heldExp == 0 || heldExp > t.now() {
+			found = true
+			held = unsafe.Slice((*byte)(unsafe.Add(t.recordData(r), klen)), min(int(vlen), n))
+		} else {
+			heldExp = 0
+		}
+	}
+	store, newExp = decide(held, heldExp, found)
+	switch {
+	case !store:
+		return false, 0, true
+	case exp == 0 || newExp == 0:
+		return true, 0, true
+	}
+	return true, max(exp, newExp), true
 }
 
 // store writes key's entry into a locked shard and indexes it, as Set describes. It reports

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -129,9 +130,49 @@ func (t *Table) PutHeld(key []byte, e sessioncache.Entry) (sessioncache.Entry, b
 }
 
 func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
+	// The check and the write are one step in the table (SetIf); the lock orders them
+	// with putExpired's, which are two.
 	mu := &t.locks[xxhash.Sum64(key)%uint64(len(t.locks))]
 	mu.Lock()
 	defer mu.Unlock()
+	if !e.Expiry.IsZero() && e.Expiry.UnixNano() <= wallclock.Nanos() {
+		return t.putExpired(key, e)
+	}
+	var exp int64
+	if !e.Expiry.IsZero() {
+		exp = e.Expiry.UnixNano()
+	}
+	bp := t.bufs.Get().(*[]byte)
+	defer t.bufs.Put(bp)
+	*bp = Encode((*bp)[:0], e)
+	var held sessioncache.Entry
+	stored, err := t.t.SetIf(key, *bp, e.Expiry, Overhead, func(b []byte, heldExp int64, found bool) (bool, int64) {
+		if !found {
+			return true, exp
+		}
+		h, err := Decode(b)
+		if err != nil {
+			return true, exp // a record this package did not write: replace it
+		}
+		h.Value = nil
+		if heldExp != 0 {
+			h.Expiry = time.Unix(0, heldExp)
+		}
+		held = h
+		if !e.Newer(h) {
+			return false, 0
+		}
+		if e.Deleted && !h.Deleted && exp != 0 && (heldExp == 0 || heldExp > exp) {
+			return true, heldExp // a tombstone lasts as long as the entry it replaces would have
+		}
+		return true, exp
+	})
+	return held, stored, err
+}
+
+// putExpired is Put of an entry or tombstone whose expiry has passed: it is not stored,
+// but it removes an older version. The key's lock is held.
+func (t *Table) putExpired(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
 	bp := t.bufs.Get().(*[]byte)
 	defer t.bufs.Put(bp)
 	held, err := t.held((*bp)[:0], key)
@@ -140,24 +181,11 @@ func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool,
 		if !e.Newer(held) {
 			return held, false, nil
 		}
-		if e.Deleted && !held.Deleted && !e.Expiry.IsZero() && (held.Expiry.IsZero() || held.Expiry.After(e.Expiry)) {
-			e.Expiry = held.Expiry
-		}
-	case !errors.Is(err, sessioncache.ErrNotFound):
-		if !errors.Is(err, ErrBadEnvelope) {
-			return held, false, err
-		}
-		// A record this package did not write: replace it.
-	}
-	if !e.Expiry.IsZero() && e.Expiry.UnixNano() <= wallclock.Nanos() {
-		if _, err := t.t.Delete(key); err != nil {
-			return held, false, err
-		}
-		return held, false, nil
-	}
-	*bp = Encode((*bp)[:0], e)
-	if err := t.t.Set(key, *bp, e.Expiry); err != nil {
+	case !errors.Is(err, sessioncache.ErrNotFound) && !errors.Is(err, ErrBadEnvelope):
 		return held, false, err
 	}
-	return held, true, nil
+	if _, err := t.t.Delete(key); err != nil {
+		return held, false, err
+	}
+	return held, false, nil
 }
