@@ -72,6 +72,11 @@ type DurableBackend = endpoint.DurableBackend
 // for all of them instead of one each. The sibling is one; a *Client is one too.
 type BatchBackend = endpoint.BatchBackend
 
+// StreamBackend is a Backend that takes new entries as a stream, without a reply each: the
+// relay hands new entries to it from the request that stored them. The sibling is one; a
+// *Client (and so a ChildSibling) is one too.
+type StreamBackend = endpoint.StreamBackend
+
 // InlineBackend is a Backend whose calls always return quickly (an in-memory store, say),
 // which a connection may call on its reader goroutine when ServesInline reports true.
 type InlineBackend = endpoint.InlineBackend

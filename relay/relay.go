@@ -57,9 +57,10 @@ type RelayConfig struct {
 	// older version of the key is accepted or served while the tombstone lasts. Zero means
 	// one hour.
 	TombstoneTTL time.Duration
-	// LowerWorkers is how many goroutines hand new entries to the lower tier; evictions
-	// and deletions are handed down in batches by at most outboxWorkers of them. Zero
-	// means 64.
+	// LowerWorkers is how many goroutines hand new entries to a lower tier that is not a
+	// StreamBackend (the sibling and ChildSibling are: they take them from the request);
+	// evictions and deletions are handed down in batches by at most outboxWorkers of them.
+	// Zero means 64.
 	LowerWorkers int
 	// OutboxDir is where the relay keeps the evictions and deletions it must hand to the
 	// tier below until the tier below confirms them, so a relay that is killed sends them
@@ -658,12 +659,21 @@ func (r *Relay) handDownTo(ctx context.Context, frames []*wire.Frame) error {
 	return noOwner
 }
 
-// enqueue queues a new entry for the lower tier's expansion servers, copying it; with no
-// lower tier it does nothing (and copies nothing). New entries are handed down on a best
-// effort basis: the relay's table holds them, and hands them to aging relief through the
-// outbox when it evicts them.
+// enqueue hands a new entry to the lower tier's expansion servers: at once to a
+// StreamBackend, else through a worker, copying it; with no lower tier it does nothing (and
+// copies nothing). New entries are handed down on a best effort basis: the relay's table
+// holds them, and hands them to aging relief through the outbox when it evicts them.
 func (r *Relay) enqueue(key []byte, e sessioncache.Entry) {
-	if r.lowerTier() == nil {
+	lower := r.lowerTier()
+	if lower == nil {
+		return
+	}
+	if sb, ok := lower.(StreamBackend); ok {
+		// Queued on the connection now, in order with what follows for the key: no copy,
+		// no worker, no wake-up.
+		if err := sb.SetStream(r.cfg.AuthPath, key, e); err != nil && r.ctx.Err() == nil {
+			r.log.Debug("relay: streaming a new entry to the lower tier failed (the relay's table keeps it)", "err", err)
+		}
 		return
 	}
 	buf := make([]byte, len(key)+len(e.Value)) // one allocation for both copies

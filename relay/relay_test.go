@@ -668,8 +668,16 @@ func TestRequestsDoNotWaitForADeadServer(t *testing.T) {
 	assert.Contains(t, err.Error(), addr)
 	assert.Equal(t, 1, strings.Count(err.Error(), "server unavailable"), err.Error())
 
-	startRelay(t, RelayConfig{Addr: addr})
+	require.ErrorIs(t, c.SetStream("auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}), ErrUnavailable,
+		"a stream write fails at once with no connection")
+
+	r2 := startRelay(t, RelayConfig{Addr: addr})
 	eventually(t, "requests to be served again", func() bool {
 		return c.Set(context.Background(), "auths", []byte("k"), sessioncache.Entry{Value: []byte("v")}) == nil
+	})
+	require.NoError(t, c.SetStream("auths", []byte("streamed"), sessioncache.Entry{Value: []byte("s")}))
+	eventually(t, "the streamed entry to be stored", func() bool {
+		e, err := r2.Lookup([]byte("streamed"))
+		return err == nil && string(e.Value) == "s"
 	})
 }

@@ -473,6 +473,13 @@ func (s *Sibling) Set(ctx context.Context, path string, key []byte, e sessioncac
 	return errors.Join(errs...)
 }
 
+// SetStream is Set: it never waits (see StreamBackend).
+func (s *Sibling) SetStream(path string, key []byte, e sessioncache.Entry) error {
+	return s.Set(context.Background(), path, key, e)
+}
+
+var _ StreamBackend = (*Sibling)(nil)
+
 // SetDurable hands a new entry to the key's aging servers with replies, and to its
 // expansion servers as Set does; it returns nil only once every aging owner has confirmed
 // it, and fails at once when an owner is not connected or none is known.

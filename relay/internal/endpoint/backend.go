@@ -66,6 +66,20 @@ type BatchBackend interface {
 
 var _ BatchBackend = (*Client)(nil)
 
+// StreamBackend is a Backend that takes new entries as a stream: SetStream queues the
+// entry on its connection, without a reply, and returns at once; nothing confirms it. The
+// relay hands new entries (which its table keeps) to such a tier from the request that
+// stored them, instead of through worker goroutines. The sibling is one; a *Client is
+// one too.
+type StreamBackend interface {
+	Backend
+	// SetStream hands the entry down as Set would, without waiting for anything: it fails
+	// only when the entry cannot be queued (no connection, or a peer that stopped reading).
+	SetStream(path string, key []byte, e sessioncache.Entry) error
+}
+
+var _ StreamBackend = (*Client)(nil)
+
 // InlineBackend is a Backend whose calls always return quickly (an in-memory store, say).
 // When ServesInline reports true, a connection answers requests with it on its reader
 // goroutine instead of one goroutine per request, which is cheaper and lets the replies to

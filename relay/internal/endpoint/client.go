@@ -493,6 +493,21 @@ func (c *Client) Set(ctx context.Context, path string, key []byte, e sessioncach
 	return c.send(ctx, entryFrame(wire.OpSet, path, key, e))
 }
 
+// SetStream sends Set's request without a reply, in a write shared with the others sent
+// meanwhile, on the current connection, and returns at once: nothing confirms it. It fails
+// with ErrUnavailable when the client is not connected (see StreamBackend).
+func (c *Client) SetStream(path string, key []byte, e sessioncache.Entry) error {
+	c.mu.Lock()
+	cn := c.conn
+	c.mu.Unlock()
+	if cn == nil || c.ctx.Err() != nil {
+		return fmt.Errorf("%w: %s: not connected", ErrUnavailable, c.cfg.Addr)
+	}
+	f := entryFrame(wire.OpSet, path, key, e)
+	f.Flags |= wire.FlagNoReply
+	return cn.writeDeferred(f)
+}
+
 // Publish stores the entry under key on path where the server intercepts the path, and
 // delivers it to the path's other subscribers. It returns once the server acknowledged.
 func (c *Client) Publish(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
