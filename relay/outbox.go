@@ -96,7 +96,7 @@ type outSegment struct {
 }
 
 type outRecord struct {
-	frame *wire.Frame // owns its slices
+	frame wire.Frame // owns its slices
 	seg   *outSegment
 	size  int64
 }
@@ -152,7 +152,7 @@ func (o *outbox) recover() error {
 		}
 		seg := &outSegment{n: n, path: name, sealed: true}
 		for _, f := range frames {
-			o.enqueueLocked(f, seg)
+			o.enqueueLocked(&outRecord{frame: *f}, seg)
 		}
 		recovered += len(frames)
 		if seg.outstanding == 0 {
@@ -307,16 +307,18 @@ func (o *outbox) add(f *wire.Frame) error {
 	copy(o.seg.mem[o.seg.size:], buf)
 	o.seg.size += int64(len(buf))
 	// The frame decoded from its own encoding owns its slices.
-	var fr wire.Frame
-	if err := wire.Decode(buf[12:], &fr); err != nil {
+	rec := &outRecord{}
+	if err := wire.Decode(buf[12:], &rec.frame); err != nil {
 		return err
 	}
-	o.enqueueLocked(&fr, o.seg)
+	o.enqueueLocked(rec, o.seg)
 	return nil
 }
 
-func (o *outbox) enqueueLocked(f *wire.Frame, seg *outSegment) {
-	rec := &outRecord{frame: f, seg: seg, size: int64(f.Len() + 12)}
+// enqueueLocked queues rec, whose frame is set, as a record of seg.
+func (o *outbox) enqueueLocked(rec *outRecord, seg *outSegment) {
+	f := &rec.frame
+	rec.seg, rec.size = seg, int64(f.Len()+12)
 	seg.outstanding++
 	o.bytes += rec.size
 	o.pending.Add(1)
@@ -418,7 +420,7 @@ func (o *outbox) deliverBatch(ctx context.Context, recs []*outRecord) bool {
 	if len(recs) > 0 {
 		frames := make([]*wire.Frame, len(recs))
 		for i, rec := range recs {
-			frames[i] = rec.frame
+			frames[i] = &rec.frame
 		}
 		err := o.deliver(ctx, frames)
 		if err == nil {
@@ -447,7 +449,7 @@ func (o *outbox) deliverOne(rec *outRecord) bool {
 	backoff := 20 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
-		err := o.deliver(ctx, []*wire.Frame{rec.frame})
+		err := o.deliver(ctx, []*wire.Frame{&rec.frame})
 		cancel()
 		if err == nil {
 			o.confirmed(rec)
@@ -474,7 +476,7 @@ func (o *outbox) confirmed(rec *outRecord) {
 	defer o.mu.Unlock()
 	o.bytes -= rec.size
 	o.pending.Add(-1)
-	f := rec.frame
+	f := &rec.frame
 	if rev, ok := o.tombs[string(f.Key)]; ok && rev <= f.Rev && (f.Op == wire.OpDelete || f.Flags&wire.FlagDeleted != 0) {
 		delete(o.tombs, string(f.Key))
 	}

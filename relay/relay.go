@@ -111,6 +111,7 @@ type Relay struct {
 	// table does not hold is checked against the tier below (see mayBeSuperseded).
 	horizon    atomic.Uint64
 	superseded atomic.Int64 // writes dropped because the tier below held a newer version
+	authPath   []byte       // cfg.AuthPath, for frames built on the hot path
 	// lowerGetFailures counts lookups the tier below failed (its error, not a miss).
 	lowerGetFailures atomic.Int64
 	lastGetWarn      atomic.Int64 // unix nanoseconds of the last warning about one
@@ -143,7 +144,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.StreamBacklog = 16384
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger, jobs: make([]chan lowerJob, cfg.LowerWorkers),
-		tombs: tombstone.New(time.Minute)}
+		tombs: tombstone.New(time.Minute), authPath: []byte(cfg.AuthPath)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.horizon.Store(uint64(time.Now().UnixNano()))
 	r.SetLower(cfg.Lower)
@@ -607,7 +608,12 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 		r.unplaced.Add(1) // the tier below said it keeps no evictions: see handDown
 		return
 	}
-	if err := r.outbox.add(endpoint.EntryFrame(wire.OpEvict, r.cfg.AuthPath, key, e)); err != nil {
+	// The frame is encoded into the outbox at once: built here, it costs no allocation.
+	f := wire.Frame{Op: wire.OpEvict, Path: r.authPath, Key: key, Value: e.Value, Expiry: endpoint.UnixNano(e.Expiry), Rev: e.Rev}
+	if e.Deleted {
+		f.Flags, f.Value = wire.FlagDeleted, nil
+	}
+	if err := r.outbox.add(&f); err != nil {
 		r.outbox.warnFull("eviction", key)
 	}
 }
@@ -633,6 +639,9 @@ func (r *Relay) handDownTo(ctx context.Context, frames []*wire.Frame) error {
 	lower := r.lowerTier()
 	if lower == nil {
 		return errors.New("no lower tier")
+	}
+	if sib, ok := lower.(*Sibling); ok && len(frames) > 1 {
+		return sib.handDownFrames(ctx, frames) // in process: the outbox's frames as they are
 	}
 	if bl, ok := lower.(BatchBackend); ok && len(frames) > 1 {
 		batch := make([]HandDown, len(frames))

@@ -572,24 +572,32 @@ var _ BatchBackend = (*Sibling)(nil)
 // if a hint cannot be kept; with no aging server known and no other subscriber, the
 // evictions are dropped and counted as unplaced, and it returns ErrNoOwner.
 func (s *Sibling) HandDownBatch(ctx context.Context, path string, batch []HandDown) error {
+	frames := make([]*wire.Frame, len(batch))
+	for i, h := range batch {
+		frames[i] = endpoint.HandDownFrame(path, h)
+	}
+	return s.handDownFrames(ctx, frames)
+}
+
+// handDownFrames is HandDownBatch of the frames that carry the changes (evicts and
+// deletes, as HandDownFrame makes them): what the relay's outbox holds, handed over as
+// they are.
+func (s *Sibling) handDownFrames(ctx context.Context, all []*wire.Frame) error {
 	r := s.currentRings()
 	var members []string
 	perMember := map[string][]*wire.Frame{}
-	all := make([]*wire.Frame, len(batch))
 	var buf [4]string
 	dropped := false // evictions were dropped: no aging server is known
-	for i, h := range batch {
-		f := endpoint.HandDownFrame(path, h)
-		all[i] = f
+	for _, f := range all {
 		var targets []string
-		if h.Delete {
+		if f.Op == wire.OpDelete {
 			if members == nil {
 				members = s.Members()
 			}
 			targets = members
-		} else if targets = r.aging.Owners(buf[:0], h.Key, s.cfg.Replicas); len(targets) == 0 && len(r.other) == 0 {
+		} else if targets = r.aging.Owners(buf[:0], f.Key, s.cfg.Replicas); len(targets) == 0 && len(r.other) == 0 {
 			dropped = true
-			if !h.Entry.Deleted {
+			if f.Flags&wire.FlagDeleted == 0 {
 				s.unplaced.Add(1)
 				s.warnUnplaced()
 			}

@@ -264,9 +264,18 @@ func PackBatches(frames []*wire.Frame) ([]*wire.Frame, error) {
 	}
 	var out []*wire.Frame
 	var cur *wire.Frame
-	for _, f := range frames {
+	for i, f := range frames {
 		if cur == nil || string(cur.Path) != string(f.Path) || len(cur.Value) > 0 && len(cur.Value)+4+f.Len() > batchBytes {
-			cur = &wire.Frame{Op: wire.OpEvict, Flags: wire.FlagBatch, Path: f.Path}
+			// Sized for the frames it will hold, so it is written without growing.
+			size := 0
+			for _, g := range frames[i:] {
+				n := 4 + g.Len()
+				if string(g.Path) != string(f.Path) || size > 0 && size+n > batchBytes {
+					break
+				}
+				size += n
+			}
+			cur = &wire.Frame{Op: wire.OpEvict, Flags: wire.FlagBatch, Path: f.Path, Value: make([]byte, 0, size)}
 			out = append(out, cur)
 		}
 		var err error
