@@ -424,9 +424,7 @@ func (o *outbox) deliverBatch(ctx context.Context, recs []*outRecord) bool {
 		}
 		err := o.deliver(ctx, frames)
 		if err == nil {
-			for _, rec := range recs {
-				o.confirmed(rec)
-			}
+			o.confirmed(recs...)
 			return true
 		}
 		if o.ctx.Err() != nil {
@@ -469,23 +467,25 @@ func (o *outbox) deliverOne(rec *outRecord) bool {
 	}
 }
 
-// confirmed forgets a delivered record and removes its segment once the segment is sealed
-// and every record of it is confirmed.
-func (o *outbox) confirmed(rec *outRecord) {
+// confirmed forgets delivered records and removes (or keeps as a spare) each segment once
+// it is sealed and every record of it is confirmed.
+func (o *outbox) confirmed(recs ...*outRecord) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.bytes -= rec.size
-	o.pending.Add(-1)
-	f := &rec.frame
-	if rev, ok := o.tombs[string(f.Key)]; ok && rev <= f.Rev && (f.Op == wire.OpDelete || f.Flags&wire.FlagDeleted != 0) {
-		delete(o.tombs, string(f.Key))
-	}
-	if o.evicted[string(f.Key)] == f {
-		delete(o.evicted, string(f.Key))
-	}
-	rec.seg.outstanding--
-	if rec.seg.sealed && rec.seg.outstanding == 0 {
-		o.retire(rec.seg)
+	for _, rec := range recs {
+		o.bytes -= rec.size
+		o.pending.Add(-1)
+		f := &rec.frame
+		if rev, ok := o.tombs[string(f.Key)]; ok && rev <= f.Rev && (f.Op == wire.OpDelete || f.Flags&wire.FlagDeleted != 0) {
+			delete(o.tombs, string(f.Key))
+		}
+		if o.evicted[string(f.Key)] == f {
+			delete(o.evicted, string(f.Key))
+		}
+		rec.seg.outstanding--
+		if rec.seg.sealed && rec.seg.outstanding == 0 {
+			o.retire(rec.seg)
+		}
 	}
 }
 

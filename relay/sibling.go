@@ -454,18 +454,20 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 // misses it loses nothing.
 func (s *Sibling) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	r := s.currentRings()
-	f := endpoint.EntryFrame(wire.OpSet, path, key, e)
-	f.Flags |= wire.FlagNoReply
+	// Encoded at once by each write: built here, it costs no allocation.
+	f := wire.Frame{Op: wire.OpSet, Flags: wire.FlagNoReply, Path: []byte(path), Key: key, Value: e.Value,
+		Expiry: endpoint.UnixNano(e.Expiry), Rev: e.Rev}
 	var errs []error
 	send := func(p *endpoint.Peer) {
-		if err := p.WriteDeferred(f); err != nil {
+		if err := p.WriteDeferred(&f); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, p := range r.other {
 		send(p)
 	}
-	for _, m := range r.expansion.Owners(nil, key, s.cfg.Replicas) {
+	var buf [4]string
+	for _, m := range r.expansion.Owners(buf[:0], key, s.cfg.Replicas) {
 		if p := r.connected[m]; p != nil {
 			send(p)
 		}

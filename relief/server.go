@@ -185,9 +185,9 @@ func (s *Server) capExpiry(expiry time.Time) time.Time {
 	if s.cfg.MaxLife <= 0 {
 		return expiry
 	}
-	limit := time.Now().Add(s.cfg.MaxLife)
-	if expiry.IsZero() || expiry.After(limit) {
-		return limit
+	limit := wallclock.Nanos() + int64(s.cfg.MaxLife)
+	if expiry.IsZero() || expiry.UnixNano() > limit {
+		return time.Unix(0, limit)
 	}
 	return expiry
 }
