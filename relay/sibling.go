@@ -407,13 +407,17 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		err error
 	}
 	answers := make(chan answer, len(owners))
-	for _, p := range owners {
-		go func() {
-			var a answer
-			a.e, a.err = p.Get(ctx, path, key)
-			answers <- a
-		}()
+	ask := func(p *endpoint.Peer) {
+		var a answer
+		a.e, a.err = p.Get(ctx, path, key)
+		answers <- a
 	}
+	// All at once; the last on this goroutine, so that one owner (the common case) costs
+	// no hand-off.
+	for _, p := range owners[:len(owners)-1] {
+		go ask(p)
+	}
+	ask(owners[len(owners)-1])
 	var best sessioncache.Entry
 	found := false
 	var firstErr error
