@@ -12,10 +12,14 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-// TestMain lets the test binary act as a child sibling (GS_TEST_ROLE=sibling).
+// TestMain lets the test binary act as a child sibling (GS_TEST_ROLE=sibling) or as a
+// process that writes an outbox until it is killed (GS_TEST_ROLE=outbox).
 func TestMain(m *testing.M) {
-	if os.Getenv("GS_TEST_ROLE") == "sibling" {
+	switch os.Getenv("GS_TEST_ROLE") {
+	case "sibling":
 		os.Exit(runChildSibling())
+	case "outbox":
+		os.Exit(runOutboxWriter())
 	}
 	os.Exit(m.Run())
 }

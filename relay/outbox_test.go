@@ -1,14 +1,19 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,15 +41,10 @@ func TestOutboxReusesSegmentsWithoutReplayingThem(t *testing.T) {
 	}
 	o, err := openOutbox(dir, 1<<30, 2, slog.New(slog.DiscardHandler), deliver)
 	require.NoError(t, err)
-	value := make([]byte, 400)
-	frame := func(i int) *wire.Frame {
-		return endpoint.EntryFrame(wire.OpEvict, "auths", fmt.Appendf(nil, "key-%06d", i),
-			sessioncache.Entry{Value: value, Rev: uint64(i + 1), Expiry: time.Now().Add(time.Hour)})
-	}
 	// Enough for several segments, each confirmed soon after it fills.
 	const n = 3 * outboxSegmentSize / 450
 	for i := range n {
-		require.NoError(t, o.add(frame(i)))
+		require.NoError(t, o.add(outboxFrame(i)))
 	}
 	eventually(t, "every record to be confirmed", func() bool { return delivered.Load() == n })
 	o.mu.Lock()
@@ -55,12 +55,12 @@ func TestOutboxReusesSegmentsWithoutReplayingThem(t *testing.T) {
 
 	// Roll into a reused segment, then stop with three records unconfirmed in it.
 	for i := range n / 3 {
-		require.NoError(t, o.add(frame(n+i)))
+		require.NoError(t, o.add(outboxFrame(n+i)))
 	}
 	eventually(t, "those to be confirmed", func() bool { return delivered.Load() == n+n/3 })
 	down.Store(true)
 	for i := range 3 {
-		require.NoError(t, o.add(frame(2*n+i)))
+		require.NoError(t, o.add(outboxFrame(2*n+i)))
 	}
 	o.close()
 	left, err := filepath.Glob(filepath.Join(dir, "spare-*"))
@@ -100,4 +100,115 @@ func TestOutboxReusesSegmentsWithoutReplayingThem(t *testing.T) {
 	assert.Equal(t, []string{fmt.Sprintf("key-%06d", 2*n), fmt.Sprintf("key-%06d", 2*n+1), fmt.Sprintf("key-%06d", 2*n+2)},
 		keys[len(keys)-3:], "the unconfirmed records are replayed, last")
 	assert.True(t, slices.IsSorted(keys), "nothing older than the segment's reuse is replayed")
+}
+
+// outboxFrame is the eviction of key i, as the outbox tests write it.
+func outboxFrame(i int) *wire.Frame {
+	return endpoint.EntryFrame(wire.OpEvict, "auths", fmt.Appendf(nil, "key-%06d", i),
+		sessioncache.Entry{Value: make([]byte, 400), Rev: uint64(i + 1), Expiry: time.Now().Add(time.Hour)})
+}
+
+// runOutboxWriter is the outbox writer process of TestOutboxKilledWhileWritingAReusedSegment:
+// it fills and confirms three segments' worth of records in GS_OUTBOX_DIR, so that the
+// segments it goes on with are reused ones, then adds records the tier below never
+// confirms, printing the index of each once add has returned, until it is killed.
+func runOutboxWriter() int {
+	const confirmed = 3 * outboxSegmentSize / 450
+	var delivered atomic.Int64
+	o, err := openOutbox(os.Getenv("GS_OUTBOX_DIR"), 1<<30, 1, slog.New(slog.DiscardHandler),
+		func(_ context.Context, frames []*wire.Frame) error {
+			for _, f := range frames {
+				if string(f.Key) >= fmt.Sprintf("key-%06d", confirmed) {
+					return errDown
+				}
+			}
+			delivered.Add(int64(len(frames)))
+			return nil
+		})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for i := range confirmed {
+		if err := o.add(outboxFrame(i)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	for i := 0; delivered.Load() < confirmed; i++ {
+		if i == 10_000 {
+			fmt.Fprintln(os.Stderr, "the first records were not confirmed within 10 s")
+			return 1
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println("confirmed", confirmed)
+	for i := confirmed; ; i++ {
+		if err := o.add(outboxFrame(i)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println(i)
+	}
+}
+
+// TestOutboxKilledWhileWritingAReusedSegment: a process writing records into reused
+// segments is SIGKILLed mid-stream; the next outbox on the directory replays every record
+// whose add had returned, in order, and nothing a reused segment held before.
+func TestOutboxKilledWhileWritingAReusedSegment(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GS_TEST_ROLE=outbox", "GS_OUTBOX_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	lines := bufio.NewScanner(out)
+	confirmed, last := -1, -1
+	for lines.Scan() {
+		line := lines.Text()
+		if n, ok := strings.CutPrefix(line, "confirmed "); ok {
+			confirmed, err = strconv.Atoi(n)
+			require.NoError(t, err)
+			continue
+		}
+		last, err = strconv.Atoi(line)
+		require.NoError(t, err)
+		if last >= confirmed+5000 { // well into a reused segment, mid-stream
+			break
+		}
+	}
+	require.Positive(t, confirmed, "the writer confirmed its first segments")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	cmd.Wait()
+
+	var mu sync.Mutex
+	var keys []string
+	o, err := openOutbox(dir, 1<<30, 1, slog.New(slog.DiscardHandler), func(_ context.Context, frames []*wire.Frame) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range frames {
+			keys = append(keys, string(f.Key))
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	defer o.close()
+	eventually(t, "the records to be replayed", func() bool { return o.pending.Load() == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	assert.True(t, slices.IsSorted(keys), "replayed in order, nothing a reused segment held before")
+	held := map[string]bool{}
+	for _, k := range keys {
+		held[k] = true
+	}
+	for i := confirmed; i <= last; i++ {
+		if !held[fmt.Sprintf("key-%06d", i)] {
+			t.Fatalf("record %d was added before the kill (the last added: %d) and is not replayed", i, last)
+		}
+	}
 }
