@@ -78,9 +78,8 @@ type outbox struct {
 	pending   atomic.Int64 // records not yet confirmed
 	dropped   atomic.Int64 // records refused because the outbox was full
 	retries   atomic.Int64
-	lastWarn  atomic.Int64 // unix nanoseconds of the last "full" warning
-	// lastRetryWarn is the unix nanoseconds of the last warning about failed hand-downs.
-	lastRetryWarn atomic.Int64
+	fullWarn  throttle // warnings that the outbox is full
+	retryWarn throttle // warnings about failed hand-downs
 }
 
 // outSegment is a segment file. The one appended to is mapped into memory, so appending a
@@ -492,9 +491,7 @@ func (o *outbox) confirmed(recs ...*outRecord) {
 // warnRetry logs a failed hand-down that will be tried again, at most once every ten
 // seconds (with how many are waiting), so a tier below that stays away is not silent.
 func (o *outbox) warnRetry(op wire.Op, err error) {
-	now := time.Now().UnixNano()
-	last := o.lastRetryWarn.Load()
-	if now-last < int64(10*time.Second) || !o.lastRetryWarn.CompareAndSwap(last, now) {
+	if !o.retryWarn.allow(10 * time.Second) {
 		return
 	}
 	o.log.Warn("relay: the tier below does not take what the outbox hands it; retrying", "op", op.String(),
@@ -503,9 +500,7 @@ func (o *outbox) warnRetry(op wire.Op, err error) {
 
 // warnFull logs a refusal at most once a second.
 func (o *outbox) warnFull(what string, key []byte) {
-	now := time.Now().UnixNano()
-	last := o.lastWarn.Load()
-	if now-last < int64(time.Second) || !o.lastWarn.CompareAndSwap(last, now) {
+	if !o.fullWarn.allow(time.Second) {
 		return
 	}
 	o.log.Error("relay: outbox is full; the tier below is not confirming what it is given", "refused", what,

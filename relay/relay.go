@@ -114,7 +114,7 @@ type Relay struct {
 	authPath   []byte       // cfg.AuthPath, for frames built on the hot path
 	// lowerGetFailures counts lookups the tier below failed (its error, not a miss).
 	lowerGetFailures atomic.Int64
-	lastGetWarn      atomic.Int64 // unix nanoseconds of the last warning about one
+	lowerGetWarn     throttle
 }
 
 // lowerJob is a new entry to hand to the lower tier's expansion servers.
@@ -268,9 +268,7 @@ func (r *Relay) LowerGetFailures() int64 { return r.lowerGetFailures.Load() }
 // seconds (with the count) while they go on.
 func (r *Relay) warnLowerGet(err error) {
 	n := r.lowerGetFailures.Add(1)
-	now := time.Now().UnixNano()
-	last := r.lastGetWarn.Load()
-	if now-last < int64(10*time.Second) || !r.lastGetWarn.CompareAndSwap(last, now) {
+	if !r.lowerGetWarn.allow(10 * time.Second) {
 		return
 	}
 	r.log.Warn("relay: lower tier get failed", "err", err, "failures_total", n)

@@ -74,9 +74,9 @@ type Sibling struct {
 	wg        sync.WaitGroup
 	kick      chan struct{}
 
-	unplaced  atomic.Int64 // evictions no aging server was ever known to take
-	getErrors atomic.Int64 // lookups a relief server failed
-	lastWarn  atomic.Int64
+	unplaced     atomic.Int64 // evictions no aging server was ever known to take
+	getErrors    atomic.Int64 // lookups a relief server failed
+	unplacedWarn throttle
 
 	mu         sync.Mutex
 	rings      *reliefRings
@@ -262,9 +262,7 @@ func (s *Sibling) Hints() HintStats {
 
 // warnUnplaced logs evictions that no aging server takes, at most once a minute.
 func (s *Sibling) warnUnplaced() {
-	now := time.Now().UnixNano()
-	last := s.lastWarn.Load()
-	if now-last < int64(time.Minute) || !s.lastWarn.CompareAndSwap(last, now) {
+	if !s.unplacedWarn.allow(time.Minute) {
 		return
 	}
 	s.log.Error("sibling: the relay's table evicts entries and no aging relief server is known to keep them; they are lost",
