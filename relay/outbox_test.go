@@ -79,21 +79,7 @@ func TestOutboxReusesSegmentsWithoutReplayingThem(t *testing.T) {
 	}
 	assert.NotEqual(t, make([]byte, 64), raw[end+4:end+68], "the segment was a reused one: older records follow its end")
 
-	var mu sync.Mutex
-	var keys []string
-	o2, err := openOutbox(dir, 1<<30, 1, slog.New(slog.DiscardHandler), func(_ context.Context, frames []*wire.Frame) error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, f := range frames {
-			keys = append(keys, string(f.Key))
-		}
-		return nil
-	})
-	require.NoError(t, err)
-	defer o2.close()
-	eventually(t, "the unconfirmed records to be replayed", func() bool { return o2.pending.Load() == 0 })
-	mu.Lock()
-	defer mu.Unlock()
+	keys := replayOutbox(t, dir)
 	// A segment is replayed whole (what was confirmed in it too, which does no harm), in
 	// order; what the segment held before its reuse would come after, with lower keys.
 	require.GreaterOrEqual(t, len(keys), 3)
@@ -186,6 +172,23 @@ func TestOutboxKilledWhileWritingAReusedSegment(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	cmd.Wait()
 
+	keys := replayOutbox(t, dir)
+	assert.True(t, slices.IsSorted(keys), "replayed in order, nothing a reused segment held before")
+	held := map[string]bool{}
+	for _, k := range keys {
+		held[k] = true
+	}
+	for i := confirmed; i <= last; i++ {
+		if !held[fmt.Sprintf("key-%06d", i)] {
+			t.Fatalf("record %d was added before the kill (the last added: %d) and is not replayed", i, last)
+		}
+	}
+}
+
+// replayOutbox opens the outbox in dir with a tier below that confirms everything, and
+// returns the keys of the records it replays, in the order they are handed down.
+func replayOutbox(t *testing.T, dir string) []string {
+	t.Helper()
 	var mu sync.Mutex
 	var keys []string
 	o, err := openOutbox(dir, 1<<30, 1, slog.New(slog.DiscardHandler), func(_ context.Context, frames []*wire.Frame) error {
@@ -201,14 +204,5 @@ func TestOutboxKilledWhileWritingAReusedSegment(t *testing.T) {
 	eventually(t, "the records to be replayed", func() bool { return o.pending.Load() == 0 })
 	mu.Lock()
 	defer mu.Unlock()
-	assert.True(t, slices.IsSorted(keys), "replayed in order, nothing a reused segment held before")
-	held := map[string]bool{}
-	for _, k := range keys {
-		held[k] = true
-	}
-	for i := confirmed; i <= last; i++ {
-		if !held[fmt.Sprintf("key-%06d", i)] {
-			t.Fatalf("record %d was added before the kill (the last added: %d) and is not replayed", i, last)
-		}
-	}
+	return slices.Clone(keys)
 }
