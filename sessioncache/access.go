@@ -167,8 +167,9 @@ type HeldFunc func(held []byte, heldExpiry int64, found bool) (store bool, expir
 // SetIf is Set done only if decide approves, given what the key holds: check and write
 // are one step under the key's lock, with one lookup, so no other writer (in any process)
 // can come between them. decide sees at most the first n bytes of the held value. SetIf
-// reports whether it stored. An expiry that has passed is Set's: the key is deleted,
-// without asking decide, and SetIf reports false.
+// reports whether it stored. With an expiry that has passed, the key is deleted if decide
+// approves (as Set deletes it), unless decide gives an expiry still to come (a tombstone
+// kept as long as the entry it replaces would have lived), which is stored.
 func (t *Table) SetIf(key, value []byte, expiry time.Time, n int, decide HeldFunc) (bool, error) {
 	return t.set(key, value, expiry, max(n, 0), decide)
 }
@@ -185,10 +186,14 @@ func (t *Table) set(key, value []byte, expiry time.Time, n int, decide HeldFunc)
 			len(key), len(value), t.shape.recordSize)
 	}
 	var exp int64
+	expired := false
 	if !expiry.IsZero() {
 		if exp = expiry.UnixNano(); exp <= t.now() {
-			_, err := t.Delete(key)
-			return false, err
+			if decide == nil {
+				_, err := t.Delete(key)
+				return false, err
+			}
+			expired = true
 		}
 	}
 	sh, tag := t.locate(t.hash(key))
@@ -206,7 +211,10 @@ func (t *Table) set(key, value []byte, expiry time.Time, n int, decide HeldFunc)
 			t.unlockShard(sh)
 			return false, t.corrupt(sh)
 		}
-		if !store {
+		if !store || expired && storeExp != 0 && storeExp <= t.now() {
+			if store {
+				t.deleteLocked(sh, tag, key) // it replaces what is held, and has expired itself
+			}
 			t.unlockShard(sh)
 			return false, nil
 		}
@@ -426,28 +434,34 @@ func (t *Table) Delete(key []byte) (bool, error) {
 	}
 	sh, tag := t.locate(t.hash(key))
 	t.lockShard(sh)
-	found := false
+	found := t.deleteLocked(sh, tag, key)
+	t.unlockShard(sh)
+	return found, nil
+}
+
+// deleteLocked removes key from a locked shard and reports whether it held an unexpired
+// entry.
+func (t *Table) deleteLocked(sh *shard, tag uint64, key []byte) bool {
 	i := home(sh, tag)
 	for range sh.nslots {
 		s := *slot(sh, i)
 		if s == 0 {
-			break
+			return false
 		}
 		if s>>slotIndexBits == tag {
 			idx, _ := slotRecord(sh, s)
 			r := t.record(sh, idx)
 			if bytes.Equal(t.keyBytes(r), key) {
-				found = r.expiry == 0 || r.expiry > t.nowIfExpiring(sh)
+				found := r.expiry == 0 || r.expiry > t.nowIfExpiring(sh)
 				removeSlot(sh, i)
 				t.free(sh, idx)
 				sh.hdr.deletes++
-				break
+				return found
 			}
 		}
 		i = sh.next(i)
 	}
-	t.unlockShard(sh)
-	return found, nil
+	return false
 }
 
 // DeleteExpired reclaims every expired entry now rather than when its space is next needed,

@@ -10,7 +10,8 @@ import (
 
 // TestSetIf: decide sees the first n bytes of the live value and its expiry; a refusal
 // leaves the value; an approval may lengthen the expiry but never shorten it; an expired
-// entry is shown as absent.
+// entry is shown as absent; a write whose expiry has passed deletes only what decide
+// approves replacing, and is stored only with a later expiry decide gives.
 func TestSetIf(t *testing.T) {
 	tbl := openTest(t, Config{ElementCount: 64, RecordSize: 128})
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
@@ -68,13 +69,28 @@ func TestSetIf(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, seen{}, got, "an expired entry is not held")
 
-	// A passed expiry deletes without asking.
-	got = seen{held: "untouched"}
-	stored, err = tbl.SetIf(key, []byte("late"), clock.at(-time.Second), 5, ask(true, 0))
+	// A passed expiry stores nothing: the key is deleted if decide approves, kept if not.
+	stored, err = tbl.SetIf(key, []byte("late"), clock.at(-time.Second), 5, ask(false, 0))
 	require.NoError(t, err)
 	assert.False(t, stored)
-	assert.Equal(t, "untouched", got.held, "decide is not asked")
+	assert.Equal(t, "sixth", got.held, "decide is asked")
+	v, _, err = tbl.GetAppend(nil, key)
+	require.NoError(t, err, "a refusal keeps what is held")
+	assert.Equal(t, "sixth", string(v))
+	stored, err = tbl.SetIf(key, []byte("late"), clock.at(-time.Second), 5, ask(true, clock.at(-time.Second).UnixNano()))
+	require.NoError(t, err)
+	assert.False(t, stored)
 	_, err = tbl.Get(key)
-	assert.ErrorIs(t, err, ErrNotFound)
+	assert.ErrorIs(t, err, ErrNotFound, "an approval deletes it")
+
+	// ... unless decide gives an expiry still to come: then it is stored with that one.
+	require.NoError(t, tbl.Set(key, []byte("live"), clock.at(time.Hour)))
+	stored, err = tbl.SetIf(key, []byte("tomb"), clock.at(-time.Second), 5, ask(true, clock.at(time.Hour).UnixNano()))
+	require.NoError(t, err)
+	assert.True(t, stored)
+	v, exp, err = tbl.GetAppend(nil, key)
+	require.NoError(t, err)
+	assert.Equal(t, "tomb", string(v))
+	assert.Equal(t, clock.at(time.Hour), exp)
 	require.NoError(t, tbl.Verify())
 }

@@ -4,9 +4,8 @@
 // 9-byte envelope (revision and flags) in front of each value and a compare-and-set that
 // keeps the newest version.
 //
-// Only one process may write a table through this package at a time (the relay, or the
-// relief server that owns the table), since the compare-and-set is serialized by locks in
-// that process's memory; any number of processes may read it.
+// The compare-and-set is one step under the key's lock in the table (sessioncache's
+// SetIf), so any number of processes may read and write a table through this package.
 package entrytable
 
 import (
@@ -16,9 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
-
-	"github.com/globalsession/globalsession/internal/wallclock"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -33,9 +29,8 @@ var ErrBadEnvelope = errors.New("entrytable: record is not a versioned entry")
 
 // Table is a sessioncache.Table holding versioned entries. It is safe for concurrent use.
 type Table struct {
-	t     *sessioncache.Table
-	locks [256]sync.Mutex
-	bufs  sync.Pool
+	t    *sessioncache.Table
+	bufs sync.Pool
 }
 
 // New wraps t, which must hold only entries written through this package.
@@ -96,28 +91,11 @@ func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
 	return e, nil
 }
 
-// held returns the envelope of the version of key the table holds (with no value), or
-// ErrNotFound (with the tombstone, if the key has one); it reads only the envelope.
-func (t *Table) held(dst, key []byte) (sessioncache.Entry, error) {
-	b, exp, err := t.t.PeekAppend(dst, key, Overhead)
-	if err != nil {
-		return sessioncache.Entry{}, err
-	}
-	e, err := Decode(b)
-	if err != nil {
-		return sessioncache.Entry{}, fmt.Errorf("%w: key %q", err, key)
-	}
-	e.Value, e.Expiry = nil, exp
-	if e.Deleted {
-		return e, sessioncache.ErrNotFound
-	}
-	return e, nil
-}
-
 // Put stores e under key unless the table holds a newer version (see Entry.Newer), and
 // reports whether it did. A tombstone is kept at least until the entry it replaces would
 // have expired. An entry or tombstone whose expiry has passed is not stored (Put reports
-// false), but it still removes an older version.
+// false), but it still removes an older version; a tombstone then stays, as above, while
+// the entry it replaces would still have lived (Put reports true).
 func (t *Table) Put(key []byte, e sessioncache.Entry) (bool, error) {
 	_, ok, err := t.PutHeld(key, e)
 	return ok, err
@@ -130,14 +108,6 @@ func (t *Table) PutHeld(key []byte, e sessioncache.Entry) (sessioncache.Entry, b
 }
 
 func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
-	// The check and the write are one step in the table (SetIf); the lock orders them
-	// with putExpired's, which are two.
-	mu := &t.locks[xxhash.Sum64(key)%uint64(len(t.locks))]
-	mu.Lock()
-	defer mu.Unlock()
-	if !e.Expiry.IsZero() && e.Expiry.UnixNano() <= wallclock.Nanos() {
-		return t.putExpired(key, e)
-	}
 	var exp int64
 	if !e.Expiry.IsZero() {
 		exp = e.Expiry.UnixNano()
@@ -146,6 +116,9 @@ func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool,
 	defer t.bufs.Put(bp)
 	*bp = Encode((*bp)[:0], e)
 	var held sessioncache.Entry
+	// The check and the write are one step under the key's lock (SetIf). An e whose expiry
+	// has passed is not stored but removes the older version it would replace, or leaves a
+	// tombstone as long as that version would have lived.
 	stored, err := t.t.SetIf(key, *bp, e.Expiry, Overhead, func(b []byte, heldExp int64, found bool) (bool, int64) {
 		if !found {
 			return true, exp
@@ -168,24 +141,4 @@ func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool,
 		return true, exp
 	})
 	return held, stored, err
-}
-
-// putExpired is Put of an entry or tombstone whose expiry has passed: it is not stored,
-// but it removes an older version. The key's lock is held.
-func (t *Table) putExpired(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	held, err := t.held((*bp)[:0], key)
-	switch {
-	case err == nil || (errors.Is(err, sessioncache.ErrNotFound) && held.Deleted):
-		if !e.Newer(held) {
-			return held, false, nil
-		}
-	case !errors.Is(err, sessioncache.ErrNotFound) && !errors.Is(err, ErrBadEnvelope):
-		return held, false, err
-	}
-	if _, err := t.t.Delete(key); err != nil {
-		return held, false, err
-	}
-	return held, false, nil
 }

@@ -67,6 +67,8 @@ func TestGetAppendExtendsDst(t *testing.T) {
 	assert.Equal(t, "value", string(e.Value))
 }
 
+// TestExpiredVersionsRemoveOlderOnes: a version whose expiry has passed is not stored, but
+// it removes (or, a deletion, outlives) the older version it would replace.
 func TestExpiredVersionsRemoveOlderOnes(t *testing.T) {
 	tb := newTable(t)
 	k := []byte("k")
@@ -77,6 +79,28 @@ func TestExpiredVersionsRemoveOlderOnes(t *testing.T) {
 	assert.False(t, ok)
 	_, err = tb.GetAppend(nil, k)
 	assert.ErrorIs(t, err, sessioncache.ErrNotFound)
+
+	// An expired version older than the one held removes nothing.
+	_, err = tb.Put(k, sessioncache.Entry{Value: []byte("x"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("y"), Rev: 4, Expiry: time.Now().Add(-time.Second)})
+	require.NoError(t, err)
+	assert.False(t, ok)
+	e, err := tb.GetAppend(nil, k)
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(e.Value))
+
+	// An expired deletion newer than the entry held leaves a tombstone as long as the entry
+	// would have lived, so an older copy of it arriving later stays out.
+	ok, err = tb.Put(k, sessioncache.Entry{Rev: 6, Deleted: true, Expiry: time.Now().Add(-time.Second)})
+	require.NoError(t, err)
+	assert.True(t, ok)
+	e, err = tb.GetAppend(nil, k)
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+	assert.True(t, e.Deleted)
+	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("x"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	assert.False(t, ok, "the older copy does not come back")
 }
 
 func TestForeignRecordsAreReplaced(t *testing.T) {
