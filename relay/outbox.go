@@ -21,6 +21,7 @@ import (
 
 	"github.com/edsrzf/mmap-go"
 
+	"github.com/globalsession/globalsession/internal/throttle"
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/relay/internal/endpoint"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -78,8 +79,8 @@ type outbox struct {
 	pending   atomic.Int64 // records not yet confirmed
 	dropped   atomic.Int64 // records refused because the outbox was full
 	retries   atomic.Int64
-	fullWarn  throttle // warnings that the outbox is full
-	retryWarn throttle // warnings about failed hand-downs
+	fullWarn  throttle.Throttle // warnings that the outbox is full
+	retryWarn throttle.Throttle // warnings about failed hand-downs
 }
 
 // outSegment is a segment file. The one appended to is mapped into memory, so appending a
@@ -491,7 +492,7 @@ func (o *outbox) confirmed(recs ...*outRecord) {
 // warnRetry logs a failed hand-down that will be tried again, at most once every ten
 // seconds (with how many are waiting), so a tier below that stays away is not silent.
 func (o *outbox) warnRetry(op wire.Op, err error) {
-	if !o.retryWarn.allow(10 * time.Second) {
+	if !o.retryWarn.Allow(10 * time.Second) {
 		return
 	}
 	o.log.Warn("relay: the tier below does not take what the outbox hands it; retrying", "op", op.String(),
@@ -500,7 +501,7 @@ func (o *outbox) warnRetry(op wire.Op, err error) {
 
 // warnFull logs a refusal at most once a second.
 func (o *outbox) warnFull(what string, key []byte) {
-	if !o.fullWarn.allow(time.Second) {
+	if !o.fullWarn.Allow(time.Second) {
 		return
 	}
 	o.log.Error("relay: outbox is full; the tier below is not confirming what it is given", "refused", what,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/globalsession/globalsession/internal/entrytable"
 	"github.com/globalsession/globalsession/internal/revision"
+	"github.com/globalsession/globalsession/internal/throttle"
 	"github.com/globalsession/globalsession/internal/tombstone"
 	"github.com/globalsession/globalsession/internal/wallclock"
 	"github.com/globalsession/globalsession/internal/wire"
@@ -114,7 +115,7 @@ type Relay struct {
 	authPath   []byte       // cfg.AuthPath, for frames built on the hot path
 	// lowerGetFailures counts lookups the tier below failed (its error, not a miss).
 	lowerGetFailures atomic.Int64
-	lowerGetWarn     throttle
+	lowerGetWarn     throttle.Throttle
 }
 
 // lowerJob is a new entry to hand to the lower tier's expansion servers.
@@ -268,7 +269,7 @@ func (r *Relay) LowerGetFailures() int64 { return r.lowerGetFailures.Load() }
 // seconds (with the count) while they go on.
 func (r *Relay) warnLowerGet(err error) {
 	n := r.lowerGetFailures.Add(1)
-	if !r.lowerGetWarn.allow(10 * time.Second) {
+	if !r.lowerGetWarn.Allow(10 * time.Second) {
 		return
 	}
 	r.log.Warn("relay: lower tier get failed", "err", err, "failures_total", n)

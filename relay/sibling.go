@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/globalsession/globalsession/internal/rendezvous"
+	"github.com/globalsession/globalsession/internal/throttle"
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/relay/internal/endpoint"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -76,7 +77,7 @@ type Sibling struct {
 
 	unplaced     atomic.Int64 // evictions no aging server was ever known to take
 	getErrors    atomic.Int64 // lookups a relief server failed
-	unplacedWarn throttle
+	unplacedWarn throttle.Throttle
 
 	mu         sync.Mutex
 	rings      *reliefRings
@@ -262,7 +263,7 @@ func (s *Sibling) Hints() HintStats {
 
 // warnUnplaced logs evictions that no aging server takes, at most once a minute.
 func (s *Sibling) warnUnplaced() {
-	if !s.unplacedWarn.allow(time.Minute) {
+	if !s.unplacedWarn.Allow(time.Minute) {
 		return
 	}
 	s.log.Error("sibling: the relay's table evicts entries and no aging relief server is known to keep them; they are lost",

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/throttle"
 	"github.com/globalsession/globalsession/internal/wire"
 )
 
@@ -113,27 +114,27 @@ type Resumer interface {
 // subscriptions and queue memberships, brokers queue requests, fans messages out to
 // subscribers, pings idle peers, and hands the entry requests to its Handler.
 type Server struct {
-	opts           ServerOptions
-	budget         *wire.Budget  // shared by the readers of every connection
-	replies        [256]opCounts // answered requests by op: statuses and latencies
-	ln             net.Listener
-	role           Handler
-	wg             sync.WaitGroup
-	mu             sync.Mutex
-	peers          map[*Peer]struct{}
-	subs           map[string]map[*Peer]struct{}
-	queues         map[string]*queue
-	gen            uint64        // counts changes of subs, so roles can cache what they derive from it
-	genCh          chan struct{} // closed and replaced when gen changes
-	genNow         atomic.Uint64 // gen, for readers that take no lock
-	closing        bool
-	done           chan struct{}
-	refused        atomic.Int64 // connections closed at once: MaxConns were open
-	accepted       atomic.Int64
-	requests       [256]atomic.Uint64 // by op
-	queueCh        chan struct{}      // closed and replaced when a queue member joins
-	queueWaits     atomic.Int64       // requests that waited for a queue's first member
-	lastRefusedLog atomic.Int64       // unix nanoseconds
+	opts       ServerOptions
+	budget     *wire.Budget  // shared by the readers of every connection
+	replies    [256]opCounts // answered requests by op: statuses and latencies
+	ln         net.Listener
+	role       Handler
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	peers      map[*Peer]struct{}
+	subs       map[string]map[*Peer]struct{}
+	queues     map[string]*queue
+	gen        uint64        // counts changes of subs, so roles can cache what they derive from it
+	genCh      chan struct{} // closed and replaced when gen changes
+	genNow     atomic.Uint64 // gen, for readers that take no lock
+	closing    bool
+	done       chan struct{}
+	refused    atomic.Int64 // connections closed at once: MaxConns were open
+	accepted   atomic.Int64
+	requests   [256]atomic.Uint64 // by op
+	queueCh    chan struct{}      // closed and replaced when a queue member joins
+	queueWaits atomic.Int64       // requests that waited for a queue's first member
+	refusedLog throttle.Throttle
 }
 
 // Peer is one connected client of a Server, as its Handler sees it: the handler answers
@@ -475,9 +476,7 @@ func (s *Server) RequestStats() []RequestStats { return requestStats(&s.replies)
 // most once every ten seconds.
 func (s *Server) refuse(name string) {
 	n := s.refused.Add(1)
-	now := time.Now().UnixNano()
-	last := s.lastRefusedLog.Load()
-	if now-last < int64(10*time.Second) || !s.lastRefusedLog.CompareAndSwap(last, now) {
+	if !s.refusedLog.Allow(10 * time.Second) {
 		return
 	}
 	s.opts.Logger.Warn("relay: refusing connections: the connection limit is reached", "peer", name,

@@ -6,14 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/globalsession/globalsession/internal/wallclock"
+	"github.com/globalsession/globalsession/internal/throttle"
 )
 
 // rawConn returns the raw connection of a TCP or Unix socket, for writes that must not
@@ -88,11 +87,12 @@ func writeRaw(rc syscall.RawConn, b []byte, wait bool) (int, error) {
 	return n, werr
 }
 
-// lastWake is when a reader last woke the runtime's monitor thread (wallclock.Nanos).
-var lastWake atomic.Int64
+// monitorWakes lets a reader wake the runtime's monitor thread at most once every
+// wakeEvery in the process.
+var monitorWakes throttle.Throttle
 
 // wakeEvery is the least time between two wake-ups of the monitor thread.
-const wakeEvery = int64(50 * time.Microsecond)
+const wakeEvery = 50 * time.Microsecond
 
 // wakeMonitor makes one system call with the scheduler's bookkeeping (getpid), at most
 // once every wakeEvery in the process, when a reader finds its socket empty and is about
@@ -102,8 +102,7 @@ const wakeEvery = int64(50 * time.Microsecond)
 // machine's virtual processors. Raw reads and writes (sockCall) never wake it; under load
 // the monitor is awake anyway and the call is rare.
 func wakeMonitor() {
-	now, last := wallclock.Nanos(), lastWake.Load()
-	if d := now - last; d >= 0 && d < wakeEvery || !lastWake.CompareAndSwap(last, now) {
+	if !monitorWakes.Allow(wakeEvery) {
 		return
 	}
 	unix.Syscall(unix.SYS_GETPID, 0, 0, 0)
