@@ -607,11 +607,7 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 		r.unplaced.Add(1) // the tier below said it keeps no evictions: see handDown
 		return
 	}
-	// The frame is encoded into the outbox at once: built here, it costs no allocation.
-	f := wire.Frame{Op: wire.OpEvict, Path: r.authPath, Key: key, Value: e.Value, Expiry: endpoint.UnixNano(e.Expiry), Rev: e.Rev}
-	if e.Deleted {
-		f.Flags, f.Value = wire.FlagDeleted, nil
-	}
+	f := endpoint.EntryFrameValue(wire.OpEvict, r.authPath, key, e) // encoded into the outbox at once
 	if err := r.outbox.add(&f); err != nil {
 		r.outbox.warnFull("eviction", key)
 	}

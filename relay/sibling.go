@@ -457,9 +457,8 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 // misses it loses nothing.
 func (s *Sibling) Set(ctx context.Context, path string, key []byte, e sessioncache.Entry) error {
 	r := s.currentRings()
-	// Encoded at once by each write: built here, it costs no allocation.
-	f := wire.Frame{Op: wire.OpSet, Flags: wire.FlagNoReply, Path: []byte(path), Key: key, Value: e.Value,
-		Expiry: endpoint.UnixNano(e.Expiry), Rev: e.Rev}
+	f := endpoint.EntryFrameValue(wire.OpSet, []byte(path), key, e) // encoded at once by each write
+	f.Flags |= wire.FlagNoReply
 	var errs []error
 	send := func(p *endpoint.Peer) {
 		if err := p.WriteDeferred(&f); err != nil {

@@ -199,7 +199,14 @@ func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
 // EntryFrame is the request of op (set, publish, evict or delete) carrying e on path: an
 // evict of a tombstone when e.Deleted, with FlagDeleted and no value.
 func EntryFrame(op wire.Op, path string, key []byte, e sessioncache.Entry) *wire.Frame {
-	f := &wire.Frame{Op: op, Path: []byte(path), Key: key, Value: e.Value, Expiry: UnixNano(e.Expiry), Rev: e.Rev}
+	f := EntryFrameValue(op, []byte(path), key, e)
+	return &f
+}
+
+// EntryFrameValue is EntryFrame as a value, for a caller that encodes the frame at once:
+// kept on the caller's stack, it costs no allocation.
+func EntryFrameValue(op wire.Op, path, key []byte, e sessioncache.Entry) wire.Frame {
+	f := wire.Frame{Op: op, Path: path, Key: key, Value: e.Value, Expiry: UnixNano(e.Expiry), Rev: e.Rev}
 	if e.Deleted && op == wire.OpEvict {
 		f.Flags |= wire.FlagDeleted
 		f.Value = nil
