@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
 
@@ -322,13 +323,15 @@ func (o *outbox) enqueueLocked(rec *outRecord, seg *outSegment) {
 	seg.outstanding++
 	o.bytes += rec.size
 	o.pending.Add(1)
+	// The maps' keys share the record's bytes, which nothing changes once decoded: no copy.
+	key := unsafe.String(unsafe.SliceData(f.Key), len(f.Key))
 	if f.Op == wire.OpDelete || (f.Op == wire.OpEvict && f.Flags&wire.FlagDeleted != 0) {
-		if f.Rev > o.tombs[string(f.Key)] {
-			o.tombs[string(f.Key)] = f.Rev
+		if f.Rev > o.tombs[key] {
+			o.tombs[key] = f.Rev
 		}
 	} else if f.Op == wire.OpEvict {
-		if old := o.evicted[string(f.Key)]; old == nil || old.Rev <= f.Rev {
-			o.evicted[string(f.Key)] = f
+		if old := o.evicted[key]; old == nil || old.Rev <= f.Rev {
+			o.evicted[key] = f
 		}
 	}
 	o.queue = append(o.queue, rec)

@@ -607,7 +607,11 @@ func (s *Sibling) handDownFrames(ctx context.Context, all []*wire.Frame) error {
 			}
 		}
 		for _, m := range targets {
-			perMember[m] = append(perMember[m], f)
+			frames := perMember[m]
+			if frames == nil {
+				frames = make([]*wire.Frame, 0, len(all))
+			}
+			perMember[m] = append(frames, f)
 		}
 	}
 	type result struct {

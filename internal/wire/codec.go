@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 )
 
 // Append appends f, length prefix included, to dst and returns the extended slice.
@@ -15,6 +16,7 @@ func Append(dst []byte, f *Frame) ([]byte, error) {
 		return dst, fmt.Errorf("%w: path %d, key %d, value %d bytes", ErrFrameTooLarge, len(f.Path), len(f.Key), len(f.Value))
 	}
 	n := f.Len()
+	dst = slices.Grow(dst, 4+n) // one allocation at most
 	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
 	dst = append(dst, Version, byte(f.Op), byte(f.Status), f.Flags)
 	dst = binary.BigEndian.AppendUint64(dst, f.ID)

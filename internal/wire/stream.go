@@ -68,6 +68,7 @@ func ParseResumeReply(v []byte, fn func(*Frame) error) (epoch, seq uint64, mode 
 // eachEmbedded calls fn with each of the length-prefixed frames rest holds, back to back;
 // what names the container in errors.
 func eachEmbedded(rest []byte, what string, fn func(*Frame) error) error {
+	var f Frame // one for all: fn may not keep it (it escapes, so this is one allocation, not one per frame)
 	for len(rest) > 0 {
 		if len(rest) < 4 {
 			return fmt.Errorf("%w: a torn frame in %s", ErrMalformed, what)
@@ -76,7 +77,6 @@ func eachEmbedded(rest []byte, what string, fn func(*Frame) error) error {
 		if uint64(n) > uint64(len(rest)-4) {
 			return fmt.Errorf("%w: a frame of %d bytes in the %d left of %s", ErrMalformed, n, len(rest)-4, what)
 		}
-		var f Frame
 		if err := Decode(rest[4:4+n], &f); err != nil {
 			return err
 		}

@@ -125,7 +125,7 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	path := string(f.Path)
+	path := c.pathOf(f.Path)
 	var err error
 	defer func() {
 		if err != nil && f.Flags&wire.FlagNoReply != 0 {

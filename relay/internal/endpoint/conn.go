@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/globalsession/globalsession/internal/wire"
@@ -33,8 +32,9 @@ type conn struct {
 	timeout  time.Duration // default request deadline
 	wtimeout time.Duration // write deadline
 
-	nextID  atomic.Uint64
-	framesR atomic.Uint64 // frames read, for the heartbeat
+	nextID   atomic.Uint64
+	framesR  atomic.Uint64          // frames read, for the heartbeat
+	lastPath atomic.Pointer[string] // the path of the last request served (see pathOf)
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -48,12 +48,12 @@ type conn struct {
 	sweepArmed atomic.Bool // under mu when set false
 
 	wmu     sync.Mutex
-	waiting atomic.Int32    // writers queued for wmu
-	out     []byte          // encoded frames not yet written; under wmu
-	softMu  sync.Mutex      // never held across I/O
-	soft    []byte          // frames of writers that must not wait for wmu; under softMu
-	raw     syscall.RawConn // for writes that must not block; nil over TLS
-	dialed  bool            // this side dialed the connection
+	waiting atomic.Int32 // writers queued for wmu
+	out     []byte       // encoded frames not yet written; under wmu
+	softMu  sync.Mutex   // never held across I/O
+	soft    []byte       // frames of writers that must not wait for wmu; under softMu
+	raw     *rawSocket   // for writes that must not block; nil over TLS
+	dialed  bool         // this side dialed the connection
 	wbuf    []byte
 
 	done chan struct{}
@@ -129,7 +129,7 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		queueLen: max(cfg.queueLen, 1),
 		flushReq: make(chan struct{}, 1),
 	}
-	c.raw, c.dialed = rawConn(nc), cfg.dialed
+	c.raw, c.dialed = newRawSocket(nc), cfg.dialed
 	c.br = bufio.NewReaderSize(c.socketReader(), readBufferSize)
 	c.rd = wire.NewReader(c.br, cfg.maxFrame)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -457,11 +457,23 @@ func (c *conn) takeSoftLocked() {
 	c.softMu.Unlock()
 }
 
+// pathOf returns b, a request's path, as a string: the one made for the connection's last
+// request when b is the same (a peer's requests mostly name one path), so that serving a
+// request costs no allocation for it.
+func (c *conn) pathOf(b []byte) string {
+	if p := c.lastPath.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	c.lastPath.Store(&s)
+	return s
+}
+
 // socketReader is what the connection reads from: the raw socket where there is one (see
-// rawReader), else the net.Conn.
+// rawSocket), else the net.Conn.
 func (c *conn) socketReader() io.Reader {
 	if c.raw != nil {
-		return rawReader{c.raw}
+		return c.raw
 	}
 	return c.nc
 }
@@ -477,12 +489,12 @@ func (c *conn) writeSocket(b []byte) (int, error) {
 		c.deadline()
 		return c.nc.Write(b)
 	}
-	n, err := writeNow(c.raw, b)
+	n, err := c.raw.writeNow(b)
 	if !errors.Is(err, errWouldBlock) {
 		return n, err
 	}
 	c.deadline()
-	m, err := writeAll(c.raw, b[n:])
+	m, err := c.raw.writeAll(b[n:])
 	if c.wtimeout > 0 {
 		c.nc.SetWriteDeadline(time.Time{})
 	}
@@ -529,7 +541,7 @@ func (c *conn) flushSoftLocked() {
 	if c.raw != nil {
 		// The raw write does not wait; no write deadline is left set on a raw socket (see
 		// writeSocket), so none can have passed.
-		err := c.flushOut(func(b []byte) (int, error) { return writeNow(c.raw, b) })
+		err := c.flushOut(c.raw.writeNow)
 		if err != nil && !errors.Is(err, errWouldBlock) {
 			go c.close(fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err))
 			return

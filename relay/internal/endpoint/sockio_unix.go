@@ -15,9 +15,29 @@ import (
 	"github.com/globalsession/globalsession/internal/throttle"
 )
 
-// rawConn returns the raw connection of a TCP or Unix socket, for writes that must not
-// wait; nil for others (TLS), whose writes then go through the flusher goroutine.
-func rawConn(nc net.Conn) syscall.RawConn {
+// rawSocket reads and writes a TCP or Unix socket through its raw connection (see
+// sockCall). The callbacks it hands the raw connection are made once, with the state of a
+// call in the rawSocket, so a read or write allocates nothing. Reads come from one
+// goroutine at a time and so do writes (the connection's write lock, or the TLS
+// connection's, orders them).
+type rawSocket struct {
+	rc syscall.RawConn
+
+	rbuf   []byte
+	rn     int
+	rerr   error
+	readFn func(fd uintptr) bool
+
+	wbuf    []byte
+	wn      int
+	werr    error
+	wait    bool
+	writeFn func(fd uintptr) bool
+}
+
+// newRawSocket returns the raw socket under nc, or nil when nc is not a TCP or Unix
+// socket (TLS), whose writes then go through the flusher goroutine.
+func newRawSocket(nc net.Conn) *rawSocket {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -26,7 +46,10 @@ func rawConn(nc net.Conn) syscall.RawConn {
 	if err != nil {
 		return nil
 	}
-	return rc
+	s := &rawSocket{rc: rc}
+	s.readFn = s.readOnce
+	s.writeFn = s.writeSome
+	return s
 }
 
 // errWouldBlock means the socket took less than all of a write, or had nothing to read,
@@ -54,37 +77,43 @@ func sockCall(trap uintptr, fd uintptr, b []byte) (int, syscall.Errno) {
 }
 
 // writeNow writes what the socket takes at once, without waiting for it to drain.
-func writeNow(rc syscall.RawConn, b []byte) (int, error) { return writeRaw(rc, b, false) }
+func (s *rawSocket) writeNow(b []byte) (int, error) { return s.write(b, false) }
 
-// writeRaw writes b through the raw connection, each write without the scheduler's
-// bookkeeping for calls that may block (see sockCall). When the socket's buffer is full
-// it waits for the socket (through the runtime's poller, within the write deadline) if
-// wait is set, and otherwise stops there with errWouldBlock.
-func writeRaw(rc syscall.RawConn, b []byte, wait bool) (int, error) {
-	var n int
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := sockCall(unix.SYS_WRITE, fd, b[n:])
-			switch {
-			case e == syscall.EAGAIN || (e == 0 && m == 0):
-				if wait {
-					return false // wait until the socket takes more
-				}
-				werr = errWouldBlock
-				return true
-			case e != 0:
-				werr = e
-				return true
-			}
-			n += m
-		}
-		return true
-	})
+// writeAll writes all of b, waiting for the socket whenever its buffer is full.
+func (s *rawSocket) writeAll(b []byte) (int, error) { return s.write(b, true) }
+
+// write writes b, each write without the scheduler's bookkeeping for calls that may block
+// (see sockCall). When the socket's buffer is full it waits for the socket (through the
+// runtime's poller, within the write deadline) if wait is set, and otherwise stops there
+// with errWouldBlock.
+func (s *rawSocket) write(b []byte, wait bool) (int, error) {
+	s.wbuf, s.wn, s.werr, s.wait = b, 0, nil, wait
+	err := s.rc.Write(s.writeFn)
+	n, werr := s.wn, s.werr
+	s.wbuf, s.werr = nil, nil
 	if err != nil {
 		return n, err
 	}
 	return n, werr
+}
+
+func (s *rawSocket) writeSome(fd uintptr) bool {
+	for s.wn < len(s.wbuf) {
+		m, e := sockCall(unix.SYS_WRITE, fd, s.wbuf[s.wn:])
+		switch {
+		case e == syscall.EAGAIN || (e == 0 && m == 0):
+			if s.wait {
+				return false // wait until the socket takes more
+			}
+			s.werr = errWouldBlock
+			return true
+		case e != 0:
+			s.werr = e
+			return true
+		}
+		s.wn += m
+	}
+	return true
 }
 
 // monitorWakes lets a reader wake the runtime's monitor thread at most once every
@@ -108,56 +137,51 @@ func wakeMonitor() {
 	unix.Syscall(unix.SYS_GETPID, 0, 0, 0)
 }
 
-// rawReader reads a non-blocking socket through its raw connection: like the net.Conn's
-// Read (it waits for the socket through the runtime's poller and keeps its deadlines), but
-// each read goes without the scheduler's bookkeeping for calls that may block (see
-// sockCall).
-type rawReader struct{ rc syscall.RawConn }
-
-func (r rawReader) Read(p []byte) (int, error) {
-	var n int
-	var rerr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		m, e := sockCall(unix.SYS_READ, fd, p)
-		switch {
-		case e == syscall.EAGAIN:
-			wakeMonitor()
-			return false // wait until the socket is readable
-		case e != 0:
-			rerr = e
-		case m == 0 && len(p) > 0:
-			rerr = io.EOF
-		}
-		n = m
-		return true
-	})
+// Read reads the socket like the net.Conn's Read (it waits for the socket through the
+// runtime's poller and keeps its deadlines), but each read goes without the scheduler's
+// bookkeeping for calls that may block (see sockCall).
+func (s *rawSocket) Read(p []byte) (int, error) {
+	s.rbuf, s.rn, s.rerr = p, 0, nil
+	err := s.rc.Read(s.readFn)
+	n, rerr := s.rn, s.rerr
+	s.rbuf, s.rerr = nil, nil
 	if err != nil {
 		return n, err
 	}
 	return n, rerr
 }
 
-// writeAll writes all of b, waiting for the socket whenever its buffer is full (see
-// writeRaw).
-func writeAll(rc syscall.RawConn, b []byte) (int, error) { return writeRaw(rc, b, true) }
-
-// rawIOConn is a TCP connection whose reads and writes go through raw system calls (see
-// rawReader and writeAll): the socket under a TLS connection, whose own reads and writes
-// then cost no scheduler bookkeeping either.
-type rawIOConn struct {
-	net.Conn
-	r  rawReader
-	rc syscall.RawConn
+func (s *rawSocket) readOnce(fd uintptr) bool {
+	m, e := sockCall(unix.SYS_READ, fd, s.rbuf)
+	switch {
+	case e == syscall.EAGAIN:
+		wakeMonitor()
+		return false // wait until the socket is readable
+	case e != 0:
+		s.rerr = e
+	case m == 0 && len(s.rbuf) > 0:
+		s.rerr = io.EOF
+	}
+	s.rn = m
+	return true
 }
 
-func (c *rawIOConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
-func (c *rawIOConn) Write(p []byte) (int, error) { return writeAll(c.rc, p) }
+// rawIOConn is a TCP connection whose reads and writes go through raw system calls (see
+// rawSocket): the socket under a TLS connection, whose own reads and writes then cost no
+// scheduler bookkeeping either.
+type rawIOConn struct {
+	net.Conn
+	s *rawSocket
+}
+
+func (c *rawIOConn) Read(p []byte) (int, error)  { return c.s.Read(p) }
+func (c *rawIOConn) Write(p []byte) (int, error) { return c.s.writeAll(p) }
 
 // withRawIO returns nc with raw reads and writes where it is a socket, else nc itself.
 func withRawIO(nc net.Conn) net.Conn {
-	rc := rawConn(nc)
-	if rc == nil {
+	s := newRawSocket(nc)
+	if s == nil {
 		return nc
 	}
-	return &rawIOConn{Conn: nc, r: rawReader{rc}, rc: rc}
+	return &rawIOConn{Conn: nc, s: s}
 }
