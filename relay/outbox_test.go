@@ -42,7 +42,7 @@ func TestOutboxReusesSegmentsWithoutReplayingThem(t *testing.T) {
 	o, err := openOutbox(dir, 1<<30, 2, slog.New(slog.DiscardHandler), deliver)
 	require.NoError(t, err)
 	// Enough for several segments, each confirmed soon after it fills.
-	const n = 3 * outboxSegmentSize / 450
+	const n = (outboxSpares + 2) * outboxSegmentSize / 450
 	for i := range n {
 		require.NoError(t, o.add(outboxFrame(i)))
 	}
@@ -54,10 +54,11 @@ func TestOutboxReusesSegmentsWithoutReplayingThem(t *testing.T) {
 	assert.Positive(t, spares, "confirmed segments are kept as spares")
 
 	// Roll into a reused segment, then stop with three records unconfirmed in it.
-	for i := range n / 3 {
+	const m = outboxSegmentSize/450 + 10
+	for i := range m {
 		require.NoError(t, o.add(outboxFrame(n+i)))
 	}
-	eventually(t, "those to be confirmed", func() bool { return delivered.Load() == n+n/3 })
+	eventually(t, "those to be confirmed", func() bool { return delivered.Load() == n+m })
 	down.Store(true)
 	for i := range 3 {
 		require.NoError(t, o.add(outboxFrame(2*n+i)))
@@ -75,7 +76,7 @@ func TestOutboxReusesSegmentsWithoutReplayingThem(t *testing.T) {
 	require.NoError(t, err)
 	end := 0
 	for _, f := range frames {
-		end += 8 + f.Len()
+		end += 12 + f.Len() // length, checksum, the frame's own length prefix, the frame
 	}
 	assert.NotEqual(t, make([]byte, 64), raw[end+4:end+68], "the segment was a reused one: older records follow its end")
 

@@ -81,6 +81,11 @@ type StreamBackend = endpoint.StreamBackend
 // which a connection may call on its reader goroutine when ServesInline reports true.
 type InlineBackend = endpoint.InlineBackend
 
+// PrefetchBackend is a Backend that can be told the keys of the requests a connection has
+// received but not yet served, and of a batch of hand-downs before it is served, so that
+// its memory misses for them overlap. A relief server is one.
+type PrefetchBackend = endpoint.PrefetchBackend
+
 // HandDown is one change a tier hands to the tier below: an eviction (an entry, or with
 // Entry.Deleted a tombstone, pushed out of its table), or with Delete set a deletion for
 // every server below.

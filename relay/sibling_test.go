@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -142,4 +143,65 @@ func TestSiblingNeverServesAStaleVersion(t *testing.T) {
 	v, _, err = entryParts(s.Get(ctx, "auths", []byte("sid")))
 	require.NoError(t, err)
 	assert.Equal(t, "v5", string(v))
+}
+
+// prefetchBackend is a memBackend that records the keys it is told to prefetch.
+type prefetchBackend struct {
+	*memBackend
+	pmu        sync.Mutex
+	prefetched map[string]bool
+}
+
+func (b *prefetchBackend) Prefetch(keys [][]byte) {
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
+	for _, k := range keys {
+		b.prefetched[string(k)] = true
+	}
+}
+
+// TestReliefIsToldTheKeysComing: a relief backend that can prefetch (PrefetchBackend) is
+// told every key of a batch of hand-downs before the batch is served, and of pipelined
+// entries only keys it is then handed; what it stores is as without prefetching.
+func TestReliefIsToldTheKeysComing(t *testing.T) {
+	s := startSibling(t, SiblingConfig{})
+	b := &prefetchBackend{memBackend: newMemBackend(), prefetched: map[string]bool{}}
+	c := dial(t, ClientConfig{Addr: s.Addr().String(), Name: ReliefName(ReliefAging, "a1"), Backend: b})
+	require.NoError(t, c.Subscribe(ctxT(t), "auths", func(sessioncache.Change) {}))
+	eventually(t, "the relief server to subscribe", func() bool { return s.ReliefOf(ReliefAging) == 1 })
+	ctx := ctxT(t)
+
+	var batch []HandDown
+	for i := range 40 {
+		batch = append(batch, HandDown{Key: fmt.Appendf(nil, "evicted-%d", i), Entry: sessioncache.Entry{Value: []byte("old"), Rev: 1}})
+	}
+	require.NoError(t, s.HandDownBatch(ctx, "auths", batch))
+	for _, h := range batch {
+		assert.True(t, b.has(string(h.Key)), "%s is kept", h.Key)
+		b.pmu.Lock()
+		assert.True(t, b.prefetched[string(h.Key)], "%s was prefetched with its batch", h.Key)
+		b.pmu.Unlock()
+	}
+
+	// Entries stream to expansion relief without replies, so they arrive back to back.
+	e := &prefetchBackend{memBackend: newMemBackend(), prefetched: map[string]bool{}}
+	ec := dial(t, ClientConfig{Addr: s.Addr().String(), Name: ReliefName(ReliefExpansion, "e1"), Backend: e})
+	require.NoError(t, ec.Subscribe(ctxT(t), "auths", func(sessioncache.Change) {}))
+	eventually(t, "the expansion server to subscribe", func() bool { return s.ReliefOf(ReliefExpansion) == 1 })
+	const sets = 2000
+	for i := range sets {
+		require.NoError(t, s.Set(ctx, "auths", fmt.Appendf(nil, "new-%d", i), sessioncache.Entry{Value: []byte("v"), Rev: 2}))
+	}
+	// Served each in a goroutine of its own (memBackend is not inline): in any order.
+	eventually(t, "the entries to arrive", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.m) == sets
+	})
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
+	t.Logf("%d of %d streamed keys were prefetched", len(e.prefetched), sets)
+	for k := range e.prefetched {
+		assert.True(t, e.has(k), "prefetched %s, which the relief server was never handed", k)
+	}
 }

@@ -42,6 +42,10 @@ func (m *MemoryStore) Put(_ context.Context, key []byte, e sessioncache.Entry) (
 	return m.t.Put(key, e)
 }
 
+// Prefetch starts bringing the table's memory for keys into the processor's caches (see
+// sessioncache.Table.Prefetch).
+func (m *MemoryStore) Prefetch(keys [][]byte) { m.t.Prefetch(keys) }
+
 // Len implements Store.
 func (m *MemoryStore) Len() int { return m.t.Raw().Len() }
 

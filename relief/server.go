@@ -146,6 +146,14 @@ func (s *Server) ServesInline() bool {
 	return mem
 }
 
+// Prefetch tells the store which keys the sibling's next requests are for, when the store
+// can use it (a MemoryStore): see relay.PrefetchBackend.
+func (s *Server) Prefetch(keys [][]byte) {
+	if p, ok := s.store.(interface{ Prefetch([][]byte) }); ok {
+		p.Prefetch(keys)
+	}
+}
+
 // Kind returns Expansion or Aging.
 func (s *Server) Kind() string { return s.cfg.Kind }
 

@@ -485,3 +485,34 @@ func TestStreamPositionsAreRecordedInTheSection(t *testing.T) {
 	pos, _ = other.streamPos(22)
 	assert.Equal(t, StreamPos{Epoch: 9, Seq: 1}, pos)
 }
+
+// TestPrefetchChangesNothing: Prefetch takes any keys (present, absent, empty, too long,
+// more than one pass's worth), on an open or a closed table, and every entry reads as it
+// was, with the table whole.
+func TestPrefetchChangesNothing(t *testing.T) {
+	tb := openTest(t, Config{ElementCount: 512, RecordSize: 64, Shards: 4})
+	var keys [][]byte
+	for i := range 300 {
+		k := fmt.Appendf(nil, "key-%d", i)
+		if i%2 == 0 {
+			require.NoError(t, tb.Set(k, fmt.Appendf(nil, "v%d", i), time.Time{}))
+		}
+		keys = append(keys, k)
+	}
+	keys = append(keys, nil, []byte{}, make([]byte, 4096))
+	tb.Prefetch(keys)
+	tb.Prefetch(nil)
+	for i, k := range keys[:300] {
+		v, err := tb.Get(k)
+		if i%2 == 0 {
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprintf("v%d", i), string(v))
+		} else {
+			require.ErrorIs(t, err, ErrNotFound)
+		}
+	}
+	require.NoError(t, tb.Verify())
+	assert.Equal(t, 150, tb.Len())
+	require.NoError(t, tb.Close())
+	tb.Prefetch(keys) // a closed table is left alone
+}

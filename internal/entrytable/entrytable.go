@@ -41,6 +41,9 @@ func New(t *sessioncache.Table) *Table {
 // Raw returns the underlying table.
 func (t *Table) Raw() *sessioncache.Table { return t.t }
 
+// Prefetch tells the table which keys come next (see sessioncache.Table.Prefetch).
+func (t *Table) Prefetch(keys [][]byte) { t.t.Prefetch(keys) }
+
 // Encode appends e's envelope and value to dst.
 func Encode(dst []byte, e sessioncache.Entry) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, e.Rev)

@@ -67,6 +67,30 @@ func Decode(body []byte, f *Frame) error {
 	return nil
 }
 
+// RequestKey returns the key of body, a whole frame body (the bytes after the length
+// prefix), when it is a get, set, delete or single evict, without decoding the rest; ok is
+// false for any other frame or a body too short for its header's lengths.
+func RequestKey(body []byte) (key []byte, ok bool) {
+	if len(body) < HeaderSize {
+		return nil, false
+	}
+	switch Op(body[1]) {
+	case OpGet, OpSet, OpDelete:
+	case OpEvict:
+		if body[3]&FlagBatch != 0 {
+			return nil, false
+		}
+	default:
+		return nil, false
+	}
+	pl := int(binary.BigEndian.Uint16(body[28:]))
+	kl := int(binary.BigEndian.Uint16(body[30:]))
+	if HeaderSize+pl+kl > len(body) {
+		return nil, false
+	}
+	return body[HeaderSize+pl : HeaderSize+pl+kl], true
+}
+
 // Reader reads frames from a stream, reusing one buffer, so reading allocates nothing once
 // the buffer has grown to the largest frame seen.
 type Reader struct {

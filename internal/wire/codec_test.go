@@ -256,3 +256,32 @@ func TestReaderBudget(t *testing.T) {
 		t.Fatalf("a frame larger than the budget: %v", err)
 	}
 }
+
+// FuzzRequestKey checks that RequestKey never reads past a body, whatever it holds, and that
+// on a frame Decode accepts it returns the key Decode finds, for exactly the request ops.
+func FuzzRequestKey(f *testing.F) {
+	for _, fr := range []Frame{
+		{Op: OpSet, Path: []byte("auths"), Key: []byte("k"), Value: []byte("v")},
+		{Op: OpGet, Key: []byte("some key")},
+		{Op: OpEvict, Flags: FlagBatch, Key: []byte("k"), Value: []byte("batch")},
+		{Op: OpReply, Value: []byte("v")},
+	} {
+		b, _ := Append(nil, &fr)
+		f.Add(b[4:])
+	}
+	f.Add(make([]byte, HeaderSize))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		key, ok := RequestKey(body)
+		var fr Frame
+		if Decode(body, &fr) != nil {
+			return // RequestKey may still answer for a body Decode refuses; it must not panic
+		}
+		want := fr.Op == OpGet || fr.Op == OpSet || fr.Op == OpDelete || (fr.Op == OpEvict && fr.Flags&FlagBatch == 0)
+		if ok != want {
+			t.Fatalf("RequestKey of a %s frame with flags %#x: ok = %v", fr.Op, fr.Flags, ok)
+		}
+		if ok && !bytes.Equal(key, fr.Key) {
+			t.Fatalf("RequestKey = %q, Decode's key = %q", key, fr.Key)
+		}
+	})
+}

@@ -90,6 +90,16 @@ type InlineBackend interface {
 	ServesInline() bool
 }
 
+// PrefetchBackend is a Backend that can be told which keys its next calls will be for,
+// before they come: a connection tells it the keys of the requests it has already
+// received, and a batch of hand-downs its keys, so that the backend's memory misses for
+// them overlap (see sessioncache.Table.Prefetch). Prefetch must return quickly and change
+// nothing; the keys are valid only during the call.
+type PrefetchBackend interface {
+	Backend
+	Prefetch(keys [][]byte)
+}
+
 // backendDispatcher serves requests on a client connection with a Backend. Each request
 // runs in its own goroutine with copies of its fields, since a backend may block.
 type backendDispatcher struct {
@@ -177,6 +187,19 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 // serveBatch hands the changes of a batch's value to b: all at once if it takes batches,
 // else one by one.
 func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
+	if pb, ok := b.(PrefetchBackend); ok {
+		var buf [prefetchKeys][]byte
+		keys := buf[:0]
+		_ = wire.ParseBatch(v, func(f *wire.Frame) error {
+			if len(keys) == cap(keys) {
+				pb.Prefetch(keys)
+				keys = keys[:0]
+			}
+			keys = append(keys, f.Key)
+			return nil
+		})
+		pb.Prefetch(keys)
+	}
 	bb, ok := b.(BatchBackend)
 	if !ok {
 		return wire.ParseBatch(v, func(f *wire.Frame) error {

@@ -226,9 +226,14 @@ func (c *Client) connect() (*conn, error) {
 		}
 		nc = tc
 	}
+	var prefetch func([][]byte)
+	if pb, ok := c.cfg.Backend.(PrefetchBackend); ok {
+		prefetch = pb.Prefetch
+	}
 	cn := newConn(nc, connConfig{
 		name:           c.cfg.Addr,
 		logger:         c.cfg.Logger,
+		prefetch:       prefetch,
 		dispatch:       clientDispatcher{c},
 		onMsg:          c.deliver,
 		requestTimeout: c.cfg.RequestTimeout,

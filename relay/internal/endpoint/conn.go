@@ -35,6 +35,7 @@ type conn struct {
 	nextID   atomic.Uint64
 	framesR  atomic.Uint64          // frames read, for the heartbeat
 	lastPath atomic.Pointer[string] // the path of the last request served (see pathOf)
+	prefetch func(keys [][]byte)    // see connConfig.prefetch
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -112,6 +113,9 @@ type connConfig struct {
 	budget         *wire.Budget // nil: large frames take no share of a budget
 	queueLen       int
 	dialed         bool // this side dialed (a client)
+	// prefetch, if set, is told the keys of requests received but not yet served (see
+	// PrefetchBackend).
+	prefetch func(keys [][]byte)
 }
 
 func newConn(nc net.Conn, cfg connConfig) *conn {
@@ -128,6 +132,7 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		done:     make(chan struct{}),
 		queueLen: max(cfg.queueLen, 1),
 		flushReq: make(chan struct{}, 1),
+		prefetch: cfg.prefetch,
 	}
 	c.raw, c.dialed = newRawSocket(nc), cfg.dialed
 	c.br = bufio.NewReaderSize(c.socketReader(), readBufferSize)
@@ -154,6 +159,7 @@ func (c *conn) start() { go c.readLoop() }
 func (c *conn) readLoop() {
 	var f wire.Frame
 	held := false
+	ahead := 0 // bytes at the front of c.br's buffer whose keys were prefetched
 	for {
 		if held && !c.frameBuffered() {
 			c.unhold()
@@ -171,8 +177,41 @@ func (c *conn) readLoop() {
 			c.waiting.Add(1)
 			held = true
 		}
+		if c.prefetch != nil {
+			ahead = c.prefetchBuffered(max(ahead-4-f.Len(), 0))
+		}
 		c.handleFrame(&f)
 	}
+}
+
+// prefetchKeys is the most keys a connection or a batch hands to Prefetch at a time.
+const prefetchKeys = 64
+
+// prefetchBuffered tells c.prefetch the keys of the requests whole in c.br's buffer after
+// its first ahead bytes (whose keys it was told before), and returns how many bytes at the
+// front of the buffer it has now been told about. It reads nothing from the socket.
+func (c *conn) prefetchBuffered(ahead int) int {
+	n := c.br.Buffered()
+	if n-ahead < 4+wire.HeaderSize {
+		return ahead
+	}
+	b, _ := c.br.Peek(n)
+	var buf [prefetchKeys][]byte
+	keys := buf[:0]
+	for len(keys) < cap(keys) && n-ahead >= 4 {
+		size := 4 + uint64(binary.BigEndian.Uint32(b[ahead:]))
+		if size > uint64(n-ahead) {
+			break
+		}
+		if key, ok := wire.RequestKey(b[ahead+4 : ahead+int(size)]); ok {
+			keys = append(keys, key)
+		}
+		ahead += int(size)
+	}
+	if len(keys) > 0 {
+		c.prefetch(keys)
+	}
+	return ahead
 }
 
 // readFailed closes the connection after a failed read, saying why.
