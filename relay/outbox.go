@@ -418,7 +418,15 @@ func (o *outbox) work() {
 		var batch [outboxBatch]*outRecord
 		copy(batch[:], o.queue[:n])
 		clear(o.queue[:n])
-		o.queue = o.queue[n:]
+		if rest := len(o.queue) - n; rest <= 4*outboxBatch {
+			// A short rest moves to the front, so appends reuse the array instead of
+			// growing a new one each time they reach its end; a backlog just advances.
+			copy(o.queue, o.queue[n:])
+			clear(o.queue[rest:])
+			o.queue = o.queue[:rest]
+		} else {
+			o.queue = o.queue[n:]
+		}
 		o.mu.Unlock()
 		if !o.deliverBatch(d.get(o.ctx), batch[:n]) {
 			return // closing: the records stay in their segments for the next run

@@ -619,24 +619,15 @@ func (s *Sibling) handDownFrames(ctx context.Context, all []*wire.Frame) error {
 		frames []*wire.Frame
 		err    error
 	}
-	results := make(chan result, len(perMember)+len(r.other))
-	sent := 0
-	send := func(p *endpoint.Peer, member string, frames []*wire.Frame) {
-		sent++
-		go func() {
-			packed, err := endpoint.PackBatches(frames)
-			for _, f := range packed {
-				if err != nil {
-					break
-				}
-				g := *f
-				err = p.SendDeferred(ctx, &g)
-			}
-			results <- result{member: member, frames: frames, err: err}
-		}()
+	type job struct {
+		p      *endpoint.Peer
+		member string
+		frames []*wire.Frame
 	}
+	var jobBuf [4]job
+	jobs := jobBuf[:0]
 	for _, p := range r.other {
-		send(p, "", all)
+		jobs = append(jobs, job{p, "", all})
 	}
 	var errs []error
 	keep := func(m string, frames []*wire.Frame) {
@@ -649,12 +640,31 @@ func (s *Sibling) handDownFrames(ctx context.Context, all []*wire.Frame) error {
 	}
 	for m, frames := range perMember {
 		if p := r.connected[m]; p != nil {
-			send(p, m, frames)
+			jobs = append(jobs, job{p, m, frames})
 		} else {
 			keep(m, frames)
 		}
 	}
-	for range sent {
+	run := func(j job) result {
+		packed, err := endpoint.PackBatches(j.frames)
+		for _, f := range packed {
+			if err != nil {
+				break
+			}
+			g := *f
+			err = j.p.SendDeferred(ctx, &g)
+		}
+		return result{member: j.member, frames: j.frames, err: err}
+	}
+	results := make(chan result, len(jobs))
+	if len(jobs) == 1 {
+		results <- run(jobs[0]) // one server to send to (the common case): no goroutine
+	} else {
+		for _, j := range jobs {
+			go func() { results <- run(j) }()
+		}
+	}
+	for range jobs {
 		res := <-results
 		if res.err == nil {
 			continue

@@ -3,6 +3,7 @@ package endpoint
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/globalsession/globalsession/internal/wire"
@@ -188,8 +189,8 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 // else one by one.
 func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
 	if pb, ok := b.(PrefetchBackend); ok {
-		var buf [prefetchKeys][]byte
-		keys := buf[:0]
+		bp := batchKeys.Get().(*[][]byte)
+		keys := (*bp)[:0]
 		_ = wire.ParseBatch(v, func(f *wire.Frame) error {
 			if len(keys) == cap(keys) {
 				pb.Prefetch(keys)
@@ -199,6 +200,8 @@ func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
 			return nil
 		})
 		pb.Prefetch(keys)
+		clear(keys)
+		batchKeys.Put(bp)
 	}
 	bb, ok := b.(BatchBackend)
 	if !ok {
@@ -218,6 +221,12 @@ func serveBatch(ctx context.Context, b Backend, path string, v []byte) error {
 	}
 	return bb.HandDownBatch(ctx, path, batch)
 }
+
+// batchKeys holds the buffers serveBatch collects a batch's keys in for Prefetch.
+var batchKeys = sync.Pool{New: func() any {
+	b := make([][]byte, 0, prefetchKeys)
+	return &b
+}}
 
 // EntryFrame is the request of op (set, publish, evict or delete) carrying e on path: an
 // evict of a tombstone when e.Deleted, with FlagDeleted and no value.

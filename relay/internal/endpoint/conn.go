@@ -36,6 +36,8 @@ type conn struct {
 	framesR  atomic.Uint64          // frames read, for the heartbeat
 	lastPath atomic.Pointer[string] // the path of the last request served (see pathOf)
 	prefetch func(keys [][]byte)    // see connConfig.prefetch
+	// prefetchKeys is the reader's buffer for the keys it hands to prefetch.
+	prefetchKeys [][]byte
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -196,8 +198,10 @@ func (c *conn) prefetchBuffered(ahead int) int {
 		return ahead
 	}
 	b, _ := c.br.Peek(n)
-	var buf [prefetchKeys][]byte
-	keys := buf[:0]
+	if c.prefetchKeys == nil {
+		c.prefetchKeys = make([][]byte, 0, prefetchKeys)
+	}
+	keys := c.prefetchKeys[:0]
 	for len(keys) < cap(keys) && n-ahead >= 4 {
 		size := 4 + uint64(binary.BigEndian.Uint32(b[ahead:]))
 		if size > uint64(n-ahead) {
@@ -210,6 +214,7 @@ func (c *conn) prefetchBuffered(ahead int) int {
 	}
 	if len(keys) > 0 {
 		c.prefetch(keys)
+		clear(keys) // let the buffer's bytes go
 	}
 	return ahead
 }
