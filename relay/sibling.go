@@ -654,6 +654,7 @@ func (s *Sibling) handDownFrames(ctx context.Context, all []*wire.Frame) error {
 			g := *f
 			err = j.p.SendDeferred(ctx, &g)
 		}
+		endpoint.ReleaseBatches(j.frames, packed)
 		return result{member: j.member, frames: j.frames, err: err}
 	}
 	results := make(chan result, len(jobs))

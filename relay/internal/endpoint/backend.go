@@ -314,7 +314,7 @@ func PackBatches(frames []*wire.Frame) ([]*wire.Frame, error) {
 				}
 				size += n
 			}
-			cur = &wire.Frame{Op: wire.OpEvict, Flags: wire.FlagBatch, Path: f.Path, Value: make([]byte, 0, size)}
+			cur = &wire.Frame{Op: wire.OpEvict, Flags: wire.FlagBatch, Path: f.Path, Value: batchBuffer(size)}
 			out = append(out, cur)
 		}
 		var err error
@@ -323,4 +323,38 @@ func PackBatches(frames []*wire.Frame) ([]*wire.Frame, error) {
 		}
 	}
 	return out, nil
+}
+
+// batchBuffers holds the values of sent batches for the next ones (see ReleaseBatches).
+var batchBuffers sync.Pool
+
+// pooledBatch is the largest batch value kept for reuse.
+const pooledBatch = 64 << 10
+
+func batchBuffer(size int) []byte {
+	if size <= pooledBatch {
+		if bp, ok := batchBuffers.Get().(*[]byte); ok {
+			if cap(*bp) >= size {
+				return (*bp)[:0]
+			}
+		}
+		size = max(size, 8<<10)
+	}
+	return make([]byte, 0, size)
+}
+
+// ReleaseBatches gives the values of the batch frames PackBatches made of frames back for
+// reuse. Call it once packed has been sent (sending encodes a frame at once), when nothing
+// refers to them any more.
+func ReleaseBatches(frames, packed []*wire.Frame) {
+	if len(frames) == 1 {
+		return // PackBatches sent it as it was: not its to give back
+	}
+	for _, f := range packed {
+		if f.Flags&wire.FlagBatch != 0 && cap(f.Value) <= pooledBatch {
+			b := f.Value[:0]
+			f.Value = nil
+			batchBuffers.Put(&b)
+		}
+	}
 }
