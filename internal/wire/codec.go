@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -95,6 +96,7 @@ func RequestKey(body []byte) (key []byte, ok bool) {
 // the buffer has grown to the largest frame seen.
 type Reader struct {
 	r      io.Reader
+	br     *bufio.Reader // r, when it is one: whole frames are decoded where they lie
 	max    int
 	buf    []byte
 	prefix [4]byte
@@ -122,12 +124,16 @@ func (r *Reader) Release() {
 }
 
 // NewReader returns a Reader that refuses frames longer than maxFrame bytes (after the
-// prefix); zero means DefaultMaxFrame. Give it a buffered reader.
+// prefix); zero means DefaultMaxFrame. Give it a buffered reader. With a *bufio.Reader, a
+// frame already whole in its buffer is decoded where it lies, without a copy: its slices
+// then point into that buffer, so nothing else may read from the bufio.Reader (or Peek
+// past what it holds) until the next Read.
 func NewReader(r io.Reader, maxFrame int) *Reader {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
-	return &Reader{r: r, max: maxFrame, buf: make([]byte, 0, 4096)}
+	br, _ := r.(*bufio.Reader)
+	return &Reader{r: r, br: br, max: maxFrame, buf: make([]byte, 0, 4096)}
 }
 
 // Read reads the next frame into f. f's slices are valid until the next Read. A frame
@@ -135,6 +141,11 @@ func NewReader(r io.Reader, maxFrame int) *Reader {
 // stream ended cleanly between frames.
 func (r *Reader) Read(f *Frame) error {
 	r.Release()
+	if b, ok := r.peekFrame(); ok {
+		copy(r.prefix[:], b)
+		r.br.Discard(len(b)) // the bytes stay where they are until the buffer is filled again
+		return Decode(b[4:], f)
+	}
 	if _, err := io.ReadFull(r.r, r.prefix[:]); err != nil {
 		return err
 	}
@@ -153,6 +164,25 @@ func (r *Reader) Read(f *Frame) error {
 		return err
 	}
 	return Decode(body, f)
+}
+
+// peekFrame returns the next frame, prefix included, when it is whole in the bufio.Reader's
+// buffer and within the limits (anything else takes the path that reports it).
+func (r *Reader) peekFrame() ([]byte, bool) {
+	if r.br == nil {
+		return nil, false
+	}
+	have := r.br.Buffered()
+	if have < 4+HeaderSize {
+		return nil, false
+	}
+	p, _ := r.br.Peek(4)
+	n := uint64(binary.BigEndian.Uint32(p))
+	if n < HeaderSize || n > uint64(r.max) || n > LargeFrame || 4+n > uint64(have) {
+		return nil, false
+	}
+	b, err := r.br.Peek(4 + int(n))
+	return b, err == nil
 }
 
 // LooksLikeHTTP reports whether the last length prefix read is the start of an HTTP

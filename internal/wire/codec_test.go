@@ -285,3 +285,32 @@ func FuzzRequestKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBufferedRead checks that a Reader over a bufio.Reader (which decodes whole buffered
+// frames where they lie) reads exactly what a Reader over the plain stream reads: the same
+// frames and the same error, whatever the buffer's size and the frames' boundaries.
+func FuzzBufferedRead(f *testing.F) {
+	seed, _ := Append(nil, &Frame{Op: OpSet, ID: 9, Path: []byte("auths"), Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 100)})
+	reply, _ := Append(nil, &Frame{Op: OpReply, Status: StatusError, ID: 9, Value: []byte("boom")})
+	f.Add(append(append(seed, reply...), seed...), uint8(16))
+	f.Add(seed[:50], uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, size uint8) {
+		plain := NewReader(bytes.NewReader(data), 4096)
+		buffered := NewReader(bufio.NewReaderSize(bytes.NewReader(data), 16+int(size)), 4096)
+		for i := 0; i < 1000; i++ {
+			var a, b Frame
+			errA, errB := plain.Read(&a), buffered.Read(&b)
+			if (errA == nil) != (errB == nil) || errA != nil && errA.Error() != errB.Error() {
+				t.Fatalf("frame %d: plain reader: %v, buffered: %v", i, errA, errB)
+			}
+			if errA != nil {
+				return
+			}
+			ea, _ := Append(nil, &a)
+			eb, _ := Append(nil, &b)
+			if !bytes.Equal(ea, eb) {
+				t.Fatalf("frame %d differs: %v against %v", i, &a, &b)
+			}
+		}
+	})
+}
