@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -145,6 +146,21 @@ func serveTier(dir string) error {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
+	}
+	// TIERCOMPARE_MEMPROFILE writes the allocations of the tier with relief (_BARE: without)
+	// when it stops.
+	memProfile := os.Getenv("TIERCOMPARE_MEMPROFILE")
+	if *flagExp == 0 {
+		memProfile = os.Getenv("TIERCOMPARE_MEMPROFILE_BARE")
+	}
+	if memProfile != "" && (*flagExp > 0 || *flagAging == 0) {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			if f, err := os.Create(memProfile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	fmt.Println(r.Addr())
 	io.Copy(io.Discard, os.Stdin)
