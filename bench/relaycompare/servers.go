@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,13 @@ func serveRelay(certFile, keyFile string) error {
 	if err != nil {
 		_ = os.Remove(path) // the table may exist if listening failed; the name is ours
 		return err
+	}
+	// RELAYCOMPARE_CPUPROFILE profiles the plain relay's process while it serves.
+	if p := os.Getenv("RELAYCOMPARE_CPUPROFILE"); p != "" && certFile == "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 	}
 	fmt.Println(r.Addr().String())
 	waitStop()

@@ -158,14 +158,32 @@ func (c *conn) start() { go c.readLoop() }
 // buffered it holds back flushing (it counts itself as a queued writer), so the replies to
 // a batch of pipelined requests leave in one write instead of one each. It never holds
 // while a read could wait: the peer may be waiting for a reply before it sends the rest.
+// On the dialing side, when replies have woken callers while other calls still wait, it
+// yields once, holding, before it reads again: the callers' next requests then leave in
+// one write, and the server reads them in one read (pipelining at 16 in flight cost the
+// relay 0.7x-1.0x the server CPU per request this way, against 0.9x-1.5x).
 func (c *conn) readLoop() {
 	var f wire.Frame
 	held := false
-	ahead := 0 // bytes at the front of c.br's buffer whose keys were prefetched
+	woke := false // replies were handed to callers since the buffer was last empty
+	ahead := 0    // bytes at the front of c.br's buffer whose keys were prefetched
 	for {
-		if held && !c.frameBuffered() {
-			c.unhold()
-			held = false
+		if !c.frameBuffered() {
+			if woke && c.dialed && c.callsPending() {
+				// The callers just answered will send again while others still wait:
+				// let them queue their requests behind a hold first, so that they leave
+				// in one write and the server reads them at once.
+				if !held {
+					c.waiting.Add(1)
+					held = true
+				}
+				runtime.Gosched()
+			}
+			woke = false
+			if held {
+				c.unhold()
+				held = false
+			}
 		}
 		if err := c.rd.Read(&f); err != nil {
 			c.rd.Release()
@@ -182,8 +200,16 @@ func (c *conn) readLoop() {
 		if c.prefetch != nil {
 			ahead = c.prefetchBuffered(max(ahead-4-f.Len(), 0))
 		}
+		woke = woke || f.Op == wire.OpReply
 		c.handleFrame(&f)
 	}
+}
+
+// callsPending reports whether calls on c wait for replies.
+func (c *conn) callsPending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) > 0
 }
 
 // prefetchKeys is the most keys a connection or a batch hands to Prefetch at a time.
