@@ -160,8 +160,7 @@ func (c *conn) start() { go c.readLoop() }
 // while a read could wait: the peer may be waiting for a reply before it sends the rest.
 // On the dialing side, when replies have woken callers while other calls still wait, it
 // yields once, holding, before it reads again: the callers' next requests then leave in
-// one write, and the server reads them in one read (pipelining at 16 in flight cost the
-// relay 0.7x-1.0x the server CPU per request this way, against 0.9x-1.5x).
+// one write, and the server reads them in one read (see docs/performance.md).
 func (c *conn) readLoop() {
 	var f wire.Frame
 	held := false
