@@ -82,3 +82,32 @@ func ExampleConfig_onEvict() {
 	// Output:
 	// evicted a=1
 }
+
+// A server that receives a batch of writes tells the table which keys come first, so that
+// the cache misses of the batch overlap instead of following one another; the writes then
+// find their memory on the way.
+func ExampleTable_Prefetch() {
+	dir, _ := os.MkdirTemp("", "sessioncache-example")
+	defer os.RemoveAll(dir)
+	t, err := sessioncache.Open(sessioncache.Config{
+		Path: filepath.Join(dir, "sessions.table"), Create: true, ElementCount: 1000, RecordSize: 384,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer t.Close()
+
+	batch := map[string]string{"sid-1": "alice", "sid-2": "bob", "sid-3": "carol"}
+	keys := make([][]byte, 0, len(batch))
+	for k := range batch {
+		keys = append(keys, []byte(k))
+	}
+	t.Prefetch(keys)
+	for _, k := range keys {
+		_ = t.Set(k, []byte(batch[string(k)]), time.Time{})
+	}
+	v, _ := t.Get([]byte("sid-2"))
+	fmt.Println(string(v), t.Len())
+	// Output: bob 3
+}
