@@ -65,23 +65,31 @@ func (h *hintStore) file(name string) *hintFile {
 	return hf
 }
 
-// encodeRecord is a frame as the outbox and the hints store it: length, CRC-32C, frame.
-func encodeRecord(f *wire.Frame) ([]byte, error) {
-	buf := make([]byte, 8, 8+f.Len()+4)
-	buf, err := wire.Append(buf, f)
+// recordSize is the size of f as a record (see appendRecord).
+func recordSize(f *wire.Frame) int { return 8 + 4 + f.Len() }
+
+// appendRecord appends f as the outbox and the hints store it: length, CRC-32C, frame. The
+// frame goes in first, then its checksum, and the length last, so a record written in
+// place where a length of zero ends the records (the outbox's shared memory) ends them
+// until it is whole.
+func appendRecord(dst []byte, f *wire.Frame) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
+	dst, err := wire.Append(dst, f)
 	if err != nil {
-		return nil, err
+		return dst[:start], err
 	}
-	binary.LittleEndian.PutUint32(buf[:4], uint32(len(buf)-8))
-	binary.LittleEndian.PutUint32(buf[4:8], crc32.Checksum(buf[8:], outboxCRC))
-	return buf, nil
+	payload := dst[start+8:]
+	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(payload, outboxCRC))
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(payload)))
+	return dst, nil
 }
 
 // add appends f to name's hints; it is in the file when add returns nil.
 func (h *hintStore) add(name string, f *wire.Frame) error {
 	g := *f
 	g.ID, g.Flags = 0, g.Flags&^wire.FlagNoReply
-	rec, err := encodeRecord(&g)
+	rec, err := appendRecord(make([]byte, 0, recordSize(&g)), &g)
 	if err != nil {
 		return err
 	}

@@ -284,7 +284,7 @@ func (o *outbox) unmap(seg *outSegment) {
 // add records f durably and queues it for delivery. It fails when the outbox is full or
 // closed, or the record cannot be written.
 func (o *outbox) add(f *wire.Frame) error {
-	size := int64(8 + 4 + f.Len()) // length, checksum, the frame with its length prefix
+	size := int64(recordSize(f))
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
@@ -300,27 +300,24 @@ func (o *outbox) add(f *wire.Frame) error {
 		}
 	}
 	mem, start := o.seg.mem, o.seg.size
-	// The length after the record first, then the record back to front: its frame, its
-	// checksum, and last its length, which ends the records until it is written. At any
-	// moment the records end at a length of zero, never at a torn record or in what a
-	// spare held.
+	// The length after the record first, then the record in place, its own length last
+	// (appendRecord): at any moment the records end at a length of zero, never at a torn
+	// record or in what a spare held.
 	if end := start + size; end+4 <= int64(len(mem)) {
 		binary.LittleEndian.PutUint32(mem[end:], 0)
 	}
-	payload, err := wire.Append(mem[start+8:start+8:start+size], f) // encoded in place
+	rec, err := appendRecord(mem[start:start:start+size], f)
 	if err != nil {
 		return err
 	}
-	if int64(len(payload)) != size-8 || &payload[0] != &mem[start+8] {
-		return fmt.Errorf("relay: outbox: a %s frame encoded to %d bytes, not the %d it announced", f.Op, len(payload), size-12)
+	if int64(len(rec)) != size || &rec[0] != &mem[start] {
+		return fmt.Errorf("relay: outbox: a %s frame encoded to %d bytes, not the %d it announced", f.Op, len(rec), size)
 	}
-	binary.LittleEndian.PutUint32(mem[start+4:], crc32.Checksum(payload, outboxCRC))
-	binary.LittleEndian.PutUint32(mem[start:], uint32(len(payload)))
 	o.seg.size += size
-	rec := o.newRecordLocked()
-	rec.frame = *f
-	o.ownLocked(&rec.frame)
-	o.enqueueLocked(rec, o.seg)
+	r := o.newRecordLocked()
+	r.frame = *f
+	o.ownLocked(&r.frame)
+	o.enqueueLocked(r, o.seg)
 	return nil
 }
 

@@ -36,8 +36,7 @@ type conn struct {
 	framesR  atomic.Uint64          // frames read, for the heartbeat
 	lastPath atomic.Pointer[string] // the path of the last request served (see pathOf)
 	prefetch func(keys [][]byte)    // see connConfig.prefetch
-	// prefetchKeys is the reader's buffer for the keys it hands to prefetch.
-	prefetchKeys [][]byte
+	keyBuf   [][]byte               // the reader's buffer for the keys it hands to prefetch
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -223,10 +222,10 @@ func (c *conn) prefetchBuffered(ahead int) int {
 		return ahead
 	}
 	b, _ := c.br.Peek(n)
-	if c.prefetchKeys == nil {
-		c.prefetchKeys = make([][]byte, 0, prefetchKeys)
+	if c.keyBuf == nil {
+		c.keyBuf = make([][]byte, 0, prefetchKeys)
 	}
-	keys := c.prefetchKeys[:0]
+	keys := c.keyBuf[:0]
 	for len(keys) < cap(keys) && n-ahead >= 4 {
 		size := 4 + uint64(binary.BigEndian.Uint32(b[ahead:]))
 		if size > uint64(n-ahead) {
