@@ -35,7 +35,9 @@ var (
 	flagChild  = flag.String("child", "", "internal: run as a server process (tier or echo)")
 	flagExp    = flag.Int("expansion", 0, "internal: expansion relief servers in a tier child")
 	flagAging  = flag.Int("aging", 0, "internal: aging relief servers in a tier child")
-	flagFast   = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
+	flagProcs  = flag.Int("tier-procs", 0, "GOMAXPROCS of the tier processes (0: the runtime's default, every processor); "+
+		"1 leaves the load generator a processor of its own on a 2-CPU machine")
+	flagFast = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
 		"the machine's fast wake-up state on demand")
 )
 
@@ -72,9 +74,14 @@ func run() error {
 		defer release()
 		state = "idle processors kept polling (-fast-wakeup)"
 	}
+	procs := "every processor"
+	if *flagProcs > 0 {
+		procs = fmt.Sprintf("GOMAXPROCS=%d (-tier-procs)", *flagProcs)
+	}
 	fmt.Printf("# the tier with pressure relief, on loopback\n\n%d-byte keys, %d-byte values; relay table of %d records; "+
-		"every server in its own process. Machine: %d CPUs, %s/%s, %s; %s.\n\n",
-		keySize, valueSize, relayRecs, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), state)
+		"the load generator (this process), the raw TCP echo and each tier in a process of its own, a tier's relay, "+
+		"sibling and relief servers in one process using %s. Machine: %d CPUs, %s/%s, %s; %s.\n\n",
+		keySize, valueSize, relayRecs, procs, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), state)
 	ctx := context.Background()
 
 	echo, err := spawn("echo")
@@ -120,28 +127,31 @@ func run() error {
 		return err
 	}
 	defer without.stop()
-	var w, wo, cw, cwo []float64
+	var w, wo, cw, cwo, gw, gwo []float64
 	for range *flagRounds {
-		a, ca, err := setThroughput(ctx, with)
+		a, err := setThroughput(ctx, with)
 		if err != nil {
 			return err
 		}
-		b, cb, err := setThroughput(ctx, without)
+		b, err := setThroughput(ctx, without)
 		if err != nil {
 			return err
 		}
-		w, wo = append(w, a), append(wo, b)
-		cw, cwo = append(cw, ca), append(cwo, cb)
+		w, wo = append(w, a.rate), append(wo, b.rate)
+		cw, cwo = append(cw, a.tierCPU), append(cwo, b.tierCPU)
+		gw, gwo = append(gw, a.loadCPU), append(gwo, b.loadCPU)
 	}
 	mw, mwo := median(w), median(wo)
 	fmt.Println("## Set throughput, 1 connection, 16 publishes in flight")
 	fmt.Println()
-	fmt.Println("| tier | publishes/s | ratio to without relief | tier CPU per publish | ratio |")
-	fmt.Println("|---|--:|--:|--:|--:|")
-	fmt.Printf("| without relief | %.0f | 1.00x | %.1f µs | 1.00x |\n", mwo, median(cwo))
-	fmt.Printf("| with expansion + aging relief | %.0f | %.2fx | %.1f µs | %.2fx |\n\n", mw, mw/mwo, median(cw), median(cw)/median(cwo))
+	fmt.Println("| tier | publishes/s | ratio to without relief | tier CPU per publish | ratio | load generator CPU per publish |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|")
+	fmt.Printf("| without relief | %.0f | 1.00x | %.1f µs | 1.00x | %.1f µs |\n", mwo, median(cwo), median(gwo))
+	fmt.Printf("| with expansion + aging relief | %.0f | %.2fx | %.1f µs | %.2fx | %.1f µs |\n\n", mw, mw/mwo, median(cw),
+		median(cw)/median(cwo), median(gw))
 	fmt.Println("Tier CPU per publish: the CPU time of the tier's process (relay, sibling, relief servers) from the first " +
-		"publish until its hand-downs are done, divided by the publishes.")
+		"publish until its hand-downs are done, divided by the publishes. Load generator CPU per publish: this process's " +
+		"(the relay.Client and the 16 goroutines that publish) while it publishes; the two share the machine's processors.")
 	fmt.Println()
 	fmt.Printf("Targets: fall-through median <= 3x the raw round trip: %.2fx; Set throughput with relief >= 0.8x without: %.2fx.\n",
 		float64(pct(fall, 50))/float64(rawMed), mw/mwo)
@@ -190,23 +200,32 @@ func fallThrough(ctx context.Context, addr string) (fall, hit []time.Duration, e
 	return fall, hit, nil
 }
 
+// throughput is one measurement of setThroughput.
+type throughput struct {
+	rate    float64 // publishes per second
+	tierCPU float64 // the tier process's CPU time per publish, µs, its hand-downs included
+	loadCPU float64 // this process's CPU time per publish while publishing, µs
+}
+
 // setThroughput publishes *flagSets entries, 16 in flight on one connection, and returns
-// the rate and the tier process's CPU time per publish in microseconds (counted until the
-// process stops using CPU after the last publish, so its hand-downs are included).
-func setThroughput(ctx context.Context, tier *child) (float64, float64, error) {
+// the rate, the tier process's CPU time per publish (counted until the process stops
+// using CPU after the last publish, so its hand-downs are included) and the load
+// generator's.
+func setThroughput(ctx context.Context, tier *child) (throughput, error) {
 	c, err := relay.Dial(ctx, relay.ClientConfig{Addr: tier.addr})
 	if err != nil {
-		return 0, 0, err
+		return throughput{}, err
 	}
 	defer c.Close()
 	value := make([]byte, valueSize)
 	pid := tier.cmd.Process.Pid
-	cpu0 := proccpu.Threads(pid)
+	cpu0, load0 := proccpu.Threads(pid), proccpu.Threads(os.Getpid())
 	start := time.Now()
 	err = pipeline(16, *flagSets, func(i int) error {
 		return c.Publish(ctx, "auths", key(i%50000), sessioncache.Entry{Value: value, Expiry: time.Now().Add(time.Hour)})
 	})
 	rate := float64(*flagSets) / time.Since(start).Seconds()
+	load := proccpu.Threads(os.Getpid()) - load0
 	// Wait (bounded) until the tier is idle: two readings 50ms apart within 1ms of CPU.
 	cpu := proccpu.Threads(pid)
 	for range 100 {
@@ -217,7 +236,8 @@ func setThroughput(ctx context.Context, tier *child) (float64, float64, error) {
 		}
 		cpu = next
 	}
-	return rate, float64(cpu-cpu0) / float64(time.Microsecond) / float64(*flagSets), err
+	perPublish := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(*flagSets) }
+	return throughput{rate: rate, tierCPU: perPublish(cpu - cpu0), loadCPU: perPublish(load)}, err
 }
 
 // pipeline runs fn(0..n-1) on `inFlight` goroutines.

@@ -36,6 +36,9 @@ func spawn(role string, args ...string) (*child, error) {
 	}
 	cmd := exec.Command(exe, append([]string{"-child", role}, args...)...)
 	cmd.Stderr = os.Stderr
+	if role == "tier" && *flagProcs > 0 {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", *flagProcs))
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
