@@ -36,7 +36,7 @@ var (
 	flagExp    = flag.Int("expansion", 0, "internal: expansion relief servers in a tier child")
 	flagAging  = flag.Int("aging", 0, "internal: aging relief servers in a tier child")
 	flagProcs  = flag.Int("tier-procs", 0, "GOMAXPROCS of the tier processes (0: the runtime's default, every processor); "+
-		"1 leaves the load generator a processor of its own on a 2-CPU machine")
+		"1 runs each tier on one processor at a time, the load generator keeping every processor")
 	flagFast = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
 		"the machine's fast wake-up state on demand")
 )
