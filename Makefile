@@ -25,6 +25,7 @@ bench:
 FUZZTIME ?= 30s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzTableModel$$' -fuzztime $(FUZZTIME) ./sessioncache
+	go test -run '^$$' -fuzz '^FuzzSetIfSharedTags$$' -fuzztime $(FUZZTIME) ./sessioncache
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/wire
 	go test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./internal/wire
 	go test -run '^$$' -fuzz '^FuzzBufferedRead$$' -fuzztime $(FUZZTIME) ./internal/wire

@@ -139,7 +139,9 @@ func (t *Table) corrupt(sh *shard) error {
 // record (which keeps it off the cache misses of a large table). Two keys of one shard whose
 // tags collide (about once in 2^40 pairs) therefore replace each other, like an eviction
 // without the callback; a Get still compares the whole key, so neither can read the other's
-// value.
+// value. SetIf, which reads what the key holds anyway, never does: a key whose tag another
+// key of its shard has gets a slot of its own, and from then on that shard's Sets find
+// entries by the whole key too.
 //
 // A Set that replaces an entry whose record was not among its shard's recent writes writes
 // the new version out of place, into the shard's next free record, points the index at it
@@ -205,8 +207,9 @@ func (t *Table) set(key, value []byte, expiry time.Time, n int, decide HeldFunc)
 	}
 	prefetch(unsafe.Pointer(slot(sh, home(sh, tag))), slotSize)
 	t.lockShard(sh)
+	var at keySlot
 	if decide != nil {
-		store, storeExp, ok := t.askHeld(sh, tag, key, n, exp, decide)
+		store, storeExp, ok := t.askHeld(sh, tag, key, n, exp, decide, &at)
 		if !ok {
 			t.unlockShard(sh)
 			return false, t.corrupt(sh)
@@ -220,7 +223,7 @@ func (t *Table) set(key, value []byte, expiry time.Time, n int, decide HeldFunc)
 		}
 		exp = storeExp
 	}
-	ok := t.store(sh, tag, key, value, exp, ev)
+	ok := t.store(sh, tag, key, value, exp, ev, at)
 	if ok {
 		if exp != 0 && (sh.hdr.minExpiry == 0 || exp < sh.hdr.minExpiry) {
 			sh.hdr.minExpiry = exp
@@ -242,10 +245,19 @@ func (t *Table) set(key, value []byte, expiry time.Time, n int, decide HeldFunc)
 	return true, nil
 }
 
+// keySlot is what a Set knows of its key's slot before it probes the index: from SetIf's
+// lookup (known), whether the key has a slot (present) and where (pos).
+type keySlot struct {
+	known, present bool
+	pos            uint32
+}
+
 // askHeld shows decide what key holds in a locked shard, and returns its answer and the
-// expiry to store with (see HeldFunc); ok is false if the index is damaged.
-func (t *Table) askHeld(sh *shard, tag uint64, key []byte, n int, exp int64, decide HeldFunc) (store bool, newExp int64, ok bool) {
-	r, res := t.find(sh, tag, key)
+// expiry to store with (see HeldFunc); it records in at where the key's slot is. ok is false
+// if the index is damaged.
+func (t *Table) askHeld(sh *shard, tag uint64, key []byte, n int, exp int64, decide HeldFunc, at *keySlot) (store bool, newExp int64, ok bool) {
+	r, pos, res := t.findAt(sh, tag, key)
+	at.known, at.present, at.pos = res != lookupBroken, res == lookupHit, pos
 	var held []byte
 	var heldExp int64
 	found := false
@@ -274,18 +286,18 @@ func (t *Table) askHeld(sh *shard, tag uint64, key []byte, n int, exp int64, dec
 	return true, max(exp, newExp), true
 }
 
-// store writes key's entry into a locked shard and indexes it, as Set describes. It reports
-// false if the index is damaged.
-func (t *Table) store(sh *shard, tag uint64, key, value []byte, exp int64, ev *evicted) bool {
+// store writes key's entry into a locked shard and indexes it, as Set describes; at says
+// what the caller knows of the key's slot. It reports false if the index is damaged.
+func (t *Table) store(sh *shard, tag uint64, key, value []byte, exp int64, ev *evicted, at keySlot) bool {
 	tryFree := true
 	if sh.hot.Load() < hotProbeFirst {
 		next, free := t.takeFree(sh)
 		if free {
-			return t.writeAhead(sh, tag, next, key, value, exp)
+			return t.writeAhead(sh, tag, next, key, value, exp, at)
 		}
 		tryFree = false
 	}
-	pos, s, ok := probeTag(sh, tag)
+	pos, s, ok := t.slotOf(sh, tag, key, at)
 	if !ok {
 		return false
 	}
@@ -297,14 +309,42 @@ func (t *Table) store(sh *shard, tag uint64, key, value []byte, exp int64, ev *e
 		return ok
 	}
 	idx := t.allocate(sh, t.nowIfExpiring(sh), ev, tryFree)
-	// Allocation may have removed entries and shifted slots: probe again.
-	if pos, _, ok = probeTag(sh, tag); !ok {
+	// Allocation may have removed entries and shifted slots: probe again. The key has no
+	// slot, and allocation gave it none.
+	if pos, _, ok = t.slotOf(sh, tag, key, keySlot{known: true}); !ok {
 		giveUp(sh, idx)
 		return false
 	}
 	t.fill(t.record(sh, idx), key, value, exp)
 	t.indexNew(sh, pos, tag, idx)
 	return true
+}
+
+// slotOf returns, in a locked shard, the position of key's slot and its content, or (content
+// 0) the empty slot where key goes. What at knows is used as it is; otherwise a slot holding
+// key's tag is taken for key's (see Set), unless the shard has keys that share a tag, where
+// the records are compared. Indexing a key after another key's slot with its tag marks the
+// shard so (sameTags).
+func (t *Table) slotOf(sh *shard, tag uint64, key []byte, at keySlot) (uint32, uint64, bool) {
+	switch {
+	case at.present:
+		return at.pos, *slot(sh, at.pos), true
+	case !at.known && sh.hdr.sameTags == 0:
+		return probeTag(sh, tag)
+	case !at.known:
+		_, pos, res := t.findAt(sh, tag, key)
+		switch res {
+		case lookupBroken:
+			return 0, 0, false
+		case lookupHit:
+			return pos, *slot(sh, pos), true
+		}
+	}
+	pos, same, ok := probeEmpty(sh, tag)
+	if ok && same {
+		sh.hdr.sameTags++
+	}
+	return pos, 0, ok
 }
 
 // indexNew points empty slot pos of a locked shard at record idx, just filled with a new
@@ -332,9 +372,9 @@ func (t *Table) switchVersion(sh *shard, pos uint32, tag uint64, old, next uint3
 // writeAhead writes key's entry into free record next of a locked shard, which it has
 // taken, then indexes it: in place of the key's current version, which it gives up, or as a
 // new entry. It reports false if the index is damaged.
-func (t *Table) writeAhead(sh *shard, tag uint64, next uint32, key, value []byte, exp int64) bool {
+func (t *Table) writeAhead(sh *shard, tag uint64, next uint32, key, value []byte, exp int64, at keySlot) bool {
 	t.fill(t.record(sh, next), key, value, exp)
-	pos, s, ok := probeTag(sh, tag)
+	pos, s, ok := t.slotOf(sh, tag, key, at)
 	var idx uint32
 	if ok && s != 0 {
 		idx, ok = slotRecord(sh, s)

@@ -23,7 +23,10 @@ import "unsafe"
 // bits of the key's hash (the tag) in its high 40 bits and the shard-local record index plus
 // one in its low 24 bits. A key's probe starts at its home slot, fastrange(low 32 bits of the
 // hash, slotCount); since those bits are part of the tag, a slot's home is known without
-// reading its record, which deletion (backward shift) and repair rely on.
+// reading its record, which deletion (backward shift) and repair rely on. Two keys of a
+// shard may share a tag (SetIf gives each its own slot, and the shard header's sameTags
+// counts such slots' creation); a shard whose sameTags is zero holds no tag twice. A build
+// from before sameTags left that field zero and never indexed a tag twice.
 
 const (
 	sectionMagic  = "GSESSTBL"
@@ -97,7 +100,7 @@ type shardHeader struct {
 	pending   [pendingCap]uint32 // records given up, not yet cleared in the bitmap
 
 	hand       uint32 // CLOCK hand (shard-local index)
-	_          uint32
+	sameTags   uint32 // times a key was indexed after another key's slot with its tag; sticky
 	deletes    uint64
 	evictions  uint64 // unexpired entries pushed out
 	minExpiry  int64  // no live entry expires before this; 0 when none expires

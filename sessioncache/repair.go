@@ -3,7 +3,7 @@ package sessioncache
 // repair rebuilds a shard that a dead writer left half-changed. The records whose bits are
 // set and that are on neither the reserved nor the pending list are the truth: one is kept
 // only if it is live and whole (lengths in range, its key hashing to this shard, no other
-// kept record with its tag); every other record becomes free. The index, the bitmap, both
+// kept record with its key); every other record becomes free. The index, the bitmap, both
 // lists, the live count and the minimum expiry are then rebuilt from them. The caller holds
 // the lock with the sequence odd. A record the dead writer was writing is in state "writing"
 // and is dropped, so no torn value survives; of an entry it was updating out of place it
@@ -34,7 +34,10 @@ func (t *Table) repair(sh *shard) {
 		if !ok {
 			continue
 		}
-		if pos, s, ok := probeTag(sh, tag); ok && s == 0 {
+		if pos, same, ok := t.probeKey(sh, tag, t.keyBytes(r)); ok && *slot(sh, pos) == 0 {
+			if same {
+				sh.hdr.sameTags++
+			}
 			*slot(sh, pos) = makeSlot(tag, idx)
 			markUsed(sh, idx)
 			live++

@@ -9,7 +9,7 @@ import (
 // Verify checks every invariant of the section's layout, one shard at a time under its lock
 // (recovering locks left by dead processes first): the header; every index slot pointing in
 // range to a live, whole record whose key has the slot's tag and is reachable from its home
-// slot, with no tag twice; the reserved and pending lists in range, with their records'
+// slot, with no key twice (and a tag twice only in a shard that records it); the reserved and pending lists in range, with their records'
 // bits set, unindexed and listed once; every record whose bit is set indexed exactly once or
 // listed, and every indexed record's bit set, with no bit set past the last record; the live
 // count, the CLOCK hand, the allocation cursor and the minimum expiry. It returns nil or an
@@ -76,8 +76,10 @@ func (t *Table) verifyShard(s int, sh *shard) []error {
 		case r.expiry != 0 && (sh.hdr.minExpiry == 0 || r.expiry < sh.hdr.minExpiry):
 			bad("record %d expires at %d, before the shard's minimum expiry %d", idx, r.expiry, sh.hdr.minExpiry)
 		default:
-			if pos, _, ok := probeTag(sh, tag); !ok || pos != i {
-				bad("slot %d is not where a probe for its tag ends (%d): unreachable or a repeated tag", i, pos)
+			if pos, same, ok := t.probeKey(sh, tag, t.keyBytes(r)); !ok || pos != i {
+				bad("slot %d is not where a probe for its key ends (%d): unreachable or a repeated key", i, pos)
+			} else if same && sh.hdr.sameTags == 0 {
+				bad("slot %d follows another key's slot with its tag, which the shard does not record (sameTags)", i)
 			}
 		}
 	}
