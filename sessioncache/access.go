@@ -326,25 +326,28 @@ func (t *Table) store(sh *shard, tag uint64, key, value []byte, exp int64, ev *e
 // the records are compared. Indexing a key after another key's slot with its tag marks the
 // shard so (sameTags).
 func (t *Table) slotOf(sh *shard, tag uint64, key []byte, at keySlot) (uint32, uint64, bool) {
+	var pos uint32
+	var same, ok bool
 	switch {
 	case at.present:
 		return at.pos, *slot(sh, at.pos), true
 	case !at.known && sh.hdr.sameTags == 0:
 		return probeTag(sh, tag)
 	case !at.known:
-		_, pos, res := t.findAt(sh, tag, key)
-		switch res {
-		case lookupBroken:
-			return 0, 0, false
-		case lookupHit:
-			return pos, *slot(sh, pos), true
-		}
+		pos, same, ok = t.probeKey(sh, tag, key)
+	default:
+		pos, same, ok = probeEmpty(sh, tag)
 	}
-	pos, same, ok := probeEmpty(sh, tag)
-	if ok && same {
+	if !ok {
+		return 0, 0, false
+	}
+	if s := *slot(sh, pos); s != 0 {
+		return pos, s, true // key's own slot, found by probeKey
+	}
+	if same {
 		sh.hdr.sameTags++
 	}
-	return pos, 0, ok
+	return pos, 0, true
 }
 
 // indexNew points empty slot pos of a locked shard at record idx, just filled with a new

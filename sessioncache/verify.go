@@ -9,11 +9,12 @@ import (
 // Verify checks every invariant of the section's layout, one shard at a time under its lock
 // (recovering locks left by dead processes first): the header; every index slot pointing in
 // range to a live, whole record whose key has the slot's tag and is reachable from its home
-// slot, with no key twice (and a tag twice only in a shard that records it); the reserved and pending lists in range, with their records'
-// bits set, unindexed and listed once; every record whose bit is set indexed exactly once or
-// listed, and every indexed record's bit set, with no bit set past the last record; the live
-// count, the CLOCK hand, the allocation cursor and the minimum expiry. It returns nil or an
-// error wrapping ErrCorrupt that lists each violation.
+// slot, with no key twice (and a tag twice only in a shard that records it); the reserved
+// and pending lists in range, with their records' bits set, unindexed and listed once;
+// every record whose bit is set indexed exactly once or listed, and every indexed record's
+// bit set, with no bit set past the last record; the live count, the CLOCK hand, the
+// allocation cursor and the minimum expiry. It returns nil or an error wrapping ErrCorrupt
+// that lists each violation.
 func (t *Table) Verify() error {
 	if t.closed.Load() {
 		return ErrClosed
