@@ -86,6 +86,35 @@ func runChild(role string) int {
 				return 1
 			}
 		}
+	case "sametag-crash":
+		// crash with SetIf, and tags narrowed as withFewTags narrows them: keys share tags.
+		testHookTag = func(tag uint64) uint64 { return (tag & 7) << 29 }
+		pause := func(key []byte) {
+			if string(key) == "crash-key" {
+				fmt.Println("midwrite")
+				select {}
+			}
+		}
+		switch os.Getenv("GS_HOOK") {
+		case "write":
+			testHookMidWrite = pause
+		case "update":
+			testHookMidUpdate = pause
+		}
+		fmt.Println("running")
+		rng := rand.New(rand.NewPCG(uint64(id), 1))
+		for i := 0; i < 100_000; i++ {
+			k := fmt.Appendf(nil, "key-%d", rng.IntN(keys))
+			if i >= 500 && i%3 == 0 {
+				k = []byte("crash-key")
+			}
+			if _, err := t.SetIf(k, checkedValue(rng, k, id, i, 100+rng.IntN(200)), time.Time{}, 0, storeAlways); err != nil {
+				fmt.Fprintln(os.Stderr, "child set:", err)
+				return 1
+			}
+		}
+		fmt.Fprintln(os.Stderr, "the hook never stopped the child")
+		return 1
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
@@ -355,6 +384,51 @@ func TestCrashWhileUpdatingOutOfPlace(t *testing.T) {
 	survivor.wait(t)
 	require.NoError(t, tb.Verify())
 	assert.Less(t, tb.Len(), tb.Capacity(), "the table had free records throughout")
+}
+
+// TestCrashWithSharedTags kills a process half-way through SetIf writes and updates in a
+// shard whose keys share tags: after the next writer recovers the lock and repairs the
+// shard, every key is still there, whole, each in a slot of its own.
+func TestCrashWithSharedTags(t *testing.T) {
+	withFewTags(t)
+	path := filepath.Join(t.TempDir(), "s.table")
+	tb := openTest(t, Config{Path: path, ElementCount: 256, RecordSize: 384, Shards: 1})
+	const keys = 120
+	rng := rand.New(rand.NewPCG(9, 9))
+	for i := range keys {
+		k := fmt.Appendf(nil, "key-%d", i)
+		_, err := tb.SetIf(k, checkedValue(rng, k, 0, i, 150), time.Time{}, 0, storeAlways)
+		require.NoError(t, err)
+	}
+	key := []byte("crash-key")
+	for round := range 4 {
+		hook := []string{"write", "update"}[round%2]
+		_, err := tb.SetIf(key, checkedValue(rng, key, 0, round, 200), time.Time{}, 0, storeAlways)
+		require.NoError(t, err)
+		c := startChild(t, "sametag-crash", path, "GS_HOOK="+hook, "GS_ID="+strconv.Itoa(30+round),
+			"GS_KEYS="+strconv.Itoa(keys))
+		c.expectLine(t, "running")
+		c.expectLine(t, "midwrite")
+		c.kill(t)
+		c.reap()
+		require.NoError(t, tb.Verify(), "round %d", round) // recovers the lock, repairs the shard
+		for i := range keys {
+			k := fmt.Appendf(nil, "key-%d", i)
+			v, err := tb.Get(k)
+			require.NoError(t, err, "round %d: key %d was lost", round, i)
+			require.NoError(t, checkValue(k, v), "round %d: key %d", round, i)
+		}
+		v, err := tb.Get(key)
+		if hook == "update" {
+			require.NoError(t, err, "round %d: the entry was lost", round)
+		}
+		if err == nil {
+			require.NoError(t, checkValue(key, v))
+		} else {
+			require.ErrorIs(t, err, ErrNotFound)
+		}
+	}
+	assert.NotZero(t, sameTagsOf(tb), "the keys share tags")
 }
 
 // TestCrashInsideBeforeEvict kills a process while BeforeEvict runs: the entry it was about
