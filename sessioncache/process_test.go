@@ -53,21 +53,7 @@ func runChild(role string) int {
 		}
 		return 0
 	case "crash":
-		// Announce the pause on stdout and stop there, so the parent kills this process
-		// while it holds a shard lock with a record half written (GS_HOOK=write) or two
-		// versions of an entry in use (GS_HOOK=update).
-		pause := func(key []byte) {
-			if string(key) == "crash-key" {
-				fmt.Println("midwrite")
-				select {}
-			}
-		}
-		switch os.Getenv("GS_HOOK") {
-		case "write":
-			testHookMidWrite = pause
-		case "update":
-			testHookMidUpdate = pause
-		}
+		installCrashHook()
 		fmt.Println("running")
 		rng := rand.New(rand.NewPCG(uint64(id), 1))
 		for i := 0; ; i++ {
@@ -89,18 +75,7 @@ func runChild(role string) int {
 	case "sametag-crash":
 		// crash with SetIf, and tags narrowed as withFewTags narrows them: keys share tags.
 		testHookTag = func(tag uint64) uint64 { return (tag & 7) << 29 }
-		pause := func(key []byte) {
-			if string(key) == "crash-key" {
-				fmt.Println("midwrite")
-				select {}
-			}
-		}
-		switch os.Getenv("GS_HOOK") {
-		case "write":
-			testHookMidWrite = pause
-		case "update":
-			testHookMidUpdate = pause
-		}
+		installCrashHook()
 		fmt.Println("running")
 		rng := rand.New(rand.NewPCG(uint64(id), 1))
 		for i := 0; i < 100_000; i++ {
@@ -118,6 +93,24 @@ func runChild(role string) int {
 	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
+}
+
+// installCrashHook makes a child announce "midwrite" on stdout and stop when it reaches
+// crash-key, so the parent kills it while it holds a shard lock with a record half written
+// (GS_HOOK=write) or two versions of an entry in use (GS_HOOK=update).
+func installCrashHook() {
+	pause := func(key []byte) {
+		if string(key) == "crash-key" {
+			fmt.Println("midwrite")
+			select {}
+		}
+	}
+	switch os.Getenv("GS_HOOK") {
+	case "write":
+		testHookMidWrite = pause
+	case "update":
+		testHookMidUpdate = pause
+	}
 }
 
 // evictCrash fills a full table until its first eviction, and stops inside BeforeEvict,
