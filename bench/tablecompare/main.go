@@ -37,14 +37,16 @@ var (
 	flagOps         = flag.Int("ops", 2_000_000, "operations per measurement")
 	flagProcessTime = flag.Duration("process-time", time.Second, "how long each process runs in the two-process measurement")
 	flagRounds      = flag.Int("rounds", 5, "measurements per cell; the median is reported")
-	flagDir         = flag.String("dir", "/dev/shm", "directory for the shared table")
-	flagKills       = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
-	flagScattered   = flag.Bool("scattered-keys", false, "take each key from its own allocation instead of building it in a buffer")
-	flagOnly        = flag.String("only", "", "run only the workloads whose name contains this, or with \"processes\" only the shared-table measurement")
-	flagSizes       = flag.String("sizes", "", "measure the size series instead: uniform Gets and Sets and two processes at each of these entry counts (e.g. 10k,100k,1M,10M)")
-	flagPrefault    = flag.Bool("prefault", true, "open the size series' tables with sessioncache.Config.Prefault")
-	flagChild       = flag.String("child", "", "internal: run as a child process in this role")
-	flagPath        = flag.String("path", "", "internal: table path for a child")
+	flagSlices      = flag.Int("slices", 10, "parts each measurement's operations are cut into, the caches taking turns part by part, "+
+		"so that a change in the shared machine's memory traffic falls on every cache alike")
+	flagDir       = flag.String("dir", "/dev/shm", "directory for the shared table")
+	flagKills     = flag.Int("kills", 30, "SIGKILLs for the recovery measurement")
+	flagScattered = flag.Bool("scattered-keys", false, "take each key from its own allocation instead of building it in a buffer")
+	flagOnly      = flag.String("only", "", "run only the workloads whose name contains this, or with \"processes\" only the shared-table measurement")
+	flagSizes     = flag.String("sizes", "", "measure the size series instead: uniform Gets and Sets and two processes at each of these entry counts (e.g. 10k,100k,1M,10M)")
+	flagPrefault  = flag.Bool("prefault", true, "open the size series' tables with sessioncache.Config.Prefault")
+	flagChild     = flag.String("child", "", "internal: run as a child process in this role")
+	flagPath      = flag.String("path", "", "internal: table path for a child")
 )
 
 // kv is the interface the workloads drive.
@@ -121,14 +123,14 @@ func main() {
 	if *flagSizes != "" {
 		sizes, err := parseSizes(*flagSizes)
 		check(err)
-		fmt.Printf("# tablecompare: the size series, keys of %d bytes, values of %d bytes, %d ops per cell, median of %d\n",
-			*flagKey, *flagValue, *flagOps, *flagRounds)
+		fmt.Printf("# tablecompare: the size series, keys of %d bytes, values of %d bytes, %d ops per cell in %d turns, median of %d\n",
+			*flagKey, *flagValue, *flagOps, *flagSlices, *flagRounds)
 		fmt.Printf("# %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 		sizeSeries(sizes)
 		return
 	}
-	fmt.Printf("# tablecompare: %d keys of %d bytes, values of %d bytes, %d ops per cell, median of %d\n",
-		*flagKeys, *flagKey, *flagValue, *flagOps, *flagRounds)
+	fmt.Printf("# tablecompare: %d keys of %d bytes, values of %d bytes, %d ops per cell in %d turns, median of %d\n",
+		*flagKeys, *flagKey, *flagValue, *flagOps, *flagSlices, *flagRounds)
 	fmt.Printf("# %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	if *flagScattered {
 		fmt.Print("# keys: each from its own allocation (-scattered-keys)\n\n")
@@ -196,12 +198,14 @@ func main() {
 		if !strings.Contains(w.name, *flagOnly) {
 			continue
 		}
-		// Rounds interleave the caches so that noise from the shared machine falls on all
-		// of them alike.
+		kvs := make([]kv, len(caches))
+		for i, c := range caches {
+			kvs[i] = c.kv
+		}
 		samples := make([][]float64, len(caches))
 		for range *flagRounds {
-			for i, c := range caches {
-				samples[i] = append(samples[i], run(c.kv, keys, value, w.idx, w.write, w.goroutines))
+			for i, ns := range measure(kvs, keys, value, w.idx, w.write, w.goroutines) {
+				samples[i] = append(samples[i], ns)
 			}
 		}
 		var ns [3]float64
@@ -240,9 +244,28 @@ func indexes(n int, seed uint64) []int {
 	return idx
 }
 
-// run performs *flagOps operations split over goroutines and returns wall ns per operation.
-func run(c kv, keys [][]byte, value []byte, idx []int, write bool, goroutines int) float64 {
-	per := *flagOps / goroutines
+// measure makes one measurement of a cell on each cache (skipping nil ones): *flagOps
+// operations each, cut into *flagSlices parts that the caches take turns at, so that noise
+// from the shared machine, which comes and goes within seconds, falls on all of them alike.
+// It returns each cache's wall ns per operation.
+func measure(caches []kv, keys [][]byte, value []byte, idx []int, write bool, goroutines int) []float64 {
+	slices := max(*flagSlices, 1)
+	per := *flagOps / slices
+	ns := make([]float64, len(caches))
+	for s := range slices {
+		for j, c := range caches {
+			if c != nil {
+				ns[j] += run(c, keys, value, idx, write, goroutines, per, s*per) / float64(slices)
+			}
+		}
+	}
+	return ns
+}
+
+// run performs ops operations split over goroutines, from position from of the index
+// sequence on, and returns wall ns per operation.
+func run(c kv, keys [][]byte, value []byte, idx []int, write bool, goroutines, ops, from int) float64 {
+	per := ops / goroutines
 	var wg sync.WaitGroup
 	start := time.Now()
 	for g := range goroutines {
@@ -255,7 +278,7 @@ func run(c kv, keys [][]byte, value []byte, idx []int, write bool, goroutines in
 			// measure the convoy, not the cache (two goroutines twice through one sequence,
 			// the second 7919 operations ahead, waited for one table lock in three; with
 			// sequences of their own, one in 800).
-			off := g * len(idx) / goroutines
+			off := from + g*len(idx)/goroutines
 			for i := range per {
 				k := kr.key(idx[(off+i)&(len(idx)-1)])
 				if write {

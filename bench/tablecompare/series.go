@@ -160,9 +160,9 @@ func measureSize(n int) seriesRow {
 		*flagScattered = cell.scattered
 		samples := make([][]float64, len(caches))
 		for range *flagRounds {
-			for j, c := range caches {
-				if c != nil {
-					samples[j] = append(samples[j], run(c, keys, value, uniform, cell.write, cell.goroutines))
+			for j, ns := range measure(caches, keys, value, uniform, cell.write, cell.goroutines) {
+				if caches[j] != nil {
+					samples[j] = append(samples[j], ns)
 				}
 			}
 		}
