@@ -363,20 +363,27 @@ func TestCrashWhileUpdatingOutOfPlace(t *testing.T) {
 		c.expectLine(t, "midwrite")
 		c.kill(t)
 		c.reap()
-		v, err := tb.Get(key)
-		if hook == "update" {
-			require.NoError(t, err, "round %d: the entry was lost", round)
-		}
-		if err == nil {
-			require.NoError(t, checkValue(key, v))
-		} else {
-			require.ErrorIs(t, err, ErrNotFound)
-		}
+		checkCrashKey(t, tb, key, hook, round)
 		require.NoError(t, tb.Verify())
 	}
 	survivor.wait(t)
 	require.NoError(t, tb.Verify())
 	assert.Less(t, tb.Len(), tb.Capacity(), "the table had free records throughout")
+}
+
+// checkCrashKey checks what a writer killed while it wrote key (hook "write") or updated it
+// (hook "update") left: whole if there, and there after an update.
+func checkCrashKey(t *testing.T, tb *Table, key []byte, hook string, round int) {
+	t.Helper()
+	v, err := tb.Get(key)
+	if hook == "update" {
+		require.NoError(t, err, "round %d: the entry was lost", round)
+	}
+	if err == nil {
+		require.NoError(t, checkValue(key, v))
+	} else {
+		require.ErrorIs(t, err, ErrNotFound)
+	}
 }
 
 // TestCrashWithSharedTags kills a process half-way through SetIf writes and updates in a
@@ -411,15 +418,7 @@ func TestCrashWithSharedTags(t *testing.T) {
 			require.NoError(t, err, "round %d: key %d was lost", round, i)
 			require.NoError(t, checkValue(k, v), "round %d: key %d", round, i)
 		}
-		v, err := tb.Get(key)
-		if hook == "update" {
-			require.NoError(t, err, "round %d: the entry was lost", round)
-		}
-		if err == nil {
-			require.NoError(t, checkValue(key, v))
-		} else {
-			require.ErrorIs(t, err, ErrNotFound)
-		}
+		checkCrashKey(t, tb, key, hook, round)
 	}
 	assert.NotZero(t, sameTagsOf(tb), "the keys share tags")
 }
