@@ -331,9 +331,12 @@ func (t *Table) slotOf(sh *shard, tag uint64, key []byte, at keySlot) (uint32, u
 	switch {
 	case at.present:
 		return at.pos, *slot(sh, at.pos), true
-	case !at.known && sh.hdr.sameTags == 0:
-		return probeTag(sh, tag)
 	case !at.known:
+		// An empty slot ends the probe before any slot with key's tag: key has none. Only
+		// a slot with the tag needs the shard's mark (in the header's second cache line).
+		if p, s, found := probeTag(sh, tag); !found || s == 0 || sh.hdr.sameTags == 0 {
+			return p, s, found
+		}
 		pos, same, ok = t.probeKey(sh, tag, key)
 	default:
 		pos, same, ok = probeEmpty(sh, tag)

@@ -49,31 +49,39 @@ func TestSetIfKeepsKeysThatShareATag(t *testing.T) {
 		require.NoError(t, tb.Verify(), what)
 	}
 
-	for i := range keys {
-		stored, err := tb.SetIf(key(i), fmt.Appendf(nil, "v1-%d", i), time.Time{}, 0, storeAlways)
-		require.NoError(t, err)
-		require.True(t, stored)
-	}
-	check("after the first SetIfs", func(i int) []byte { return fmt.Appendf(nil, "v1-%d", i) })
-	assert.NotZero(t, sameTagsOf(tb), "150 keys over 8 tags share them, and the shard records it")
-
-	for i := range keys {
-		_, err := tb.SetIf(key(i), fmt.Appendf(nil, "v2-%d", i), time.Time{}, 0, storeAlways)
-		require.NoError(t, err)
-	}
-	check("after updates", func(i int) []byte { return fmt.Appendf(nil, "v2-%d", i) })
-
-	for i := 0; i < keys; i += 2 {
-		found, err := tb.Delete(key(i))
-		require.NoError(t, err)
-		require.True(t, found, "key %d", i)
-	}
-	check("after deleting the even keys", func(i int) []byte {
-		if i%2 == 0 {
-			return nil
+	// version gives each key's expected value: v-i, or nil for the keys of parity gone.
+	version := func(v string, gone int) func(i int) []byte {
+		return func(i int) []byte {
+			if i%2 == gone {
+				return nil
+			}
+			return fmt.Appendf(nil, "%s-%d", v, i)
 		}
-		return fmt.Appendf(nil, "v2-%d", i)
-	})
+	}
+	setIfAll := func(v string) {
+		t.Helper()
+		for i := range keys {
+			stored, err := tb.SetIf(key(i), fmt.Appendf(nil, "%s-%d", v, i), time.Time{}, 0, storeAlways)
+			require.NoError(t, err)
+			require.True(t, stored)
+		}
+	}
+	deleteEveryOther := func(from int) {
+		t.Helper()
+		for i := from; i < keys; i += 2 {
+			found, err := tb.Delete(key(i))
+			require.NoError(t, err)
+			require.True(t, found, "key %d", i)
+		}
+	}
+
+	setIfAll("v1")
+	check("after the first SetIfs", version("v1", -1))
+	assert.NotZero(t, sameTagsOf(tb), "150 keys over 8 tags share them, and the shard records it")
+	setIfAll("v2")
+	check("after updates", version("v2", -1))
+	deleteEveryOther(0)
+	check("after deleting the even keys", version("v2", 0))
 
 	// Plain Sets in a shard that records shared tags find entries by the whole key: an
 	// update replaces its own key's entry, not another's with its tag, and leaves no second
@@ -81,18 +89,9 @@ func TestSetIfKeepsKeysThatShareATag(t *testing.T) {
 	for i := range keys {
 		require.NoError(t, tb.Set(key(i), fmt.Appendf(nil, "v3-%d", i), time.Time{}))
 	}
-	check("after plain Sets", func(i int) []byte { return fmt.Appendf(nil, "v3-%d", i) })
-	for i := 1; i < keys; i += 2 {
-		found, err := tb.Delete(key(i))
-		require.NoError(t, err)
-		require.True(t, found, "key %d", i)
-	}
-	check("after deleting the odd keys", func(i int) []byte {
-		if i%2 == 1 {
-			return nil
-		}
-		return fmt.Appendf(nil, "v3-%d", i)
-	})
+	check("after plain Sets", version("v3", -1))
+	deleteEveryOther(1)
+	check("after deleting the odd keys", version("v3", 1))
 }
 
 func TestKeysThatShareATagSurviveEvictionAndRepair(t *testing.T) {
