@@ -35,3 +35,6 @@ var (
 	osStat   = os.Stat
 	osGetpid = os.Getpid
 )
+
+// hugeValue is the value the huge-page tests store under key k.
+func hugeValue(k []byte) []byte { return append([]byte("value of "), k...) }

@@ -2,6 +2,7 @@ package sessioncache
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,6 +73,27 @@ func runChild(role string) int {
 				return 1
 			}
 		}
+	case "huge":
+		// Attached to a table on a huge-page tmpfs: say how much of this process's mapping is
+		// huge, check the parent's keys, and add one.
+		huge, err := t.HugePageBytes()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 1
+		}
+		for i := range keys {
+			k := fmt.Appendf(nil, "huge-%d", i)
+			if v, err := t.Get(k); err != nil || !bytes.Equal(v, hugeValue(k)) {
+				fmt.Fprintf(os.Stderr, "child: %s: %q, %v\n", k, v, err)
+				return 1
+			}
+		}
+		if err := t.Set([]byte("from-child"), hugeValue([]byte("from-child")), time.Time{}); err != nil {
+			fmt.Fprintln(os.Stderr, "child set:", err)
+			return 1
+		}
+		fmt.Println("huge", huge)
+		return 0
 	case "sametag-crash":
 		// crash with SetIf, and tags narrowed as withFewTags narrows them: keys share tags.
 		testHookTag = func(tag uint64) uint64 { return (tag & 7) << 29 }

@@ -250,6 +250,7 @@ func mapSection(path string) (*Table, error) {
 
 // newTable builds the process-local view of a mapped section.
 func newTable(path string, f *os.File, mem mmap.MMap, s shape) *Table {
+	adviseHugePages(mem) // before the creator's first write; see hugepages.go
 	l := layoutFor(s)
 	t := &Table{
 		path:   path,
