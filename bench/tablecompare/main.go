@@ -45,8 +45,10 @@ var (
 	flagOnly      = flag.String("only", "", "run only the workloads whose name contains this, or with \"processes\" only the shared-table measurement")
 	flagSizes     = flag.String("sizes", "", "measure the size series instead: uniform Gets and Sets and two processes at each of these entry counts (e.g. 10k,100k,1M,10M)")
 	flagPrefault  = flag.Bool("prefault", true, "open the size series' tables with sessioncache.Config.Prefault")
-	flagChild     = flag.String("child", "", "internal: run as a child process in this role")
-	flagPath      = flag.String("path", "", "internal: table path for a child")
+	flagHuge      = flag.Bool("huge", false, "run every cache on 2 MiB pages: the table on a tmpfs of its own mounted with huge=advise, "+
+		"anonymous memory with transparent huge pages set to always for the run (needs root; both put back at the end)")
+	flagChild = flag.String("child", "", "internal: run as a child process in this role")
+	flagPath  = flag.String("path", "", "internal: table path for a child")
 )
 
 // kv is the interface the workloads drive.
@@ -120,6 +122,12 @@ func main() {
 		os.Exit(child(*flagChild, *flagPath))
 	}
 	exitOnSignal()
+	defer undoPages()
+	if *flagHuge {
+		dir, err := setUpHugePages()
+		check(err)
+		*flagDir = dir
+	}
 	if *flagSizes != "" {
 		sizes, err := parseSizes(*flagSizes)
 		check(err)
@@ -172,6 +180,7 @@ func main() {
 			exit(1)
 		}
 	}
+	fmt.Printf("# pages: %s\n\n", pageReport(tbl))
 
 	if *flagOnly == "processes" {
 		twoProcesses(path)
@@ -324,6 +333,7 @@ func exit(code int) {
 		os.Remove(path.(string))
 		return true
 	})
+	undoPages()
 	os.Exit(code)
 }
 

@@ -39,6 +39,7 @@ type seriesRow struct {
 	one, two float64               // two-process figure (uniform Gets, ops/s)
 	create   time.Duration         // sessioncache: creating the table (with -prefault, faulting it in)
 	fill     time.Duration         // sessioncache: filling it
+	pages    string                // pageReport once the caches are filled
 }
 
 var seriesCells = []struct {
@@ -93,6 +94,12 @@ func sizeSeries(sizes []int) {
 	fmt.Println()
 	fmt.Printf("Table opened with Prefault %v. Keys kept: readable after the set cells (fastcache %.1fx and "+
 		"freecache %.1fx the entries' bytes; both drop entries when their space wraps).\n\n", *flagPrefault, fastcacheSlack, freecacheSlack)
+	fmt.Println("Pages, once the caches were filled (-huge puts every cache on 2 MiB pages):")
+	fmt.Println()
+	for _, r := range rows {
+		fmt.Printf("- %d entries: %s\n", r.n, r.pages)
+	}
+	fmt.Println()
 }
 
 func nsCell(ns float64) string {
@@ -148,6 +155,7 @@ func measureSize(n int) seriesRow {
 		caches[2] = freeCache{freecache.NewCache(int(freecacheSlack * float64(entryBytes)))}
 		fill(caches[2], keys, value)
 	}
+	row.pages = pageReport(tbl)
 	for j, c := range caches {
 		if c != nil {
 			if held := readable(c, keys); held != n {
