@@ -43,7 +43,9 @@ const (
 // Field names follow the configuration files' (el_count, record_size, seed, manage_section).
 type Config struct {
 	// Path is the section file. Empty means DefaultDir/globalsession-<seed in hex>.table.
-	// Put it on a shared-memory file system (tmpfs) so the table never touches a disk.
+	// Put it on a shared-memory file system (tmpfs) so the table never touches a disk. The
+	// table asks for huge pages, which a tmpfs mounted with huge=advise (or within_size,
+	// always) gives: large tables are faster on them (see Table.HugePageBytes).
 	Path string
 
 	// Create says this process lays out the section (the config files' manage_section or
@@ -103,6 +105,8 @@ type Config struct {
 	// process otherwise, spread over the first minutes of traffic). Open takes longer by
 	// about the time to write the section once; see docs/performance.md for figures. It
 	// changes nothing in the section, so processes may attach with it while others write.
+	// With a Logger, Open then logs how much of the section is on huge pages (see
+	// Table.HugePageBytes).
 	Prefault bool
 
 	// Logger receives recoveries of locks left by dead processes and section replacement.

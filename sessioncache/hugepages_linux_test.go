@@ -1,8 +1,10 @@
 package sessioncache
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,9 +35,10 @@ func mountTmpfs(t *testing.T, huge string) string {
 }
 
 // fillHuge creates a table of about 24 MiB at path and sets n keys.
-func fillHuge(t *testing.T, path string, n int, prefault bool) *Table {
+func fillHuge(t *testing.T, path string, n int, prefault bool, log *bytes.Buffer) *Table {
 	t.Helper()
-	tb, err := Open(Config{Path: path, Create: true, ElementCount: 50_000, RecordSize: 480, Prefault: prefault})
+	tb, err := Open(Config{Path: path, Create: true, ElementCount: 50_000, RecordSize: 480, Prefault: prefault,
+		Logger: slog.New(slog.NewTextHandler(log, nil))})
 	require.NoError(t, err)
 	t.Cleanup(func() { tb.Close() })
 	for i := range n {
@@ -52,7 +55,8 @@ func TestHugePagesWhereTheFileSystemAllows(t *testing.T) {
 	for _, prefault := range []bool{true, false} {
 		t.Run("prefault="+strconv.FormatBool(prefault), func(t *testing.T) {
 			path := mountTmpfs(t, "advise") + "/huge.table"
-			tb := fillHuge(t, path, 1000, prefault)
+			var log bytes.Buffer
+			tb := fillHuge(t, path, 1000, prefault, &log)
 			huge, err := tb.HugePageBytes()
 			require.NoError(t, err)
 			// Without Prefault only the pages written so far exist: the header, the
@@ -62,6 +66,8 @@ func TestHugePagesWhereTheFileSystemAllows(t *testing.T) {
 			if prefault {
 				// Every whole 2 MiB of the section (only its tail is smaller).
 				require.Equal(t, tb.SectionSize()/(2<<20)*(2<<20), huge)
+				require.Contains(t, log.String(), fmt.Sprintf("msg=\"sessioncache: pages\" path=%q bytes=%d on_huge_pages=%d",
+					path, tb.SectionSize(), huge))
 			}
 
 			c := startChild(t, "huge", path, "GS_KEYS=1000")
@@ -84,7 +90,9 @@ func TestHugePagesWhereTheFileSystemAllows(t *testing.T) {
 // huge=never (as /dev/shm usually is) the table works on small pages and says so.
 func TestNoHugePagesWhereTheFileSystemHasNone(t *testing.T) {
 	path := mountTmpfs(t, "never") + "/small.table"
-	tb := fillHuge(t, path, 1000, true)
+	var log bytes.Buffer
+	tb := fillHuge(t, path, 1000, true, &log)
+	require.Contains(t, log.String(), "on_huge_pages=0")
 	huge, err := tb.HugePageBytes()
 	require.NoError(t, err)
 	require.Zero(t, huge)

@@ -86,6 +86,12 @@ func Open(cfg Config) (*Table, error) {
 	t.now = wallclock.Nanos
 	if cfg.Prefault {
 		t.prefault()
+		if cfg.Logger != nil {
+			// Every page is mapped now, so this says what the file system gave the section.
+			if huge, err := t.HugePageBytes(); err == nil {
+				cfg.Logger.Info("sessioncache: pages", "path", path, "bytes", len(t.mem), "on_huge_pages", huge)
+			}
+		}
 	}
 	return t, nil
 }

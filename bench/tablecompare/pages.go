@@ -38,7 +38,8 @@ func setUpHugePages() (string, error) {
 		return "", fmt.Errorf("-huge: mount a tmpfs with huge=advise on %s (needs root): %w", dir, err)
 	}
 	addUndo(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
+		// Detached, so that a table still mapped (an exit on an error) does not keep it mounted.
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
 			fmt.Fprintf(os.Stderr, "tablecompare: unmount %s: %v\n", dir, err)
 			return
 		}
