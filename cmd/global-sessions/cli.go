@@ -177,6 +177,7 @@ func tableCommand(name string) func([]string, io.Writer) error {
 		fmt.Fprintf(out, "entries %d of %d records (record size %d)\nhits %d misses %d\nsets %d deletes %d\n"+
 			"evictions %d expired %d lock recoveries %d\n", s.Len, s.Capacity, t.RecordSize(), s.Hits, s.Misses,
 			s.Sets, s.Deletes, s.Evictions, s.Expired, s.Recoveries)
+		fmt.Fprintln(out, fileSystemLine(*path))
 		return nil
 	}
 }

@@ -511,6 +511,7 @@ func TestOperatorCommands(t *testing.T) {
 	got, err = cli("stats", "-table", table)
 	require.NoError(t, err, got)
 	assert.Contains(t, got, "entries 1 of")
+	assert.Contains(t, got, "file system: ")
 	got, err = cli("verify", "-table", table)
 	require.NoError(t, err, got)
 	assert.Contains(t, got, "ok")
