@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,10 +16,18 @@ import (
 )
 
 // mountTmpfs mounts a tmpfs of 64 MiB with the given huge= option on a directory of its own
-// and unmounts it when the test ends. Mounting needs root (CAP_SYS_ADMIN): elsewhere the
-// test is skipped, saying why.
+// and unmounts it when the test ends. Mounting needs root (CAP_SYS_ADMIN), and the option a
+// kernel with transparent huge pages for tmpfs that does not override it system-wide:
+// elsewhere the test is skipped, saying why.
 func mountTmpfs(t *testing.T, huge string) string {
 	t.Helper()
+	setting, err := os.ReadFile(shmemEnabled)
+	if err != nil {
+		t.Skipf("this kernel has no transparent huge pages for tmpfs: %v", err)
+	}
+	if strings.Contains(string(setting), "[force]") || strings.Contains(string(setting), "[deny]") {
+		t.Skipf("%s overrides every tmpfs's huge= option: %s", shmemEnabled, bytes.TrimSpace(setting))
+	}
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64m,huge="+huge); err != nil {
 		if errors.Is(err, unix.EPERM) {
@@ -33,6 +42,8 @@ func mountTmpfs(t *testing.T, huge string) string {
 	})
 	return dir
 }
+
+const shmemEnabled = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 
 // fillHuge creates a table of about 24 MiB at path and sets n keys.
 func fillHuge(t *testing.T, path string, n int, prefault bool, log *bytes.Buffer) *Table {
