@@ -82,13 +82,7 @@ func TestHugePagesWhereTheFileSystemAllows(t *testing.T) {
 					path, tb.SectionSize(), huge))
 			}
 
-			c := startChild(t, "huge", path, "GS_KEYS=1000")
-			line, err := c.stdout.ReadString('\n')
-			require.NoError(t, err, "child stderr: %s", c.stderr)
-			c.wait(t)
-			childHuge, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "huge ")), 10, 64)
-			require.NoError(t, err, "child said %q", line)
-			require.Greater(t, childHuge, int64(0), "the attached process's mapping has no huge page")
+			require.Greater(t, attachedHugeBytes(t, path, 1000), int64(0), "the attached process's mapping has no huge page")
 
 			v, err := tb.Get([]byte("from-child"))
 			require.NoError(t, err)
@@ -157,24 +151,22 @@ func TestCrashOnHugePages(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
 	key := []byte("crash-key")
 	for round := range 4 {
-		const hook = "write"
-		require.NoError(t, tb.Set(key, checkedValue(rng, key, 0, round, 200), time.Time{}))
-		c := startChild(t, "crash", path, "GS_HOOK="+hook, "GS_ID="+strconv.Itoa(30+round), "GS_KEYS=300")
-		c.expectLine(t, "running")
-		c.expectLine(t, "midwrite")
-		c.kill(t)
-		c.reap()
-		checkCrashKey(t, tb, key, hook, round)
-		require.NoError(t, tb.Verify())
+		crashOnKey(t, tb, path, rng, key, "write", round, 30+round)
 	}
 	require.Positive(t, tb.Stats().Recoveries)
+	require.Positive(t, attachedHugeBytes(t, path, 1000), "the fresh process's mapping has no huge page")
+	require.NoError(t, tb.Verify())
+}
 
-	c := startChild(t, "huge", path, "GS_KEYS=1000")
+// attachedHugeBytes runs a child process that attaches to the table at path, checks keys
+// huge-0 to huge-(keys-1), adds from-child, and reports its mapping's HugePageBytes.
+func attachedHugeBytes(t *testing.T, path string, keys int) int64 {
+	t.Helper()
+	c := startChild(t, "huge", path, "GS_KEYS="+strconv.Itoa(keys))
 	line, err := c.stdout.ReadString('\n')
 	require.NoError(t, err, "child stderr: %s", c.stderr)
 	c.wait(t)
-	childHuge, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "huge ")), 10, 64)
+	n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "huge ")), 10, 64)
 	require.NoError(t, err, "child said %q", line)
-	require.Positive(t, childHuge, "the fresh process's mapping has no huge page")
-	require.NoError(t, tb.Verify())
+	return n
 }

@@ -378,19 +378,26 @@ func TestCrashWhileUpdatingOutOfPlace(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	key := []byte("crash-key")
 	for round := range 6 {
-		hook := []string{"write", "update"}[round%2]
-		require.NoError(t, tb.Set(key, checkedValue(rng, key, 0, round, 200), time.Time{}))
-		c := startChild(t, "crash", path, "GS_HOOK="+hook, "GS_ID="+strconv.Itoa(20+round), "GS_KEYS=300")
-		c.expectLine(t, "running")
-		c.expectLine(t, "midwrite")
-		c.kill(t)
-		c.reap()
-		checkCrashKey(t, tb, key, hook, round)
-		require.NoError(t, tb.Verify())
+		crashOnKey(t, tb, path, rng, key, []string{"write", "update"}[round%2], round, 20+round)
 	}
 	survivor.wait(t)
 	require.NoError(t, tb.Verify())
 	assert.Less(t, tb.Len(), tb.Capacity(), "the table had free records throughout")
+}
+
+// crashOnKey sets key in tb, then has child process id (writing 300 other keys) stop while
+// it writes key (hook "write") or updates it (hook "update"), kills it with SIGKILL, and
+// checks what it left in key and that the table verifies.
+func crashOnKey(t *testing.T, tb *Table, path string, rng *rand.Rand, key []byte, hook string, round, id int) {
+	t.Helper()
+	require.NoError(t, tb.Set(key, checkedValue(rng, key, 0, round, 200), time.Time{}))
+	c := startChild(t, "crash", path, "GS_HOOK="+hook, "GS_ID="+strconv.Itoa(id), "GS_KEYS=300")
+	c.expectLine(t, "running")
+	c.expectLine(t, "midwrite")
+	c.kill(t)
+	c.reap()
+	checkCrashKey(t, tb, key, hook, round)
+	require.NoError(t, tb.Verify())
 }
 
 // checkCrashKey checks what a writer killed while it wrote key (hook "write") or updated it
