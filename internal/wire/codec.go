@@ -188,8 +188,11 @@ func (r *Reader) peekFrame() ([]byte, bool) {
 // LooksLikeHTTP reports whether the last length prefix read is the start of an HTTP
 // request ("GET ", "POST", ...): someone pointed a browser or an HTTP client at a port
 // that speaks this protocol.
-func (r *Reader) LooksLikeHTTP() bool {
-	switch string(r.prefix[:]) {
+func (r *Reader) LooksLikeHTTP() bool { return looksLikeHTTP(r.prefix) }
+
+// looksLikeHTTP reports whether a length prefix is the start of an HTTP request.
+func looksLikeHTTP(prefix [4]byte) bool {
+	switch string(prefix[:]) {
 	case "GET ", "POST", "HEAD", "PUT ", "DELE", "OPTI", "PATC", "CONN", "PRI ":
 		return true
 	}

@@ -1,7 +1,6 @@
 package endpoint
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,6 +36,7 @@ type conn struct {
 	lastPath atomic.Pointer[string] // the path of the last request served (see pathOf)
 	prefetch func(keys [][]byte)    // see connConfig.prefetch
 	keyBuf   [][]byte               // the reader's buffer for the keys it hands to prefetch
+	frame    wire.Frame             // the reader's frame, decoded where it lies in in
 
 	mu      sync.Mutex
 	pending map[uint64]*call
@@ -62,8 +62,7 @@ type conn struct {
 	// ctx ends when the connection closes: work done for the peer derives from it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	br     *bufio.Reader
-	rd     *wire.Reader
+	in     *wire.Buffer // what the reader read and has not handled yet
 
 	flushReq    chan struct{}
 	flusherOnce sync.Once
@@ -136,11 +135,10 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		prefetch: cfg.prefetch,
 	}
 	c.raw, c.dialed = newRawSocket(nc), cfg.dialed
-	c.br = bufio.NewReaderSize(c.socketReader(), readBufferSize)
-	c.rd = wire.NewReader(c.br, cfg.maxFrame)
+	c.in = wire.NewBuffer(readBufferSize, cfg.maxFrame)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if cfg.budget != nil {
-		c.rd.SetBudget(c.ctx, cfg.budget)
+		c.in.SetBudget(c.ctx, cfg.budget)
 	}
 	return c
 }
@@ -153,45 +151,68 @@ const readBufferSize = 16 << 10
 // start begins reading; call it once the connection is reachable from its owner.
 func (c *conn) start() { go c.readLoop() }
 
-// readLoop reads frames until the connection fails. While more whole frames are already
-// buffered it holds back flushing (it counts itself as a queued writer), so the replies to
-// a batch of pipelined requests leave in one write instead of one each. It never holds
-// while a read could wait: the peer may be waiting for a reply before it sends the rest.
-// On the dialing side, when replies have woken callers while other calls still wait, it
-// yields once, holding, before it reads again: the callers' next requests then leave in
-// one write, and the server reads them in one read (see docs/performance.md).
+// readLoop reads the connection until it fails, handling the frames after each read
+// (consume). Over a raw socket it reads only when the socket has bytes (see
+// rawSocket.pump): after a read that leaves the socket empty it waits for the next bytes
+// instead of making a read that finds none, as an event loop does.
 func (c *conn) readLoop() {
-	var f wire.Frame
-	held := false
-	woke := false // replies were handed to callers since the buffer was last empty
-	ahead := 0    // bytes at the front of c.br's buffer whose keys were prefetched
+	var err error
+	if c.raw != nil {
+		err = c.raw.pump(c.in, c.consume)
+	} else {
+		err = c.readStream()
+	}
+	c.in.Release()
+	c.readFailed(err)
+}
+
+// readStream reads a connection without a raw socket (TLS) into c.in, handling the whole
+// frames after each read.
+func (c *conn) readStream() error {
 	for {
-		if !c.frameBuffered() {
-			if woke && c.dialed && c.callsPending() {
-				// The callers just answered will send again while others still wait:
-				// let them queue their requests behind a hold first, so that they leave
-				// in one write and the server reads them at once.
-				if !held {
-					c.waiting.Add(1)
-					held = true
+		space, err := c.in.Space()
+		if err != nil {
+			return err
+		}
+		n, err := c.nc.Read(space)
+		c.in.Wrote(n)
+		if n > 0 {
+			if err := c.consume(); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return c.in.EOF()
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// consume handles the whole frames that c.in holds. While more whole frames are buffered
+// it holds back flushing (it counts itself as a queued writer), so the replies to a batch
+// of pipelined requests leave in one write instead of one each. It never holds past its
+// return: the peer may be waiting for a reply before it sends the rest. On the dialing
+// side, when replies have woken callers while other calls still wait, it yields once,
+// holding, before it returns: the callers' next requests then leave in one write, and the
+// server reads them in one read (see docs/performance.md).
+func (c *conn) consume() error {
+	f := &c.frame
+	held := false
+	woke := false // replies were handed to callers
+	ahead := 0    // bytes at the front of c.in's buffer whose keys were prefetched
+	for {
+		ok, err := c.in.Next(f)
+		if err != nil || !ok {
+			if err != nil {
+				if held {
+					c.unhold()
 				}
-				runtime.Gosched()
+				return err
 			}
-			woke = false
-			if held {
-				c.unhold()
-				held = false
-			}
+			break
 		}
-		if err := c.rd.Read(&f); err != nil {
-			c.rd.Release()
-			if held {
-				c.unhold()
-			}
-			c.readFailed(err)
-			return
-		}
-		if !held && c.frameBuffered() {
+		if !held && c.in.Whole() {
 			c.waiting.Add(1)
 			held = true
 		}
@@ -199,8 +220,22 @@ func (c *conn) readLoop() {
 			ahead = c.prefetchBuffered(max(ahead-4-f.Len(), 0))
 		}
 		woke = woke || f.Op == wire.OpReply
-		c.handleFrame(&f)
+		c.handleFrame(f)
 	}
+	if woke && c.dialed && c.callsPending() {
+		// The callers just answered will send again while others still wait: let them
+		// queue their requests behind a hold first, so that they leave in one write and
+		// the server reads them at once.
+		if !held {
+			c.waiting.Add(1)
+			held = true
+		}
+		runtime.Gosched()
+	}
+	if held {
+		c.unhold()
+	}
+	return nil
 }
 
 // callsPending reports whether calls on c wait for replies.
@@ -213,15 +248,15 @@ func (c *conn) callsPending() bool {
 // prefetchKeys is the most keys a connection or a batch hands to Prefetch at a time.
 const prefetchKeys = 64
 
-// prefetchBuffered tells c.prefetch the keys of the requests whole in c.br's buffer after
+// prefetchBuffered tells c.prefetch the keys of the requests whole in c.in's buffer after
 // its first ahead bytes (whose keys it was told before), and returns how many bytes at the
 // front of the buffer it has now been told about. It reads nothing from the socket.
 func (c *conn) prefetchBuffered(ahead int) int {
-	n := c.br.Buffered()
+	b := c.in.Buffered()
+	n := len(b)
 	if n-ahead < 4+wire.HeaderSize {
 		return ahead
 	}
-	b, _ := c.br.Peek(n)
 	if c.keyBuf == nil {
 		c.keyBuf = make([][]byte, 0, prefetchKeys)
 	}
@@ -246,7 +281,7 @@ func (c *conn) prefetchBuffered(ahead int) int {
 // readFailed closes the connection after a failed read, saying why.
 func (c *conn) readFailed(err error) {
 	switch {
-	case c.framesR.Load() == 0 && c.rd.LooksLikeHTTP():
+	case c.framesR.Load() == 0 && c.in.LooksLikeHTTP():
 		c.logger.Warn("relay: an HTTP request reached a port that speaks the relay protocol, not HTTP (see docs/protocol.md); closing it",
 			"peer", c.name)
 		err = fmt.Errorf("%s sent an HTTP request to a relay protocol port", c.name)
@@ -278,17 +313,6 @@ func (c *conn) handleFrame(f *wire.Frame) {
 	default:
 		c.replyError(f.ID, fmt.Sprintf("%s not accepted on this connection", f.Op))
 	}
-}
-
-// frameBuffered reports whether a whole frame is buffered, so that reading it cannot wait
-// for the peer.
-func (c *conn) frameBuffered() bool {
-	n := c.br.Buffered()
-	if n < 4 {
-		return false
-	}
-	p, _ := c.br.Peek(4)
-	return uint64(n) >= 4+uint64(binary.BigEndian.Uint32(p))
 }
 
 // complete hands a reply to the call waiting for it.
@@ -535,15 +559,6 @@ func (c *conn) pathOf(b []byte) string {
 	s := string(b)
 	c.lastPath.Store(&s)
 	return s
-}
-
-// socketReader is what the connection reads from: the raw socket where there is one (see
-// rawSocket), else the net.Conn.
-func (c *conn) socketReader() io.Reader {
-	if c.raw != nil {
-		return c.raw
-	}
-	return c.nc
 }
 
 // writeSocket writes all of b, waiting for the socket within the write timeout; c.wmu is
@@ -801,7 +816,13 @@ func (c *conn) close(err error) {
 	c.mu.Unlock()
 	close(c.done)
 	c.cancel()
-	c.nc.Close()
+	if c.raw != nil {
+		// The caller may be the reader, handling a frame within its wait on the socket
+		// (rawSocket.pump), and closing a socket waits for that to end: close it apart.
+		go c.nc.Close()
+	} else {
+		c.nc.Close()
+	}
 	for _, cl := range pending {
 		cl.err = err
 		cl.done <- struct{}{}

@@ -1,11 +1,14 @@
 package endpoint
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
 )
 
 // TestWriteSocketDeadline: a write that has to wait for a slow reader sets the write
@@ -35,7 +38,7 @@ func TestWriteSocketDeadline(t *testing.T) {
 		t.Fatal("accept failed")
 	}
 	defer peer.Close()
-	const timeout = 200 * time.Millisecond
+	const timeout = time.Second
 	c := newConn(nc, connConfig{name: "test", logger: slog.New(slog.DiscardHandler), writeTimeout: timeout})
 	defer c.close(nil)
 	if c.raw == nil {
@@ -78,5 +81,75 @@ func TestWriteSocketDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d < timeout {
 		t.Fatalf("the write failed after %v, before the timeout of %v: %v", d, timeout, err)
+	}
+}
+
+// replyOK answers every request with StatusOK.
+type replyOK struct{}
+
+func (replyOK) serve(c *conn, f *wire.Frame) { c.reply(f.ID, wire.StatusOK, 0, nil, 0) }
+
+// loopbackPair returns both ends of a TCP connection on loopback.
+func loopbackPair(t *testing.T) (dialed, accepted net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			close(got)
+			return
+		}
+		got <- nc
+	}()
+	dialed, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accepted = <-got; accepted == nil {
+		t.Fatal("accept failed")
+	}
+	return dialed, accepted
+}
+
+// TestReadersMakeNoEmptyReads: a request and its reply, one after the other, cost each
+// end one read per frame and none that finds the socket empty (after a read that leaves
+// the socket empty a reader waits for its readiness instead of reading again), where a
+// reader that read until the socket said "would block" would make one such read on each
+// end per request. A few may still happen when the poller reports readiness for bytes a
+// read already took.
+func TestReadersMakeNoEmptyReads(t *testing.T) {
+	d, a := loopbackPair(t)
+	log := slog.New(slog.DiscardHandler)
+	server := newConn(a, connConfig{name: "server", logger: log, dispatch: replyOK{}})
+	client := newConn(d, connConfig{name: "client", logger: log, dialed: true})
+	defer server.close(nil)
+	defer client.close(nil)
+	if server.raw == nil || client.raw == nil {
+		t.Skip("no raw sockets on this platform")
+	}
+	server.start()
+	client.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const requests = 400
+	for range requests {
+		cl, err := client.roundTrip(ctx, &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cl.status != wire.StatusOK {
+			t.Fatalf("status %d", cl.status)
+		}
+		putCall(cl)
+	}
+	empty := server.raw.empty.Load() + client.raw.empty.Load()
+	t.Logf("%d reads found the socket empty in %d requests", empty, requests)
+	if empty > requests/8 {
+		t.Fatalf("%d reads found the socket empty in %d requests, want few", empty, requests)
 	}
 }

@@ -5,6 +5,8 @@ package endpoint
 import (
 	"errors"
 	"net"
+
+	"github.com/globalsession/globalsession/internal/wire"
 )
 
 // rawSocket is not used without unix sockets: writes that must not wait go through the
@@ -21,5 +23,7 @@ func (*rawSocket) writeNow([]byte) (int, error) { return 0, errWouldBlock }
 func (*rawSocket) writeAll([]byte) (int, error) { return 0, errWouldBlock }
 
 func (*rawSocket) Read([]byte) (int, error) { return 0, errWouldBlock }
+
+func (*rawSocket) pump(*wire.Buffer, func() error) error { return errWouldBlock }
 
 func withRawIO(nc net.Conn) net.Conn { return nc }

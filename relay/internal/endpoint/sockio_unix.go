@@ -6,13 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/globalsession/globalsession/internal/throttle"
+	"github.com/globalsession/globalsession/internal/wire"
 )
 
 // rawSocket reads and writes a TCP or Unix socket through its raw connection (see
@@ -21,7 +21,8 @@ import (
 // goroutine at a time and so do writes (the connection's write lock, or the TLS
 // connection's, orders them).
 type rawSocket struct {
-	rc syscall.RawConn
+	rc    syscall.RawConn
+	empty atomic.Uint64 // reads that found the socket empty
 
 	rbuf   []byte
 	rn     int
@@ -116,27 +117,6 @@ func (s *rawSocket) writeSome(fd uintptr) bool {
 	return true
 }
 
-// monitorWakes lets a reader wake the runtime's monitor thread at most once every
-// wakeEvery in the process.
-var monitorWakes throttle.Throttle
-
-// wakeEvery is the least time between two wake-ups of the monitor thread.
-const wakeEvery = 50 * time.Microsecond
-
-// wakeMonitor makes one system call with the scheduler's bookkeeping (getpid), at most
-// once every wakeEvery in the process, when a reader finds its socket empty and is about
-// to wait for it. Entering such a call wakes the runtime's monitor thread when the process
-// had gone idle, and while that thread runs, idle processors are slower to halt: the reply
-// that ends the wait is taken sooner, a third of a single request's round trip on this
-// machine's virtual processors. Raw reads and writes (sockCall) never wake it; under load
-// the monitor is awake anyway and the call is rare.
-func wakeMonitor() {
-	if !monitorWakes.Allow(wakeEvery) {
-		return
-	}
-	unix.Syscall(unix.SYS_GETPID, 0, 0, 0)
-}
-
 // Read reads the socket like the net.Conn's Read (it waits for the socket through the
 // runtime's poller and keeps its deadlines), but each read goes without the scheduler's
 // bookkeeping for calls that may block (see sockCall).
@@ -151,11 +131,56 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 	return n, rerr
 }
 
+// pump reads the socket into in, calling consume after each read that brings bytes,
+// until a read or consume fails or the socket is closed. It waits for the socket to be
+// readable within one RawConn.Read, so the readiness the runtime's poller reports while
+// consume runs is kept for the next wait; and so, after a read that leaves the socket
+// empty (it took less than the room it had), it waits for readiness again instead of
+// making the read that would find the socket empty and then wait: per batch of requests
+// one read, as in an event loop, instead of two. consume runs within the wait, so it must
+// not close the socket itself (conn.close closes it from a goroutine of its own).
+func (s *rawSocket) pump(in *wire.Buffer, consume func() error) error {
+	var err error
+	wait := func(fd uintptr) bool {
+		for {
+			room, e := in.Space()
+			if e != nil {
+				err = e
+				return true
+			}
+			n, errno := sockCall(unix.SYS_READ, fd, room)
+			switch {
+			case errno == syscall.EAGAIN:
+				s.empty.Add(1)
+				return false // wait until the socket is readable
+			case errno != 0:
+				err = errno
+				return true
+			case n == 0:
+				err = in.EOF()
+				return true
+			}
+			in.Wrote(n)
+			if e := consume(); e != nil {
+				err = e
+				return true
+			}
+			if n < len(room) {
+				return false // the socket is empty: wait for its next bytes
+			}
+		}
+	}
+	if e := s.rc.Read(wait); e != nil {
+		return e
+	}
+	return err
+}
+
 func (s *rawSocket) readOnce(fd uintptr) bool {
 	m, e := sockCall(unix.SYS_READ, fd, s.rbuf)
 	switch {
 	case e == syscall.EAGAIN:
-		wakeMonitor()
+		s.empty.Add(1)
 		return false // wait until the socket is readable
 	case e != 0:
 		s.rerr = e
