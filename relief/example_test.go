@@ -44,6 +44,9 @@ func Example() {
 	// aging server has the entry in its log.
 	_ = sib.Evict(ctx, "auths", []byte("sid-1"), sessioncache.Entry{Value: []byte("alice"), Expiry: time.Now().Add(time.Hour), Rev: 1})
 	s.Close()
+	for i := 0; i < 1000 && sib.ReliefOf(relief.Aging) != 0; i++ { // wait until the sibling sees it gone
+		time.Sleep(time.Millisecond)
+	}
 
 	s = start()
 	defer s.Close()

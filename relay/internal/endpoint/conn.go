@@ -50,12 +50,14 @@ type conn struct {
 	sweepArmed atomic.Bool // under mu when set false
 
 	wmu     sync.Mutex
-	waiting atomic.Int32 // writers queued for wmu
-	out     []byte       // encoded frames not yet written; under wmu
-	softMu  sync.Mutex   // never held across I/O
-	soft    []byte       // frames of writers that must not wait for wmu; under softMu
-	raw     *rawSocket   // for writes that must not block; nil over TLS
-	dialed  bool         // this side dialed the connection
+	waiting atomic.Int32  // writers queued for wmu
+	woken   atomic.Int32  // dialing side: callers the reader's last batch answered that have not written since
+	flushes atomic.Uint64 // writes to the socket (flushOut calls)
+	out     []byte        // encoded frames not yet written; under wmu
+	softMu  sync.Mutex    // never held across I/O
+	soft    []byte        // frames of writers that must not wait for wmu; under softMu
+	raw     *rawSocket    // for writes that must not block; nil over TLS
+	dialed  bool          // this side dialed the connection
 	wbuf    []byte
 
 	done chan struct{}
@@ -198,6 +200,9 @@ func (c *conn) readStream() error {
 // server reads them in one read (see docs/performance.md).
 func (c *conn) consume() error {
 	f := &c.frame
+	if c.dialed {
+		c.woken.Store(0) // counted again for this batch's replies (see write)
+	}
 	held := false
 	woke := false // replies were handed to callers
 	ahead := 0    // bytes at the front of c.in's buffer whose keys were prefetched
@@ -326,6 +331,9 @@ func (c *conn) complete(f *wire.Frame) {
 	}
 	cl.status, cl.flags, cl.expiry, cl.rev = f.Status, f.Flags, f.Expiry, f.Rev
 	cl.value = append(cl.value[:0], f.Value...)
+	if c.dialed {
+		c.woken.Add(1)
+	}
 	cl.done <- struct{}{}
 }
 
@@ -497,7 +505,11 @@ func (c *conn) unhold() {
 	}
 }
 
-// write encodes f and flushes it unless another writer is queued behind, which will.
+// write encodes f and flushes it unless another writer is queued behind, which will, or,
+// on the dialing side, callers the reader has just answered are yet to write: they send
+// again at once (a pipelining client's goroutines do), so f is left for the last of them
+// to flush (leaveLocked), and the requests that follow a batch of replies leave in one
+// write, as the replies came, instead of one write each.
 func (c *conn) write(f *wire.Frame) error {
 	c.waiting.Add(1)
 	c.wmu.Lock()
@@ -509,7 +521,30 @@ func (c *conn) write(f *wire.Frame) error {
 		_ = c.writeLocked(nil)
 		return err
 	}
+	if c.dialed && c.woken.Load() > 0 && c.woken.Add(-1) > 0 {
+		return c.leaveLocked(c.wbuf)
+	}
 	return c.writeLocked(c.wbuf)
+}
+
+// leaveLocked appends an encoded frame for a later writer to flush, and asks the flusher
+// to flush it should no writer come; c.wmu is held and c.waiting counts this writer. Much
+// buffered is flushed at once, as writeLocked does.
+func (c *conn) leaveLocked(b []byte) error {
+	c.takeSoftLocked()
+	c.out = append(c.out, b...)
+	if c.waiting.Add(-1) == 0 {
+		c.takeSoftLocked()
+	}
+	if len(c.out) >= flushAt {
+		if err := c.flushOut(c.writeSocket); err != nil {
+			err = fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err)
+			go c.close(err)
+			return err
+		}
+	}
+	c.requestFlush()
+	return nil
 }
 
 // writeLocked appends an encoded frame (or nothing, for b nil) and flushes if this was the
@@ -586,6 +621,7 @@ func (c *conn) writeSocket(b []byte) (int, error) {
 
 // flushOut writes c.out with write and keeps what it did not take; c.wmu is held.
 func (c *conn) flushOut(write func([]byte) (int, error)) error {
+	c.flushes.Add(1)
 	n, err := write(c.out)
 	rest := copy(c.out, c.out[n:])
 	c.out = c.out[:rest]
@@ -818,7 +854,9 @@ func (c *conn) close(err error) {
 	c.cancel()
 	if c.raw != nil {
 		// The caller may be the reader, handling a frame within its wait on the socket
-		// (rawSocket.pump), and closing a socket waits for that to end: close it apart.
+		// (rawSocket.pump), and closing a socket waits for that wait to end: shut the
+		// socket down now (the peer sees the end at once) and close it apart.
+		c.raw.shutdown()
 		go c.nc.Close()
 	} else {
 		c.nc.Close()

@@ -153,3 +153,45 @@ func TestReadersMakeNoEmptyReads(t *testing.T) {
 		t.Fatalf("%d reads found the socket empty in %d requests, want few", empty, requests)
 	}
 }
+
+// TestPipelinedRequestsShareWrites: callers that pipeline requests on one connection (each
+// sends its next request as soon as its reply comes) send them in shared writes: the
+// requests that follow a batch of replies leave together, not one write each.
+func TestPipelinedRequestsShareWrites(t *testing.T) {
+	d, a := loopbackPair(t)
+	log := slog.New(slog.DiscardHandler)
+	server := newConn(a, connConfig{name: "server", logger: log, dispatch: replyOK{}})
+	client := newConn(d, connConfig{name: "client", logger: log, dialed: true})
+	defer server.close(nil)
+	defer client.close(nil)
+	server.start()
+	client.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const callers, each = 16, 500
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			for range each {
+				cl, err := client.roundTrip(ctx, &wire.Frame{Op: wire.OpPing})
+				if err != nil {
+					errs <- err
+					return
+				}
+				putCall(cl)
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	writes := client.flushes.Load()
+	perWrite := float64(callers*each) / float64(writes)
+	t.Logf("%d requests in %d writes: %.1f a write", callers*each, writes, perWrite)
+	if perWrite < 4 {
+		t.Fatalf("%.1f requests a write from %d pipelining callers, want them to share writes", perWrite, callers)
+	}
+}

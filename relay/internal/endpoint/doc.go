@@ -11,11 +11,15 @@
 // # Connections
 //
 // Either end of a connection may send requests; each is matched to its reply by id, so
-// many are in flight at once. One goroutine reads; writers share a buffered writer and
-// the last writer in line flushes, so concurrent requests leave in few system calls, and
-// the replies to a batch of pipelined requests leave in one write. Replies never wait for
-// the socket, so two peers whose send buffers are full never wedge each other. Both ends
-// ping an idle connection and close it when the peer stays silent for two intervals.
+// many are in flight at once. One goroutine reads, and only when the socket has bytes: it
+// stays within one wait on the socket's readiness and handles what each read brings there,
+// so it never makes a read that finds the socket empty. Writers share a buffered writer
+// and the last writer in line flushes, so concurrent requests leave in few system calls,
+// and the replies to a batch of pipelined requests leave in one write; on a client, the
+// requests that callers send as soon as a batch of replies answered them leave together
+// too (the last of those callers flushes). Replies never wait for the socket, so two peers
+// whose send buffers are full never wedge each other. Both ends ping an idle connection
+// and close it when the peer stays silent for two intervals.
 //
 // # Client
 //

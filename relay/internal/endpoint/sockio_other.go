@@ -5,13 +5,16 @@ package endpoint
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 
 	"github.com/globalsession/globalsession/internal/wire"
 )
 
 // rawSocket is not used without unix sockets: writes that must not wait go through the
 // flusher goroutine.
-type rawSocket struct{}
+type rawSocket struct {
+	empty atomic.Uint64 // reads that found the socket empty: none here
+}
 
 // newRawSocket returns nil: there are no raw sockets here.
 func newRawSocket(net.Conn) *rawSocket { return nil }
@@ -23,6 +26,8 @@ func (*rawSocket) writeNow([]byte) (int, error) { return 0, errWouldBlock }
 func (*rawSocket) writeAll([]byte) (int, error) { return 0, errWouldBlock }
 
 func (*rawSocket) Read([]byte) (int, error) { return 0, errWouldBlock }
+
+func (*rawSocket) shutdown() {}
 
 func (*rawSocket) pump(*wire.Buffer, func() error) error { return errWouldBlock }
 

@@ -191,6 +191,12 @@ func (s *rawSocket) readOnce(fd uintptr) bool {
 	return true
 }
 
+// shutdown ends both directions of the socket at once, without waiting for a reader
+// within its wait (which Close does): the peer sees the end, and the reader's wait ends.
+func (s *rawSocket) shutdown() {
+	_ = s.rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+}
+
 // rawIOConn is a TCP connection whose reads and writes go through raw system calls (see
 // rawSocket): the socket under a TLS connection, whose own reads and writes then cost no
 // scheduler bookkeeping either.
