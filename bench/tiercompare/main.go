@@ -19,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,6 +141,8 @@ func run() error {
 		w, wo = append(w, a.rate), append(wo, b.rate)
 		cw, cwo = append(cw, a.tierCPU), append(cwo, b.tierCPU)
 		gw, gwo = append(gw, a.loadCPU), append(gwo, b.loadCPU)
+		fmt.Fprintf(os.Stderr, "tiercompare: round %d/%d: with relief %.0f publishes/s (tier CPU %.1f µs), without %.0f (%.1f µs): %.2fx\n",
+			len(w), *flagRounds, a.rate, a.tierCPU, b.rate, b.tierCPU, a.rate/b.rate)
 	}
 	mw, mwo := median(w), median(wo)
 	fmt.Println("## Set throughput, 1 connection, 16 publishes in flight")
@@ -149,6 +152,12 @@ func run() error {
 	fmt.Printf("| without relief | %.0f | 1.00x | %.1f µs | 1.00x | %.1f µs |\n", mwo, median(cwo), median(gwo))
 	fmt.Printf("| with expansion + aging relief | %.0f | %.2fx | %.1f µs | %.2fx | %.1f µs |\n\n", mw, mw/mwo, median(cw),
 		median(cw)/median(cwo), median(gw))
+	ratios := make([]string, len(w))
+	for i := range w {
+		ratios[i] = fmt.Sprintf("%.2fx", w[i]/wo[i])
+	}
+	fmt.Printf("Each round's ratio, in order: %s (the first round fills the relief servers' tables: first writes to their pages).\n\n",
+		strings.Join(ratios, ", "))
 	fmt.Println("Tier CPU per publish: the CPU time of the tier's process (relay, sibling, relief servers) from the first " +
 		"publish until its hand-downs are done, divided by the publishes. Load generator CPU per publish: this process's " +
 		"(the relay.Client and the 16 goroutines that publish) while it publishes; the two share the machine's processors.")
