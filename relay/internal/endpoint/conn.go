@@ -36,7 +36,7 @@ type conn struct {
 	lastPath atomic.Pointer[string] // the path of the last request served (see pathOf)
 	prefetch func(keys [][]byte)    // see connConfig.prefetch
 	keyBuf   [][]byte               // the reader's buffer for the keys it hands to prefetch
-	frame    wire.Frame             // the reader's frame, decoded where it lies in in
+	frame    wire.Frame             // the reader's frame, decoded where it lies in c.in
 
 	mu      sync.Mutex
 	pending map[uint64]*call
