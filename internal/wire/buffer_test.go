@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 )
@@ -55,18 +56,40 @@ func drain(t *testing.T, b *Buffer, data []byte, sizes []int) ([][]byte, error) 
 	return nil, nil
 }
 
-// readAll returns what a Reader over the plain stream reads from data: the frames,
-// encoded again, and the error that ended it.
-func readAll(data []byte, maxFrame int) ([][]byte, error) {
-	rd := NewReader(bytes.NewReader(data), maxFrame)
+// referenceFrames decodes data the plain way, as a whole: each length prefix checked
+// against the limits, each body decoded by Decode. It returns the frames, encoded again,
+// and the error that ends the stream.
+func referenceFrames(data []byte, maxFrame int) ([][]byte, error) {
+	if maxFrame == 0 {
+		maxFrame = DefaultMaxFrame
+	}
 	var frames [][]byte
 	for {
+		switch {
+		case len(data) == 0:
+			return frames, io.EOF
+		case len(data) < 4:
+			return frames, io.ErrUnexpectedEOF
+		}
+		n := binary.BigEndian.Uint32(data)
+		switch {
+		case uint64(n) > uint64(maxFrame):
+			return frames, fmt.Errorf("%w: %d bytes, the limit is %d", ErrFrameTooLarge, n, maxFrame)
+		case n < HeaderSize:
+			return frames, fmt.Errorf("%w: length %d, the header alone needs %d", ErrMalformed, n, HeaderSize)
+		case uint64(len(data)-4) < uint64(n):
+			return frames, io.ErrUnexpectedEOF
+		}
 		var f Frame
-		if err := rd.Read(&f); err != nil {
+		if err := Decode(data[4:4+n], &f); err != nil {
 			return frames, err
 		}
-		enc, _ := Append(nil, &f)
+		enc, err := Append(nil, &f)
+		if err != nil {
+			return frames, err
+		}
 		frames = append(frames, enc)
+		data = data[4+n:]
 	}
 }
 
@@ -79,9 +102,9 @@ func TestBufferYieldsFramesWhateverTheReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want, err := readAll(stream, 0)
+	want, err := referenceFrames(stream, 0)
 	if !errors.Is(err, io.EOF) || len(want) != 7 {
-		t.Fatalf("the reference reader: %d frames, %v", len(want), err)
+		t.Fatalf("the reference decoding: %d frames, %v", len(want), err)
 	}
 	for _, sizes := range [][]int{nil, {1}, {3, 1000, 7}, {4096}, {50000}} {
 		got, err := drain(t, NewBuffer(1024, 0), stream, sizes)
@@ -216,8 +239,8 @@ func TestBufferBudget(t *testing.T) {
 	}
 }
 
-// FuzzBuffer checks that a Buffer yields exactly what a Reader over the plain stream reads
-// (the same frames and the same error), whatever the reads' sizes and the frames'
+// FuzzBuffer checks that a Buffer yields exactly what decoding the whole stream at once
+// gives (the same frames and the same error), whatever the reads' sizes and the frames'
 // boundaries.
 func FuzzBuffer(f *testing.F) {
 	seed, _ := Append(nil, &Frame{Op: OpSet, ID: 9, Path: []byte("auths"), Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 100)})
@@ -225,13 +248,13 @@ func FuzzBuffer(f *testing.F) {
 	f.Add(append(append(seed, reply...), seed...), uint8(16), uint8(3))
 	f.Add(seed[:50], uint8(0), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, size, read uint8) {
-		want, wantErr := readAll(data, 4096)
+		want, wantErr := referenceFrames(data, 4096)
 		got, err := drain(t, NewBuffer(64+int(size), 4096), data, []int{int(read)})
 		if err == nil || err.Error() != wantErr.Error() {
-			t.Fatalf("the stream ended with %v, the reader's with %v", err, wantErr)
+			t.Fatalf("the stream ended with %v, its decoding as a whole with %v", err, wantErr)
 		}
 		if len(got) != len(want) {
-			t.Fatalf("%d frames, the reader read %d", len(got), len(want))
+			t.Fatalf("%d frames, its decoding as a whole %d", len(got), len(want))
 		}
 		for i := range want {
 			if !bytes.Equal(got[i], want[i]) {

@@ -1,9 +1,9 @@
 package wire
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -92,103 +92,57 @@ func RequestKey(body []byte) (key []byte, ok bool) {
 	return body[HeaderSize+pl : HeaderSize+pl+kl], true
 }
 
-// Reader reads frames from a stream, reusing one buffer, so reading allocates nothing once
-// the buffer has grown to the largest frame seen.
+// Reader reads frames from a stream through a Buffer, so reading allocates nothing once the
+// buffer has grown to the largest frame seen. It reads ahead: what it read of the stream
+// past the frame it returned stays in its buffer for the next Read.
 type Reader struct {
-	r      io.Reader
-	br     *bufio.Reader // r, when it is one: whole frames are decoded where they lie
-	max    int
-	buf    []byte
-	prefix [4]byte
-	// With a budget, large frames are read into a buffer of their own, held (with their
-	// share of the budget) until the next Read.
-	budget    *Budget
-	budgetCtx context.Context
-	held      int // bytes of the budget held for the last frame
+	r   io.Reader
+	buf *Buffer
+	err error // the stream's error, returned once the buffered frames are read
+}
+
+// NewReader returns a Reader that refuses frames longer than maxFrame bytes (after the
+// prefix); zero means DefaultMaxFrame.
+func NewReader(r io.Reader, maxFrame int) *Reader {
+	return &Reader{r: r, buf: NewBuffer(4096, maxFrame)}
 }
 
 // SetBudget makes the reader take a share of b for every large frame (over LargeFrame)
 // before reading its body, waiting for it while ctx lasts, and give it back at the next
 // Read (when the frame's slices become invalid) or Release.
-func (r *Reader) SetBudget(ctx context.Context, b *Budget) {
-	r.budget, r.budgetCtx = b, ctx
-}
+func (r *Reader) SetBudget(ctx context.Context, b *Budget) { r.buf.SetBudget(ctx, b) }
 
 // Release gives back the share of the budget held for the last frame read; call it when
 // the reader is done.
-func (r *Reader) Release() {
-	if r.held > 0 {
-		r.budget.release(r.held)
-		r.held = 0
-	}
-}
-
-// NewReader returns a Reader that refuses frames longer than maxFrame bytes (after the
-// prefix); zero means DefaultMaxFrame. Give it a buffered reader. With a *bufio.Reader, a
-// frame already whole in its buffer is decoded where it lies, without a copy: its slices
-// then point into that buffer, so nothing else may read from the bufio.Reader (or Peek
-// past what it holds) until the next Read.
-func NewReader(r io.Reader, maxFrame int) *Reader {
-	if maxFrame <= 0 {
-		maxFrame = DefaultMaxFrame
-	}
-	br, _ := r.(*bufio.Reader)
-	return &Reader{r: r, br: br, max: maxFrame, buf: make([]byte, 0, 4096)}
-}
+func (r *Reader) Release() { r.buf.Release() }
 
 // Read reads the next frame into f. f's slices are valid until the next Read. A frame
-// longer than the limit returns ErrFrameTooLarge without reading its body; io.EOF means the
-// stream ended cleanly between frames.
+// longer than the limit returns ErrFrameTooLarge as soon as its prefix is read; io.EOF
+// means the stream ended cleanly between frames, io.ErrUnexpectedEOF within one.
 func (r *Reader) Read(f *Frame) error {
-	r.Release()
-	if b, ok := r.peekFrame(); ok {
-		copy(r.prefix[:], b)
-		r.br.Discard(len(b)) // the bytes stay where they are until the buffer is filled again
-		return Decode(b[4:], f)
-	}
-	if _, err := io.ReadFull(r.r, r.prefix[:]); err != nil {
-		return err
-	}
-	n := binary.BigEndian.Uint32(r.prefix[:])
-	if uint64(n) > uint64(r.max) {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrFrameTooLarge, n, r.max)
-	}
-	if n < HeaderSize {
-		return fmt.Errorf("%w: length %d, the header alone needs %d", ErrMalformed, n, HeaderSize)
-	}
-	body, err := r.readBody(int(n))
-	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	for {
+		if ok, err := r.buf.Next(f); ok || err != nil {
+			return err
 		}
-		return err
+		if r.err != nil {
+			if errors.Is(r.err, io.EOF) {
+				return r.buf.EOF()
+			}
+			return r.err
+		}
+		room, err := r.buf.Space()
+		if err != nil {
+			return err
+		}
+		n, err := r.r.Read(room)
+		r.buf.Wrote(n)
+		r.err = err
 	}
-	return Decode(body, f)
 }
 
-// peekFrame returns the next frame, prefix included, when it is whole in the bufio.Reader's
-// buffer and within the limits (anything else takes the path that reports it).
-func (r *Reader) peekFrame() ([]byte, bool) {
-	if r.br == nil {
-		return nil, false
-	}
-	have := r.br.Buffered()
-	if have < 4+HeaderSize {
-		return nil, false
-	}
-	p, _ := r.br.Peek(4)
-	n := uint64(binary.BigEndian.Uint32(p))
-	if n < HeaderSize || n > uint64(r.max) || n > LargeFrame || 4+n > uint64(have) {
-		return nil, false
-	}
-	b, err := r.br.Peek(4 + int(n))
-	return b, err == nil
-}
-
-// LooksLikeHTTP reports whether the last length prefix read is the start of an HTTP
-// request ("GET ", "POST", ...): someone pointed a browser or an HTTP client at a port
-// that speaks this protocol.
-func (r *Reader) LooksLikeHTTP() bool { return looksLikeHTTP(r.prefix) }
+// LooksLikeHTTP reports whether the stream began like an HTTP request ("GET ", "POST",
+// ...): someone pointed a browser or an HTTP client at a port that speaks this protocol.
+func (r *Reader) LooksLikeHTTP() bool { return r.buf.LooksLikeHTTP() }
 
 // looksLikeHTTP reports whether a length prefix is the start of an HTTP request.
 func looksLikeHTTP(prefix [4]byte) bool {
@@ -197,51 +151,4 @@ func looksLikeHTTP(prefix [4]byte) bool {
 		return true
 	}
 	return false
-}
-
-// readBody reads a frame body of n bytes: into the reader's buffer, or, for a large frame
-// under a budget, into a buffer of its own once the budget has room for it.
-func (r *Reader) readBody(n int) ([]byte, error) {
-	if r.budget == nil || n <= LargeFrame {
-		return r.body(n)
-	}
-	if err := r.budget.acquire(r.budgetCtx, n); err != nil {
-		return nil, err
-	}
-	r.held = n
-	small := r.buf
-	r.buf = nil // grown as the bytes arrive, and dropped at the next Read
-	body, err := r.body(n)
-	r.buf = small
-	return body, err
-}
-
-// body reads a frame body of n bytes into the reader's buffer. A buffer too small grows as
-// the bytes arrive (doubling, from 4 KiB), never ahead of them: a peer that announces a
-// large frame and sends little of it costs the memory of what it sent, not of what it
-// announced.
-func (r *Reader) body(n int) ([]byte, error) {
-	if cap(r.buf) >= n {
-		body := r.buf[:n]
-		_, err := io.ReadFull(r.r, body)
-		return body, err
-	}
-	buf := r.buf[:0]
-	for len(buf) < n {
-		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(n, max(2*cap(buf), 4096)))
-			copy(grown, buf)
-			buf = grown
-		}
-		m, err := io.ReadFull(r.r, buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+m]
-		if err != nil {
-			if err == io.EOF && len(buf) > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-	}
-	r.buf = buf
-	return buf, nil
 }

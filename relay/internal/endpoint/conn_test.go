@@ -15,28 +15,7 @@ import (
 // timeout and clears it once done, so a write long after still goes through; one to a
 // peer that never reads fails after the timeout.
 func TestWriteSocketDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- nc
-	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := <-accepted
-	if peer == nil {
-		t.Fatal("accept failed")
-	}
+	nc, peer := loopbackPair(t)
 	defer peer.Close()
 	const timeout = time.Second
 	c := newConn(nc, connConfig{name: "test", logger: slog.New(slog.DiscardHandler), writeTimeout: timeout})
