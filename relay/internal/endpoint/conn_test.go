@@ -95,6 +95,20 @@ func loopbackPair(t *testing.T) (dialed, accepted net.Conn) {
 	return dialed, accepted
 }
 
+// connPair returns both ends of a loopback connection as conns, not started: a client, and
+// a server that answers every request with StatusOK. Both are closed when the test ends.
+func connPair(t *testing.T) (client, server *conn) {
+	d, a := loopbackPair(t)
+	log := slog.New(slog.DiscardHandler)
+	server = newConn(a, connConfig{name: "server", logger: log, dispatch: replyOK{}})
+	client = newConn(d, connConfig{name: "client", logger: log, dialed: true})
+	t.Cleanup(func() {
+		client.close(nil)
+		server.close(nil)
+	})
+	return client, server
+}
+
 // TestReadersMakeNoEmptyReads: a request and its reply, one after the other, cost each
 // end one read per frame and none that finds the socket empty (after a read that leaves
 // the socket empty a reader waits for its readiness instead of reading again), where a
@@ -102,12 +116,7 @@ func loopbackPair(t *testing.T) (dialed, accepted net.Conn) {
 // end per request. A few may still happen when the poller reports readiness for bytes a
 // read already took.
 func TestReadersMakeNoEmptyReads(t *testing.T) {
-	d, a := loopbackPair(t)
-	log := slog.New(slog.DiscardHandler)
-	server := newConn(a, connConfig{name: "server", logger: log, dispatch: replyOK{}})
-	client := newConn(d, connConfig{name: "client", logger: log, dialed: true})
-	defer server.close(nil)
-	defer client.close(nil)
+	client, server := connPair(t)
 	if server.raw == nil || client.raw == nil {
 		t.Skip("no raw sockets on this platform")
 	}
@@ -137,12 +146,7 @@ func TestReadersMakeNoEmptyReads(t *testing.T) {
 // sends its next request as soon as its reply comes) send them in shared writes: the
 // requests that follow a batch of replies leave together, not one write each.
 func TestPipelinedRequestsShareWrites(t *testing.T) {
-	d, a := loopbackPair(t)
-	log := slog.New(slog.DiscardHandler)
-	server := newConn(a, connConfig{name: "server", logger: log, dispatch: replyOK{}})
-	client := newConn(d, connConfig{name: "client", logger: log, dialed: true})
-	defer server.close(nil)
-	defer client.close(nil)
+	client, server := connPair(t)
 	server.start()
 	client.start()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
