@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +72,43 @@ func TestTLS(t *testing.T) {
 		assert.Contains(t, err.Error(), "if it speaks TLS, give this client a TLS configuration")
 		assert.Equal(t, 1, strings.Count(err.Error(), "server unavailable"), "the error does not repeat itself: %v", err)
 	})
+}
+
+// TestMessagesOfEverySize: messages from a few bytes to well past the large-frame size
+// (which a connection's reader takes into a buffer of its own) reach a subscriber whole
+// and in order, over plain TCP and over TLS, while other publishers' small messages go
+// through the same connections.
+func TestMessagesOfEverySize(t *testing.T) {
+	pki := testpki.New(t)
+	srv := tlsconfig.Config{ServerCert: pki.ServerCert, ServerKey: pki.ServerKey, ClientCert: pki.CACert}
+	stls, err := srv.Server()
+	require.NoError(t, err)
+	cli := tlsconfig.Config{CAFile: pki.CACert, ClientCert: pki.ClientCert, ClientKey: pki.ClientKey}
+	ctls, err := cli.Client("127.0.0.1")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name      string
+		serverTLS *tls.Config
+		clientTLS *tls.Config
+	}{{"plain", nil, nil}, {"TLS", stls, ctls}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{TLS: tc.serverTLS}})
+			cfg := ClientConfig{Addr: r.Addr().String(), TLS: tc.clientTLS}
+			sub, pub := dial(t, cfg), dial(t, cfg)
+			ctx := ctxT(t)
+			got := newChanges()
+			require.NoError(t, sub.Subscribe(ctx, "news", got.add))
+			sizes := []int{0, 10, 5000, 20 << 10, 70 << 10, 300 << 10, 100, 900 << 10}
+			for i, n := range sizes {
+				v := bytes.Repeat([]byte{byte('a' + i)}, n)
+				require.NoError(t, pub.Publish(ctx, "news", fmt.Appendf(nil, "m%d", i), sessioncache.Entry{Value: v}))
+			}
+			all := got.wait(t, len(sizes))
+			for i, n := range sizes {
+				require.Equal(t, fmt.Sprintf("m%d", i), string(all[i].Key))
+				require.Truef(t, bytes.Equal(bytes.Repeat([]byte{byte('a' + i)}, n), all[i].Value),
+					"message %d of %d bytes arrived as %d other bytes", i, n, len(all[i].Value))
+			}
+		})
+	}
 }
