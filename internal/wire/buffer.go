@@ -163,6 +163,19 @@ func (b *Buffer) bigSpace() []byte {
 	return b.big[len(b.big):cap(b.big)]
 }
 
+// Fill makes one read from r into the buffer's room (Space, then Wrote) and returns what
+// the read returned: bytes and r's error as they are (mind EOF only once the whole frames
+// buffered are consumed: see EOF).
+func (b *Buffer) Fill(r io.Reader) (int, error) {
+	room, err := b.Space()
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.Read(room)
+	b.Wrote(n)
+	return n, err
+}
+
 // Wrote records that n bytes were read into the room Space returned.
 func (b *Buffer) Wrote(n int) {
 	if b.big != nil {

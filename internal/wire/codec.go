@@ -130,13 +130,7 @@ func (r *Reader) Read(f *Frame) error {
 			}
 			return r.err
 		}
-		room, err := r.buf.Space()
-		if err != nil {
-			return err
-		}
-		n, err := r.r.Read(room)
-		r.buf.Wrote(n)
-		r.err = err
+		_, r.err = r.buf.Fill(r.r)
 	}
 }
 

@@ -172,12 +172,7 @@ func (c *conn) readLoop() {
 // frames after each read.
 func (c *conn) readStream() error {
 	for {
-		space, err := c.in.Space()
-		if err != nil {
-			return err
-		}
-		n, err := c.nc.Read(space)
-		c.in.Wrote(n)
+		n, err := c.in.Fill(c.nc)
 		if n > 0 {
 			if err := c.consume(); err != nil {
 				return err
@@ -527,47 +522,35 @@ func (c *conn) write(f *wire.Frame) error {
 	return c.writeLocked(c.wbuf)
 }
 
-// leaveLocked appends an encoded frame for a later writer to flush, and asks the flusher
-// to flush it should no writer come; c.wmu is held and c.waiting counts this writer. Much
-// buffered is flushed at once, as writeLocked does.
-func (c *conn) leaveLocked(b []byte) error {
-	c.takeSoftLocked()
-	c.out = append(c.out, b...)
-	if c.waiting.Add(-1) == 0 {
-		c.takeSoftLocked()
-	}
-	if len(c.out) >= flushAt {
-		if err := c.flushOut(c.writeSocket); err != nil {
-			err = fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err)
-			go c.close(err)
-			return err
-		}
-	}
-	c.requestFlush()
-	return nil
-}
-
 // writeLocked appends an encoded frame (or nothing, for b nil) and flushes if this was the
 // last writer in line or much is buffered; c.wmu is held and c.waiting counts this writer.
 //
 // The writer that brings the count to zero takes c.soft once more after that, so a frame
 // added to c.soft by a writer that saw others queued (see writeSoft) is never left behind.
-func (c *conn) writeLocked(b []byte) error {
+func (c *conn) writeLocked(b []byte) error { return c.appendLocked(b, false) }
+
+// leaveLocked is writeLocked for a frame left for a later writer to flush even when this
+// writer is the last in line; the flusher flushes it should no writer come.
+func (c *conn) leaveLocked(b []byte) error { return c.appendLocked(b, true) }
+
+func (c *conn) appendLocked(b []byte, leave bool) error {
 	c.takeSoftLocked()
 	c.out = append(c.out, b...)
 	last := c.waiting.Add(-1) == 0
 	if last {
 		c.takeSoftLocked()
 	}
-	var err error
-	if (last || len(c.out) >= flushAt) && len(c.out) > 0 {
-		err = c.flushOut(c.writeSocket)
+	if (last && !leave || len(c.out) >= flushAt) && len(c.out) > 0 {
+		if err := c.flushOut(c.writeSocket); err != nil {
+			err = fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err)
+			go c.close(err)
+			return err
+		}
 	}
-	if err != nil {
-		err = fmt.Errorf("%w: write to %s: %w", ErrConnLost, c.name, err)
-		go c.close(err)
+	if leave && len(c.out) > 0 {
+		c.requestFlush()
 	}
-	return err
+	return nil
 }
 
 // takeSoftLocked moves the frames of writers that did not wait onto c.out; c.wmu is held.
