@@ -64,7 +64,7 @@ var (
 	flagRounds    = flag.Int("rounds", 3, "rounds; the median over rounds is reported")
 	flagConns     = flag.String("conns", "1,4", "connection counts to measure, comma-separated")
 	flagFast      = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
-		"the machine's fast wake-up state on demand")
+		"the machine's fast wake-up state on demand; refused where the kernel has no cpuidle driver, which ignores the request")
 	flagInflight = flag.String("inflight", "1,16", "requests in flight per cell, comma-separated")
 	flagBudget   = flag.Duration("budget", 2*time.Second, "time budget of one measurement: a cell whose slowest "+
 		"system would need longer for -ops operations runs fewer, the same count for every system and round (0: no limit)")

@@ -39,7 +39,7 @@ var (
 	flagProcs  = flag.Int("tier-procs", 0, "GOMAXPROCS of the tier processes (0: the runtime's default, every processor); "+
 		"1 runs each tier on one processor at a time, the load generator keeping every processor")
 	flagFast = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
-		"the machine's fast wake-up state on demand")
+		"the machine's fast wake-up state on demand; refused where the kernel has no cpuidle driver, which ignores the request")
 )
 
 const (
