@@ -156,7 +156,7 @@ func run() error {
 	for i := range w {
 		ratios[i] = fmt.Sprintf("%.2fx", w[i]/wo[i])
 	}
-	fmt.Printf("Each round's ratio, in order: %s (the first round fills the relief servers' tables: first writes to their pages).\n\n",
+	fmt.Printf("Each round's ratio, in order: %s (the tables are prefaulted when created; the first round, the first to write each key into them, is still the slowest).\n\n",
 		strings.Join(ratios, ", "))
 	fmt.Println("Tier CPU per publish: the CPU time of the tier's process (relay, sibling, relief servers) from the first " +
 		"publish until its hand-downs are done, divided by the publishes. Load generator CPU per publish: this process's " +
