@@ -30,6 +30,7 @@
 //	go run ./relaycompare
 //	go run ./relaycompare -ops 50000 -rounds 1     (a quick look)
 //	go run ./relaycompare -conns 1 -inflight 16    (only the cells of one connection, 16 in flight)
+//	go run ./relaycompare -steady                  (single-client latency, one system at a time; see steady.go)
 //	go run ./relaycompare -fast-wakeup             (idle processors kept polling: the fast wake-up state)
 //
 // Beside each server's CPU time per operation it reports this process's, the clients'
@@ -65,8 +66,11 @@ var (
 	flagConns     = flag.String("conns", "1,4", "connection counts to measure, comma-separated")
 	flagFast      = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
 		"the machine's fast wake-up state on demand; refused where the kernel has no cpuidle driver, which ignores the request")
-	flagInflight = flag.String("inflight", "1,16", "requests in flight per cell, comma-separated")
-	flagBudget   = flag.Duration("budget", 2*time.Second, "time budget of one measurement: a cell whose slowest "+
+	flagSteady       = flag.Bool("steady", false, "measure single-client GET latency one system at a time instead of the matrix (see steady.go)")
+	flagSteadyRounds = flag.Int("steady-rounds", 8, "rounds per system with -steady")
+	flagSteadyOps    = flag.Int("steady-ops", 10_000, "sequential GETs per round with -steady")
+	flagInflight     = flag.String("inflight", "1,16", "requests in flight per cell, comma-separated")
+	flagBudget       = flag.Duration("budget", 2*time.Second, "time budget of one measurement: a cell whose slowest "+
 		"system would need longer for -ops operations runs fewer, the same count for every system and round (0: no limit)")
 
 	// Hidden: the roles of the re-executed child processes.
@@ -207,11 +211,15 @@ func compare() error {
 	reqSize := 4 + wire.HeaderSize + len("auths") + *flagKeySize
 	replySize := 4 + wire.HeaderSize + *flagValueSize
 	dial := map[string]func(conns int) (session, error){
-		sysRelay:    func(n int) (session, error) { return dialRelay(w, plain.addr, nil, n) },
-		sysRelayTLS: func(n int) (session, error) { return dialRelay(w, secure.addr, p.ClientTLS(), n) },
-		sysRedis:    func(n int) (session, error) { return dialRedis(w, rs.addr, n) },
-		sysRedisP:   func(n int) (session, error) { return dialPipelinedRedis(w, rs.addr, n) },
-		sysRaw:      func(int) (session, error) { return dialRaw(echo.addr, reqSize, replySize) },
+		sysRelay:       func(n int) (session, error) { return dialRelay(w, plain.addr, nil, n) },
+		sysRelayTLS:    func(n int) (session, error) { return dialRelay(w, secure.addr, p.ClientTLS(), n) },
+		sysRedis:       func(n int) (session, error) { return dialRedis(w, rs.addr, n) },
+		sysRedisP:      func(n int) (session, error) { return dialPipelinedRedis(w, rs.addr, n) },
+		sysRaw:         func(int) (session, error) { return dialRaw(echo.addr, reqSize, replySize) },
+		sysRelayFrames: func(int) (session, error) { return dialFrames(w, plain.addr) },
+	}
+	if *flagSteady {
+		return steady(dial, w)
 	}
 	pids := map[string]int{sysRelay: plain.cmd.Process.Pid, sysRelayTLS: secure.cmd.Process.Pid,
 		sysRedis: rs.cmd.Process.Pid, sysRedisP: rs.cmd.Process.Pid, sysRaw: echo.cmd.Process.Pid}
