@@ -17,6 +17,14 @@ import (
 func TestWriteSocketDeadline(t *testing.T) {
 	nc, peer := loopbackPair(t)
 	defer peer.Close()
+	// Fixed socket buffers: the kernel's autotuning may otherwise grow them (up to
+	// tcp_rmem's maximum, 32 MiB on some machines) until the big write below fits.
+	if err := peer.(*net.TCPConn).SetReadBuffer(256 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.(*net.TCPConn).SetWriteBuffer(256 << 10); err != nil {
+		t.Fatal(err)
+	}
 	const timeout = time.Second
 	c := newConn(nc, connConfig{name: "test", logger: slog.New(slog.DiscardHandler), writeTimeout: timeout})
 	defer c.close(nil)
