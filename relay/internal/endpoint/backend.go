@@ -122,15 +122,16 @@ func (d backendDispatcher) serve(c *conn, f *wire.Frame) {
 		return
 	}
 	if ib, ok := d.b.(InlineBackend); ok && ib.ServesInline() {
-		serveBackend(context.Background(), d.b, c, f, 0)
+		serveBackend(context.Background(), d.b, c, f, 0, true)
 		return
 	}
 	req := CopyFrame(f)
-	go serveBackend(context.Background(), d.b, c, req, c.timeout)
+	go serveBackend(context.Background(), d.b, c, req, c.timeout, false)
 }
 
-// serveBackend answers one request with a Backend and replies on c.
-func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeout time.Duration) {
+// serveBackend answers one request with a Backend and replies on c; inline says it runs on
+// c's reader, within its handling of what a read brought.
+func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeout time.Duration, inline bool) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -177,9 +178,19 @@ func serveBackend(ctx context.Context, b Backend, c *conn, f *wire.Frame, timeou
 	case errors.Is(err, ErrNoOwner):
 		c.reply(f.ID, wire.StatusOK, wire.FlagNoOwner, nil, 0)
 	case err == nil && f.Op != wire.OpGet:
-		// The ack of a hand-down is bulk traffic: let it share a write with others.
+		// The ack of a hand-down is bulk traffic, sent so that it shares a write with
+		// others. Served on the reader it leaves with the other replies to what this read
+		// brought (the reader holds the flush while whole frames remain), written by the
+		// reader itself: handing it to the flusher goroutine woke a second thread per batch,
+		// which on a small machine takes the processor the relay needs. From a goroutine of
+		// its own it goes through the flusher, with the acks of the other goroutines.
 		c.clock.done(f.ID, wire.StatusOK)
-		_ = c.writeDeferred(&wire.Frame{Op: wire.OpReply, ID: f.ID, Status: wire.StatusOK})
+		ack := &wire.Frame{Op: wire.OpReply, ID: f.ID, Status: wire.StatusOK}
+		if inline {
+			_ = c.writeSoft(ack)
+		} else {
+			_ = c.writeDeferred(ack)
+		}
 	default:
 		replyResult(c, f.ID, err)
 	}

@@ -36,7 +36,7 @@ func (p *Peer) ReplyResult(id uint64, err error) { replyResult(p.c, id, err) }
 // server's requests: in a goroutine of its own, with a copy of f, within the server's
 // RequestTimeout.
 func (p *Peer) ServeBackend(b Backend, f *wire.Frame) {
-	go serveBackend(context.Background(), b, p.c, CopyFrame(f), p.srv.opts.RequestTimeout)
+	go serveBackend(context.Background(), b, p.c, CopyFrame(f), p.srv.opts.RequestTimeout, false)
 }
 
 // Get asks the peer for the entry under key on path, as Client.Get asks a server.
