@@ -110,6 +110,9 @@ type Client struct {
 	streams     map[string]*streamSub
 	queues      map[string]queueMembership
 	connects    int
+	// pushes: the server may send unasked (a subscription, queue or stream was made, or
+	// the client serves a backend), so its connections' reader goroutines read always.
+	pushes bool
 }
 
 var _ sessioncache.Remote = (*Client)(nil)
@@ -240,7 +243,13 @@ func (c *Client) connect() (*conn, error) {
 		writeTimeout:   c.cfg.RequestTimeout,
 		maxFrame:       c.cfg.MaxFrame,
 		dialed:         true,
+		sharedRead:     true,
 	})
+	c.mu.Lock()
+	if c.pushes || c.cfg.Backend != nil {
+		cn.alwaysRead.Store(true)
+	}
+	c.mu.Unlock()
 	cn.start()
 	if err := hello(ctx, cn, c.cfg.Name, c.cfg.Secret); err != nil {
 		cn.close(err)
@@ -273,6 +282,9 @@ func (c *Client) connect() (*conn, error) {
 	}
 	c.mu.Lock()
 	c.conn = cn
+	if c.pushes {
+		cn.readAlways() // a subscription may have come since the connection started
+	}
 	close(c.ready)
 	c.lastErr, c.downSince = nil, time.Time{}
 	c.connects++
@@ -592,6 +604,7 @@ func (c *Client) send(ctx context.Context, f *wire.Frame) error {
 func (c *Client) Subscribe(ctx context.Context, path string, fn func(sessioncache.Change)) error {
 	c.mu.Lock()
 	c.subs[path] = fn
+	c.expectPushesLocked()
 	c.mu.Unlock()
 	return c.send(ctx, &wire.Frame{Op: wire.OpSubscribe, Path: []byte(path)})
 }
@@ -602,6 +615,15 @@ func (c *Client) Unsubscribe(ctx context.Context, path string) error {
 	delete(c.subs, path)
 	c.mu.Unlock()
 	return c.send(ctx, &wire.Frame{Op: wire.OpUnsubscribe, Path: []byte(path)})
+}
+
+// expectPushesLocked notes that the server may now send unasked, so that the
+// connection's reader goroutine reads always (see sharedread.go); c.mu is held.
+func (c *Client) expectPushesLocked() {
+	c.pushes = true
+	if c.conn != nil {
+		c.conn.readAlways()
+	}
 }
 
 func (c *Client) deliver(f *wire.Frame) {

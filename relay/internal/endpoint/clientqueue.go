@@ -37,6 +37,7 @@ func (c *Client) Join(ctx context.Context, path, label string, h QueueHandler) e
 	}
 	c.mu.Lock()
 	c.queues[path] = queueMembership{label: label, h: h}
+	c.expectPushesLocked()
 	c.mu.Unlock()
 	return c.send(ctx, &wire.Frame{Op: wire.OpSubscribe, Flags: wire.FlagQueue, Path: []byte(path), Key: []byte(label)})
 }

@@ -37,6 +37,7 @@ func (c *Client) SubscribeStream(ctx context.Context, path string, from sessionc
 	s := &streamSub{path: path, fn: fn, pos: from}
 	c.mu.Lock()
 	c.streams[path] = s
+	c.expectPushesLocked()
 	c.mu.Unlock()
 	cn, err := c.current(ctx)
 	if err != nil {

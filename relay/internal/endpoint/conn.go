@@ -60,6 +60,18 @@ type conn struct {
 	dialed  bool          // this side dialed the connection
 	wbuf    []byte
 
+	// Shared reading (sharedread.go): a caller may read its own reply.
+	shared     bool                 // connConfig.sharedRead, over a raw socket
+	reading    atomic.Bool          // the token: someone runs the read loop
+	alwaysRead atomic.Bool          // the reader goroutine reads even with no call pending
+	readerWake chan struct{}        // asks the reader goroutine to read
+	driver     atomic.Pointer[call] // the call whose caller reads now
+	kicked     atomic.Bool          // the sweeper set a read deadline in the past
+	completed  atomic.Uint64        // replies handed to calls whose callers may read themselves
+	ownReads   atomic.Uint64        // calls whose callers read until their replies came
+	idleTimer  *time.Timer          // see conn.release
+	idleArmed  atomic.Bool
+
 	done chan struct{}
 	// ctx ends when the connection closes: work done for the peer derives from it.
 	ctx    context.Context
@@ -89,9 +101,12 @@ type dispatcher interface {
 
 // call is one request waiting for its reply.
 type call struct {
-	done   chan struct{}
-	op     wire.Op
-	until  int64 // when the sweeper fails the call (monoNow), 0 for never
+	done  chan struct{}
+	op    wire.Op
+	until int64 // when the sweeper fails the call (monoNow), 0 for never
+	// own: the caller may read its reply itself (its context cannot be cancelled; see
+	// sharedread.go).
+	own    bool
 	status wire.Status
 	flags  uint8
 	expiry int64
@@ -115,6 +130,9 @@ type connConfig struct {
 	budget         *wire.Budget // nil: large frames take no share of a budget
 	queueLen       int
 	dialed         bool // this side dialed (a client)
+	// sharedRead lets a caller read its own reply (sharedread.go); it takes effect over a
+	// raw socket.
+	sharedRead bool
 	// prefetch, if set, is told the keys of requests received but not yet served (see
 	// PrefetchBackend).
 	prefetch func(keys [][]byte)
@@ -137,6 +155,11 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		prefetch: cfg.prefetch,
 	}
 	c.raw, c.dialed = newRawSocket(nc), cfg.dialed
+	if c.shared = cfg.sharedRead && c.raw != nil; c.shared {
+		c.readerWake = make(chan struct{}, 1)
+		c.idleTimer = time.AfterFunc(time.Hour, c.idleFire)
+		c.idleTimer.Stop()
+	}
 	c.in = wire.NewBuffer(readBufferSize, cfg.maxFrame)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if cfg.budget != nil {
@@ -151,7 +174,13 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 const readBufferSize = 16 << 10
 
 // start begins reading; call it once the connection is reachable from its owner.
-func (c *conn) start() { go c.readLoop() }
+func (c *conn) start() {
+	if c.shared {
+		go c.sharedReader()
+		return
+	}
+	go c.readLoop()
+}
 
 // readLoop reads the connection until it fails, handling the frames after each read
 // (consume). Over a raw socket it reads only when the socket has bytes (see
@@ -329,6 +358,9 @@ func (c *conn) complete(f *wire.Frame) {
 	if c.dialed {
 		c.woken.Add(1)
 	}
+	if cl.own {
+		c.completed.Add(1)
+	}
 	cl.done <- struct{}{}
 }
 
@@ -358,7 +390,7 @@ func (c *conn) roundTripMode(ctx context.Context, f *wire.Frame, deferred bool) 
 // not 0, is enforced by the sweeper, for a context that has no deadline of its own.
 func (c *conn) roundTripUntil(ctx context.Context, f *wire.Frame, deferred bool, until int64) (*call, error) {
 	cl := callPool.Get().(*call)
-	cl.err, cl.op, cl.until = nil, f.Op, until
+	cl.err, cl.op, cl.until, cl.own = nil, f.Op, until, ctx.Done() == nil
 	f.ID = c.nextID.Add(1)
 	c.mu.Lock()
 	if c.err != nil {
@@ -381,6 +413,9 @@ func (c *conn) roundTripUntil(ctx context.Context, f *wire.Frame, deferred bool,
 		return nil, err
 	}
 	var err error
+	if c.shared {
+		c.awaitShared(cl, ctx.Done() != nil)
+	}
 	if ctx.Done() == nil {
 		<-cl.done
 		err = cl.err
@@ -446,6 +481,9 @@ func (c *conn) sweep() {
 	for _, cl := range expired {
 		cl.err = fmt.Errorf("%w: %s to %s", ErrTimeout, cl.op, c.name)
 		cl.done <- struct{}{}
+		if c.shared {
+			c.kick(cl) // its caller may be reading, waiting for the socket
+		}
 	}
 	if rearm {
 		c.sweepTimer.Reset(c.sweepEvery())

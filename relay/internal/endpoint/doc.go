@@ -13,7 +13,10 @@
 // Either end of a connection may send requests; each is matched to its reply by id, so
 // many are in flight at once. One goroutine reads, and only when the socket has bytes: it
 // stays within one wait on the socket's readiness and handles what each read brings there,
-// so it never makes a read that finds the socket empty. Writers share a buffered writer
+// so it never makes a read that finds the socket empty. On a client's connection a caller
+// alone in flight reads its own reply instead, sparing the hand-off from the reader
+// goroutine (sharedread.go); the reader goroutine reads for the others, for pushes and
+// for an idle connection. Writers share a buffered writer
 // and the last writer in line flushes, so concurrent requests leave in few system calls,
 // and the replies to a batch of pipelined requests leave in one write; on a client, the
 // requests that callers send as soon as a batch of replies answered them leave together

@@ -1,0 +1,257 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/globalsession/globalsession/internal/wire"
+)
+
+// holdGets answers pings at once and holds gets until release says so (or never).
+type holdGets struct {
+	mu   sync.Mutex
+	held []uint64
+}
+
+func (h *holdGets) serve(c *conn, f *wire.Frame) {
+	if f.Op == wire.OpGet {
+		h.mu.Lock()
+		h.held = append(h.held, f.ID)
+		h.mu.Unlock()
+		return
+	}
+	c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+}
+
+// sharedPair is connPair with a client that reads with shared reading, a request timeout
+// of timeout, and a server that answers with d.
+func sharedPair(t *testing.T, d dispatcher, timeout time.Duration) (client, server *conn) {
+	dc, ac := loopbackPair(t)
+	log := slog.New(slog.DiscardHandler)
+	server = newConn(ac, connConfig{name: "server", logger: log, dispatch: d})
+	client = newConn(dc, connConfig{name: "client", logger: log, dialed: true, sharedRead: true, requestTimeout: timeout})
+	if !client.shared {
+		t.Skip("no raw sockets on this platform")
+	}
+	t.Cleanup(func() {
+		client.close(nil)
+		server.close(nil)
+	})
+	server.start()
+	client.start()
+	return client, server
+}
+
+// TestLoneCallerReadsItsOwnReply: one caller at a time, with a context that cannot be
+// cancelled, reads its reply itself rather than through the reader goroutine.
+func TestLoneCallerReadsItsOwnReply(t *testing.T) {
+	client, _ := sharedPair(t, replyOK{}, 10*time.Second)
+	const calls = 300
+	for range calls {
+		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putCall(cl)
+	}
+	own := client.ownReads.Load()
+	t.Logf("%d of %d callers read their own replies", own, calls)
+	if own < calls*9/10 {
+		t.Fatalf("%d of %d callers read their own replies, want nearly all", own, calls)
+	}
+}
+
+// TestCallersShareReading: many callers at once, some with cancellable contexts (which
+// never read themselves), some without, all get their replies, over and over. A caller
+// whose reply another reader handled before it took the token must not wait for more
+// bytes (none come once the others are done): its call would end in ErrTimeout.
+func TestCallersShareReading(t *testing.T) {
+	client, _ := sharedPair(t, replyOK{}, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const callers, each = 16, 1000
+	errs := make(chan error, callers)
+	for g := range callers {
+		go func() {
+			for i := range each {
+				callCtx := context.Background()
+				if (g+i)%7 == 0 {
+					callCtx = ctx
+				}
+				cl, err := client.roundTrip(callCtx, &wire.Frame{Op: wire.OpPing})
+				if err != nil {
+					errs <- err
+					return
+				}
+				putCall(cl)
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d of %d calls read by their callers", client.ownReads.Load(), callers*each)
+}
+
+// TestIdleConnectionNoticesItsEnd: a connection nobody calls on still reads, so it notices
+// at once that its peer closed it (its reader goroutine takes the reading back once it
+// stays free).
+func TestIdleConnectionNoticesItsEnd(t *testing.T) {
+	client, server := sharedPair(t, replyOK{}, 10*time.Second)
+	for range 20 {
+		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putCall(cl)
+	}
+	server.close(nil)
+	select {
+	case <-client.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an idle client did not notice within 5s that its peer closed the connection")
+	}
+	if _, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing}); !errors.Is(err, ErrConnLost) {
+		t.Fatalf("a call after the end: %v, want ErrConnLost", err)
+	}
+}
+
+// TestDeadlineWhileReadingOwnReply: a caller that reads for a reply that never comes is
+// woken at its deadline and fails with ErrTimeout; the connection still works after.
+func TestDeadlineWhileReadingOwnReply(t *testing.T) {
+	h := &holdGets{}
+	client, _ := sharedPair(t, h, 200*time.Millisecond)
+	start := time.Now()
+	_, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpGet, Path: []byte("p"), Key: []byte("k")})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("a get nobody answers: %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the timeout of 200ms took %v", d)
+	}
+	for range 20 {
+		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatalf("a ping after the timeout: %v", err)
+		}
+		putCall(cl)
+	}
+	if client.ownReads.Load() == 0 {
+		t.Fatal("no caller read its own reply after the timeout")
+	}
+}
+
+// TestReadAlwaysKeepsTheReader: once the peer may send unasked, the reader goroutine keeps
+// reading, callers no longer read, and a message pushed while no call is pending arrives.
+func TestReadAlwaysKeepsTheReader(t *testing.T) {
+	dc, ac := loopbackPair(t)
+	log := slog.New(slog.DiscardHandler)
+	got := make(chan string, 1)
+	server := newConn(ac, connConfig{name: "server", logger: log, dispatch: replyOK{}})
+	client := newConn(dc, connConfig{name: "client", logger: log, dialed: true, sharedRead: true, requestTimeout: 10 * time.Second,
+		onMsg: func(f *wire.Frame) { got <- string(f.Value) }})
+	if !client.shared {
+		t.Skip("no raw sockets on this platform")
+	}
+	t.Cleanup(func() {
+		client.close(nil)
+		server.close(nil)
+	})
+	server.start()
+	client.start()
+	client.readAlways()
+	for range 20 {
+		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putCall(cl)
+	}
+	if n := client.ownReads.Load(); n != 0 {
+		t.Fatalf("%d callers read their own replies on a connection that reads always", n)
+	}
+	server.push(&wire.Frame{Op: wire.OpMessage, Path: []byte("p"), Value: []byte("pushed")})
+	select {
+	case v := <-got:
+		if v != "pushed" {
+			t.Fatalf("got %q", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a message pushed to a connection with no call pending did not arrive")
+	}
+}
+
+// TestCallerWhoseReplyCameFirstDoesNotWait: a caller whose reply another reader handled
+// before it took the token returns at once instead of waiting on the socket for bytes
+// that will not come.
+func TestCallerWhoseReplyCameFirstDoesNotWait(t *testing.T) {
+	client, _ := sharedPair(t, replyOK{}, 10*time.Second)
+	// Until a first reply, the reader goroutine holds the token, waiting on the socket.
+	deadline := time.Now().Add(5 * time.Second)
+	for !client.reading.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the reader goroutine did not start reading")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f := &wire.Frame{Op: wire.OpPing, ID: client.nextID.Add(1)}
+	cl := callPool.Get().(*call)
+	cl.err, cl.op, cl.own = nil, f.Op, true // a caller that may read itself
+	client.mu.Lock()
+	client.pending[f.ID] = cl
+	client.mu.Unlock()
+	if err := client.write(f); err != nil {
+		t.Fatal(err)
+	}
+	// The reader goroutine delivers the reply and gives the token back (for idleAfter,
+	// before it takes it again).
+	for len(cl.done) == 0 || client.reading.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reader did not deliver the reply and give the token back (delivered %v)", len(cl.done) > 0)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	returned := make(chan struct{})
+	go func() {
+		client.awaitShared(cl, false)
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a caller whose reply had come waited on the socket")
+	}
+	<-cl.done
+	if cl.err != nil || cl.status != wire.StatusOK {
+		t.Fatalf("the reply: status %v, err %v", cl.status, cl.err)
+	}
+}
+
+// TestCancellableCallersFindTheReaderReading: callers that cannot read themselves (their
+// contexts can be cancelled) leave the reading to the reader goroutine, which keeps it
+// between their calls instead of being woken for each.
+func TestCancellableCallersFindTheReaderReading(t *testing.T) {
+	client, _ := sharedPair(t, replyOK{}, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 50 {
+		cl, err := client.roundTrip(ctx, &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putCall(cl)
+		if i > 0 && !client.reading.Load() {
+			t.Fatalf("after call %d the reader goroutine had given the reading up", i)
+		}
+	}
+	if n := client.ownReads.Load(); n != 0 {
+		t.Fatalf("%d cancellable callers read their own replies", n)
+	}
+}
