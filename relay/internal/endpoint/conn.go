@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ type conn struct {
 	wbuf    []byte
 
 	// Shared reading (sharedread.go): a caller may read its own reply.
-	shared     bool                 // connConfig.sharedRead, over a raw socket
+	shared     bool                 // connConfig.sharedRead, over a raw socket or TLS
 	reading    atomic.Bool          // the token: someone runs the read loop
 	alwaysRead atomic.Bool          // the reader goroutine reads even with no call pending
 	readerWake chan struct{}        // asks the reader goroutine to read
@@ -131,7 +132,7 @@ type connConfig struct {
 	queueLen       int
 	dialed         bool // this side dialed (a client)
 	// sharedRead lets a caller read its own reply (sharedread.go); it takes effect over a
-	// raw socket.
+	// raw socket or TLS.
 	sharedRead bool
 	// prefetch, if set, is told the keys of requests received but not yet served (see
 	// PrefetchBackend).
@@ -155,7 +156,8 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 		prefetch: cfg.prefetch,
 	}
 	c.raw, c.dialed = newRawSocket(nc), cfg.dialed
-	if c.shared = cfg.sharedRead && c.raw != nil; c.shared {
+	_, overTLS := nc.(*tls.Conn)
+	if c.shared = cfg.sharedRead && (c.raw != nil || overTLS); c.shared {
 		c.readerWake = make(chan struct{}, 1)
 		c.idleTimer = time.AfterFunc(time.Hour, c.idleFire)
 		c.idleTimer.Stop()
@@ -191,19 +193,19 @@ func (c *conn) readLoop() {
 	if c.raw != nil {
 		err = c.raw.pump(c.in, c.consume)
 	} else {
-		err = c.readStream()
+		err = c.readStream(c.consume)
 	}
 	c.in.Release()
 	c.readFailed(err)
 }
 
 // readStream reads a connection without a raw socket (TLS) into c.in, handling the whole
-// frames after each read.
-func (c *conn) readStream() error {
+// frames after each read with consume, until a read or consume fails.
+func (c *conn) readStream(consume func() error) error {
 	for {
 		n, err := c.in.Fill(c.nc)
 		if n > 0 {
-			if err := c.consume(); err != nil {
+			if err := consume(); err != nil {
 				return err
 			}
 		}

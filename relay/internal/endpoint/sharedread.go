@@ -6,14 +6,14 @@ import (
 	"time"
 )
 
-// A client's connection over a raw socket may be read by the caller that waits for a reply
+// A client's connection over a raw socket or TLS may be read by the caller that waits for a reply
 // instead of by its reader goroutine ("shared reading"). When a reply reaches a caller
 // through the reader goroutine, readying the caller makes the Go runtime wake a second
 // thread, on a second processor, to run one of them: a lone caller pays that hand-off on
 // every request. Shared reading lets that caller read its own reply:
 //
 //   - Reading is a token (conn.reading): whoever holds it runs the read loop
-//     (rawSocket.pump), handling every frame as the reader goroutine would; nobody else
+//     (rawSocket.pump, or conn.readStream over TLS), handling every frame as the reader goroutine would; nobody else
 //     reads. Whoever gives it back makes sure that calls still pending are read for.
 //   - A caller whose context cannot be cancelled (its deadline is the sweeper's) takes the
 //     token after writing its request if it is free, reads until its own reply is in (or
@@ -122,7 +122,7 @@ func (c *conn) readShared(enough func() bool) error {
 			// before this one took the token.
 			return nil
 		}
-		err := c.raw.pump(c.in, func() error {
+		consume := func() error {
 			if err := c.consume(); err != nil {
 				return err
 			}
@@ -130,7 +130,13 @@ func (c *conn) readShared(enough func() bool) error {
 				return errYield
 			}
 			return nil
-		})
+		}
+		var err error
+		if c.raw != nil {
+			err = c.raw.pump(c.in, consume)
+		} else {
+			err = c.readStream(consume)
+		}
 		switch {
 		case errors.Is(err, errYield):
 			return nil

@@ -2,12 +2,16 @@ package endpoint
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/testpki"
 	"github.com/globalsession/globalsession/internal/wire"
 )
 
@@ -253,5 +257,71 @@ func TestCancellableCallersFindTheReaderReading(t *testing.T) {
 	}
 	if n := client.ownReads.Load(); n != 0 {
 		t.Fatalf("%d cancellable callers read their own replies", n)
+	}
+}
+
+// tlsSharedPair is sharedPair over TLS.
+func tlsSharedPair(t *testing.T, d dispatcher, timeout time.Duration) (client, server *conn) {
+	pki := testpki.New(t)
+	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(pki.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	dc, ac := loopbackPair(t)
+	tc, ts := tls.Client(withRawIO(dc), &tls.Config{RootCAs: roots, ServerName: "localhost"}),
+		tls.Server(ac, &tls.Config{Certificates: []tls.Certificate{cert}})
+	handshake := make(chan error, 1)
+	go func() { handshake <- ts.Handshake() }()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-handshake; err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	server = newConn(ts, connConfig{name: "server", logger: log, dispatch: d})
+	client = newConn(tc, connConfig{name: "client", logger: log, dialed: true, sharedRead: true, requestTimeout: timeout})
+	if !client.shared {
+		t.Fatal("a TLS client connection does not share reading")
+	}
+	t.Cleanup(func() {
+		client.close(nil)
+		server.close(nil)
+	})
+	server.start()
+	client.start()
+	return client, server
+}
+
+// TestSharedReadingOverTLS: over TLS too, a lone caller reads its own reply, and one whose
+// reply never comes is woken at its deadline, the connection still working after.
+func TestSharedReadingOverTLS(t *testing.T) {
+	client, _ := tlsSharedPair(t, &holdGets{}, 200*time.Millisecond)
+	const calls = 200
+	for range calls {
+		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putCall(cl)
+	}
+	if own := client.ownReads.Load(); own < calls*9/10 {
+		t.Fatalf("%d of %d callers read their own replies over TLS, want nearly all", own, calls)
+	}
+	if _, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpGet, Path: []byte("p"), Key: []byte("k")}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("a get nobody answers: %v, want ErrTimeout", err)
+	}
+	for range 20 {
+		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatalf("a ping after the timeout: %v", err)
+		}
+		putCall(cl)
 	}
 }
