@@ -160,11 +160,24 @@ func TestPipelinedRequestsShareWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	const callers, each = 16, 500
+	pingFrom(t, client, callers, each, func(int, int) context.Context { return ctx })
+	writes := client.flushes.Load()
+	perWrite := float64(callers*each) / float64(writes)
+	t.Logf("%d requests in %d writes: %.1f a write", callers*each, writes, perWrite)
+	if perWrite < 4 {
+		t.Fatalf("%.1f requests a write from %d pipelining callers, want them to share writes", perWrite, callers)
+	}
+}
+
+// pingFrom has callers goroutines ping through client each times at once, caller g's i-th
+// ping under ctxOf(g, i), and fails the test on the first error.
+func pingFrom(t *testing.T, client *conn, callers, each int, ctxOf func(g, i int) context.Context) {
+	t.Helper()
 	errs := make(chan error, callers)
-	for range callers {
+	for g := range callers {
 		go func() {
-			for range each {
-				cl, err := client.roundTrip(ctx, &wire.Frame{Op: wire.OpPing})
+			for i := range each {
+				cl, err := client.roundTrip(ctxOf(g, i), &wire.Frame{Op: wire.OpPing})
 				if err != nil {
 					errs <- err
 					return
@@ -178,11 +191,5 @@ func TestPipelinedRequestsShareWrites(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-	}
-	writes := client.flushes.Load()
-	perWrite := float64(callers*each) / float64(writes)
-	t.Logf("%d requests in %d writes: %.1f a write", callers*each, writes, perWrite)
-	if perWrite < 4 {
-		t.Fatalf("%.1f requests a write from %d pipelining callers, want them to share writes", perWrite, callers)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -35,16 +36,24 @@ func (h *holdGets) serve(c *conn, f *wire.Frame) {
 // of timeout, and a server that answers with d.
 func sharedPair(t *testing.T, d dispatcher, timeout time.Duration) (client, server *conn) {
 	dc, ac := loopbackPair(t)
+	return startShared(t, dc, ac, d, connConfig{requestTimeout: timeout})
+}
+
+// startShared makes conns of both ends, the dialed one reading with shared reading (cfg
+// adds to its configuration), starts them and closes them when the test ends. It skips
+// the test where the client cannot share reading.
+func startShared(t *testing.T, dc, ac net.Conn, d dispatcher, cfg connConfig) (client, server *conn) {
 	log := slog.New(slog.DiscardHandler)
 	server = newConn(ac, connConfig{name: "server", logger: log, dispatch: d})
-	client = newConn(dc, connConfig{name: "client", logger: log, dialed: true, sharedRead: true, requestTimeout: timeout})
-	if !client.shared {
-		t.Skip("no raw sockets on this platform")
-	}
+	cfg.name, cfg.logger, cfg.dialed, cfg.sharedRead = "client", log, true, true
+	client = newConn(dc, cfg)
 	t.Cleanup(func() {
 		client.close(nil)
 		server.close(nil)
 	})
+	if !client.shared {
+		t.Skip("no raw sockets on this platform")
+	}
 	server.start()
 	client.start()
 	return client, server
@@ -78,29 +87,12 @@ func TestCallersShareReading(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const callers, each = 16, 1000
-	errs := make(chan error, callers)
-	for g := range callers {
-		go func() {
-			for i := range each {
-				callCtx := context.Background()
-				if (g+i)%7 == 0 {
-					callCtx = ctx
-				}
-				cl, err := client.roundTrip(callCtx, &wire.Frame{Op: wire.OpPing})
-				if err != nil {
-					errs <- err
-					return
-				}
-				putCall(cl)
-			}
-			errs <- nil
-		}()
-	}
-	for range callers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+	pingFrom(t, client, callers, each, func(g, i int) context.Context {
+		if (g+i)%7 == 0 {
+			return ctx
 		}
-	}
+		return context.Background()
+	})
 	t.Logf("%d of %d calls read by their callers", client.ownReads.Load(), callers*each)
 }
 
@@ -155,21 +147,10 @@ func TestDeadlineWhileReadingOwnReply(t *testing.T) {
 // TestReadAlwaysKeepsTheReader: once the peer may send unasked, the reader goroutine keeps
 // reading, callers no longer read, and a message pushed while no call is pending arrives.
 func TestReadAlwaysKeepsTheReader(t *testing.T) {
-	dc, ac := loopbackPair(t)
-	log := slog.New(slog.DiscardHandler)
 	got := make(chan string, 1)
-	server := newConn(ac, connConfig{name: "server", logger: log, dispatch: replyOK{}})
-	client := newConn(dc, connConfig{name: "client", logger: log, dialed: true, sharedRead: true, requestTimeout: 10 * time.Second,
+	dc, ac := loopbackPair(t)
+	client, server := startShared(t, dc, ac, replyOK{}, connConfig{requestTimeout: 10 * time.Second,
 		onMsg: func(f *wire.Frame) { got <- string(f.Value) }})
-	if !client.shared {
-		t.Skip("no raw sockets on this platform")
-	}
-	t.Cleanup(func() {
-		client.close(nil)
-		server.close(nil)
-	})
-	server.start()
-	client.start()
 	client.readAlways()
 	for range 20 {
 		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
@@ -284,18 +265,7 @@ func tlsSharedPair(t *testing.T, d dispatcher, timeout time.Duration) (client, s
 	if err := <-handshake; err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	server = newConn(ts, connConfig{name: "server", logger: log, dispatch: d})
-	client = newConn(tc, connConfig{name: "client", logger: log, dialed: true, sharedRead: true, requestTimeout: timeout})
-	if !client.shared {
-		t.Fatal("a TLS client connection does not share reading")
-	}
-	t.Cleanup(func() {
-		client.close(nil)
-		server.close(nil)
-	})
-	server.start()
-	client.start()
+	client, server = startShared(t, tc, ts, d, connConfig{requestTimeout: timeout})
 	return client, server
 }
 
