@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -27,15 +24,14 @@ import (
 const sysRelayFrames = "relay, frame client"
 
 // frameSession is the minimal relay client: one connection, each operation a frame
-// written and its reply read by the caller.
+// written and its reply read by the caller (through wire.Reader, the protocol's framing).
 type frameSession struct {
-	w    *workload
-	c    net.Conn
-	br   *bufio.Reader
-	buf  []byte
-	body []byte
-	id   uint64
-	f    wire.Frame
+	w   *workload
+	c   net.Conn
+	r   *wire.Reader
+	buf []byte
+	id  uint64
+	f   wire.Frame
 }
 
 func dialFrames(w *workload, addr string) (*frameSession, error) {
@@ -43,7 +39,7 @@ func dialFrames(w *workload, addr string) (*frameSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &frameSession{w: w, c: c, br: bufio.NewReaderSize(c, 64<<10)}
+	s := &frameSession{w: w, c: c, r: wire.NewReader(c, 0)}
 	if _, err := s.roundTrip(&wire.Frame{Op: wire.OpHello, Key: []byte("relaycompare-frames"), Value: []byte{wire.Version}}); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("hello: %w", err)
@@ -62,22 +58,7 @@ func (s *frameSession) roundTrip(f *wire.Frame) (*wire.Frame, error) {
 	if _, err := s.c.Write(s.buf); err != nil {
 		return nil, err
 	}
-	var prefix [4]byte
-	if _, err := io.ReadFull(s.br, prefix[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(prefix[:])
-	if n > 1<<20 {
-		return nil, fmt.Errorf("the relay announced a %d-byte reply", n)
-	}
-	if cap(s.body) < int(n) {
-		s.body = make([]byte, n)
-	}
-	s.body = s.body[:n]
-	if _, err := io.ReadFull(s.br, s.body); err != nil {
-		return nil, err
-	}
-	if err := wire.Decode(s.body, &s.f); err != nil {
+	if err := s.r.Read(&s.f); err != nil {
 		return nil, err
 	}
 	switch {

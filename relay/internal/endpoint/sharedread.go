@@ -94,16 +94,6 @@ func (c *conn) idleFire() {
 	}
 }
 
-// closed reports whether the connection was closed.
-func (c *conn) closed() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // wakeReader asks the reader goroutine to read.
 func (c *conn) wakeReader() {
 	select {
@@ -140,7 +130,7 @@ func (c *conn) readShared(enough func() bool) error {
 		switch {
 		case errors.Is(err, errYield):
 			return nil
-		case errors.Is(err, os.ErrDeadlineExceeded) && !c.closed():
+		case errors.Is(err, os.ErrDeadlineExceeded) && c.closedErr() == nil:
 			// A kick from the sweeper (or a stale one): clear it and look again.
 			c.kicked.Store(false)
 			c.nc.SetReadDeadline(time.Time{})
