@@ -21,7 +21,11 @@
 // all; the median is reported. Latency is that of every GET with 1 connection and 1 request
 // in flight. A cell runs -ops operations (200,000), or fewer when its slowest system would
 // need more than -budget (2s) for them; the count is fixed in the first round and the same
-// for every system.
+// for every system. After the matrix that latency is measured again with this process and
+// every server on one processor (-one-processor, on by default): on a machine whose idle
+// processors halt, a round trip otherwise waits for the other end's processor to be woken,
+// which is the machine's slow wake-up state; on one processor it never does, which is its
+// fast one. The report states the single-client target in both.
 //
 // Run it from the bench directory (redis-server and redis-benchmark must be installed, e.g.
 // with `apt-get install -y redis-server`); the markdown report goes to stdout, progress to
@@ -31,7 +35,8 @@
 //	go run ./relaycompare -ops 50000 -rounds 1     (a quick look)
 //	go run ./relaycompare -conns 1 -inflight 16    (only the cells of one connection, 16 in flight)
 //	go run ./relaycompare -steady                  (single-client latency, one system at a time; see steady.go)
-//	go run ./relaycompare -fast-wakeup             (idle processors kept polling: the fast wake-up state)
+//	go run ./relaycompare -fast-wakeup             (idle processors kept polling, where a cpuidle driver allows it)
+//	go run ./relaycompare -one-processor=false     (without the one-processor latency)
 //
 // Beside each server's CPU time per operation it reports this process's, the clients'
 // side, so that a gap between the systems can be placed on the server or the client.
@@ -66,6 +71,8 @@ var (
 	flagConns     = flag.String("conns", "1,4", "connection counts to measure, comma-separated")
 	flagFast      = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
 		"the machine's fast wake-up state on demand; refused where the kernel has no cpuidle driver, which ignores the request")
+	flagOneProcessor = flag.Bool("one-processor", true, "also measure the single-client GET latency with every process on one processor: "+
+		"the wake-up state in which no halted processor has to be woken (see bench/internal/wakeup.OneProcessor)")
 	flagSteady       = flag.Bool("steady", false, "measure single-client GET latency one system at a time instead of the matrix (see steady.go)")
 	flagSteadyRounds = flag.Int("steady-rounds", 8, "rounds per system with -steady")
 	flagSteadyOps    = flag.Int("steady-ops", 10_000, "sequential GETs per round with -steady")
@@ -157,7 +164,10 @@ type measurements struct {
 	bench map[cell]float64              // redis-benchmark's ops/s
 	ops   map[cell]int                  // operations per measurement, fixed in the first round
 	lat   map[string][]time.Duration
-	redis string // redis-server version
+	// latOne is lat measured with every process on processor oneCPU (-one-processor).
+	latOne map[string][]time.Duration
+	oneCPU int
+	redis  string // redis-server version
 }
 
 func compare() error {
@@ -166,80 +176,112 @@ func compare() error {
 		return err
 	}
 	procs.AtCleanup(func() { os.RemoveAll(tmp) })
-
-	rs, err := startRedis(tmp)
-	if err != nil {
-		return err
-	}
-	procs.AtCleanup(rs.stop)
 	p, err := benchpki.New(tmp)
 	if err != nil {
 		return err
 	}
-	sizes := []string{"-keys", strconv.Itoa(*flagKeys), "-key-size", strconv.Itoa(*flagKeySize),
-		"-value-size", strconv.Itoa(*flagValueSize)}
-	plain, err := startChild("relay", append([]string{"-serve-relay"}, sizes...)...)
-	if err != nil {
-		return err
-	}
-	procs.AtCleanup(plain.stop)
-	secure, err := startChild("relay TLS", append([]string{"-serve-relay", "-tls-cert", p.CertFile, "-tls-key", p.KeyFile}, sizes...)...)
-	if err != nil {
-		return err
-	}
-	procs.AtCleanup(secure.stop)
-	echo, err := startChild("echo", "-serve-echo")
-	if err != nil {
-		return err
-	}
-	procs.AtCleanup(echo.stop)
-
 	w := newWorkload(*flagKeys, *flagKeySize, *flagValueSize)
-	progress("preloading %d keys", len(w.keys))
-	if err := preloadRelay(w, plain.addr, nil); err != nil {
-		return fmt.Errorf("preload relay: %w", err)
-	}
-	if err := preloadRelay(w, secure.addr, p.ClientTLS()); err != nil {
-		return fmt.Errorf("preload relay TLS: %w", err)
-	}
-	if err := preloadRedis(w, rs.addr); err != nil {
-		return fmt.Errorf("preload redis: %w", err)
-	}
-
-	// A relay GET is a 4-byte length, a header, the path and the key; its answer a length, a
-	// header and the value. The raw floor moves exactly as many bytes.
-	reqSize := 4 + wire.HeaderSize + len("auths") + *flagKeySize
-	replySize := 4 + wire.HeaderSize + *flagValueSize
-	dial := map[string]func(conns int) (session, error){
-		sysRelay:       func(n int) (session, error) { return dialRelay(w, plain.addr, nil, n) },
-		sysRelayTLS:    func(n int) (session, error) { return dialRelay(w, secure.addr, p.ClientTLS(), n) },
-		sysRedis:       func(n int) (session, error) { return dialRedis(w, rs.addr, n) },
-		sysRedisP:      func(n int) (session, error) { return dialPipelinedRedis(w, rs.addr, n) },
-		sysRaw:         func(int) (session, error) { return dialRaw(echo.addr, reqSize, replySize) },
-		sysRelayFrames: func(int) (session, error) { return dialFrames(w, plain.addr) },
+	f, err := startFleet(tmp, p, w)
+	if err != nil {
+		return err
 	}
 	if *flagSteady {
-		return steady(dial, w)
+		return steady(f.dial, w)
 	}
-	pids := map[string]int{sysRelay: plain.cmd.Process.Pid, sysRelayTLS: secure.cmd.Process.Pid,
-		sysRedis: rs.cmd.Process.Pid, sysRedisP: rs.cmd.Process.Pid, sysRaw: echo.cmd.Process.Pid}
 	m := &measurements{tput: map[cell]map[string][]float64{}, cpu: map[cell]map[string][]float64{},
 		self: map[cell]map[string][]float64{}, bench: map[cell]float64{},
-		ops: map[cell]int{}, lat: map[string][]time.Duration{}, redis: rs.version}
+		ops: map[cell]int{}, lat: map[string][]time.Duration{}, latOne: map[string][]time.Duration{}, redis: f.redis.version}
 	start := time.Now()
 	for round := range *flagRounds {
 		for _, conns := range connCounts {
-			if err := measureRound(m, dial, pids, w, round, conns); err != nil {
+			if err := measureRound(m, f.dial, f.pids, w, round, conns); err != nil {
 				return err
 			}
 		}
 	}
+	if *flagOneProcessor && slices.Contains(connCounts, 1) && slices.Contains(inflightSizes, 1) {
+		if err := measureOneProcessor(m, tmp, p, w); err != nil {
+			return err
+		}
+	}
 	progress("measured in %v", time.Since(start).Round(time.Second))
-	if err := redisBenchmark(m, rs.addr); err != nil {
+	if err := redisBenchmark(m, f.redis.addr); err != nil {
 		progress("redis-benchmark: %v (its column stays empty)", err)
 	}
-	report(os.Stdout, m, reqSize, replySize)
+	report(os.Stdout, m, reqSize(), replySize())
 	return nil
+}
+
+// A relay GET is a 4-byte length, a header, the path and the key; its answer a length, a
+// header and the value. The raw floor moves exactly as many bytes.
+func reqSize() int   { return 4 + wire.HeaderSize + len("auths") + *flagKeySize }
+func replySize() int { return 4 + wire.HeaderSize + *flagValueSize }
+
+// fleet is one set of the servers measured, each in a process of its own, preloaded.
+type fleet struct {
+	redis               *redisServer
+	plain, secure, echo *child
+	dial                map[string]func(conns int) (session, error)
+	pids                map[string]int // each system's server process
+}
+
+// startFleet starts redis-server, a plain and a TLS relay and the raw echo (each stopped at
+// the end of the run, or earlier by stop) and preloads the keys of w into Redis and the
+// relays.
+func startFleet(tmp string, p *benchpki.PKI, w *workload) (*fleet, error) {
+	dir, err := os.MkdirTemp(tmp, "redis-")
+	if err != nil {
+		return nil, err
+	}
+	f := &fleet{}
+	if f.redis, err = startRedis(dir); err != nil {
+		return nil, err
+	}
+	procs.AtCleanup(f.redis.stop)
+	sizes := []string{"-keys", strconv.Itoa(*flagKeys), "-key-size", strconv.Itoa(*flagKeySize),
+		"-value-size", strconv.Itoa(*flagValueSize)}
+	if f.plain, err = startChild("relay", append([]string{"-serve-relay"}, sizes...)...); err != nil {
+		return nil, err
+	}
+	procs.AtCleanup(f.plain.stop)
+	if f.secure, err = startChild("relay TLS", append([]string{"-serve-relay", "-tls-cert", p.CertFile, "-tls-key", p.KeyFile}, sizes...)...); err != nil {
+		return nil, err
+	}
+	procs.AtCleanup(f.secure.stop)
+	if f.echo, err = startChild("echo", "-serve-echo"); err != nil {
+		return nil, err
+	}
+	procs.AtCleanup(f.echo.stop)
+
+	progress("preloading %d keys", len(w.keys))
+	if err := preloadRelay(w, f.plain.addr, nil); err != nil {
+		return nil, fmt.Errorf("preload relay: %w", err)
+	}
+	if err := preloadRelay(w, f.secure.addr, p.ClientTLS()); err != nil {
+		return nil, fmt.Errorf("preload relay TLS: %w", err)
+	}
+	if err := preloadRedis(w, f.redis.addr); err != nil {
+		return nil, fmt.Errorf("preload redis: %w", err)
+	}
+	f.dial = map[string]func(conns int) (session, error){
+		sysRelay:       func(n int) (session, error) { return dialRelay(w, f.plain.addr, nil, n) },
+		sysRelayTLS:    func(n int) (session, error) { return dialRelay(w, f.secure.addr, p.ClientTLS(), n) },
+		sysRedis:       func(n int) (session, error) { return dialRedis(w, f.redis.addr, n) },
+		sysRedisP:      func(n int) (session, error) { return dialPipelinedRedis(w, f.redis.addr, n) },
+		sysRaw:         func(int) (session, error) { return dialRaw(f.echo.addr, reqSize(), replySize()) },
+		sysRelayFrames: func(int) (session, error) { return dialFrames(w, f.plain.addr) },
+	}
+	f.pids = map[string]int{sysRelay: f.plain.cmd.Process.Pid, sysRelayTLS: f.secure.cmd.Process.Pid,
+		sysRedis: f.redis.cmd.Process.Pid, sysRedisP: f.redis.cmd.Process.Pid, sysRaw: f.echo.cmd.Process.Pid}
+	return f, nil
+}
+
+// stop stops the fleet's servers.
+func (f *fleet) stop() {
+	f.plain.stop()
+	f.secure.stop()
+	f.echo.stop()
+	f.redis.stop()
 }
 
 // measureRound measures every cell with conns connections once, the systems interleaved
@@ -310,6 +352,62 @@ func measureRound(m *measurements, dial map[string]func(int) (session, error), p
 					m.lat[n] = append(m.lat[n], res.lat...)
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// measureOneProcessor measures the single-client GET latency of every system again, -rounds
+// times in turns as the matrix does, on one processor: the machine's other wake-up state,
+// in which the thread that sends runs on the processor of the thread it wakes, so no
+// processor has to come out of halt for a round trip. This process moves to one processor
+// and starts a fleet of servers there (they inherit the processor, and their Go runtimes
+// take one logical processor from the start), which it stops after.
+func measureOneProcessor(m *measurements, tmp string, p *benchpki.PKI, w *workload) error {
+	cpu, release, err := wakeup.OneProcessor()
+	if err != nil {
+		return err
+	}
+	m.oneCPU = cpu
+	defer func() {
+		if err := release(); err != nil {
+			progress("one processor: giving this process its processors back: %v", err)
+		}
+	}()
+	f, err := startFleet(tmp, p, w)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	names := []string{sysRelay, sysRelayTLS, sysRedis, sysRedisP, sysRaw}
+	sessions := map[string]session{}
+	defer func() {
+		for _, s := range sessions {
+			s.close()
+		}
+	}()
+	for _, n := range names {
+		s, err := f.dial[n](1)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", n, err)
+		}
+		sessions[n] = s
+	}
+	count := m.ops[cell{opGet, 1, 1}]
+	for round := range *flagRounds {
+		for i := range names {
+			n := names[(i+round)%len(names)]
+			seed := uint64(1000 + round)
+			if _, err := warmUp(sessions[n], opGet, 1, max(count/20, 1000), len(w.keys), *flagBudget/10, seed^0x5eed); err != nil {
+				return fmt.Errorf("%s on one processor: %w", n, err)
+			}
+			res, err := measure(sessions[n], opGet, 1, count, len(w.keys), seed)
+			if err != nil {
+				return fmt.Errorf("%s on one processor: %w", n, err)
+			}
+			progress("round %d/%d: GET conns=1 in-flight=1  %-15s on processor %d: median %v (%d ops)", round+1, *flagRounds, n,
+				cpu, percentile(slices.Clone(res.lat), 0.5).Round(100*time.Nanosecond), count)
+			m.latOne[n] = append(m.latOne[n], res.lat...)
 		}
 	}
 	return nil

@@ -44,20 +44,38 @@ func report(w io.Writer, m *measurements, reqSize, replySize int) {
 		"client library and the goroutines that drive it) during the measurement, divided by its operations.",
 		"relay.Client | relay.Client TLS | go-redis | rueidis | relay.Client / rueidis", m.self)
 
-	raw := percentile(m.lat[sysRaw], 0.5)
+	raw, rawOne := percentile(m.lat[sysRaw], 0.5), percentile(m.latOne[sysRaw], 0.5)
 	if len(m.lat[sysRaw]) > 0 {
 		fmt.Fprintf(w, "## GET latency, 1 connection, 1 request in flight\n\n")
-		fmt.Fprintf(w, "| path | median | p99 | median / raw round trip |\n|---|--:|--:|--:|\n")
+		if len(m.latOne[sysRaw]) > 0 {
+			fmt.Fprintf(w, "| path | median | p99 | median / raw round trip | on one processor: median | p99 | median / raw round trip |\n"+
+				"|---|--:|--:|--:|--:|--:|--:|\n")
+		} else {
+			fmt.Fprintf(w, "| path | median | p99 | median / raw round trip |\n|---|--:|--:|--:|\n")
+		}
 		for _, n := range []string{sysRaw, sysRelay, sysRelayTLS, sysRedis, sysRedisP} {
 			med, p99 := percentile(m.lat[n], 0.5), percentile(m.lat[n], 0.99)
-			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", n, micros(med), micros(p99), ratio(float64(med), float64(raw)))
+			fmt.Fprintf(w, "| %s | %s | %s | %s |", n, micros(med), micros(p99), ratio(float64(med), float64(raw)))
+			if len(m.latOne[sysRaw]) > 0 {
+				med, p99 := percentile(m.latOne[n], 0.5), percentile(m.latOne[n], 0.99)
+				fmt.Fprintf(w, " %s | %s | %s |", micros(med), micros(p99), ratio(float64(med), float64(rawOne)))
+			}
+			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "\nraw TCP: a Go client writes a %d-byte request (the size of a relay GET) and reads a %d-byte "+
-			"reply (the size of its answer) from a Go echo process that does nothing else; %s samples per path.\n\n",
+			"reply (the size of its answer) from a Go echo process that does nothing else; %s samples per path.",
 			reqSize, replySize, thousands(float64(len(m.lat[sysRaw]))))
+		if len(m.latOne[sysRaw]) > 0 {
+			fmt.Fprintf(w, " On one processor: the same GETs, %d rounds in turns, after the matrix, with this process and "+
+				"every server restricted to processor %d (-one-processor), so that no round trip waits for a halted "+
+				"processor to be woken: the wake-up state this machine cannot give otherwise (no cpuidle driver: "+
+				"see bench/internal/wakeup). The other columns are the matrix's, threads placed as the machine "+
+				"places them.", *flagRounds, m.oneCPU)
+		}
+		fmt.Fprintf(w, "\n\n")
 	}
 
-	targets(w, m, raw)
+	targets(w, m, raw, rawOne)
 
 	fmt.Fprintf(w, "\nNotes: go-redis runs one command per pooled connection at a time (PoolSize = MaxActiveConns = "+
 		"conns), so with more requests in flight than connections the others wait for the pool; a relay.Client "+
@@ -92,8 +110,9 @@ func eachCell(fn func(c cell)) {
 	}
 }
 
-// targets states each target and the cells that miss it.
-func targets(w io.Writer, m *measurements, raw time.Duration) {
+// targets states each target and the cells that miss it; the single-client one in each
+// wake-up state measured (rawOne is 0 when the one-processor state was not).
+func targets(w io.Writer, m *measurements, raw, rawOne time.Duration) {
 	fmt.Fprintf(w, "## Targets\n\n")
 	var below, cpu, tls []string
 	eachCell(func(c cell) {
@@ -116,15 +135,25 @@ func targets(w io.Writer, m *measurements, raw time.Duration) {
 		fmt.Fprintf(w, "- not measured: single-client relay median GET (needs -conns and -inflight to include 1)\n")
 		return
 	}
-	relayMed, redisMed := percentile(m.lat[sysRelay], 0.5), percentile(m.lat[sysRedisP], 0.5)
-	var lat []string
+	const single = "single-client relay median GET <= redis's and <= 1.2x the raw round trip"
+	verdict(w, single+", threads placed by the machine", latencyMisses(m.lat, raw))
+	if rawOne > 0 {
+		verdict(w, single+", every process on one processor", latencyMisses(m.latOne, rawOne))
+	}
+}
+
+// latencyMisses says how the single-client relay median misses its target in lat, if it
+// does: above redis's (pipelined) median, or above 1.2x the raw round trip raw.
+func latencyMisses(lat map[string][]time.Duration, raw time.Duration) []string {
+	relayMed, redisMed := percentile(lat[sysRelay], 0.5), percentile(lat[sysRedisP], 0.5)
+	var out []string
 	if relayMed > redisMed {
-		lat = append(lat, fmt.Sprintf("relay %s vs redis %s", micros(relayMed), micros(redisMed)))
+		out = append(out, fmt.Sprintf("relay %s vs redis %s", micros(relayMed), micros(redisMed)))
 	}
 	if x := float64(relayMed) / float64(raw); x > 1.2 {
-		lat = append(lat, fmt.Sprintf("relay %.2fx raw", x))
+		out = append(out, fmt.Sprintf("relay %.2fx raw", x))
 	}
-	verdict(w, "single-client relay median GET <= redis's and <= 1.2x the raw round trip", lat)
+	return out
 }
 
 func verdict(w io.Writer, target string, below []string) {

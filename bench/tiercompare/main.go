@@ -9,7 +9,12 @@
 //     attached, against the same tier without relief.
 //
 //     cd bench && go run ./tiercompare
-//     cd bench && go run ./tiercompare -fast-wakeup   (idle processors kept polling: the fast wake-up state)
+//     cd bench && go run ./tiercompare -fast-wakeup   (idle processors kept polling, where a cpuidle driver allows it)
+//
+// The Get latencies are measured in both of the machine's wake-up states: with threads
+// placed as the machine places them (on a machine whose idle processors halt, a round trip
+// then waits for the other end's processor to be woken), and with every process on one
+// processor (-one-processor, on by default), where no round trip does.
 package main
 
 import (
@@ -38,6 +43,8 @@ var (
 	flagAging  = flag.Int("aging", 0, "internal: aging relief servers in a tier child")
 	flagProcs  = flag.Int("tier-procs", 0, "GOMAXPROCS of the tier processes (0: the runtime's default, every processor); "+
 		"1 runs each tier on one processor at a time, the load generator keeping every processor")
+	flagOne = flag.Bool("one-processor", true, "also measure the Get latencies with every process on one processor: the wake-up state "+
+		"in which no halted processor has to be woken (see bench/internal/wakeup.OneProcessor)")
 	flagFast = flag.Bool("fast-wakeup", false, "keep idle processors polling during the run (/dev/cpu_dma_latency 0, root): "+
 		"the machine's fast wake-up state on demand; refused where the kernel has no cpuidle driver, which ignores the request")
 )
@@ -103,20 +110,44 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var one latencies
+	oneCPU := -1
+	if *flagOne {
+		if one, oneCPU, err = latenciesOnOneProcessor(ctx); err != nil {
+			return err
+		}
+	}
 	fmt.Println("## Get latency, 1 client, 1 request in flight")
 	fmt.Println()
-	fmt.Println("| path | median | p99 | median / raw round trip |")
-	fmt.Println("|---|--:|--:|--:|")
-	rawMed := pct(raw, 50)
+	if oneCPU >= 0 {
+		fmt.Println("| path | median | p99 | median / raw round trip | on one processor: median | p99 | median / raw round trip |")
+		fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
+	} else {
+		fmt.Println("| path | median | p99 | median / raw round trip |")
+		fmt.Println("|---|--:|--:|--:|")
+	}
+	rawMed, oneRawMed := pct(raw, 50), pct(one.raw, 50)
 	for _, row := range []struct {
-		name string
-		d    []time.Duration
-	}{{"raw TCP round trip", raw}, {"relay table hit", hit}, {"fall-through to aging relief", fall}} {
-		fmt.Printf("| %s | %v | %v | %.2fx |\n", row.name, pct(row.d, 50).Round(100*time.Nanosecond),
+		name   string
+		d, one []time.Duration
+	}{{"raw TCP round trip", raw, one.raw}, {"relay table hit", hit, one.hit}, {"fall-through to aging relief", fall, one.fall}} {
+		fmt.Printf("| %s | %v | %v | %.2fx |", row.name, pct(row.d, 50).Round(100*time.Nanosecond),
 			pct(row.d, 99).Round(100*time.Nanosecond), float64(pct(row.d, 50))/float64(rawMed))
+		if oneCPU >= 0 {
+			fmt.Printf(" %v | %v | %.2fx |", pct(row.one, 50).Round(100*time.Nanosecond),
+				pct(row.one, 99).Round(100*time.Nanosecond), float64(pct(row.one, 50))/float64(oneRawMed))
+		}
+		fmt.Println()
 	}
 	fmt.Printf("\n%d fall-through samples: entries published, pushed out of the relay's table to the aging server, "+
-		"then each read once.\n\n", len(fall))
+		"then each read once.", len(fall))
+	if oneCPU >= 0 {
+		fmt.Printf(" On one processor: the same with this process, and an echo and a tier started for it, on processor %d "+
+			"(-one-processor), every Go process running one logical processor, so that no round trip waits for a "+
+			"halted processor to be woken: the wake-up state this machine cannot give otherwise (no cpuidle driver: "+
+			"see bench/internal/wakeup). The other columns: threads placed as the machine places them.", oneCPU)
+	}
+	fmt.Printf("\n\n")
 
 	with, err := spawn("tier", "-expansion", "1", "-aging", "1")
 	if err != nil {
@@ -162,9 +193,49 @@ func run() error {
 		"publish until its hand-downs are done, divided by the publishes. Load generator CPU per publish: this process's " +
 		"(the relay.Client and the 16 goroutines that publish) while it publishes; the two share the machine's processors.")
 	fmt.Println()
-	fmt.Printf("Targets: fall-through median <= 3x the raw round trip: %.2fx; Set throughput with relief >= 0.8x without: %.2fx.\n",
-		float64(pct(fall, 50))/float64(rawMed), mw/mwo)
+	fmt.Printf("Targets: fall-through median <= 3x the raw round trip: %.2fx", float64(pct(fall, 50))/float64(rawMed))
+	if oneCPU >= 0 {
+		fmt.Printf(" (threads placed by the machine), %.2fx (on one processor)", float64(pct(one.fall, 50))/float64(oneRawMed))
+	}
+	fmt.Printf("; Set throughput with relief >= 0.8x without: %.2fx.\n", mw/mwo)
 	return nil
+}
+
+// latencies are the samples of the Get latency measurement.
+type latencies struct{ raw, hit, fall []time.Duration }
+
+// latenciesOnOneProcessor measures the Get latencies again on one processor, with an echo
+// and a tier started there for it, and returns them and the processor.
+func latenciesOnOneProcessor(ctx context.Context) (latencies, int, error) {
+	cpu, release, err := wakeup.OneProcessor()
+	if err != nil {
+		return latencies{}, 0, err
+	}
+	defer func() {
+		if err := release(); err != nil {
+			fmt.Fprintln(os.Stderr, "tiercompare: giving this process its processors back:", err)
+		}
+	}()
+	// Started now, the servers inherit the processor, and their runtimes take one logical
+	// processor from the start.
+	echo, err := spawn("echo")
+	if err != nil {
+		return latencies{}, 0, err
+	}
+	defer echo.stop()
+	tier, err := spawn("tier", "-aging", "1")
+	if err != nil {
+		return latencies{}, 0, err
+	}
+	defer tier.stop()
+	var l latencies
+	if l.fall, l.hit, err = fallThrough(ctx, tier.addr); err != nil {
+		return latencies{}, 0, err
+	}
+	if l.raw, err = rawRoundTrips(echo.addr, len(l.fall)); err != nil {
+		return latencies{}, 0, err
+	}
+	return l, cpu, nil
 }
 
 // fallThrough publishes *flagKeys entries, waits until the first has reached aging relief,

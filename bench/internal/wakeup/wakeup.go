@@ -15,6 +15,11 @@
 // "none", as on some virtual machines) always halts an idle processor, whatever is asked,
 // so HoldFast refuses there instead of reporting a state it cannot give; only booting
 // with idle=poll keeps such a machine's idle processors polling.
+//
+// OneProcessor gives such a machine its fast state another way: with the load generator and
+// every server it then starts on one processor, a thread that wakes another runs where the
+// woken one will run, so no round trip waits for a halted processor. It measures what a
+// round trip costs both ends without those wake-ups, not what parallel work would cost.
 package wakeup
 
 import (
