@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -70,6 +71,11 @@ type conn struct {
 	kicked     atomic.Bool          // the sweeper set a read deadline in the past
 	completed  atomic.Uint64        // replies handed to calls whose callers may read themselves
 	ownReads   atomic.Uint64        // calls whose callers read until their replies came
+	pollFor    time.Duration        // connConfig.pollReply, with pollSock
+	pollSock   *rawSocket           // the raw socket under the connection, TLS or not
+	pollOff    atomic.Bool          // the last reply a caller read came later than pollFor
+	companyAt  atomic.Int64         // when a call last joined others pending (monoNow), with pollFor
+	polls      atomic.Uint64        // calls whose callers polled for their replies
 	idleTimer  *time.Timer          // see conn.release
 	idleArmed  atomic.Bool
 
@@ -134,6 +140,10 @@ type connConfig struct {
 	// sharedRead lets a caller read its own reply (sharedread.go); it takes effect over a
 	// raw socket or TLS.
 	sharedRead bool
+	// pollReply is how long a caller reading its own reply polls the socket before it
+	// sleeps (sharedread.go); it takes effect with sharedRead over a raw socket, under TLS
+	// or not.
+	pollReply time.Duration
 	// prefetch, if set, is told the keys of requests received but not yet served (see
 	// PrefetchBackend).
 	prefetch func(keys [][]byte)
@@ -158,6 +168,10 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 	c.raw, c.dialed = newRawSocket(nc), cfg.dialed
 	_, overTLS := nc.(*tls.Conn)
 	if c.shared = cfg.sharedRead && (c.raw != nil || overTLS); c.shared {
+		if c.pollSock = pollSocket(nc, c.raw); c.pollSock != nil {
+			c.pollFor = max(cfg.pollReply, 0)
+			c.companyAt.Store(math.MinInt64 / 2) // no company yet, however soon after the epoch
+		}
 		c.readerWake = make(chan struct{}, 1)
 		c.idleTimer = time.AfterFunc(time.Hour, c.idleFire)
 		c.idleTimer.Stop()
@@ -274,6 +288,13 @@ func (c *conn) callsPending() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.pending) > 0
+}
+
+// alonePending reports whether at most one call is pending: the caller's own, if it is.
+func (c *conn) alonePending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) <= 1
 }
 
 // prefetchKeys is the most keys a connection or a batch hands to Prefetch at a time.
@@ -402,7 +423,11 @@ func (c *conn) roundTripUntil(ctx context.Context, f *wire.Frame, deferred bool,
 		return nil, err
 	}
 	c.pending[f.ID] = cl
+	company := c.pollFor > 0 && len(c.pending) > 1
 	c.mu.Unlock()
+	if company {
+		c.companyAt.Store(monoNow())
+	}
 	if until != 0 && !c.sweepArmed.Load() {
 		c.armSweeper()
 	}

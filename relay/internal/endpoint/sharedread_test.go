@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,7 +244,7 @@ func TestCancellableCallersFindTheReaderReading(t *testing.T) {
 }
 
 // tlsSharedPair is sharedPair over TLS.
-func tlsSharedPair(t *testing.T, d dispatcher, timeout time.Duration) (client, server *conn) {
+func tlsSharedPair(t *testing.T, d dispatcher, cfg connConfig) (client, server *conn) {
 	pki := testpki.New(t)
 	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
 	if err != nil {
@@ -265,14 +267,14 @@ func tlsSharedPair(t *testing.T, d dispatcher, timeout time.Duration) (client, s
 	if err := <-handshake; err != nil {
 		t.Fatal(err)
 	}
-	client, server = startShared(t, tc, ts, d, connConfig{requestTimeout: timeout})
+	client, server = startShared(t, tc, ts, d, cfg)
 	return client, server
 }
 
 // TestSharedReadingOverTLS: over TLS too, a lone caller reads its own reply, and one whose
 // reply never comes is woken at its deadline, the connection still working after.
 func TestSharedReadingOverTLS(t *testing.T) {
-	client, _ := tlsSharedPair(t, &holdGets{}, 200*time.Millisecond)
+	client, _ := tlsSharedPair(t, &holdGets{}, connConfig{requestTimeout: 200 * time.Millisecond})
 	const calls = 200
 	for range calls {
 		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
@@ -293,5 +295,108 @@ func TestSharedReadingOverTLS(t *testing.T) {
 			t.Fatalf("a ping after the timeout: %v", err)
 		}
 		putCall(cl)
+	}
+}
+
+// slowReplies answers after its delay (nanoseconds), on the server's reader.
+type slowReplies struct{ delay atomic.Int64 }
+
+func (s *slowReplies) serve(c *conn, f *wire.Frame) {
+	time.Sleep(time.Duration(s.delay.Load()))
+	c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+}
+
+// pings makes n calls in turn, each with a context that cannot be cancelled.
+func pings(t *testing.T, client *conn, n int) {
+	t.Helper()
+	for range n {
+		cl, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putCall(cl)
+	}
+}
+
+// needProcessors skips a test of polling where the runtime has one logical processor, on
+// which nothing polls.
+func needProcessors(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("callers do not poll with GOMAXPROCS 1")
+	}
+}
+
+// TestLoneCallerPollsForItsReply: a caller alone on its connection polls for a reply that
+// comes within pollReply, over plain TCP and TLS, and gets every reply.
+func TestLoneCallerPollsForItsReply(t *testing.T) {
+	needProcessors(t)
+	cfg := connConfig{requestTimeout: 10 * time.Second, pollReply: time.Second}
+	dc, ac := loopbackPair(t)
+	plain, _ := startShared(t, dc, ac, replyOK{}, cfg)
+	secure, _ := tlsSharedPair(t, replyOK{}, cfg)
+	for name, client := range map[string]*conn{"plain": plain, "TLS": secure} {
+		const calls = 200
+		pings(t, client, calls)
+		if polls, own := client.polls.Load(), client.ownReads.Load(); polls < own*9/10 || own < calls*9/10 {
+			t.Errorf("%s: %d of %d callers polled, %d read their own replies; want nearly all both", name, polls, calls, own)
+		}
+		if client.pollOff.Load() {
+			t.Errorf("%s: polling off after replies that came within a second", name)
+		}
+	}
+}
+
+// TestSlowRepliesTurnPollingOff: after a reply that came later than pollReply the next
+// caller sleeps at once; after one that came within it, callers poll again.
+func TestSlowRepliesTurnPollingOff(t *testing.T) {
+	needProcessors(t)
+	slow := &slowReplies{}
+	slow.delay.Store(int64(20 * time.Millisecond))
+	dc, ac := loopbackPair(t)
+	client, _ := startShared(t, dc, ac, slow, connConfig{requestTimeout: 10 * time.Second, pollReply: 2 * time.Millisecond})
+	pings(t, client, 1) // read by the reader goroutine or its caller; either way it is slow
+	pings(t, client, 1)
+	if !client.pollOff.Load() {
+		t.Fatal("polling still on after a reply 20ms late, pollReply 2ms")
+	}
+	before := client.polls.Load()
+	pings(t, client, 3)
+	if polled := client.polls.Load() - before; polled != 0 {
+		t.Fatalf("%d callers polled for replies known to come late", polled)
+	}
+	slow.delay.Store(0)
+	// The first quick reply a caller reads itself turns polling back on for the next;
+	// replies the reader goroutine delivers (it may read for a while after the slow ones)
+	// leave it as it is.
+	for i := 0; client.polls.Load() == before; i++ {
+		if i == 200 {
+			t.Fatalf("no caller polled in %d calls with quick replies (polling off: %v)", i, client.pollOff.Load())
+		}
+		pings(t, client, 1)
+	}
+}
+
+// TestCallersWithCompanyDoNotPoll: while another call is pending, or was lately, a caller
+// sleeps rather than polls, leaving the processors to the others.
+func TestCallersWithCompanyDoNotPoll(t *testing.T) {
+	needProcessors(t)
+	dc, ac := loopbackPair(t)
+	client, _ := startShared(t, dc, ac, &holdGets{}, connConfig{requestTimeout: 10 * time.Second, pollReply: 20 * time.Millisecond})
+	got := make(chan error, 1)
+	go func() {
+		// Held by the server: pending until the connection closes at the test's end.
+		_, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpGet, Path: []byte("p"), Key: []byte("k")})
+		got <- err
+	}()
+	for i := 0; !client.callsPending(); i++ {
+		if i == 1000 {
+			t.Fatal("the held get never became pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before := client.polls.Load() // the get's caller, alone when it began, may have polled
+	pings(t, client, 20)
+	if polls := client.polls.Load() - before; polls != 0 {
+		t.Fatalf("%d callers polled while another call was pending", polls)
 	}
 }

@@ -13,7 +13,8 @@ import (
 // rawSocket is not used without unix sockets: writes that must not wait go through the
 // flusher goroutine.
 type rawSocket struct {
-	empty atomic.Uint64 // reads that found the socket empty: none here
+	empty     atomic.Uint64 // reads that found the socket empty: none here
+	pollUntil int64         // unused: nothing polls here
 }
 
 // newRawSocket returns nil: there are no raw sockets here.
@@ -32,3 +33,6 @@ func (*rawSocket) shutdown() {}
 func (*rawSocket) pump(*wire.Buffer, func() error) error { return errWouldBlock }
 
 func withRawIO(nc net.Conn) net.Conn { return nc }
+
+// pollSocket returns nil: without raw sockets nothing polls.
+func pollSocket(net.Conn, *rawSocket) *rawSocket { return nil }

@@ -3,6 +3,7 @@
 package endpoint
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -23,6 +24,9 @@ import (
 type rawSocket struct {
 	rc    syscall.RawConn
 	empty atomic.Uint64 // reads that found the socket empty
+	// pollUntil (monoNow; 0 for never) is when a read that finds the socket empty stops
+	// trying again at once and waits for it instead. Set and read by the reader.
+	pollUntil int64
 
 	rbuf   []byte
 	rn     int
@@ -75,6 +79,23 @@ func sockCall(trap uintptr, fd uintptr, b []byte) (int, syscall.Errno) {
 		}
 		return int(n), 0
 	}
+}
+
+// polling reports whether a read that found the socket empty should try again at once.
+func (s *rawSocket) polling() bool { return s.pollUntil != 0 && monoNow() < s.pollUntil }
+
+// pollSocket returns the raw socket a caller reads nc through: nc's own, or that under a
+// TLS connection made with withRawIO; nil if there is none.
+func pollSocket(nc net.Conn, raw *rawSocket) *rawSocket {
+	if raw != nil {
+		return raw
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		if rc, ok := tc.NetConn().(*rawIOConn); ok {
+			return rc.s
+		}
+	}
+	return nil
 }
 
 // writeNow writes what the socket takes at once, without waiting for it to drain.
@@ -132,7 +153,8 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 }
 
 // pump reads the socket into in, calling consume after each read that brings bytes,
-// until a read or consume fails or the socket is closed. It waits for the socket to be
+// until a read or consume fails or the socket is closed. Until s.pollUntil a read that
+// finds the socket empty is tried again at once instead of waiting. It waits for the socket to be
 // readable within one RawConn.Read, so the readiness the runtime's poller reports while
 // consume runs is kept for the next wait; and so, after a read that leaves the socket
 // empty (it took less than the room it had), it waits for readiness again instead of
@@ -151,6 +173,9 @@ func (s *rawSocket) pump(in *wire.Buffer, consume func() error) error {
 			n, errno := sockCall(unix.SYS_READ, fd, room)
 			switch {
 			case errno == syscall.EAGAIN:
+				if s.polling() {
+					continue
+				}
 				s.empty.Add(1)
 				return false // wait until the socket is readable
 			case errno != 0:
@@ -178,6 +203,9 @@ func (s *rawSocket) pump(in *wire.Buffer, consume func() error) error {
 
 func (s *rawSocket) readOnce(fd uintptr) bool {
 	m, e := sockCall(unix.SYS_READ, fd, s.rbuf)
+	for e == syscall.EAGAIN && s.polling() {
+		m, e = sockCall(unix.SYS_READ, fd, s.rbuf)
+	}
 	switch {
 	case e == syscall.EAGAIN:
 		s.empty.Add(1)
