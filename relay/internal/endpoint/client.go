@@ -56,7 +56,8 @@ type ClientConfig struct {
 	// saves tens of microseconds a round trip, for the processor time spent polling. It
 	// polls only while the connection's previous such reply came within PollReply, and
 	// never while the Go runtime has one logical processor (GOMAXPROCS 1), where polling
-	// would hold the processor the reply needs, nor over TLS. Zero means 50µs; negative
+	// would hold the processor the reply needs, nor while other calls on the connection
+	// overlapped within the last 10ms. It works under TLS too. Zero means 50µs; negative
 	// disables polling.
 	PollReply time.Duration
 	// Backend answers requests the server sends to this client (a pressure-relief server

@@ -400,3 +400,35 @@ func TestCallersWithCompanyDoNotPoll(t *testing.T) {
 		t.Fatalf("%d callers polled while another call was pending", polls)
 	}
 }
+
+// cutOnGet answers pings and closes the connection when asked a get.
+type cutOnGet struct{}
+
+func (cutOnGet) serve(c *conn, f *wire.Frame) {
+	if f.Op == wire.OpGet {
+		go c.close(errors.New("cut"))
+		return
+	}
+	c.reply(f.ID, wire.StatusOK, 0, nil, 0)
+}
+
+// TestPollingCallerSeesTheLinkCut: a caller polling for its reply when the peer closes the
+// connection fails at once with ErrConnLost, well within its deadline.
+func TestPollingCallerSeesTheLinkCut(t *testing.T) {
+	needProcessors(t)
+	dc, ac := loopbackPair(t)
+	client, _ := startShared(t, dc, ac, cutOnGet{}, connConfig{requestTimeout: 10 * time.Second, pollReply: time.Second})
+	pings(t, client, 5) // polling on: quick replies
+	before := client.polls.Load()
+	start := time.Now()
+	_, err := client.roundTrip(context.Background(), &wire.Frame{Op: wire.OpGet, Path: []byte("p"), Key: []byte("k")})
+	if !errors.Is(err, ErrConnLost) {
+		t.Fatalf("a get whose connection was cut: %v, want ErrConnLost", err)
+	}
+	if client.polls.Load() == before {
+		t.Fatal("the caller did not poll")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the cut took %v to notice", d)
+	}
+}
