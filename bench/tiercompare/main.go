@@ -339,7 +339,11 @@ func pipeline(inFlight, n int, fn func(int) error) error {
 	return <-errs
 }
 
+// pct returns the p-th percentile of d, 0 for none.
 func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
