@@ -401,3 +401,71 @@ func TestAMissIsAnAnswerOnlyFromAnUpToDateOwner(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(e.Value))
 }
+
+// TestAnAnswerFromServersThatAreBehindIsNotFinal: while a key's aging server is away, or
+// back with what was kept for it not yet handed over, neither an up-to-date expansion
+// server's tombstone nor the behind aging server's entry is the answer. The tombstone may
+// hide a newer version pushed out to the aging server (a session set again after a logout
+// would read as logged out, and, cached by the relay, stay so); the entry may be one that a
+// deletion kept for the server has replaced (a logout undone). The sibling answers
+// ErrOwnersBehind and the relay an error that is not a miss, caching nothing; once the
+// server holds all it was given, the newest version is the answer.
+func TestAnAnswerFromServersThatAreBehindIsNotFinal(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	r := startRelay(t, RelayConfig{Lower: s})
+	front := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	hour := time.Now().Add(time.Hour)
+	x1, a1 := newMemBackend(), newMemBackend()
+	connectRelief(t, s, ReliefExpansion, "x1", x1)
+	c1 := connectRelief(t, s, ReliefAging, "a1", a1)
+
+	// "relogin" is deleted, then set again while a1 is away and pushed out to it. "logout"
+	// is pushed out to a1, then deleted while a1 is away; x1 no longer holds its tombstone
+	// (an expansion server keeps one only for its MaxLife).
+	relogin, logout := []byte("relogin"), []byte("logout")
+	require.NoError(t, s.Delete(ctx, "auths", relogin, sessioncache.Entry{Expiry: hour, Rev: 1}))
+	require.NoError(t, s.Evict(ctx, "auths", logout, sessioncache.Entry{Value: []byte("v1"), Expiry: hour, Rev: 1}))
+	require.NoError(t, c1.Close())
+	eventually(t, "the sibling to notice a1 left", func() bool { return s.ReliefOf(ReliefAging) == 0 })
+	require.NoError(t, s.Evict(ctx, "auths", relogin, sessioncache.Entry{Value: []byte("v2"), Expiry: hour, Rev: 2}))
+	require.NoError(t, s.Delete(ctx, "auths", logout, sessioncache.Entry{Expiry: hour, Rev: 2}))
+	x1.mu.Lock()
+	delete(x1.m, string(logout))
+	x1.mu.Unlock()
+	require.True(t, x1.wasDeleted(string(relogin)), "x1 holds relogin's tombstone")
+
+	behind := func(state string) {
+		t.Helper()
+		for _, key := range [][]byte{relogin, logout} {
+			_, err := s.Get(ctx, "auths", key)
+			require.ErrorIs(t, err, ErrOwnersBehind, "%s, %s", key, state)
+			_, err = front.Get(ctx, "auths", key)
+			require.Error(t, err, "%s through the relay, %s", key, state)
+			assert.NotErrorIs(t, err, ErrNotFound, "%s through the relay, %s", key, state)
+		}
+	}
+	behind("a1 away")
+
+	b := &gatedBackend{memBackend: a1, gate: make(chan struct{})}
+	c := dial(t, ClientConfig{Addr: s.Addr().String(), Name: ReliefName(ReliefAging, "a1"), Backend: b})
+	require.NoError(t, c.Subscribe(ctx, "auths", func(sessioncache.Change) {}))
+	eventually(t, "the sibling to count a1", func() bool { return s.ReliefOf(ReliefAging) == 1 })
+	behind("a1 back, its hints not handed over")
+
+	close(b.gate)
+	eventually(t, "the hints to be handed over", func() bool { h := s.Hints(); return h.Delivered == h.Added })
+	e, err := front.Get(ctx, "auths", relogin)
+	require.NoError(t, err, "relogin, a1 up to date")
+	assert.Equal(t, "v2", string(e.Value))
+	_, err = front.Get(ctx, "auths", logout)
+	require.ErrorIs(t, err, ErrNotFound, "logout, a1 up to date")
+}
+
+// wasDeleted reports whether b holds a tombstone for key.
+func (b *memBackend) wasDeleted(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.m[key]
+	return ok && e.Deleted
+}

@@ -373,26 +373,47 @@ var ErrOwnersBehind = errors.New("sibling: no aging relief server that owns the 
 
 // Get asks the connected relief servers that may hold key, of both kinds, all at once, and
 // answers with the newest version among their answers: an entry, or not found with the
-// newest tombstone. A miss is ErrNotFound only when one of the key's aging servers that
-// answered holds all it was given (it is connected and nothing is kept for it as hints),
-// since the relay's table hands every entry it pushes out to those servers; otherwise it
-// is ErrOwnersBehind. When none has the entry and one of them failed, it returns that
-// failure, not ErrNotFound.
+// newest tombstone. The answer is final when one of the key's aging servers that holds all
+// it was given (it is connected and nothing is kept for it as hints) answered, since the
+// relay's table hands every entry it pushes out to those servers and every deletion to
+// every relief server. Without such an answer:
+//   - a miss is ErrOwnersBehind, since the entry may have been pushed out to an aging
+//     server that is away;
+//   - a tombstone is ErrOwnersBehind too, since a newer version may have been pushed out
+//     to such a server (an expansion server's tombstone says nothing of the versions set
+//     after it, which the relay hands expansion servers only while they are connected);
+//   - an entry is the answer only if a server that holds all it was given (of either
+//     kind) answered with that very version: one that is behind may lack a deletion kept
+//     for it as hints, and serving its entry would undo a logout (and a miss of an
+//     up-to-date expansion server says nothing either, since it keeps tombstones only for
+//     its short MaxLife).
+//
+// When none has the entry and one of them failed, it returns that failure, not
+// ErrNotFound.
 func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncache.Entry, error) {
 	r := s.currentRings()
-	var owners []*endpoint.Peer
-	owners = append(owners, r.other...)
+	type owner struct {
+		p       *endpoint.Peer
+		current bool // a relief server that holds all it was given
+		aging   bool // one of the key's aging servers
+	}
+	var ownerBuf [8]owner
+	owners := ownerBuf[:0]
+	for _, p := range r.other {
+		owners = append(owners, owner{p: p})
+	}
 	for _, m := range r.expansion.Owners(nil, key, s.cfg.Replicas) {
 		if p := r.connected[m]; p != nil {
-			owners = append(owners, p)
+			owners = append(owners, owner{p: p, current: !s.hints.has(m)})
 		}
 	}
 	aging := r.aging.Owners(nil, key, s.cfg.Replicas)
 	vouch := len(aging) == 0 // no aging server known: nothing pushed out was kept anywhere
 	for _, m := range aging {
 		if p := r.connected[m]; p != nil {
-			owners = append(owners, p)
-			vouch = vouch || !s.hints.has(m)
+			current := !s.hints.has(m)
+			owners = append(owners, owner{p: p, current: current, aging: true})
+			vouch = vouch || current
 		}
 	}
 	if len(owners) == 0 {
@@ -402,30 +423,39 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		return sessioncache.Entry{}, ErrNotFound
 	}
 	type answer struct {
+		o   owner
 		e   sessioncache.Entry
 		err error
 	}
 	answers := make(chan answer, len(owners))
-	ask := func(p *endpoint.Peer) {
-		var a answer
-		a.e, a.err = p.Get(ctx, path, key)
+	ask := func(o owner) {
+		a := answer{o: o}
+		a.e, a.err = o.p.Get(ctx, path, key)
 		answers <- a
 	}
 	// All at once; the last on this goroutine, so that one owner (the common case) costs
 	// no hand-off.
-	for _, p := range owners[:len(owners)-1] {
-		go ask(p)
+	for _, o := range owners[:len(owners)-1] {
+		go ask(o)
 	}
 	ask(owners[len(owners)-1])
 	var best sessioncache.Entry
 	found := false
+	final := len(aging) == 0                // an up-to-date aging server answered (or none is known)
+	vouched, anyVouched := uint64(0), false // the newest version a server that holds all it was given holds
 	var firstErr error
 	for range owners {
 		a := <-answers
+		if a.o.current && a.o.aging && (a.err == nil || a.e.Deleted || errors.Is(a.err, ErrNotFound)) {
+			final = true
+		}
 		switch {
 		case a.err == nil || a.e.Deleted:
 			if !found || a.e.Newer(best) {
 				best, found = a.e, true
+			}
+			if a.o.current {
+				vouched, anyVouched = max(vouched, a.e.Rev), true
 			}
 		case !errors.Is(a.err, ErrNotFound) && firstErr == nil:
 			firstErr = a.err
@@ -435,18 +465,16 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		s.getErrors.Add(1)
 		s.log.Debug("sibling: a relief server failed a get", "err", firstErr)
 	}
-	if !found {
-		if firstErr != nil {
-			// Not found where it was asked, but a server that may hold it did not answer:
-			// "not found" would read as "logged out".
-			return sessioncache.Entry{}, fmt.Errorf("sibling: a relief server that may hold the key failed: %w", firstErr)
-		}
-		if !vouch {
-			return sessioncache.Entry{}, ErrOwnersBehind
-		}
+	switch {
+	case !found && firstErr != nil:
+		// Not found where it was asked, but a server that may hold it did not answer:
+		// "not found" would read as "logged out".
+		return sessioncache.Entry{}, fmt.Errorf("sibling: a relief server that may hold the key failed: %w", firstErr)
+	case !found && !vouch, found && !final && (best.Deleted || !anyVouched || vouched < best.Rev):
+		return sessioncache.Entry{}, ErrOwnersBehind
+	case !found:
 		return sessioncache.Entry{}, ErrNotFound
-	}
-	if best.Deleted {
+	case best.Deleted:
 		return best, ErrNotFound
 	}
 	return best, nil
