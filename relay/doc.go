@@ -66,9 +66,12 @@
 // handed over when it is back (hinted handoff, as in Dynamo and Cassandra); the sibling
 // confirms to the relay once every owner has the change or it is kept for it. A miss of
 // the relay asks the key's connected servers of both kinds and answers with the newest
-// version among their answers. Nothing found is a miss only when one of the key's aging
-// servers that answered holds all it was given (nothing is kept for it as hints); else,
-// or when a server failed, the front end gets an error (ErrOwnersBehind), not a miss that
-// would read as a logout. It runs in the relay's process, or as a child process
+// version among their answers. That answer is final when one of the key's aging servers
+// that answered holds all it was given (nothing is kept for it as hints). Without one, a
+// miss or a tombstone is not an answer (a newer version may have been pushed out to an
+// aging server that is away), nor is an entry that no up-to-date server holds (a deletion
+// kept as hints for the server that answered may have replaced it): the front end gets an
+// error (ErrOwnersBehind), as it does when a server failed, not a miss that would read as
+// a logout or a session a logout ended. It runs in the relay's process, or as a child process
 // (ChildSibling) that the relay starts, restarts when it dies, and stops on shutdown.
 package relay
