@@ -244,8 +244,8 @@ func (h *harness) report(t *testing.T, hist map[string][]op, run runResult, fina
 		fmt.Fprintf(&b, "resurrected during the run: %d served from the host's local table, %d fetched through the relay\n",
 			run.resurrectedFrom["local"], run.resurrectedFrom["remote"])
 	}
-	fmt.Fprintf(&b, "during the run (not asserted): %d stale reads (older version than an acknowledged set), %d missed reads (nothing found though an acknowledged set stood), %d expired versions served\n",
-		run.stale, run.missed, run.expiredServed)
+	fmt.Fprintf(&b, "MISSED %d during the run (a get found nothing though an acknowledged set stood); not asserted: %d stale reads (older version than an acknowledged set), %d expired versions served\n",
+		len(run.missed), run.stale, run.expiredServed)
 
 	// Revocation latency, without the samples of hosts that were cut off or down meanwhile.
 	h.revMu.Lock()
@@ -288,7 +288,7 @@ func (h *harness) report(t *testing.T, hist map[string][]op, run runResult, fina
 	t.Log("\n" + b.String())
 
 	resurrected := append(slices.Clone(run.resurrected), final.resurrected...)
-	if len(final.lost) > 0 || len(resurrected) > 0 || len(run.corrupt) > 0 {
+	if len(final.lost) > 0 || len(resurrected) > 0 || len(run.corrupt) > 0 || len(run.missed) > 0 {
 		var d strings.Builder
 		show := func(title string, fs []finding) {
 			if len(fs) == 0 {
@@ -309,6 +309,7 @@ func (h *harness) report(t *testing.T, hist map[string][]op, run runResult, fina
 		show("LOST", final.lost)
 		show("RESURRECTED", resurrected)
 		show("CORRUPT", run.corrupt)
+		show("MISSED", run.missed)
 		d.WriteString(h.tierWarnings())
 		t.Log(d.String())
 	}
@@ -320,6 +321,9 @@ func (h *harness) report(t *testing.T, hist map[string][]op, run runResult, fina
 	}
 	if len(run.corrupt) != 0 {
 		t.Errorf("corrupt reads = %d, want 0", len(run.corrupt))
+	}
+	if len(run.missed) != 0 {
+		t.Errorf("missed reads = %d, want 0", len(run.missed))
 	}
 	if verifyFailed != 0 {
 		t.Errorf("%d tables failed Verify", verifyFailed)

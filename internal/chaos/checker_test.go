@@ -98,7 +98,7 @@ func TestCheckRun(t *testing.T) {
 			assert.Len(t, r.resurrected, tt.resurrected, "resurrected %v", r.resurrected)
 			assert.Len(t, r.corrupt, tt.corrupt, "corrupt %v", r.corrupt)
 			assert.Equal(t, tt.stale, r.stale, "stale")
-			assert.Equal(t, tt.missed, r.missed, "missed")
+			assert.Equal(t, tt.missed, len(r.missed), "missed")
 		})
 	}
 }

@@ -25,12 +25,16 @@
 //     around the Delete) returned a value the Delete removed, and a fresh host finds no
 //     deleted key;
 //   - corrupt: no Get returned a value that was never written under its key;
+//   - missed: no Get during the run found nothing while an acknowledged Set of the key
+//     stood (not deleted since, not expired): a host that cannot answer for sure returns
+//     an error, never "not found", which would read as a logout;
 //   - every table (hosts', relay's, relief's) passes Table.Verify once the processes stop.
 //
 // It also reports revocation latency (how long after a Delete returns other connected
-// hosts' local tables still hold the key), stale and missed reads during the run, and
-// each table's size, evictions and lock recoveries. A failure prints the first lost and
-// resurrected keys with their histories and the faults around them.
+// hosts' local tables still hold the key), stale reads during the run (a version older
+// than an acknowledged Set wrote, past the allowance), and each table's size, evictions and
+// lock recoveries. A failure prints the first lost, resurrected, corrupt and missed keys
+// with their histories and the faults around them.
 //
 // Short form (about 25 seconds of faults):
 //

@@ -270,7 +270,7 @@ type runResult struct {
 	resurrectedFrom map[string]int // ... by where the host found it: "local" or "remote"
 	corrupt         []finding      // a get returned a value never written under its key
 	stale           int            // a get returned an older version than an acknowledged set had written (no delete between)
-	missed          int            // a get found nothing while an acknowledged, unexpired, undeleted set existed
+	missed          []finding      // a get found nothing while an acknowledged, unexpired, undeleted set existed
 	expiredServed   int            // a get returned a version past its expiry
 }
 
@@ -347,7 +347,9 @@ func checkRun(hist map[string][]op, f *faultLog, p checkParams) runResult {
 					}
 				}
 				if alive {
-					r.missed++
+					s := ops[a]
+					r.missed = append(r.missed, finding{key, fmt.Sprintf("get on %s at %s found nothing; the set on %s that returned at %s stood",
+						g.host, fmtT(g.start), s.host, fmtT(s.end)), s.end - 2*time.Second, g.end + 500*time.Millisecond})
 				}
 			}
 		}
