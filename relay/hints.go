@@ -141,9 +141,13 @@ func (h *hintStore) take(name string) ([]*wire.Frame, string, error) {
 			return nil, "", err
 		}
 	}
-	frames, err := readSegment(path)
+	recs, err := readSegment(path)
 	if err != nil {
 		h.log.Warn("relay: a hints file ends early; delivering what precedes the damage", "file", path, "err", err)
+	}
+	frames := make([]*wire.Frame, len(recs))
+	for i, r := range recs {
+		frames[i] = r.frame
 	}
 	return frames, path, nil
 }

@@ -36,7 +36,17 @@ import (
 //
 // A segment is a sequence of records: u32 length of the frame, u32 CRC-32C of the frame,
 // then the frame as internal/wire encodes it (op evict or delete, key, value, expiry, rev).
-// A torn record, or a length of zero (the unused rest of a segment), ends its replay.
+// A torn record, or a length of zero (the unused rest of a segment), ends its replay. A
+// record that is done (confirmed by the tier below, or superseded by a newer change of its
+// key) has its checksum inverted in place, and replay skips it: a restarted relay neither
+// sends it again nor answers lookups from it. That matters for an eviction: answered from
+// after a restart, an old version could stand in for a newer one (or a deletion) that a
+// later segment held and that the tier below has confirmed.
+//
+// An eviction of a key supersedes the key's older eviction still waiting (any newer change
+// of the key does: the tier below keeps the newest version, and a deletion goes to every
+// server an eviction goes to), so a key has at most one eviction waiting and a lookup is
+// answered from the newest.
 //
 // A segment whose records are all confirmed is kept, mapped, as a spare (up to
 // outboxSpares, named spare-N, which replay ignores) and becomes the next segment: its
@@ -71,10 +81,10 @@ type outbox struct {
 	mapped    map[*outSegment]struct{} // segments with a mapping, the current one included
 	spares    []*outSegment            // confirmed segments kept for reuse, mapped
 	nextSpare uint64
-	tombs     map[string]uint64      // keys with a deletion not yet confirmed: the highest revision
-	evicted   map[string]*wire.Frame // keys with an eviction not yet confirmed: the newest
-	arena     []byte                 // the free rest of the block records' bytes are copied to
-	recSlab   []outRecord            // the free rest of the block records are taken from
+	tombs     map[string]uint64     // keys with a deletion not yet confirmed: the highest revision
+	evicted   map[string]*outRecord // keys with an eviction of an entry not yet done: the only one
+	arena     []byte                // the free rest of the block records' bytes are copied to
+	recSlab   []outRecord           // the free rest of the block records are taken from
 	closed    bool
 	wg        sync.WaitGroup
 	ctx       context.Context
@@ -93,6 +103,7 @@ type outSegment struct {
 	n           uint64
 	path        string    // the file's name now
 	mem         mmap.MMap // nil for a segment a previous run left (read, not mapped)
+	file        *os.File  // a segment a previous run left, open to mark its records done
 	size        int64     // bytes of records in it
 	outstanding int       // records appended and not confirmed
 	sealed      bool
@@ -101,7 +112,9 @@ type outSegment struct {
 type outRecord struct {
 	frame wire.Frame // owns its slices, which nothing changes
 	seg   *outSegment
+	off   int64 // where the record starts in its segment
 	size  int64
+	done  bool // confirmed or superseded; o.mu guards it
 }
 
 // openOutbox opens (creating) dir, queues what its segments hold and starts workers that
@@ -110,7 +123,7 @@ func openOutbox(dir string, limit int64, workers int, log *slog.Logger, deliver 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: outbox %s: %w", dir, err)
 	}
-	o := &outbox{dir: dir, limit: limit, log: log, deliver: deliver, tombs: map[string]uint64{}, evicted: map[string]*wire.Frame{},
+	o := &outbox{dir: dir, limit: limit, log: log, deliver: deliver, tombs: map[string]uint64{}, evicted: map[string]*outRecord{},
 		mapped: map[*outSegment]struct{}{}}
 	// Spares a previous run left hold nothing to replay.
 	if old, err := filepath.Glob(filepath.Join(dir, "spare-*")); err == nil {
@@ -149,17 +162,22 @@ func (o *outbox) recover() error {
 			continue
 		}
 		o.nextSeg = max(o.nextSeg, n+1)
-		frames, err := readSegment(name)
+		recs, err := readSegment(name)
 		if err != nil {
 			o.log.Warn("relay: outbox segment ends early", "file", name, "err", err)
 		}
 		seg := &outSegment{n: n, path: name, sealed: true}
-		for _, f := range frames {
-			o.enqueueLocked(&outRecord{frame: *f}, seg)
+		if len(recs) > 0 {
+			if seg.file, err = os.OpenFile(name, os.O_RDWR, 0); err != nil {
+				return fmt.Errorf("relay: outbox: %w", err)
+			}
 		}
-		recovered += len(frames)
+		for _, r := range recs {
+			o.enqueueLocked(&outRecord{frame: *r.frame, off: r.off}, seg)
+		}
+		recovered += len(recs)
 		if seg.outstanding == 0 {
-			os.Remove(name)
+			o.retire(seg)
 		}
 	}
 	if recovered > 0 {
@@ -168,16 +186,24 @@ func (o *outbox) recover() error {
 	return nil
 }
 
-// readSegment returns the frames of a segment up to its first torn record.
-func readSegment(name string) ([]*wire.Frame, error) {
+// segmentRecord is a record read from a segment: its frame and where it starts.
+type segmentRecord struct {
+	frame *wire.Frame
+	off   int64
+}
+
+// readSegment returns the records of a segment that are not done, up to its first torn
+// record.
+func readSegment(name string) ([]segmentRecord, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
-	var out []*wire.Frame
+	var out []segmentRecord
 	var hdr [8]byte
+	var off int64
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -196,14 +222,20 @@ func readSegment(name string) ([]*wire.Frame, error) {
 		if _, err := io.ReadFull(r, b); err != nil {
 			return out, fmt.Errorf("torn record: %w", err)
 		}
-		if crc32.Checksum(b, outboxCRC) != binary.LittleEndian.Uint32(hdr[4:]) {
+		at := off
+		off += 8 + int64(n)
+		switch sum := crc32.Checksum(b, outboxCRC); binary.LittleEndian.Uint32(hdr[4:]) {
+		case sum:
+		case ^sum:
+			continue // done
+		default:
 			return out, errors.New("a record fails its checksum")
 		}
 		var fr wire.Frame
 		if err := wire.Decode(b[4:], &fr); err != nil {
 			return out, err
 		}
-		out = append(out, &fr)
+		out = append(out, segmentRecord{&fr, at})
 	}
 }
 
@@ -274,6 +306,10 @@ func (o *outbox) retire(seg *outSegment) {
 }
 
 func (o *outbox) unmap(seg *outSegment) {
+	if seg.file != nil {
+		seg.file.Close()
+		seg.file = nil
+	}
 	if seg.mem != nil {
 		seg.mem.Unmap()
 		seg.mem = nil
@@ -315,7 +351,7 @@ func (o *outbox) add(f *wire.Frame) error {
 	}
 	o.seg.size += size
 	r := o.newRecordLocked()
-	r.frame = *f
+	r.frame, r.off = *f, start
 	o.ownLocked(&r.frame)
 	o.enqueueLocked(r, o.seg)
 	return nil
@@ -354,7 +390,9 @@ func (o *outbox) ownLocked(f *wire.Frame) {
 	f.Path, f.Key, f.Value = b[:p:p], b[p:p+k:p+k], b[p+k:]
 }
 
-// enqueueLocked queues rec, whose frame is set, as a record of seg.
+// enqueueLocked queues rec, whose frame and offset are set, as a record of seg. The key's
+// older eviction of an entry still waiting is superseded (done without being handed down),
+// and so is rec itself if it is an eviction older than the one waiting.
 func (o *outbox) enqueueLocked(rec *outRecord, seg *outSegment) {
 	f := &rec.frame
 	rec.seg, rec.size = seg, int64(f.Len()+12)
@@ -363,17 +401,65 @@ func (o *outbox) enqueueLocked(rec *outRecord, seg *outSegment) {
 	o.pending.Add(1)
 	// The maps' keys share the record's bytes, which nothing changes once decoded: no copy.
 	key := unsafe.String(unsafe.SliceData(f.Key), len(f.Key))
-	if f.Op == wire.OpDelete || (f.Op == wire.OpEvict && f.Flags&wire.FlagDeleted != 0) {
+	entry := f.Op == wire.OpEvict && f.Flags&wire.FlagDeleted == 0
+	if old := o.evicted[key]; old != nil {
+		if entry && old.frame.Rev > f.Rev {
+			o.doneLocked(rec) // an older version than the one waiting
+			return
+		}
+		delete(o.evicted, key)
+		o.doneLocked(old)
+	}
+	switch {
+	case entry:
+		o.evicted[key] = rec
+	case f.Op == wire.OpDelete || f.Op == wire.OpEvict:
 		if f.Rev > o.tombs[key] {
 			o.tombs[key] = f.Rev
-		}
-	} else if f.Op == wire.OpEvict {
-		if old := o.evicted[key]; old == nil || old.Rev <= f.Rev {
-			o.evicted[key] = f
 		}
 	}
 	o.queue = append(o.queue, rec)
 	o.cond.Signal()
+}
+
+// doneLocked marks rec done (confirmed or superseded), in its segment too, so that a replay
+// skips it, and retires its segment when nothing in it is left to confirm. A record done
+// twice (superseded, then confirmed by a delivery already under way) counts once.
+func (o *outbox) doneLocked(rec *outRecord) {
+	if rec.done {
+		return
+	}
+	rec.done = true
+	o.markDone(rec)
+	o.bytes -= rec.size
+	o.pending.Add(-1)
+	rec.seg.outstanding--
+	if rec.seg.sealed && rec.seg.outstanding == 0 {
+		o.retire(rec.seg)
+	}
+}
+
+// markDone inverts rec's checksum in its segment (see readSegment). If a recovered
+// segment's file cannot be written, the record is replayed by the next run: sent again, which
+// does no harm, and answered from until it is confirmed again.
+func (o *outbox) markDone(rec *outRecord) {
+	at := rec.off + 4
+	seg := rec.seg
+	switch {
+	case seg.mem != nil:
+		p := seg.mem[at : at+4]
+		binary.LittleEndian.PutUint32(p, ^binary.LittleEndian.Uint32(p))
+	case seg.file != nil:
+		var b [4]byte
+		if _, err := seg.file.ReadAt(b[:], at); err != nil {
+			o.log.Warn("relay: outbox: marking a record done", "file", seg.path, "err", err)
+			return
+		}
+		binary.LittleEndian.PutUint32(b[:], ^binary.LittleEndian.Uint32(b[:]))
+		if _, err := seg.file.WriteAt(b[:], at); err != nil {
+			o.log.Warn("relay: outbox: marking a record done", "file", seg.path, "err", err)
+		}
+	}
 }
 
 // pendingEviction returns the newest unconfirmed eviction of key, if any: the entry is
@@ -381,10 +467,11 @@ func (o *outbox) enqueueLocked(rec *outRecord, seg *outSegment) {
 func (o *outbox) pendingEviction(key []byte) (sessioncache.Entry, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	f := o.evicted[string(key)]
-	if f == nil || o.tombs[string(key)] >= f.Rev {
+	rec := o.evicted[string(key)]
+	if rec == nil || o.tombs[string(key)] >= rec.frame.Rev {
 		return sessioncache.Entry{}, false
 	}
+	f := &rec.frame
 	return sessioncache.Entry{Value: clone(f.Value), Expiry: endpoint.UnixTime(f.Expiry), Rev: f.Rev}, true
 }
 
@@ -410,10 +497,17 @@ func (o *outbox) work() {
 			return
 		}
 		// Take what is waiting, up to a batch: under load one wake-up, one frame and one
-		// reply hand many records down.
+		// reply hand many records down. Records superseded since they were queued are
+		// done already.
 		n := min(len(o.queue), outboxBatch)
 		var batch [outboxBatch]*outRecord
-		copy(batch[:], o.queue[:n])
+		k := 0
+		for _, rec := range o.queue[:n] {
+			if !rec.done {
+				batch[k] = rec
+				k++
+			}
+		}
 		clear(o.queue[:n])
 		if rest := len(o.queue) - n; rest <= 4*outboxBatch {
 			// A short rest moves to the front, so appends reuse the array instead of
@@ -425,7 +519,10 @@ func (o *outbox) work() {
 			o.queue = o.queue[n:]
 		}
 		o.mu.Unlock()
-		if !o.deliverBatch(d.get(o.ctx), batch[:n]) {
+		if k == 0 {
+			continue
+		}
+		if !o.deliverBatch(d.get(o.ctx), batch[:k]) {
 			return // closing: the records stay in their segments for the next run
 		}
 	}
@@ -495,6 +592,12 @@ func (o *outbox) deliverBatch(ctx context.Context, recs []*outRecord) bool {
 func (o *outbox) deliverOne(rec *outRecord) bool {
 	backoff := 20 * time.Millisecond
 	for {
+		o.mu.Lock()
+		done := rec.done
+		o.mu.Unlock()
+		if done {
+			return true // superseded meanwhile
+		}
 		ctx, cancel := context.WithTimeout(o.ctx, 5*time.Second)
 		err := o.deliver(ctx, []*wire.Frame{&rec.frame})
 		cancel()
@@ -522,19 +625,17 @@ func (o *outbox) confirmed(recs ...*outRecord) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, rec := range recs {
-		o.bytes -= rec.size
-		o.pending.Add(-1)
+		if rec.done {
+			continue // superseded while it was handed down
+		}
 		f := &rec.frame
 		if rev, ok := o.tombs[string(f.Key)]; ok && rev <= f.Rev && (f.Op == wire.OpDelete || f.Flags&wire.FlagDeleted != 0) {
 			delete(o.tombs, string(f.Key))
 		}
-		if o.evicted[string(f.Key)] == f {
+		if o.evicted[string(f.Key)] == rec {
 			delete(o.evicted, string(f.Key))
 		}
-		rec.seg.outstanding--
-		if rec.seg.sealed && rec.seg.outstanding == 0 {
-			o.retire(rec.seg)
-		}
+		o.doneLocked(rec)
 	}
 }
 
