@@ -245,7 +245,7 @@ func (h *harness) report(t *testing.T, hist map[string][]op, run runResult, fina
 			run.resurrectedFrom["local"], run.resurrectedFrom["remote"])
 	}
 	fmt.Fprintf(&b, "MISSED %d during the run (a get found nothing though an acknowledged set stood); not asserted: %d stale reads (older version than an acknowledged set), %d expired versions served\n",
-		len(run.missed), run.stale, run.expiredServed)
+		len(run.missed), len(run.stale), run.expiredServed)
 
 	// Revocation latency, without the samples of hosts that were cut off or down meanwhile.
 	h.revMu.Lock()
@@ -311,6 +311,14 @@ func (h *harness) report(t *testing.T, hist map[string][]op, run runResult, fina
 		show("CORRUPT", run.corrupt)
 		show("MISSED", run.missed)
 		d.WriteString(h.tierWarnings())
+		t.Log(d.String())
+	}
+	if len(run.stale) > 0 {
+		var d strings.Builder
+		fmt.Fprintf(&d, "\n== stale reads (not asserted): %d; the first %d:\n", len(run.stale), min(len(run.stale), reportLimit))
+		for _, f := range run.stale[:min(len(run.stale), reportLimit)] {
+			d.WriteString(h.describe(f, hist[f.key], final.reads[f.key]))
+		}
 		t.Log(d.String())
 	}
 	if len(final.lost) != 0 {

@@ -97,7 +97,7 @@ func TestCheckRun(t *testing.T) {
 			r := checkRun(map[string][]op{"k": tt.ops}, f, testParams)
 			assert.Len(t, r.resurrected, tt.resurrected, "resurrected %v", r.resurrected)
 			assert.Len(t, r.corrupt, tt.corrupt, "corrupt %v", r.corrupt)
-			assert.Equal(t, tt.stale, r.stale, "stale")
+			assert.Equal(t, tt.stale, len(r.stale), "stale")
 			assert.Equal(t, tt.missed, len(r.missed), "missed")
 		})
 	}

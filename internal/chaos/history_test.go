@@ -269,7 +269,7 @@ type runResult struct {
 	resurrected     []finding      // a get returned a value an acknowledged delete had removed
 	resurrectedFrom map[string]int // ... by where the host found it: "local" or "remote"
 	corrupt         []finding      // a get returned a value never written under its key
-	stale           int            // a get returned an older version than an acknowledged set had written (no delete between)
+	stale           []finding      // a get returned an older version than an acknowledged set had written (no delete between)
 	missed          []finding      // a get found nothing while an acknowledged, unexpired, undeleted set existed
 	expiredServed   int            // a get returned a version past its expiry
 }
@@ -320,7 +320,8 @@ func checkRun(hist map[string][]op, f *faultLog, p checkParams) runResult {
 				for j := si + 1; j < i; j++ {
 					w := ops[j]
 					if w.kind == opSet && w.res == resOK && g.start > w.end+p.allowance(f, g.host, w) {
-						r.stale++
+						r.stale = append(r.stale, finding{key, fmt.Sprintf("get on %s at %s returned v%d (%s); the set of v%d on %s returned at %s",
+							g.host, fmtT(g.start), g.ver, g.src, w.ver, w.host, fmtT(w.end)), w.start - 2*time.Second, g.end + 500*time.Millisecond})
 						break
 					}
 				}
