@@ -469,3 +469,27 @@ func (b *memBackend) wasDeleted(key string) bool {
 	e, ok := b.m[key]
 	return ok && e.Deleted
 }
+
+// TestARelayWaitingForItsTierBelowDoesNotAnswerAMiss: a relay made with LowerLater (its
+// sibling still starting, as the binary starts it) neither answers a miss of its table as
+// "not found" nor accepts a write older than its start unchecked; once the tier below is
+// attached, both are answered from it.
+func TestARelayWaitingForItsTierBelowDoesNotAnswerAMiss(t *testing.T) {
+	r := startRelay(t, RelayConfig{LowerLater: true})
+	front := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	key := []byte("pushed-out-earlier")
+	old := sessioncache.Entry{Value: []byte("v"), Expiry: time.Now().Add(time.Hour), Rev: 1}
+	_, err := front.Get(ctx, "auths", key)
+	require.Error(t, err, "a miss while the tier below is not attached")
+	assert.NotErrorIs(t, err, ErrNotFound, "a miss while the tier below is not attached")
+	require.Error(t, front.Publish(ctx, "auths", key, old), "a write older than the relay, unchecked")
+
+	r.SetLower(startSibling(t, SiblingConfig{HintDir: t.TempDir()}))
+	_, err = front.Get(ctx, "auths", key)
+	require.ErrorIs(t, err, ErrNotFound, "the tier below (no aging server ever known) answers the miss")
+	require.NoError(t, front.Publish(ctx, "auths", key, old), "the tier below holds nothing newer")
+	e, err := front.Get(ctx, "auths", key)
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(e.Value))
+}

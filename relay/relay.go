@@ -203,6 +203,10 @@ func RemoveState(tablePath string) error {
 	return errors.Join(os.Remove(tablePath), os.RemoveAll(tablePath+".outbox"), os.RemoveAll(tablePath+".hints"))
 }
 
+// errLowerNotYet is the failure of a lookup or check that needs the tier below while a
+// relay made with LowerLater has not been given it yet (its sibling is starting).
+var errLowerNotYet = errors.New("relay: the tier below is not attached yet")
+
 // handsDown reports whether evictions and deletions go into the outbox: there is a tier
 // below, or there will be one (LowerLater).
 func (r *Relay) handsDown() bool { return r.cfg.LowerLater || r.lowerTier() != nil }
@@ -381,7 +385,7 @@ func (r *Relay) mayBeSuperseded(key []byte, rev uint64) bool {
 // runs in a goroutine of its own, with f owning its slices.
 func (r *Relay) checkBelowThen(p *endpoint.Peer, f *wire.Frame, then func(*endpoint.Peer, *wire.Frame)) {
 	lower := r.lowerTier()
-	if lower == nil {
+	if lower == nil && !r.cfg.LowerLater {
 		then(p, f)
 		return
 	}
@@ -390,6 +394,10 @@ func (r *Relay) checkBelowThen(p *endpoint.Peer, f *wire.Frame, then func(*endpo
 		defer r.inflight.Done()
 		if rev := r.outbox.deletedAt(f.Key); rev >= f.Rev {
 			p.Reply(f.ID, wire.StatusOK, 0, nil, 0) // a deletion waiting in the outbox is newer
+			return
+		}
+		if lower == nil {
+			p.ReplyError(f.ID, "this write may be older than a version the relay handed down, which cannot be checked now: "+errLowerNotYet.Error())
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.RequestTimeout)
@@ -527,7 +535,15 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 		}
 	}
 	lower := r.lowerTier()
-	if !errors.Is(err, sessioncache.ErrNotFound) || lower == nil {
+	if !errors.Is(err, sessioncache.ErrNotFound) {
+		p.ReplyResult(f.ID, err)
+		return
+	}
+	if lower == nil {
+		if r.cfg.LowerLater {
+			// The tier below may hold the entry: "not found" would read as a logout.
+			err = errLowerNotYet
+		}
 		p.ReplyResult(f.ID, err)
 		return
 	}
