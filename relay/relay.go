@@ -498,7 +498,7 @@ func (r *Relay) remove(key []byte, rev uint64, until time.Time) (bool, uint64, e
 	if floor := time.Now().Add(r.cfg.TombstoneTTL); until.Before(floor) {
 		until = floor
 	}
-	r.tombs.Add(key)
+	r.tombs.AddRev(key, rev)
 	tomb := sessioncache.Entry{Rev: rev, Deleted: true, Expiry: until}
 	held, _, err := r.entries.PutHeld(key, tomb)
 	if err != nil {
@@ -576,7 +576,7 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 			p.ReplyEntry(id, sessioncache.Entry{Rev: rev, Deleted: true}, ErrNotFound)
 			return
 		}
-		if !e.Deleted && r.tombs.DeletedAfter(key, seq) {
+		if !e.Deleted && r.tombs.DeletedAfterRev(key, seq, e.Rev) {
 			p.ReplyResult(id, ErrNotFound) // deleted while the answer was on its way
 			return
 		}
@@ -721,7 +721,7 @@ func (r *Relay) lowerWorker(jobs <-chan lowerJob) {
 			return
 		case j := <-jobs:
 			lower := r.lowerTier()
-			if lower == nil || r.tombs.DeletedAfter(j.key, j.seq) {
+			if lower == nil || r.tombs.DeletedAfterRev(j.key, j.seq, j.e.Rev) {
 				continue // a logout overtook it
 			}
 			err := lower.Set(d.get(r.ctx), r.cfg.AuthPath, j.key, j.e)

@@ -364,8 +364,8 @@ func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.
 		if err != nil {
 			return nil, err
 		}
-		if m.tombs.DeletedAfter(key, seq) {
-			return nil, ErrNotFound
+		if m.tombs.DeletedAfterRev(key, seq, e.Rev) {
+			return nil, ErrNotFound // deleted while the answer was on its way
 		}
 		// When a newer version arrived meanwhile, answer with this one but keep that one.
 		if m.newest.admit(key, e.Rev) {

@@ -77,6 +77,20 @@ func (t *Set) DeletedAfter(key []byte, seq uint64) bool {
 	return ok && m.seq > seq
 }
 
+// DeletedAfterRev is DeletedAfter for an answer of revision rev: it reports whether key was
+// deleted after Seq returned seq by a deletion at least as new as that answer (or of an
+// unknown revision). An older deletion recorded meanwhile (one replayed from a change
+// stream, say) does not override a newer version.
+func (t *Set) DeletedAfterRev(key []byte, seq, rev uint64) bool {
+	if t.seq.Load() == seq {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.at[string(key)]
+	return ok && m.seq > seq && (m.rev == 0 || rev == 0 || m.rev >= rev)
+}
+
 // Covers reports whether a deletion of key with a revision of at least rev is recorded
 // (within the TTL): a version of revision rev arrived after it and must not be kept.
 func (t *Set) Covers(key []byte, rev uint64) bool {

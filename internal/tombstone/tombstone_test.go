@@ -40,3 +40,19 @@ func TestCoversOlderRevisions(t *testing.T) {
 	s.AddRev([]byte("k"), 3) // an older deletion arriving late keeps the newer revision
 	assert.True(t, s.Covers([]byte("k"), 6))
 }
+
+func TestAnOlderDeletionDoesNotOverrideANewerAnswer(t *testing.T) {
+	s := New(time.Minute)
+	k := []byte("k")
+	seq := s.Seq()
+	s.AddRev(k, 5) // a deletion replayed from a change stream while an answer was on its way
+	assert.False(t, s.DeletedAfterRev(k, seq, 6), "the answer, of revision 6, is newer than the deletion")
+	assert.True(t, s.DeletedAfterRev(k, seq, 5), "an answer of the deletion's revision or older is overridden")
+	assert.True(t, s.DeletedAfterRev(k, seq, 4))
+	assert.True(t, s.DeletedAfterRev(k, seq, 0), "an answer of unknown revision is overridden")
+	seq = s.Seq()
+	u := []byte("u")
+	s.Add(u) // a deletion of unknown revision overrides anything
+	assert.True(t, s.DeletedAfterRev(u, seq, 1<<62))
+	assert.False(t, s.DeletedAfterRev([]byte("other"), seq, 1))
+}
