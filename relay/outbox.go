@@ -105,7 +105,7 @@ type outSegment struct {
 	mem         mmap.MMap // nil for a segment a previous run left (read, not mapped)
 	file        *os.File  // a segment a previous run left, open to mark its records done
 	size        int64     // bytes of records in it
-	outstanding int       // records appended and not confirmed
+	outstanding int       // records appended and not done (confirmed or superseded)
 	sealed      bool
 }
 
