@@ -18,6 +18,13 @@ func setOp(host string, ver int, start time.Duration, res result) op {
 	return op{host: host, kind: opSet, key: "k", ver: ver, ttl: time.Minute, start: start, end: start + 10*ms, res: res}
 }
 
+// shortSet is setOp with a lifetime of ttl.
+func shortSet(host string, ver int, start, ttl time.Duration) op {
+	o := setOp(host, ver, start, resOK)
+	o.ttl = ttl
+	return o
+}
+
 func delOp(host string, start time.Duration, res result) op {
 	return op{host: host, kind: opDel, key: "k", start: start, end: start + 10*ms, res: res}
 }
@@ -50,6 +57,7 @@ func TestCheckRun(t *testing.T) {
 		ops                                 []op
 		faults                              *faultLog
 		resurrected, corrupt, stale, missed int
+		staleExpired                        int
 	}{
 		{name: "clean", ops: []op{setOp("host0", 1, 0, resOK), getOp("host1", 1, 100*ms), delOp("host2", 200*ms, resOK), getOp("host1", 0, 2*time.Second)}},
 		{name: "read within the allowance", ops: []op{setOp("host0", 1, 0, resOK), delOp("host0", 100*ms, resOK), getOp("host1", 1, 900*ms)}},
@@ -61,6 +69,8 @@ func TestCheckRun(t *testing.T) {
 		{name: "never written", ops: []op{setOp("host0", 1, 0, resOK), getOp("host1", 5, time.Second)}, corrupt: 1},
 		{name: "not ours", ops: []op{setOp("host0", 1, 0, resOK), getOp("host1", -1, time.Second)}, corrupt: 1},
 		{name: "stale", ops: []op{setOp("host0", 1, 0, resOK), setOp("host0", 2, 100*ms, resOK), getOp("host1", 1, 2*time.Second)}, stale: 1},
+		{name: "stale after the newer version expired", ops: []op{setOp("host0", 1, 0, resOK), shortSet("host0", 2, 100*ms, time.Second), getOp("host1", 1, 3*time.Second)}, staleExpired: 1},
+		{name: "stale before the newer version expired", ops: []op{setOp("host0", 1, 0, resOK), shortSet("host0", 2, 100*ms, 5*time.Second), getOp("host1", 1, 3*time.Second)}, stale: 1},
 		{name: "missed", ops: []op{setOp("host0", 1, 0, resOK), getOp("host1", 0, time.Second)}, missed: 1},
 		{name: "not missed after a failed delete", ops: []op{setOp("host0", 1, 0, resOK), delOp("host0", 100*ms, resErr), getOp("host1", 0, time.Second)}},
 		{name: "cut off host gets staleFor", ops: []op{setOp("host0", 1, 0, resOK), delOp("host0", 2*time.Second, resOK), getOp("host1", 1, 6*time.Second)},
@@ -98,6 +108,7 @@ func TestCheckRun(t *testing.T) {
 			assert.Len(t, r.resurrected, tt.resurrected, "resurrected %v", r.resurrected)
 			assert.Len(t, r.corrupt, tt.corrupt, "corrupt %v", r.corrupt)
 			assert.Equal(t, tt.stale, len(r.stale), "stale")
+			assert.Equal(t, tt.staleExpired, len(r.staleExpired), "stale after the newer version expired")
 			assert.Equal(t, tt.missed, len(r.missed), "missed")
 		})
 	}

@@ -270,6 +270,7 @@ type runResult struct {
 	resurrectedFrom map[string]int // ... by where the host found it: "local" or "remote"
 	corrupt         []finding      // a get returned a value never written under its key
 	stale           []finding      // a get returned an older version than an acknowledged set had written (no delete between)
+	staleExpired    []finding      // ... once the newest such set had expired (see the README's limitations), apart
 	missed          []finding      // a get found nothing while an acknowledged, unexpired, undeleted set existed
 	expiredServed   int            // a get returned a version past its expiry
 }
@@ -320,8 +321,13 @@ func checkRun(hist map[string][]op, f *faultLog, p checkParams) runResult {
 				for j := si + 1; j < i; j++ {
 					w := ops[j]
 					if w.kind == opSet && w.res == resOK && g.start > w.end+p.allowance(f, g.host, w) {
-						r.stale = append(r.stale, finding{key, fmt.Sprintf("get on %s at %s returned v%d (%s); the set of v%d on %s returned at %s",
-							g.host, fmtT(g.start), g.ver, g.src, w.ver, w.host, fmtT(w.end)), w.start - 2*time.Second, g.end + 500*time.Millisecond})
+						fd := finding{key, fmt.Sprintf("get on %s at %s returned v%d (%s); the set of v%d on %s returned at %s",
+							g.host, fmtT(g.start), g.ver, g.src, w.ver, w.host, fmtT(w.end)), w.start - 2*time.Second, g.end + 500*time.Millisecond}
+						if newestExpired(ops[si+1:i], g, p.margin) {
+							r.staleExpired = append(r.staleExpired, fd)
+						} else {
+							r.stale = append(r.stale, fd)
+						}
 						break
 					}
 				}
@@ -356,6 +362,17 @@ func checkRun(hist map[string][]op, f *faultLog, p checkParams) runResult {
 		}
 	}
 	return r
+}
+
+// newestExpired reports whether the newest acknowledged set among ops that returned before
+// get g started had expired by then (by more than margin).
+func newestExpired(ops []op, g op, margin time.Duration) bool {
+	for j := len(ops) - 1; j >= 0; j-- {
+		if o := ops[j]; o.kind == opSet && o.res == resOK && o.end < g.start {
+			return o.start+o.ttl+margin < g.start
+		}
+	}
+	return false
 }
 
 // expectation is what a fresh host must find under a key at the end.
