@@ -365,11 +365,11 @@ func checkRun(hist map[string][]op, f *faultLog, p checkParams) runResult {
 }
 
 // newestExpired reports whether the newest acknowledged set among ops that returned before
-// get g started had expired by then (by more than margin).
+// get g started may have expired while g ran (to within margin).
 func newestExpired(ops []op, g op, margin time.Duration) bool {
 	for j := len(ops) - 1; j >= 0; j-- {
 		if o := ops[j]; o.kind == opSet && o.res == resOK && o.end < g.start {
-			return o.start+o.ttl+margin < g.start
+			return o.start+o.ttl < g.end+margin
 		}
 	}
 	return false
