@@ -305,6 +305,7 @@ func (o *outbox) retire(seg *outSegment) {
 	os.Remove(seg.path)
 }
 
+// unmap releases seg's mapping, or the file a recovered segment keeps open.
 func (o *outbox) unmap(seg *outSegment) {
 	if seg.file != nil {
 		seg.file.Close()

@@ -470,7 +470,7 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		// Not found where it was asked, but a server that may hold it did not answer:
 		// "not found" would read as "logged out".
 		return sessioncache.Entry{}, fmt.Errorf("sibling: a relief server that may hold the key failed: %w", firstErr)
-	case !found && !vouch, found && !final && (best.Deleted || !anyVouched || vouched < best.Rev):
+	case !final && (!found || best.Deleted || !anyVouched || vouched < best.Rev):
 		return sessioncache.Entry{}, ErrOwnersBehind
 	case !found:
 		return sessioncache.Entry{}, ErrNotFound

@@ -67,15 +67,7 @@ func (t *Set) Clear(key []byte) {
 func (t *Set) Seq() uint64 { return t.seq.Load() }
 
 // DeletedAfter reports whether key was deleted after Seq returned seq (and within the TTL).
-func (t *Set) DeletedAfter(key []byte, seq uint64) bool {
-	if t.seq.Load() == seq {
-		return false // nothing was deleted since: no lock needed
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m, ok := t.at[string(key)]
-	return ok && m.seq > seq
-}
+func (t *Set) DeletedAfter(key []byte, seq uint64) bool { return t.DeletedAfterRev(key, seq, 0) }
 
 // DeletedAfterRev is DeletedAfter for an answer of revision rev: it reports whether key was
 // deleted after Seq returned seq by a deletion at least as new as that answer (or of an
@@ -83,7 +75,7 @@ func (t *Set) DeletedAfter(key []byte, seq uint64) bool {
 // stream, say) does not override a newer version.
 func (t *Set) DeletedAfterRev(key []byte, seq, rev uint64) bool {
 	if t.seq.Load() == seq {
-		return false
+		return false // nothing was deleted since: no lock needed
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
