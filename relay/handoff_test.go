@@ -493,3 +493,45 @@ func TestARelayWaitingForItsTierBelowDoesNotAnswerAMiss(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(e.Value))
 }
+
+// TestAVersionThatExpiredKeepsOlderOnesBelowOut: a session set again with a shorter
+// lifetime than the version the tier below holds stays ended once it expires. While the
+// relay's table keeps the expired version's record, the relay answers from it (a miss,
+// without asking below) and refuses older writes; when the table takes the record back, the
+// version's deletion is handed down and replaces the older version there.
+func TestAVersionThatExpiredKeepsOlderOnesBelowOut(t *testing.T) {
+	lower := newMemBackend()
+	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	key := []byte("k")
+	rev := uint64(time.Now().UnixNano())
+	lower.put(key, sessioncache.Entry{Value: []byte("long-lived"), Expiry: time.Now().Add(time.Hour), Rev: rev + 1})
+
+	short := time.Now().Add(50 * time.Millisecond)
+	require.NoError(t, c.Publish(ctx, "auths", key, sessioncache.Entry{Value: []byte("short-lived"), Expiry: short, Rev: rev + 2}))
+	time.Sleep(time.Until(short) + time.Millisecond) // the expiry itself is what is waited for
+	e, err := c.Get(ctx, "auths", key)
+	require.ErrorIs(t, err, ErrNotFound, "the newest version expired: the older one below is not served")
+	assert.True(t, e.Deleted)
+	assert.Equal(t, rev+2, e.Rev)
+	require.NoError(t, c.Publish(ctx, "auths", key, sessioncache.Entry{Value: []byte("late"), Expiry: time.Now().Add(time.Hour), Rev: rev + 1}))
+	_, err = c.Get(ctx, "auths", key)
+	require.ErrorIs(t, err, ErrNotFound, "a write older than the expired version is refused")
+	assert.True(t, lower.has("k"), "the tier below was not asked to change anything yet")
+
+	n, err := r.Table().DeleteExpired()
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	eventually(t, "the expired version's deletion to be handed down", func() bool {
+		return !lower.has("k") && r.Outbox().Pending == 0
+	})
+	_, err = c.Get(ctx, "auths", key)
+	require.ErrorIs(t, err, ErrNotFound, "the tier below answers with the deletion now")
+
+	// A newer version is a new session.
+	require.NoError(t, c.Publish(ctx, "auths", key, sessioncache.Entry{Value: []byte("new"), Expiry: time.Now().Add(time.Hour), Rev: rev + 3}))
+	v, _, err := entryParts(c.Get(ctx, "auths", key))
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(v))
+}

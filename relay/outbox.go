@@ -91,6 +91,8 @@ type outbox struct {
 	cancel    context.CancelFunc
 	pending   atomic.Int64 // records not yet confirmed
 	dropped   atomic.Int64 // records refused because the outbox was full
+	// shadowsDropped counts the deletions of expired versions left out (addIfRoom).
+	shadowsDropped atomic.Int64
 	retries   atomic.Int64
 	fullWarn  throttle.Throttle // warnings that the outbox is full
 	retryWarn throttle.Throttle // warnings about failed hand-downs
@@ -321,14 +323,26 @@ func (o *outbox) unmap(seg *outSegment) {
 // add records f durably and queues it for delivery. It fails when the outbox is full or
 // closed, or the record cannot be written.
 func (o *outbox) add(f *wire.Frame) error {
+	return o.addWithin(f, o.limit, &o.dropped)
+}
+
+// addIfRoom is add for what may be left out under pressure (the deletion of a version that
+// expired): it takes f only while the outbox holds less than half its limit, so that
+// evictions and deletions, which must not be refused, keep the other half. It counts a
+// refusal in shadowsDropped.
+func (o *outbox) addIfRoom(f *wire.Frame) error {
+	return o.addWithin(f, o.limit/2, &o.shadowsDropped)
+}
+
+func (o *outbox) addWithin(f *wire.Frame, limit int64, refused *atomic.Int64) error {
 	size := int64(recordSize(f))
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
 		return ErrClosed
 	}
-	if o.bytes+size > o.limit {
-		o.dropped.Add(1)
+	if o.bytes+size > limit {
+		refused.Add(1)
 		return ErrOutboxFull
 	}
 	if o.seg.size+size > int64(len(o.seg.mem)) {

@@ -155,6 +155,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		tcfg.Logger = cfg.Logger
 	}
 	tcfg.BeforeEvict = r.evicted
+	tcfg.BeforeReclaim = r.reclaimed
 	t, err := sessioncache.Open(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("relay: table: %w", err)
@@ -237,7 +238,8 @@ func (r *Relay) Addr() net.Addr { return r.srv.Addr() }
 func (r *Relay) Table() *sessioncache.Table { return r.table }
 
 // Lookup returns the entry the relay's table holds for key on the auth path, or
-// ErrNotFound (with the tombstone, if the key was deleted). It does not ask the tier below.
+// ErrNotFound (with the tombstone, if the key was deleted or its newest version expired).
+// It does not ask the tier below.
 func (r *Relay) Lookup(key []byte) (sessioncache.Entry, error) {
 	return r.entries.GetAppend(nil, key)
 }
@@ -250,6 +252,11 @@ type OutboxStats struct {
 	// Unplaced counts the evictions dropped because the tier below keeps none: it knows no
 	// relief server (the sibling counts those it dropped itself, see HintStats).
 	Unplaced int64
+	// ExpiriesLeftOut counts the versions that expired in the relay's table whose deletion
+	// was not handed down because the outbox was over half full (see Relay's expiry
+	// guarantee): a relief server may then serve an older version of such a key that
+	// outlives it.
+	ExpiriesLeftOut int64
 }
 
 // Server returns the counts of the relay's connections and requests.
@@ -262,7 +269,7 @@ func (r *Relay) Requests() []RequestStats { return r.srv.RequestStats() }
 // Outbox returns the counts of the relay's outbox.
 func (r *Relay) Outbox() OutboxStats {
 	return OutboxStats{Pending: r.outbox.pending.Load(), Refused: r.outbox.dropped.Load(), Retries: r.outbox.retries.Load(),
-		Unplaced: r.unplaced.Load()}
+		Unplaced: r.unplaced.Load(), ExpiriesLeftOut: r.outbox.shadowsDropped.Load()}
 }
 
 // LowerGetFailures returns how many lookups the tier below failed (its error, not a miss).
@@ -626,6 +633,33 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 	f := endpoint.EntryFrameValue(wire.OpEvict, r.authPath, key, e) // encoded into the outbox at once
 	if err := r.outbox.add(&f); err != nil {
 		r.outbox.warnFull("eviction", key)
+	}
+}
+
+// reclaimed receives a version whose expiry has passed as the table takes its record back
+// (with the shard locked), and hands its revision down as a deletion. Until then the
+// table's record answered for the key (an expired version reads as a tombstone of its
+// revision), but the tiers below may hold an older version that outlives it (the key was
+// set again with a shorter lifetime), which they must not serve once the record is gone.
+// The deletion's expiry is the version's own, already passed: a relief server keeps it
+// only in place of an older entry it holds, as long as that entry would have lived.
+func (r *Relay) reclaimed(key, value []byte, expiry time.Time) {
+	if !r.handsDown() || wallclock.Nanos() < r.noOwnerUntil.Load() {
+		return
+	}
+	e, err := entrytable.Decode(value)
+	if err != nil || e.Deleted {
+		return // a tombstone was kept as long as the entry it replaced would have lived
+	}
+	for {
+		h := r.horizon.Load()
+		if e.Rev <= h || r.horizon.CompareAndSwap(h, e.Rev) {
+			break
+		}
+	}
+	f := endpoint.EntryFrameValue(wire.OpDelete, r.authPath, key, sessioncache.Entry{Rev: e.Rev, Deleted: true, Expiry: expiry})
+	if err := r.outbox.addIfRoom(&f); err != nil && !errors.Is(err, ErrOutboxFull) {
+		r.log.Warn("relay: handing down an expired version", "err", err)
 	}
 }
 

@@ -44,6 +44,11 @@ type LogConfig struct {
 	// CompactAt is the file size, in bytes, above which the log is rewritten when more than
 	// half of it is dead (overwritten, deleted or expired entries). Zero means 4 MiB.
 	CompactAt int64
+	// KeepExpiredFor is how long after its expiry a version is still kept, without its
+	// value, as the deletion of its revision (through restarts and compactions), so that an
+	// older version of the key, handed over late or held by another server, is not served
+	// after it: a session set again with a shorter lifetime stays ended. Zero means one hour.
+	KeepExpiredFor time.Duration
 	// Logger receives recovery of a torn tail and compactions. Nil means no logging.
 	Logger *slog.Logger
 }
@@ -51,7 +56,8 @@ type LogConfig struct {
 // LogStore is a durable Store for aging relief servers: an append-only log of entries and
 // tombstones, replayed into memory when it opens, so a restarted server still has every
 // entry and every deletion it acknowledged that has not expired: a deleted key does not
-// come back from the log. The log is compacted when most of it is dead.
+// come back from the log. A version that expired reads as the deletion of its revision
+// for LogConfig.KeepExpiredFor more. The log is compacted when most of it is dead.
 //
 // The file starts with the 8 bytes "GSLOG2\n\x00", then records (little-endian): u32 length
 // of the rest, u32 CRC-32C of the rest, u8 op (1 entry, 2 tombstone), i64 expiry in unix
@@ -141,6 +147,9 @@ func OpenLog(cfg LogConfig) (*LogStore, error) {
 	if cfg.CompactAt == 0 {
 		cfg.CompactAt = 4 << 20
 	}
+	if cfg.KeepExpiredFor == 0 {
+		cfg.KeepExpiredFor = time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,9 +219,12 @@ func (s *LogStore) replay(f *os.File) error {
 			s.live -= old.size
 			delete(s.m, key)
 		}
-		if exp == 0 || exp > now {
+		switch {
+		case exp == 0 || exp > now:
 			s.m[key] = logEntry{value: value, expiry: exp, rev: rev, deleted: op == logOpDelete, size: size}
 			s.live += size
+		case s.keptExpired(exp, now):
+			s.m[key] = logEntry{expiry: exp, rev: rev, deleted: true} // the deletion of its revision
 		}
 		off += size
 	}
@@ -230,7 +242,13 @@ func (s *LogStore) cut(f *os.File, off int64, why string) error {
 	return nil
 }
 
-// Get implements Store.
+// keptExpired reports whether a version that expired at exp is still kept, at now, as the
+// deletion of its revision.
+func (s *LogStore) keptExpired(exp, now int64) bool {
+	return exp > now-int64(s.cfg.KeepExpiredFor)
+}
+
+// Get implements Store. A version that expired reads as a tombstone of its revision.
 func (s *LogStore) Get(_ context.Context, key []byte) (sessioncache.Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -238,8 +256,14 @@ func (s *LogStore) Get(_ context.Context, key []byte) (sessioncache.Entry, error
 		return sessioncache.Entry{}, errors.New("relief: log store closed")
 	}
 	e, ok := s.m[string(key)]
-	if !ok || (e.expiry != 0 && e.expiry <= time.Now().UnixNano()) {
+	if !ok {
 		return sessioncache.Entry{}, ErrNotFound
+	}
+	if e.expiry != 0 && e.expiry <= time.Now().UnixNano() {
+		if !s.keptExpired(e.expiry, time.Now().UnixNano()) {
+			return sessioncache.Entry{}, ErrNotFound
+		}
+		e.deleted = true
 	}
 	if e.deleted {
 		return e.entry(), ErrNotFound
@@ -258,17 +282,29 @@ func (s *LogStore) Put(_ context.Context, key []byte, e sessioncache.Entry) (boo
 	defer s.mu.Unlock()
 	old, had := s.m[string(key)]
 	now := time.Now().UnixNano()
+	live := had // an unexpired version or tombstone
 	if had && old.expiry != 0 && old.expiry <= now {
-		had = false
+		// Expired: the deletion of its revision, while it is kept.
+		live, old.deleted = false, true
+		had = s.keptExpired(old.expiry, now)
 	}
 	if had && !e.Newer(old.entry()) {
 		return false, nil
 	}
-	if e.Deleted && had && !old.deleted && exp != 0 && (old.expiry == 0 || old.expiry > exp) {
+	if e.Deleted && live && !old.deleted && exp != 0 && (old.expiry == 0 || old.expiry > exp) {
 		exp = old.expiry // the tombstone outlives the entry it replaces
 	}
-	if exp != 0 && exp <= now && !had {
-		return false, nil // expired, and replaces nothing
+	if exp != 0 && exp <= now && !live {
+		// Expired, and replaces nothing live: it only moves the key's deletion on to its
+		// revision, in memory (a replay keeps expired versions so too, see keptExpired).
+		if had || s.keptExpired(exp, now) {
+			if had {
+				s.live -= old.size
+			}
+			s.gen++
+			s.m[string(key)] = logEntry{expiry: max(exp, old.expiry), rev: e.Rev, deleted: true, gen: s.gen}
+		}
+		return false, nil
 	}
 	op, value := byte(logOpSet), e.Value
 	if e.Deleted {
@@ -415,7 +451,10 @@ func (s *LogStore) rewrite() error {
 	sizes := make(map[string]int64, len(snap))
 	for k, e := range snap {
 		if e.expiry != 0 && e.expiry <= now {
-			continue
+			if !s.keptExpired(e.expiry, now) {
+				continue
+			}
+			e.deleted, e.value = true, nil // kept as the deletion of its revision
 		}
 		size, err := w.append(opOf(e), []byte(k), e.value, e.expiry, e.rev)
 		if err != nil {
@@ -434,6 +473,9 @@ func (s *LogStore) rewrite() error {
 	}
 	for k, e := range s.m { // what changed since the snapshot
 		if e.gen > gen {
+			if e.expiry != 0 && e.expiry <= now {
+				e.deleted, e.value = true, nil
+			}
 			size, err := w.append(opOf(e), []byte(k), e.value, e.expiry, e.rev)
 			if err != nil {
 				return err
@@ -457,7 +499,7 @@ func (s *LogStore) rewrite() error {
 	for k, e := range s.m {
 		size, ok := sizes[k]
 		if !ok {
-			delete(s.m, k) // expired
+			delete(s.m, k) // expired, and no longer kept
 			continue
 		}
 		e.size = size

@@ -147,11 +147,9 @@ func (r *RedisStore) Put(ctx context.Context, key []byte, e sessioncache.Entry) 
 	if !e.Expiry.IsZero() {
 		pxat = e.Expiry.UnixMilli()
 		if !e.Expiry.After(time.Now()) {
-			if e.Deleted {
-				return false, nil
-			}
-			// Expired: it only removes older versions, which a tombstone of its revision does
-			// for a moment.
+			// Expired (a version, or the deletion of one, handed over late): it only removes
+			// older versions, which a tombstone of its revision does for a moment, or as long
+			// as the entry it replaces would have lived.
 			e, pxat = sessioncache.Entry{Rev: e.Rev, Deleted: true}, time.Now().Add(time.Second).UnixMilli()
 		}
 	}

@@ -249,7 +249,9 @@ func (s *Server) keep(ctx context.Context, key []byte, e sessioncache.Entry) err
 }
 
 // Delete replaces key's entry with a tombstone, kept until e.Expiry, TombstoneTTL from
-// now, or the entry's own expiry, whichever is latest.
+// now, or the entry's own expiry, whichever is latest. A deletion whose expiry has already
+// passed (the relay hands down so each version that expired in its table) replaces only an
+// older entry the store holds, and lasts as long as that entry would have lived.
 func (s *Server) Delete(ctx context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.deletes.Add(1)
 	return s.tombstone(ctx, key, e)
@@ -257,7 +259,8 @@ func (s *Server) Delete(ctx context.Context, _ string, key []byte, e sessioncach
 
 func (s *Server) tombstone(ctx context.Context, key []byte, e sessioncache.Entry) error {
 	e.Value, e.Deleted = nil, true
-	if floor := time.Now().Add(s.cfg.TombstoneTTL); e.Expiry.Before(floor) {
+	expired := !e.Expiry.IsZero() && e.Expiry.UnixNano() <= wallclock.Nanos()
+	if floor := time.Now().Add(s.cfg.TombstoneTTL); !expired && e.Expiry.Before(floor) {
 		e.Expiry = floor
 	}
 	if !s.enter() {

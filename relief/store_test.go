@@ -79,3 +79,104 @@ func TestStoresKeepTheNewestVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestStoresKeepExpiredVersionsAsDeletions: the deletion of a version that expired (as the
+// relay hands it down, its expiry already passed) replaces an older entry a store holds for
+// as long as that entry would have lived; and in the memory and log stores a version that
+// expires in the store reads as the deletion of its revision, keeping older ones out (the
+// Redis store forgets a key at its expiry).
+func TestStoresKeepExpiredVersionsAsDeletions(t *testing.T) {
+	dir := t.TempDir()
+	stores := map[string]func(t *testing.T) Store{
+		"memory": func(t *testing.T) Store {
+			s, err := NewMemoryStore(sessioncache.Config{Path: filepath.Join(dir, "memory-expired.table"), ElementCount: 64, RecordSize: 64})
+			require.NoError(t, err)
+			return s
+		},
+		"log": func(t *testing.T) Store {
+			s, err := OpenLog(LogConfig{Path: filepath.Join(dir, "aging-expired.log"), Sync: SyncAlways})
+			require.NoError(t, err)
+			return s
+		},
+		"redis": func(t *testing.T) Store {
+			addr := startRedisOnce(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: "expired:"})
+			require.NoError(t, err)
+			return s
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			ctx := context.Background()
+			hour, past := time.Now().Add(time.Hour), time.Now().Add(-time.Second)
+			put := func(k string, e sessioncache.Entry) bool {
+				t.Helper()
+				ok, err := s.Put(ctx, []byte(k), e)
+				require.NoError(t, err)
+				return ok
+			}
+			require.True(t, put("held", sessioncache.Entry{Value: []byte("v5"), Expiry: hour, Rev: 5}))
+			assert.True(t, put("held", sessioncache.Entry{Rev: 6, Deleted: true, Expiry: past}), "it replaces the older entry")
+			e, err := s.Get(ctx, []byte("held"))
+			require.ErrorIs(t, err, ErrNotFound)
+			assert.True(t, e.Deleted)
+			assert.Equal(t, uint64(6), e.Rev)
+			assert.WithinDuration(t, hour, e.Expiry, time.Second, "as long as the entry would have lived")
+			assert.False(t, put("held", sessioncache.Entry{Value: []byte("v4"), Expiry: hour, Rev: 4}))
+			_, err = s.Get(ctx, []byte("held"))
+			require.ErrorIs(t, err, ErrNotFound)
+
+			if name == "redis" {
+				require.NoError(t, s.Close())
+				return
+			}
+			short := time.Now().Add(50 * time.Millisecond)
+			require.True(t, put("expiring", sessioncache.Entry{Value: []byte("v8"), Expiry: short, Rev: 8}))
+			time.Sleep(time.Until(short) + time.Millisecond) // the expiry itself is what is waited for
+			e, err = s.Get(ctx, []byte("expiring"))
+			require.ErrorIs(t, err, ErrNotFound)
+			assert.Equal(t, sessioncache.Entry{Rev: 8, Deleted: true, Expiry: time.Unix(0, short.UnixNano())}, e)
+			assert.False(t, put("expiring", sessioncache.Entry{Value: []byte("v7"), Expiry: hour, Rev: 7}), "an older version stays out")
+			if name == "log" {
+				require.NoError(t, s.Close())
+				s = open(t)
+				assert.False(t, put("expiring", sessioncache.Entry{Value: []byte("v7"), Expiry: hour, Rev: 7}), "after a reopen too")
+				require.NoError(t, s.(*LogStore).rewrite())
+				require.NoError(t, s.Close())
+				s = open(t)
+				assert.False(t, put("expiring", sessioncache.Entry{Value: []byte("v7"), Expiry: hour, Rev: 7}), "and a compaction")
+			}
+			assert.True(t, put("expiring", sessioncache.Entry{Value: []byte("v9"), Expiry: hour, Rev: 9}))
+			v, _, err := entryParts(s.Get(ctx, []byte("expiring")))
+			require.NoError(t, err)
+			assert.Equal(t, "v9", string(v))
+			require.NoError(t, s.Close())
+		})
+	}
+}
+
+// TestALogStoreForgetsExpiredVersionsInTime: past KeepExpiredFor, a version that expired is
+// gone from the log store (through a reopen) and no longer keeps older ones out.
+func TestALogStoreForgetsExpiredVersionsInTime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "aging.log")
+	s, err := OpenLog(LogConfig{Path: path, KeepExpiredFor: time.Millisecond})
+	require.NoError(t, err)
+	short := time.Now().Add(20 * time.Millisecond)
+	_, err = s.Put(context.Background(), []byte("k"), sessioncache.Entry{Value: []byte("v8"), Expiry: short, Rev: 8})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	time.Sleep(time.Until(short) + 5*time.Millisecond) // the expiry itself is what is waited for
+	s, err = OpenLog(LogConfig{Path: path, KeepExpiredFor: time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, 0, s.Len())
+	e, err := s.Get(context.Background(), []byte("k"))
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.False(t, e.Deleted)
+	ok, err := s.Put(context.Background(), []byte("k"), sessioncache.Entry{Value: []byte("v7"), Expiry: time.Now().Add(time.Hour), Rev: 7})
+	require.NoError(t, err)
+	assert.True(t, ok)
+}

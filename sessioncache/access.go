@@ -47,7 +47,19 @@ func (t *Table) Get(key []byte) ([]byte, error) {
 // the entry's expiry (the zero Time if it has none). It allocates nothing when dst has room
 // for the value. On error it returns dst unchanged.
 func (t *Table) GetAppend(dst, key []byte) ([]byte, time.Time, error) {
-	dst, exp, err := t.get(dst, key, math.MaxUint32)
+	dst, exp, err := t.get(dst, key, math.MaxUint32, false)
+	if err != nil || exp == 0 {
+		return dst, time.Time{}, err
+	}
+	return dst, time.Unix(0, exp), nil
+}
+
+// GetAppendIncludingExpired is GetAppend that also returns an entry whose expiry has
+// passed, as long as its record has not been reclaimed (see Config.BeforeReclaim): the
+// caller compares the expiry with the time. It is for callers that order the versions of
+// a key, to whom an expired version still says that every older one is gone.
+func (t *Table) GetAppendIncludingExpired(dst, key []byte) ([]byte, time.Time, error) {
+	dst, exp, err := t.get(dst, key, math.MaxUint32, true)
 	if err != nil || exp == 0 {
 		return dst, time.Time{}, err
 	}
@@ -63,7 +75,7 @@ func (t *Table) PeekAppend(dst, key []byte, n int) ([]byte, time.Time, error) {
 	} else if uint64(n) < math.MaxUint32 {
 		limit = uint32(n)
 	}
-	dst, exp, err := t.get(dst, key, limit)
+	dst, exp, err := t.get(dst, key, limit, false)
 	if err != nil || exp == 0 {
 		return dst, time.Time{}, err
 	}
@@ -79,8 +91,9 @@ const (
 	lookupBroken // links or lengths out of range: a write was in progress, or corruption
 )
 
-// get appends to dst at most limit bytes of the value stored under key.
-func (t *Table) get(dst, key []byte, limit uint32) ([]byte, int64, error) {
+// get appends to dst at most limit bytes of the value stored under key; with expired, also
+// of an entry whose expiry has passed.
+func (t *Table) get(dst, key []byte, limit uint32, expired bool) ([]byte, int64, error) {
 	if t.closed.Load() {
 		return dst, 0, ErrClosed
 	}
@@ -114,8 +127,14 @@ func (t *Table) get(dst, key []byte, limit uint32) ([]byte, int64, error) {
 		switch {
 		case res == lookupBroken:
 			return dst[:n0], 0, t.corrupt(sh)
-		case res == lookupMiss || (exp != 0 && exp <= t.now()):
+		case res == lookupMiss:
 			sh.countMiss()
+			return dst[:n0], 0, ErrNotFound
+		case exp != 0 && exp <= t.now():
+			sh.countMiss()
+			if expired {
+				return dst, exp, nil
+			}
 			return dst[:n0], 0, ErrNotFound
 		}
 		if atomic.LoadUint32(&r.ref) == 0 {
@@ -159,7 +178,9 @@ func (t *Table) Set(key, value []byte, expiry time.Time) error {
 
 // HeldFunc decides, for SetIf, whether to replace what a key holds: held is the first
 // bytes of the value stored now, valid only during the call (nil when found is false: no
-// entry, or it has expired), and heldExpiry its expiry in Unix nanoseconds (0 for none).
+// entry), and heldExpiry its expiry in Unix nanoseconds (0 for none). An entry whose expiry
+// has passed but whose record the table has not reclaimed yet is shown too, with its
+// expiry: a caller that orders versions can still refuse one older than it.
 // It returns whether to store the new value, and the expiry to store it with, in Unix
 // nanoseconds: the one SetIf was given, a later one, or 0 for none (an earlier one counts
 // as the one given). It runs with the key's shard locked, in every process: it must be
@@ -269,12 +290,8 @@ func (t *Table) askHeld(sh *shard, tag uint64, key []byte, n int, exp int64, dec
 		if vlen > t.shape.recordSize || klen+vlen > t.shape.recordSize {
 			return false, 0, false
 		}
-		if heldExp = r.expiry; heldExp == 0 || heldExp > t.now() {
-			found = true
-			held = unsafe.Slice((*byte)(unsafe.Add(t.recordData(r), klen)), min(int(vlen), n))
-		} else {
-			heldExp = 0
-		}
+		found, heldExp = true, r.expiry
+		held = unsafe.Slice((*byte)(unsafe.Add(t.recordData(r), klen)), min(int(vlen), n))
 	}
 	store, newExp = decide(held, heldExp, found)
 	switch {
@@ -541,6 +558,7 @@ func (t *Table) reclaimExpired(sh *shard, now int64) int {
 			continue
 		}
 		if r.expiry <= now {
+			t.callBeforeReclaim(r)
 			t.unindex(sh, i, r)
 			markFree(sh, i)
 			sh.hdr.live--

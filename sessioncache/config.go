@@ -99,6 +99,15 @@ type Config struct {
 	// during the call.
 	BeforeEvict func(key, value []byte, expiry time.Time)
 
+	// BeforeReclaim, when set, receives every entry whose expiry has passed when the table
+	// takes its record back to reuse the space (not one replaced by a Set of its key or
+	// removed by Delete), before the record is freed, with the shard's lock held as for
+	// BeforeEvict. Until then the entry is still seen by GetAppendIncludingExpired and
+	// SetIf; a caller that orders versions can hand it on here as a deletion of its
+	// version (the relay does, so the tiers below do not serve older versions of the key).
+	// key and value are valid only during the call.
+	BeforeReclaim func(key, value []byte, expiry time.Time)
+
 	// Prefault makes Open bring every page of the section into memory and into this
 	// process's page tables before it returns, so that no Get or Set stops for the first
 	// touch of a page (a page fault of a few microseconds on tmpfs, paid once per page and

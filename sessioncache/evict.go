@@ -70,7 +70,7 @@ func (t *Table) allocate(sh *shard, now int64, ev *evicted, tryFree bool) uint32
 			continue
 		}
 		sh.hdr.hand = hand
-		if t.beforeEvict != nil {
+		if t.beforeEvict != nil || t.beforeReclaim != nil {
 			t.callBeforeEvict(r)
 		}
 		t.unindex(sh, i, r)
@@ -86,10 +86,15 @@ func (t *Table) allocate(sh *shard, now int64, ev *evicted, tryFree bool) uint32
 	}
 }
 
-// callBeforeEvict hands an unexpired entry that is about to be evicted to BeforeEvict,
-// while it is still indexed and whole.
+// callBeforeEvict hands an entry that is about to be evicted to BeforeEvict (an unexpired
+// one) or BeforeReclaim (an expired one), while it is still indexed and whole.
 func (t *Table) callBeforeEvict(r *recordHeader) {
-	if r.expiry != 0 && r.expiry <= t.now() {
+	expired := r.expiry != 0 && r.expiry <= t.now()
+	if expired {
+		t.callBeforeReclaim(r)
+		return
+	}
+	if t.beforeEvict == nil {
 		return
 	}
 	data := unsafe.Slice((*byte)(t.recordData(r)), uint32(r.keyLen)+r.valLen)
@@ -98,4 +103,14 @@ func (t *Table) callBeforeEvict(r *recordHeader) {
 		e = time.Unix(0, r.expiry)
 	}
 	t.beforeEvict(data[:r.keyLen], data[r.keyLen:], e)
+}
+
+// callBeforeReclaim hands an expired entry whose record is about to be freed to
+// BeforeReclaim, while it is still indexed and whole.
+func (t *Table) callBeforeReclaim(r *recordHeader) {
+	if t.beforeReclaim == nil {
+		return
+	}
+	data := unsafe.Slice((*byte)(t.recordData(r)), uint32(r.keyLen)+r.valLen)
+	t.beforeReclaim(data[:r.keyLen], data[r.keyLen:], time.Unix(0, r.expiry))
 }

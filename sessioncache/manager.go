@@ -384,11 +384,15 @@ func (m *Manager) GetAppend(ctx context.Context, dst, key []byte) ([]byte, time.
 
 // fetch asks the key's relays in order until one has it. A key published while its
 // first relay was down lives on the next one, so not found from one relay passes the
-// search on too.
+// search on too; but an entry older than a deletion (or an expired version) that an
+// earlier relay answered with is not taken.
 func (m *Manager) fetch(ctx context.Context, key []byte) (Entry, error) {
 	var e Entry
 	err := m.eachOwner(ctx, key, "get", func(ctx context.Context, n remoteNode) error {
 		got, err := n.r.Get(ctx, m.cfg.AuthPath, key)
+		if err == nil && e.Deleted && !got.Newer(e) {
+			return ErrNotFound
+		}
 		if got.Rev > e.Rev || err == nil {
 			e = got
 		}

@@ -37,6 +37,8 @@ type Table struct {
 	onEvict   func(key, value []byte, expiry time.Time)
 	// beforeEvict is Config.BeforeEvict.
 	beforeEvict func(key, value []byte, expiry time.Time)
+	// beforeReclaim is Config.BeforeReclaim.
+	beforeReclaim func(key, value []byte, expiry time.Time)
 	logger      *slog.Logger
 	now         func() int64 // unix nanoseconds; replaced by tests
 	closed      atomic.Bool
@@ -79,6 +81,7 @@ func Open(cfg Config) (*Table, error) {
 	t.owner = owner
 	t.onEvict = cfg.OnEvict
 	t.beforeEvict = cfg.BeforeEvict
+	t.beforeReclaim = cfg.BeforeReclaim
 	t.logger = cfg.Logger
 	if t.logger == nil {
 		t.logger = slog.New(slog.DiscardHandler)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/globalsession/globalsession/internal/wallclock"
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
@@ -73,10 +74,12 @@ func Decode(b []byte) (sessioncache.Entry, error) {
 
 // GetAppend returns the version of key the table holds, its value appended to dst. It
 // returns ErrNotFound when the table holds no live entry: then a returned Entry with
-// Deleted set is the key's tombstone.
+// Deleted set is the key's tombstone. A version whose expiry has passed, while the table
+// still keeps its record, reads as a tombstone of its revision (with its expiry): every
+// older version of the key is gone too, wherever it is kept.
 func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
 	n := len(dst)
-	b, exp, err := t.t.GetAppend(dst, key)
+	b, exp, err := t.t.GetAppendIncludingExpired(dst, key)
 	if err != nil {
 		return sessioncache.Entry{}, err
 	}
@@ -85,6 +88,9 @@ func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
 		return sessioncache.Entry{}, fmt.Errorf("%w: key %q", err, key)
 	}
 	e.Expiry = exp
+	if !exp.IsZero() && exp.UnixNano() <= wallclock.Nanos() {
+		e.Deleted, e.Value = true, nil
+	}
 	if e.Deleted {
 		return e, sessioncache.ErrNotFound
 	}
@@ -95,10 +101,12 @@ func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
 }
 
 // Put stores e under key unless the table holds a newer version (see Entry.Newer), and
-// reports whether it did. A tombstone is kept at least until the entry it replaces would
-// have expired. An entry or tombstone whose expiry has passed is not stored (Put reports
-// false), but it still removes an older version; a tombstone then stays, as above, while
-// the entry it replaces would still have lived (Put reports true).
+// reports whether it did. A version the table holds whose expiry has passed counts as a
+// tombstone of its revision until its record is reclaimed: an older version does not
+// replace it. A tombstone is kept at least until the entry it replaces would have expired.
+// An entry or tombstone whose expiry has passed is not stored (Put reports false), but it
+// still removes an older version; a tombstone then stays, as above, while the entry it
+// replaces would still have lived (Put reports true).
 func (t *Table) Put(key []byte, e sessioncache.Entry) (bool, error) {
 	_, ok, err := t.PutHeld(key, e)
 	return ok, err
@@ -134,9 +142,16 @@ func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool,
 		if heldExp != 0 {
 			h.Expiry = time.Unix(0, heldExp)
 		}
+		expired := heldExp != 0 && heldExp <= wallclock.Nanos()
+		if expired {
+			h.Deleted = true // an expired version stands for the deletion of its revision
+		}
 		held = h
 		if !e.Newer(h) {
 			return false, 0
+		}
+		if expired {
+			held = sessioncache.Entry{} // for PutHeld: nothing live was replaced
 		}
 		if e.Deleted && !h.Deleted && exp != 0 && (heldExp == 0 || heldExp > exp) {
 			return true, heldExp // a tombstone lasts as long as the entry it replaces would have

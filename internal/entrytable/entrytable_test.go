@@ -112,3 +112,36 @@ func TestForeignRecordsAreReplaced(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok)
 }
+
+// TestAnExpiredVersionShadowsOlderOnes: a version whose expiry has passed, while its record
+// is kept, reads as a tombstone of its revision and keeps older versions out, however long
+// they would live; a newer version replaces it.
+func TestAnExpiredVersionShadowsOlderOnes(t *testing.T) {
+	tb := newTable(t)
+	k := []byte("k")
+	exp := time.Now().Add(30 * time.Millisecond)
+	_, err := tb.Put(k, sessioncache.Entry{Value: []byte("short"), Rev: 5, Expiry: exp})
+	require.NoError(t, err)
+	time.Sleep(time.Until(exp) + time.Millisecond) // the expiry itself is what is waited for
+
+	e, err := tb.GetAppend(nil, k)
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+	assert.Equal(t, sessioncache.Entry{Rev: 5, Deleted: true, Expiry: time.Unix(0, exp.UnixNano())}, e)
+
+	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("older"), Rev: 4, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	assert.False(t, ok, "an older version stays out")
+	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("same"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	assert.False(t, ok, "so does the same version again")
+	_, err = tb.GetAppend(nil, k)
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+
+	held, ok, err := tb.PutHeld(k, sessioncache.Entry{Value: []byte("newer"), Rev: 6, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, sessioncache.Entry{}, held, "nothing live was replaced")
+	e, err = tb.GetAppend(nil, k)
+	require.NoError(t, err)
+	assert.Equal(t, "newer", string(e.Value))
+}
