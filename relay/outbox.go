@@ -93,9 +93,9 @@ type outbox struct {
 	dropped   atomic.Int64 // records refused because the outbox was full
 	// shadowsDropped counts the deletions of expired versions left out (addIfRoom).
 	shadowsDropped atomic.Int64
-	retries   atomic.Int64
-	fullWarn  throttle.Throttle // warnings that the outbox is full
-	retryWarn throttle.Throttle // warnings about failed hand-downs
+	retries        atomic.Int64
+	fullWarn       throttle.Throttle // warnings that the outbox is full
+	retryWarn      throttle.Throttle // warnings about failed hand-downs
 }
 
 // outSegment is a segment file. The one appended to is mapped into memory, so appending a

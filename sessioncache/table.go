@@ -39,10 +39,10 @@ type Table struct {
 	beforeEvict func(key, value []byte, expiry time.Time)
 	// beforeReclaim is Config.BeforeReclaim.
 	beforeReclaim func(key, value []byte, expiry time.Time)
-	logger      *slog.Logger
-	now         func() int64 // unix nanoseconds; replaced by tests
-	closed      atomic.Bool
-	evictBufs   sync.Pool
+	logger        *slog.Logger
+	now           func() int64 // unix nanoseconds; replaced by tests
+	closed        atomic.Bool
+	evictBufs     sync.Pool
 }
 
 // shard is this process's view of one shard: pointers into the section and its sizes.
