@@ -70,7 +70,9 @@
 // that answered holds all it was given (nothing is kept for it as hints). Without one, a
 // miss or a tombstone is not an answer (a newer version may have been pushed out to an
 // aging server that is away), nor is an entry that no up-to-date server holds (a deletion
-// kept as hints for the server that answered may have replaced it): the front end gets an
+// kept as hints for the server that answered may have replaced it), nor an expansion
+// server's version from before its connection (it may have missed the newer versions the
+// relay streamed meanwhile): the front end gets an
 // error (ErrOwnersBehind), as it does when a server failed, not a miss that would read as
 // a logout or a session a logout ended. It runs in the relay's process, or as a child process
 // (ChildSibling) that the relay starts, restarts when it dies, and stops on shutdown.

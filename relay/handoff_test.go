@@ -535,3 +535,29 @@ func TestAVersionThatExpiredKeepsOlderOnesBelowOut(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "new", string(v))
 }
+
+// TestAnExpansionServerVouchesOnlyForWhatTheStreamBroughtIt: while a key's aging server is
+// away, an expansion server's version is an answer only if it was written after the
+// stream of new entries began to reach that server (plus the clock margin): an older one
+// it may hold from before it was away, having missed the newer versions set meanwhile.
+func TestAnExpansionServerVouchesOnlyForWhatTheStreamBroughtIt(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir(), Members: []string{"aging/a1"}})
+	ctx := ctxT(t)
+	key := []byte("k")
+	x1 := newMemBackend()
+	x1.put(key, sessioncache.Entry{Value: []byte("from-before"), Expiry: time.Now().Add(time.Hour), Rev: uint64(time.Now().UnixNano())})
+	connectRelief(t, s, ReliefExpansion, "x1", x1)
+	_, err := s.Get(ctx, "auths", key)
+	require.ErrorIs(t, err, ErrOwnersBehind, "x1 may have missed a newer version while it was away")
+
+	// A version written (by its host's clock) well after the stream reached x1.
+	rev := uint64(time.Now().Add(streamClockMargin + time.Second).UnixNano())
+	require.NoError(t, s.Set(ctx, "auths", key, sessioncache.Entry{Value: []byte("streamed"), Expiry: time.Now().Add(time.Hour), Rev: rev}))
+	eventually(t, "the stream to reach x1", func() bool {
+		e, err := x1.Get(ctx, "auths", key)
+		return err == nil && e.Rev == rev
+	})
+	e, err := s.Get(ctx, "auths", key)
+	require.NoError(t, err)
+	assert.Equal(t, "streamed", string(e.Value))
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/globalsession/globalsession/internal/rendezvous"
 	"github.com/globalsession/globalsession/internal/throttle"
+	"github.com/globalsession/globalsession/internal/wallclock"
 	"github.com/globalsession/globalsession/internal/wire"
 	"github.com/globalsession/globalsession/relay/internal/endpoint"
 	"github.com/globalsession/globalsession/sessioncache"
@@ -93,9 +94,13 @@ type reliefRings struct {
 	expansion *rendezvous.Ring[string]
 	aging     *rendezvous.Ring[string]
 	connected map[string]*endpoint.Peer // relief name -> its connection
-	relief    []*endpoint.Peer          // connected relief servers
-	other     []*endpoint.Peer          // subscribers that are not relief servers: they get everything
-	all       []*endpoint.Peer
+	// since is, for each connected relief server, when these rings (or the first of the
+	// rings before them that had it connected) first counted it, in unix nanoseconds: the
+	// stream of new entries reaches it from then on (see Get).
+	since  map[*endpoint.Peer]int64
+	relief []*endpoint.Peer // connected relief servers
+	other  []*endpoint.Peer // subscribers that are not relief servers: they get everything
+	all    []*endpoint.Peer
 }
 
 var _ DurableBackend = (*Sibling)(nil)
@@ -280,8 +285,9 @@ func (s *Sibling) currentRings() *reliefRings {
 		return s.rings
 	}
 	peers, gen := s.srv.Subscribers(s.cfg.AuthPath)
-	r := &reliefRings{gen: gen, all: peers, connected: map[string]*endpoint.Peer{}}
+	r := &reliefRings{gen: gen, all: peers, connected: map[string]*endpoint.Peer{}, since: map[*endpoint.Peer]int64{}}
 	added := false
+	now := wallclock.Nanos()
 	for _, p := range peers {
 		if _, _, ok := ParseReliefName(p.ID()); !ok {
 			r.other = append(r.other, p)
@@ -289,6 +295,12 @@ func (s *Sibling) currentRings() *reliefRings {
 		}
 		r.relief = append(r.relief, p)
 		r.connected[p.ID()] = p
+		r.since[p] = now
+		if s.rings != nil {
+			if t, ok := s.rings.since[p]; ok {
+				r.since[p] = t
+			}
+		}
 		if !s.members[p.ID()] {
 			s.members[p.ID()], added = true, true
 			s.log.Info("sibling: a new relief server joins the members", "member", p.ID())
@@ -386,7 +398,10 @@ var ErrOwnersBehind = errors.New("sibling: no aging relief server that owns the 
 //     kind) answered with that very version: one that is behind may lack a deletion kept
 //     for it as hints, and serving its entry would undo a logout (and a miss of an
 //     up-to-date expansion server says nothing either, since it keeps tombstones only for
-//     its short MaxLife).
+//     its short MaxLife); and an expansion server's version only if it was written (by
+//     its revision, less streamClockMargin) after the stream of new entries began to reach
+//     that server on its connection, since of a version from before it may have missed
+//     the next.
 //
 // When none has the entry and one of them failed, it returns that failure, not
 // ErrNotFound.
@@ -396,6 +411,10 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		p       *endpoint.Peer
 		current bool // a relief server that holds all it was given
 		aging   bool // one of the key's aging servers
+		// since is, for an expansion server, when the stream of new entries began to reach
+		// it on this connection: of versions before then it may hold one and have missed
+		// the next.
+		since int64
 	}
 	var ownerBuf [8]owner
 	owners := ownerBuf[:0]
@@ -404,7 +423,7 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 	}
 	for _, m := range r.expansion.Owners(nil, key, s.cfg.Replicas) {
 		if p := r.connected[m]; p != nil {
-			owners = append(owners, owner{p: p, current: !s.hints.has(m)})
+			owners = append(owners, owner{p: p, current: !s.hints.has(m), since: r.since[p]})
 		}
 	}
 	aging := r.aging.Owners(nil, key, s.cfg.Replicas)
@@ -454,7 +473,7 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 			if !found || a.e.Newer(best) {
 				best, found = a.e, true
 			}
-			if a.o.current {
+			if a.o.current && (a.o.aging || a.e.Rev >= uint64(a.o.since+int64(streamClockMargin))) {
 				vouched, anyVouched = max(vouched, a.e.Rev), true
 			}
 		case !errors.Is(a.err, ErrNotFound) && firstErr == nil:
@@ -479,6 +498,12 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 	}
 	return best, nil
 }
+
+// streamClockMargin is how far a host's clock (which gives a version its revision) may be
+// ahead of the sibling's for Get to trust an expansion server's version: one written this
+// long after the stream began to reach the server was streamed to it, and so was every
+// newer one.
+const streamClockMargin = time.Second
 
 // Set hands a new entry the relay stored to the key's connected expansion servers, as a
 // stream without replies: the relay's table holds the entry, so an expansion server that

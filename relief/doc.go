@@ -24,6 +24,14 @@
 // least Config.TombstoneTTL), in the durable log too: an older entry arriving late, or
 // replayed from a log after a restart, never brings a deleted session back.
 //
+// A version that expired reads as the deletion of its revision while the store keeps it
+// (MemoryStore until its record is reused, LogStore for LogConfig.KeepExpiredFor; Redis
+// forgets a key at its expiry), and a deletion whose expiry has already passed (the relay
+// hands down so each version that expired in its table) replaces an older entry the store
+// holds, for as long as that entry would have lived, and is not kept otherwise. So a
+// session set again with a shorter lifetime is not followed, once it expires, by the older
+// and longer-lived version a server still held.
+//
 // # Stores
 //
 // A server keeps its entries in a Store: MemoryStore (a shared-memory LRU table of its

@@ -47,7 +47,8 @@ type LogConfig struct {
 	// KeepExpiredFor is how long after its expiry a version is still kept, without its
 	// value, as the deletion of its revision (through restarts and compactions), so that an
 	// older version of the key, handed over late or held by another server, is not served
-	// after it: a session set again with a shorter lifetime stays ended. Zero means one hour.
+	// after it: a session set again with a shorter lifetime stays ended. Zero means one hour;
+	// negative, not kept.
 	KeepExpiredFor time.Duration
 	// Logger receives recovery of a torn tail and compactions. Nil means no logging.
 	Logger *slog.Logger

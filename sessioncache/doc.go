@@ -17,8 +17,9 @@
 // A key and its value share one record of Config.RecordSize bytes; keys are at most
 // Config.MaxKeySize bytes. Sizes are bytes. A Set that does not fit returns ErrValueTooLarge
 // or ErrKeyTooLarge and changes nothing. Every entry carries an absolute expiry (or none);
-// an expired entry is never returned, and its record is reused before any unexpired entry is
-// evicted. The whole key is stored and compared on every Get: the hash only picks where to
+// an expired entry is never returned (but by GetAppendIncludingExpired and to SetIf's
+// decision, for callers that order versions), and its record is reused before any
+// unexpired entry is evicted (Config.BeforeReclaim sees it go). The whole key is stored and compared on every Get: the hash only picks where to
 // look, so two keys never read each other's value.
 //
 // # Eviction
@@ -69,7 +70,10 @@
 // is a tombstone with a revision that every tier keeps until the entry would have expired,
 // handed to relief servers that were away when they return, written to the aging log, and
 // stronger than any older version, whatever order versions arrive in (revisions come from a
-// hybrid clock on each host: see Entry.Rev).
+// hybrid clock on each host: see Entry.Rev). Once the newest version of a key expires, no
+// tier serves an older one either: an expired version stands for the deletion of its
+// revision in the relay's table and the relief servers' stores (see package relief for the
+// limits).
 //
 // Bounded staleness on hosts. A connected host stops serving a deleted key as soon as the
 // relay's change reaches it (one hop after the relay takes the delete). A host that lost

@@ -99,6 +99,8 @@ func relayMetrics(a *admin.Server, r *relay.Relay, lower func() bool) {
 	a.CounterFunc("relay_lower_get_failures_total", "Lookups the tier below failed; the front end got an error, not a miss.",
 		func() float64 { return float64(r.LowerGetFailures()) })
 	a.CounterFunc("relay_evictions_unplaced_total", "Evictions dropped: the tier below keeps none.", func() float64 { return float64(r.Outbox().Unplaced) })
+	a.CounterFunc("relay_expiries_left_out_total", "Deletions of versions that expired in the relay's table not handed down: the outbox was over half full.",
+		func() float64 { return float64(r.Outbox().ExpiriesLeftOut) })
 	a.Ready(admin.Check{Name: "table", Check: func(context.Context) error {
 		if _, err := r.Table().Get([]byte("\x00ready")); err != nil && !errors.Is(err, sessioncache.ErrNotFound) {
 			return err

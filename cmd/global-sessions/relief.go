@@ -57,7 +57,8 @@ func reliefConfig(ctx context.Context, f *config.File, log *slog.Logger) (relief
 func reliefStore(ctx context.Context, f *config.File, rb *config.Relief, cfg *relief.Config, log *slog.Logger) error {
 	switch {
 	case rb.Log != nil:
-		lc := relief.LogConfig{Path: f.Resolve(rb.Log.Path), SyncEvery: time.Duration(rb.Log.SyncEvery), Logger: log}
+		lc := relief.LogConfig{Path: f.Resolve(rb.Log.Path), SyncEvery: time.Duration(rb.Log.SyncEvery),
+			KeepExpiredFor: time.Duration(rb.Log.KeepExpiredFor), Logger: log}
 		switch rb.Log.Sync {
 		case "always":
 			lc.Sync = relief.SyncAlways

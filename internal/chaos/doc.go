@@ -28,13 +28,17 @@
 //   - missed: no Get during the run found nothing while an acknowledged Set of the key
 //     stood (not deleted since, not expired): a host that cannot answer for sure returns
 //     an error, never "not found", which would read as a logout;
+//   - expired shadow: no Get returned a version older than one an acknowledged Set wrote
+//     once that newer version had expired (a session set again with a shorter lifetime
+//     stays ended);
 //   - every table (hosts', relay's, relief's) passes Table.Verify once the processes stop.
 //
 // It also reports revocation latency (how long after a Delete returns other connected
-// hosts' local tables still hold the key), stale reads during the run (a version older
-// than an acknowledged Set wrote, past the allowance), and each table's size, evictions and
+// hosts' local tables still hold the key), other stale reads during the run (a version
+// older than an acknowledged, unexpired Set wrote, past the allowance: the README's
+// limitation while a key's aging servers are away), and each table's size, evictions and
 // lock recoveries. A failure prints the first lost, resurrected, corrupt and missed keys
-// with their histories and the faults around them.
+// with their histories and the faults around them (and expired-shadow reads).
 //
 // Short form (about 25 seconds of faults):
 //

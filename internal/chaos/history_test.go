@@ -270,7 +270,7 @@ type runResult struct {
 	resurrectedFrom map[string]int // ... by where the host found it: "local" or "remote"
 	corrupt         []finding      // a get returned a value never written under its key
 	stale           []finding      // a get returned an older version than an acknowledged set had written (no delete between)
-	staleExpired    []finding      // ... once the newest such set had expired (see the README's limitations), apart
+	staleExpired    []finding      // ... once the newest such set had expired: asserted, apart
 	missed          []finding      // a get found nothing while an acknowledged, unexpired, undeleted set existed
 	expiredServed   int            // a get returned a version past its expiry
 }

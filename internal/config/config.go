@@ -131,6 +131,8 @@ type LogBlock struct {
 	// Sync is "interval" (default), "always" or "never".
 	Sync      string   `json:"sync"`
 	SyncEvery Duration `json:"sync_every"`
+	// KeepExpiredFor is relief.LogConfig.KeepExpiredFor.
+	KeepExpiredFor Duration `json:"keep_expired_for"`
 }
 
 // RedisBlock configures a Redis store.
