@@ -328,3 +328,55 @@ func TestWatchSeesEveryChange(t *testing.T) {
 	require.NoError(t, a.Delete(ctx, []byte("after")))
 	assert.False(t, has("after deleted=true"))
 }
+
+// TestAnOlderDeletionDoesNotHideANewerFetchedVersion: while host A fetches a key from the
+// relay, the change stream brings A an older deletion of it (the session was logged out,
+// then logged in again; the deletion's change was late). The fetched version is newer than
+// the deletion, so A serves it: "not found" would read as a logout of the new session.
+func TestAnOlderDeletionDoesNotHideANewerFetchedVersion(t *testing.T) {
+	r := startRelay(t, nil)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	cr := &countingRemote{Remote: client(t, r.Addr().String()), hold: make(chan struct{}), entered: make(chan struct{}, 1)}
+	ha := &heldRemote{Remote: cr, arrived: make(chan struct{}, 1)}
+	a := manager(t, filepath.Join(dir, "a.table"), true, ha)
+	b := manager(t, filepath.Join(dir, "b.table"), true, client(t, r.Addr().String()))
+	require.NoError(t, b.Set(ctx, []byte("warm"), []byte("up"), time.Minute))
+	eventually(t, "A to be subscribed", func() bool {
+		_, err := a.Table().Get([]byte("warm"))
+		return err == nil
+	})
+
+	ha.mu.Lock()
+	ha.holding = true
+	ha.mu.Unlock()
+	key := []byte("sid")
+	require.NoError(t, b.Set(ctx, key, []byte("first-login"), time.Minute))
+	<-ha.arrived
+	require.NoError(t, b.Delete(ctx, key))
+	<-ha.arrived
+	require.NoError(t, b.Set(ctx, key, []byte("second-login"), time.Minute))
+	<-ha.arrived
+
+	got := make(chan error, 1)
+	var value []byte
+	go func() {
+		v, err := a.Get(ctx, key)
+		value = v
+		got <- err
+	}()
+	<-cr.entered // A's fetch is on its way; now the first login and its logout reach A
+	ha.mu.Lock()
+	for _, ch := range ha.held[:2] {
+		ha.fn(ch)
+	}
+	ha.held = ha.held[2:]
+	ha.mu.Unlock()
+	close(cr.hold)
+	require.NoError(t, <-got, "the fetched version is newer than the deletion")
+	assert.Equal(t, "second-login", string(value))
+	ha.release()
+	v, err := a.Get(ctx, key)
+	require.NoError(t, err)
+	assert.Equal(t, "second-login", string(v))
+}
