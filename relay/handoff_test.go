@@ -561,3 +561,36 @@ func TestAnExpansionServerVouchesOnlyForWhatTheStreamBroughtIt(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "streamed", string(e.Value))
 }
+
+// TestAnEvictionThatExpiresWhileWaitingStillEndsOlderVersions: a version pushed out of
+// the relay's table waits in the outbox while the tier below is down, and expires there.
+// The relay answers for the key from it (the deletion of its revision) instead of asking
+// the tier below, which holds an older, longer-lived version.
+func TestAnEvictionThatExpiresWhileWaitingStillEndsOlderVersions(t *testing.T) {
+	lower := &downBackend{memBackend: newMemBackend()}
+	lower.down.Store(true)
+	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	key := []byte("k")
+	rev := uint64(time.Now().UnixNano())
+	hour := time.Now().Add(time.Hour)
+	lower.put(key, sessioncache.Entry{Value: []byte("long-lived"), Expiry: hour, Rev: rev + 1})
+	short := time.Now().Add(time.Second)
+	require.NoError(t, c.Publish(ctx, "auths", key, sessioncache.Entry{Value: []byte("short-lived"), Expiry: short, Rev: rev + 2}))
+	for i := range 300 {
+		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "fill%d", i), sessioncache.Entry{Value: []byte("x"), Expiry: hour}))
+	}
+	held, err := r.Lookup(key)
+	require.ErrorIs(t, err, ErrNotFound, "k was pushed out")
+	require.False(t, held.Deleted)
+	v, _, err := entryParts(c.Get(ctx, "auths", key))
+	require.NoError(t, err, "the relay answers from the outbox")
+	require.Equal(t, "short-lived", string(v), "the relay answers from the outbox")
+
+	time.Sleep(time.Until(short) + time.Millisecond) // the expiry itself is what is waited for
+	e, err := c.Get(ctx, "auths", key)
+	require.ErrorIs(t, err, ErrNotFound, "the expired version still ends the older one below")
+	assert.Equal(t, rev+2, e.Rev)
+	assert.True(t, e.Deleted)
+}

@@ -536,8 +536,14 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 	}
 	putBuf(buf)
 	if errors.Is(err, sessioncache.ErrNotFound) {
-		if pe, ok := r.outbox.pendingEviction(f.Key); ok && (pe.Expiry.IsZero() || pe.Expiry.After(time.Now())) {
-			p.ReplyEntry(f.ID, pe, nil) // evicted, and not yet with aging relief
+		if pe, ok := r.outbox.pendingEviction(f.Key); ok {
+			if pe.Expiry.IsZero() || pe.Expiry.After(time.Now()) {
+				p.ReplyEntry(f.ID, pe, nil) // evicted, and not yet with aging relief
+				return
+			}
+			// Expired while it waits to be handed down: still the key's newest version,
+			// which ends the older ones the tiers below may hold.
+			p.ReplyEntry(f.ID, sessioncache.Entry{Rev: pe.Rev, Deleted: true, Expiry: pe.Expiry}, ErrNotFound)
 			return
 		}
 	}

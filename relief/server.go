@@ -223,7 +223,9 @@ func (s *Server) Set(ctx context.Context, _ string, key []byte, e sessioncache.E
 }
 
 // Evict keeps an entry (or tombstone) the relay's table pushed out, for at most MaxLife,
-// unless the store holds a newer version.
+// unless the store holds a newer version. An entry that expired on its way (Set's too) is
+// kept as the deletion of its revision in place of an older entry the store holds, for as
+// long as that entry would have lived.
 func (s *Server) Evict(ctx context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	s.evictions.Add(1)
 	return s.keep(ctx, key, e)
@@ -234,7 +236,9 @@ func (s *Server) keep(ctx context.Context, key []byte, e sessioncache.Entry) err
 		return s.tombstone(ctx, key, e)
 	}
 	if !e.Expiry.IsZero() && e.Expiry.UnixNano() <= wallclock.Nanos() {
-		return nil // already expired: nothing to keep
+		// Expired on its way here: nothing to serve, but it still ends the older version
+		// the store may hold, as the deletion of its revision (see tombstone).
+		return s.tombstone(ctx, key, sessioncache.Entry{Rev: e.Rev, Deleted: true, Expiry: e.Expiry})
 	}
 	e.Expiry = s.capExpiry(e.Expiry)
 	if !s.enter() {

@@ -180,3 +180,27 @@ func TestALogStoreForgetsExpiredVersionsInTime(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok)
 }
+
+// TestAnEntryThatExpiredOnItsWayEndsTheOlderOne: an entry handed over after its expiry
+// (an eviction delayed while the server was away) is not kept, but it replaces the older
+// version the server holds, as the deletion of its revision, for as long as that version
+// would have lived.
+func TestAnEntryThatExpiredOnItsWayEndsTheOlderOne(t *testing.T) {
+	log, err := OpenLog(LogConfig{Path: filepath.Join(t.TempDir(), "aging.log")})
+	require.NoError(t, err)
+	s, err := New(Config{Kind: Aging, ID: "a1", Store: log})
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	hour := time.Now().Add(time.Hour)
+	require.NoError(t, s.Evict(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v1"), Expiry: hour, Rev: 1}))
+	require.NoError(t, s.Evict(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v2"), Expiry: time.Now().Add(-time.Second), Rev: 2}))
+	e, err := s.Get(ctx, "auths", []byte("k"))
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.True(t, e.Deleted)
+	assert.Equal(t, uint64(2), e.Rev)
+	assert.WithinDuration(t, hour, e.Expiry, time.Second)
+	require.NoError(t, s.Evict(ctx, "auths", []byte("k"), sessioncache.Entry{Value: []byte("v1"), Expiry: hour, Rev: 1}))
+	_, err = s.Get(ctx, "auths", []byte("k"))
+	require.ErrorIs(t, err, ErrNotFound, "the older version, handed over again, stays out")
+}
