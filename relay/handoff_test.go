@@ -594,3 +594,29 @@ func TestAnEvictionThatExpiresWhileWaitingStillEndsOlderVersions(t *testing.T) {
 	assert.Equal(t, rev+2, e.Rev)
 	assert.True(t, e.Deleted)
 }
+
+// TestACappedCopyDoesNotEndTheVersion: an expansion server keeps a version for at most its
+// MaxLife, after which its copy reads as the deletion of that revision; the aging server's
+// copy of the same version, whose own expiry is still to come, is the answer.
+func TestACappedCopyDoesNotEndTheVersion(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	ctx := ctxT(t)
+	x1, a1 := newMemBackend(), newMemBackend()
+	connectRelief(t, s, ReliefExpansion, "x1", x1)
+	connectRelief(t, s, ReliefAging, "a1", a1)
+	key := []byte("k")
+	rev := uint64(time.Now().UnixNano())
+	x1.put(key, sessioncache.Entry{Rev: rev, Deleted: true, Expiry: time.Now().Add(-time.Second)})
+	a1.put(key, sessioncache.Entry{Value: []byte("v"), Rev: rev, Expiry: time.Now().Add(time.Hour)})
+	e, err := s.Get(ctx, "auths", key)
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(e.Value))
+
+	// Once the version's own expiry has passed, the deletion of its revision is the answer.
+	a1.mu.Lock()
+	a1.m["k"] = sessioncache.Entry{Value: []byte("v"), Rev: rev, Expiry: time.Now().Add(-time.Millisecond)}
+	a1.mu.Unlock()
+	e, err = s.Get(ctx, "auths", key)
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.True(t, e.Deleted)
+}

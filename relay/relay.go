@@ -253,9 +253,8 @@ type OutboxStats struct {
 	// relief server (the sibling counts those it dropped itself, see HintStats).
 	Unplaced int64
 	// ExpiriesLeftOut counts the versions that expired in the relay's table whose deletion
-	// was not handed down because the outbox was over half full (see Relay's expiry
-	// guarantee): a relief server may then serve an older version of such a key that
-	// outlives it.
+	// was not handed down because the outbox was over half full: a relief server may then
+	// serve an older version of such a key that outlives it.
 	ExpiriesLeftOut int64
 }
 

@@ -460,6 +460,7 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 	ask(owners[len(owners)-1])
 	var best sessioncache.Entry
 	found := false
+	now := time.Now()
 	final := len(aging) == 0                // an up-to-date aging server answered (or none is known)
 	vouched, anyVouched := uint64(0), false // the newest version a server that holds all it was given holds
 	var firstErr error
@@ -470,7 +471,7 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		}
 		switch {
 		case a.err == nil || a.e.Deleted:
-			if !found || a.e.Newer(best) {
+			if !found || outranks(a.e, best, now) {
 				best, found = a.e, true
 			}
 			if a.o.current && (a.o.aging || a.e.Rev >= uint64(a.o.since+int64(streamClockMargin))) {
@@ -497,6 +498,23 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 		return best, ErrNotFound
 	}
 	return best, nil
+}
+
+// outranks reports whether a relief server's answer e replaces best, another's, in Get:
+// e is newer (Entry.Newer), except that a live entry and a tombstone of the same revision
+// are one version, which reads as the deletion of its revision where it expired. A server
+// may keep a version for less long than its expiry (MaxLife caps an expansion server's),
+// so the live copy wins while its own expiry is still to come.
+func outranks(e, best sessioncache.Entry, now time.Time) bool {
+	if e.Rev != 0 && e.Rev == best.Rev && e.Deleted != best.Deleted {
+		live := e
+		if e.Deleted {
+			live = best
+		}
+		stillLive := live.Expiry.IsZero() || live.Expiry.After(now)
+		return e.Deleted != stillLive
+	}
+	return e.Newer(best)
 }
 
 // streamClockMargin is how far a host's clock (which gives a version its revision) may be
