@@ -280,3 +280,26 @@ func TestAReplayedOutboxDoesNotBringBackAVersionItHandedDown(t *testing.T) {
 	_, ok := again.pendingEviction(key)
 	assert.False(t, ok, "the confirmed eviction of v1 is not answered from")
 }
+
+// TestExpiredVersionsGiveWayUnderPressure: the deletions of expired versions take only
+// the first half of the outbox's limit, counted when left out, so that evictions and
+// deletions, which must not be refused, keep the other half.
+func TestExpiredVersionsGiveWayUnderPressure(t *testing.T) {
+	never := func(context.Context, []*wire.Frame) error { return errDown }
+	o, err := openOutbox(t.TempDir(), 4096, 1, slog.New(slog.DiscardHandler), never)
+	require.NoError(t, err)
+	defer o.close()
+	hour := time.Now().Add(time.Hour)
+	shadow := func(i int) *wire.Frame {
+		return endpoint.EntryFrame(wire.OpDelete, "auths", fmt.Appendf(nil, "expired-%d", i), sessioncache.Entry{Rev: uint64(i + 1), Deleted: true, Expiry: time.Now().Add(-time.Second)})
+	}
+	i := 0
+	for ; i < 1000 && o.addIfRoom(shadow(i)) == nil; i++ {
+	}
+	require.Less(t, i, 1000, "the expired versions stop at half the limit")
+	assert.Equal(t, int64(1), o.shadowsDropped.Load())
+	assert.LessOrEqual(t, o.bytes, int64(2048))
+	require.NoError(t, o.add(endpoint.EntryFrame(wire.OpEvict, "auths", []byte("live"), sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: 1})),
+		"an eviction still has room")
+	assert.Zero(t, o.dropped.Load())
+}

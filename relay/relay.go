@@ -116,6 +116,7 @@ type Relay struct {
 	// lowerGetFailures counts lookups the tier below failed (its error, not a miss).
 	lowerGetFailures atomic.Int64
 	lowerGetWarn     throttle.Throttle
+	expiryWarn       throttle.Throttle // expired versions' deletions left out
 }
 
 // lowerJob is a new entry to hand to the lower tier's expansion servers.
@@ -663,7 +664,13 @@ func (r *Relay) reclaimed(key, value []byte, expiry time.Time) {
 		}
 	}
 	f := endpoint.EntryFrameValue(wire.OpDelete, r.authPath, key, sessioncache.Entry{Rev: e.Rev, Deleted: true, Expiry: expiry})
-	if err := r.outbox.addIfRoom(&f); err != nil && !errors.Is(err, ErrOutboxFull) {
+	switch err := r.outbox.addIfRoom(&f); {
+	case errors.Is(err, ErrOutboxFull):
+		if r.expiryWarn.Allow(time.Minute) {
+			r.log.Warn("relay: the outbox is over half full; expired versions are not handed down as deletions, so the tiers below may serve older versions of those keys",
+				"left_out_total", r.outbox.shadowsDropped.Load(), "pending", r.outbox.pending.Load())
+		}
+	case err != nil:
 		r.log.Warn("relay: handing down an expired version", "err", err)
 	}
 }
