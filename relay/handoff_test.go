@@ -620,3 +620,34 @@ func TestACappedCopyDoesNotEndTheVersion(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 	assert.True(t, e.Deleted)
 }
+
+// TestAnAnswerFromBelowIsCachedAsACopy: the relay caches what the tier below answers, whose
+// expiry may be a relief server's cap rather than the version's own. When that passes, the
+// relay asks below again (no "deleted" answer of its own), and reclaiming the cached copy
+// hands no deletion down.
+func TestAnAnswerFromBelowIsCachedAsACopy(t *testing.T) {
+	lower := newMemBackend()
+	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
+	c := dial(t, ClientConfig{Addr: r.Addr().String()})
+	ctx := ctxT(t)
+	key := []byte("k")
+	rev := uint64(time.Now().UnixNano())
+	capped := time.Now().Add(50 * time.Millisecond)
+	lower.put(key, sessioncache.Entry{Value: []byte("v"), Expiry: capped, Rev: rev})
+	v, _, err := entryParts(c.Get(ctx, "auths", key))
+	require.NoError(t, err)
+	require.Equal(t, "v", string(v))
+	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
+
+	lower.mu.Lock()
+	lower.m["k"] = sessioncache.Entry{Value: []byte("v"), Expiry: time.Now().Add(time.Hour), Rev: rev} // the version's own
+	lower.mu.Unlock()
+	n, err := r.Table().DeleteExpired()
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	assert.Zero(t, r.Outbox().Pending, "no deletion handed down for a copy")
+	v, _, err = entryParts(c.Get(ctx, "auths", key))
+	require.NoError(t, err, "the relay asks below again")
+	assert.Equal(t, "v", string(v))
+	assert.False(t, lower.wasDeleted("k"))
+}

@@ -593,7 +593,9 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 			p.ReplyResult(id, ErrNotFound) // deleted while the answer was on its way
 			return
 		}
-		applied, err := r.entries.Put(key, e)
+		// A copy: a relief server may answer with an expiry earlier than the version's own
+		// (its max_life), which must not read as the version's end here.
+		applied, err := r.entries.PutCopy(key, e)
 		if err != nil {
 			r.log.Warn("relay: caching a lower tier's answer", "err", err)
 		}
@@ -654,8 +656,10 @@ func (r *Relay) reclaimed(key, value []byte, expiry time.Time) {
 		return
 	}
 	e, err := entrytable.Decode(value)
-	if err != nil || e.Deleted {
-		return // a tombstone was kept as long as the entry it replaced would have lived
+	if err != nil || e.Deleted || entrytable.IsCopy(value) {
+		// A tombstone was kept as long as the entry it replaced would have lived; a copy of
+		// a lower tier's answer may have ended before its version.
+		return
 	}
 	for {
 		h := r.horizon.Load()

@@ -3,7 +3,8 @@
 //
 // TestChaos builds cmd/global-sessions and starts a relay (with its sibling as a child
 // process), two expansion and two aging relief servers (the aging ones on durable logs with
-// sync "always"), and three front-end hosts. A host is this test binary re-executed in host
+// sync "always", the expansion ones keeping an entry 20 s at most, less than most of the
+// workload's lifetimes), and three front-end hosts. A host is this test binary re-executed in host
 // mode: a sessioncache.Manager on a table of its own with a relay.Client, driven over a
 // small HTTP control listener on 127.0.0.1. Each host reaches the relay through a TCP proxy
 // run by the test, so the test can cut a host off.

@@ -256,7 +256,9 @@ func (h *harness) configure() {
 
 	relief := func(kind, id string) *member {
 		store := fmt.Sprintf(`"lru" : { "manage_section" : true, "cache" : %s },`, cache(h.shm+id+".table", true))
-		var log string
+		// Expansion servers keep an entry for expansionLife at most, less than most
+		// lifetimes of the workload: their copies end before the versions do.
+		log := fmt.Sprintf(`, "max_life" : %q`, expansionLife)
 		if kind == "aging" {
 			store = ""
 			log = fmt.Sprintf(`, "log" : { "path" : %q, "sync" : "always" }`, filepath.Join(h.dir, id+".store"))

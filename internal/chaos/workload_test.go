@@ -20,6 +20,8 @@ const (
 	minTTL   = 2 * time.Second // lifetimes are log-uniform between these
 	maxTTL   = 10 * time.Minute
 
+	expansionLife = 20 * time.Second // an expansion server's max_life
+
 	workingSet = 64 // live keys a client keeps using; older ones stay for the final check
 	deadSet    = 32 // deleted keys a client keeps reading
 

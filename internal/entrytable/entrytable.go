@@ -23,7 +23,12 @@ import (
 // RecordSize as the largest key and value plus Overhead.
 const Overhead = 9
 
-const flagDeleted = 1
+const (
+	flagDeleted = 1
+	// flagCopy marks a copy of a version kept for less long than the version itself may
+	// live (a tier's answer cached): its expiry passing is not the version's.
+	flagCopy = 2
+)
 
 // ErrBadEnvelope means a record of the table does not hold an envelope this package wrote.
 var ErrBadEnvelope = errors.New("entrytable: record is not a versioned entry")
@@ -47,8 +52,11 @@ func (t *Table) Prefetch(keys [][]byte) { t.t.Prefetch(keys) }
 
 // Encode appends e's envelope and value to dst.
 func Encode(dst []byte, e sessioncache.Entry) []byte {
+	return encode(dst, e, 0)
+}
+
+func encode(dst []byte, e sessioncache.Entry, flags byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, e.Rev)
-	var flags byte
 	if e.Deleted {
 		flags |= flagDeleted
 	}
@@ -76,7 +84,8 @@ func Decode(b []byte) (sessioncache.Entry, error) {
 // returns ErrNotFound when the table holds no live entry: then a returned Entry with
 // Deleted set is the key's tombstone. A version whose expiry has passed, while the table
 // still keeps its record, reads as a tombstone of its revision (with its expiry): every
-// older version of the key is gone too, wherever it is kept.
+// older version of the key is gone too, wherever it is kept. A copy (PutCopy) whose expiry
+// has passed reads as no entry.
 func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
 	n := len(dst)
 	b, exp, err := t.t.GetAppendIncludingExpired(dst, key)
@@ -89,6 +98,9 @@ func (t *Table) GetAppend(dst, key []byte) (sessioncache.Entry, error) {
 	}
 	e.Expiry = exp
 	if !exp.IsZero() && exp.UnixNano() <= wallclock.Nanos() {
+		if IsCopy(b[n:]) {
+			return sessioncache.Entry{}, sessioncache.ErrNotFound
+		}
 		e.Deleted, e.Value = true, nil
 	}
 	if e.Deleted {
@@ -115,17 +127,30 @@ func (t *Table) Put(key []byte, e sessioncache.Entry) (bool, error) {
 // PutHeld is Put that also returns what the key held before: the live entry (its value
 // is not returned) or tombstone, or the zero Entry.
 func (t *Table) PutHeld(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
-	return t.put(key, e)
+	return t.put(key, e, 0)
 }
 
-func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool, error) {
+// PutCopy is Put of a copy of a version that the table may keep for less long than the
+// version lives (e.Expiry is then the copy's, not the version's): a tier's answer kept as
+// a cache. Once its expiry passes it reads as no entry (see GetAppend), not as the deletion
+// of its revision; it still keeps older versions out while its record stays.
+func (t *Table) PutCopy(key []byte, e sessioncache.Entry) (bool, error) {
+	_, ok, err := t.put(key, e, flagCopy)
+	return ok, err
+}
+
+// IsCopy reports whether an envelope (a record's value, as Decode reads it) was written by
+// PutCopy.
+func IsCopy(b []byte) bool { return len(b) >= Overhead && b[8]&flagCopy != 0 }
+
+func (t *Table) put(key []byte, e sessioncache.Entry, flags byte) (sessioncache.Entry, bool, error) {
 	var exp int64
 	if !e.Expiry.IsZero() {
 		exp = e.Expiry.UnixNano()
 	}
 	bp := t.bufs.Get().(*[]byte)
 	defer t.bufs.Put(bp)
-	*bp = Encode((*bp)[:0], e)
+	*bp = encode((*bp)[:0], e, flags)
 	var held sessioncache.Entry
 	// The check and the write are one step under the key's lock (SetIf). An e whose expiry
 	// has passed is not stored but removes the older version it would replace, or leaves a
@@ -144,6 +169,9 @@ func (t *Table) put(key []byte, e sessioncache.Entry) (sessioncache.Entry, bool,
 		}
 		expired := heldExp != 0 && heldExp <= wallclock.Nanos()
 		if expired {
+			if IsCopy(b) && e.Rev == h.Rev {
+				return true, exp // the version itself, of which an early copy expired here
+			}
 			h.Deleted = true // an expired version stands for the deletion of its revision
 		}
 		held = h

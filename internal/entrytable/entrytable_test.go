@@ -145,3 +145,31 @@ func TestAnExpiredVersionShadowsOlderOnes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "newer", string(e.Value))
 }
+
+// TestACopyThatExpiresIsNotTheVersionsEnd: a copy kept for less long than its version reads
+// as no entry once it expires (not as the deletion of its revision), still keeps older
+// versions out, and takes its version again.
+func TestACopyThatExpiresIsNotTheVersionsEnd(t *testing.T) {
+	tb := newTable(t)
+	k := []byte("k")
+	exp := time.Now().Add(30 * time.Millisecond)
+	_, err := tb.PutCopy(k, sessioncache.Entry{Value: []byte("copy"), Rev: 5, Expiry: exp})
+	require.NoError(t, err)
+	e, err := tb.GetAppend(nil, k)
+	require.NoError(t, err)
+	assert.Equal(t, "copy", string(e.Value))
+	time.Sleep(time.Until(exp) + time.Millisecond) // the expiry itself is what is waited for
+
+	e, err = tb.GetAppend(nil, k)
+	require.ErrorIs(t, err, sessioncache.ErrNotFound)
+	assert.False(t, e.Deleted, "an expired copy says nothing of its version")
+	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("older"), Rev: 4, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	assert.False(t, ok, "an older version stays out")
+	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("copy"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	assert.True(t, ok, "the version itself comes back")
+	e, err = tb.GetAppend(nil, k)
+	require.NoError(t, err)
+	assert.Equal(t, "copy", string(e.Value))
+}
