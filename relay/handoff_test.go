@@ -651,3 +651,23 @@ func TestAnAnswerFromBelowIsCachedAsACopy(t *testing.T) {
 	assert.Equal(t, "v", string(v))
 	assert.False(t, lower.wasDeleted("k"))
 }
+
+// TestOfTwoCopiesTheLongerLivedIsTheAnswer: an expansion server's copy of a version, capped
+// by its max_life, and the aging server's copy of the same version: the answer carries the
+// version's own (later) expiry, whichever answered first.
+func TestOfTwoCopiesTheLongerLivedIsTheAnswer(t *testing.T) {
+	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	ctx := ctxT(t)
+	x1, a1 := newMemBackend(), newMemBackend()
+	connectRelief(t, s, ReliefExpansion, "x1", x1)
+	connectRelief(t, s, ReliefAging, "a1", a1)
+	rev := uint64(time.Now().UnixNano())
+	capped, own := time.Now().Add(time.Minute), time.Now().Add(time.Hour)
+	x1.put([]byte("k"), sessioncache.Entry{Value: []byte("v"), Rev: rev, Expiry: capped})
+	a1.put([]byte("k"), sessioncache.Entry{Value: []byte("v"), Rev: rev, Expiry: own})
+	for range 20 { // the answers arrive in either order
+		e, err := s.Get(ctx, "auths", []byte("k"))
+		require.NoError(t, err)
+		require.True(t, e.Expiry.Equal(own), "got the expiry %v, want %v", e.Expiry, own)
+	}
+}

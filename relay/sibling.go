@@ -504,8 +504,13 @@ func (s *Sibling) Get(ctx context.Context, path string, key []byte) (sessioncach
 // e is newer (Entry.Newer), except that a live entry and a tombstone of the same revision
 // are one version, which reads as the deletion of its revision where it expired. A server
 // may keep a version for less long than its expiry (MaxLife caps an expansion server's),
-// so the live copy wins while its own expiry is still to come.
+// so the live copy wins while its own expiry is still to come; and of two live copies of
+// a revision, the one with the later expiry.
 func outranks(e, best sessioncache.Entry, now time.Time) bool {
+	if e.Rev != 0 && e.Rev == best.Rev && !e.Deleted && !best.Deleted {
+		// Two copies of one version: the one kept the longer (not capped) says more.
+		return !best.Expiry.IsZero() && (e.Expiry.IsZero() || e.Expiry.After(best.Expiry))
+	}
 	if e.Rev != 0 && e.Rev == best.Rev && e.Deleted != best.Deleted {
 		live := e
 		if e.Deleted {
