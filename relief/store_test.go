@@ -12,20 +12,17 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
-// TestStoresKeepTheNewestVersion runs the Store contract on every store: versions of a
-// key arrive in any order and the newest wins, a tombstone keeps older versions out for as
-// long as the entry it replaced would have lived, and (for the durable stores) all of it
-// holds after the store is reopened.
-func TestStoresKeepTheNewestVersion(t *testing.T) {
-	dir := t.TempDir()
-	stores := map[string]func(t *testing.T) Store{
+// everyStore returns an opener for each kind of store, its files in dir and its Redis keys
+// under the prefix "tag:"; an opener called again reopens the same store.
+func everyStore(dir, tag string) map[string]func(t *testing.T) Store {
+	return map[string]func(t *testing.T) Store{
 		"memory": func(t *testing.T) Store {
-			s, err := NewMemoryStore(sessioncache.Config{Path: filepath.Join(dir, "memory.table"), ElementCount: 64, RecordSize: 64})
+			s, err := NewMemoryStore(sessioncache.Config{Path: filepath.Join(dir, tag+".table"), ElementCount: 64, RecordSize: 64})
 			require.NoError(t, err)
 			return s
 		},
 		"log": func(t *testing.T) Store {
-			s, err := OpenLog(LogConfig{Path: filepath.Join(dir, "aging.log"), Sync: SyncAlways})
+			s, err := OpenLog(LogConfig{Path: filepath.Join(dir, tag+".log"), Sync: SyncAlways})
 			require.NoError(t, err)
 			return s
 		},
@@ -33,12 +30,19 @@ func TestStoresKeepTheNewestVersion(t *testing.T) {
 			addr := startRedisOnce(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			s, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: "contract:"})
+			s, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: tag + ":"})
 			require.NoError(t, err)
 			return s
 		},
 	}
-	for name, open := range stores {
+}
+
+// TestStoresKeepTheNewestVersion runs the Store contract on every store: versions of a
+// key arrive in any order and the newest wins, a tombstone keeps older versions out for as
+// long as the entry it replaced would have lived, and (for the durable stores) all of it
+// holds after the store is reopened.
+func TestStoresKeepTheNewestVersion(t *testing.T) {
+	for name, open := range everyStore(t.TempDir(), "contract") {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			hour, minute := time.Now().Add(time.Hour), time.Now().Add(time.Minute)
@@ -86,28 +90,7 @@ func TestStoresKeepTheNewestVersion(t *testing.T) {
 // expires in the store reads as the deletion of its revision, keeping older ones out (the
 // Redis store forgets a key at its expiry).
 func TestStoresKeepExpiredVersionsAsDeletions(t *testing.T) {
-	dir := t.TempDir()
-	stores := map[string]func(t *testing.T) Store{
-		"memory": func(t *testing.T) Store {
-			s, err := NewMemoryStore(sessioncache.Config{Path: filepath.Join(dir, "memory-expired.table"), ElementCount: 64, RecordSize: 64})
-			require.NoError(t, err)
-			return s
-		},
-		"log": func(t *testing.T) Store {
-			s, err := OpenLog(LogConfig{Path: filepath.Join(dir, "aging-expired.log"), Sync: SyncAlways})
-			require.NoError(t, err)
-			return s
-		},
-		"redis": func(t *testing.T) Store {
-			addr := startRedisOnce(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			s, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: "expired:"})
-			require.NoError(t, err)
-			return s
-		},
-	}
-	for name, open := range stores {
+	for name, open := range everyStore(t.TempDir(), "expired") {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			ctx := context.Background()
