@@ -281,7 +281,8 @@ func (s *LogStore) Put(_ context.Context, key []byte, e sessioncache.Entry) (boo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old, had := s.m[string(key)]
+	old, inMap := s.m[string(key)]
+	had := inMap
 	now := time.Now().UnixNano()
 	live := had // an unexpired version or tombstone
 	if had && old.expiry != 0 && old.expiry <= now {
@@ -299,7 +300,7 @@ func (s *LogStore) Put(_ context.Context, key []byte, e sessioncache.Entry) (boo
 		// Expired, and replaces nothing live: it only moves the key's deletion on to its
 		// revision, in memory (a replay keeps expired versions so too, see keptExpired).
 		if had || s.keptExpired(exp, now) {
-			if had {
+			if inMap {
 				s.live -= old.size
 			}
 			s.gen++
