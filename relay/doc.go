@@ -47,6 +47,13 @@
 // are handed to expansion relief on a best-effort basis, since the relay's table holds them
 // and hands them to aging relief when it evicts them.
 //
+// A version that expired in the relay's table reads as the deletion of its revision: the
+// relay answers from it without asking below and refuses older writes, and when the table
+// takes the record back it hands that deletion down through the outbox (while the outbox
+// is less than half full), so that no tier serves an older, longer-lived version of the
+// key. What the tier below answers is cached as a copy, whose expiry (perhaps a relief
+// server's cap) is not its version's: it is neither read as a deletion nor handed down.
+//
 // The relay numbers the changes of its auth path and keeps the latest StreamBacklog of
 // them, so a front end that reconnects gets the changes it missed (see Client's
 // SubscribeStream and sessioncache.StreamRemote), or learns that it missed more than the
