@@ -52,7 +52,8 @@
 // takes the record back it hands that deletion down through the outbox (while the outbox
 // is less than half full), so that no tier serves an older, longer-lived version of the
 // key. What the tier below answers is cached as a copy, whose expiry (perhaps a relief
-// server's cap) is not its version's: it is neither read as a deletion nor handed down.
+// server's cap) is not its version's: once it passes, the copy is not read as the deletion
+// of its revision, nor handed down as one.
 //
 // The relay numbers the changes of its auth path and keeps the latest StreamBacklog of
 // them, so a front end that reconnects gets the changes it missed (see Client's

@@ -634,11 +634,6 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 			break
 		}
 	}
-	if entrytable.IsCopy(value) {
-		// A copy of what the tier below answered: the version is there already, and the
-		// copy's expiry may be earlier than its own (a relief server's max_life).
-		return
-	}
 	if wallclock.Nanos() < r.noOwnerUntil.Load() {
 		r.unplaced.Add(1) // the tier below said it keeps no evictions: see handDown
 		return
