@@ -501,9 +501,7 @@ func TestARelayWaitingForItsTierBelowDoesNotAnswerAMiss(t *testing.T) {
 // version's deletion is handed down and replaces the older version there.
 func TestAVersionThatExpiredKeepsOlderOnesBelowOut(t *testing.T) {
 	lower := newMemBackend()
-	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
-	c := dial(t, ClientConfig{Addr: r.Addr().String()})
-	ctx := ctxT(t)
+	r, c, ctx := relayAbove(t, lower)
 	key := []byte("k")
 	rev := uint64(time.Now().UnixNano())
 	lower.put(key, sessioncache.Entry{Value: []byte("long-lived"), Expiry: time.Now().Add(time.Hour), Rev: rev + 1})
@@ -569,9 +567,7 @@ func TestAnExpansionServerVouchesOnlyForWhatTheStreamBroughtIt(t *testing.T) {
 func TestAnEvictionThatExpiresWhileWaitingStillEndsOlderVersions(t *testing.T) {
 	lower := &downBackend{memBackend: newMemBackend()}
 	lower.down.Store(true)
-	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
-	c := dial(t, ClientConfig{Addr: r.Addr().String()})
-	ctx := ctxT(t)
+	r, c, ctx := relayAbove(t, lower)
 	key := []byte("k")
 	rev := uint64(time.Now().UnixNano())
 	hour := time.Now().Add(time.Hour)
@@ -627,9 +623,7 @@ func TestACappedCopyDoesNotEndTheVersion(t *testing.T) {
 // hands no deletion down.
 func TestAnAnswerFromBelowIsCachedAsACopy(t *testing.T) {
 	lower := newMemBackend()
-	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
-	c := dial(t, ClientConfig{Addr: r.Addr().String()})
-	ctx := ctxT(t)
+	r, c, ctx := relayAbove(t, lower)
 	key := []byte("k")
 	rev := uint64(time.Now().UnixNano())
 	capped := time.Now().Add(50 * time.Millisecond)
@@ -670,4 +664,11 @@ func TestOfTwoCopiesTheLongerLivedIsTheAnswer(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, e.Expiry.Equal(own), "got the expiry %v, want %v", e.Expiry, own)
 	}
+}
+
+// relayAbove starts a relay with a 64-record table over lower, and a client of it.
+func relayAbove(t *testing.T, lower Backend) (*Relay, *Client, context.Context) {
+	t.Helper()
+	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
+	return r, dial(t, ClientConfig{Addr: r.Addr().String()}), ctxT(t)
 }

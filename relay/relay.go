@@ -628,12 +628,7 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 		return
 	}
 	e.Expiry = expiry
-	for {
-		h := r.horizon.Load()
-		if e.Rev <= h || r.horizon.CompareAndSwap(h, e.Rev) {
-			break
-		}
-	}
+	r.raiseHorizon(e.Rev)
 	if wallclock.Nanos() < r.noOwnerUntil.Load() {
 		r.unplaced.Add(1) // the tier below said it keeps no evictions: see handDown
 		return
@@ -641,6 +636,17 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 	f := endpoint.EntryFrameValue(wire.OpEvict, r.authPath, key, e) // encoded into the outbox at once
 	if err := r.outbox.add(&f); err != nil {
 		r.outbox.warnFull("eviction", key)
+	}
+}
+
+// raiseHorizon records that the table no longer holds a version of revision rev (see
+// mayBeSuperseded).
+func (r *Relay) raiseHorizon(rev uint64) {
+	for {
+		h := r.horizon.Load()
+		if rev <= h || r.horizon.CompareAndSwap(h, rev) {
+			return
+		}
 	}
 }
 
@@ -661,12 +667,7 @@ func (r *Relay) reclaimed(key, value []byte, expiry time.Time) {
 		// a lower tier's answer may have ended before its version.
 		return
 	}
-	for {
-		h := r.horizon.Load()
-		if e.Rev <= h || r.horizon.CompareAndSwap(h, e.Rev) {
-			break
-		}
-	}
+	r.raiseHorizon(e.Rev)
 	f := endpoint.EntryFrameValue(wire.OpDelete, r.authPath, key, sessioncache.Entry{Rev: e.Rev, Deleted: true, Expiry: expiry})
 	switch err := r.outbox.addIfRoom(&f); {
 	case errors.Is(err, ErrOutboxFull):
