@@ -672,3 +672,61 @@ func relayAbove(t *testing.T, lower Backend) (*Relay, *Client, context.Context) 
 	r := startRelay(t, RelayConfig{Table: tableConfig(t, 64), Lower: lower, LowerWorkers: 2})
 	return r, dial(t, ClientConfig{Addr: r.Addr().String()}), ctxT(t)
 }
+
+// TestACopyWaitingInTheOutboxIsNotItsVersionsEnd: a copy of a lower tier's answer, capped
+// by a relief server's max_life, is pushed out of the relay's table while the tier below
+// takes no hand-downs. Once the cap passes, the relay asks below (where the version lives
+// on) instead of answering that the version ended; an older version below is not served.
+func TestACopyWaitingInTheOutboxIsNotItsVersionsEnd(t *testing.T) {
+	lower := &downBackend{memBackend: newMemBackend()}
+	r, c, ctx := relayAbove(t, lower)
+	rev := uint64(time.Now().UnixNano())
+	capped, hour := time.Now().Add(100*time.Millisecond), time.Now().Add(time.Hour)
+	for _, k := range []string{"k", "older-below"} {
+		lower.put([]byte(k), sessioncache.Entry{Value: []byte("v"), Expiry: capped, Rev: rev})
+		v, _, err := entryParts(c.Get(ctx, "auths", []byte(k)))
+		require.NoError(t, err)
+		require.Equal(t, "v", string(v))
+	}
+	lower.down.Store(true)
+	for i := range 300 {
+		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "fill%d", i), sessioncache.Entry{Value: []byte("x"), Expiry: hour}))
+	}
+	for _, k := range []string{"k", "older-below"} {
+		_, err := r.Lookup([]byte(k))
+		require.ErrorIs(t, err, ErrNotFound, "%s was pushed out", k)
+	}
+	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
+
+	lower.mu.Lock()
+	lower.m["k"] = sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: rev} // the version's own
+	lower.m["older-below"] = sessioncache.Entry{Value: []byte("old"), Expiry: hour, Rev: rev - 1}
+	lower.mu.Unlock()
+	v, _, err := entryParts(c.Get(ctx, "auths", []byte("k")))
+	require.NoError(t, err, "the relay asks below")
+	assert.Equal(t, "v", string(v))
+	_, err = c.Get(ctx, "auths", []byte("older-below"))
+	assert.ErrorIs(t, err, ErrNotFound, "a version older than the copy is not served")
+}
+
+// TestAnExpiredCopyInTheTableKeepsOlderVersionsOut: the relay's table holds a copy whose
+// expiry (a relief server's cap) has passed; the tier below now answers with an older
+// version, which the relay does not serve.
+func TestAnExpiredCopyInTheTableKeepsOlderVersionsOut(t *testing.T) {
+	lower := newMemBackend()
+	_, c, ctx := relayAbove(t, lower)
+	key := []byte("k")
+	rev := uint64(time.Now().UnixNano())
+	capped := time.Now().Add(50 * time.Millisecond)
+	lower.put(key, sessioncache.Entry{Value: []byte("v"), Expiry: capped, Rev: rev})
+	v, _, err := entryParts(c.Get(ctx, "auths", key))
+	require.NoError(t, err)
+	require.Equal(t, "v", string(v))
+	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
+
+	lower.mu.Lock()
+	lower.m["k"] = sessioncache.Entry{Value: []byte("old"), Expiry: time.Now().Add(time.Hour), Rev: rev - 1}
+	lower.mu.Unlock()
+	_, err = c.Get(ctx, "auths", key)
+	assert.ErrorIs(t, err, ErrNotFound, "a version older than the copy is not served")
+}

@@ -418,8 +418,10 @@ func (o *outbox) enqueueLocked(rec *outRecord, seg *outSegment) {
 	key := unsafe.String(unsafe.SliceData(f.Key), len(f.Key))
 	entry := f.Op == wire.OpEvict && f.Flags&wire.FlagDeleted == 0
 	if old := o.evicted[key]; old != nil {
-		if entry && old.frame.Rev > f.Rev {
-			o.doneLocked(rec) // an older version than the one waiting
+		if entry && (old.frame.Rev > f.Rev || old.frame.Rev == f.Rev && f.Flags&wire.FlagCopy != 0 && outlives(&old.frame, f)) {
+			// An older version than the one waiting, or a copy of it that ends no later
+			// (a copy may end early: the version itself is what the tiers below need).
+			o.doneLocked(rec)
 			return
 		}
 		delete(o.evicted, key)
@@ -477,17 +479,23 @@ func (o *outbox) markDone(rec *outRecord) {
 	}
 }
 
-// pendingEviction returns the newest unconfirmed eviction of key, if any: the entry is
-// neither in the relay's table nor yet with aging relief, and a lookup is answered from it.
-func (o *outbox) pendingEviction(key []byte) (sessioncache.Entry, bool) {
+// outlives reports whether entry frame a's expiry comes no earlier than b's (0 is none).
+func outlives(a, b *wire.Frame) bool {
+	return a.Expiry == 0 || b.Expiry != 0 && a.Expiry >= b.Expiry
+}
+
+// pendingEviction returns the newest unconfirmed eviction of key, if any, and whether it
+// is a copy of a lower tier's answer (wire.FlagCopy): the entry is neither in the relay's
+// table nor yet with aging relief, and a lookup is answered from it.
+func (o *outbox) pendingEviction(key []byte) (e sessioncache.Entry, isCopy, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	rec := o.evicted[string(key)]
 	if rec == nil || o.tombs[string(key)] >= rec.frame.Rev {
-		return sessioncache.Entry{}, false
+		return sessioncache.Entry{}, false, false
 	}
 	f := &rec.frame
-	return sessioncache.Entry{Value: clone(f.Value), Expiry: endpoint.UnixTime(f.Expiry), Rev: f.Rev}, true
+	return sessioncache.Entry{Value: clone(f.Value), Expiry: endpoint.UnixTime(f.Expiry), Rev: f.Rev}, f.Flags&wire.FlagCopy != 0, true
 }
 
 // deletedAt returns the revision of an unconfirmed deletion of key, or 0.

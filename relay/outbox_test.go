@@ -224,12 +224,12 @@ func TestAnEvictionSupersededIsNotAnswered(t *testing.T) {
 	require.NoError(t, err)
 	defer o.close()
 	require.NoError(t, o.add(endpoint.EntryFrame(wire.OpEvict, "auths", key, sessioncache.Entry{Value: []byte("v1"), Expiry: hour, Rev: 1})))
-	e, ok := o.pendingEviction(key)
+	e, _, ok := o.pendingEviction(key)
 	require.True(t, ok, "v1 is answered from the outbox while it waits")
 	assert.Equal(t, "v1", string(e.Value))
 	require.NoError(t, o.add(endpoint.EntryFrame(wire.OpEvict, "auths", key, sessioncache.Entry{Expiry: hour, Rev: 2, Deleted: true})))
 	eventually(t, "every record to be done", func() bool { return o.pending.Load() == 0 })
-	_, ok = o.pendingEviction(key)
+	_, _, ok = o.pendingEviction(key)
 	assert.False(t, ok, "v1 was superseded by the confirmed tombstone")
 	assert.Zero(t, o.deletedAt(key), "the tombstone is confirmed")
 }
@@ -277,7 +277,7 @@ func TestAReplayedOutboxDoesNotBringBackAVersionItHandedDown(t *testing.T) {
 	require.NoError(t, err)
 	defer again.close()
 	assert.Equal(t, int64(1), again.pending.Load(), "only the stuck record is replayed")
-	_, ok := again.pendingEviction(key)
+	_, _, ok := again.pendingEviction(key)
 	assert.False(t, ok, "the confirmed eviction of v1 is not answered from")
 }
 
@@ -302,4 +302,50 @@ func TestExpiredVersionsGiveWayUnderPressure(t *testing.T) {
 	require.NoError(t, o.add(endpoint.EntryFrame(wire.OpEvict, "auths", []byte("live"), sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: 1})),
 		"an eviction still has room")
 	assert.Zero(t, o.dropped.Load())
+}
+
+// TestACopyDoesNotSupersedeItsVersion: a copy of a lower tier's answer (which may end
+// early, at a relief server's cap) pushed out while the version itself still waits in the
+// outbox does not replace it; the version does replace a waiting copy.
+func TestACopyDoesNotSupersedeItsVersion(t *testing.T) {
+	o, err := openOutbox(t.TempDir(), 1<<30, 1, slog.New(slog.DiscardHandler), func(context.Context, []*wire.Frame) error { return errDown })
+	require.NoError(t, err)
+	defer o.close()
+	own, capped := time.Now().Add(time.Hour), time.Now().Add(time.Minute)
+	copyOf := func(key string, exp time.Time) *wire.Frame {
+		f := endpoint.EntryFrame(wire.OpEvict, "auths", []byte(key), sessioncache.Entry{Value: []byte("v"), Expiry: exp, Rev: 7})
+		f.Flags |= wire.FlagCopy
+		return f
+	}
+	version := func(key string) *wire.Frame {
+		return endpoint.EntryFrame(wire.OpEvict, "auths", []byte(key), sessioncache.Entry{Value: []byte("v"), Expiry: own, Rev: 7})
+	}
+
+	require.NoError(t, o.add(version("a")))
+	require.NoError(t, o.add(copyOf("a", capped)))
+	e, isCopy, ok := o.pendingEviction([]byte("a"))
+	require.True(t, ok)
+	assert.False(t, isCopy, "the version is kept")
+	assert.True(t, e.Expiry.Equal(own), "expiry %v, want the version's own %v", e.Expiry, own)
+
+	require.NoError(t, o.add(copyOf("b", capped)))
+	require.NoError(t, o.add(version("b")))
+	e, isCopy, ok = o.pendingEviction([]byte("b"))
+	require.True(t, ok)
+	assert.False(t, isCopy, "the version replaces the copy")
+	assert.True(t, e.Expiry.Equal(own))
+	require.NoError(t, o.add(copyOf("c", capped)))
+	assert.Equal(t, int64(3), o.pending.Load(), "one record a key waits")
+
+	// The mark survives a restart with the record.
+	o.close()
+	again, err := openOutbox(o.dir, 1<<30, 1, slog.New(slog.DiscardHandler), func(context.Context, []*wire.Frame) error { return errDown })
+	require.NoError(t, err)
+	defer again.close()
+	_, isCopy, ok = again.pendingEviction([]byte("c"))
+	require.True(t, ok)
+	assert.True(t, isCopy, "c is a copy after the restart")
+	_, isCopy, ok = again.pendingEviction([]byte("a"))
+	require.True(t, ok)
+	assert.False(t, isCopy)
 }

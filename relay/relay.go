@@ -535,16 +535,22 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 		return
 	}
 	putBuf(buf)
+	var shadow uint64 // a newer version than any the tier below may answer with
 	if errors.Is(err, sessioncache.ErrNotFound) {
-		if pe, ok := r.outbox.pendingEviction(f.Key); ok {
-			if pe.Expiry.IsZero() || pe.Expiry.After(time.Now()) {
+		if pe, isCopy, ok := r.outbox.pendingEviction(f.Key); ok {
+			switch {
+			case pe.Expiry.IsZero() || pe.Expiry.After(time.Now()):
 				p.ReplyEntry(f.ID, pe, nil) // evicted, and not yet with aging relief
 				return
+			case !isCopy:
+				// Expired while it waits to be handed down: still the key's newest version,
+				// which ends the older ones the tiers below may hold.
+				p.ReplyEntry(f.ID, sessioncache.Entry{Rev: pe.Rev, Deleted: true, Expiry: pe.Expiry}, ErrNotFound)
+				return
 			}
-			// Expired while it waits to be handed down: still the key's newest version,
-			// which ends the older ones the tiers below may hold.
-			p.ReplyEntry(f.ID, sessioncache.Entry{Rev: pe.Rev, Deleted: true, Expiry: pe.Expiry}, ErrNotFound)
-			return
+			// A copy whose expiry (perhaps a relief server's cap) has passed: its version
+			// may live on below, but nothing older than it may be served.
+			shadow = pe.Rev
 		}
 	}
 	lower := r.lowerTier()
@@ -584,6 +590,10 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 			return
 		}
 		r.clock.Observe(e.Rev)
+		if !e.Deleted && e.Rev < shadow {
+			p.ReplyResult(id, ErrNotFound) // older than a version that was answered before
+			return
+		}
 		if rev := r.outbox.deletedAt(key); rev != 0 && (rev > e.Rev || (rev == e.Rev && !e.Deleted)) {
 			// A deletion the tiers below have not confirmed yet overrides their answer.
 			p.ReplyEntry(id, sessioncache.Entry{Rev: rev, Deleted: true}, ErrNotFound)
@@ -600,13 +610,16 @@ func (r *Relay) get(p *endpoint.Peer, f *wire.Frame) {
 			r.log.Warn("relay: caching a lower tier's answer", "err", err)
 		}
 		if !applied && err == nil {
-			// A newer version arrived meanwhile (or the answer expired): answer with what
-			// the table holds now.
+			// The table holds a newer version (it arrived meanwhile, or it is a copy
+			// whose expiry has passed), or the answer expired: answer with what the table
+			// holds now, and never with the older answer.
 			held, herr := r.entries.GetAppend(nil, key)
 			if herr == nil || held.Deleted {
 				p.ReplyEntry(id, held, herr)
 				return
 			}
+			p.ReplyResult(id, ErrNotFound)
+			return
 		}
 		err = nil
 		if e.Deleted {
@@ -634,6 +647,9 @@ func (r *Relay) evicted(key, value []byte, expiry time.Time) {
 		return
 	}
 	f := endpoint.EntryFrameValue(wire.OpEvict, r.authPath, key, e) // encoded into the outbox at once
+	if entrytable.IsCopy(value) {
+		f.Flags |= wire.FlagCopy
+	}
 	if err := r.outbox.add(&f); err != nil {
 		r.outbox.warnFull("eviction", key)
 	}

@@ -103,6 +103,10 @@ const (
 	// FlagBatch, on an evict, says Value holds a batch of hand-downs (see AppendBatch)
 	// instead of one entry: Key is empty, and the one reply answers for all of them.
 	FlagBatch uint8 = 1 << 6
+	// FlagCopy, on an evict, says the entry is a copy of a lower tier's answer, which may
+	// end before its version does (a relief server's max_life): once its expiry passes it
+	// answers nothing, and it does not end its version as an expired entry does.
+	FlagCopy uint8 = 1 << 7
 )
 
 // Frame is one protocol unit. Path, Key and Value of a decoded frame point into the
