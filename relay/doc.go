@@ -53,7 +53,8 @@
 // is less than half full), so that no tier serves an older, longer-lived version of the
 // key. What the tier below answers is cached as a copy, whose expiry (perhaps a relief
 // server's cap) is not its version's: once it passes, the copy is not read as the deletion
-// of its revision, nor handed down as one.
+// of its revision, nor handed down as one, in the table or in the outbox, but the relay
+// still serves nothing older than it.
 //
 // The relay numbers the changes of its auth path and keeps the latest StreamBacklog of
 // them, so a front end that reconnects gets the changes it missed (see Client's
