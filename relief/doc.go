@@ -25,10 +25,10 @@
 // replayed from a log after a restart, never brings a deleted session back.
 //
 // A version that expired reads as the deletion of its revision while the store keeps it
-// (MemoryStore until its record is reused, LogStore for LogConfig.KeepExpiredFor; Redis
-// forgets a key at its expiry), and a deletion whose expiry has already passed (the relay
-// hands down so each version that expired in its table) replaces an older entry the store
-// holds, for as long as that entry would have lived, and is not kept otherwise. So a
+// (MemoryStore until its record is reused, LogStore and RedisStore for their
+// KeepExpiredFor, an hour by default), and a deletion whose expiry has already passed (the
+// relay hands down so each version that expired in its table) replaces an older entry the
+// store holds, for as long as that entry would have lived, and is not kept otherwise. So a
 // session set again with a shorter lifetime is not followed, once it expires, by the older
 // and longer-lived version a server still held.
 //

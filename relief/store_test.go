@@ -2,6 +2,7 @@ package relief
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -86,9 +87,8 @@ func TestStoresKeepTheNewestVersion(t *testing.T) {
 
 // TestStoresKeepExpiredVersionsAsDeletions: the deletion of a version that expired (as the
 // relay hands it down, its expiry already passed) replaces an older entry a store holds for
-// as long as that entry would have lived; and in the memory and log stores a version that
-// expires in the store reads as the deletion of its revision, keeping older ones out (the
-// Redis store forgets a key at its expiry).
+// as long as that entry would have lived; and a version that expires in the store reads as
+// the deletion of its revision, keeping older ones out.
 func TestStoresKeepExpiredVersionsAsDeletions(t *testing.T) {
 	for name, open := range everyStore(t.TempDir(), "expired") {
 		t.Run(name, func(t *testing.T) {
@@ -112,16 +112,16 @@ func TestStoresKeepExpiredVersionsAsDeletions(t *testing.T) {
 			_, err = s.Get(ctx, []byte("held"))
 			require.ErrorIs(t, err, ErrNotFound)
 
-			if name == "redis" {
-				require.NoError(t, s.Close())
-				return
-			}
 			short := time.Now().Add(50 * time.Millisecond)
 			require.True(t, put("expiring", sessioncache.Entry{Value: []byte("v8"), Expiry: short, Rev: 8}))
-			time.Sleep(time.Until(short) + time.Millisecond) // the expiry itself is what is waited for
+			time.Sleep(time.Until(short) + 2*time.Millisecond) // the expiry itself is what is waited for
 			e, err = s.Get(ctx, []byte("expiring"))
 			require.ErrorIs(t, err, ErrNotFound)
-			assert.Equal(t, sessioncache.Entry{Rev: 8, Deleted: true, Expiry: time.Unix(0, short.UnixNano())}, e)
+			want := time.Unix(0, short.UnixNano())
+			if name == "redis" {
+				want = time.UnixMilli(short.UnixMilli()) // Redis keeps expiries to the millisecond
+			}
+			assert.Equal(t, sessioncache.Entry{Rev: 8, Deleted: true, Expiry: want}, e)
 			assert.False(t, put("expiring", sessioncache.Entry{Value: []byte("v7"), Expiry: hour, Rev: 7}), "an older version stays out")
 			if name == "log" {
 				require.NoError(t, s.Close())
@@ -162,6 +162,32 @@ func TestALogStoreForgetsExpiredVersionsInTime(t *testing.T) {
 	ok, err := s.Put(context.Background(), []byte("k"), sessioncache.Entry{Value: []byte("v7"), Expiry: time.Now().Add(time.Hour), Rev: 7})
 	require.NoError(t, err)
 	assert.True(t, ok)
+}
+
+// TestARedisStoreForgetsExpiredVersionsInTime: Redis keeps a version that expired as the
+// deletion of its revision for KeepExpiredFor, then drops the key; with a negative
+// KeepExpiredFor it drops it at its expiry.
+func TestARedisStoreForgetsExpiredVersionsInTime(t *testing.T) {
+	addr := startRedisOnce(t)
+	ctx := ctxT(t)
+	for _, keep := range []time.Duration{100 * time.Millisecond, -1} {
+		s, err := NewRedisStore(ctx, RedisConfig{Addrs: []string{addr}, Prefix: fmt.Sprintf("forget%d:", keep), KeepExpiredFor: keep})
+		require.NoError(t, err)
+		short := time.Now().Add(30 * time.Millisecond)
+		_, err = s.Put(ctx, []byte("k"), sessioncache.Entry{Value: []byte("v8"), Expiry: short, Rev: 8})
+		require.NoError(t, err)
+		ttl, err := s.c.PTTL(ctx, s.key([]byte("k"))).Result()
+		require.NoError(t, err)
+		assert.InDelta(t, time.Until(short)+max(keep, 0), ttl, float64(20*time.Millisecond), "Redis expires the key after %v", keep)
+		time.Sleep(time.Until(short) + 2*time.Millisecond) // the expiry itself is what is waited for
+		e, err := s.Get(ctx, []byte("k"))
+		require.ErrorIs(t, err, ErrNotFound)
+		assert.Equal(t, keep > 0, e.Deleted, "read as the deletion of revision 8 while it is kept")
+		ok, err := s.Put(ctx, []byte("k"), sessioncache.Entry{Value: []byte("v7"), Expiry: time.Now().Add(time.Hour), Rev: 7})
+		require.NoError(t, err)
+		assert.Equal(t, keep < 0, ok, "an older version is refused only while the expired one is kept")
+		require.NoError(t, s.Close())
+	}
 }
 
 // TestAnEntryThatExpiredOnItsWayEndsTheOlderOne: an entry handed over after its expiry

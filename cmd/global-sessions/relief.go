@@ -71,7 +71,8 @@ func reliefStore(ctx context.Context, f *config.File, rb *config.Relief, cfg *re
 		}
 		cfg.Store = s
 	case rb.Redis != nil:
-		s, err := relief.NewRedisStore(ctx, relief.RedisConfig{Addrs: rb.Redis.Addrs, Password: rb.Redis.Password, Prefix: rb.Redis.Prefix})
+		s, err := relief.NewRedisStore(ctx, relief.RedisConfig{Addrs: rb.Redis.Addrs, Password: rb.Redis.Password, Prefix: rb.Redis.Prefix,
+			KeepExpiredFor: time.Duration(rb.Redis.KeepExpiredFor)})
 		if err != nil {
 			return &config.Error{File: f.Name, Field: "relief.redis", Msg: err.Error()}
 		}

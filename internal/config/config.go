@@ -140,6 +140,8 @@ type RedisBlock struct {
 	Addrs    []string `json:"addrs"`
 	Password string   `json:"password"`
 	Prefix   string   `json:"prefix"`
+	// KeepExpiredFor is relief.RedisConfig.KeepExpiredFor.
+	KeepExpiredFor Duration `json:"keep_expired_for"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("15m") in JSON.
