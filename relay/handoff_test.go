@@ -627,20 +627,16 @@ func TestAnAnswerFromBelowIsCachedAsACopy(t *testing.T) {
 	key := []byte("k")
 	rev := uint64(time.Now().UnixNano())
 	capped := time.Now().Add(50 * time.Millisecond)
-	lower.put(key, sessioncache.Entry{Value: []byte("v"), Expiry: capped, Rev: rev})
-	v, _, err := entryParts(c.Get(ctx, "auths", key))
-	require.NoError(t, err)
-	require.Equal(t, "v", string(v))
+	readCappedCopy(ctx, t, c, lower, "k", rev, capped)
 	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
 
-	lower.mu.Lock()
-	lower.m["k"] = sessioncache.Entry{Value: []byte("v"), Expiry: time.Now().Add(time.Hour), Rev: rev} // the version's own
-	lower.mu.Unlock()
+	// The version's own expiry, below.
+	lower.replace("k", sessioncache.Entry{Value: []byte("v"), Expiry: time.Now().Add(time.Hour), Rev: rev})
 	n, err := r.Table().DeleteExpired()
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	assert.Zero(t, r.Outbox().Pending, "no deletion handed down for a copy")
-	v, _, err = entryParts(c.Get(ctx, "auths", key))
+	v, _, err := entryParts(c.Get(ctx, "auths", key))
 	require.NoError(t, err, "the relay asks below again")
 	assert.Equal(t, "v", string(v))
 	assert.False(t, lower.wasDeleted("k"))
@@ -666,6 +662,16 @@ func TestOfTwoCopiesTheLongerLivedIsTheAnswer(t *testing.T) {
 	}
 }
 
+// readCappedCopy has the relay read key from lower, which holds it at revision rev until
+// capped (a relief server's cap), so the relay caches a copy.
+func readCappedCopy(ctx context.Context, t *testing.T, c *Client, lower *memBackend, key string, rev uint64, capped time.Time) {
+	t.Helper()
+	lower.put([]byte(key), sessioncache.Entry{Value: []byte("v"), Expiry: capped, Rev: rev})
+	v, _, err := entryParts(c.Get(ctx, "auths", []byte(key)))
+	require.NoError(t, err)
+	require.Equal(t, "v", string(v))
+}
+
 // relayAbove starts a relay with a 64-record table over lower, and a client of it.
 func relayAbove(t *testing.T, lower Backend) (*Relay, *Client, context.Context) {
 	t.Helper()
@@ -682,12 +688,8 @@ func TestACopyWaitingInTheOutboxIsNotItsVersionsEnd(t *testing.T) {
 	r, c, ctx := relayAbove(t, lower)
 	rev := uint64(time.Now().UnixNano())
 	capped, hour := time.Now().Add(100*time.Millisecond), time.Now().Add(time.Hour)
-	for _, k := range []string{"k", "older-below"} {
-		lower.put([]byte(k), sessioncache.Entry{Value: []byte("v"), Expiry: capped, Rev: rev})
-		v, _, err := entryParts(c.Get(ctx, "auths", []byte(k)))
-		require.NoError(t, err)
-		require.Equal(t, "v", string(v))
-	}
+	readCappedCopy(ctx, t, c, lower.memBackend, "k", rev, capped)
+	readCappedCopy(ctx, t, c, lower.memBackend, "older-below", rev, capped)
 	lower.down.Store(true)
 	for i := range 300 {
 		require.NoError(t, c.Publish(ctx, "auths", fmt.Appendf(nil, "fill%d", i), sessioncache.Entry{Value: []byte("x"), Expiry: hour}))
@@ -698,10 +700,8 @@ func TestACopyWaitingInTheOutboxIsNotItsVersionsEnd(t *testing.T) {
 	}
 	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
 
-	lower.mu.Lock()
-	lower.m["k"] = sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: rev} // the version's own
-	lower.m["older-below"] = sessioncache.Entry{Value: []byte("old"), Expiry: hour, Rev: rev - 1}
-	lower.mu.Unlock()
+	lower.replace("k", sessioncache.Entry{Value: []byte("v"), Expiry: hour, Rev: rev}) // the version's own
+	lower.replace("older-below", sessioncache.Entry{Value: []byte("old"), Expiry: hour, Rev: rev - 1})
 	v, _, err := entryParts(c.Get(ctx, "auths", []byte("k")))
 	require.NoError(t, err, "the relay asks below")
 	assert.Equal(t, "v", string(v))
@@ -718,15 +718,9 @@ func TestAnExpiredCopyInTheTableKeepsOlderVersionsOut(t *testing.T) {
 	key := []byte("k")
 	rev := uint64(time.Now().UnixNano())
 	capped := time.Now().Add(50 * time.Millisecond)
-	lower.put(key, sessioncache.Entry{Value: []byte("v"), Expiry: capped, Rev: rev})
-	v, _, err := entryParts(c.Get(ctx, "auths", key))
-	require.NoError(t, err)
-	require.Equal(t, "v", string(v))
+	readCappedCopy(ctx, t, c, lower, "k", rev, capped)
 	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
-
-	lower.mu.Lock()
-	lower.m["k"] = sessioncache.Entry{Value: []byte("old"), Expiry: time.Now().Add(time.Hour), Rev: rev - 1}
-	lower.mu.Unlock()
-	_, err = c.Get(ctx, "auths", key)
+	lower.replace("k", sessioncache.Entry{Value: []byte("old"), Expiry: time.Now().Add(time.Hour), Rev: rev - 1})
+	_, err := c.Get(ctx, "auths", key)
 	assert.ErrorIs(t, err, ErrNotFound, "a version older than the copy is not served")
 }

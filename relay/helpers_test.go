@@ -164,6 +164,14 @@ func (b *memBackend) put(key []byte, e sessioncache.Entry) {
 	b.m[string(key)] = e
 }
 
+// replace makes e what b holds for key, whatever it held (a tier below whose version
+// changed behind the relay's back).
+func (b *memBackend) replace(key string, e sessioncache.Entry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m[key] = e
+}
+
 func (b *memBackend) Set(_ context.Context, _ string, key []byte, e sessioncache.Entry) error {
 	b.put(key, e)
 	return nil
