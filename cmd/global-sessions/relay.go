@@ -35,6 +35,7 @@ func relayConfig(f *config.File, log *slog.Logger) (relay.RelayConfig, error) {
 		TombstoneTTL:  time.Duration(f.TombstoneTTL),
 		StreamBacklog: f.StreamBacklog,
 		OutboxDir:     f.Resolve(f.OutboxDir),
+		OutboxLimit:   f.OutboxLimit,
 	}, nil
 }
 
@@ -84,7 +85,8 @@ func relaySibling(f *config.File, rc relay.RelayConfig, log *slog.Logger) (sibli
 	table.Create = false
 	table.OnEvict = nil
 	return siblingPlan{config: &relay.SiblingConfig{Addr: config.HostPort(sib.Address, sib.Port), ServerOptions: opts,
-		AuthPath: rc.AuthPath, Table: &table, Replicas: f.Replicas, Members: f.ReliefMembers, HintDir: f.Resolve(f.HintDir)}}, nil
+		AuthPath: rc.AuthPath, Table: &table, Replicas: f.Replicas, Members: f.ReliefMembers, HintDir: f.Resolve(f.HintDir),
+		HintLimit: f.HintLimit}}, nil
 }
 
 // runRelay runs the relay a relay file describes, its sibling, and the relief servers the

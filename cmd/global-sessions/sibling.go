@@ -18,7 +18,7 @@ func siblingConfig(f *config.File, log *slog.Logger) (relay.SiblingConfig, error
 		return relay.SiblingConfig{}, err
 	}
 	cfg := relay.SiblingConfig{Addr: config.HostPort(f.Address, f.Port), ServerOptions: opts, AuthPath: f.AuthPathOrDefault(),
-		Replicas: f.Replicas, Members: f.ReliefMembers, HintDir: f.Resolve(f.HintDir)}
+		Replicas: f.Replicas, Members: f.ReliefMembers, HintDir: f.Resolve(f.HintDir), HintLimit: f.HintLimit}
 	if f.Cache != nil {
 		tc := tableConfig(f, f.Cache, false)
 		cfg.Table = &tc

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -31,4 +32,27 @@ func TestRelayAndSiblingNameOneSection(t *testing.T) {
 	assert.Equal(t, sectionPath(filepath.Join(dir, "ml_relay.conf"), 9849381), sc.Path)
 	assert.Equal(t, 20000, sc.ElementCount)
 	assert.Equal(t, uint64(9849381), sc.Seed)
+}
+
+// TestTheHandoffLimitsReachTheLibrary: outbox_limit and hint_limit in a relay's file (its
+// sibling in process) and in a sibling's file become the relay's and sibling's limits.
+func TestTheHandoffLimitsReachTheLibrary(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	r, err := config.Parse([]byte(`{"edge_supported_relay": true, "port": 7878, "sibling": {"port": 7880},
+		"outbox_limit": 1048576, "hint_limit": 2097152,
+		"path_types": {"auths": {"relay": {}, "cache": {"path": "/dev/shm/x.table"}}}}`), "relay.conf", "/etc/gs")
+	require.NoError(t, err)
+	rc, err := relayConfig(r, log)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1<<20), rc.OutboxLimit)
+	plan, err := relaySibling(r, rc, log)
+	require.NoError(t, err)
+	require.NotNil(t, plan.config, "the sibling runs in process")
+	assert.Equal(t, int64(2<<20), plan.config.HintLimit)
+
+	s, err := config.Parse([]byte(`{"half_edge": true, "port": 7880, "hint_limit": 3145728}`), "sibling.conf", "/etc/gs")
+	require.NoError(t, err)
+	sc, err := siblingConfig(s, log)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3<<20), sc.HintLimit)
 }

@@ -81,9 +81,15 @@ type File struct {
 	// OutboxDir is where the relay keeps evictions and deletions until its sibling has
 	// confirmed them (default: beside the relay's table, with ".outbox" appended).
 	OutboxDir string `json:"outbox_dir"`
+	// OutboxLimit bounds the bytes of evictions and deletions the relay keeps until they
+	// are confirmed (relay.RelayConfig.OutboxLimit; default 64 MiB).
+	OutboxLimit int64 `json:"outbox_limit"`
 	// HintDir is where the sibling keeps what absent relief servers should receive, and
 	// the list of relief servers it knows (default: beside the relay's table, ".hints").
 	HintDir string `json:"hint_dir"`
+	// HintLimit bounds the bytes of hints the sibling keeps for one absent relief server
+	// (relay.SiblingConfig.HintLimit; default 256 MiB).
+	HintLimit int64 `json:"hint_limit"`
 	// ReliefMembers are relief servers, as "kind/id", that own keys before they first
 	// connect to the sibling (every one that connects is added and remembered).
 	ReliefMembers []string `json:"relief_members"`
@@ -383,6 +389,12 @@ func (f *File) check() error {
 	}
 	if f.FrameBudget < 0 {
 		return &Error{File: f.Name, Field: "frame_budget", Msg: "negative"}
+	}
+	if f.OutboxLimit < 0 {
+		return &Error{File: f.Name, Field: "outbox_limit", Msg: "negative"}
+	}
+	if f.HintLimit < 0 {
+		return &Error{File: f.Name, Field: "hint_limit", Msg: "negative"}
 	}
 	if f.Role() == RoleRelief && f.MessageRelay == nil {
 		return &Error{File: f.Name, Field: "message_relay", Msg: "required: the sibling to connect to"}

@@ -144,6 +144,8 @@ func TestErrorsNameFileAndField(t *testing.T) {
 		{`{"gateway": {"port": 1, "session_service": "http://x", "jwt": {"hs256_key_file": "k"}, "oidc": {"client_id": "gw", "issuer": "https://idp", "redirect_url": "https://gw/cb", "secret_file": "s", "backend_token": "id_token"}}}`, "gateway.oidc.backend_token"},
 		{`{"edge_supported_relay": true, "port": 1, "max_conns": -2}`, "max_conns: -1 (no limit)"},
 		{`{"edge_supported_relay": true, "port": 1, "frame_budget": -1}`, "frame_budget: negative"},
+		{`{"edge_supported_relay": true, "port": 1, "outbox_limit": -1}`, "outbox_limit: negative"},
+		{`{"half_edge": true, "port": 1, "hint_limit": -5}`, "hint_limit: negative"},
 		{`{"discovery": {"port": 1, "file": "f", "prepare": {"path": "prepare"}}}`, "discovery.prepare.path: must start with /"},
 		{`{"discovery": {"port": 1, "file": "f", "prepare": {"ttl": "10ms"}}}`, "discovery.prepare.ttl: at least 1s"},
 		{`{"gateway": {"port": 1, "session_service": "http://x", "jwt": {}}}`, "gateway.jwt: required"},
