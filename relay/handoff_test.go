@@ -622,13 +622,8 @@ func TestACappedCopyDoesNotEndTheVersion(t *testing.T) {
 // relay asks below again (no "deleted" answer of its own), and reclaiming the cached copy
 // hands no deletion down.
 func TestAnAnswerFromBelowIsCachedAsACopy(t *testing.T) {
-	lower := newMemBackend()
-	r, c, ctx := relayAbove(t, lower)
+	r, c, ctx, lower, rev := relayWithExpiredCopy(t)
 	key := []byte("k")
-	rev := uint64(time.Now().UnixNano())
-	capped := time.Now().Add(50 * time.Millisecond)
-	readCappedCopy(ctx, t, c, lower, "k", rev, capped)
-	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
 
 	// The version's own expiry, below.
 	lower.replace("k", sessioncache.Entry{Value: []byte("v"), Expiry: time.Now().Add(time.Hour), Rev: rev})
@@ -672,6 +667,20 @@ func readCappedCopy(ctx context.Context, t *testing.T, c *Client, lower *memBack
 	require.Equal(t, "v", string(v))
 }
 
+// relayWithExpiredCopy starts a relay over a memory backend whose answer for "k" (at
+// revision rev) was capped at 50 ms, has the relay cache it, and returns once the cap has
+// passed: the relay's table holds an expired copy.
+func relayWithExpiredCopy(t *testing.T) (r *Relay, c *Client, ctx context.Context, lower *memBackend, rev uint64) {
+	t.Helper()
+	lower = newMemBackend()
+	r, c, ctx = relayAbove(t, lower)
+	rev = uint64(time.Now().UnixNano())
+	capped := time.Now().Add(50 * time.Millisecond)
+	readCappedCopy(ctx, t, c, lower, "k", rev, capped)
+	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
+	return r, c, ctx, lower, rev
+}
+
 // relayAbove starts a relay with a 64-record table over lower, and a client of it.
 func relayAbove(t *testing.T, lower Backend) (*Relay, *Client, context.Context) {
 	t.Helper()
@@ -713,13 +722,8 @@ func TestACopyWaitingInTheOutboxIsNotItsVersionsEnd(t *testing.T) {
 // expiry (a relief server's cap) has passed; the tier below now answers with an older
 // version, which the relay does not serve.
 func TestAnExpiredCopyInTheTableKeepsOlderVersionsOut(t *testing.T) {
-	lower := newMemBackend()
-	_, c, ctx := relayAbove(t, lower)
+	_, c, ctx, lower, rev := relayWithExpiredCopy(t)
 	key := []byte("k")
-	rev := uint64(time.Now().UnixNano())
-	capped := time.Now().Add(50 * time.Millisecond)
-	readCappedCopy(ctx, t, c, lower, "k", rev, capped)
-	time.Sleep(time.Until(capped) + time.Millisecond) // the expiry itself is what is waited for
 	lower.replace("k", sessioncache.Entry{Value: []byte("old"), Expiry: time.Now().Add(time.Hour), Rev: rev - 1})
 	_, err := c.Get(ctx, "auths", key)
 	assert.ErrorIs(t, err, ErrNotFound, "a version older than the copy is not served")

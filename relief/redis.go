@@ -168,6 +168,8 @@ func (r *RedisStore) Put(ctx context.Context, key []byte, e sessioncache.Entry) 
 			// replaces would have lived.
 			e = sessioncache.Entry{Rev: e.Rev, Deleted: true}
 			if exp+r.keepMs <= time.Now().UnixMilli() {
+				// Past keeping too: an expiry that has Redis keep the tombstone one second
+				// (the script expires the key keepMs after the header's expiry).
 				exp = time.Now().Add(time.Second).UnixMilli() - r.keepMs
 			}
 		}

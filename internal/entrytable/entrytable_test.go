@@ -11,6 +11,14 @@ import (
 	"github.com/globalsession/globalsession/sessioncache"
 )
 
+// mustPut is tb.Put that fails the test on an error, and reports whether it stored.
+func mustPut(t *testing.T, tb *Table, k []byte, e sessioncache.Entry) bool {
+	t.Helper()
+	ok, err := tb.Put(k, e)
+	require.NoError(t, err)
+	return ok
+}
+
 func newTable(t *testing.T) *Table {
 	t.Helper()
 	raw, err := sessioncache.Open(sessioncache.Config{
@@ -25,32 +33,22 @@ func TestTheNewestVersionWins(t *testing.T) {
 	tb := newTable(t)
 	hour := time.Now().Add(time.Hour)
 	k := []byte("sid")
-	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("v5"), Expiry: hour, Rev: 5})
-	require.NoError(t, err)
-	assert.True(t, ok)
-	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("v3"), Expiry: hour, Rev: 3})
-	require.NoError(t, err)
-	assert.False(t, ok, "an older version does not replace a newer one")
+	assert.True(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("v5"), Expiry: hour, Rev: 5}))
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("v3"), Expiry: hour, Rev: 3}), "an older version does not replace a newer one")
 	e, err := tb.GetAppend(nil, k)
 	require.NoError(t, err)
 	assert.Equal(t, "v5", string(e.Value))
 	assert.Equal(t, uint64(5), e.Rev)
 
-	ok, err = tb.Put(k, sessioncache.Entry{Rev: 5, Deleted: true, Expiry: time.Now().Add(time.Minute)})
-	require.NoError(t, err)
-	assert.True(t, ok, "a deletion wins a tie")
+	assert.True(t, mustPut(t, tb, k, sessioncache.Entry{Rev: 5, Deleted: true, Expiry: time.Now().Add(time.Minute)}), "a deletion wins a tie")
 	e, err = tb.GetAppend(nil, k)
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
 	assert.True(t, e.Deleted)
 	assert.Equal(t, uint64(5), e.Rev)
 	assert.WithinDuration(t, hour, e.Expiry, time.Millisecond, "the tombstone lasts as long as the entry would have")
 
-	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("v4"), Expiry: hour, Rev: 4})
-	require.NoError(t, err)
-	assert.False(t, ok, "an older set does not bring a deleted key back")
-	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("v6"), Expiry: hour, Rev: 6})
-	require.NoError(t, err)
-	assert.True(t, ok, "a newer set after the deletion is a new entry")
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("v4"), Expiry: hour, Rev: 4}), "an older set does not bring a deleted key back")
+	assert.True(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("v6"), Expiry: hour, Rev: 6}), "a newer set after the deletion is a new entry")
 	e, err = tb.GetAppend(nil, k)
 	require.NoError(t, err)
 	assert.Equal(t, "v6", string(e.Value))
@@ -74,33 +72,25 @@ func TestExpiredVersionsRemoveOlderOnes(t *testing.T) {
 	k := []byte("k")
 	_, err := tb.Put(k, sessioncache.Entry{Value: []byte("v"), Rev: 1, Expiry: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
-	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("w"), Rev: 2, Expiry: time.Now().Add(-time.Second)})
-	require.NoError(t, err)
-	assert.False(t, ok)
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("w"), Rev: 2, Expiry: time.Now().Add(-time.Second)}))
 	_, err = tb.GetAppend(nil, k)
 	assert.ErrorIs(t, err, sessioncache.ErrNotFound)
 
 	// An expired version older than the one held removes nothing.
 	_, err = tb.Put(k, sessioncache.Entry{Value: []byte("x"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
-	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("y"), Rev: 4, Expiry: time.Now().Add(-time.Second)})
-	require.NoError(t, err)
-	assert.False(t, ok)
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("y"), Rev: 4, Expiry: time.Now().Add(-time.Second)}))
 	e, err := tb.GetAppend(nil, k)
 	require.NoError(t, err)
 	assert.Equal(t, "x", string(e.Value))
 
 	// An expired deletion newer than the entry held leaves a tombstone as long as the entry
 	// would have lived, so an older copy of it arriving later stays out.
-	ok, err = tb.Put(k, sessioncache.Entry{Rev: 6, Deleted: true, Expiry: time.Now().Add(-time.Second)})
-	require.NoError(t, err)
-	assert.True(t, ok)
+	assert.True(t, mustPut(t, tb, k, sessioncache.Entry{Rev: 6, Deleted: true, Expiry: time.Now().Add(-time.Second)}))
 	e, err = tb.GetAppend(nil, k)
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
 	assert.True(t, e.Deleted)
-	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("x"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
-	require.NoError(t, err)
-	assert.False(t, ok, "the older copy does not come back")
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("x"), Rev: 5, Expiry: time.Now().Add(time.Hour)}), "the older copy does not come back")
 }
 
 func TestForeignRecordsAreReplaced(t *testing.T) {
@@ -128,12 +118,8 @@ func TestAnExpiredVersionShadowsOlderOnes(t *testing.T) {
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
 	assert.Equal(t, sessioncache.Entry{Rev: 5, Deleted: true, Expiry: time.Unix(0, exp.UnixNano())}, e)
 
-	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("older"), Rev: 4, Expiry: time.Now().Add(time.Hour)})
-	require.NoError(t, err)
-	assert.False(t, ok, "an older version stays out")
-	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("same"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
-	require.NoError(t, err)
-	assert.False(t, ok, "so does the same version again")
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("older"), Rev: 4, Expiry: time.Now().Add(time.Hour)}), "an older version stays out")
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("same"), Rev: 5, Expiry: time.Now().Add(time.Hour)}), "so does the same version again")
 	_, err = tb.GetAppend(nil, k)
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
 
@@ -163,12 +149,8 @@ func TestACopyThatExpiresIsNotTheVersionsEnd(t *testing.T) {
 	e, err = tb.GetAppend(nil, k)
 	require.ErrorIs(t, err, sessioncache.ErrNotFound)
 	assert.False(t, e.Deleted, "an expired copy says nothing of its version")
-	ok, err := tb.Put(k, sessioncache.Entry{Value: []byte("older"), Rev: 4, Expiry: time.Now().Add(time.Hour)})
-	require.NoError(t, err)
-	assert.False(t, ok, "an older version stays out")
-	ok, err = tb.Put(k, sessioncache.Entry{Value: []byte("copy"), Rev: 5, Expiry: time.Now().Add(time.Hour)})
-	require.NoError(t, err)
-	assert.True(t, ok, "the version itself comes back")
+	assert.False(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("older"), Rev: 4, Expiry: time.Now().Add(time.Hour)}), "an older version stays out")
+	assert.True(t, mustPut(t, tb, k, sessioncache.Entry{Value: []byte("copy"), Rev: 5, Expiry: time.Now().Add(time.Hour)}), "the version itself comes back")
 	e, err = tb.GetAppend(nil, k)
 	require.NoError(t, err)
 	assert.Equal(t, "copy", string(e.Value))
