@@ -595,11 +595,8 @@ func TestAnEvictionThatExpiresWhileWaitingStillEndsOlderVersions(t *testing.T) {
 // MaxLife, after which its copy reads as the deletion of that revision; the aging server's
 // copy of the same version, whose own expiry is still to come, is the answer.
 func TestACappedCopyDoesNotEndTheVersion(t *testing.T) {
-	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	s, x1, a1 := siblingWithTwoReliefServers(t)
 	ctx := ctxT(t)
-	x1, a1 := newMemBackend(), newMemBackend()
-	connectRelief(t, s, ReliefExpansion, "x1", x1)
-	connectRelief(t, s, ReliefAging, "a1", a1)
 	key := []byte("k")
 	rev := uint64(time.Now().UnixNano())
 	x1.put(key, sessioncache.Entry{Rev: rev, Deleted: true, Expiry: time.Now().Add(-time.Second)})
@@ -641,11 +638,8 @@ func TestAnAnswerFromBelowIsCachedAsACopy(t *testing.T) {
 // by its max_life, and the aging server's copy of the same version: the answer carries the
 // version's own (later) expiry, whichever answered first.
 func TestOfTwoCopiesTheLongerLivedIsTheAnswer(t *testing.T) {
-	s := startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	s, x1, a1 := siblingWithTwoReliefServers(t)
 	ctx := ctxT(t)
-	x1, a1 := newMemBackend(), newMemBackend()
-	connectRelief(t, s, ReliefExpansion, "x1", x1)
-	connectRelief(t, s, ReliefAging, "a1", a1)
 	rev := uint64(time.Now().UnixNano())
 	capped, own := time.Now().Add(time.Minute), time.Now().Add(time.Hour)
 	x1.put([]byte("k"), sessioncache.Entry{Value: []byte("v"), Rev: rev, Expiry: capped})
@@ -665,6 +659,17 @@ func readCappedCopy(ctx context.Context, t *testing.T, c *Client, lower *memBack
 	v, _, err := entryParts(c.Get(ctx, "auths", []byte(key)))
 	require.NoError(t, err)
 	require.Equal(t, "v", string(v))
+}
+
+// siblingWithTwoReliefServers starts a sibling with an expansion server x1 and an aging
+// server a1 connected, each over a memory backend.
+func siblingWithTwoReliefServers(t *testing.T) (s *Sibling, x1, a1 *memBackend) {
+	t.Helper()
+	s = startSibling(t, SiblingConfig{HintDir: t.TempDir()})
+	x1, a1 = newMemBackend(), newMemBackend()
+	connectRelief(t, s, ReliefExpansion, "x1", x1)
+	connectRelief(t, s, ReliefAging, "a1", a1)
+	return s, x1, a1
 }
 
 // relayWithExpiredCopy starts a relay over a memory backend whose answer for "k" (at
