@@ -269,6 +269,31 @@ func answerHelloThenSilent(nc net.Conn) {
 	}
 }
 
+// TestAPeerThatEndsMidFrameIsClosedAtOnce: peers that send part of their hello and close
+// their side are disconnected at once, not when the hello timer runs out, although their
+// end may come with the bytes the server reads (the poller reports the two as one).
+func TestAPeerThatEndsMidFrameIsClosedAtOnce(t *testing.T) {
+	r := startRelay(t, RelayConfig{ServerOptions: ServerOptions{HelloTimeout: time.Minute}})
+	hello, _ := wire.Append(nil, &wire.Frame{Op: wire.OpHello, ID: 1, Value: []byte{wire.Version}})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			nc, err := net.Dial("tcp", r.Addr().String())
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer nc.Close()
+			_, err = nc.Write(hello[:10])
+			assert.NoError(t, err)
+			assert.NoError(t, nc.(*net.TCPConn).CloseWrite())
+			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = bytes.NewBuffer(nil).ReadFrom(nc)
+			assert.NoError(t, err, "the server closes the connection at once")
+		})
+	}
+	wg.Wait()
+}
+
 // TestServerSurvivesBadPeers sends garbage, oversize frames and requests before hello, and
 // keeps a client that never reads: each is disconnected, and a good client is served
 // throughout.

@@ -233,10 +233,15 @@ func (b *Buffer) Buffered() []byte {
 	return b.buf[b.r:b.w]
 }
 
+// MidFrame reports whether the buffer holds part of a frame that Next cannot return yet.
+func (b *Buffer) MidFrame() bool {
+	return b.w > b.r || b.big != nil && !b.bigDone
+}
+
 // EOF returns the error that the end of the stream means now: io.EOF between frames,
 // io.ErrUnexpectedEOF within one.
 func (b *Buffer) EOF() error {
-	if b.w > b.r || b.big != nil && !b.bigDone {
+	if b.MidFrame() {
 		return io.ErrUnexpectedEOF
 	}
 	return io.EOF

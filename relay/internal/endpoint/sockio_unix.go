@@ -154,13 +154,14 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 
 // pump reads the socket into in, calling consume after each read that brings bytes,
 // until a read or consume fails or the socket is closed. Until s.pollUntil a read that
-// finds the socket empty is tried again at once instead of waiting. It waits for the socket to be
-// readable within one RawConn.Read, so the readiness the runtime's poller reports while
-// consume runs is kept for the next wait; and so, after a read that leaves the socket
-// empty (it took less than the room it had), it waits for readiness again instead of
-// making the read that would find the socket empty and then wait: per batch of requests
-// one read, as in an event loop, instead of two. consume runs within the wait, so it must
-// not close the socket itself (conn.close closes it from a goroutine of its own).
+// finds the socket empty is tried again at once instead of waiting. It waits for the
+// socket to be readable within one RawConn.Read, so the readiness the runtime's poller
+// reports while consume runs is kept for the next wait; and so, after a read that leaves
+// the socket empty (it took less than the room it had, and left no frame half-read), it
+// waits for readiness again instead of making the read that would find the socket empty
+// and then wait: per batch of requests one read, as in an event loop, instead of two.
+// consume runs within the wait, so it must not close the socket itself (conn.close closes
+// it from a goroutine of its own).
 func (s *rawSocket) pump(in *wire.Buffer, consume func() error) error {
 	var err error
 	wait := func(fd uintptr) bool {
@@ -190,9 +191,13 @@ func (s *rawSocket) pump(in *wire.Buffer, consume func() error) error {
 				err = e
 				return true
 			}
-			if n < len(room) {
+			if n < len(room) && !in.MidFrame() {
 				return false // the socket is empty: wait for its next bytes
 			}
+			// The socket filled the room, or ended mid-frame: read again. A peer's end
+			// that came with the bytes just read shows only in the next read, and the
+			// poller, whose readiness it shared, will not report it again: a peer that
+			// sent part of a frame and closed would be kept until a timer ended it.
 		}
 	}
 	if e := s.rc.Read(wait); e != nil {
